@@ -1,0 +1,3 @@
+from syntera.cli import main
+
+main()

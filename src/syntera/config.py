@@ -1,0 +1,49 @@
+"""One typed settings object, read from ``SYNTERA_*`` variables and a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be told from the outside.
+
+    A store whose URL is unset is the embedded default, started by ``syntera`` under
+    ``data_dir``; a store whose URL is set is used as it is and nothing is started.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SYNTERA_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".syntera")
+
+    database_url: str | None = Field(
+        default=None, description="Owner connection, used for migrations and operations."
+    )
+    api_database_url: str | None = Field(
+        default=None,
+        description="Connection as the low-privilege `authenticator` role, used by the API.",
+    )
+    mongodb_uri: str | None = None
+    mongodb_db: str = "syntera"
+    redis_url: str | None = None
+
+    jwt_secret: str | None = None
+    service_key: str | None = None
+
+    pg_pool_min_size: int = Field(default=2, ge=0)
+    pg_pool_max_size: int = Field(default=20, ge=1)
+    pg_pool_timeout_s: float = Field(default=10.0, gt=0)
+    pg_statement_timeout_ms: int = Field(default=15_000, ge=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

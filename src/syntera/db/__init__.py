@@ -1,0 +1,1 @@
+"""Connections to the stores and the migrations; no domain knowledge lives here."""

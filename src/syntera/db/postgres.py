@@ -1,0 +1,69 @@
+"""The PostgreSQL pool of the API and the tenant transaction every request runs in.
+
+The pool connects as ``authenticator``, a login role that holds no privilege of its own.
+Each transaction first becomes the caller: ``role`` and ``request.jwt.claims`` are set
+with ``set_config(..., true)`` (transaction-local, exactly what PostgREST and Supabase do),
+and row-level security does the rest. The settings and the transaction's BEGIN travel in
+one pipelined round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.config import Settings
+from syntera.tenancy import Principal
+
+TenantConnection = AsyncConnection[DictRow]
+
+# Transaction-local (third argument true): nothing survives into the next request that
+# borrows this connection from the pool.
+BECOME_PRINCIPAL = """
+SELECT set_config('role', %(role)s, true),
+       set_config('request.jwt.claims', %(claims)s, true)
+"""
+
+
+async def _configure(conn: TenantConnection) -> None:
+    """Run once per new pooled connection."""
+    await conn.set_autocommit(False)
+
+
+def create_api_pool(
+    settings: Settings, conninfo: str, *, open: bool = False
+) -> AsyncConnectionPool[TenantConnection]:
+    """The API's pool, connected as ``authenticator`` (not opened unless ``open``)."""
+    options = f"-c statement_timeout={settings.pg_statement_timeout_ms}"
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=settings.pg_pool_min_size,
+        max_size=settings.pg_pool_max_size,
+        timeout=settings.pg_pool_timeout_s,
+        kwargs={"row_factory": dict_row, "options": options, "application_name": "syntera-api"},
+        configure=_configure,
+        connection_class=AsyncConnection[DictRow],
+        open=open,
+        name="syntera-api",
+    )
+
+
+@asynccontextmanager
+async def transaction_as(
+    pool: AsyncConnectionPool[TenantConnection], principal: Principal
+) -> AsyncIterator[TenantConnection]:
+    """One transaction as ``principal``: committed when the block ends, rolled back if it
+    raises. Everything run on the yielded connection is subject to row-level security as
+    that principal (``service_role`` bypasses it)."""
+    async with pool.connection() as conn:
+        async with conn.pipeline():
+            await conn.execute(
+                BECOME_PRINCIPAL,
+                {"role": principal.role, "claims": orjson.dumps(principal.claims).decode()},
+            )
+        yield conn
