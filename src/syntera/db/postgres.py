@@ -53,6 +53,12 @@ def create_api_pool(
     )
 
 
+async def become(conn: TenantConnection, principal: Principal) -> None:
+    """Make the rest of the current transaction run as ``principal``."""
+    claims = orjson.dumps(principal.claims).decode()
+    await conn.execute(BECOME_PRINCIPAL, {"role": principal.role, "claims": claims})
+
+
 @asynccontextmanager
 async def transaction_as(
     pool: AsyncConnectionPool[TenantConnection], principal: Principal
@@ -62,8 +68,5 @@ async def transaction_as(
     that principal (``service_role`` bypasses it)."""
     async with pool.connection() as conn:
         async with conn.pipeline():
-            await conn.execute(
-                BECOME_PRINCIPAL,
-                {"role": principal.role, "claims": orjson.dumps(principal.claims).decode()},
-            )
+            await become(conn, principal)
         yield conn

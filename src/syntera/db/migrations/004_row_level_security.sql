@@ -99,47 +99,39 @@ CREATE TRIGGER on_company_created
   AFTER INSERT ON public.companies
   FOR EACH ROW EXECUTE FUNCTION private.handle_new_company();
 
--- What an API user may do to a users row beyond what the policies let them reach:
--- nobody changes their own role or company; an owner or admin of the company may change a
--- teammate's role between 'user' and 'admin' or remove them from the company; the owner's
--- own row changes only through the system. Trusted code (the table owner, service_role,
--- the SECURITY DEFINER triggers above) is not restricted here.
+-- What an API user may change in a users row beyond what the policies let them reach:
+-- nobody changes their own role; an owner or admin of the company may set a teammate's
+-- role to 'user' or 'admin'; the owner's row and the owner role are not changed this way.
+-- Membership (company_id) never changes by UPDATE from the API: joining happens through
+-- an invitation or by creating a company, leaving through public.remove_team_member().
+-- Trusted code (the table owner, service_role, the SECURITY DEFINER functions here) is
+-- not restricted by this trigger.
 CREATE FUNCTION private.guard_member_changes() RETURNS trigger
   LANGUAGE plpgsql
   SET search_path = ''
   AS $$
-  DECLARE
-    actor_role text := private.current_member_role();
   BEGIN
     IF current_user NOT IN ('authenticated', 'anon') THEN
       RETURN NEW;
     END IF;
-    IF NEW.company_id IS NOT DISTINCT FROM OLD.company_id AND NEW.role = OLD.role THEN
+    IF NEW.company_id IS DISTINCT FROM OLD.company_id THEN
+      RAISE EXCEPTION 'membership changes only through invitations and remove_team_member()'
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NEW.role = OLD.role THEN
       RETURN NEW;
     END IF;
     IF OLD.id = auth.uid() THEN
-      RAISE EXCEPTION 'users cannot change their own role or company'
-        USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF OLD.company_id IS DISTINCT FROM private.current_company_id()
-       OR actor_role IS NULL OR actor_role NOT IN ('owner', 'admin') THEN
-      RAISE EXCEPTION 'only an owner or admin of the company can change its members'
+      RAISE EXCEPTION 'users cannot change their own role'
         USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF OLD.role = 'owner' THEN
-      RAISE EXCEPTION 'the owner''s role and membership cannot be changed'
-        USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NEW.company_id IS NOT NULL AND NEW.company_id IS DISTINCT FROM OLD.company_id THEN
-      RAISE EXCEPTION 'a member can be removed from the company, not moved to another'
+      RAISE EXCEPTION 'the owner''s role cannot be changed'
         USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF NEW.role = 'owner' THEN
       RAISE EXCEPTION 'the owner role cannot be granted'
         USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NEW.company_id IS NULL THEN
-      NEW.role := 'user';  -- a removed member keeps no role
     END IF;
     RETURN NEW;
   END
@@ -148,6 +140,36 @@ CREATE FUNCTION private.guard_member_changes() RETURNS trigger
 CREATE TRIGGER guard_member_changes
   BEFORE UPDATE ON public.users
   FOR EACH ROW EXECUTE FUNCTION private.guard_member_changes();
+
+-- An owner or admin removes a teammate (not the owner, not themselves) from the company;
+-- the removed user keeps their account, without a company or role.
+CREATE FUNCTION public.remove_team_member(member_id uuid) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = ''
+  AS $$
+  DECLARE
+    target public.users;
+  BEGIN
+    IF private.current_member_role() IS DISTINCT FROM 'owner'
+       AND private.current_member_role() IS DISTINCT FROM 'admin' THEN
+      RAISE EXCEPTION 'only an owner or admin can remove members'
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO target FROM public.users
+     WHERE id = member_id AND company_id = private.current_company_id();
+    IF target.id IS NULL THEN
+      RAISE EXCEPTION 'no such member' USING ERRCODE = 'no_data_found';
+    END IF;
+    IF target.id = auth.uid() OR target.role = 'owner' THEN
+      RAISE EXCEPTION 'the owner and oneself cannot be removed'
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    UPDATE public.users SET company_id = NULL, role = 'user' WHERE id = target.id;
+  END
+  $$;
+
+REVOKE ALL ON FUNCTION public.remove_team_member(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.remove_team_member(uuid) TO authenticated;
 
 -- Privileges: what each role may attempt at all; the policies then pick the rows. -------
 
@@ -160,7 +182,7 @@ GRANT INSERT (id, name, owner_id) ON public.companies TO authenticated;
 GRANT UPDATE (name) ON public.companies TO authenticated;
 
 GRANT SELECT ON public.users TO authenticated;
-GRANT UPDATE (role, company_id) ON public.users TO authenticated;
+GRANT UPDATE (role) ON public.users TO authenticated;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON
   public.invitations,
@@ -229,8 +251,8 @@ CREATE POLICY companies_delete ON public.companies FOR DELETE TO authenticated
     AND (SELECT private.current_member_role()) = 'owner'
   );
 
--- users: one's own row and one's teammates'. Owners and admins may update teammates
--- (role, removal), within the limits of guard_member_changes.
+-- users: one's own row and one's teammates'. Owners and admins may change teammates'
+-- roles, within the limits of guard_member_changes.
 
 CREATE POLICY users_select ON public.users FOR SELECT TO authenticated
   USING (id = (SELECT auth.uid()) OR company_id = (SELECT private.current_company_id()));
@@ -239,7 +261,7 @@ CREATE POLICY users_update ON public.users FOR UPDATE TO authenticated
     company_id = (SELECT private.current_company_id())
     AND (SELECT private.current_member_role()) IN ('owner', 'admin')
   )
-  WITH CHECK (company_id IS NULL OR company_id = (SELECT private.current_company_id()));
+  WITH CHECK (company_id = (SELECT private.current_company_id()));
 
 -- invitations: managed by owners and admins.
 

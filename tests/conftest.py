@@ -1,0 +1,100 @@
+"""The test session's servers: one embedded stack, started once, and a migrated database.
+
+Nothing here is a mock: PostgreSQL, the MongoDB-wire server and Valkey are the embedded
+servers of DESIGN.md. Each test makes its own tenants, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.config import Settings
+from syntera.db.migrations import migrate
+from syntera.db.postgres import TenantConnection, create_api_pool
+from syntera.embedded import EmbeddedStack, StackUrls
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    """A migrated database of the session's PostgreSQL."""
+
+    owner_url: str
+    api_url: str
+
+
+def database_urls(stack_urls: StackUrls, name: str) -> TestDatabase:
+    """The owner and authenticator URLs of database ``name`` on the stack's server."""
+    return TestDatabase(
+        owner_url=stack_urls.database_url.replace("/syntera?", f"/{name}?"),
+        api_url=stack_urls.api_database_url.replace("/syntera?", f"/{name}?"),
+    )
+
+
+def create_database(stack_urls: StackUrls, prefix: str) -> TestDatabase:
+    """A new, empty database with a unique name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(stack_urls.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return database_urls(stack_urls, name)
+
+
+@pytest.fixture(scope="session")
+def stack_dir() -> Iterator[Path]:
+    """A short directory (Unix-socket paths are limited to 107 bytes) for the stack."""
+    path = Path(tempfile.mkdtemp(prefix="syntera-test-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(stack_dir: Path) -> Iterator[StackUrls]:
+    """The embedded PostgreSQL, MongoDB-wire server and Valkey of this test session."""
+    embedded = EmbeddedStack(stack_dir)
+    urls = embedded.start()
+    yield urls
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database(stack: StackUrls) -> TestDatabase:
+    """A database with every migration applied."""
+    db = create_database(stack, "test")
+    migrate(db.owner_url)
+    return db
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings for the API pool under test."""
+    return Settings(pg_pool_min_size=1, pg_pool_max_size=10)
+
+
+@pytest.fixture(scope="session")
+async def api_pool(
+    database: TestDatabase, settings: Settings
+) -> AsyncIterator[AsyncConnectionPool[TenantConnection]]:
+    """The API's pool, connected as ``authenticator``."""
+    pool = create_api_pool(settings, database.api_url)
+    await pool.open(wait=True)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def owner_conn(database: TestDatabase) -> Iterator[psycopg.Connection]:
+    """An autocommit connection as the schema owner, for setting up fixtures."""
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        yield conn
