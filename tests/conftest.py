@@ -28,22 +28,22 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 @dataclass(frozen=True)
-class TestDatabase:
+class StackDatabase:
     """A migrated database of the session's PostgreSQL."""
 
     owner_url: str
     api_url: str
 
 
-def database_urls(stack_urls: StackUrls, name: str) -> TestDatabase:
+def database_urls(stack_urls: StackUrls, name: str) -> StackDatabase:
     """The owner and authenticator URLs of database ``name`` on the stack's server."""
-    return TestDatabase(
+    return StackDatabase(
         owner_url=stack_urls.database_url.replace("/syntera?", f"/{name}?"),
         api_url=stack_urls.api_database_url.replace("/syntera?", f"/{name}?"),
     )
 
 
-def create_database(stack_urls: StackUrls, prefix: str) -> TestDatabase:
+def create_database(stack_urls: StackUrls, prefix: str) -> StackDatabase:
     """A new, empty database with a unique name."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(stack_urls.database_url, autocommit=True) as conn:
@@ -69,7 +69,7 @@ def stack(stack_dir: Path) -> Iterator[StackUrls]:
 
 
 @pytest.fixture(scope="session")
-def database(stack: StackUrls) -> TestDatabase:
+def database(stack: StackUrls) -> StackDatabase:
     """A database with every migration applied."""
     db = create_database(stack, "test")
     migrate(db.owner_url)
@@ -84,7 +84,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def api_pool(
-    database: TestDatabase, settings: Settings
+    database: StackDatabase, settings: Settings
 ) -> AsyncIterator[AsyncConnectionPool[TenantConnection]]:
     """The API's pool, connected as ``authenticator``."""
     pool = create_api_pool(settings, database.api_url)
@@ -94,7 +94,7 @@ async def api_pool(
 
 
 @pytest.fixture(scope="session")
-def owner_conn(database: TestDatabase) -> Iterator[psycopg.Connection]:
+def owner_conn(database: StackDatabase) -> Iterator[psycopg.Connection]:
     """An autocommit connection as the schema owner, for setting up fixtures."""
     with psycopg.connect(database.owner_url, autocommit=True) as conn:
         yield conn

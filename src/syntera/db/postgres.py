@@ -31,8 +31,13 @@ SELECT set_config('role', %(role)s, true),
 
 
 async def _configure(conn: TenantConnection) -> None:
-    """Run once per new pooled connection."""
-    await conn.set_autocommit(False)
+    """Run once per new pooled connection.
+
+    Autocommit, because transactions are opened explicitly by ``begin_as``: an explicit
+    BEGIN can share a pipeline with the settings, where psycopg's implicit BEGIN would
+    be answered before anything else is sent.
+    """
+    await conn.set_autocommit(True)
 
 
 def create_api_pool(
@@ -59,6 +64,14 @@ async def become(conn: TenantConnection, principal: Principal) -> None:
     await conn.execute(BECOME_PRINCIPAL, {"role": principal.role, "claims": claims})
 
 
+async def begin_as(conn: TenantConnection, principal: Principal) -> None:
+    """Open a transaction on ``conn`` as ``principal``: BEGIN and the settings are sent in
+    one pipeline and answered in one round trip."""
+    async with conn.pipeline():
+        await conn.execute("BEGIN")
+        await become(conn, principal)
+
+
 @asynccontextmanager
 async def transaction_as(
     pool: AsyncConnectionPool[TenantConnection], principal: Principal
@@ -67,6 +80,10 @@ async def transaction_as(
     raises. Everything run on the yielded connection is subject to row-level security as
     that principal (``service_role`` bypasses it)."""
     async with pool.connection() as conn:
-        async with conn.pipeline():
-            await become(conn, principal)
-        yield conn
+        await begin_as(conn, principal)
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()

@@ -1,0 +1,118 @@
+"""The tenant transaction: one round trip to become the caller, commit or roll back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.db.postgres import TenantConnection, begin_as, transaction_as
+from syntera.tenancy import Principal
+from tests.factories import Tenant, create_tenant
+
+Pool = AsyncConnectionPool[TenantConnection]
+
+
+@pytest.fixture(scope="module")
+async def tenant(api_pool: Pool, owner_conn: psycopg.Connection) -> Tenant:
+    return await create_tenant(api_pool, owner_conn)
+
+
+async def test_runs_as_the_principal_with_its_claims(api_pool: Pool, tenant: Tenant) -> None:
+    async with transaction_as(api_pool, tenant.member) as conn:
+        row = await (
+            await conn.execute(
+                "SELECT current_user AS role, auth.uid() AS uid,"
+                " private.current_company_id() AS company"
+            )
+        ).fetchone()
+    assert row == {
+        "role": "authenticated",
+        "uid": tenant.member.user_id,
+        "company": tenant.company_id,
+    }
+
+
+async def test_settings_do_not_leak_into_the_next_transaction(
+    api_pool: Pool, tenant: Tenant
+) -> None:
+    async with transaction_as(api_pool, tenant.member):
+        pass
+    async with api_pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT current_user AS role,"
+                " coalesce(current_setting('request.jwt.claims', true), '') AS claims"
+            )
+        ).fetchone()
+    assert row == {"role": "authenticator", "claims": ""}
+
+
+async def test_commits_when_the_block_ends(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    async with transaction_as(api_pool, tenant.member) as conn:
+        await conn.execute(
+            "INSERT INTO public.contacts (company_id, email) VALUES (%s, 'committed@x.io')",
+            (tenant.company_id,),
+        )
+    row = owner_conn.execute(
+        "SELECT count(*) FROM public.contacts WHERE email = 'committed@x.io'"
+    ).fetchone()
+    assert row == (1,)
+
+
+async def test_rolls_back_when_the_block_raises(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    async def failing_request() -> None:
+        async with transaction_as(api_pool, tenant.member) as conn:
+            await conn.execute(
+                "INSERT INTO public.contacts (company_id, email) VALUES (%s, 'lost@x.io')",
+                (tenant.company_id,),
+            )
+            raise RuntimeError("request failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_request()
+    row = owner_conn.execute("SELECT count(*) FROM public.contacts WHERE email = 'lost@x.io'")
+    assert row.fetchone() == (0,)
+
+
+async def test_service_role_bypasses_rls(api_pool: Pool, tenant: Tenant) -> None:
+    async with transaction_as(api_pool, Principal.service()) as conn:
+        row = await (
+            await conn.execute("SELECT current_user AS role, count(*) AS n FROM public.companies")
+        ).fetchone()
+    assert row is not None
+    assert row["role"] == "service_role"
+    assert row["n"] >= 1
+
+
+async def test_becoming_the_principal_is_one_round_trip(
+    api_pool: Pool, tenant: Tenant, tmp_path: Path
+) -> None:
+    """BEGIN and the settings go out as one batch ending in a single Sync (libpq's trace
+    of the protocol messages shows every message the client sent)."""
+    trace_path = tmp_path / "libpq.trace"
+    async with api_pool.connection() as conn:
+        with trace_path.open("w") as trace:
+            conn.pgconn.trace(trace.fileno())
+            try:
+                await begin_as(conn, tenant.member)
+            finally:
+                conn.pgconn.untrace()
+        await conn.rollback()
+    messages = [
+        (fields[1], fields[3])
+        for fields in (line.split("\t") for line in trace_path.read_text().splitlines())
+        if len(fields) > 3 and fields[1] in ("F", "B")
+    ]
+    sent = [kind for direction, kind in messages if direction == "F"]
+    first_answer = next(i for i, (direction, _) in enumerate(messages) if direction == "B")
+    assert all(direction == "B" for direction, _ in messages[first_answer:]), messages
+    assert sent.count("Sync") == 1, sent
+    assert "Query" not in sent, sent  # no separate simple-query BEGIN
+    assert sent.count("Parse") == 2, sent  # BEGIN and the set_config statement
