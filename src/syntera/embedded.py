@@ -124,11 +124,24 @@ def _secantus_command() -> list[str]:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port``. SO_REUSEADDR, as the servers set it, so
+    that connections of a stopped server still in TIME_WAIT do not count as taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
+    return True
+
+
+def _wait_for_port_release(port: int, timeout: float = 3.0) -> bool:
+    """Whether ``port`` is free, allowing a just-killed server a moment to let go of it."""
+    deadline = time.monotonic() + timeout
+    while not _port_is_free(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
     return True
 
 
@@ -365,9 +378,11 @@ class EmbeddedStack:
                 raise EmbeddedError(f"initdb failed:\n{result.stderr.strip()}")
             with (self.pgdata / "postgresql.conf").open("a") as conf:
                 conf.write(POSTGRES_CONF)
-        # A postmaster.pid left by a crash names a pid that is dead or now someone else's;
-        # PostgreSQL would refuse to start next to it.
+        # Lock files left by a crash name a postmaster that is dead, a zombie nobody reaped,
+        # or a pid now used by someone else; PostgreSQL would refuse to start next to them.
+        # _postgres_pid() found no live server on this PGDATA, so they are stale.
         (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+        (socket_dir / f"{POSTGRES_SOCKET_NAME}.lock").unlink(missing_ok=True)
         result = self._run_postgres_tool(
             "pg_ctl",
             "-D",
@@ -494,13 +509,14 @@ class EmbeddedStack:
         self._pid_file(name).unlink(missing_ok=True)
         (self.data_dir / name).mkdir(parents=True, exist_ok=True)
         port = self._ports().get(name)
-        if port is None or not _port_is_free(port):
-            if port is not None:
-                print(
-                    f"syntera: port {port} for {name} is taken by another process; "
-                    "moving to a free port",
-                    file=sys.stderr,
-                )
+        if port is not None and not _wait_for_port_release(port):
+            print(
+                f"syntera: port {port} for {name} is taken by another process; "
+                "moving to a free port",
+                file=sys.stderr,
+            )
+            port = None
+        if port is None:
             port = _free_port()
         self._save_port(name, port)
         log_path = self._log_file(name)
