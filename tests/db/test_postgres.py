@@ -115,4 +115,4 @@ async def test_becoming_the_principal_is_one_round_trip(
     assert all(direction == "B" for direction, _ in messages[first_answer:]), messages
     assert sent.count("Sync") == 1, sent
     assert "Query" not in sent, sent  # no separate simple-query BEGIN
-    assert sent.count("Parse") == 2, sent  # BEGIN and the set_config statement
+    assert sent.count("Parse") == 3, sent  # BEGIN, the claims and role, the membership

@@ -616,3 +616,32 @@ def test_no_policy_for_api_roles_is_unconditional(owner_conn: psycopg.Connection
                 assert "private.current_company_id()" not in expression.replace(
                     "( SELECT private.current_company_id() AS current_company_id)", ""
                 ), (table, policy, expression)
+
+
+# --- the per-transaction membership copy ---------------------------------------------------
+
+
+async def test_membership_copy_of_another_user_is_ignored(
+    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    forged = f"{tenant_b.owner.user_id}:{tenant_b.company_id}:owner"
+    async with rolled_back(api_pool, tenant_a.member) as conn:
+        await conn.execute("SELECT set_config('request.membership', %s, true)", (forged,))
+        rows = await (await conn.execute("SELECT company_id FROM public.contacts")).fetchall()
+        role = await (await conn.execute("SELECT private.current_member_role() AS r")).fetchone()
+    assert {row["company_id"] for row in rows} == {tenant_a.company_id}
+    assert role == {"r": "user"}
+
+
+async def test_company_created_mid_transaction_is_visible_at_once(
+    api_pool: Pool, owner_conn: psycopg.Connection
+) -> None:
+    founder = Principal.user(create_auth_user(owner_conn))
+    async with rolled_back(api_pool, founder) as conn:
+        await conn.execute("INSERT INTO public.companies (name) VALUES ('Fresh')")
+        await conn.execute(
+            "INSERT INTO public.contacts (company_id, email)"
+            " VALUES (private.current_company_id(), 'first@fresh.io')"
+        )
+        rows = await (await conn.execute("SELECT email FROM public.contacts")).fetchall()
+    assert rows == [{"email": "first@fresh.io"}]

@@ -29,6 +29,10 @@ SELECT set_config('role', %(role)s, true),
        set_config('request.jwt.claims', %(claims)s, true)
 """
 
+# Run as the principal, after BECOME_PRINCIPAL: a copy of the caller's membership that
+# the policy helpers use instead of looking it up in every statement (migration 004).
+READ_MEMBERSHIP = "SELECT set_config('request.membership', private.membership(), true)"
+
 
 async def _configure(conn: TenantConnection) -> None:
     """Run once per new pooled connection.
@@ -62,6 +66,7 @@ async def become(conn: TenantConnection, principal: Principal) -> None:
     """Make the rest of the current transaction run as ``principal``."""
     claims = orjson.dumps(principal.claims).decode()
     await conn.execute(BECOME_PRINCIPAL, {"role": principal.role, "claims": claims})
+    await conn.execute(READ_MEMBERSHIP)
 
 
 async def begin_as(conn: TenantConnection, principal: Principal) -> None:

@@ -14,25 +14,71 @@
 -- roles can use but not create in.
 
 -- Who is asking -----------------------------------------------------------------------------
+--
+-- The caller's company and role come from public.users, read by SECURITY DEFINER lookups
+-- (they must not recurse into the policies of public.users). Such a function cannot be
+-- inlined and costs more than the indexed query it guards, so the API reads the
+-- membership once per transaction into `request.membership` ('<user>:<company>:<role>',
+-- see syntera.db.postgres.become) and the policy helpers below, plain inlinable SQL,
+-- use that copy when it belongs to the current auth.uid() and names a company. Any other
+-- caller (PostgREST, a missing or foreign setting, a user without a company) falls back
+-- to the lookup, so the copy is an optimisation only: it is set by the same code that
+-- sets request.jwt.claims, and trusts nothing those claims do not already decide.
 
-CREATE FUNCTION private.current_company_id() RETURNS uuid
+CREATE FUNCTION private.lookup_company_id() RETURNS uuid
   LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = ''
   AS $$
     SELECT company_id FROM public.users WHERE id = auth.uid()
   $$;
 
-CREATE FUNCTION private.current_member_role() RETURNS text
+CREATE FUNCTION private.lookup_member_role() RETURNS text
   LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = ''
   AS $$
     SELECT role FROM public.users WHERE id = auth.uid() AND company_id IS NOT NULL
   $$;
 
-REVOKE ALL ON FUNCTION private.current_company_id(), private.current_member_role() FROM PUBLIC;
-GRANT USAGE ON SCHEMA private TO authenticated, service_role;
-GRANT EXECUTE ON FUNCTION private.current_company_id(), private.current_member_role()
-  TO authenticated, service_role;
+-- The caller's own membership as '<user>:<company>:<role>' ('' without a user).
+CREATE FUNCTION private.membership() RETURNS text
+  LANGUAGE sql STABLE SECURITY DEFINER
+  SET search_path = ''
+  AS $$
+    SELECT coalesce(
+      (SELECT id::text || ':' || coalesce(company_id::text, '') || ':' || role
+         FROM public.users WHERE id = auth.uid()),
+      ''
+    )
+  $$;
+
+CREATE FUNCTION private.current_company_id() RETURNS uuid
+  LANGUAGE sql STABLE
+  AS $$
+    SELECT CASE
+      WHEN split_part(current_setting('request.membership', true), ':', 1) = auth.uid()::text
+       AND split_part(current_setting('request.membership', true), ':', 2) <> ''
+      THEN split_part(current_setting('request.membership', true), ':', 2)::uuid
+      ELSE private.lookup_company_id()
+    END
+  $$;
+
+CREATE FUNCTION private.current_member_role() RETURNS text
+  LANGUAGE sql STABLE
+  AS $$
+    SELECT CASE
+      WHEN split_part(current_setting('request.membership', true), ':', 1) = auth.uid()::text
+       AND split_part(current_setting('request.membership', true), ':', 2) <> ''
+      THEN split_part(current_setting('request.membership', true), ':', 3)
+      ELSE private.lookup_member_role()
+    END
+  $$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA private FROM PUBLIC;
+GRANT USAGE ON SCHEMA private TO anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION
+  private.lookup_company_id(), private.lookup_member_role(), private.membership(),
+  private.current_company_id(), private.current_member_role()
+  TO anon, authenticated, service_role;
 
 -- Membership rules, kept by triggers ----------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Benchmarks at scale. Each prints a Markdown table with its conditions; none is a test."""

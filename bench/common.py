@@ -1,0 +1,106 @@
+"""What every benchmark shares: a throw-away stack and database, timing and reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from syntera.db.migrations import migrate
+from syntera.embedded import EmbeddedStack
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    """A migrated database on a benchmark stack."""
+
+    owner_url: str
+    api_url: str
+
+
+@contextmanager
+def bench_database(data_dir: Path | None = None) -> Iterator[BenchDatabase]:
+    """A fresh, migrated database on an embedded stack of its own (stopped afterwards
+    unless ``data_dir`` was given, so a rerun can reuse generated data)."""
+    keep = data_dir is not None
+    path = data_dir or Path(tempfile.mkdtemp(prefix="syntera-bench-", dir="/tmp"))
+    stack = EmbeddedStack(path)
+    urls = stack.start(("postgres",))
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(urls.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database = BenchDatabase(
+        owner_url=urls.database_url.replace("/syntera?", f"/{name}?"),
+        api_url=urls.api_database_url.replace("/syntera?", f"/{name}?"),
+    )
+    migrate(database.owner_url)
+    try:
+        yield database
+    finally:
+        with psycopg.connect(urls.database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        if not keep:
+            stack.stop()
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latencies of repeated runs, in milliseconds."""
+
+    runs: int
+    median_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+def time_runs(run: Callable[[], object], runs: int, warmup: int = 20) -> Timing:
+    """Run ``run`` ``warmup`` times untimed, then ``runs`` times timed."""
+    for _ in range(warmup):
+        run()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - start) * 1000)
+    return summarize(samples)
+
+
+def summarize(samples_ms: list[float]) -> Timing:
+    """Median, p95 and p99 of latencies in milliseconds."""
+    quantiles = statistics.quantiles(samples_ms, n=100, method="inclusive")
+    return Timing(len(samples_ms), statistics.median(samples_ms), quantiles[94], quantiles[98])
+
+
+def machine() -> str:
+    """One line describing where the figures were measured."""
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def report(name: str, conditions: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a Markdown table and write it as JSON under bench/results/."""
+    print(f"\n### {name}\n\n{conditions}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    payload = {"name": name, "conditions": conditions, "header": header, "rows": rows}
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2))
+
+
+def as_dict(timing: Timing) -> dict[str, float]:
+    """A timing as plain numbers."""
+    return asdict(timing)

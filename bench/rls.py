@@ -1,0 +1,229 @@
+"""Row-level security at scale: the cost of letting the database enforce tenancy.
+
+    python -m bench.rls [--contacts 1000000] [--companies 1000] [--runs 300]
+
+Generates the contacts into a fresh database on its own embedded PostgreSQL, then times
+the newest 20 contacts of one company and the tenant's count(*) three ways:
+
+* explicit ``WHERE company_id = …`` as the table owner (RLS not applied) - the baseline;
+* RLS alone, as an ``authenticated`` user, with this project's policy
+  ``company_id = (SELECT private.current_company_id())``;
+* RLS alone with the seed's policy form
+  ``company_id IN (SELECT company_id FROM users WHERE id = auth.uid())``, swapped in
+  inside a transaction that is rolled back.
+
+Then one tenant transaction (BEGIN + claims + role, an indexed query, COMMIT) against the
+same indexed query sent bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from bench.common import (
+    BenchDatabase,
+    Timing,
+    bench_database,
+    machine,
+    report,
+    summarize,
+    time_runs,
+)
+from syntera.config import Settings
+from syntera.db.postgres import BECOME_PRINCIPAL, READ_MEMBERSHIP, create_api_pool, transaction_as
+from syntera.tenancy import Principal
+
+GENERATE = [
+    "INSERT INTO auth.users (email)"
+    " SELECT format('bench-%%s@example.com', g) FROM generate_series(1, %(companies)s) g",
+    # The company trigger makes each owner a member with role 'owner'.
+    "INSERT INTO public.companies (name, owner_id) SELECT 'Company ' || email, id FROM auth.users",
+    "INSERT INTO public.contacts (company_id, email, first_name, last_name, created_at)"
+    " SELECT c.id, format('c%%s@example.com', g), 'First', 'Last',"
+    "        now() - random() * interval '365 days'"
+    "   FROM public.companies c CROSS JOIN generate_series(1, %(per_company)s) g",
+    "VACUUM (ANALYZE) public.contacts",
+    "VACUUM (ANALYZE) public.users",
+]
+
+NEWEST_RLS = (
+    "SELECT id, email, first_name, last_name, created_at FROM public.contacts"
+    " ORDER BY created_at DESC, id DESC LIMIT 20"
+)
+NEWEST_EXPLICIT = (
+    "SELECT id, email, first_name, last_name, created_at FROM public.contacts"
+    " WHERE company_id = %(company_id)s ORDER BY created_at DESC, id DESC LIMIT 20"
+)
+COUNT_RLS = "SELECT count(*) FROM public.contacts"
+COUNT_EXPLICIT = "SELECT count(*) FROM public.contacts WHERE company_id = %(company_id)s"
+
+SEED_POLICY = """
+DROP POLICY contacts_select ON public.contacts;
+CREATE POLICY seed_form ON public.contacts FOR SELECT TO authenticated
+  USING (company_id IN (SELECT company_id FROM public.users WHERE id = auth.uid()));
+"""
+
+
+def generate(db: BenchDatabase, contacts: int, companies: int) -> None:
+    started = time.perf_counter()
+    with psycopg.connect(db.owner_url, autocommit=True) as conn:
+        for statement in GENERATE:
+            conn.execute(statement, {"companies": companies, "per_company": contacts // companies})
+    print(f"generated {contacts:,} contacts in {time.perf_counter() - started:.1f}s")
+
+
+def pick_tenant(db: BenchDatabase) -> tuple[uuid.UUID, uuid.UUID]:
+    with psycopg.connect(db.owner_url) as conn:
+        row = conn.execute(
+            "SELECT id, owner_id FROM public.companies ORDER BY id OFFSET"
+            " (SELECT count(*) / 2 FROM public.companies) LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def timed(conn: psycopg.Connection, query: str, params: dict[str, Any], runs: int) -> Timing:
+    expected = conn.execute(query, params).fetchall()
+    assert expected, "the query returned nothing: RLS or data is wrong"
+
+    def run() -> None:
+        conn.execute(query, params).fetchall()
+
+    return time_runs(run, runs)
+
+
+def plan(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> str:
+    rows = conn.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + query, params).fetchall()
+    return " / ".join(row[0].strip() for row in rows[:3])
+
+
+def measure_queries(db: BenchDatabase, runs: int) -> dict[str, Timing]:
+    company_id, user_id = pick_tenant(db)
+    params = {"company_id": company_id}
+    claims = {
+        "role": "authenticated",
+        "claims": f'{{"sub": "{user_id}", "role": "authenticated"}}',
+    }
+    results: dict[str, Timing] = {}
+    with psycopg.connect(db.owner_url) as owner:
+        results["newest20 explicit, no RLS"] = timed(owner, NEWEST_EXPLICIT, params, runs)
+        results["count explicit, no RLS"] = timed(owner, COUNT_EXPLICIT, params, runs)
+        owner.rollback()
+        print("plan, explicit:", plan(owner, NEWEST_EXPLICIT, params))
+    with psycopg.connect(db.api_url) as api:
+        api.execute(BECOME_PRINCIPAL, claims)  # exactly what a request does
+        api.execute(READ_MEMBERSHIP)
+        results["newest20 RLS only (ours)"] = timed(api, NEWEST_RLS, {}, runs)
+        results["count RLS only (ours)"] = timed(api, COUNT_RLS, {}, runs)
+        print("plan, RLS (ours):", plan(api, NEWEST_RLS, {}))
+        api.rollback()
+    with psycopg.connect(db.owner_url) as owner:
+        owner.execute(SEED_POLICY)
+        owner.execute(BECOME_PRINCIPAL, claims)
+        seed_runs = max(5, runs // 20)
+        results["newest20 RLS only (seed's policy)"] = timed(owner, NEWEST_RLS, {}, seed_runs)
+        results["count RLS only (seed's policy)"] = timed(owner, COUNT_RLS, {}, seed_runs)
+        print("plan, RLS (seed's policy):", plan(owner, NEWEST_RLS, {}))
+        owner.rollback()  # the seed's policy never outlives this transaction
+    return results
+
+
+async def measure_round_trips(db: BenchDatabase, runs: int) -> dict[str, Timing]:
+    company_id, user_id = pick_tenant(db)
+    with psycopg.connect(db.owner_url) as conn:
+        row = conn.execute(
+            "SELECT id FROM public.contacts WHERE company_id = %s LIMIT 1", (company_id,)
+        ).fetchone()
+    assert row is not None
+    contact_id = row[0]
+    query = "SELECT id, email, first_name FROM public.contacts WHERE id = %(id)s"
+    principal = Principal.user(user_id)
+    pool = create_api_pool(Settings(pg_pool_min_size=1, pg_pool_max_size=1), db.api_url)
+    await pool.open(wait=True)
+    bare = await psycopg.AsyncConnection.connect(db.owner_url, autocommit=True)
+    try:
+        bare_samples, tenant_samples = [], []
+        for i in range(runs + 50):
+            start = time.perf_counter()
+            await (await bare.execute(query, {"id": contact_id})).fetchone()
+            middle = time.perf_counter()
+            async with transaction_as(pool, principal) as conn:
+                found = await (await conn.execute(query, {"id": contact_id})).fetchone()
+            end = time.perf_counter()
+            assert found is not None
+            if i >= 50:  # warm-up
+                bare_samples.append((middle - start) * 1000)
+                tenant_samples.append((end - middle) * 1000)
+    finally:
+        await bare.close()
+        await pool.close()
+    return {
+        "bare indexed query (autocommit)": summarize(bare_samples),
+        "tenant transaction: BEGIN+claims+role | query | COMMIT": summarize(tenant_samples),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--companies", type=int, default=1_000)
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    with bench_database() as db:
+        generate(db, args.contacts, args.companies)
+        queries = measure_queries(db, args.runs)
+        trips = asyncio.run(measure_round_trips(db, args.runs * 5))
+    baseline = {
+        "newest20": queries["newest20 explicit, no RLS"].median_ms,
+        "count": queries["count explicit, no RLS"].median_ms,
+    }
+    conditions = (
+        f"{args.contacts:,} contacts over {args.companies:,} companies; one connection over a "
+        f"Unix socket; embedded PostgreSQL 18; {machine()}"
+    )
+    rows = []
+    for name, timing in queries.items():
+        ratio = timing.median_ms / baseline[name.split(" ", 1)[0]]
+        rows.append(
+            [
+                name,
+                str(timing.runs),
+                f"{timing.median_ms:.3f}",
+                f"{timing.p95_ms:.3f}",
+                f"{timing.p99_ms:.3f}",
+                f"{ratio:.2f}x",
+            ]
+        )
+    report(
+        "rls_at_scale",
+        conditions,
+        ["query", "runs", "median ms", "p95 ms", "p99 ms", "vs explicit filter"],
+        rows,
+    )
+    bare = trips["bare indexed query (autocommit)"].median_ms
+    report(
+        "tenant_transaction",
+        f"{args.contacts:,} contacts; pool of 1 connection as authenticator; {machine()}",
+        ["what", "runs", "median ms", "p95 ms", "p99 ms", "vs bare"],
+        [
+            [
+                name,
+                str(t.runs),
+                f"{t.median_ms:.3f}",
+                f"{t.p95_ms:.3f}",
+                f"{t.p99_ms:.3f}",
+                f"{t.median_ms / bare:.2f}x",
+            ]
+            for name, t in trips.items()
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
