@@ -88,14 +88,47 @@ def pick_tenant(db: BenchDatabase) -> tuple[uuid.UUID, uuid.UUID]:
     return row[0], row[1]
 
 
+def check_returns_rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> None:
+    assert conn.execute(query, params).fetchall(), "no rows: the data or RLS is wrong"
+
+
+def timed_pair(
+    first: tuple[psycopg.Connection, str, dict[str, Any]],
+    second: tuple[psycopg.Connection, str, dict[str, Any]],
+    runs: int,
+    warmup: int = 50,
+) -> tuple[Timing, Timing]:
+    """Time two queries alternately, so drift of the machine affects both alike."""
+    for conn, query, params in (first, second):
+        check_returns_rows(conn, query, params)
+    samples: tuple[list[float], list[float]] = ([], [])
+    for i in range(warmup + runs):
+        for (conn, query, params), bucket in zip((first, second), samples, strict=True):
+            start = time.perf_counter()
+            conn.execute(query, params).fetchall()
+            if i >= warmup:
+                bucket.append((time.perf_counter() - start) * 1000)
+    return summarize(samples[0]), summarize(samples[1])
+
+
 def timed(conn: psycopg.Connection, query: str, params: dict[str, Any], runs: int) -> Timing:
-    expected = conn.execute(query, params).fetchall()
-    assert expected, "the query returned nothing: RLS or data is wrong"
+    check_returns_rows(conn, query, params)
+    return time_runs(lambda: conn.execute(query, params).fetchall(), runs)
 
-    def run() -> None:
-        conn.execute(query, params).fetchall()
 
-    return time_runs(run, runs)
+def server_mean_ms(conn: psycopg.Connection, query: str, role: str) -> float:
+    """Mean execution time inside the server, from pg_stat_statements (planning excluded),
+    which the client-side figures, dominated by the round trip, cannot show."""
+    row = conn.execute(
+        "SELECT sum(total_exec_time) / sum(calls) FROM pg_stat_statements s"
+        " JOIN pg_roles r ON r.oid = s.userid"
+        " WHERE r.rolname = %s AND s.query LIKE %s",
+        # pg_stat_statements replaces constants (LIMIT 20) by $n: compare what precedes.
+        (role, query.replace("%(company_id)s", "$1").split(" LIMIT")[0] + "%"),
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise RuntimeError(f"not in pg_stat_statements: {query}")
+    return float(row[0])
 
 
 def plan(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> str:
@@ -103,26 +136,42 @@ def plan(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> str:
     return " / ".join(row[0].strip() for row in rows[:3])
 
 
-def measure_queries(db: BenchDatabase, runs: int) -> dict[str, Timing]:
+def measure_queries(
+    db: BenchDatabase, runs: int, server: dict[str, tuple[float, float]]
+) -> dict[str, Timing]:
     company_id, user_id = pick_tenant(db)
     params = {"company_id": company_id}
     claims = {
         "role": "authenticated",
         "claims": f'{{"sub": "{user_id}", "role": "authenticated"}}',
+        "sub": str(user_id),
     }
     results: dict[str, Timing] = {}
-    with psycopg.connect(db.owner_url) as owner:
-        results["newest20 explicit, no RLS"] = timed(owner, NEWEST_EXPLICIT, params, runs)
-        results["count explicit, no RLS"] = timed(owner, COUNT_EXPLICIT, params, runs)
-        owner.rollback()
-        print("plan, explicit:", plan(owner, NEWEST_EXPLICIT, params))
-    with psycopg.connect(db.api_url) as api:
+    with psycopg.connect(db.owner_url, autocommit=True) as owner:
+        owner.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        owner.execute("SELECT pg_stat_statements_reset()")
+    with psycopg.connect(db.owner_url) as owner, psycopg.connect(db.api_url) as api:
         api.execute(BECOME_PRINCIPAL, claims)  # exactly what a request does
         api.execute(READ_MEMBERSHIP)
-        results["newest20 RLS only (ours)"] = timed(api, NEWEST_RLS, {}, runs)
-        results["count RLS only (ours)"] = timed(api, COUNT_RLS, {}, runs)
+        for name, explicit, rls_only in (
+            ("newest20", NEWEST_EXPLICIT, NEWEST_RLS),
+            ("count", COUNT_EXPLICIT, COUNT_RLS),
+        ):
+            baseline, ours = timed_pair((owner, explicit, params), (api, rls_only, {}), runs)
+            results[f"{name} explicit, no RLS"] = baseline
+            results[f"{name} RLS only (ours)"] = ours
+        print("plan, explicit:", plan(owner, NEWEST_EXPLICIT, params))
         print("plan, RLS (ours):", plan(api, NEWEST_RLS, {}))
         api.rollback()
+        owner.rollback()
+        for name, explicit, rls_only in (
+            ("newest20", NEWEST_EXPLICIT, NEWEST_RLS),
+            ("count", COUNT_EXPLICIT, COUNT_RLS),
+        ):
+            server[name] = (
+                server_mean_ms(owner, explicit, "postgres"),
+                server_mean_ms(owner, rls_only, "authenticated"),
+            )
     with psycopg.connect(db.owner_url) as owner:
         owner.execute(SEED_POLICY)
         owner.execute(BECOME_PRINCIPAL, claims)
@@ -165,7 +214,9 @@ async def measure_round_trips(db: BenchDatabase, runs: int) -> dict[str, Timing]
         await pool.close()
     return {
         "bare indexed query (autocommit)": summarize(bare_samples),
-        "tenant transaction: BEGIN+claims+role | query | COMMIT": summarize(tenant_samples),
+        "tenant transaction (BEGIN+claims+role+membership, query, COMMIT)": summarize(
+            tenant_samples
+        ),
     }
 
 
@@ -177,7 +228,8 @@ def main() -> None:
     args = parser.parse_args()
     with bench_database() as db:
         generate(db, args.contacts, args.companies)
-        queries = measure_queries(db, args.runs)
+        server: dict[str, tuple[float, float]] = {}
+        queries = measure_queries(db, args.runs, server)
         trips = asyncio.run(measure_round_trips(db, args.runs * 5))
     baseline = {
         "newest20": queries["newest20 explicit, no RLS"].median_ms,
@@ -205,6 +257,15 @@ def main() -> None:
         conditions,
         ["query", "runs", "median ms", "p95 ms", "p99 ms", "vs explicit filter"],
         rows,
+    )
+    report(
+        "rls_server_time",
+        conditions + "; mean execution time inside PostgreSQL (pg_stat_statements)",
+        ["query", "explicit filter, no RLS (ms)", "RLS only, ours (ms)", "ratio"],
+        [
+            [name, f"{explicit:.4f}", f"{ours:.4f}", f"{ours / explicit:.2f}x"]
+            for name, (explicit, ours) in server.items()
+        ],
     )
     bare = trips["bare indexed query (autocommit)"].median_ms
     report(

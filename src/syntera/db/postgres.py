@@ -24,9 +24,12 @@ TenantConnection = AsyncConnection[DictRow]
 
 # Transaction-local (third argument true): nothing survives into the next request that
 # borrows this connection from the pool.
+# `request.jwt.claim.sub` is the legacy per-claim setting PostgREST also sets; auth.uid()
+# reads it first, which spares every statement a JSON parse of the claims.
 BECOME_PRINCIPAL = """
 SELECT set_config('role', %(role)s, true),
-       set_config('request.jwt.claims', %(claims)s, true)
+       set_config('request.jwt.claims', %(claims)s, true),
+       set_config('request.jwt.claim.sub', %(sub)s, true)
 """
 
 # Run as the principal, after BECOME_PRINCIPAL: a copy of the caller's membership that
@@ -65,7 +68,8 @@ def create_api_pool(
 async def become(conn: TenantConnection, principal: Principal) -> None:
     """Make the rest of the current transaction run as ``principal``."""
     claims = orjson.dumps(principal.claims).decode()
-    await conn.execute(BECOME_PRINCIPAL, {"role": principal.role, "claims": claims})
+    sub = str(principal.claims.get("sub", ""))
+    await conn.execute(BECOME_PRINCIPAL, {"role": principal.role, "claims": claims, "sub": sub})
     await conn.execute(READ_MEMBERSHIP)
 
 
