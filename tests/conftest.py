@@ -6,6 +6,7 @@ servers of DESIGN.md. Each test makes its own tenants, so tests never see each o
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
@@ -35,20 +37,23 @@ class StackDatabase:
     api_url: str
 
 
-def database_urls(stack_urls: StackUrls, name: str) -> StackDatabase:
-    """The owner and authenticator URLs of database ``name`` on the stack's server."""
-    return StackDatabase(
-        owner_url=stack_urls.database_url.replace("/syntera?", f"/{name}?"),
-        api_url=stack_urls.api_database_url.replace("/syntera?", f"/{name}?"),
-    )
+def server_url(stack_urls: StackUrls) -> str:
+    """The PostgreSQL server the tests use: the embedded one, or the superuser URL in
+    SYNTERA_TEST_DATABASE_URL (to run the same tests on, say, PostgreSQL 15)."""
+    return os.environ.get("SYNTERA_TEST_DATABASE_URL") or stack_urls.database_url
 
 
 def create_database(stack_urls: StackUrls, prefix: str) -> StackDatabase:
-    """A new, empty database with a unique name."""
+    """A new, empty database with a unique name, and its owner and authenticator URLs."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(stack_urls.database_url, autocommit=True) as conn:
+    url = server_url(stack_urls)
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return database_urls(stack_urls, name)
+    params = conninfo_to_dict(url)
+    return StackDatabase(
+        owner_url=make_conninfo(**{**params, "dbname": name}),
+        api_url=make_conninfo(**{**params, "dbname": name, "user": "authenticator"}),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -181,3 +181,28 @@ def test_cli_services_start_prints_eval_lines_and_status_reports(stack: Embedded
         [*command, "status", *data_dir], capture_output=True, text=True, env=env, timeout=60
     )
     assert down.returncode == 1
+
+
+def test_syntera_up_migrates_runs_and_stops_cleanly_on_ctrl_c(stack: EmbeddedStack) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syntera", "up", "--data-dir", str(stack.data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if "syntera is up" in line or not line:
+            break
+    assert any("syntera is up" in line for line in lines), lines
+    assert any("applied 004_row_level_security.sql" in line for line in lines), lines
+    assert stack.is_running()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 0
+    assert not any(status.running for status in stack.status())
