@@ -96,3 +96,26 @@ def test_migrations_run_on_a_second_database_of_the_same_cluster(fresh: StackDat
         assert conn.execute("SELECT to_regprocedure('auth.uid()') IS NOT NULL").fetchone() == (
             True,
         )
+
+
+SUPABASE_LIKE = """
+CREATE SCHEMA auth;
+CREATE TABLE auth.users (id uuid PRIMARY KEY, email text, supabase_only_column text);
+CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE
+  AS $$ SELECT '00000000-0000-0000-0000-00000000abcd'::uuid $$;
+"""
+
+
+def test_existing_supabase_auth_schema_is_left_alone(fresh: StackDatabase) -> None:
+    with psycopg.connect(fresh.owner_url, autocommit=True) as conn:
+        conn.execute(SUPABASE_LIKE)
+    migrate(fresh.owner_url)
+    with psycopg.connect(fresh.owner_url) as conn:
+        columns = conn.execute(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_schema = 'auth' AND table_name = 'users'"
+            " AND column_name = 'supabase_only_column'"
+        ).fetchone()
+        uid = conn.execute("SELECT auth.uid()::text").fetchone()
+    assert columns == (1,)
+    assert uid == ("00000000-0000-0000-0000-00000000abcd",)

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection, begin_as, transaction_as
+from syntera.config import Settings
+from syntera.db.postgres import TenantConnection, begin_as, create_api_pool, transaction_as
 from syntera.tenancy import Principal
+from tests.conftest import StackDatabase
 from tests.factories import Tenant, create_tenant
 
 Pool = AsyncConnectionPool[TenantConnection]
@@ -116,3 +119,17 @@ async def test_becoming_the_principal_is_one_round_trip(
     assert sent.count("Sync") == 1, sent
     assert "Query" not in sent, sent  # no separate simple-query BEGIN
     assert sent.count("Parse") == 3, sent  # BEGIN, the claims and role, the membership
+
+
+async def test_statement_timeout_applies_to_tenant_transactions(
+    database: StackDatabase, tenant: Tenant
+) -> None:
+    settings = Settings(pg_pool_min_size=1, pg_pool_max_size=1, pg_statement_timeout_ms=100)
+    pool = create_api_pool(settings, database.api_url)
+    await pool.open(wait=True)
+    try:
+        with pytest.raises(errors.QueryCanceled):
+            async with transaction_as(pool, tenant.member) as conn:
+                await conn.execute("SELECT pg_sleep(2)")
+    finally:
+        await pool.close()
