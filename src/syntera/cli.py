@@ -194,13 +194,15 @@ def up(data_dir: DataDirOption = None) -> None:
     embedded = _embedded_services(settings)
     stack = EmbeddedStack(settings.data_dir)
     urls = resolve_urls(settings, _start_embedded(settings))
+    stop = _stop_requested()
     try:
         for migration in run_migrations(urls.database_url):
             console.print(f"applied {migration.filename}")
         for key, value in urls.as_env().items():
             console.print(f"{key}={value}", highlight=False)
         console.print(f"syntera is up ({', '.join(embedded) or 'no'} embedded); Ctrl-C stops it")
-        _wait_for_signal()
+        while not stop.wait(1.0):
+            pass
     except MigrationError as error:
         errors.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
@@ -210,8 +212,9 @@ def up(data_dir: DataDirOption = None) -> None:
             errors.print("embedded servers stopped")
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def _stop_requested() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (installed before anything announces readiness,
+    so a Ctrl-C right after the announcement still stops cleanly)."""
     stop = threading.Event()
 
     def handle(signum: int, frame: object) -> None:
@@ -219,8 +222,7 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    while not stop.wait(1.0):
-        pass
+    return stop
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The HTTP API: the FastAPI application, its dependencies and its error mapping."""

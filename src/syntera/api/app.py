@@ -1,0 +1,98 @@
+"""The FastAPI application. Nothing connects at import: the lifespan opens the stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+from pymongo import AsyncMongoClient
+
+from syntera import __version__
+from syntera.config import Settings
+from syntera.db.postgres import TenantConnection, create_api_pool
+from syntera.embedded import StackUrls
+
+READINESS_TIMEOUT_S = 2.0
+
+
+@dataclass
+class Stores:
+    """The open connections of one API process."""
+
+    postgres: AsyncConnectionPool[TenantConnection]
+    mongo: AsyncMongoClient[dict[str, object]]
+    redis: aioredis.Redis
+
+
+async def _postgres_ready(stores: Stores) -> None:
+    async with stores.postgres.connection(timeout=READINESS_TIMEOUT_S) as conn:
+        await conn.execute("SELECT 1")
+
+
+async def _mongo_ready(stores: Stores) -> None:
+    await stores.mongo.admin.command("ping")
+
+
+async def _redis_ready(stores: Stores) -> None:
+    await stores.redis.ping()
+
+
+async def failing_stores(stores: Stores) -> list[str]:
+    """The names of the stores that do not answer within the readiness timeout."""
+    checks = {"postgres": _postgres_ready, "mongodb": _mongo_ready, "redis": _redis_ready}
+    failing = []
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(stores), READINESS_TIMEOUT_S)
+        except Exception:  # any failure means "not ready"; the name is what matters
+            failing.append(name)
+    return failing
+
+
+def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
+    """The application for one process, connected to the stores at ``urls``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = create_api_pool(settings, urls.api_database_url)
+        await pool.open(wait=False)
+        mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            urls.mongodb_uri, serverSelectionTimeoutMS=int(READINESS_TIMEOUT_S * 1000)
+        )
+        cache = aioredis.Redis.from_url(
+            urls.redis_url, socket_timeout=READINESS_TIMEOUT_S, socket_connect_timeout=1.0
+        )
+        app.state.stores = Stores(pool, mongo, cache)
+        try:
+            yield
+        finally:
+            await cache.aclose()
+            await mongo.close()
+            await pool.close()
+
+    app = FastAPI(
+        title="Syntera",
+        version=__version__,
+        lifespan=lifespan,
+    )
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive (no store is asked)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "A store is down"}})
+    async def readyz() -> JSONResponse:
+        """200 when every store answers; 503 naming the stores that do not."""
+        failing = await failing_stores(app.state.stores)
+        if failing:
+            return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return app

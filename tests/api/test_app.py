@@ -1,0 +1,59 @@
+"""The application shell: health and readiness against the real stores."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from syntera.api.app import create_app
+from syntera.config import Settings
+from syntera.embedded import StackUrls
+from tests.conftest import StackDatabase
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def get(app: FastAPI, path: str) -> httpx.Response:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get(path)
+
+
+@pytest.fixture
+def urls(stack: StackUrls, database: StackDatabase) -> StackUrls:
+    return dataclasses.replace(stack, api_database_url=database.api_url)
+
+
+async def test_healthz_answers_without_asking_the_stores(settings: Settings) -> None:
+    dead = StackUrls(
+        database_url="postgresql://x@127.0.0.1:1/x",
+        api_database_url="postgresql://x@127.0.0.1:1/x",
+        mongodb_uri=f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true",
+        redis_url=f"redis://127.0.0.1:{closed_port()}/0",
+    )
+    response = await get(create_app(settings, dead), "/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_200_when_every_store_answers(settings: Settings, urls: StackUrls) -> None:
+    response = await get(create_app(settings, urls), "/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+async def test_readyz_names_the_store_that_is_down(settings: Settings, urls: StackUrls) -> None:
+    broken = dataclasses.replace(urls, redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    response = await get(create_app(settings, broken), "/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failing": ["redis"]}
