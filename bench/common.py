@@ -11,11 +11,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from syntera.db.migrations import migrate
 from syntera.embedded import EmbeddedStack
@@ -43,8 +44,8 @@ def bench_database(data_dir: Path | None = None) -> Iterator[BenchDatabase]:
     with psycopg.connect(urls.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     database = BenchDatabase(
-        owner_url=urls.database_url.replace("/syntera?", f"/{name}?"),
-        api_url=urls.api_database_url.replace("/syntera?", f"/{name}?"),
+        owner_url=make_conninfo(**{**conninfo_to_dict(urls.database_url), "dbname": name}),
+        api_url=make_conninfo(**{**conninfo_to_dict(urls.api_database_url), "dbname": name}),
     )
     migrate(database.owner_url)
     try:
@@ -101,6 +102,13 @@ def report(name: str, conditions: str, header: list[str], rows: list[list[str]])
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2))
 
 
-def as_dict(timing: Timing) -> dict[str, float]:
-    """A timing as plain numbers."""
-    return asdict(timing)
+def timing_row(name: str, timing: Timing, ratio: float) -> list[str]:
+    """One table row: name, runs, median, p95, p99 and the ratio to the anchor."""
+    return [
+        name,
+        str(timing.runs),
+        f"{timing.median_ms:.3f}",
+        f"{timing.p95_ms:.3f}",
+        f"{timing.p99_ms:.3f}",
+        f"{ratio:.2f}x",
+    ]

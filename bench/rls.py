@@ -34,9 +34,16 @@ from bench.common import (
     report,
     summarize,
     time_runs,
+    timing_row,
 )
 from syntera.config import Settings
-from syntera.db.postgres import BECOME_PRINCIPAL, READ_MEMBERSHIP, create_api_pool, transaction_as
+from syntera.db.postgres import (
+    BECOME_PRINCIPAL,
+    READ_MEMBERSHIP,
+    create_api_pool,
+    principal_settings,
+    transaction_as,
+)
 from syntera.tenancy import Principal
 
 GENERATE = [
@@ -62,6 +69,9 @@ NEWEST_EXPLICIT = (
 )
 COUNT_RLS = "SELECT count(*) FROM public.contacts"
 COUNT_EXPLICIT = "SELECT count(*) FROM public.contacts WHERE company_id = %(company_id)s"
+
+# (name, explicit filter without RLS, RLS alone)
+QUERY_PAIRS = [("newest20", NEWEST_EXPLICIT, NEWEST_RLS), ("count", COUNT_EXPLICIT, COUNT_RLS)]
 
 SEED_POLICY = """
 DROP POLICY contacts_select ON public.contacts;
@@ -137,26 +147,22 @@ def plan(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> str:
 
 
 def measure_queries(
-    db: BenchDatabase, runs: int, server: dict[str, tuple[float, float]]
-) -> dict[str, Timing]:
+    db: BenchDatabase, runs: int
+) -> tuple[dict[str, Timing], dict[str, tuple[float, float]]]:
+    """Client-side timings of every query, and the server-side mean execution times
+    (explicit, ours) of each pair."""
     company_id, user_id = pick_tenant(db)
     params = {"company_id": company_id}
-    claims = {
-        "role": "authenticated",
-        "claims": f'{{"sub": "{user_id}", "role": "authenticated"}}',
-        "sub": str(user_id),
-    }
+    settings = principal_settings(Principal.user(user_id))
     results: dict[str, Timing] = {}
+    server: dict[str, tuple[float, float]] = {}
     with psycopg.connect(db.owner_url, autocommit=True) as owner:
         owner.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         owner.execute("SELECT pg_stat_statements_reset()")
     with psycopg.connect(db.owner_url) as owner, psycopg.connect(db.api_url) as api:
-        api.execute(BECOME_PRINCIPAL, claims)  # exactly what a request does
+        api.execute(BECOME_PRINCIPAL, settings)  # exactly what a request does
         api.execute(READ_MEMBERSHIP)
-        for name, explicit, rls_only in (
-            ("newest20", NEWEST_EXPLICIT, NEWEST_RLS),
-            ("count", COUNT_EXPLICIT, COUNT_RLS),
-        ):
+        for name, explicit, rls_only in QUERY_PAIRS:
             baseline, ours = timed_pair((owner, explicit, params), (api, rls_only, {}), runs)
             results[f"{name} explicit, no RLS"] = baseline
             results[f"{name} RLS only (ours)"] = ours
@@ -164,23 +170,20 @@ def measure_queries(
         print("plan, RLS (ours):", plan(api, NEWEST_RLS, {}))
         api.rollback()
         owner.rollback()
-        for name, explicit, rls_only in (
-            ("newest20", NEWEST_EXPLICIT, NEWEST_RLS),
-            ("count", COUNT_EXPLICIT, COUNT_RLS),
-        ):
+        for name, explicit, rls_only in QUERY_PAIRS:
             server[name] = (
                 server_mean_ms(owner, explicit, "postgres"),
                 server_mean_ms(owner, rls_only, "authenticated"),
             )
     with psycopg.connect(db.owner_url) as owner:
         owner.execute(SEED_POLICY)
-        owner.execute(BECOME_PRINCIPAL, claims)
+        owner.execute(BECOME_PRINCIPAL, settings)
         seed_runs = max(5, runs // 20)
         results["newest20 RLS only (seed's policy)"] = timed(owner, NEWEST_RLS, {}, seed_runs)
         results["count RLS only (seed's policy)"] = timed(owner, COUNT_RLS, {}, seed_runs)
         print("plan, RLS (seed's policy):", plan(owner, NEWEST_RLS, {}))
         owner.rollback()  # the seed's policy never outlives this transaction
-    return results
+    return results, server
 
 
 async def measure_round_trips(db: BenchDatabase, runs: int) -> dict[str, Timing]:
@@ -228,8 +231,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_database() as db:
         generate(db, args.contacts, args.companies)
-        server: dict[str, tuple[float, float]] = {}
-        queries = measure_queries(db, args.runs, server)
+        queries, server = measure_queries(db, args.runs)
         trips = asyncio.run(measure_round_trips(db, args.runs * 5))
     baseline = {
         "newest20": queries["newest20 explicit, no RLS"].median_ms,
@@ -239,19 +241,10 @@ def main() -> None:
         f"{args.contacts:,} contacts over {args.companies:,} companies; one connection over a "
         f"Unix socket; embedded PostgreSQL 18; {machine()}"
     )
-    rows = []
-    for name, timing in queries.items():
-        ratio = timing.median_ms / baseline[name.split(" ", 1)[0]]
-        rows.append(
-            [
-                name,
-                str(timing.runs),
-                f"{timing.median_ms:.3f}",
-                f"{timing.p95_ms:.3f}",
-                f"{timing.p99_ms:.3f}",
-                f"{ratio:.2f}x",
-            ]
-        )
+    rows = [
+        timing_row(name, timing, timing.median_ms / baseline[name.split(" ", 1)[0]])
+        for name, timing in queries.items()
+    ]
     report(
         "rls_at_scale",
         conditions,
@@ -272,17 +265,7 @@ def main() -> None:
         "tenant_transaction",
         f"{args.contacts:,} contacts; pool of 1 connection as authenticator; {machine()}",
         ["what", "runs", "median ms", "p95 ms", "p99 ms", "vs bare"],
-        [
-            [
-                name,
-                str(t.runs),
-                f"{t.median_ms:.3f}",
-                f"{t.p95_ms:.3f}",
-                f"{t.p99_ms:.3f}",
-                f"{t.median_ms / bare:.2f}x",
-            ]
-            for name, t in trips.items()
-        ],
+        [timing_row(name, t, t.median_ms / bare) for name, t in trips.items()],
     )
 
 

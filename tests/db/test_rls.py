@@ -61,18 +61,12 @@ MEMBER_TABLES: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Which row each principal of the tenant should see in a table (by rows key), where it is
-# not simply "the tenant's row".
+# Tables where every member sees exactly their company's rows; the others have rules of
+# their own (own company, self and teammates, owner/admin only, own notifications).
 TENANT_ROW_TABLES = [
-    "agent_configs",
-    "contacts",
-    "deals",
-    "knowledge_base_documents",
-    "workflows",
-    "workflow_executions",
-    "call_recordings",
-    "call_history",
-    "analytics_events",
+    table
+    for table in BUSINESS_TABLES
+    if table not in {"companies", "users", "invitations", "notifications"}
 ]
 
 

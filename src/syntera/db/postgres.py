@@ -65,12 +65,20 @@ def create_api_pool(
     )
 
 
+def principal_settings(principal: Principal) -> dict[str, str]:
+    """The parameters of BECOME_PRINCIPAL for ``principal``."""
+    return {
+        "role": principal.role,
+        "claims": orjson.dumps(principal.claims).decode(),
+        "sub": str(principal.claims.get("sub", "")),
+    }
+
+
 async def become(conn: TenantConnection, principal: Principal) -> None:
     """Make the rest of the current transaction run as ``principal``."""
-    claims = orjson.dumps(principal.claims).decode()
-    sub = str(principal.claims.get("sub", ""))
-    await conn.execute(BECOME_PRINCIPAL, {"role": principal.role, "claims": claims, "sub": sub})
-    await conn.execute(READ_MEMBERSHIP)
+    await conn.execute(BECOME_PRINCIPAL, principal_settings(principal))
+    if principal.role == "authenticated":  # anon has no rows; service_role bypasses RLS
+        await conn.execute(READ_MEMBERSHIP)
 
 
 async def begin_as(conn: TenantConnection, principal: Principal) -> None:

@@ -51,33 +51,36 @@ CREATE FUNCTION private.membership() RETURNS text
     )
   $$;
 
-CREATE FUNCTION private.current_company_id() RETURNS uuid
+-- The per-transaction copy, if it is the current user's and names a company; else NULL.
+CREATE FUNCTION private.membership_copy() RETURNS text
   LANGUAGE sql STABLE
   AS $$
     SELECT CASE
       WHEN split_part(current_setting('request.membership', true), ':', 1) = auth.uid()::text
        AND split_part(current_setting('request.membership', true), ':', 2) <> ''
-      THEN split_part(current_setting('request.membership', true), ':', 2)::uuid
-      ELSE private.lookup_company_id()
+      THEN current_setting('request.membership', true)
     END
+  $$;
+
+CREATE FUNCTION private.current_company_id() RETURNS uuid
+  LANGUAGE sql STABLE
+  AS $$
+    SELECT coalesce(
+      split_part(private.membership_copy(), ':', 2)::uuid, private.lookup_company_id()
+    )
   $$;
 
 CREATE FUNCTION private.current_member_role() RETURNS text
   LANGUAGE sql STABLE
   AS $$
-    SELECT CASE
-      WHEN split_part(current_setting('request.membership', true), ':', 1) = auth.uid()::text
-       AND split_part(current_setting('request.membership', true), ':', 2) <> ''
-      THEN split_part(current_setting('request.membership', true), ':', 3)
-      ELSE private.lookup_member_role()
-    END
+    SELECT coalesce(split_part(private.membership_copy(), ':', 3), private.lookup_member_role())
   $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA private FROM PUBLIC;
 GRANT USAGE ON SCHEMA private TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION
   private.lookup_company_id(), private.lookup_member_role(), private.membership(),
-  private.current_company_id(), private.current_member_role()
+  private.membership_copy(), private.current_company_id(), private.current_member_role()
   TO anon, authenticated, service_role;
 
 -- Membership rules, kept by triggers ----------------------------------------------------
@@ -196,8 +199,7 @@ CREATE FUNCTION public.remove_team_member(member_id uuid) RETURNS void
   DECLARE
     target public.users;
   BEGIN
-    IF private.current_member_role() IS DISTINCT FROM 'owner'
-       AND private.current_member_role() IS DISTINCT FROM 'admin' THEN
+    IF coalesce(private.current_member_role(), '') NOT IN ('owner', 'admin') THEN
       RAISE EXCEPTION 'only an owner or admin can remove members'
         USING ERRCODE = 'insufficient_privilege';
     END IF;
