@@ -28,6 +28,9 @@ from syntera.embedded import EmbeddedStack, StackUrls
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+# The API's fixtures (the app, an HTTP client, tokens, a live server) for every package.
+pytest_plugins = ["tests.api_fixtures"]
+
 
 @dataclass(frozen=True)
 class StackDatabase:
@@ -81,10 +84,20 @@ def database(stack: StackUrls) -> StackDatabase:
     return db
 
 
+TEST_JWT_SECRET = "test-jwt-secret-of-at-least-thirty-two-bytes"
+TEST_SERVICE_KEY = "test-service-key"
+
+
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    """Settings for the API pool under test."""
-    return Settings(pg_pool_min_size=1, pg_pool_max_size=10)
+def settings(stack_dir: Path) -> Settings:
+    """Settings for the API under test (known keys, so tests can mint tokens)."""
+    return Settings(
+        data_dir=stack_dir,
+        pg_pool_min_size=1,
+        pg_pool_max_size=10,
+        jwt_secret=TEST_JWT_SECRET,
+        service_key=TEST_SERVICE_KEY,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,22 @@ class Settings(BaseSettings):
     mongodb_db: str = "syntera"
     redis_url: str | None = None
 
-    jwt_secret: str | None = None
-    service_key: str | None = None
+    jwt_secret: str | None = Field(
+        default=None,
+        description="HS256 secret of access tokens (a Supabase project's JWT secret works); "
+        "generated and kept in the data directory when unset.",
+    )
+    service_key: str | None = Field(
+        default=None, description="Bearer key that runs a request as service_role."
+    )
+    access_token_lifetime_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    min_password_length: int = Field(default=8, ge=6, le=72)
+    sign_in_max_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins per email allowed in the window."
+    )
+    sign_in_failure_window_s: int = Field(default=900, ge=1)
+    redis_timeout_s: float = Field(default=0.25, gt=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     pg_pool_min_size: int = Field(default=2, ge=0)
     pg_pool_max_size: int = Field(default=20, ge=1)

@@ -11,6 +11,31 @@ from typing import Any, Literal
 from uuid import UUID
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
+MemberRole = Literal["user", "admin", "owner"]
+MEMBER_ROLES: tuple[MemberRole, ...] = ("user", "admin", "owner")
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The company a user belongs to and their role in it."""
+
+    company_id: UUID
+    role: MemberRole
+
+    @classmethod
+    def parse(cls, text: str) -> Membership | None:
+        """Read the database's '<user>:<company>:<role>' form (private.membership());
+        None when the user has no company."""
+        parts = text.split(":")
+        if len(parts) != 3 or not parts[1] or parts[2] not in MEMBER_ROLES:
+            return None
+        role: MemberRole = parts[2]  # narrowed by the membership test above
+        return cls(UUID(parts[1]), role)
+
+    @property
+    def manages_team(self) -> bool:
+        """Owners and admins manage members, invitations and workflows."""
+        return self.role in ("owner", "admin")
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pymongo import AsyncMongoClient
 
 from syntera import __version__
+from syntera.api.errors import install_error_handlers
+from syntera.api.limits import BodySizeLimit
+from syntera.auth.routes import GoTrueError
+from syntera.auth.routes import router as auth_router
+from syntera.auth.tokens import load_keys
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection, create_api_pool
+from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls
 
 READINESS_TIMEOUT_S = 2.0
@@ -54,6 +60,11 @@ async def failing_stores(stores: Stores) -> list[str]:
     return [name for name, outcome in zip(checks, outcomes, strict=True) if outcome is not None]
 
 
+def resource_routers() -> list[APIRouter]:
+    """The /v1 routers of every domain."""
+    return []
+
+
 def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     """The application for one process, connected to the stores at ``urls``."""
 
@@ -64,9 +75,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
             urls.mongodb_uri, serverSelectionTimeoutMS=int(READINESS_TIMEOUT_S * 1000)
         )
-        cache = aioredis.Redis.from_url(
-            urls.redis_url, socket_timeout=READINESS_TIMEOUT_S, socket_connect_timeout=1.0
-        )
+        cache = create_redis(settings, urls.redis_url)
         app.state.stores = Stores(pool, mongo, cache)
         try:
             yield
@@ -78,8 +87,22 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     app = FastAPI(
         title="Syntera",
         version=__version__,
+        description="The data platform of conversational-AI agents: auth, CRM, agents, "
+        "workflows, calls, notifications and analytics, isolated per company.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.keys = load_keys(settings)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+
+    @app.exception_handler(GoTrueError)
+    async def on_gotrue_error(request: Request, error: GoTrueError) -> JSONResponse:
+        return error.response()
+
+    app.include_router(auth_router)
+    for router in resource_routers():
+        app.include_router(router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
-from syntera.tenancy import Principal
+from syntera.tenancy import Membership, Principal
 
 TenantConnection = AsyncConnection[DictRow]
 
@@ -74,33 +74,62 @@ def principal_settings(principal: Principal) -> dict[str, str]:
     }
 
 
-async def become(conn: TenantConnection, principal: Principal) -> None:
-    """Make the rest of the current transaction run as ``principal``."""
+async def _send_principal(
+    conn: TenantConnection, principal: Principal
+) -> AsyncCursor[DictRow] | None:
+    """Send the statements that make the transaction run as ``principal``; the cursor
+    that will hold an authenticated user's membership, or None for other roles."""
     await conn.execute(BECOME_PRINCIPAL, principal_settings(principal))
-    if principal.role == "authenticated":  # anon has no rows; service_role bypasses RLS
-        await conn.execute(READ_MEMBERSHIP)
+    if principal.role != "authenticated":  # anon has no rows; service_role bypasses RLS
+        return None
+    return await conn.execute(READ_MEMBERSHIP)
 
 
-async def begin_as(conn: TenantConnection, principal: Principal) -> None:
-    """Open a transaction on ``conn`` as ``principal``: BEGIN and the settings are sent in
-    one pipeline and answered in one round trip."""
+async def _membership(cursor: AsyncCursor[DictRow] | None) -> Membership | None:
+    row = await cursor.fetchone() if cursor is not None else None
+    return Membership.parse(row["set_config"]) if row else None
+
+
+async def become(conn: TenantConnection, principal: Principal) -> Membership | None:
+    """Make the rest of the current transaction run as ``principal``.
+
+    Returns an authenticated user's membership (their company and role as the database
+    has them now), or None for a user without a company and for the other roles.
+    """
+    return await _membership(await _send_principal(conn, principal))
+
+
+async def begin_as(conn: TenantConnection, principal: Principal) -> Membership | None:
+    """Open a transaction on ``conn`` as ``principal``: BEGIN, the settings and the
+    membership read are sent in one pipeline and answered in one round trip. Returns
+    the caller's membership, as ``become`` does."""
     async with conn.pipeline():
         await conn.execute("BEGIN")
-        await become(conn, principal)
+        cursor = await _send_principal(conn, principal)
+    return await _membership(cursor)  # the pipeline's results arrived when it closed
+
+
+@asynccontextmanager
+async def open_transaction(
+    pool: AsyncConnectionPool[TenantConnection], principal: Principal
+) -> AsyncIterator[tuple[TenantConnection, Membership | None]]:
+    """One transaction as ``principal``, with the caller's membership: committed when
+    the block ends, rolled back if it raises. Everything run on the connection is
+    subject to row-level security as that principal (``service_role`` bypasses it)."""
+    async with pool.connection() as conn:
+        membership = await begin_as(conn, principal)
+        try:
+            yield conn, membership
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
 
 @asynccontextmanager
 async def transaction_as(
     pool: AsyncConnectionPool[TenantConnection], principal: Principal
 ) -> AsyncIterator[TenantConnection]:
-    """One transaction as ``principal``: committed when the block ends, rolled back if it
-    raises. Everything run on the yielded connection is subject to row-level security as
-    that principal (``service_role`` bypasses it)."""
-    async with pool.connection() as conn:
-        await begin_as(conn, principal)
-        try:
-            yield conn
-        except BaseException:
-            await conn.rollback()
-            raise
-        await conn.commit()
+    """``open_transaction`` for callers that need only the connection."""
+    async with open_transaction(pool, principal) as (conn, _):
+        yield conn

@@ -1,0 +1,111 @@
+"""Bounded lists: ``limit``, an opaque keyset ``cursor`` (or ``offset``), optional total.
+
+A cursor names the last row of a page by its sort key (time, id). The next page starts
+strictly after it, so rows inserted meanwhile never shift a page: every row that existed
+when paging began is returned exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
+
+import orjson
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from syntera.api.errors import field_error
+from syntera.db.tables import Listing
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_OFFSET = 10_000
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list."""
+
+    data: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+    total: int | None = Field(
+        default=None, description="Number of matching rows, when asked with `count=exact`."
+    )
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The sort key of the last row of a page."""
+
+    at: datetime
+    id: UUID
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.at.isoformat(), str(self.id)])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            at, row_id = orjson.loads(raw)
+            return cls(datetime.fromisoformat(at), UUID(row_id))
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as error:
+            raise field_error("cursor", "not a cursor returned by this API") from error
+
+    @classmethod
+    def after(cls, row: dict[str, Any], time_column: str) -> Cursor:
+        return cls(row[time_column], row["id"])
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    cursor: Cursor | None
+    offset: int
+    exact_count: bool
+
+    @property
+    def after(self) -> tuple[datetime, UUID] | None:
+        return (self.cursor.at, self.cursor.id) if self.cursor else None
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.")] = (
+        DEFAULT_LIMIT
+    ),
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip (instead of a cursor).")
+    ] = 0,
+    count: Annotated[
+        str | None, Query(pattern="^exact$", description="`exact` adds the total.")
+    ] = None,
+) -> PageRequest:
+    """The paging parameters every list accepts."""
+    if cursor is not None and offset:
+        raise field_error("offset", "use either cursor or offset, not both")
+    decoded = Cursor.decode(cursor) if cursor is not None else None
+    return PageRequest(limit, decoded, offset, count == "exact")
+
+
+def page_from(
+    listing: Listing, request: PageRequest, convert: Callable[[dict[str, Any]], T], time_column: str
+) -> Page[T]:
+    """The API page of a table listing: rows converted, the cursor after the last one."""
+    next_cursor = None
+    if listing.has_more and listing.rows:
+        next_cursor = Cursor.after(listing.rows[-1], time_column).encode()
+    return Page[T](
+        data=[convert(row) for row in listing.rows], next_cursor=next_cursor, total=listing.total
+    )

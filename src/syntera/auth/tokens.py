@@ -1,0 +1,137 @@
+"""Access tokens (HS256 JWTs, as Supabase Auth issues them) and the keys behind them.
+
+A bearer credential becomes a Principal here and nowhere else: an access token issued by
+this server or by a Supabase project sharing the secret, Supabase's ``anon`` and
+``service_role`` API keys (JWTs with that role), or the opaque ``SYNTERA_SERVICE_KEY``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import jwt
+
+from syntera.config import Settings
+from syntera.tenancy import Principal
+
+ALGORITHM = "HS256"
+AUDIENCE = "authenticated"
+SECRET_FILE = "jwt_secret"
+
+
+class InvalidToken(Exception):
+    """The bearer credential is malformed, expired, tampered with or of unknown kind."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The secrets that decide who a bearer is."""
+
+    jwt_secret: str
+    service_key: str | None = None
+
+
+def load_keys(settings: Settings) -> Keys:
+    """The configured keys; an unset JWT secret is generated once and kept (mode 0600) in
+    the data directory, so tokens survive a restart."""
+    secret = settings.jwt_secret or _stored_secret(settings.data_dir / SECRET_FILE)
+    return Keys(jwt_secret=secret, service_key=settings.service_key or None)
+
+
+def _stored_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting together agree on the first secret written.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secret)
+    return secret
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+    expires_at: int
+
+
+def issue_access_token(
+    keys: Keys,
+    *,
+    user_id: UUID,
+    email: str | None,
+    session_id: UUID,
+    lifetime_s: int,
+    issuer: str,
+    user_metadata: dict[str, Any],
+    app_metadata: dict[str, Any],
+) -> AccessToken:
+    """An access token with the claims Supabase Auth puts in its own."""
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "sub": str(user_id),
+        "aud": AUDIENCE,
+        "exp": now + lifetime_s,
+        "iat": now,
+        "email": email or "",
+        "phone": "",
+        "app_metadata": app_metadata,
+        "user_metadata": user_metadata,
+        "role": "authenticated",
+        "aal": "aal1",
+        "amr": [{"method": "password", "timestamp": now}],
+        "session_id": str(session_id),
+        "is_anonymous": False,
+    }
+    token = jwt.encode(claims, keys.jwt_secret, algorithm=ALGORITHM)
+    return AccessToken(token, lifetime_s, now + lifetime_s)
+
+
+def principal_from_bearer(credential: str, keys: Keys) -> Principal:
+    """The principal a bearer credential stands for; InvalidToken if it stands for none."""
+    if keys.service_key and hmac.compare_digest(credential.encode(), keys.service_key.encode()):
+        return Principal.service()
+    try:
+        # Supabase's anon and service_role keys carry no audience, so the audience is
+        # checked below, for user tokens only.
+        claims: dict[str, Any] = jwt.decode(
+            credential,
+            keys.jwt_secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "role"], "verify_aud": False},
+        )
+    except jwt.PyJWTError as error:
+        raise InvalidToken(str(error)) from error
+    role = claims.get("role")
+    if role == "authenticated":
+        return _user_principal(claims)
+    if role == "service_role":
+        return Principal.service()
+    if role == "anon":
+        return Principal.anonymous()
+    raise InvalidToken(f"unknown role {role!r}")
+
+
+def _user_principal(claims: dict[str, Any]) -> Principal:
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if AUDIENCE not in audiences:
+        raise InvalidToken("token audience is not 'authenticated'")
+    try:
+        user_id = UUID(str(claims.get("sub")))
+    except ValueError as error:
+        raise InvalidToken("token subject is not a user id") from error
+    return Principal("authenticated", user_id, claims)

@@ -1,0 +1,164 @@
+"""Create, read, update, delete and list rows of one tenant table.
+
+Each statement names the company explicitly (``company_id = %(company_id)s``) although
+row-level security already restricts it: the explicit filter is what lets PostgreSQL use
+the (company_id, …) indexes, and it keeps service_role, which bypasses RLS, inside the
+tenant too. Identifiers are composed with psycopg.sql, values are always parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from syntera.db.postgres import TenantConnection
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One condition of a list, with its parameters (named ``%(name)s``)."""
+
+    condition: sql.Composable
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Listing:
+    rows: list[Row]
+    has_more: bool
+    total: int | None
+
+
+@dataclass(frozen=True)
+class TenantTable:
+    """A table whose rows belong to one company each."""
+
+    name: str
+    columns: tuple[str, ...]
+    json_columns: frozenset[str] = frozenset()
+    time_column: str = "created_at"
+
+    @property
+    def _table(self) -> sql.Identifier:
+        return sql.Identifier("public", self.name)
+
+    @property
+    def _returning(self) -> sql.Composable:
+        return sql.SQL(", ").join(map(sql.Identifier, self.columns))
+
+    def _adapt(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            key: Jsonb(value) if key in self.json_columns and value is not None else value
+            for key, value in values.items()
+        }
+
+    async def insert(
+        self, conn: TenantConnection, company_id: UUID, values: Mapping[str, Any]
+    ) -> Row:
+        """Insert one row of ``company_id``; the row as stored."""
+        params = {**self._adapt(values), "company_id": company_id}
+        names = list(params)
+        query = sql.SQL("INSERT INTO {table} ({names}) VALUES ({values}) RETURNING {cols}").format(
+            table=self._table,
+            names=sql.SQL(", ").join(map(sql.Identifier, names)),
+            values=sql.SQL(", ").join(map(sql.Placeholder, names)),
+            cols=self._returning,
+        )
+        cursor = await conn.execute(query, params)
+        row = await cursor.fetchone()
+        assert row is not None  # INSERT … RETURNING without ON CONFLICT returns the row
+        return row
+
+    async def fetch(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> Row | None:
+        """The row, or None when it does not exist or belongs to another company."""
+        query = sql.SQL(
+            "SELECT {cols} FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s"
+        ).format(cols=self._returning, table=self._table)
+        cursor = await conn.execute(query, {"company_id": company_id, "id": row_id})
+        return await cursor.fetchone()
+
+    async def update(
+        self,
+        conn: TenantConnection,
+        company_id: UUID,
+        row_id: UUID,
+        values: Mapping[str, Any],
+    ) -> Row | None:
+        """Change the given columns; the row as stored, or None if there is no such row."""
+        if not values:
+            return await self.fetch(conn, company_id, row_id)
+        params = self._adapt(values)
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
+            for name in params
+        )
+        query = sql.SQL(
+            "UPDATE {table} SET {assignments}"
+            " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING {cols}"
+        ).format(table=self._table, assignments=assignments, cols=self._returning)
+        params.update(company_id=company_id, id=row_id)
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchone()
+
+    async def delete(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> bool:
+        """Delete the row; False if there was no such row."""
+        query = sql.SQL(
+            "DELETE FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s"
+        ).format(table=self._table)
+        cursor = await conn.execute(query, {"company_id": company_id, "id": row_id})
+        return cursor.rowcount == 1
+
+    async def list(
+        self,
+        conn: TenantConnection,
+        company_id: UUID,
+        *,
+        filters: Iterable[Filter] = (),
+        limit: int,
+        after: tuple[datetime, UUID] | None = None,
+        offset: int = 0,
+        exact_count: bool = False,
+    ) -> Listing:
+        """Newest first, ``limit`` rows after the keyset ``after`` (or ``offset`` rows)."""
+        filters = list(filters)
+        conditions: list[sql.Composable] = [sql.SQL("company_id = %(company_id)s")]
+        params: dict[str, Any] = {"company_id": company_id}
+        for item in filters:
+            conditions.append(item.condition)
+            params.update(item.params)
+        where = sql.SQL(" AND ").join(conditions)
+        time_column = sql.Identifier(self.time_column)
+        page_conditions = list(conditions)
+        if after is not None:
+            page_conditions.append(
+                sql.SQL("({t}, id) < (%(after_at)s, %(after_id)s)").format(t=time_column)
+            )
+            params.update(after_at=after[0], after_id=after[1])
+        query = sql.SQL(
+            "SELECT {cols} FROM {table} WHERE {where}"
+            " ORDER BY {t} DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
+        ).format(
+            cols=self._returning,
+            table=self._table,
+            where=sql.SQL(" AND ").join(page_conditions),
+            t=time_column,
+        )
+        # One row more than asked tells whether there is a next page.
+        cursor = await conn.execute(query, {**params, "limit": limit + 1, "offset": offset})
+        rows = await cursor.fetchall()
+        total = None
+        if exact_count:
+            count_query = sql.SQL("SELECT count(*) AS n FROM {table} WHERE {where}").format(
+                table=self._table, where=where
+            )
+            counted = await (await conn.execute(count_query, params)).fetchone()
+            total = int(counted["n"]) if counted else 0
+        return Listing(rows[:limit], len(rows) > limit, total)

@@ -1,0 +1,95 @@
+"""The API under test: one application (and its pools) per session, called in-process
+through httpx's ASGI transport, or over TCP through a uvicorn server where a client
+library needs a real URL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from syntera.api.app import create_app
+from syntera.auth.tokens import issue_access_token, load_keys
+from syntera.config import Settings
+from syntera.embedded import StackUrls
+from syntera.tenancy import Principal
+from tests.conftest import TEST_SERVICE_KEY, StackDatabase
+
+
+@pytest.fixture(scope="session")
+def api_urls(stack: StackUrls, database: StackDatabase) -> StackUrls:
+    return dataclasses.replace(stack, api_database_url=database.api_url)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, api_urls: StackUrls) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, api_urls)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        yield http
+
+
+def token_for(settings: Settings, principal: Principal) -> str:
+    """An access token for ``principal``, as /auth/v1/token would issue it."""
+    if principal.role == "service_role":
+        return TEST_SERVICE_KEY
+    assert principal.user_id is not None
+    return issue_access_token(
+        load_keys(settings),
+        user_id=principal.user_id,
+        email=None,
+        session_id=principal.user_id,
+        lifetime_s=600,
+        issuer="http://api.test/auth/v1",
+        user_metadata={},
+        app_metadata={},
+    ).token
+
+
+@pytest.fixture(scope="session")
+def auth(settings: Settings) -> AuthHeaders:
+    return AuthHeaders(settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthHeaders:
+    settings: Settings
+
+    def __call__(self, principal: Principal) -> dict[str, str]:
+        """The Authorization header of ``principal``."""
+        return {"Authorization": f"Bearer {token_for(self.settings, principal)}"}
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
+    """The API served by uvicorn on a free local port, in a thread; its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings, api_urls), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,223 @@
+"""/auth/v1 against the real Supabase Auth client and by hand: sign-up, sign-in, refresh
+rotation, logout, and the answers to wrong passwords, unknown users and bad tokens."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import jwt
+import pytest
+from supabase_auth import SyncGoTrueClient
+from supabase_auth.errors import AuthApiError
+
+from tests.conftest import TEST_JWT_SECRET
+
+
+def new_email() -> str:
+    return f"auth-{uuid.uuid4().hex[:12]}@example.com"
+
+
+PASSWORD = "correct horse battery"
+
+
+def test_supabase_auth_client_signs_up_signs_in_refreshes_and_signs_out(
+    live_server: str,
+) -> None:
+    client = SyncGoTrueClient(url=f"{live_server}/auth/v1", auto_refresh_token=False)
+    email = new_email()
+
+    signed_up = client.sign_up({"email": email, "password": PASSWORD})
+    assert signed_up.user is not None
+    assert signed_up.user.email == email
+    assert signed_up.session is not None
+
+    signed_in = client.sign_in_with_password({"email": email, "password": PASSWORD})
+    assert signed_in.session is not None
+    assert signed_in.user is not None
+    assert signed_in.user.id == signed_up.user.id
+    claims = jwt.decode(
+        signed_in.session.access_token, TEST_JWT_SECRET, algorithms=["HS256"],
+        audience="authenticated",
+    )  # fmt: skip
+    assert claims["sub"] == signed_up.user.id
+    assert claims["role"] == "authenticated"
+    assert claims["email"] == email
+    assert claims["exp"] > time.time()
+
+    first_refresh_token = signed_in.session.refresh_token
+    refreshed = client.refresh_session()
+    assert refreshed.session is not None
+    assert refreshed.session.refresh_token != first_refresh_token
+
+    fetched = client.get_user()
+    assert fetched is not None
+    assert fetched.user.id == signed_up.user.id
+
+    latest_refresh_token = refreshed.session.refresh_token
+    client.sign_out()
+    with pytest.raises(AuthApiError):
+        client.refresh_session(latest_refresh_token)
+
+
+def test_supabase_auth_client_gets_gotrue_error_for_wrong_password(live_server: str) -> None:
+    client = SyncGoTrueClient(url=f"{live_server}/auth/v1", auto_refresh_token=False)
+    email = new_email()
+    client.sign_up({"email": email, "password": PASSWORD})
+    with pytest.raises(AuthApiError) as raised:
+        client.sign_in_with_password({"email": email, "password": "not the password"})
+    assert raised.value.status == 400
+    assert raised.value.code == "invalid_credentials"
+
+
+async def sign_up(client: httpx.AsyncClient, email: str) -> dict[str, object]:
+    response = await client.post("/auth/v1/signup", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def sign_in(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    return await client.post(
+        "/auth/v1/token", params={"grant_type": "password"},
+        json={"email": email, "password": password},
+    )  # fmt: skip
+
+
+async def test_unknown_user_and_wrong_password_get_the_same_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    email = new_email()
+    await sign_up(client, email)
+    wrong_password = await sign_in(client, email, "wrong password!")
+    unknown_user = await sign_in(client, new_email(), "wrong password!")
+    assert wrong_password.status_code == unknown_user.status_code == 400
+    assert (
+        wrong_password.json()
+        == unknown_user.json()
+        == {
+            "code": 400,
+            "error_code": "invalid_credentials",
+            "msg": "Invalid login credentials",
+        }
+    )
+
+
+async def test_repeated_failed_sign_ins_for_one_email_are_throttled(
+    client: httpx.AsyncClient,
+) -> None:
+    email = new_email()
+    await sign_up(client, email)
+    for _ in range(5):  # the default allowance
+        assert (await sign_in(client, email, "wrong password!")).status_code == 400
+    throttled = await sign_in(client, email, PASSWORD)
+    assert throttled.status_code == 429
+    assert throttled.json()["error_code"] == "over_request_rate_limit"
+    assert int(throttled.headers["Retry-After"]) > 0
+    other = new_email()
+    await sign_up(client, other)
+    assert (await sign_in(client, other, PASSWORD)).status_code == 200  # only that email
+
+
+async def test_sign_up_with_a_taken_email_or_weak_password_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    email = new_email()
+    await sign_up(client, email)
+    taken = await client.post(
+        "/auth/v1/signup", json={"email": email.upper(), "password": PASSWORD}
+    )
+    assert taken.status_code == 422
+    assert taken.json()["error_code"] == "user_already_exists"
+    weak = await client.post("/auth/v1/signup", json={"email": new_email(), "password": "abc"})
+    assert weak.status_code == 422
+    assert weak.json()["error_code"] == "weak_password"
+    bad_email = await client.post(
+        "/auth/v1/signup", json={"email": "not-an-email", "password": PASSWORD}
+    )
+    assert bad_email.status_code == 400
+    assert bad_email.json()["error_code"] == "validation_failed"
+
+
+async def test_refresh_token_rotates_and_a_reused_one_ends_the_session(
+    client: httpx.AsyncClient,
+) -> None:
+    session = await sign_up(client, new_email())
+    first = session["refresh_token"]
+
+    async def refresh(token: object) -> httpx.Response:
+        return await client.post(
+            "/auth/v1/token", params={"grant_type": "refresh_token"},
+            json={"refresh_token": token},
+        )  # fmt: skip
+
+    second = await refresh(first)
+    assert second.status_code == 200
+    reused = await refresh(first)
+    assert reused.status_code == 400
+    assert reused.json()["error_code"] == "refresh_token_not_found"
+    # Reuse revoked the whole session: the successor token is dead too.
+    assert (await refresh(second.json()["refresh_token"])).status_code == 400
+
+
+async def test_logout_revokes_the_refresh_tokens(client: httpx.AsyncClient) -> None:
+    session = await sign_up(client, new_email())
+    headers = {"Authorization": f"Bearer {session['access_token']}"}
+    assert (await client.post("/auth/v1/logout", headers=headers)).status_code == 204
+    refreshed = await client.post(
+        "/auth/v1/token", params={"grant_type": "refresh_token"},
+        json={"refresh_token": session["refresh_token"]},
+    )  # fmt: skip
+    assert refreshed.status_code == 400
+
+
+def supabase_style_token(secret: str, **overrides: object) -> str:
+    """A token as a Supabase project issues it (iss, aud, role, session_id, aal…)."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": "https://abcdefgh.supabase.co/auth/v1",
+        "sub": str(uuid.uuid4()),
+        "aud": "authenticated",
+        "exp": now + 3600,
+        "iat": now,
+        "email": "someone@example.com",
+        "phone": "",
+        "app_metadata": {"provider": "email", "providers": ["email"]},
+        "user_metadata": {},
+        "role": "authenticated",
+        "aal": "aal1",
+        "amr": [{"method": "password", "timestamp": now}],
+        "session_id": str(uuid.uuid4()),
+        "is_anonymous": False,
+    }
+    claims.update(overrides)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_token_from_a_supabase_project_with_the_same_secret_is_accepted(
+    client: httpx.AsyncClient,
+) -> None:
+    session = await sign_up(client, new_email())
+    user = session["user"]
+    assert isinstance(user, dict)
+    token = supabase_style_token(TEST_JWT_SECRET, sub=user["id"])
+    response = await client.get("/auth/v1/user", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json()["id"] == user["id"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        supabase_style_token("another secret of the same kind, 32b+"),
+        supabase_style_token(TEST_JWT_SECRET, exp=int(time.time()) - 10),
+        supabase_style_token(TEST_JWT_SECRET, aud="somebody-else"),
+        "not.a.jwt",
+    ],
+    ids=["tampered", "expired", "wrong-audience", "garbage"],
+)
+async def test_bad_tokens_get_401(client: httpx.AsyncClient, token: str) -> None:
+    response = await client.get("/auth/v1/user", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error_code"] == "no_authorization"
