@@ -14,15 +14,22 @@ from psycopg_pool import AsyncConnectionPool
 from pymongo import AsyncMongoClient
 
 from syntera import __version__
+from syntera.agents.routes import routers as agents
+from syntera.analytics.routes import routers as analytics
 from syntera.api.errors import install_error_handlers
 from syntera.api.limits import BodySizeLimit
 from syntera.auth.routes import GoTrueError
 from syntera.auth.routes import router as auth_router
 from syntera.auth.tokens import load_keys
+from syntera.calls.routes import routers as calls
+from syntera.companies.routes import routers as companies
 from syntera.config import Settings
+from syntera.crm.routes import routers as crm
 from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls
+from syntera.notifications.routes import routers as notifications
+from syntera.workflows.routes import routers as workflows
 
 READINESS_TIMEOUT_S = 2.0
 
@@ -62,7 +69,7 @@ async def failing_stores(stores: Stores) -> list[str]:
 
 def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
-    return []
+    return [*companies, *agents, *crm, *workflows, *calls, *notifications, *analytics]
 
 
 def create_app(settings: Settings, urls: StackUrls) -> FastAPI:

@@ -29,6 +29,12 @@ class Filter:
     condition: sql.Composable
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def equals(cls, column: str, value: object) -> Filter:
+        """``column = value``."""
+        condition = sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+        return cls(condition, {column: value})
+
 
 @dataclass(frozen=True)
 class Listing:

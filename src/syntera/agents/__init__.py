@@ -1,0 +1,1 @@
+"""AI agent configurations and their widget keys."""

@@ -1,0 +1,23 @@
+"""/v1/agents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from syntera.agents import service
+from syntera.agents.schemas import PublicKey
+from syntera.api.crud import RowId, add_crud_routes
+from syntera.api.deps import Member
+
+agents = APIRouter(prefix="/v1/agents", tags=["agents"])
+
+add_crud_routes(agents, service.AGENTS)
+
+
+@agents.post("/{row_id}/public-key", status_code=201, response_model=PublicKey)
+async def create_public_key(tenant: Member, row_id: RowId) -> PublicKey:
+    """Create or rotate the agent's widget key (``pub_key_…``); it is returned only now."""
+    return await service.rotate_public_key(tenant, row_id)
+
+
+routers = [agents]

@@ -1,0 +1,1 @@
+"""Analytics events: an append-only record of what happened, per company."""

@@ -1,0 +1,45 @@
+"""Building blocks of the request and response bodies of /v1."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_JSON_KEYS = 100
+
+
+class Input(BaseModel):
+    """A request body: unknown fields are refused (422 naming them), never ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent (PATCH semantics: absent means unchanged)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class Output(BaseModel):
+    """A response body."""
+
+
+def _bounded_object(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_JSON_KEYS:
+        raise ValueError(f"at most {MAX_JSON_KEYS} keys")
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=20_000)]
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", to_lower=True, strip_whitespace=True
+    ),
+]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()\-.]{3,40}$")]
+Url = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[^,{}\"\\]+$")]
+Tags = Annotated[list[Tag], Field(max_length=50)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_object)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=100)]

@@ -1,0 +1,1 @@
+"""Voice calls: recordings and the call log."""

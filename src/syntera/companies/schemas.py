@@ -1,0 +1,58 @@
+"""Companies, members and invitations as the API reads and writes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from syntera.api.schemas import Email, Input, Name, Output
+from syntera.tenancy import MemberRole
+
+AssignableRole = Literal["user", "admin"]  # the owner role is never granted
+
+
+class CompanyCreate(Input):
+    name: Name
+
+
+class CompanyUpdate(Input):
+    name: Name | None = None
+
+
+class Company(Output):
+    id: UUID
+    name: str
+    owner_id: UUID | None
+    subscription_tier: Literal["starter", "professional", "enterprise"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class Member(Output):
+    id: UUID
+    company_id: UUID
+    email: str
+    role: MemberRole
+    created_at: datetime
+    updated_at: datetime
+
+
+class MemberUpdate(Input):
+    role: AssignableRole
+
+
+class InvitationCreate(Input):
+    email: Email
+    role: AssignableRole = "user"
+
+
+class Invitation(Output):
+    id: UUID
+    company_id: UUID
+    email: str
+    role: AssignableRole
+    invited_by: UUID | None
+    accepted_at: datetime | None
+    expires_at: datetime
+    created_at: datetime

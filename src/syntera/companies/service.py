@@ -1,0 +1,105 @@
+"""Creating a company, and managing its members and invitations.
+
+Membership rules live in the database (migration 004): whoever creates a company becomes
+its owner; roles change only by an owner or admin, never one's own, never to or from
+owner; members leave only through remove_team_member().
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+from syntera.api.crud import Resource
+from syntera.api.deps import Tenant
+from syntera.api.errors import Problem, not_found
+from syntera.companies.schemas import (
+    Company,
+    CompanyCreate,
+    CompanyUpdate,
+    Invitation,
+    InvitationCreate,
+    Member,
+    MemberUpdate,
+)
+from syntera.db.tables import TenantTable
+
+MEMBERS = Resource(TenantTable("users", tuple(Member.model_fields)), Member, "member")
+INVITATIONS = Resource(
+    TenantTable("invitations", tuple(Invitation.model_fields)),
+    Invitation,
+    "invitation",
+    InvitationCreate,
+)
+
+COMPANY_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, Company.model_fields))
+
+CREATE_COMPANY = sql.SQL(
+    "INSERT INTO public.companies (name, owner_id) VALUES (%(name)s, auth.uid())"
+    " RETURNING {columns}"
+).format(columns=COMPANY_COLUMNS)
+
+READ_COMPANY = sql.SQL("SELECT {columns} FROM public.companies WHERE id = %(id)s").format(
+    columns=COMPANY_COLUMNS
+)
+
+RENAME_COMPANY = sql.SQL(
+    "UPDATE public.companies SET name = %(name)s WHERE id = %(id)s RETURNING {columns}"
+).format(columns=COMPANY_COLUMNS)
+
+DELETE_COMPANY = "DELETE FROM public.companies WHERE id = %(id)s"
+
+REMOVE_MEMBER = "SELECT public.remove_team_member(%(id)s)"
+
+
+async def create_company(tenant: Tenant, body: CompanyCreate) -> Company:
+    """A new company owned by the caller, who must not belong to one yet."""
+    if tenant.membership is not None:
+        raise Problem(409, "Conflict", "you already belong to a company; a user has one")
+    row = await (await tenant.conn.execute(CREATE_COMPANY, {"name": body.name})).fetchone()
+    assert row is not None
+    return Company.model_validate(row)
+
+
+async def current_company(tenant: Tenant) -> Company:
+    row = await (await tenant.conn.execute(READ_COMPANY, {"id": tenant.company_id})).fetchone()
+    if row is None:  # the service named a company that does not exist
+        raise not_found("Company")
+    return Company.model_validate(row)
+
+
+async def update_company(tenant: Tenant, body: CompanyUpdate) -> Company:
+    if body.name is None:
+        return await current_company(tenant)
+    params = {"name": body.name, "id": tenant.company_id}
+    row = await (await tenant.conn.execute(RENAME_COMPANY, params)).fetchone()
+    if row is None:
+        raise not_found("Company")
+    return Company.model_validate(row)
+
+
+async def delete_company(tenant: Tenant) -> None:
+    """Delete the company and, by cascade, all its data (owner only)."""
+    if tenant.membership is None or tenant.membership.role != "owner":
+        raise Problem(403, "Forbidden", "only the company's owner may delete it")
+    cursor = await tenant.conn.execute(DELETE_COMPANY, {"id": tenant.company_id})
+    if cursor.rowcount != 1:
+        raise not_found("Company")
+
+
+def inviter(tenant: Tenant) -> dict[str, Any]:
+    return {"invited_by": tenant.user_id}
+
+
+async def change_role(tenant: Tenant, user_id: UUID, body: MemberUpdate) -> Member:
+    row = await MEMBERS.table.update(tenant.conn, tenant.company_id, user_id, {"role": body.role})
+    if row is None:
+        raise not_found("Member")
+    return Member.model_validate(row)
+
+
+async def remove_member(tenant: Tenant, user_id: UUID) -> None:
+    """The member leaves the company and keeps their account."""
+    await tenant.conn.execute(REMOVE_MEMBER, {"id": user_id})

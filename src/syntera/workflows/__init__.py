@@ -1,0 +1,1 @@
+"""Workflows: a trigger, a graph of nodes, and the audit trail of their runs."""
