@@ -1,7 +1,7 @@
 -- Sessions and refresh tokens of the built-in GoTrue-compatible auth server (/auth/v1),
--- and the indexes of the API's contact search.
+-- the indexes of the API's contact search, and CHECK names the API reports.
 --
--- They live in the `syntera` schema, not in `auth`: on Supabase the auth schema belongs to
+-- The auth tables live in the `syntera` schema, not in `auth`: on Supabase the auth schema belongs to
 -- GoTrue and is left alone. Only the auth server touches these tables, as service_role.
 
 CREATE SCHEMA IF NOT EXISTS syntera;
@@ -55,3 +55,12 @@ CREATE INDEX idx_contacts_company_last_name_prefix
   ON public.contacts (company_id, lower(last_name) text_pattern_ops);
 CREATE INDEX idx_contacts_company_phone_prefix
   ON public.contacts (company_id, phone text_pattern_ops);
+
+-- Name the CHECKs that compare two columns after the column a client gets wrong, so the
+-- API's 422 names it (PostgreSQL calls them <table>_check).
+ALTER TABLE public.call_recordings
+  RENAME CONSTRAINT call_recordings_check TO call_recordings_ended_at_check;
+ALTER TABLE public.call_history
+  RENAME CONSTRAINT call_history_check TO call_history_ended_at_check;
+ALTER TABLE public.workflow_executions
+  RENAME CONSTRAINT workflow_executions_check TO workflow_executions_finished_at_check;

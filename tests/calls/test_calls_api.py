@@ -1,0 +1,51 @@
+"""Call recordings and call history through the API."""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.db.postgres import TenantConnection
+from tests.api_fixtures import AuthHeaders
+from tests.factories import create_tenant
+
+
+async def test_recording_and_call_life_cycle(
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    api_pool: AsyncConnectionPool[TenantConnection],
+    owner_conn: psycopg.Connection,
+) -> None:
+    tenant = await create_tenant(api_pool, owner_conn)
+    headers = auth(tenant.member)
+    agent_id = str(tenant.rows["agent_configs"])
+    recording = await client.post(
+        "/v1/calls/recordings", headers=headers,
+        json={"recording_url": "https://cdn.example.com/r/1.wav", "agent_id": agent_id,
+              "started_at": "2026-11-01T10:00:00Z", "ended_at": "2026-11-01T10:05:00Z"},
+    )  # fmt: skip
+    assert recording.status_code == 201, recording.text
+    backwards = await client.post(
+        "/v1/calls/recordings", headers=headers,
+        json={"recording_url": "https://cdn.example.com/r/2.wav",
+              "started_at": "2026-11-01T10:00:00Z", "ended_at": "2026-11-01T09:00:00Z"},
+    )  # fmt: skip
+    assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "ended_at"
+
+    call = await client.post(
+        "/v1/calls/history", headers=headers,
+        json={"direction": "outbound", "status": "in-progress", "agent_id": agent_id,
+              "recording_id": recording.json()["id"], "to_number": "+1 555 0100"},
+    )  # fmt: skip
+    assert call.status_code == 201, call.text
+    done = await client.patch(
+        f"/v1/calls/history/{call.json()['id']}", headers=headers,
+        json={"status": "completed", "duration_seconds": 300},
+    )  # fmt: skip
+    assert done.json()["status"] == "completed"
+    listed = await client.get(
+        "/v1/calls/history", headers=headers, params={"status": "completed", "agent_id": agent_id}
+    )
+    assert call.json()["id"] in [c["id"] for c in listed.json()["data"]]
