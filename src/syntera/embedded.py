@@ -42,6 +42,8 @@ from urllib.parse import quote
 
 import psutil
 
+from syntera.config import Settings
+
 POSTGRES = "postgres"
 MONGODB = "mongodb"
 REDIS = "redis"
@@ -559,3 +561,24 @@ class EmbeddedStack:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def configured_urls(settings: Settings, stack_urls: StackUrls | None = None) -> StackUrls:
+    """The URL of each store: configured where set, the embedded stack's otherwise
+    (``stack_urls``, or read from the stack under the data directory)."""
+    if stack_urls is None:
+        stack_urls = EmbeddedStack(settings.data_dir).urls()
+    api_url = settings.api_database_url
+    if api_url is None:
+        api_url = stack_urls.api_database_url if settings.database_url is None else None
+    if api_url is None:
+        raise ValueError(
+            "SYNTERA_DATABASE_URL is set but SYNTERA_API_DATABASE_URL is not: "
+            "the API needs a URL for the `authenticator` role"
+        )
+    return StackUrls(
+        database_url=settings.database_url or stack_urls.database_url,
+        api_database_url=api_url,
+        mongodb_uri=settings.mongodb_uri or stack_urls.mongodb_uri,
+        redis_url=settings.redis_url or stack_urls.redis_url,
+    )

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +18,7 @@ from syntera.api.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from tests.conftest import StackDatabase
+from tests.test_embedded import free_port, wait_until_ready
 
 
 def closed_port() -> int:
@@ -57,3 +63,25 @@ async def test_readyz_names_the_store_that_is_down(settings: Settings, urls: Sta
     response = await get(create_app(settings, broken), "/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "failing": ["redis"]}
+
+
+def test_syntera_serve_runs_several_workers_on_the_configured_stores(
+    urls: StackUrls, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
+    env.update(urls.as_env())
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syntera", "serve", "--workers", "2", "--port", str(port),
+         "--data-dir", str(tmp_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        ready = wait_until_ready(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 200, ready.text
+        assert (tmp_path / "jwt_secret").exists()  # generated once, shared by the workers
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, output
+    assert output.count("Started server process") == 2, output

@@ -23,11 +23,11 @@ from syntera.auth.routes import router as auth_router
 from syntera.auth.tokens import load_keys
 from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
-from syntera.config import Settings
+from syntera.config import Settings, get_settings
 from syntera.crm.routes import routers as crm
 from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import create_redis
-from syntera.embedded import StackUrls
+from syntera.embedded import StackUrls, configured_urls
 from syntera.notifications.routes import routers as notifications
 from syntera.workflows.routes import routers as workflows
 
@@ -125,3 +125,10 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The application as ``syntera serve`` runs it in each worker process: settings from
+    the ``SYNTERA_*`` environment, URLs configured or of the running embedded stack."""
+    settings = get_settings()
+    return create_app(settings, configured_urls(settings))
