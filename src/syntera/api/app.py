@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pymongo import AsyncMongoClient
@@ -16,7 +18,7 @@ from pymongo import AsyncMongoClient
 from syntera import __version__
 from syntera.agents.routes import routers as agents
 from syntera.analytics.routes import routers as analytics
-from syntera.api.errors import install_error_handlers
+from syntera.api.errors import PROBLEM_RESPONSES, install_error_handlers, use_problem_media_type
 from syntera.api.limits import BodySizeLimit
 from syntera.auth.routes import GoTrueError
 from syntera.auth.routes import router as auth_router
@@ -109,7 +111,17 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
 
     app.include_router(auth_router)
     for router in resource_routers():
-        app.include_router(router)
+        app.include_router(router, responses=PROBLEM_RESPONSES)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = use_problem_media_type(get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            ))  # fmt: skip
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -18,11 +18,56 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg import errors as pg
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """An error answer (RFC 9457), served as application/problem+json."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetails, "description": description}
+    for status, description in {
+        400: "Malformed request (for example, invalid JSON)",
+        401: "Missing or invalid bearer token",
+        403: "Your role does not allow this, or you belong to no company",
+        404: "No such row in your company",
+        409: "Conflicts with an existing row",
+        413: "Request body too large",
+        422: "A field is invalid (named in `errors`)",
+        503: "A store is unavailable or the statement timed out; retry",
+    }.items()
+}
+
+
+def use_problem_media_type(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Document error answers of /v1 under the media type they are served with."""
+    for path, operations in openapi.get("paths", {}).items():
+        if not path.startswith("/v1"):
+            continue
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status.startswith(("4", "5")) and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    return openapi
 
 
 class Problem(Exception):
