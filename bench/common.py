@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from syntera.db.migrations import migrate
-from syntera.embedded import EmbeddedStack
+from syntera.embedded import EmbeddedStack, StackUrls
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -30,22 +31,33 @@ class BenchDatabase:
 
     owner_url: str
     api_url: str
+    stack: StackUrls
+
+    def api_stack(self) -> StackUrls:
+        """The stack's URLs with the API pointed at this database."""
+        return dataclasses.replace(
+            self.stack, database_url=self.owner_url, api_database_url=self.api_url
+        )
 
 
 @contextmanager
-def bench_database(data_dir: Path | None = None) -> Iterator[BenchDatabase]:
+def bench_database(
+    data_dir: Path | None = None, services: tuple[str, ...] = ("postgres",)
+) -> Iterator[BenchDatabase]:
     """A fresh, migrated database on an embedded stack of its own (stopped afterwards
-    unless ``data_dir`` was given, so a rerun can reuse generated data)."""
+    unless ``data_dir`` was given, so a rerun can reuse generated data); ``services``
+    names the embedded servers to start besides PostgreSQL."""
     keep = data_dir is not None
     path = data_dir or Path(tempfile.mkdtemp(prefix="syntera-bench-", dir="/tmp"))
     stack = EmbeddedStack(path)
-    urls = stack.start(("postgres",))
+    urls = stack.start(tuple(dict.fromkeys(("postgres", *services))))
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(urls.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     database = BenchDatabase(
         owner_url=make_conninfo(**{**conninfo_to_dict(urls.database_url), "dbname": name}),
         api_url=make_conninfo(**{**conninfo_to_dict(urls.api_database_url), "dbname": name}),
+        stack=urls,
     )
     migrate(database.owner_url)
     try:

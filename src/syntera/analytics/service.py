@@ -30,7 +30,7 @@ def recorder(tenant: Tenant) -> dict[str, Any]:
     return {"user_id": tenant.user_id}
 
 
-def event_filters(
+async def event_filters(
     event_type: Annotated[EventType | None, Query(description="Of this type.")] = None,
     agent_id: Annotated[UUID | None, Query(description="About this agent.")] = None,
     contact_id: Annotated[UUID | None, Query(description="About this contact.")] = None,

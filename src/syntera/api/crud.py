@@ -8,7 +8,7 @@ A domain describes its resource (table, schemas, who may write, how lists filter
 # No `from __future__ import annotations` here: FastAPI reads the endpoint signatures
 # built below at runtime, and their types are the resource's schemas.
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
@@ -82,7 +82,7 @@ async def list_rows(
     return page_from(listing, paging, resource.out, resource.table.time_column)
 
 
-def no_filters() -> list[Filter]:
+async def no_filters() -> list[Filter]:
     return []
 
 
@@ -92,7 +92,7 @@ def add_crud_routes(
     *,
     managers_write: bool = False,
     managers_read: bool = False,
-    filters: Callable[..., list[Filter]] = no_filters,
+    filters: Callable[..., Awaitable[list[Filter]]] = no_filters,
     creation_values: Callable[[Tenant], dict[str, Any]] | None = None,
     routes: tuple[str, ...] = ("create", "read", "update", "delete", "list"),
 ) -> None:

@@ -1,5 +1,8 @@
 """Who is calling, and the one transaction each request runs in.
 
+Every dependency here is ``async``: FastAPI runs plain functions in a thread pool, a
+thread hop per dependency per request.
+
 Routes name what they need with the ``Annotated`` aliases at the bottom, after what
 they allow: ``Caller`` (any signed-in user), ``Member`` (a member of a company, or the
 service naming one), ``Manager`` (an owner or admin), ``Service`` (the service key).
@@ -101,13 +104,13 @@ def _service_membership(request: Request) -> Membership | None:
 _transaction = Depends(transaction, scope="function")
 
 
-def _signed_in_user(tenant: Annotated[Tenant, _transaction]) -> Tenant:
+async def _signed_in_user(tenant: Annotated[Tenant, _transaction]) -> Tenant:
     if tenant.principal.role != "authenticated":
         raise Problem(403, "Forbidden", "this endpoint is for signed-in users")
     return tenant
 
 
-def _member(tenant: Annotated[Tenant, _transaction]) -> Tenant:
+async def _member(tenant: Annotated[Tenant, _transaction]) -> Tenant:
     if tenant.membership is None:
         detail = "you are not a member of any company; create one with POST /v1/companies"
         if tenant.principal.role == "service_role":
@@ -116,13 +119,13 @@ def _member(tenant: Annotated[Tenant, _transaction]) -> Tenant:
     return tenant
 
 
-def _manager(tenant: Annotated[Tenant, Depends(_member)]) -> Tenant:
+async def _manager(tenant: Annotated[Tenant, Depends(_member)]) -> Tenant:
     if tenant.membership is None or not tenant.membership.manages_team:
         raise Problem(403, "Forbidden", "only the company's owner or an admin may do this")
     return tenant
 
 
-def _service(tenant: Annotated[Tenant, Depends(_member)]) -> Tenant:
+async def _service(tenant: Annotated[Tenant, Depends(_member)]) -> Tenant:
     if tenant.principal.role != "service_role":
         raise Problem(403, "Forbidden", "only the service key may do this")
     return tenant

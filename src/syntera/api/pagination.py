@@ -78,7 +78,7 @@ class PageRequest:
         return (self.cursor.at, self.cursor.id) if self.cursor else None
 
 
-def page_request(
+async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.")] = (
         DEFAULT_LIMIT
     ),

@@ -46,7 +46,7 @@ CALLS = Resource(
 )
 
 
-def call_filters(
+async def call_filters(
     agent_id: Annotated[UUID | None, Query(description="Handled by this agent.")] = None,
     contact_id: Annotated[UUID | None, Query(description="With this contact.")] = None,
     status: Annotated[CallStatus | None, Query(description="In this status.")] = None,
@@ -56,7 +56,7 @@ def call_filters(
     return [Filter.equals(column, value) for column, value in wanted.items() if value is not None]
 
 
-def recording_filters(
+async def recording_filters(
     agent_id: Annotated[UUID | None, Query(description="Handled by this agent.")] = None,
     contact_id: Annotated[UUID | None, Query(description="With this contact.")] = None,
 ) -> list[Filter]:

@@ -58,7 +58,7 @@ def _like_prefix(text: str) -> str:
     return escaped + "%"
 
 
-def contact_filters(
+async def contact_filters(
     tag: Annotated[
         str | None, Query(min_length=1, max_length=50, description="Has this tag.")
     ] = None,
@@ -76,7 +76,7 @@ def contact_filters(
     return filters
 
 
-def deal_filters(
+async def deal_filters(
     stage: Annotated[DealStage | None, Query(description="In this stage.")] = None,
     contact_id: Annotated[UUID | None, Query(description="Of this contact.")] = None,
 ) -> list[Filter]:

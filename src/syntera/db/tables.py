@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -60,6 +61,25 @@ class TenantTable:
     def _returning(self) -> sql.Composable:
         return sql.SQL(", ").join(map(sql.Identifier, self.columns))
 
+    # The statements of the hot paths are composed once per table (the instance is
+    # frozen; cached_property stores beside the fields).
+
+    @cached_property
+    def _fetch_query(self) -> bytes:
+        return (
+            sql.SQL("SELECT {cols} FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s")
+            .format(cols=self._returning, table=self._table)
+            .as_bytes()
+        )
+
+    @cached_property
+    def _delete_query(self) -> bytes:
+        return (
+            sql.SQL("DELETE FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s")
+            .format(table=self._table)
+            .as_bytes()
+        )
+
     def _adapt(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {
             key: Jsonb(value) if key in self.json_columns and value is not None else value
@@ -85,11 +105,8 @@ class TenantTable:
 
     async def fetch(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> Row | None:
         """The row, or None when it does not exist or belongs to another company."""
-        query = sql.SQL(
-            "SELECT {cols} FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s"
-        ).format(cols=self._returning, table=self._table)
-        cursor = await conn.execute(query, {"company_id": company_id, "id": row_id})
-        return await cursor.fetchone()
+        params = {"company_id": company_id, "id": row_id}
+        return await (await conn.execute(self._fetch_query, params)).fetchone()
 
     async def update(
         self,
@@ -116,11 +133,8 @@ class TenantTable:
 
     async def delete(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> bool:
         """Delete the row; False if there was no such row."""
-        query = sql.SQL(
-            "DELETE FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s"
-        ).format(table=self._table)
-        cursor = await conn.execute(query, {"company_id": company_id, "id": row_id})
-        return cursor.rowcount == 1
+        params = {"company_id": company_id, "id": row_id}
+        return (await conn.execute(self._delete_query, params)).rowcount == 1
 
     async def list(
         self,

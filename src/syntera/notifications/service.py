@@ -45,7 +45,7 @@ UPDATE public.notifications SET read_at = now()
 """
 
 
-def notification_filters(
+async def notification_filters(
     unread: Annotated[bool | None, Query(description="Only unread (true) or read (false).")] = None,
 ) -> list[Filter]:
     """The filters of GET /v1/notifications. Which user's: the database's policy decides

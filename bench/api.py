@@ -1,0 +1,268 @@
+"""HTTP API throughput and database round trips per request.
+
+    python -m bench.api [--contacts 100000] [--companies 100] [--workers 2]
+                        [--connections 32] [--duration 20]
+
+Generates contacts into a fresh database on an embedded stack of its own, serves the API
+with ``syntera serve --workers N`` (uvicorn) and drives it with wrk (``apt install wrk``)
+from the same machine, so the load generator competes with the server for the CPUs; both
+CPU uses are reported. Two figures, each against PostgREST's published 2,600 req/s for a
+single-row read on a 2-vCPU machine (with its database on a second machine):
+
+* ``GET /v1/contacts/{id}`` for random contacts of one company;
+* ``GET /v1/contacts?limit=20``, the newest page of that company.
+
+Then the PostgreSQL round trips one request costs, counted from libpq's protocol trace
+(each Sync or simple Query message sent is one round trip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+
+from bench.common import BenchDatabase, bench_database, machine, report
+from bench.rls import generate, pick_tenant
+from syntera.api.app import create_app
+from syntera.auth.tokens import issue_access_token, load_keys
+from syntera.config import Settings
+
+ANCHOR_REQUESTS_PER_S = 2600
+JWT_SECRET = "bench-jwt-secret-of-at-least-thirty-two-bytes"  # noqa: S105 (a throw-away stack)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def access_token(user_id: uuid.UUID) -> str:
+    keys = load_keys(Settings(jwt_secret=JWT_SECRET))
+    return issue_access_token(
+        keys, user_id=user_id, email=None, session_id=uuid.uuid4(), lifetime_s=3600,
+        issuer="bench", user_metadata={}, app_metadata={},
+    ).token  # fmt: skip
+
+
+def company_contact_ids(db: BenchDatabase, company_id: uuid.UUID, limit: int) -> list[str]:
+    with psycopg.connect(db.owner_url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM public.contacts WHERE company_id = %s ORDER BY random() LIMIT %s",
+            (company_id, limit),
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the server and its worker processes."""
+        parent = psutil.Process(self.process.pid)
+        total = 0.0
+        for proc in [parent, *parent.children(recursive=True)]:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        return total
+
+
+def start_server(db: BenchDatabase, workers: int, data_dir: Path) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
+    env.update(db.api_stack().as_env())
+    env.update(SYNTERA_JWT_SECRET=JWT_SECRET, SYNTERA_PG_POOL_MAX_SIZE="20")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syntera", "serve", "--workers", str(workers),
+         "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return Server(process, base_url)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the API did not become ready")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    server_cpu_s: float
+    wrk_cpu_s: float
+
+
+WRK_SCRIPT = """
+local ids = {%s}
+request = function()
+  return wrk.format("GET", "/v1/contacts/" .. ids[math.random(#ids)])
+end
+"""
+
+
+def _milliseconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(
+    server: Server, url: str, token: str, connections: int, duration_s: int, script: Path | None
+) -> LoadResult:
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--latency",
+        "-H", f"Authorization: Bearer {token}",
+    ]  # fmt: skip
+    if script is not None:
+        command += ["-s", str(script)]
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server.cpu_seconds()
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    server_cpu = server.cpu_seconds() - server_before
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (after_children.ru_utime - before_children.ru_utime) + (
+        after_children.ru_stime - before_children.ru_stime
+    )
+    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    if socket_errors:
+        print(f"wrk: socket errors: {socket_errors.group(1)}")
+    requests = re.search(r"(\d+) requests in", output)
+    return LoadResult(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        p50_ms=_milliseconds(percentiles["50"]),
+        p90_ms=_milliseconds(percentiles["90"]),
+        p99_ms=_milliseconds(percentiles["99"]),
+        errors=int(errors.group(1)) if errors else 0,
+        requests=int(requests.group(1)) if requests else 0,
+        server_cpu_s=server_cpu,
+        wrk_cpu_s=wrk_cpu,
+    )
+
+
+async def round_trips_per_request(db: BenchDatabase, token: str, contact_id: str) -> int:
+    """Round trips of one GET /v1/contacts/{id}, from libpq's trace of the only pooled
+    connection (one Sync or simple Query message per round trip)."""
+    settings = Settings(jwt_secret=JWT_SECRET, pg_pool_min_size=1, pg_pool_max_size=1)
+    app = create_app(settings, db.api_stack())
+    with tempfile.NamedTemporaryFile("w+b", suffix=".trace") as trace:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+                headers = {"Authorization": f"Bearer {token}"}
+                await http.get(f"/v1/contacts/{contact_id}", headers=headers)  # warm up
+                async with app.state.stores.postgres.connection() as conn:
+                    conn.pgconn.trace(trace.fileno())
+                    conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+                response = await http.get(f"/v1/contacts/{contact_id}", headers=headers)
+                assert response.status_code == 200, response.text
+                async with app.state.stores.postgres.connection() as conn:
+                    conn.pgconn.untrace()
+        trace.seek(0)
+        lines = trace.read().decode(errors="replace").splitlines()
+    sent = [line.split("\t")[2] for line in lines if line.startswith("F\t")]
+    return sum(1 for message in sent if message in ("Sync", "Query"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--companies", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=int, default=20)
+    args = parser.parse_args()
+
+    with bench_database(services=("mongodb", "redis")) as db:
+        generate(db, args.contacts, args.companies)
+        company_id, owner_id = pick_tenant(db)
+        token = access_token(owner_id)
+        ids = company_contact_ids(db, company_id, 1000)
+        trips = asyncio.run(round_trips_per_request(db, token, ids[0]))
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "ids.lua"
+            script.write_text(WRK_SCRIPT % ", ".join(f'"{i}"' for i in ids))
+            server = start_server(db, args.workers, Path(tmp))
+            try:
+                run_wrk(server, f"{server.base_url}/v1/contacts", token, 8, 3, script)  # warm
+                single = run_wrk(
+                    server, server.base_url, token, args.connections, args.duration, script
+                )
+                page = run_wrk(
+                    server, f"{server.base_url}/v1/contacts?limit=20", token,
+                    args.connections, args.duration, None,
+                )  # fmt: skip
+            finally:
+                server.process.terminate()
+                server.process.wait(30)
+
+    conditions = (
+        f"{machine()}; {args.contacts:,} contacts in {args.companies} companies; "
+        f"`syntera serve --workers {args.workers}` (uvicorn, uvloop, httptools), "
+        f"PostgreSQL 18 embedded on the same machine; wrk -t2 -c{args.connections} "
+        f"-d{args.duration}s on the same machine; anchor: PostgREST 2,600 req/s "
+        f"(2 vCPU, database on another machine)"
+    )
+    rows = [
+        _row("GET /v1/contacts/{id}", single, args),
+        _row("GET /v1/contacts?limit=20", page, args),
+    ]
+    report(
+        "api_throughput",
+        conditions,
+        ["request", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "API CPU s",
+         "wrk CPU s", "vs anchor"],
+        rows,
+    )  # fmt: skip
+    report(
+        "api_round_trips",
+        f"{machine()}; libpq protocol trace of one GET /v1/contacts/{{id}}",
+        ["request", "round trips to PostgreSQL"],
+        [["GET /v1/contacts/{id}", str(trips)]],
+    )
+
+
+def _row(name: str, result: LoadResult, args: argparse.Namespace) -> list[str]:
+    return [
+        name,
+        f"{result.requests_per_s:,.0f}",
+        f"{result.p50_ms:.1f}",
+        f"{result.p90_ms:.1f}",
+        f"{result.p99_ms:.1f}",
+        f"{result.errors} of {result.requests:,}",
+        f"{result.server_cpu_s:.1f}",
+        f"{result.wrk_cpu_s:.1f}",
+        f"{result.requests_per_s / ANCHOR_REQUESTS_PER_S:.2f}x",
+    ]
+
+
+if __name__ == "__main__":
+    main()
