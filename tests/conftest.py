@@ -28,6 +28,9 @@ from syntera.embedded import EmbeddedStack, StackUrls
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+# Before any MongoDB client exists: watch every command for unscoped tenant queries.
+import tests.mongo_watch  # noqa: E402, F401
+
 # The API's fixtures (the app, an HTTP client, tokens, a live server) for every package.
 pytest_plugins = ["tests.api_fixtures"]
 

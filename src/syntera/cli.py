@@ -166,6 +166,7 @@ def migrate(
                         applied,
                     )
             console.print(table)
+            _mongo_indexes(settings, status_only=True)
             return
         applied_now = run_migrations(url, dry_run=dry_run)
     except MigrationError as error:
@@ -176,6 +177,60 @@ def migrate(
         console.print("PostgreSQL schema is up to date")
     for migration in applied_now:
         console.print(f"{verb} {migration.filename}")
+    _mongo_indexes(settings, status_only=dry_run)
+
+
+def _mongo_uri(settings: Settings) -> str | None:
+    if settings.mongodb_uri is not None:
+        return settings.mongodb_uri
+    stack = EmbeddedStack(settings.data_dir)
+    return stack.urls().mongodb_uri if stack.pid_of(MONGODB) is not None else None
+
+
+def _mongo_indexes(settings: Settings, *, status_only: bool) -> None:
+    """Create (or, with ``status_only``, show) the MongoDB indexes. Safe to rerun."""
+    import asyncio
+
+    from pymongo.errors import PyMongoError
+
+    from syntera.conversations.store import indexes
+    from syntera.db.mongo import create_mongo_client, ensure_indexes, index_status
+
+    uri = _mongo_uri(settings)
+    if uri is None:
+        errors.print("MongoDB: no SYNTERA_MONGODB_URI and the embedded server is not running")
+        return
+    specs = indexes(settings.message_retention_days)
+
+    async def run() -> None:
+        quick = settings.model_copy(update={"mongodb_server_selection_timeout_ms": 5000})
+        client = create_mongo_client(quick, uri)
+        database = client[settings.mongodb_db]
+        try:
+            if status_only:
+                table = Table("collection", "index", "keys", "state")
+                for state in await index_status(database, specs):
+                    keys = ", ".join(f"{k} {d}" for k, d in state.spec.keys)
+                    colour = "green" if state.state == "present" else "yellow"
+                    table.add_row(
+                        state.spec.collection, state.spec.name, keys,
+                        f"[{colour}]{state.state}[/{colour}]",
+                    )  # fmt: skip
+                console.print(table)
+            else:
+                created = await ensure_indexes(database, specs)
+                console.print(
+                    f"MongoDB indexes: created {', '.join(created)}" if created
+                    else "MongoDB indexes are up to date"
+                )  # fmt: skip
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(run())
+    except PyMongoError as error:
+        errors.print(f"[red]MongoDB indexes: {error}[/red]")
+        raise typer.Exit(1) from error
 
 
 HostOption = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
@@ -249,6 +304,9 @@ def up(data_dir: DataDirOption = None, host: HostOption = None, port: PortOption
     try:
         for migration in run_migrations(urls.database_url):
             console.print(f"applied {migration.filename}")
+        _mongo_indexes(
+            settings.model_copy(update={"mongodb_uri": urls.mongodb_uri}), status_only=False
+        )
         for key, value in urls.as_env().items():
             console.print(f"{key}={value}", highlight=False)
         _export(settings, urls)

@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     )
     mongodb_uri: str | None = None
     mongodb_db: str = "syntera"
+    # The seed's pool settings. No command is buffered while the server is away: an
+    # operation fails once no server was selected within the timeout.
+    mongodb_max_pool_size: int = Field(default=50, ge=1)
+    mongodb_min_pool_size: int = Field(default=10, ge=0)
+    mongodb_max_idle_time_ms: int = Field(default=30_000, ge=0)
+    mongodb_socket_timeout_ms: int = Field(default=45_000, ge=0)
+    mongodb_server_selection_timeout_ms: int = Field(default=30_000, ge=1)
+    message_retention_days: int | None = Field(
+        default=None, ge=1, description="Delete messages older than this (a TTL index)."
+    )
     redis_url: str | None = None
 
     jwt_secret: str | None = Field(

@@ -80,7 +80,8 @@ async def test_every_v1_route_requires_a_token(app: FastAPI, client: httpx.Async
         response = await client.request(method, concrete(path), json={})
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
-        assert response.headers["www-authenticate"] == "Bearer"
+        scheme = "X-Api-Key" if path.startswith("/v1/public/") else "Bearer"
+        assert response.headers["www-authenticate"] == scheme
 
 
 def test_every_row_route_is_covered(app: FastAPI) -> None:

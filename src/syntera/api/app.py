@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
-from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from syntera import __version__
 from syntera.agents.routes import routers as agents
@@ -26,7 +27,12 @@ from syntera.auth.tokens import load_keys
 from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
+from syntera.conversations.routes import routers as conversations
+from syntera.conversations.store import ConversationStore
+from syntera.conversations.store import indexes as conversation_indexes
+from syntera.conversations.widget import routers as widget
 from syntera.crm.routes import routers as crm
+from syntera.db.mongo import MongoClient, MongoDatabase, create_mongo_client, ensure_indexes
 from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls, configured_urls
@@ -35,14 +41,17 @@ from syntera.workflows.routes import routers as workflows
 
 READINESS_TIMEOUT_S = 2.0
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Stores:
     """The open connections of one API process."""
 
     postgres: AsyncConnectionPool[TenantConnection]
-    mongo: AsyncMongoClient[dict[str, object]]
+    mongo: MongoClient
     redis: aioredis.Redis
+    conversations: ConversationStore
 
 
 async def _postgres_ready(stores: Stores) -> None:
@@ -69,9 +78,24 @@ async def failing_stores(stores: Stores) -> list[str]:
     return [name for name, outcome in zip(checks, outcomes, strict=True) if outcome is not None]
 
 
+async def _ensure_mongo_indexes(settings: Settings, database: MongoDatabase) -> None:
+    try:
+        created = await ensure_indexes(
+            database, conversation_indexes(settings.message_retention_days)
+        )
+    except PyMongoError as error:
+        log.warning("MongoDB indexes not checked at start-up: %s", error)
+        return
+    if created:
+        log.info("created MongoDB indexes: %s", ", ".join(created))
+
+
 def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
-    return [*companies, *agents, *crm, *workflows, *calls, *notifications, *analytics]
+    return [
+        *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics,
+        *conversations, *widget,
+    ]  # fmt: skip
 
 
 def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
@@ -81,14 +105,17 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = create_api_pool(settings, urls.api_database_url)
         await pool.open(wait=False)
-        mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-            urls.mongodb_uri, serverSelectionTimeoutMS=int(READINESS_TIMEOUT_S * 1000)
-        )
+        mongo = create_mongo_client(settings, urls.mongodb_uri)
+        database = mongo[settings.mongodb_db]
         cache = create_redis(settings, urls.redis_url)
-        app.state.stores = Stores(pool, mongo, cache)
+        app.state.stores = Stores(pool, mongo, cache, ConversationStore(database))
+        # Indexes are also made by `syntera migrate`; here in the background, so that a
+        # MongoDB that is down delays nothing (/readyz reports it).
+        indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))
         try:
             yield
         finally:
+            indexing.cancel()
             await cache.aclose()
             await mongo.close()
             await pool.close()

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg import errors as pg
 from pydantic import BaseModel
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(psycopg.Error)
     async def on_database(request: Request, error: psycopg.Error) -> JSONResponse:
         return problem_from_database(error).response(request)
+
+    @app.exception_handler(ConnectionFailure)
+    async def on_mongo_unavailable(request: Request, error: ConnectionFailure) -> JSONResponse:
+        log.warning("MongoDB unavailable on %s: %s", request.url.path, error)
+        return Problem(503, "Service Unavailable", "MongoDB is unavailable; retry").response(
+            request
+        )
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:

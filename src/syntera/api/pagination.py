@@ -46,10 +46,10 @@ class Cursor:
     """The sort key of the last row of a page."""
 
     at: datetime
-    id: UUID
+    id: str
 
     def encode(self) -> str:
-        raw = orjson.dumps([self.at.isoformat(), str(self.id)])
+        raw = orjson.dumps([self.at.isoformat(), self.id])
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -57,13 +57,13 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             at, row_id = orjson.loads(raw)
-            return cls(datetime.fromisoformat(at), UUID(row_id))
+            return cls(datetime.fromisoformat(at), str(row_id))
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as error:
             raise field_error("cursor", "not a cursor returned by this API") from error
 
     @classmethod
-    def after(cls, row: dict[str, Any], time_column: str) -> Cursor:
-        return cls(row[time_column], row["id"])
+    def after(cls, row: dict[str, Any], time_column: str, id_key: str = "id") -> Cursor:
+        return cls(row[time_column], str(row[id_key]))
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,13 @@ class PageRequest:
 
     @property
     def after(self) -> tuple[datetime, UUID] | None:
-        return (self.cursor.at, self.cursor.id) if self.cursor else None
+        """The cursor as a PostgreSQL keyset (time, uuid)."""
+        if self.cursor is None:
+            return None
+        try:
+            return self.cursor.at, UUID(self.cursor.id)
+        except ValueError as error:
+            raise field_error("cursor", "not a cursor returned by this API") from error
 
 
 async def page_request(

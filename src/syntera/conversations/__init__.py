@@ -1,0 +1,1 @@
+"""Conversations and messages, kept in MongoDB; the public widget channel."""

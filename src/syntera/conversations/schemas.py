@@ -1,0 +1,183 @@
+"""Conversations and messages as the API reads and writes them (the seed's models, plus
+``company_id`` on every message for isolation)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from syntera.api.schemas import Input, JsonObject, Name, Output, Tags, Text
+
+MAX_CONTENT_BYTES = 32 * 1024
+MAX_IMPORT = 1000
+
+Channel = Literal["chat", "voice", "email"]
+Status = Literal["active", "ended", "archived"]
+SenderType = Literal["user", "agent", "system"]
+Role = Literal["user", "assistant", "system"]
+MessageType = Literal["text", "audio", "file", "image", "event"]
+
+
+def _within_content_limit(text: str) -> str:
+    if len(text.encode()) > MAX_CONTENT_BYTES:
+        raise ValueError(f"content is over {MAX_CONTENT_BYTES // 1024} KiB")
+    return text
+
+
+Content = Annotated[
+    str, StringConstraints(max_length=MAX_CONTENT_BYTES), AfterValidator(_within_content_limit)
+]
+
+
+class ConversationCreate(Input):
+    agent_id: UUID
+    channel: Channel = "chat"
+    contact_id: UUID | None = None
+    tags: Tags = Field(default_factory=list)
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class ConversationUpdate(Input):
+    contact_id: UUID | None = None
+    tags: Tags | None = None
+    summary: Text | None = None
+    metadata: JsonObject | None = None
+
+
+class Thread(Output):
+    id: str
+    title: str
+    created_at: datetime
+    message_count: int
+
+
+class Conversation(Output):
+    id: str
+    company_id: UUID
+    agent_id: UUID
+    contact_id: UUID | None = None
+    user_id: UUID | None = None
+    channel: Channel
+    status: Status
+    started_at: datetime
+    ended_at: datetime | None = None
+    tags: list[str]
+    threads: list[Thread]
+    summary: str | None = None
+    summary_updated_at: datetime | None = None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ThreadCreate(Input):
+    title: Name
+
+
+class ThreadUpdate(Input):
+    title: Name
+
+
+class AiMetadata(Input):
+    model: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    tokens_used: int = Field(ge=0, le=10_000_000)
+    response_time_ms: int = Field(ge=0, le=3_600_000)
+
+
+class MessageMetadata(Input):
+    intent: JsonObject | None = None
+    sentiment: JsonObject | None = None
+
+
+class Attachment(Input):
+    url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")]
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    content_type: Annotated[str, StringConstraints(max_length=100)] | None = None
+    size_bytes: int | None = Field(default=None, ge=0)
+
+
+class MessageCreate(Input):
+    sender_type: SenderType
+    role: Role
+    content: Content
+    message_type: MessageType = "text"
+    thread_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    attachments: list[Attachment] = Field(default_factory=list, max_length=20)
+    ai_metadata: AiMetadata | None = None
+    metadata: MessageMetadata = Field(default_factory=MessageMetadata)
+
+
+class MessageImport(Input):
+    """Up to 1,000 messages of a conversation's history, inserted in one batch."""
+
+    messages: list[MessageCreate] = Field(min_length=1, max_length=MAX_IMPORT)
+
+
+class Reaction(Output):
+    emoji: str
+    user_id: UUID | None = None
+    created_at: datetime
+
+
+class ReadReceipt(Output):
+    user_id: UUID
+    read_at: datetime
+
+
+class StoredMessageMetadata(Output):
+    intent: dict[str, Any] | None = None
+    sentiment: dict[str, Any] | None = None
+    reactions: list[Reaction] = Field(default_factory=list)
+
+
+class Message(Output):
+    id: str
+    company_id: UUID
+    conversation_id: str
+    thread_id: str | None = None
+    sender_type: SenderType
+    role: Role
+    content: str
+    message_type: MessageType
+    attachments: list[dict[str, Any]]
+    ai_metadata: dict[str, Any] | None = None
+    metadata: StoredMessageMetadata
+    read_by: list[ReadReceipt] = Field(default_factory=list)
+    created_at: datetime
+
+
+class ReactionCreate(Input):
+    emoji: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class ChannelStats(Output):
+    key: str = Field(description="The channel, day (YYYY-MM-DD) or agent id.")
+    conversations: int
+    average_duration_s: float | None = Field(description="Over ended conversations.")
+
+
+class SenderStats(Output):
+    sender_type: SenderType
+    messages: int
+    average_response_time_ms: float | None
+
+
+class ConversationStats(Output):
+    since: datetime
+    group_by: Literal["channel", "day", "agent"]
+    groups: list[ChannelStats]
+    messages: list[SenderStats]
+
+
+class WidgetSession(Output):
+    conversation: Conversation
+    session_token: str = Field(description="Send as `X-Widget-Session` with later calls.")
+
+
+class WidgetMessage(Input):
+    content: Content
+    message_type: MessageType = "text"
+    attachments: list[Attachment] = Field(default_factory=list, max_length=20)

@@ -1,0 +1,417 @@
+"""Conversations and messages in MongoDB, one company at a time.
+
+MongoDB cannot enforce tenancy, so this module does, in one place: every function takes
+the company first, and every filter, update and aggregation ``$match`` is built by
+``scoped()``, which puts ``company_id`` first. Tests watch every command sent to these
+collections and fail on one whose filter does not start with ``company_id``.
+
+Ids: documents use MongoDB ObjectIds; company, agent, contact and user ids are the
+PostgreSQL UUIDs as strings. Times are UTC, at MongoDB's millisecond precision.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from syntera.db.mongo import Document, IndexSpec, MongoDatabase
+
+CONVERSATIONS = "conversations"
+MESSAGES = "messages"
+
+Direction = Literal["backward", "forward"]
+
+
+def scoped(company_id: UUID, **conditions: Any) -> Document:
+    """The filter of one company's documents: ``company_id`` first, then ``conditions``."""
+    return {"company_id": str(company_id), **conditions}
+
+
+def now() -> datetime:
+    """The current time at MongoDB's precision (milliseconds), so stored equals returned."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def indexes(message_retention_days: int | None = None) -> list[IndexSpec]:
+    """The seed's indexes, each led by company_id (the tenant-leading variants), plus
+    what the API's lists and the retention policy need."""
+    specs = [
+        # The seed's conversation indexes.
+        IndexSpec(CONVERSATIONS, "company_status_started",
+                  [("company_id", 1), ("status", 1), ("started_at", -1)]),
+        IndexSpec(CONVERSATIONS, "company_channel_started",
+                  [("company_id", 1), ("channel", 1), ("started_at", -1)]),
+        IndexSpec(CONVERSATIONS, "company_agent_status_started",
+                  [("company_id", 1), ("agent_id", 1), ("status", 1), ("started_at", -1)]),
+        IndexSpec(CONVERSATIONS, "company_contact_started",
+                  [("company_id", 1), ("contact_id", 1), ("started_at", -1)]),
+        # The unfiltered list and the tag filter, paged by (started_at, _id).
+        IndexSpec(CONVERSATIONS, "company_started",
+                  [("company_id", 1), ("started_at", -1), ("_id", -1)]),
+        IndexSpec(CONVERSATIONS, "company_tags_started",
+                  [("company_id", 1), ("tags", 1), ("started_at", -1)]),
+        # The seed's message indexes; thread_id is optional, so its index is sparse.
+        IndexSpec(MESSAGES, "company_conversation_created",
+                  [("company_id", 1), ("conversation_id", 1), ("created_at", 1), ("_id", 1)]),
+        IndexSpec(MESSAGES, "company_conversation_sender_created",
+                  [("company_id", 1), ("conversation_id", 1), ("sender_type", 1),
+                   ("created_at", -1)]),
+        IndexSpec(MESSAGES, "company_conversation_thread_created",
+                  [("company_id", 1), ("conversation_id", 1), ("thread_id", 1),
+                   ("created_at", 1)], {"sparse": True}),
+        IndexSpec(MESSAGES, "company_model_created",
+                  [("company_id", 1), ("ai_metadata.model", 1), ("created_at", -1)]),
+        # Message statistics since a date.
+        IndexSpec(MESSAGES, "company_created", [("company_id", 1), ("created_at", -1)]),
+    ]  # fmt: skip
+    if message_retention_days is not None:
+        specs.append(
+            IndexSpec(MESSAGES, "retention", [("created_at", 1)],
+                      {"expireAfterSeconds": message_retention_days * 86_400})
+        )  # fmt: skip
+    return specs
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Documents of one page and whether more follow."""
+
+    documents: list[Document]
+    has_more: bool
+
+
+async def _page(
+    collection: AsyncCollection[Document],
+    query: Document,
+    time_field: str,
+    after: tuple[datetime, ObjectId] | None,
+    direction: Direction,
+    limit: int,
+) -> Slice:
+    """One keyset page of ``query`` ordered by (``time_field``, _id).
+
+    After a cursor (time t, id i) the page is: the rows at exactly t with an id beyond i,
+    then the rows beyond t. Two simple range queries rather than one ``$or``: each is an
+    index range on any MongoDB, where SecantusDB answers an ``$or`` with a full scan.
+    """
+    order = DESCENDING if direction == "backward" else ASCENDING
+    beyond = "$lt" if direction == "backward" else "$gt"
+    wanted = limit + 1  # one more than asked tells whether there is a next page
+    documents: list[Document] = []
+    if after is not None:
+        at, last_id = after
+        ties = collection.find({**query, time_field: at, "_id": {beyond: last_id}})
+        documents = await ties.sort([("_id", order)]).limit(wanted).to_list()
+        query = {**query, time_field: {beyond: at}}
+    if len(documents) < wanted:
+        rest = collection.find(query).sort([(time_field, order), ("_id", order)])
+        documents += await rest.limit(wanted - len(documents)).to_list()
+    return Slice(documents[:limit], len(documents) > limit)
+
+
+class ConversationStore:
+    """Every operation on conversations and messages, scoped to one company."""
+
+    def __init__(self, db: MongoDatabase) -> None:
+        self._conversations = db[CONVERSATIONS]
+        self._messages = db[MESSAGES]
+
+    # Conversations -----------------------------------------------------------------------
+
+    async def start(
+        self,
+        company_id: UUID,
+        *,
+        agent_id: UUID,
+        channel: str,
+        contact_id: UUID | None = None,
+        user_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: Document | None = None,
+        conversation_id: ObjectId | None = None,
+    ) -> Document:
+        """A new, active conversation (with ``conversation_id`` when the caller chose it)."""
+        moment = now()
+        document = scoped(
+            company_id,
+            _id=conversation_id or ObjectId(),
+            agent_id=str(agent_id),
+            contact_id=str(contact_id) if contact_id else None,
+            user_id=str(user_id) if user_id else None,
+            channel=channel,
+            status="active",
+            started_at=moment,
+            ended_at=None,
+            tags=tags or [],
+            threads=[],
+            summary=None,
+            summary_updated_at=None,
+            metadata=metadata or {},
+            created_at=moment,
+            updated_at=moment,
+        )
+        await self._conversations.insert_one(document)
+        return document
+
+    async def get(self, company_id: UUID, conversation_id: ObjectId) -> Document | None:
+        """The conversation, archived or not; None if it is not this company's."""
+        return await self._conversations.find_one(scoped(company_id, _id=conversation_id))
+
+    async def end(self, company_id: UUID, conversation_id: ObjectId) -> Document | None:
+        """End an active conversation (sets ended_at); an ended one is returned as it is."""
+        moment = now()
+        ended = await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id, status="active"),
+            {"$set": {"status": "ended", "ended_at": moment, "updated_at": moment}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return ended or await self.get(company_id, conversation_id)
+
+    async def archive(self, company_id: UUID, conversation_id: ObjectId) -> Document | None:
+        """Hide the conversation from lists (the seed archives, never deletes); an active
+        one is ended at the same time."""
+        moment = now()
+        conversation = await self.get(company_id, conversation_id)
+        if conversation is None:
+            return None
+        changes: Document = {"status": "archived", "updated_at": moment}
+        if conversation.get("ended_at") is None:
+            changes["ended_at"] = moment
+        return await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id),
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def update(
+        self, company_id: UUID, conversation_id: ObjectId, changes: Document
+    ) -> Document | None:
+        """Change contact, tags, metadata or summary (the summary's time is kept)."""
+        moment = now()
+        changes = {**changes, "updated_at": moment}
+        if "summary" in changes:
+            changes["summary_updated_at"] = moment
+        return await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id),
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def list_conversations(
+        self,
+        company_id: UUID,
+        *,
+        status: str | None = None,
+        channel: str | None = None,
+        agent_id: UUID | None = None,
+        contact_id: UUID | None = None,
+        tag: str | None = None,
+        include_archived: bool = False,
+        limit: int = 20,
+        after: tuple[datetime, ObjectId] | None = None,
+    ) -> Slice:
+        """Newest first by start time; archived ones only when asked for (or by status)."""
+        conditions: Document = {}
+        if agent_id is not None:
+            conditions["agent_id"] = str(agent_id)
+        if contact_id is not None:
+            conditions["contact_id"] = str(contact_id)
+        if channel is not None:
+            conditions["channel"] = channel
+        if tag is not None:
+            conditions["tags"] = tag
+        if status is not None:
+            conditions["status"] = status
+        elif not include_archived:
+            conditions["status"] = {"$ne": "archived"}
+        query = scoped(company_id, **conditions)
+        return await _page(self._conversations, query, "started_at", after, "backward", limit)
+
+    # Threads -----------------------------------------------------------------------------
+
+    async def add_thread(
+        self, company_id: UUID, conversation_id: ObjectId, title: str
+    ) -> Document | None:
+        """A new thread of the conversation; None if there is no such conversation."""
+        thread = {
+            "id": secrets.token_hex(8),
+            "title": title,
+            "created_at": now(),
+            "message_count": 0,
+        }
+        result = await self._conversations.update_one(
+            scoped(company_id, _id=conversation_id),
+            {"$push": {"threads": thread}, "$set": {"updated_at": thread["created_at"]}},
+        )
+        return thread if result.matched_count else None
+
+    async def rename_thread(
+        self, company_id: UUID, conversation_id: ObjectId, thread_id: str, title: str
+    ) -> Document | None:
+        """The renamed thread; None if the conversation or the thread does not exist."""
+        # arrayFilters rather than the positional `$`: SecantusDB rejects `$` in
+        # findAndModify (DESIGN.md); both forms are valid on MongoDB.
+        conversation = await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id, **{"threads.id": thread_id}),
+            {"$set": {"threads.$[thread].title": title, "updated_at": now()}},
+            array_filters=[{"thread.id": thread_id}],
+            return_document=ReturnDocument.AFTER,
+        )
+        if conversation is None:
+            return None
+        thread: Document = next(t for t in conversation["threads"] if t["id"] == thread_id)
+        return thread
+
+    # Messages ----------------------------------------------------------------------------
+
+    def _message(
+        self, company_id: UUID, conversation_id: ObjectId, values: Document, at: datetime
+    ) -> Document:
+        metadata = dict(values.get("metadata") or {})
+        metadata.setdefault("reactions", [])
+        return scoped(
+            company_id,
+            _id=values.get("_id") or ObjectId(),
+            conversation_id=str(conversation_id),
+            thread_id=values.get("thread_id"),
+            sender_type=values["sender_type"],
+            role=values["role"],
+            content=values["content"],
+            message_type=values.get("message_type", "text"),
+            attachments=values.get("attachments") or [],
+            ai_metadata=values.get("ai_metadata"),
+            metadata=metadata,
+            read_by=[],
+            created_at=at,
+        )
+
+    async def append(
+        self, company_id: UUID, conversation_id: ObjectId, messages: list[Document]
+    ) -> list[Document]:
+        """Store messages of a conversation (one insert, or one bulk insert for many), and
+        count them in their threads. The caller has checked the conversation exists."""
+        at = now()
+        documents = [self._message(company_id, conversation_id, m, at) for m in messages]
+        if len(documents) == 1:
+            await self._messages.insert_one(documents[0])
+        else:
+            # Ordered: a failure stops at the first bad document, and what was acknowledged
+            # is exactly what was stored.
+            await self._messages.insert_many(documents, ordered=True)
+        per_thread: dict[str, int] = {}
+        for document in documents:
+            if document["thread_id"] is not None:
+                per_thread[document["thread_id"]] = per_thread.get(document["thread_id"], 0) + 1
+        for thread_id, count in per_thread.items():
+            await self._conversations.update_one(
+                scoped(company_id, _id=conversation_id),
+                {"$inc": {"threads.$[thread].message_count": count}},
+                array_filters=[{"thread.id": thread_id}],
+            )  # $inc is atomic: concurrent appends never lose a count
+        return documents
+
+    async def messages(
+        self,
+        company_id: UUID,
+        conversation_id: ObjectId,
+        *,
+        thread_id: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, ObjectId] | None = None,
+        direction: Direction = "backward",
+    ) -> Slice:
+        """A page of the conversation's messages: ``backward`` is newest first (paging to
+        older ones), ``forward`` oldest first; ``after`` is the last message seen."""
+        conditions: Document = {"conversation_id": str(conversation_id)}
+        if thread_id is not None:
+            conditions["thread_id"] = thread_id
+        query = scoped(company_id, **conditions)
+        return await _page(self._messages, query, "created_at", after, direction, limit)
+
+    async def react(
+        self,
+        company_id: UUID,
+        conversation_id: ObjectId,
+        message_id: ObjectId,
+        emoji: str,
+        user_id: UUID | None,
+    ) -> Document | None:
+        """Add a reaction (once per user and emoji); the message, or None."""
+        reaction = {"emoji": emoji, "user_id": str(user_id) if user_id else None}
+        return await self._messages.find_one_and_update(
+            scoped(
+                company_id,
+                conversation_id=str(conversation_id),
+                _id=message_id,
+                **{"metadata.reactions": {"$not": {"$elemMatch": reaction}}},
+            ),
+            {"$push": {"metadata.reactions": {**reaction, "created_at": now()}}},
+            return_document=ReturnDocument.AFTER,
+        ) or await self._messages.find_one(
+            scoped(company_id, conversation_id=str(conversation_id), _id=message_id)
+        )
+
+    async def mark_read(
+        self, company_id: UUID, conversation_id: ObjectId, message_id: ObjectId, user_id: UUID
+    ) -> Document | None:
+        """Record that ``user_id`` read the message (the first time counts)."""
+        return await self._messages.find_one_and_update(
+            scoped(
+                company_id,
+                conversation_id=str(conversation_id),
+                _id=message_id,
+                **{"read_by.user_id": {"$ne": str(user_id)}},
+            ),
+            {"$push": {"read_by": {"user_id": str(user_id), "read_at": now()}}},
+            return_document=ReturnDocument.AFTER,
+        ) or await self._messages.find_one(
+            scoped(company_id, conversation_id=str(conversation_id), _id=message_id)
+        )
+
+    # Analytics ---------------------------------------------------------------------------
+
+    async def conversation_stats(
+        self, company_id: UUID, since: datetime, group_by: str
+    ) -> list[Document]:
+        """The seed's aggregation: conversations started since ``since`` grouped by channel,
+        day or agent, with their count and average duration (ended ones) in seconds."""
+        keys = {
+            "channel": "$channel",
+            "agent": "$agent_id",
+            "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$started_at"}},
+        }
+        pipeline: list[Document] = [
+            {"$match": scoped(company_id, started_at={"$gte": since})},
+            {
+                "$group": {
+                    "_id": keys[group_by],
+                    "conversations": {"$sum": 1},
+                    "average_duration_ms": {"$avg": {"$subtract": ["$ended_at", "$started_at"]}},
+                }
+            },
+            {"$sort": {"conversations": -1, "_id": 1}},
+        ]
+        return await (await self._conversations.aggregate(pipeline)).to_list()
+
+    async def message_stats(self, company_id: UUID, since: datetime) -> list[Document]:
+        """Messages since ``since`` per sender type, with the average AI response time."""
+        pipeline: list[Document] = [
+            {"$match": scoped(company_id, created_at={"$gte": since})},
+            {
+                "$group": {
+                    "_id": "$sender_type",
+                    "messages": {"$sum": 1},
+                    "average_response_time_ms": {"$avg": "$ai_metadata.response_time_ms"},
+                }
+            },
+            {"$sort": {"_id": 1}},
+        ]
+        return await (await self._messages.aggregate(pipeline)).to_list()

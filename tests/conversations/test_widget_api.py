@@ -1,0 +1,134 @@
+"""The public widget channel: an agent's public key and a per-conversation session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.db.postgres import TenantConnection
+from tests.api_fixtures import AuthHeaders
+from tests.factories import Tenant, create_tenant
+from tests.mongo_watch import watch
+
+
+@pytest.fixture(autouse=True)
+def every_query_is_scoped() -> Iterator[None]:
+    watch.violations.clear()
+    yield
+    assert watch.violations == []
+
+
+async def public_key(client: httpx.AsyncClient, headers: dict[str, str], agent_id: Any) -> str:
+    response = await client.post(f"/v1/agents/{agent_id}/public-key", headers=headers)
+    assert response.status_code == 201
+    key: str = response.json()["public_key"]
+    return key
+
+
+@pytest.fixture
+async def tenant(
+    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
+) -> Tenant:
+    return await create_tenant(api_pool, owner_conn)
+
+
+async def start_chat(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
+    response = await client.post("/v1/public/conversations", headers={"X-Api-Key": key})
+    assert response.status_code == 201, response.text
+    chat: dict[str, Any] = response.json()
+    return chat
+
+
+async def test_visitor_chats_through_the_widget_and_the_company_sees_it(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant, owner_conn: psycopg.Connection
+) -> None:
+    key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
+    chat = await start_chat(client, key)
+    conversation = chat["conversation"]
+    assert conversation["agent_id"] == str(tenant.rows["agent_configs"])
+    assert conversation["channel"] == "chat"
+    visitor = {"X-Api-Key": key, "X-Widget-Session": chat["session_token"]}
+    url = f"/v1/public/conversations/{conversation['id']}/messages"
+    sent = await client.post(url, headers=visitor, json={"content": "Do you ship to Oslo?"})
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["sender_type"] == "user"
+    history = await client.get(url, headers=visitor)
+    assert [m["content"] for m in history.json()["data"]] == ["Do you ship to Oslo?"]
+
+    seen_by_company = await client.get(
+        f"/v1/conversations/{conversation['id']}/messages", headers=auth(tenant.member)
+    )
+    assert [m["id"] for m in seen_by_company.json()["data"]] == [sent.json()["id"]]
+    recorded = owner_conn.execute(
+        "SELECT event_type, user_id FROM analytics_events WHERE conversation_id = %s"
+        " ORDER BY created_at",
+        (conversation["id"],),
+    ).fetchall()
+    assert recorded == [("conversation.started", None), ("message.received", None)]
+
+
+async def test_wrong_or_missing_key_is_401_and_a_disabled_agent_is_403(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    for headers in ({}, {"X-Api-Key": "pub_key_unknown"}, {"X-Api-Key": "sk_live_x"}):
+        response = await client.post("/v1/public/conversations", headers=headers)
+        assert response.status_code == 401, response.text
+    member = auth(tenant.member)
+    agent = tenant.rows["agent_configs"]
+    old_key = await public_key(client, member, agent)
+    new_key = await public_key(client, member, agent)
+    rotated_out = await client.post("/v1/public/conversations", headers={"X-Api-Key": old_key})
+    assert rotated_out.status_code == 401
+    await client.patch(f"/v1/agents/{agent}", headers=member, json={"enabled": False})
+    disabled = await client.post("/v1/public/conversations", headers={"X-Api-Key": new_key})
+    assert disabled.status_code == 403
+
+
+async def test_a_session_reaches_only_its_own_conversation(
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    api_pool: AsyncConnectionPool[TenantConnection],
+    owner_conn: psycopg.Connection,
+) -> None:
+    key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
+    mine, theirs = await start_chat(client, key), await start_chat(client, key)
+    my_session = {"X-Api-Key": key, "X-Widget-Session": mine["session_token"]}
+    other_url = f"/v1/public/conversations/{theirs['conversation']['id']}/messages"
+    assert (await client.get(other_url, headers=my_session)).status_code == 404
+    posted = await client.post(other_url, headers=my_session, json={"content": "hi"})
+    assert posted.status_code == 404
+    without_session = await client.get(other_url, headers={"X-Api-Key": key})
+    assert without_session.status_code == 401
+
+    # Another company's key with this session, and an API token as a session: refused.
+    other = await create_tenant(api_pool, owner_conn)
+    other_key = await public_key(client, auth(other.member), other.rows["agent_configs"])
+    my_url = f"/v1/public/conversations/{mine['conversation']['id']}/messages"
+    crossed = {"X-Api-Key": other_key, "X-Widget-Session": mine["session_token"]}
+    assert (await client.get(my_url, headers=crossed)).status_code == 404
+    api_token = auth(tenant.member)["Authorization"].removeprefix("Bearer ")
+    forged = {"X-Api-Key": key, "X-Widget-Session": api_token}
+    assert (await client.get(my_url, headers=forged)).status_code == 401
+    as_api_token = {"Authorization": f"Bearer {mine['session_token']}"}
+    assert (await client.get("/v1/conversations", headers=as_api_token)).status_code == 401
+
+
+async def test_widget_message_validation(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
+    chat = await start_chat(client, key)
+    visitor = {"X-Api-Key": key, "X-Widget-Session": chat["session_token"]}
+    url = f"/v1/public/conversations/{chat['conversation']['id']}/messages"
+    too_long = await client.post(url, headers=visitor, json={"content": "x" * 40_000})
+    assert too_long.status_code == 422
+    as_agent = await client.post(
+        url, headers=visitor, json={"content": "hi", "sender_type": "agent"}
+    )
+    assert as_agent.status_code == 422  # a visitor cannot speak for the agent

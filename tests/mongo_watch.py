@@ -1,0 +1,58 @@
+"""A watch on every command sent to MongoDB during the tests: any read or write of the
+tenant collections whose filter does not start with ``company_id`` (or whose inserted
+document has none) is recorded, and the conversation tests fail on it.
+
+Registered globally before any client exists, so it sees the API's own client too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import monitoring
+
+TENANT_COLLECTIONS = {"conversations", "messages"}
+
+
+def _filters(name: str, command: Any) -> list[Any]:
+    if name in ("find", "count", "distinct"):
+        return [command.get("filter", command.get("query", {}))]
+    if name == "findAndModify":
+        return [command.get("query", {})]
+    if name == "aggregate":
+        pipeline = command.get("pipeline", [])
+        return [pipeline[0].get("$match", {}) if pipeline else {}]
+    if name == "update":
+        return [update["q"] for update in command.get("updates", [])]
+    if name == "delete":
+        return [delete["q"] for delete in command.get("deletes", [])]
+    return []
+
+
+class TenantFilterWatch(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        collection = event.command.get(name)
+        if not isinstance(collection, str) or collection not in TENANT_COLLECTIONS:
+            return
+        if name == "insert":
+            for document in event.command.get("documents", []):
+                if "company_id" not in document:
+                    self.violations.append(f"insert into {collection} without company_id")
+            return
+        for query in _filters(name, event.command):
+            if next(iter(query), None) != "company_id":
+                self.violations.append(f"{name} on {collection} with filter {dict(query)}")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+watch = TenantFilterWatch()
+monitoring.register(watch)
