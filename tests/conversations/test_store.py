@@ -1,0 +1,131 @@
+"""The conversation store on its own: every function, called with another company's id,
+finds nothing and changes nothing; indexes are created idempotently."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bson import ObjectId
+
+from syntera.config import Settings
+from syntera.conversations.store import ConversationStore, indexes
+from syntera.db.mongo import MongoDatabase, create_mongo_client, ensure_indexes, index_status
+from syntera.embedded import StackUrls
+from tests.conftest import StackDatabase
+from tests.mongo_watch import watch
+
+
+@pytest.fixture(autouse=True)
+def every_query_is_scoped() -> Iterator[None]:
+    watch.violations.clear()
+    yield
+    assert watch.violations == []
+
+
+@pytest.fixture
+async def database(stack: StackUrls, settings: Settings) -> AsyncIterator[MongoDatabase]:
+    client = create_mongo_client(settings, stack.mongodb_uri)
+    name = f"store_{uuid.uuid4().hex[:8]}"
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+async def test_every_store_function_is_blind_to_other_companies(
+    database: MongoDatabase,
+) -> None:
+    store = ConversationStore(database)
+    mine, stranger = uuid.uuid4(), uuid.uuid4()
+    conversation = await store.start(mine, agent_id=uuid.uuid4(), channel="chat")
+    cid = conversation["_id"]
+    thread = await store.add_thread(mine, cid, "T")
+    assert thread is not None
+    [message] = await store.append(mine, cid, [
+        {"sender_type": "user", "role": "user", "content": "hi", "thread_id": thread["id"]}
+    ])  # fmt: skip
+
+    assert await store.get(stranger, cid) is None
+    assert await store.end(stranger, cid) is None
+    assert await store.archive(stranger, cid) is None
+    assert await store.update(stranger, cid, {"summary": "x"}) is None
+    assert (await store.list_conversations(stranger)).documents == []
+    assert await store.add_thread(stranger, cid, "X") is None
+    assert await store.rename_thread(stranger, cid, thread["id"], "X") is None
+    assert (await store.messages(stranger, cid)).documents == []
+    assert await store.react(stranger, cid, message["_id"], "x", None) is None
+    assert await store.mark_read(stranger, cid, message["_id"], uuid.uuid4()) is None
+    since = datetime.now(UTC) - timedelta(days=1)
+    assert await store.conversation_stats(stranger, since, "channel") == []
+    assert await store.message_stats(stranger, since) == []
+
+    unchanged = await store.get(mine, cid)
+    assert unchanged is not None
+    assert unchanged["status"] == "active"
+    assert unchanged["summary"] is None
+    assert [t["title"] for t in unchanged["threads"]] == ["T"]
+    assert unchanged["threads"][0]["message_count"] == 1
+    [kept] = (await store.messages(mine, cid)).documents
+    assert kept["metadata"]["reactions"] == []
+    assert kept["read_by"] == []
+
+
+async def test_a_missing_conversation_id_is_none_not_an_error(database: MongoDatabase) -> None:
+    store = ConversationStore(database)
+    assert await store.get(uuid.uuid4(), ObjectId()) is None
+
+
+async def test_indexes_are_created_once_and_rebuilt_when_their_definition_changes(
+    database: MongoDatabase,
+) -> None:
+    first = await ensure_indexes(database, indexes())
+    assert len(first) == len(indexes())
+    assert await ensure_indexes(database, indexes()) == []
+    with_retention = indexes(message_retention_days=30)
+    assert await ensure_indexes(database, with_retention) == ["messages.retention"]
+    thirty = {i["name"]: i for i in await (await database["messages"].list_indexes()).to_list()}
+    assert thirty["retention"]["expireAfterSeconds"] == 30 * 86_400
+    assert thirty["company_conversation_thread_created"]["sparse"] is True
+    assert await ensure_indexes(database, indexes(message_retention_days=7)) == [
+        "messages.retention"
+    ]
+    states = await index_status(database, indexes(message_retention_days=7))
+    assert {state.state for state in states} == {"present"}
+
+
+def test_syntera_migrate_creates_and_shows_the_mongodb_indexes(
+    stack: StackUrls, database_for_cli: StackDatabase
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
+    env.update(
+        SYNTERA_DATABASE_URL=database_for_cli.owner_url,
+        SYNTERA_MONGODB_URI=stack.mongodb_uri,
+        SYNTERA_MONGODB_DB=f"cli_{uuid.uuid4().hex[:8]}",
+        COLUMNS="250",  # rich fits its tables to the terminal
+    )
+
+    def migrate(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "syntera", "migrate", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "MongoDB indexes: created" in migrate()
+    assert "MongoDB indexes are up to date" in migrate()
+    status = migrate("--status")
+    assert "company_conversation_created" in status
+    assert "missing" not in status
+
+
+@pytest.fixture
+def database_for_cli(stack: StackUrls) -> StackDatabase:
+    from tests.conftest import create_database
+
+    return create_database(stack, "cli")
