@@ -53,6 +53,9 @@ def indexes(message_retention_days: int | None = None) -> list[IndexSpec]:
                   [("company_id", 1), ("agent_id", 1), ("status", 1), ("started_at", -1)]),
         IndexSpec(CONVERSATIONS, "company_contact_started",
                   [("company_id", 1), ("contact_id", 1), ("started_at", -1)]),
+        # One conversation by id: SecantusDB plans `{company_id, _id}` as a full scan
+        # rather than use the _id index; this index serves it on both servers.
+        IndexSpec(CONVERSATIONS, "company_id_id", [("company_id", 1), ("_id", 1)]),
         # The unfiltered list and the tag filter, paged by (started_at, _id).
         IndexSpec(CONVERSATIONS, "company_started",
                   [("company_id", 1), ("started_at", -1), ("_id", -1)]),
