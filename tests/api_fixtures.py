@@ -79,8 +79,10 @@ def live_server(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    # Without per-request limits: schemathesis sends thousands of requests as one user.
+    unlimited = settings.model_copy(update={"rate_limits_enabled": False})
     config = uvicorn.Config(
-        create_app(settings, api_urls), host="127.0.0.1", port=port, log_level="warning"
+        create_app(unlimited, api_urls), host="127.0.0.1", port=port, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

@@ -55,7 +55,23 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Failed sign-ins per email allowed in the window."
     )
     sign_in_failure_window_s: int = Field(default=900, ge=1)
-    redis_timeout_s: float = Field(default=0.25, gt=0)
+    redis_timeout_s: float = Field(
+        default=0.25, gt=0, description="No request waits longer than this for Redis."
+    )
+    cache_agent_ttl_s: int = Field(default=300, ge=1)
+    cache_conversation_ttl_s: int = Field(default=60, ge=1)
+    cache_messages_ttl_s: int = Field(default=120, ge=1)
+    rate_limits_enabled: bool = True
+    rate_limit_api_per_minute: int = Field(default=1200, ge=1, description="Per user.")
+    rate_limit_widget_key_per_minute: int = Field(default=1200, ge=1, description="Per agent.")
+    rate_limit_widget_session_per_minute: int = Field(default=30, ge=1)
+    rate_limit_sign_in_per_ip_per_minute: int = Field(default=60, ge=1)
+    rate_limit_widget_fail_open: bool = Field(
+        default=False, description="Let the public widget through when Redis is down."
+    )
+    rate_limit_users_fail_open: bool = Field(
+        default=True, description="Let signed-in users through when Redis is down."
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     pg_pool_min_size: int = Field(default=2, ge=0)

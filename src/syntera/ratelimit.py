@@ -1,12 +1,17 @@
 """Sliding-window limits kept in Redis.
 
 A window is a sorted set of event timestamps: events older than the window are dropped,
-the rest are counted. Exact (no fixed-window burst at the boundary) and shared by every
-API process.
+the rest are counted. Exact (no burst at a fixed window's boundary), shared by every API
+process, one round trip per check (a Lua script, atomic in Redis).
+
+When Redis does not answer within its timeout, a limit either lets the request through
+(``fail_open``: signed-in users, who are accountable) or refuses it (the anonymous widget);
+every such fallback is counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -16,13 +21,35 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from syntera.api.errors import Problem
+from syntera.config import Settings
+from syntera.metrics import REDIS_FALLBACKS
+
 log = logging.getLogger(__name__)
+
+# KEYS[1] the window; ARGV: now (s), window (s), limit, member, record (1/0).
+# Returns {allowed (1/0), seconds until the oldest event leaves the window}.
+_HIT = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count < limit then
+  if ARGV[5] == '1' then
+    redis.call('ZADD', KEYS[1], now, ARGV[4])
+    redis.call('EXPIRE', KEYS[1], math.ceil(window))
+  end
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tostring(tonumber(oldest[2]) + window - now)}
+"""
 
 
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
     retry_after_s: int = 0
+    degraded: bool = False  # Redis did not answer; the limit's fallback decided
 
 
 @dataclass(frozen=True)
@@ -31,44 +58,113 @@ class SlidingWindow:
 
     redis: aioredis.Redis
     limit: int
-    window_s: int
+    window_s: float
+    timeout_s: float
     fail_open: bool = True
+    name: str = "rate_limit"
+
+    async def hit(self, key: str) -> Verdict:
+        """Count one event for ``key`` if the window has room; whether it had."""
+        return await self._run(key, record=True)
 
     async def check(self, key: str) -> Verdict:
-        """Whether one more event for ``key`` is allowed now (nothing is recorded)."""
-        now = time.time()
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(key, 0, now - self.window_s)
-                pipe.zrange(key, 0, 0, withscores=True)
-                pipe.zcard(key)
-                _, oldest, count = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as error:
-            log.warning("rate limit store unavailable (%s); failing %s", error, self._mode)
-            return Verdict(self.fail_open)
-        if count < self.limit:
-            return Verdict(True)
-        retry_after = oldest[0][1] + self.window_s - now if oldest else self.window_s
-        return Verdict(False, max(1, math.ceil(retry_after)))
+        """Whether one more event would be allowed (nothing is counted)."""
+        return await self._run(key, record=False)
 
     async def record(self, key: str) -> None:
-        """Count one event for ``key``."""
-        now = time.time()
+        """Count one event for ``key`` even if the window is full (a failure to learn)."""
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
-                pipe.expire(key, self.window_s)
-                await pipe.execute()
+            async with asyncio.timeout(self.timeout_s):
+                now = time.time()
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
+                    pipe.expire(key, math.ceil(self.window_s))
+                    await pipe.execute()
         except (RedisError, OSError, TimeoutError) as error:
-            log.warning("rate limit store unavailable (%s); event not counted", error)
+            self._fallback(error, "event not counted")
 
     async def reset(self, key: str) -> None:
         """Forget the events of ``key``."""
         try:
-            await self.redis.delete(key)
+            async with asyncio.timeout(self.timeout_s):
+                await self.redis.delete(key)
         except (RedisError, OSError, TimeoutError) as error:
-            log.warning("rate limit store unavailable (%s); not reset", error)
+            self._fallback(error, "not reset")
 
-    @property
-    def _mode(self) -> str:
-        return "open" if self.fail_open else "closed"
+    async def _run(self, key: str, *, record: bool) -> Verdict:
+        now = time.time()
+        member = f"{now}:{secrets.token_hex(4)}"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                allowed, retry_after = await self.redis.eval(
+                    _HIT, 1, key, now, self.window_s, self.limit, member, int(record)
+                )
+        except (RedisError, OSError, TimeoutError) as error:
+            self._fallback(error, "failing " + ("open" if self.fail_open else "closed"))
+            return Verdict(self.fail_open, 0 if self.fail_open else 1, degraded=True)
+        if int(allowed):
+            return Verdict(True)
+        return Verdict(False, max(1, math.ceil(float(retry_after))))
+
+    def _fallback(self, error: BaseException, what: str) -> None:
+        REDIS_FALLBACKS.labels(self.name).inc()
+        log.warning("rate limit %s: Redis unavailable (%r); %s", self.name, error, what)
+
+
+@dataclass(frozen=True)
+class Limiters:
+    """Every limit of one API process."""
+
+    enabled: bool
+    api_user: SlidingWindow
+    widget_key: SlidingWindow
+    widget_session: SlidingWindow
+    sign_in_email_failures: SlidingWindow
+    sign_in_ip: SlidingWindow
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: aioredis.Redis) -> Limiters:
+        def window(name: str, limit: int, window_s: float, fail_open: bool) -> SlidingWindow:
+            return SlidingWindow(
+                redis, limit, window_s, settings.redis_timeout_s, fail_open=fail_open, name=name
+            )
+
+        users_open = settings.rate_limit_users_fail_open
+        widget_open = settings.rate_limit_widget_fail_open
+        return cls(
+            enabled=settings.rate_limits_enabled,
+            api_user=window("api_user", settings.rate_limit_api_per_minute, 60, users_open),
+            widget_key=window(
+                "widget_key", settings.rate_limit_widget_key_per_minute, 60, widget_open
+            ),
+            widget_session=window(
+                "widget_session", settings.rate_limit_widget_session_per_minute, 60, widget_open
+            ),
+            sign_in_email_failures=window(
+                "sign_in_email",
+                settings.sign_in_max_failures,
+                settings.sign_in_failure_window_s,
+                True,  # a password check still stands behind it
+            ),
+            sign_in_ip=window(
+                "sign_in_ip", settings.rate_limit_sign_in_per_ip_per_minute, 60, True
+            ),
+        )
+
+    async def enforce(self, limiter: SlidingWindow, key: str, what: str) -> None:
+        """Count one request against ``limiter``; 429 (with Retry-After) when over."""
+        if not self.enabled:
+            return
+        verdict = await limiter.hit(key)
+        if not verdict.allowed and verdict.degraded:
+            raise Problem(
+                503, "Service Unavailable", f"the limit of {what} cannot be checked; retry",
+                headers={"Retry-After": str(verdict.retry_after_s)},
+            )  # fmt: skip
+        if not verdict.allowed:
+            raise Problem(
+                429,
+                "Too Many Requests",
+                f"rate limit of {what} reached; retry in {verdict.retry_after_s} s",
+                headers={"Retry-After": str(verdict.retry_after_s)},
+            )

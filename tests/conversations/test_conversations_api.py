@@ -436,3 +436,15 @@ async def test_mongodb_down_is_a_503_and_nothing_is_recorded(
 
 
 _ = uuid  # ids in this module come from the API
+
+
+@pytest.mark.parametrize("key", ["bad\x00key", "$where", "a.b"])
+async def test_metadata_keys_mongodb_cannot_store_are_a_422(
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant, key: str
+) -> None:
+    response = await client.post(
+        "/v1/conversations", headers=headers,
+        json={"agent_id": str(tenant.rows["agent_configs"]), "metadata": {"x": {key: 1}}},
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "metadata"

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from syntera.agents import service
-from syntera.agents.schemas import PublicKey
+from syntera.agents.schemas import Agent, PublicKey
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Member
 
 agents = APIRouter(prefix="/v1/agents", tags=["agents"])
 
-add_crud_routes(agents, service.AGENTS)
+
+@agents.get("/{row_id}", response_model=Agent, operation_id="read_agent")
+async def read_agent(request: Request, tenant: Member, row_id: RowId) -> Agent:
+    """One agent of your company (served from the cache while it is current)."""
+    return await service.read_agent(tenant, row_id, request.app.state.settings.cache_agent_ttl_s)
+
+
+add_crud_routes(
+    agents,
+    service.AGENTS,
+    routes=("create", "update", "delete", "list"),
+    changed=service.agent_changed,
+)
 
 
 @agents.post("/{row_id}/public-key", status_code=201, response_model=PublicKey)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 from uuid import UUID
 
 from syntera.agents.schemas import Agent, AgentCreate, AgentUpdate, PublicKey
-from syntera.api.crud import Resource, update_row
+from syntera.api.crud import Resource, access_row, update_row
 from syntera.api.deps import Tenant
-from syntera.db.tables import TenantTable
+from syntera.api.errors import not_found
+from syntera.cache import CACHE_VERSION, Cache
+from syntera.db.postgres import TenantConnection
+from syntera.db.redis import global_key, tenant_key
+from syntera.db.tables import Row, TenantTable
 
 PUBLIC_KEY_PREFIX = "pub_key_"
 
@@ -26,13 +31,88 @@ AGENTS = Resource(
 )
 
 
+# The agent of a public key: the digest is unique (partial index of migration 003).
+AGENT_BY_PUBLIC_KEY = """
+SELECT id, company_id, enabled FROM public.agent_configs WHERE public_api_key = %(digest)s
+"""
+
+
 def public_key_digest(key: str) -> str:
     """What is stored of a widget key: its SHA-256, so a leaked table opens no widget."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# Cache keys: an agent under its company; a public key's agent under the key's digest
+# (the widget does not know the company before it has the agent).
+
+
+def _agent_entry(company_id: UUID, agent_id: UUID) -> str:
+    return tenant_key(company_id, CACHE_VERSION, "agent", str(agent_id))
+
+
+def _agent_generation(company_id: UUID, agent_id: UUID) -> str:
+    return tenant_key(company_id, "generation", "agent", str(agent_id))
+
+
+def _public_key_entry(digest: str) -> str:
+    return global_key("agent-by-key", CACHE_VERSION, digest)
+
+
+def _public_key_generation(digest: str) -> str:
+    return global_key("agent-by-key", "generation", digest)
+
+
+def agent_changed(tenant: Tenant, row: Row) -> None:
+    """After an agent's row changed or went: its cached values are stale."""
+    keys = [_agent_generation(tenant.company_id, row["id"])]
+    if row.get("public_api_key"):
+        keys.append(_public_key_generation(row["public_api_key"]))
+    tenant.invalidate_after_commit(*keys)
+
+
+async def read_agent(tenant: Tenant, agent_id: UUID, ttl_s: int) -> Agent:
+    """One agent of the caller's company, from the cache when it is current."""
+
+    async def load() -> Row | None:
+        return await AGENTS.table.fetch(tenant.conn, tenant.company_id, agent_id)
+
+    if tenant.cache is None:
+        row = await load()
+    else:
+        row = await tenant.cache.read(
+            "agent",
+            _agent_entry(tenant.company_id, agent_id),
+            _agent_generation(tenant.company_id, agent_id),
+            ttl_s,
+            load,
+        )
+    if row is None:
+        raise not_found("Agent")
+    return Agent.model_validate(row)
+
+
+async def agent_by_public_key(
+    conn: TenantConnection, cache: Cache, digest: str, ttl_s: int
+) -> dict[str, Any] | None:
+    """The agent (id, company_id, enabled) whose public key has this digest, or None."""
+
+    async def load() -> dict[str, Any] | None:
+        return await (await conn.execute(AGENT_BY_PUBLIC_KEY, {"digest": digest})).fetchone()
+
+    found: dict[str, Any] | None = await cache.read(
+        "agent_by_key", _public_key_entry(digest), _public_key_generation(digest), ttl_s, load
+    )
+    if found is None:
+        return None
+    return {"id": UUID(str(found["id"])), "company_id": UUID(str(found["company_id"])),
+            "enabled": bool(found["enabled"])}  # fmt: skip
+
+
 async def rotate_public_key(tenant: Tenant, agent_id: UUID) -> PublicKey:
     """Create or replace the agent's widget key; the old key stops working at once."""
     key = PUBLIC_KEY_PREFIX + secrets.token_urlsafe(24)
-    await update_row(tenant, AGENTS, agent_id, {"public_api_key": public_key_digest(key)})
+    before = await access_row(tenant, AGENTS, agent_id)
+    after = await update_row(tenant, AGENTS, agent_id, {"public_api_key": public_key_digest(key)})
+    agent_changed(tenant, before)
+    agent_changed(tenant, after)
     return PublicKey(agent_id=agent_id, public_key=key)

@@ -24,6 +24,7 @@ from syntera.api.limits import BodySizeLimit
 from syntera.auth.routes import GoTrueError
 from syntera.auth.routes import router as auth_router
 from syntera.auth.tokens import load_keys
+from syntera.cache import Cache
 from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
@@ -37,6 +38,7 @@ from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls, configured_urls
 from syntera.notifications.routes import routers as notifications
+from syntera.ratelimit import Limiters
 from syntera.workflows.routes import routers as workflows
 
 READINESS_TIMEOUT_S = 2.0
@@ -109,6 +111,8 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         database = mongo[settings.mongodb_db]
         cache = create_redis(settings, urls.redis_url)
         app.state.stores = Stores(pool, mongo, cache, ConversationStore(database))
+        app.state.limiters = Limiters.from_settings(settings, cache)
+        app.state.cache = Cache(cache, settings.redis_timeout_s)
         # Indexes are also made by `syntera migrate`; here in the background, so that a
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))

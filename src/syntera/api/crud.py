@@ -62,9 +62,12 @@ async def update_row(
     return row
 
 
-async def delete_row(tenant: Tenant, resource: Resource[Any], row_id: UUID) -> None:
-    if not await resource.table.delete(tenant.conn, tenant.company_id, row_id):
+async def delete_row(tenant: Tenant, resource: Resource[Any], row_id: UUID) -> Row:
+    """Delete the row of the caller's company; the row as it was, or 404."""
+    row = await resource.table.delete(tenant.conn, tenant.company_id, row_id)
+    if row is None:
         raise not_found(resource.label)
+    return row
 
 
 async def list_rows(
@@ -95,10 +98,12 @@ def add_crud_routes(
     filters: Callable[..., Awaitable[list[Filter]]] = no_filters,
     creation_values: Callable[[Tenant], dict[str, Any]] | None = None,
     routes: tuple[str, ...] = ("create", "read", "update", "delete", "list"),
+    changed: Callable[[Tenant, Row], None] | None = None,
 ) -> None:
     """Add the resource's routes to ``router``. ``managers_write`` (``managers_read``):
     only owners and admins create, change and delete (read); the database's policies
-    say the same, this makes the answer a 403 rather than a 404 or an empty list."""
+    say the same, this makes the answer a 403 rather than a 404 or an empty list.
+    ``changed`` is told of every row updated or deleted (to invalidate caches)."""
     Writer = Manager if managers_write else Member
     Reader = Manager if managers_read else Member
     model, create_model, update_model = resource.model, resource.create, resource.update
@@ -118,10 +123,15 @@ def add_crud_routes(
 
     async def update(tenant: Writer, row_id: RowId, body: update_model) -> model:  # type: ignore[valid-type]
         changes = body.changes()  # type: ignore[attr-defined]
-        return resource.out(await update_row(tenant, resource, row_id, changes))
+        row = await update_row(tenant, resource, row_id, changes)
+        if changed is not None:
+            changed(tenant, row)
+        return resource.out(row)
 
     async def delete(tenant: Writer, row_id: RowId) -> Response:  # type: ignore[valid-type]
-        await delete_row(tenant, resource, row_id)
+        row = await delete_row(tenant, resource, row_id)
+        if changed is not None:
+            changed(tenant, row)
         return Response(status_code=204)
 
     async def list_(tenant: Reader, paging: Paging, where: Filters) -> Page[model]:  # type: ignore[valid-type]

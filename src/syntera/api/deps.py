@@ -12,8 +12,9 @@ serialised, before the answer is sent, and rolled back if anything raised.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated
 from uuid import UUID
 
@@ -22,7 +23,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from syntera.api.errors import Problem
 from syntera.auth.tokens import InvalidToken, Keys, principal_from_bearer
+from syntera.cache import Cache
 from syntera.db.postgres import TenantConnection, open_transaction
+from syntera.db.redis import global_key
+from syntera.ratelimit import Limiters
 from syntera.tenancy import Membership, Principal
 
 COMPANY_HEADER = "X-Company-Id"
@@ -55,16 +59,28 @@ async def principal(
         raise unauthorized(f"invalid token: {error}") from error
     if caller.role == "anon":
         raise unauthorized("an anonymous key cannot call this endpoint; sign in")
+    if caller.user_id is not None:
+        limiters: Limiters = request.app.state.limiters
+        key = global_key("rate-user", str(caller.user_id))
+        await limiters.enforce(limiters.api_user, key, "requests per user")
     return caller
 
 
 @dataclass(frozen=True)
 class Tenant:
-    """The request's transaction and who it runs as."""
+    """The request's transaction and who it runs as, and what to do once it commits
+    (cache invalidation: side effects outside PostgreSQL happen after commit)."""
 
     conn: TenantConnection
     principal: Principal
     membership: Membership | None
+    cache: Cache | None = None
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def invalidate_after_commit(self, *generation_keys: str) -> None:
+        """Make these cached values stale once (and only if) the transaction commits."""
+        if self.cache is not None:
+            self.after_commit.append(partial(self.cache.invalidate, *generation_keys))
 
     @property
     def company_id(self) -> UUID:
@@ -85,7 +101,15 @@ async def transaction(
     async with open_transaction(request.app.state.stores.postgres, caller) as (conn, membership):
         if caller.role == "service_role":
             membership = _service_membership(request)
-        yield Tenant(conn, caller, membership)
+        tenant = Tenant(conn, caller, membership, request.app.state.cache)
+        yield tenant
+    await run_after_commit(tenant)
+
+
+async def run_after_commit(tenant: Tenant) -> None:
+    """The work a committed transaction left to do."""
+    for work in tenant.after_commit:
+        await work()
 
 
 def _service_membership(request: Request) -> Membership | None:

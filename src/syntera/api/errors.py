@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 import psycopg
+from bson.errors import InvalidDocument
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -53,6 +54,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "Conflicts with an existing row",
         413: "Request body too large",
         422: "A field is invalid (named in `errors`)",
+        429: "Rate limit reached; retry after `Retry-After` seconds",
         503: "A store is unavailable or the statement timed out; retry",
     }.items()
 }
@@ -230,6 +232,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return Problem(503, "Service Unavailable", "MongoDB is unavailable; retry").response(
             request
         )
+
+    @app.exception_handler(InvalidDocument)
+    async def on_unstorable(request: Request, error: InvalidDocument) -> JSONResponse:
+        return Problem(422, "Unprocessable Content", f"cannot be stored: {error}").response(request)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:

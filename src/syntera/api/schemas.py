@@ -29,6 +29,24 @@ def _bounded_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _document_keys(value: Any, depth: int = 0) -> None:
+    if depth > 20:
+        raise ValueError("nested more than 20 levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key or key.startswith("$") or "." in key:
+                raise ValueError(f"key {key!r}: no NUL, no leading '$', no '.' in keys")
+            _document_keys(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _document_keys(item, depth + 1)
+
+
+def _storable_document(value: dict[str, Any]) -> dict[str, Any]:
+    _document_keys(value)
+    return value
+
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=20_000)]
 Email = Annotated[
@@ -42,4 +60,6 @@ Url = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[^,{}\"\\]+$")]
 Tags = Annotated[list[Tag], Field(max_length=50)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_object)]
+# A JSON object kept in MongoDB, whose keys cannot hold NUL, start with '$' or contain '.'.
+DocumentObject = Annotated[JsonObject, AfterValidator(_storable_document)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=100)]

@@ -20,7 +20,7 @@ from syntera.auth.tokens import issue_access_token
 from syntera.config import Settings
 from syntera.db.postgres import open_transaction
 from syntera.db.redis import digest, global_key
-from syntera.ratelimit import SlidingWindow
+from syntera.ratelimit import Limiters
 from syntera.tenancy import Principal
 
 router = APIRouter(prefix="/auth/v1", tags=["auth"])
@@ -55,13 +55,9 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _sign_in_failures(request: Request) -> SlidingWindow:
-    settings = _settings(request)
-    return SlidingWindow(
-        request.app.state.stores.redis,
-        limit=settings.sign_in_max_failures,
-        window_s=settings.sign_in_failure_window_s,
-    )
+def _limiters(request: Request) -> Limiters:
+    limiters: Limiters = request.app.state.limiters
+    return limiters
 
 
 def _auth_user(row: dict[str, Any]) -> AuthUser:
@@ -139,7 +135,11 @@ async def token(
 
 
 async def _password_grant(request: Request, body: Credentials) -> Session:
-    failures = _sign_in_failures(request)
+    limiters = _limiters(request)
+    client_ip = request.client.host if request.client else "unknown"
+    await limiters.enforce(limiters.sign_in_ip, global_key("sign-in-ip", digest(client_ip)),
+                           "sign-in attempts from your address")  # fmt: skip
+    failures = limiters.sign_in_email_failures
     throttle_key = global_key("sign-in-failures", digest(service.normalize_email(body.email)))
     verdict = await failures.check(throttle_key)
     if not verdict.allowed:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from syntera.api.schemas import Input, JsonObject, Name, Output, Tags, Text
+from syntera.api.schemas import DocumentObject, Input, Name, Output, Tags, Text
 
 MAX_CONTENT_BYTES = 32 * 1024
 MAX_IMPORT = 1000
@@ -37,14 +37,14 @@ class ConversationCreate(Input):
     channel: Channel = "chat"
     contact_id: UUID | None = None
     tags: Tags = Field(default_factory=list)
-    metadata: JsonObject = Field(default_factory=dict)
+    metadata: DocumentObject = Field(default_factory=dict)
 
 
 class ConversationUpdate(Input):
     contact_id: UUID | None = None
     tags: Tags | None = None
     summary: Text | None = None
-    metadata: JsonObject | None = None
+    metadata: DocumentObject | None = None
 
 
 class Thread(Output):
@@ -88,8 +88,8 @@ class AiMetadata(Input):
 
 
 class MessageMetadata(Input):
-    intent: JsonObject | None = None
-    sentiment: JsonObject | None = None
+    intent: DocumentObject | None = None
+    sentiment: DocumentObject | None = None
 
 
 class Attachment(Input):

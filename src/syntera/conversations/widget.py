@@ -6,11 +6,17 @@ conversation returns a session token (``X-Widget-Session``) that is good for tha
 conversation only, so one visitor cannot read another's.
 
 The session token is a JWT signed with the platform's secret and its own audience
-(``widget``), so it can never pass for an API access token or the other way round.
+(``widget``), so it can never pass for an API access token or the other way round. Each
+session is also kept in Redis (with the token's lifetime) so it can be revoked: a token
+whose session is gone is refused. A Redis that lost its data ends the widget sessions and
+nothing else; a Redis that does not answer refuses the widget (503) rather than trust an
+unverifiable session. Calls are limited per key and per session.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,12 +24,15 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import jwt
-from fastapi import APIRouter, Depends, Header, Query, Request
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from redis.exceptions import RedisError
 
-from syntera.agents.service import public_key_digest
-from syntera.api.deps import Tenant, keys_of
+from syntera.agents.service import agent_by_public_key, public_key_digest
+from syntera.api.deps import Tenant, keys_of, run_after_commit
 from syntera.api.errors import Problem, not_found
 from syntera.api.pagination import MAX_LIMIT, Cursor, Page
+from syntera.config import Settings
 from syntera.conversations import service
 from syntera.conversations.routes import ConversationId, CursorText, Store
 from syntera.conversations.schemas import (
@@ -34,17 +43,15 @@ from syntera.conversations.schemas import (
     WidgetSession,
 )
 from syntera.db.postgres import open_transaction
+from syntera.db.redis import tenant_key
+from syntera.metrics import REDIS_FALLBACKS
+from syntera.ratelimit import Limiters
 from syntera.tenancy import Membership, Principal
 
 public = APIRouter(prefix="/v1/public/conversations", tags=["widget"])
 
 SESSION_AUDIENCE = "widget"
 SESSION_LIFETIME_S = 24 * 3600
-
-# The agent of a public key: the digest is unique (partial index of migration 003).
-AGENT_BY_PUBLIC_KEY = """
-SELECT id, company_id, enabled FROM public.agent_configs WHERE public_api_key = %(digest)s
-"""
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -72,37 +79,75 @@ async def widget(
         raise _unauthorized("invalid public key")
     pool = request.app.state.stores.postgres
     async with open_transaction(pool, Principal.service()) as (conn, _):
-        cursor = await conn.execute(AGENT_BY_PUBLIC_KEY, {"digest": public_key_digest(api_key)})
-        agent = await cursor.fetchone()
+        agent = await agent_by_public_key(
+            conn, request.app.state.cache, public_key_digest(api_key),
+            _settings(request).cache_agent_ttl_s,
+        )  # fmt: skip
         if agent is None:
             raise _unauthorized("invalid public key")
         if not agent["enabled"]:
             raise Problem(403, "Forbidden", "this agent is disabled")
+        limiters: Limiters = request.app.state.limiters
+        await limiters.enforce(
+            limiters.widget_key,
+            tenant_key(agent["company_id"], "rate-widget-agent", str(agent["id"])),
+            "requests for this agent's widget",
+        )
         membership = Membership(agent["company_id"], "owner")
-        yield Widget(Tenant(conn, Principal.service(), membership), agent["id"])
+        tenant = Tenant(conn, Principal.service(), membership, request.app.state.cache)
+        yield Widget(tenant, agent["id"])
+    await run_after_commit(tenant)
 
 
 Caller = Annotated[Widget, Depends(widget, scope="function")]
 
 
-def issue_session(request: Request, caller: Widget, conversation_id: str) -> str:
+def _session_key(company_id: UUID, session_id: str) -> str:
+    return tenant_key(company_id, "widget-session", session_id)
+
+
+def _redis(request: Request) -> aioredis.Redis:
+    redis: aioredis.Redis = request.app.state.stores.redis
+    return redis
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _redis_down(error: BaseException) -> Problem:
+    REDIS_FALLBACKS.labels("widget_session").inc()
+    return Problem(503, "Service Unavailable", f"widget sessions are unavailable ({error!r})")
+
+
+async def issue_session(request: Request, caller: Widget, conversation_id: str) -> str:
+    """A session token for one conversation, recorded in Redis so it can be revoked."""
     now = int(time.time())
+    session_id = secrets.token_urlsafe(16)
     claims = {
         "aud": SESSION_AUDIENCE,
         "sub": conversation_id,
+        "jti": session_id,
         "agent_id": str(caller.agent_id),
         "company_id": str(caller.tenant.company_id),
         "iat": now,
         "exp": now + SESSION_LIFETIME_S,
     }
+    key = _session_key(caller.tenant.company_id, session_id)
+    try:
+        async with asyncio.timeout(_settings(request).redis_timeout_s):
+            await _redis(request).set(key, conversation_id, ex=SESSION_LIFETIME_S)
+    except (RedisError, OSError, TimeoutError) as error:
+        raise _redis_down(error) from error
     return jwt.encode(claims, keys_of(request).jwt_secret, algorithm="HS256")
 
 
-def check_session(
+async def check_session(
     request: Request, caller: Widget, token: str | None, conversation_id: str
-) -> None:
-    """The session must be this agent's and this conversation's; else the conversation
-    is, for this caller, not found."""
+) -> str:
+    """The session must be live, this agent's and this conversation's; else the
+    conversation is, for this caller, not found. Returns the session's id."""
     if token is None:
         raise _unauthorized("missing X-Widget-Session")
     try:
@@ -113,6 +158,21 @@ def check_session(
         raise _unauthorized(f"invalid widget session: {error}") from error
     if claims.get("sub") != conversation_id or claims.get("agent_id") != str(caller.agent_id):
         raise not_found("Conversation")
+    session_id = str(claims.get("jti", ""))
+    try:
+        async with asyncio.timeout(_settings(request).redis_timeout_s):
+            live = await _redis(request).get(_session_key(caller.tenant.company_id, session_id))
+    except (RedisError, OSError, TimeoutError) as error:
+        raise _redis_down(error) from error
+    if live is None or (live.decode() if isinstance(live, bytes) else live) != conversation_id:
+        raise _unauthorized("the widget session has ended")
+    limiters: Limiters = request.app.state.limiters
+    await limiters.enforce(
+        limiters.widget_session,
+        tenant_key(caller.tenant.company_id, "rate-widget-session", session_id),
+        "messages per chat",
+    )
+    return session_id
 
 
 Session = Annotated[
@@ -127,9 +187,8 @@ async def start_chat(request: Request, caller: Caller, store: Store) -> WidgetSe
     conversation = await service.start(
         caller.tenant, store, ConversationCreate(agent_id=caller.agent_id, channel="chat")
     )
-    return WidgetSession(
-        conversation=conversation, session_token=issue_session(request, caller, conversation.id)
-    )
+    token = await issue_session(request, caller, conversation.id)
+    return WidgetSession(conversation=conversation, session_token=token)
 
 
 @public.post("/{conversation_id}/messages", status_code=201, response_model=Message)
@@ -142,7 +201,7 @@ async def send_message(
     session: Session = None,
 ) -> Message:
     """The visitor's message (records `message.received`)."""
-    check_session(request, caller, session, conversation_id)
+    await check_session(request, caller, session, conversation_id)
     message = MessageCreate(
         sender_type="user",
         role="user",
@@ -165,7 +224,7 @@ async def read_messages(
     cursor: CursorText = None,
 ) -> Page[Message]:
     """The chat's messages, oldest first."""
-    check_session(request, caller, session, conversation_id)
+    await check_session(request, caller, session, conversation_id)
     return await service.list_messages(
         caller.tenant, store, conversation_id,
         thread_id=None, limit=limit,
@@ -174,3 +233,17 @@ async def read_messages(
 
 
 routers = [public]
+
+
+@public.delete("/{conversation_id}/session", status_code=204)
+async def end_session(
+    request: Request, caller: Caller, conversation_id: ConversationId, session: Session = None
+) -> Response:
+    """End the widget session (its token stops working at once)."""
+    session_id = await check_session(request, caller, session, conversation_id)
+    try:
+        async with asyncio.timeout(_settings(request).redis_timeout_s):
+            await _redis(request).delete(_session_key(caller.tenant.company_id, session_id))
+    except (RedisError, OSError, TimeoutError) as error:
+        raise _redis_down(error) from error
+    return Response(status_code=204)

@@ -11,6 +11,8 @@ import hashlib
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from syntera.config import Settings
 
@@ -26,6 +28,7 @@ def create_redis(settings: Settings, url: str) -> aioredis.Redis:
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),  # a retry would wait beyond the timeout
     )
 
 

@@ -75,8 +75,11 @@ class TenantTable:
     @cached_property
     def _delete_query(self) -> bytes:
         return (
-            sql.SQL("DELETE FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s")
-            .format(table=self._table)
+            sql.SQL(
+                "DELETE FROM {table} WHERE company_id = %(company_id)s AND id = %(id)s"
+                " RETURNING {cols}"
+            )
+            .format(table=self._table, cols=self._returning)
             .as_bytes()
         )
 
@@ -131,10 +134,10 @@ class TenantTable:
         cursor = await conn.execute(query, params)
         return await cursor.fetchone()
 
-    async def delete(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> bool:
-        """Delete the row; False if there was no such row."""
+    async def delete(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> Row | None:
+        """Delete the row; the row as it was, or None if there was no such row."""
         params = {"company_id": company_id, "id": row_id}
-        return (await conn.execute(self._delete_query, params)).rowcount == 1
+        return await (await conn.execute(self._delete_query, params)).fetchone()
 
     async def list(
         self,

@@ -1,0 +1,259 @@
+"""Redis (the embedded Valkey): cache-aside that is never stale after a write, keys that
+always name their tenant, rate limits, widget sessions, and life without Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.api.app import create_app
+from syntera.config import Settings
+from syntera.db.postgres import TenantConnection
+from syntera.embedded import REDIS, EmbeddedStack, StackUrls
+from syntera.metrics import REDIS_FALLBACKS
+from syntera.ratelimit import SlidingWindow
+from tests.api_fixtures import AuthHeaders
+from tests.factories import Tenant, create_tenant
+
+KEY_FORM = re.compile(r"^(t:[0-9a-f-]{36}|g:[a-z-]+):")
+
+
+@pytest.fixture
+async def tenant(
+    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
+) -> Tenant:
+    return await create_tenant(api_pool, owner_conn)
+
+
+async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://other") as http:
+            yield http
+
+
+async def test_agent_cache_is_never_stale_after_a_write_in_any_process(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    api_urls: StackUrls,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    owner_conn: psycopg.Connection,
+) -> None:
+    headers = auth(tenant.member)
+    url = f"/v1/agents/{tenant.rows['agent_configs']}"
+    assert (await client.get(url, headers=headers)).json()["name"] == "Support"
+    # A change behind the API's back is not seen: the answer comes from the cache.
+    owner_conn.execute(
+        "UPDATE agent_configs SET name = 'Changed directly' WHERE id = %s",
+        (tenant.rows["agent_configs"],),
+    )
+    assert (await client.get(url, headers=headers)).json()["name"] == "Support"
+
+    # Another API process (its own app, pools and cache) sees each write at once.
+    other = create_app(settings, api_urls)
+    async for other_client in served(other):
+        assert (await other_client.get(url, headers=headers)).json()["name"] == "Support"
+        patched = await client.patch(url, headers=headers, json={"name": "Renamed"})
+        assert patched.status_code == 200
+        assert (await other_client.get(url, headers=headers)).json()["name"] == "Renamed"
+        await client.post(f"{url}/public-key", headers=headers)
+        assert (await other_client.get(url, headers=headers)).json()["has_public_key"] is True
+        await client.patch(url, headers=headers, json={"enabled": False})
+        assert (await other_client.get(url, headers=headers)).json()["enabled"] is False
+        assert (await client.delete(url, headers=headers)).status_code == 204
+        assert (await other_client.get(url, headers=headers)).status_code == 404
+
+
+async def test_a_failed_write_does_not_invalidate_and_a_rolled_back_one_is_not_seen(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    headers = auth(tenant.member)
+    url = f"/v1/agents/{tenant.rows['agent_configs']}"
+    await client.get(url, headers=headers)
+    refused = await client.patch(url, headers=headers, json={"temperature": 5})
+    assert refused.status_code == 422
+    assert (await client.get(url, headers=headers)).json()["temperature"] == "0.70"
+
+
+async def test_cached_agents_of_one_company_never_reach_another(
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    api_pool: AsyncConnectionPool[TenantConnection],
+    owner_conn: psycopg.Connection,
+) -> None:
+    other = await create_tenant(api_pool, owner_conn)
+    mine = f"/v1/agents/{tenant.rows['agent_configs']}"
+    assert (await client.get(mine, headers=auth(tenant.member))).status_code == 200  # cached
+    assert (await client.get(mine, headers=auth(other.member))).status_code == 404
+    keys = {}
+    for who in (tenant, other):
+        response = await client.post(
+            f"/v1/agents/{who.rows['agent_configs']}/public-key", headers=auth(who.member)
+        )
+        keys[who.company_id] = response.json()["public_key"]
+    for _ in range(2):  # the second round is served from the key cache
+        for who in (tenant, other):
+            chat = await client.post(
+                "/v1/public/conversations", headers={"X-Api-Key": keys[who.company_id]}
+            )
+            assert chat.status_code == 201, chat.text
+            assert chat.json()["conversation"]["company_id"] == str(who.company_id)
+            assert chat.json()["conversation"]["agent_id"] == str(who.rows["agent_configs"])
+
+
+async def test_every_redis_key_starts_with_its_tenant_or_a_fixed_prefix(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant, stack: StackUrls
+) -> None:
+    headers = auth(tenant.member)
+    agent = tenant.rows["agent_configs"]
+    await client.get(f"/v1/agents/{agent}", headers=headers)
+    key = (await client.post(f"/v1/agents/{agent}/public-key", headers=headers)).json()
+    chat = await client.post("/v1/public/conversations", headers={"X-Api-Key": key["public_key"]})
+    await client.post(
+        "/auth/v1/token", params={"grant_type": "password"},
+        json={"email": "nobody@example.com", "password": "wrong password"},
+    )  # fmt: skip
+    assert chat.status_code == 201
+    redis = aioredis.Redis.from_url(stack.redis_url)
+    try:
+        keys = [k.decode() async for k in redis.scan_iter(count=1000)]
+    finally:
+        await redis.aclose()
+    assert len(keys) >= 5
+    assert [k for k in keys if not KEY_FORM.match(k)] == []
+    assert any(k.startswith(f"t:{tenant.company_id}:") for k in keys)
+
+
+async def test_sliding_window_trips_at_the_limit_and_resets(stack: StackUrls) -> None:
+    redis = aioredis.Redis.from_url(stack.redis_url)
+    window = SlidingWindow(redis, limit=3, window_s=1.0, timeout_s=0.5)
+    key = f"g:test-window:{time.time_ns()}"
+    try:
+        assert [(await window.hit(key)).allowed for _ in range(4)] == [True, True, True, False]
+        refused = await window.hit(key)
+        assert refused.retry_after_s == 1
+        await asyncio.sleep(1.05)
+        assert (await window.hit(key)).allowed
+    finally:
+        await redis.aclose()
+
+
+async def test_api_limit_per_user_answers_429_with_retry_after(
+    settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    limited = create_app(settings.model_copy(update={"rate_limit_api_per_minute": 5}), api_urls)
+    async for http in served(limited):
+        codes = [
+            (await http.get("/v1/contacts", headers=auth(tenant.member))).status_code
+            for _ in range(6)
+        ]
+        assert codes == [200] * 5 + [429]
+        refused = await http.get("/v1/contacts", headers=auth(tenant.member))
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert 0 < int(refused.headers["retry-after"]) <= 60
+        # Per user: a teammate is not limited by it.
+        assert (await http.get("/v1/contacts", headers=auth(tenant.admin))).status_code == 200
+
+
+async def test_widget_session_limit_and_revocation(
+    settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    limited = create_app(
+        settings.model_copy(update={"rate_limit_widget_session_per_minute": 3}), api_urls
+    )
+    async for http in served(limited):
+        agent = tenant.rows["agent_configs"]
+        key = await http.post(f"/v1/agents/{agent}/public-key", headers=auth(tenant.member))
+        api_key = key.json()["public_key"]
+        chat = await http.post("/v1/public/conversations", headers={"X-Api-Key": api_key})
+        session = {"X-Api-Key": api_key, "X-Widget-Session": chat.json()["session_token"]}
+        url = f"/v1/public/conversations/{chat.json()['conversation']['id']}"
+        codes = [
+            (
+                await http.post(f"{url}/messages", headers=session, json={"content": "hi"})
+            ).status_code
+            for _ in range(4)
+        ]
+        assert codes == [201, 201, 201, 429]
+        assert (await http.delete(f"{url}/session", headers=session)).status_code in (204, 429)
+
+
+async def test_a_revoked_widget_session_is_refused(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    agent = tenant.rows["agent_configs"]
+    key = await client.post(f"/v1/agents/{agent}/public-key", headers=auth(tenant.member))
+    api_key = key.json()["public_key"]
+    chat = await client.post("/v1/public/conversations", headers={"X-Api-Key": api_key})
+    session = {"X-Api-Key": api_key, "X-Widget-Session": chat.json()["session_token"]}
+    url = f"/v1/public/conversations/{chat.json()['conversation']['id']}"
+    assert (await client.get(f"{url}/messages", headers=session)).status_code == 200
+    assert (await client.delete(f"{url}/session", headers=session)).status_code == 204
+    assert (await client.get(f"{url}/messages", headers=session)).status_code == 401
+
+
+@pytest.fixture
+def own_valkey() -> AsyncIterator[tuple[EmbeddedStack, str]]:
+    """A Valkey of this test alone, to kill and restart."""
+    path = Path(tempfile.mkdtemp(prefix="syntera-valkey-", dir="/tmp"))
+    stack = EmbeddedStack(path)
+    urls = stack.start((REDIS,))
+    yield stack, urls.redis_url  # type: ignore[misc]
+    stack.stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_requests_keep_succeeding_while_redis_is_down_and_recover_after(
+    settings: Settings,
+    api_urls: StackUrls,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    own_valkey: tuple[EmbeddedStack, str],
+) -> None:
+    valkey, redis_url = own_valkey
+    app = create_app(settings, dataclasses.replace(api_urls, redis_url=redis_url))
+    headers = auth(tenant.member)
+    agent_url = f"/v1/agents/{tenant.rows['agent_configs']}"
+    async for http in served(app):
+        assert (await http.get(agent_url, headers=headers)).status_code == 200
+        key = (await http.post(f"{agent_url}/public-key", headers=headers)).json()["public_key"]
+        before = REDIS_FALLBACKS.labels("agent_read")._value.get()
+
+        valkey.stop()  # Redis is gone, mid-run
+        started = time.monotonic()
+        read = await http.get(agent_url, headers=headers)
+        write = await http.post("/v1/contacts", headers=headers, json={"first_name": "Kept"})
+        listed = await http.get("/v1/contacts", headers=headers)
+        widget = await http.post("/v1/public/conversations", headers={"X-Api-Key": key})
+        ready = await http.get("/readyz")
+        elapsed = time.monotonic() - started
+        assert read.status_code == 200
+        assert write.status_code == 201
+        assert listed.status_code == 200
+        assert widget.status_code == 503  # the widget fails closed without Redis
+        assert ready.status_code == 503
+        assert ready.json()["failing"] == ["redis"]
+        assert REDIS_FALLBACKS.labels("agent_read")._value.get() > before
+        assert elapsed < 5 * (settings.redis_timeout_s * 4 + 0.5)
+
+        valkey.start((REDIS,))  # back, on the same port
+        await asyncio.sleep(0.2)
+        assert (await http.get("/readyz")).status_code == 200
+        assert (await http.get(agent_url, headers=headers)).status_code == 200
+        chat = await http.post("/v1/public/conversations", headers={"X-Api-Key": key})
+        assert chat.status_code == 201
