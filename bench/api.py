@@ -85,11 +85,15 @@ class Server:
         return total
 
 
-def start_server(db: BenchDatabase, workers: int, data_dir: Path) -> Server:
+def start_server(
+    db: BenchDatabase, workers: int, data_dir: Path, settings: dict[str, str] | None = None
+) -> Server:
+    """``syntera serve`` on the bench stack; ``settings`` are extra SYNTERA_* variables."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
     env.update(db.api_stack().as_env())
     env.update(SYNTERA_JWT_SECRET=JWT_SECRET, SYNTERA_PG_POOL_MAX_SIZE="20")
+    env.update(settings or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "syntera", "serve", "--workers", str(workers),
          "--port", str(port), "--data-dir", str(data_dir)],

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -38,7 +39,9 @@ async def tenant(
     return await create_tenant(api_pool, owner_conn)
 
 
+@asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, and an in-process client of it."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://other") as http:
@@ -65,7 +68,7 @@ async def test_agent_cache_is_never_stale_after_a_write_in_any_process(
 
     # Another API process (its own app, pools and cache) sees each write at once.
     other = create_app(settings, api_urls)
-    async for other_client in served(other):
+    async with served(other) as other_client:
         assert (await other_client.get(url, headers=headers)).json()["name"] == "Support"
         patched = await client.patch(url, headers=headers, json={"name": "Renamed"})
         assert patched.status_code == 200
@@ -157,7 +160,7 @@ async def test_api_limit_per_user_answers_429_with_retry_after(
     settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: Tenant
 ) -> None:
     limited = create_app(settings.model_copy(update={"rate_limit_api_per_minute": 5}), api_urls)
-    async for http in served(limited):
+    async with served(limited) as http:
         codes = [
             (await http.get("/v1/contacts", headers=auth(tenant.member))).status_code
             for _ in range(6)
@@ -176,7 +179,7 @@ async def test_widget_session_limit_and_revocation(
     limited = create_app(
         settings.model_copy(update={"rate_limit_widget_session_per_minute": 3}), api_urls
     )
-    async for http in served(limited):
+    async with served(limited) as http:
         agent = tenant.rows["agent_configs"]
         key = await http.post(f"/v1/agents/{agent}/public-key", headers=auth(tenant.member))
         api_key = key.json()["public_key"]
@@ -229,7 +232,7 @@ async def test_requests_keep_succeeding_while_redis_is_down_and_recover_after(
     app = create_app(settings, dataclasses.replace(api_urls, redis_url=redis_url))
     headers = auth(tenant.member)
     agent_url = f"/v1/agents/{tenant.rows['agent_configs']}"
-    async for http in served(app):
+    async with served(app) as http:
         assert (await http.get(agent_url, headers=headers)).status_code == 200
         key = (await http.post(f"{agent_url}/public-key", headers=headers)).json()["public_key"]
         before = REDIS_FALLBACKS.labels("agent_read")._value.get()
@@ -257,3 +260,67 @@ async def test_requests_keep_succeeding_while_redis_is_down_and_recover_after(
         assert (await http.get(agent_url, headers=headers)).status_code == 200
         chat = await http.post("/v1/public/conversations", headers={"X-Api-Key": key})
         assert chat.status_code == 201
+
+
+async def test_conversation_header_and_newest_page_are_never_stale_after_a_write(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    api_urls: StackUrls,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    stack: StackUrls,
+) -> None:
+    headers = auth(tenant.member)
+    started = await client.post(
+        "/v1/conversations", headers=headers, json={"agent_id": str(tenant.rows["agent_configs"])}
+    )
+    url = f"/v1/conversations/{started.json()['id']}"
+    other = create_app(settings, api_urls)
+    async with served(other) as reader:
+
+        async def header() -> dict[str, object]:
+            response = await reader.get(url, headers=headers)
+            assert response.status_code == 200
+            body: dict[str, object] = response.json()
+            return body
+
+        async def newest() -> list[dict[str, object]]:
+            response = await reader.get(f"{url}/messages", headers=headers)
+            data: list[dict[str, object]] = response.json()["data"]
+            return data
+
+        assert (await header())["summary"] is None
+        assert await newest() == []
+        # Behind the API's back: the cached header is what is served.
+        import pymongo
+        from bson import ObjectId
+
+        direct: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(stack.mongodb_uri)
+        direct[settings.mongodb_db]["conversations"].update_one(
+            {"company_id": str(tenant.company_id), "_id": ObjectId(started.json()["id"])},
+            {"$set": {"summary": "written directly"}},
+        )
+        direct.close()
+        assert (await header())["summary"] is None
+
+        await client.patch(url, headers=headers, json={"summary": "Via the API"})
+        assert (await header())["summary"] == "Via the API"
+        thread = (await client.post(f"{url}/threads", headers=headers, json={"title": "A"})).json()
+        assert [t["title"] for t in (await header())["threads"]] == ["A"]  # type: ignore[union-attr]
+        await client.patch(f"{url}/threads/{thread['id']}", headers=headers, json={"title": "B"})
+        assert [t["title"] for t in (await header())["threads"]] == ["B"]  # type: ignore[union-attr]
+        message = (await client.post(f"{url}/messages", headers=headers, json={
+            "sender_type": "user", "role": "user", "content": "hi", "thread_id": thread["id"],
+        })).json()  # fmt: skip
+        assert [m["id"] for m in await newest()] == [message["id"]]
+        assert (await header())["threads"][0]["message_count"] == 1  # type: ignore[index]
+        await client.post(
+            f"{url}/messages/{message['id']}/reactions", headers=headers, json={"emoji": "+1"}
+        )
+        assert (await newest())[0]["metadata"]["reactions"][0]["emoji"] == "+1"  # type: ignore[index]
+        await client.post(f"{url}/messages/{message['id']}/read", headers=headers)
+        assert len((await newest())[0]["read_by"]) == 1  # type: ignore[arg-type]
+        await client.post(f"{url}/end", headers=headers)
+        assert (await header())["status"] == "ended"
+        await client.post(f"{url}/archive", headers=headers)
+        assert (await header())["status"] == "archived"

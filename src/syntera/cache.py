@@ -22,6 +22,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -44,12 +45,24 @@ def _json_default(value: Any) -> Any:
     return str(value)  # Decimal, and anything else orjson does not know, as text
 
 
+@dataclass(frozen=True)
+class TimesToLive:
+    """How long each kind of value may stay cached (seconds)."""
+
+    agent_s: int = 300
+    conversation_s: int = 60
+    messages_s: int = 120
+
+
 class Cache:
     """Cache-aside reads and generation invalidation over one Redis client."""
 
-    def __init__(self, redis: aioredis.Redis, timeout_s: float) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, timeout_s: float, ttl: TimesToLive | None = None
+    ) -> None:
         self._redis = redis
         self._timeout_s = timeout_s
+        self.ttl = ttl or TimesToLive()
         self._loading: dict[str, asyncio.Future[Any]] = {}
 
     async def read(

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(
         default=0.25, gt=0, description="No request waits longer than this for Redis."
     )
+    cache_enabled: bool = Field(default=True, description="Off: every read goes to the store.")
     cache_agent_ttl_s: int = Field(default=300, ge=1)
     cache_conversation_ttl_s: int = Field(default=60, ge=1)
     cache_messages_ttl_s: int = Field(default=120, ge=1)

@@ -92,16 +92,19 @@ async def read_agent(tenant: Tenant, agent_id: UUID, ttl_s: int) -> Agent:
 
 
 async def agent_by_public_key(
-    conn: TenantConnection, cache: Cache, digest: str, ttl_s: int
+    conn: TenantConnection, cache: Cache | None, digest: str, ttl_s: int
 ) -> dict[str, Any] | None:
     """The agent (id, company_id, enabled) whose public key has this digest, or None."""
 
     async def load() -> dict[str, Any] | None:
         return await (await conn.execute(AGENT_BY_PUBLIC_KEY, {"digest": digest})).fetchone()
 
-    found: dict[str, Any] | None = await cache.read(
-        "agent_by_key", _public_key_entry(digest), _public_key_generation(digest), ttl_s, load
-    )
+    if cache is None:
+        found = await load()
+    else:
+        found = await cache.read(
+            "agent_by_key", _public_key_entry(digest), _public_key_generation(digest), ttl_s, load
+        )
     if found is None:
         return None
     return {"id": UUID(str(found["id"])), "company_id": UUID(str(found["company_id"])),

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
 from psycopg_pool import AsyncConnectionPool
 from pymongo.errors import PyMongoError
 
@@ -24,7 +25,7 @@ from syntera.api.limits import BodySizeLimit
 from syntera.auth.routes import GoTrueError
 from syntera.auth.routes import router as auth_router
 from syntera.auth.tokens import load_keys
-from syntera.cache import Cache
+from syntera.cache import Cache, TimesToLive
 from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
@@ -112,7 +113,14 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         cache = create_redis(settings, urls.redis_url)
         app.state.stores = Stores(pool, mongo, cache, ConversationStore(database))
         app.state.limiters = Limiters.from_settings(settings, cache)
-        app.state.cache = Cache(cache, settings.redis_timeout_s)
+        ttl = TimesToLive(
+            settings.cache_agent_ttl_s,
+            settings.cache_conversation_ttl_s,
+            settings.cache_messages_ttl_s,
+        )
+        app.state.cache = (
+            Cache(cache, settings.redis_timeout_s, ttl) if settings.cache_enabled else None
+        )
         # Indexes are also made by `syntera migrate`; here in the background, so that a
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))
@@ -140,6 +148,8 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     async def on_gotrue_error(request: Request, error: GoTrueError) -> JSONResponse:
         return error.response()
 
+    # Prometheus text format; with several workers each process serves its own figures.
+    app.mount("/metrics", make_asgi_app())
     app.include_router(auth_router)
     for router in resource_routers():
         app.include_router(router, responses=PROBLEM_RESPONSES)

@@ -10,11 +10,13 @@ event, never an event without its document.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from bson import ObjectId
+from bson import ObjectId, json_util
+from bson.json_util import JSONMode, JSONOptions
 
 from syntera.agents.service import AGENTS
 from syntera.analytics.service import EVENTS
@@ -22,6 +24,7 @@ from syntera.api.crud import Resource
 from syntera.api.deps import Tenant
 from syntera.api.errors import Problem, field_error, not_found
 from syntera.api.pagination import Cursor, Page
+from syntera.cache import CACHE_VERSION
 from syntera.conversations.schemas import (
     ChannelStats,
     Conversation,
@@ -36,6 +39,7 @@ from syntera.conversations.schemas import (
 from syntera.conversations.store import ConversationStore, Direction, Slice
 from syntera.crm.service import CONTACTS
 from syntera.db.mongo import Document
+from syntera.db.redis import tenant_key
 
 
 def object_id(text: str, what: str) -> ObjectId:
@@ -102,14 +106,72 @@ async def record_event(
     )
 
 
+# Cache: a conversation's header and its newest page of messages live under one
+# generation, replaced after every write to the conversation or its messages.
+_BSON = JSONOptions(json_mode=JSONMode.CANONICAL, tz_aware=True, tzinfo=UTC)
+NEWEST_PAGE = 50
+
+
+def _generation(company_id: UUID, conversation_id: ObjectId) -> str:
+    return tenant_key(company_id, "generation", "conversation", str(conversation_id))
+
+
+def _header_entry(company_id: UUID, conversation_id: ObjectId) -> str:
+    return tenant_key(company_id, CACHE_VERSION, "conversation", str(conversation_id))
+
+
+def _newest_page_entry(company_id: UUID, conversation_id: ObjectId) -> str:
+    return tenant_key(company_id, CACHE_VERSION, "messages", str(conversation_id), "newest")
+
+
+def changed(tenant: Tenant, conversation_id: ObjectId) -> None:
+    """The conversation or its messages changed: cached copies are stale after commit."""
+    tenant.invalidate_after_commit(_generation(tenant.company_id, conversation_id))
+
+
+async def _cached(
+    tenant: Tenant,
+    name: str,
+    entry: str,
+    conversation_id: ObjectId,
+    ttl_s: int,
+    load: Callable[[], Awaitable[Any]],
+) -> Any:
+    """``load()`` through the cache; values travel as canonical extended JSON, so
+    ObjectIds and dates come back as they were."""
+    if tenant.cache is None:
+        return await load()
+
+    async def load_text() -> str | None:
+        value = await load()
+        return None if value is None else json_util.dumps(value, json_options=_BSON)
+
+    text = await tenant.cache.read(
+        name, entry, _generation(tenant.company_id, conversation_id), ttl_s, load_text
+    )
+    return None if text is None else json_util.loads(text, json_options=_BSON)
+
+
 async def access_conversation(
     tenant: Tenant, store: ConversationStore, conversation_id: str
 ) -> Document:
     """The caller's company's conversation, or 404 (also for another company's)."""
-    document = await store.get(tenant.company_id, object_id(conversation_id, "Conversation"))
+    oid = object_id(conversation_id, "Conversation")
+    document: Document | None = await _cached(
+        tenant, "conversation", _header_entry(tenant.company_id, oid), oid,
+        conversation_ttl_s(tenant), lambda: store.get(tenant.company_id, oid),
+    )  # fmt: skip
     if document is None:
         raise not_found("Conversation")
     return document
+
+
+def conversation_ttl_s(tenant: Tenant) -> int:
+    return tenant.cache.ttl.conversation_s if tenant.cache is not None else 0
+
+
+def messages_ttl_s(tenant: Tenant) -> int:
+    return tenant.cache.ttl.messages_s if tenant.cache is not None else 0
 
 
 async def start(tenant: Tenant, store: ConversationStore, body: ConversationCreate) -> Conversation:
@@ -142,6 +204,7 @@ async def end(tenant: Tenant, store: ConversationStore, conversation_id: str) ->
     if current["status"] != "active":
         return conversation_out(current)
     await record_event(tenant, "conversation.ended", current)
+    changed(tenant, current["_id"])
     ended = await store.end(tenant.company_id, current["_id"])
     if ended is None:
         raise not_found("Conversation")
@@ -150,6 +213,7 @@ async def end(tenant: Tenant, store: ConversationStore, conversation_id: str) ->
 
 async def archive(tenant: Tenant, store: ConversationStore, conversation_id: str) -> Conversation:
     current = await access_conversation(tenant, store, conversation_id)
+    changed(tenant, current["_id"])
     archived = await store.archive(tenant.company_id, current["_id"])
     if archived is None:
         raise not_found("Conversation")
@@ -167,6 +231,7 @@ async def update(
     for field in ("tags", "metadata"):
         if field in changes and changes[field] is None:
             raise field_error(field, "may not be null")
+    changed(tenant, current["_id"])
     updated = await store.update(tenant.company_id, current["_id"], changes)
     if updated is None:
         raise not_found("Conversation")
@@ -206,6 +271,7 @@ async def append(
                 if message.metadata.intent is not None:
                     properties["intent"] = message.metadata.intent
                 await record_event(tenant, "message.received", conversation, properties)
+    changed(tenant, conversation["_id"])
     documents = await store.append(
         tenant.company_id,
         conversation["_id"],
@@ -225,21 +291,37 @@ async def list_messages(
     direction: Direction,
 ) -> Page[Message]:
     conversation = await access_conversation(tenant, store, conversation_id)
-    piece = await store.messages(
-        tenant.company_id,
-        conversation["_id"],
-        thread_id=thread_id,
-        limit=limit,
-        after=keyset(cursor),
-        direction=direction,
-    )
+    oid = conversation["_id"]
+
+    async def load() -> Slice:
+        return await store.messages(
+            tenant.company_id, oid,
+            thread_id=thread_id, limit=limit, after=keyset(cursor), direction=direction,
+        )  # fmt: skip
+
+    if cursor is None and thread_id is None and direction == "backward" and limit == NEWEST_PAGE:
+        # The newest page, which every chat view opens with, comes from the cache.
+        cached = await _cached(
+            tenant, "newest_messages", _newest_page_entry(tenant.company_id, oid), oid,
+            messages_ttl_s(tenant),
+            lambda: _slice_document(load()),
+        )  # fmt: skip
+        piece = Slice(cached["documents"], cached["has_more"])
+    else:
+        piece = await load()
     return page_of(piece, message_out, "created_at")
+
+
+async def _slice_document(loading: Awaitable[Slice]) -> Document:
+    piece = await loading
+    return {"documents": piece.documents, "has_more": piece.has_more}
 
 
 async def add_thread(
     tenant: Tenant, store: ConversationStore, conversation_id: str, title: str
 ) -> Thread:
     conversation = await access_conversation(tenant, store, conversation_id)
+    changed(tenant, conversation["_id"])
     thread = await store.add_thread(tenant.company_id, conversation["_id"], title)
     if thread is None:
         raise not_found("Conversation")
@@ -250,6 +332,7 @@ async def rename_thread(
     tenant: Tenant, store: ConversationStore, conversation_id: str, thread_id: str, title: str
 ) -> Thread:
     conversation = await access_conversation(tenant, store, conversation_id)
+    changed(tenant, conversation["_id"])
     thread = await store.rename_thread(tenant.company_id, conversation["_id"], thread_id, title)
     if thread is None:
         raise not_found("Thread")
@@ -260,6 +343,7 @@ async def react(
     tenant: Tenant, store: ConversationStore, conversation_id: str, message_id: str, emoji: str
 ) -> Message:
     conversation = await access_conversation(tenant, store, conversation_id)
+    changed(tenant, conversation["_id"])
     document = await store.react(
         tenant.company_id,
         conversation["_id"],
@@ -278,6 +362,7 @@ async def mark_read(
     if tenant.user_id is None:
         raise Problem(403, "Forbidden", "read receipts are for signed-in users")
     conversation = await access_conversation(tenant, store, conversation_id)
+    changed(tenant, conversation["_id"])
     document = await store.mark_read(
         tenant.company_id, conversation["_id"], object_id(message_id, "Message"), tenant.user_id
     )

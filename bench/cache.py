@@ -1,0 +1,148 @@
+"""What Redis buys and costs: the agent cache warm against cold, and the widget's message
+path with its rate limiter on against off.
+
+    python -m bench.cache [--agents 200] [--duration 15]
+
+Runs on a throw-away embedded stack; the API is `syntera serve --workers 2` and the load
+is wrk from the same machine.
+
+* ``GET /v1/agents/{id}`` over random agents: cold (``SYNTERA_CACHE_ENABLED=false``, every
+  read from PostgreSQL) against warm (the cache filled by a first pass); the hit ratio is
+  read from the server's own counters at ``/metrics``.
+* ``POST /v1/public/conversations/{id}/messages`` (key check, session check, message
+  stored) with the rate limits on against off. Goal: the limiter costs under 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench.api import LoadResult, access_token, run_wrk, start_server
+from bench.common import BenchDatabase, bench_database, machine, report
+from bench.rls import generate, pick_tenant
+
+AGENT_SCRIPT = """
+local ids = {%s}
+request = function()
+  return wrk.format("GET", "/v1/agents/" .. ids[math.random(#ids)])
+end
+"""
+
+WIDGET_SCRIPT = """
+local chats = {%s}
+wrk.method = "POST"
+wrk.body = '{"content": "Is this in stock?"}'
+request = function()
+  local chat = chats[math.random(#chats)]
+  return wrk.format(nil, "/v1/public/conversations/" .. chat[1] .. "/messages",
+    {["Content-Type"] = "application/json", ["X-Api-Key"] = "%s",
+     ["X-Widget-Session"] = chat[2]})
+end
+"""
+
+ROOMY_LIMITS = {
+    "SYNTERA_RATE_LIMIT_WIDGET_KEY_PER_MINUTE": "10000000",
+    "SYNTERA_RATE_LIMIT_WIDGET_SESSION_PER_MINUTE": "10000000",
+    "SYNTERA_RATE_LIMIT_API_PER_MINUTE": "10000000",
+}
+
+
+def hit_ratio(base_url: str) -> float:
+    """Hits / lookups of the agent cache, from one worker's /metrics."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    counts = dict(re.findall(
+        r'^syntera_cache_requests_total\{cache="agent",result="(hit|miss)"\} (\S+)$',
+        text, re.MULTILINE,
+    ))  # fmt: skip
+    hits, misses = float(counts.get("hit", 0)), float(counts.get("miss", 0))
+    return hits / (hits + misses) if hits + misses else 0.0
+
+
+def agents_of(db: BenchDatabase, count: int) -> tuple[str, list[str]]:
+    """A tenant's owner token and ``count`` agents of its company."""
+    generate(db, 1000, 10)
+    company_id, owner_id = pick_tenant(db)
+    with psycopg.connect(db.owner_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "INSERT INTO agent_configs (company_id, name, system_prompt)"
+            " SELECT %s, 'Agent ' || g, 'Be brief' FROM generate_series(1, %s) g RETURNING id",
+            (company_id, count),
+        ).fetchall()
+    return access_token(owner_id), [str(row[0]) for row in rows]
+
+
+def row(name: str, result: LoadResult, extra: str) -> list[str]:
+    return [
+        name, f"{result.requests_per_s:,.0f}", f"{result.p50_ms:.1f}", f"{result.p99_ms:.1f}",
+        f"{result.errors} of {result.requests:,}", extra,
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--duration", type=int, default=15)
+    args = parser.parse_args()
+
+    with bench_database(services=("mongodb", "redis")) as db, tempfile.TemporaryDirectory() as tmp:
+        token, agents = agents_of(db, args.agents)
+        script = Path(tmp) / "agents.lua"
+        script.write_text(AGENT_SCRIPT % ", ".join(f'"{a}"' for a in agents))
+        cache_rows = []
+        for label, settings in [("cold (cache off)", {"SYNTERA_CACHE_ENABLED": "false"}),
+                                ("warm", {})]:  # fmt: skip
+            server = start_server(db, 2, Path(tmp), {**ROOMY_LIMITS, **settings})
+            try:
+                run_wrk(server, server.base_url, token, 8, 3, script)  # fills the cache
+                result = run_wrk(server, server.base_url, token, 32, args.duration, script)
+                ratio = hit_ratio(server.base_url)
+            finally:
+                server.process.terminate()
+                server.process.wait(30)
+            cache_rows.append(row(f"GET /v1/agents/{{id}}, {label}", result, f"{ratio:.3f}"))
+
+        limiter_rows = []
+        for label, enabled in [("limiter off", "false"), ("limiter on", "true")]:
+            server = start_server(
+                db, 2, Path(tmp), {**ROOMY_LIMITS, "SYNTERA_RATE_LIMITS_ENABLED": enabled}
+            )
+            try:
+                headers = {"Authorization": f"Bearer {token}"}
+                key = httpx.post(
+                    f"{server.base_url}/v1/agents/{agents[0]}/public-key", headers=headers
+                ).json()["public_key"]
+                chats = []
+                for _ in range(50):
+                    chat = httpx.post(
+                        f"{server.base_url}/v1/public/conversations", headers={"X-Api-Key": key}
+                    ).json()
+                    chats.append((chat["conversation"]["id"], chat["session_token"]))
+                widget = Path(tmp) / "widget.lua"
+                widget.write_text(WIDGET_SCRIPT % (
+                    ", ".join(f'{{"{c}", "{s}"}}' for c, s in chats), key,
+                ))  # fmt: skip
+                result = run_wrk(server, server.base_url, token, 32, args.duration, widget)
+            finally:
+                server.process.terminate()
+                server.process.wait(30)
+            limiter_rows.append(row(f"widget message, {label}", result, ""))
+
+    conditions = (
+        f"{machine()}; `syntera serve --workers 2`, PostgreSQL, SecantusDB and Valkey embedded "
+        f"on the same machine; wrk -t2 -c32 -d{args.duration}s on the same machine"
+    )
+    header = ["request", "req/s", "p50 ms", "p99 ms", "errors", "agent cache hit ratio"]
+    report("agent_cache", f"{conditions}; {args.agents} agents read at random", header, cache_rows)
+    off, on = (float(r[1].replace(",", "")) for r in limiter_rows)
+    limiter_rows[1][5] = f"costs {(off - on) / off:.1%}"
+    report("widget_rate_limiter", conditions, [*header[:5], "limiter cost"], limiter_rows)
+
+
+if __name__ == "__main__":
+    main()
