@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -211,12 +211,12 @@ async def test_a_revoked_widget_session_is_refused(
 
 
 @pytest.fixture
-def own_valkey() -> AsyncIterator[tuple[EmbeddedStack, str]]:
+def own_valkey() -> Iterator[tuple[EmbeddedStack, str]]:
     """A Valkey of this test alone, to kill and restart."""
     path = Path(tempfile.mkdtemp(prefix="syntera-valkey-", dir="/tmp"))
     stack = EmbeddedStack(path)
     urls = stack.start((REDIS,))
-    yield stack, urls.redis_url  # type: ignore[misc]
+    yield stack, urls.redis_url
     stack.stop()
     shutil.rmtree(path, ignore_errors=True)
 
@@ -324,3 +324,33 @@ async def test_conversation_header_and_newest_page_are_never_stale_after_a_write
         assert (await header())["status"] == "ended"
         await client.post(f"{url}/archive", headers=headers)
         assert (await header())["status"] == "archived"
+
+
+async def test_concurrent_misses_of_one_key_load_it_once(stack: StackUrls) -> None:
+    from syntera.cache import Cache
+
+    redis = aioredis.Redis.from_url(stack.redis_url)
+    cache = Cache(redis, timeout_s=0.5)
+    loads = 0
+
+    async def load() -> dict[str, int]:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.05)
+        return {"answer": 42}
+
+    key = f"g:test-stampede:{time.time_ns()}"
+    try:
+        values = await asyncio.gather(
+            *(cache.read("test", key, f"{key}:generation", 60, load) for _ in range(20))
+        )
+        assert values == [{"answer": 42}] * 20
+        assert loads == 1
+        assert await cache.read("test", key, f"{key}:generation", 60, load) == {"answer": 42}
+        assert loads == 1  # a hit
+        await cache.invalidate(f"{key}:generation")
+        await cache.read("test", key, f"{key}:generation", 60, load)
+        assert loads == 2
+    finally:
+        await redis.delete(key, f"{key}:generation")
+        await redis.aclose()
