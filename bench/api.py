@@ -36,7 +36,7 @@ import httpx
 import psutil
 import psycopg
 
-from bench.common import BenchDatabase, bench_database, machine, report
+from bench.common import ROOMY_LIMITS, BenchDatabase, bench_database, machine, report
 from bench.rls import generate, pick_tenant
 from syntera.api.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
@@ -214,7 +214,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "ids.lua"
             script.write_text(WRK_SCRIPT % ", ".join(f'"{i}"' for i in ids))
-            server = start_server(db, args.workers, Path(tmp))
+            server = start_server(db, args.workers, Path(tmp), ROOMY_LIMITS)
             try:
                 run_wrk(server, f"{server.base_url}/v1/contacts", token, 8, 3, script)  # warm
                 single = run_wrk(

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 
 from bench.api import LoadResult, access_token, run_wrk, start_server
-from bench.common import BenchDatabase, bench_database, machine, report
+from bench.common import ROOMY_LIMITS, BenchDatabase, bench_database, machine, report
 from bench.rls import generate, pick_tenant
 
 AGENT_SCRIPT = """
@@ -45,12 +45,6 @@ request = function()
      ["X-Widget-Session"] = chat[2]})
 end
 """
-
-ROOMY_LIMITS = {
-    "SYNTERA_RATE_LIMIT_WIDGET_KEY_PER_MINUTE": "10000000",
-    "SYNTERA_RATE_LIMIT_WIDGET_SESSION_PER_MINUTE": "10000000",
-    "SYNTERA_RATE_LIMIT_API_PER_MINUTE": "10000000",
-}
 
 
 def hit_ratio(base_url: str) -> float:

@@ -29,7 +29,15 @@ import psycopg
 from bson import ObjectId
 
 from bench.api import JWT_SECRET, access_token, run_wrk, start_server
-from bench.common import BenchDatabase, bench_database, machine, report, summarize, timing_row
+from bench.common import (
+    ROOMY_LIMITS,
+    BenchDatabase,
+    bench_database,
+    machine,
+    report,
+    summarize,
+    timing_row,
+)
 from bench.rls import generate, pick_tenant
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore, indexes, now
@@ -180,7 +188,7 @@ def api_message_rate(db: BenchDatabase, duration_s: int) -> tuple[list[str], int
     assert row is not None
     token = access_token(owner_id)
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(db, 2, Path(tmp))
+        server = start_server(db, 2, Path(tmp), ROOMY_LIMITS)  # measure the path, not limits
         try:
             headers = {"Authorization": f"Bearer {token}"}
             ids = [

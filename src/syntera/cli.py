@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,6 +234,280 @@ def _mongo_indexes(settings: Settings, *, status_only: bool) -> None:
     except PyMongoError as error:
         errors.print(f"[red]MongoDB indexes: {error}[/red]")
         raise typer.Exit(1) from error
+
+
+def _targets(settings: Settings) -> Any:
+    from syntera.ops.backup import Targets
+
+    uri = _mongo_uri(settings)
+    if uri is None:
+        errors.print("[red]No SYNTERA_MONGODB_URI and the embedded MongoDB is not running.[/red]")
+        raise typer.Exit(2)
+    return Targets(_owner_database_url(settings), uri, settings.mongodb_db)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display, one bar per step, fed by (step, done, total)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bars: dict[str, Any] = {}
+    with Progress(
+        "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=errors,
+    ) as progress:  # fmt: skip
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in bars:
+                bars[step] = progress.add_task(step, total=total)
+            progress.update(bars[step], completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def backup(
+    output: Annotated[
+        Path, typer.Option("--output", help="Archive file, or folder with --schedule.")
+    ],
+    schedule: Annotated[
+        str | None, typer.Option("--schedule", help="`daily`: run forever, one backup a day.")
+    ] = None,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="Scheduled backups kept.")] = 7,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Back up PostgreSQL and MongoDB into one archive with a manifest of counts and
+    checksums. Safe to rerun: each run writes a new, complete archive (never a half one)."""
+    from syntera.ops.backup import BackupError
+    from syntera.ops.backup import backup as run_backup
+
+    settings = _settings(data_dir)
+    targets = _targets(settings)
+    if schedule not in (None, "daily"):
+        raise typer.BadParameter("--schedule takes `daily`")
+    while True:
+        path = output
+        if schedule:
+            output.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            path = output / f"syntera-{stamp}.tar.gz"
+        try:
+            with _progress() as progress:
+                manifest = run_backup(targets, path, progress)
+        except BackupError as error:
+            errors.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+        rows = sum(manifest["postgres"]["rows"].values())
+        documents = sum(manifest["mongodb"].values())
+        console.print(
+            f"backup {path}: {rows:,} rows, {documents:,} documents, "
+            f"{manifest['bytes']:,} bytes in {manifest['seconds']} s"
+        )
+        if not schedule:
+            return
+        for old in sorted(output.glob("syntera-*.tar.gz"))[:-keep]:
+            old.unlink()
+        time.sleep(24 * 3600)
+
+
+@app.command()
+def restore(
+    input_path: Annotated[Path, typer.Option("--input", help="An archive from `syntera backup`.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the data of non-empty stores.")
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Restore an archive into the configured stores and check the counts against its
+    manifest. Refuses stores that hold data unless --force; a rerun with --force is safe."""
+    from syntera.ops.backup import BackupError
+    from syntera.ops.backup import restore as run_restore
+
+    settings = _settings(data_dir)
+    targets = _targets(settings)
+    try:
+        with _progress() as progress:
+            found = run_restore(targets, input_path, force=force, progress=progress)
+    except BackupError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    console.print(
+        f"restored {sum(found['postgres'].values()):,} rows and "
+        f"{sum(found['mongodb'].values()):,} documents; counts match the manifest"
+    )
+
+
+db_app = typer.Typer(help="Look inside the databases (read-only).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _bytes(value: Any) -> str:
+    size = float(value or 0)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(*columns, title=title)
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            cells.append(_bytes(value) if column.endswith("bytes") else str(value))
+        table.add_row(*cells)
+    return table
+
+
+@db_app.command("stats")
+def db_stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Index use (never-used ones flagged), table and index sizes, the slowest statements,
+    connections, and MongoDB's collections, connections and slow operations."""
+    import orjson
+
+    from syntera.ops.stats import mongo_stats, postgres_stats
+
+    settings = _settings(data_dir)
+    stats: dict[str, Any] = {"postgres": postgres_stats(_owner_database_url(settings))}
+    uri = _mongo_uri(settings)
+    stats["mongodb"] = mongo_stats(uri, settings.mongodb_db) if uri else None
+    if as_json:
+        print(orjson.dumps(stats, default=str, option=orjson.OPT_INDENT_2).decode())
+        return
+    pg = stats["postgres"]
+    for index in pg["indexes"]:
+        index["never_used"] = "[yellow]never used[/yellow]" if index["never_used"] else ""
+    console.print(
+        _table(
+            "PostgreSQL indexes (least used first)",
+            pg["indexes"],
+            ["table", "index", "scans", "tuples_read", "bytes", "never_used"],
+        )
+    )
+    console.print(
+        _table(
+            "PostgreSQL tables",
+            pg["tables"],
+            ["table", "rows_estimate", "total_bytes", "table_bytes", "index_bytes"],
+        )
+    )
+    if pg["slowest_statements"] is None:
+        console.print(
+            f"[yellow]Slowest statements: {pg['slowest_statements_unavailable']}[/yellow]"
+        )
+    else:
+        console.print(
+            _table(
+                "Slowest statements (mean)",
+                pg["slowest_statements"],
+                ["statement", "calls", "mean_ms", "max_ms", "total_ms"],
+            )
+        )
+    console.print(
+        _table(
+            f"Connections (max {pg['max_connections']})",
+            pg["connections"],
+            ["application", "active", "idle", "idle_in_transaction", "total"],
+        )
+    )
+    if stats["mongodb"]:
+        mongo = stats["mongodb"]
+        console.print(
+            _table(
+                "MongoDB collections",
+                mongo["collections"],
+                ["collection", "documents", "bytes", "storage_bytes", "index_bytes"],
+            )
+        )
+        console.print(f"MongoDB connections: {mongo['connections']}; profiler {mongo['profiler']}")
+        if mongo["slowest_operations"]:
+            console.print(
+                _table(
+                    "MongoDB slowest operations",
+                    mongo["slowest_operations"],
+                    ["op", "namespace", "millis", "at"],
+                )
+            )
+
+
+@db_app.command("explain")
+def db_explain(
+    statement: Annotated[
+        str, typer.Argument(help="The SQL to explain (it runs, then rolls back).")
+    ],
+    as_user: Annotated[
+        str | None, typer.Option("--as-user", help="Email of the user to run it as, under RLS.")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) as a user, under row-level security, in a transaction that
+    is rolled back: the plan the application really gets, and nothing changed."""
+    from syntera.ops.stats import explain_as_user
+
+    settings = _settings(data_dir)
+    try:
+        plan = explain_as_user(_owner_database_url(settings), statement, as_user)
+    except LookupError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    print(plan)
+
+
+maintenance_app = typer.Typer(help="Periodic maintenance.", no_args_is_help=True)
+app.add_typer(maintenance_app, name="maintenance")
+
+
+@maintenance_app.command("retention")
+def retention(
+    events_days: Annotated[
+        int | None, typer.Option("--events-days", min=1, help="Delete analytics events older.")
+    ] = None,
+    archived_days: Annotated[
+        int | None,
+        typer.Option("--archived-days", min=1, help="Purge conversations archived longer."),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Delete what is past its retention (defaults: SYNTERA_EVENT_RETENTION_DAYS and
+    SYNTERA_ARCHIVED_RETENTION_DAYS). Safe to rerun: it deletes in batches and a rerun
+    continues where an interrupted one stopped. Messages can also expire by themselves
+    (SYNTERA_MESSAGE_RETENTION_DAYS, a TTL index)."""
+    import asyncio
+    from datetime import timedelta
+
+    from syntera.ops.retention import purge_archived_conversations, purge_events
+
+    settings = _settings(data_dir)
+    url = _owner_database_url(settings)
+    events_days = events_days or settings.event_retention_days
+    archived_days = archived_days or settings.archived_retention_days
+    if events_days is None and archived_days is None:
+        errors.print("nothing to do: no retention is configured or given")
+        return
+    if events_days is not None:
+        deleted = purge_events(url, timedelta(days=events_days))
+        console.print(f"analytics events older than {events_days} days: {deleted:,} deleted")
+    if archived_days is not None:
+        uri = _mongo_uri(settings)
+        if uri is None:
+            errors.print("[red]MongoDB is not configured or running[/red]")
+            raise typer.Exit(2)
+        purged = asyncio.run(
+            purge_archived_conversations(
+                url, settings, uri, timedelta(days=archived_days), console.print
+            )
+        )
+        conversations = sum(c for c, _ in purged.values())
+        messages = sum(m for _, m in purged.values())
+        console.print(
+            f"conversations archived over {archived_days} days: {conversations:,} purged "
+            f"with {messages:,} messages, in {len(purged)} companies"
+        )
 
 
 HostOption = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]

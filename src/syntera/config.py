@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     mongodb_max_idle_time_ms: int = Field(default=30_000, ge=0)
     mongodb_socket_timeout_ms: int = Field(default=45_000, ge=0)
     mongodb_server_selection_timeout_ms: int = Field(default=30_000, ge=1)
+    event_retention_days: int | None = Field(
+        default=None, ge=1, description="`syntera maintenance retention` deletes older events."
+    )
+    archived_retention_days: int | None = Field(
+        default=None, ge=1, description="... and conversations archived longer than this."
+    )
     message_retention_days: int | None = Field(
         default=None, ge=1, description="Delete messages older than this (a TTL index)."
     )
@@ -79,6 +85,12 @@ class Settings(BaseSettings):
     pg_pool_max_size: int = Field(default=20, ge=1)
     pg_pool_timeout_s: float = Field(default=10.0, gt=0)
     pg_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    slow_statement_ms: float = Field(
+        default=100,
+        ge=0,
+        description="Statements (and MongoDB operations) slower than this "
+        "are logged as JSON lines and counted.",
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

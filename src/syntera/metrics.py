@@ -1,8 +1,21 @@
-"""The process's Prometheus metrics (served at /metrics by the operations issue)."""
+"""The process's Prometheus metrics, served at /metrics.
+
+With several uvicorn workers each process serves its own figures (a scrape reaches one
+worker); run Prometheus' multiprocess mode or scrape workers separately to sum them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pymongo import monitoring
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REDIS_FALLBACKS = Counter(
     "syntera_redis_fallbacks",
@@ -12,3 +25,123 @@ REDIS_FALLBACKS = Counter(
 CACHE_REQUESTS = Counter(
     "syntera_cache_requests", "Cache lookups, by cache and result.", ["cache", "result"]
 )
+HTTP_REQUESTS = Counter(
+    "syntera_http_requests", "HTTP requests answered, by route and status.",
+    ["method", "route", "status"],
+)  # fmt: skip
+HTTP_LATENCY = Histogram(
+    "syntera_http_request_duration_seconds", "Time to answer, by route.", ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)  # fmt: skip
+SLOW_STATEMENTS = Counter(
+    "syntera_slow_statements", "PostgreSQL statements over the slow-query threshold."
+)
+
+
+class HttpMetrics:
+    """Count and time every request by its route template (never the raw path, so ids do
+    not explode the label set)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
+
+
+# Pools are read when Prometheus scrapes; the pools of every live app in this process.
+_PG_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def watch_postgres_pool(pool: Any) -> None:
+    _PG_POOLS.add(pool)
+
+
+class PoolCollector(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        postgres = GaugeMetricFamily(
+            "syntera_postgres_pool_connections", "PostgreSQL pool connections by state.",
+            labels=["state"],
+        )  # fmt: skip
+        totals = {"in_use": 0, "idle": 0, "waiting": 0, "max": 0}
+        for pool in list(_PG_POOLS):
+            stats = pool.get_stats()
+            size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+            totals["in_use"] += size - idle
+            totals["idle"] += idle
+            totals["waiting"] += stats.get("requests_waiting", 0)
+            totals["max"] += pool.max_size
+        for state, value in totals.items():
+            postgres.add_metric([state], value)
+        yield postgres
+        mongo = GaugeMetricFamily(
+            "syntera_mongodb_pool_connections", "MongoDB pool connections by state.",
+            labels=["state"],
+        )  # fmt: skip
+        mongo.add_metric(["open"], MONGO_POOL.open)
+        mongo.add_metric(["in_use"], MONGO_POOL.in_use)
+        yield mongo
+
+
+class MongoPoolListener(monitoring.ConnectionPoolListener):
+    """Counts MongoDB connections as the driver reports them."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.in_use = 0
+
+    def connection_created(self, event: Any) -> None:
+        self.open += 1
+
+    def connection_closed(self, event: Any) -> None:
+        self.open -= 1
+
+    def connection_checked_out(self, event: Any) -> None:
+        self.in_use += 1
+
+    def connection_checked_in(self, event: Any) -> None:
+        self.in_use -= 1
+
+    def pool_created(self, event: Any) -> None:
+        pass
+
+    def pool_ready(self, event: Any) -> None:
+        pass
+
+    def pool_cleared(self, event: Any) -> None:
+        pass
+
+    def pool_closed(self, event: Any) -> None:
+        pass
+
+    def connection_ready(self, event: Any) -> None:
+        pass
+
+    def connection_check_out_started(self, event: Any) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: Any) -> None:
+        pass
+
+
+MONGO_POOL = MongoPoolListener()
+REGISTRY.register(PoolCollector())

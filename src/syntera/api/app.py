@@ -12,8 +12,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from pymongo.errors import PyMongoError
 
@@ -38,7 +38,9 @@ from syntera.db.mongo import MongoClient, MongoDatabase, create_mongo_client, en
 from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls, configured_urls
+from syntera.metrics import HttpMetrics, watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
+from syntera.ops.routes import routers as admin
 from syntera.ratelimit import Limiters
 from syntera.workflows.routes import routers as workflows
 
@@ -91,13 +93,17 @@ async def _ensure_mongo_indexes(settings: Settings, database: MongoDatabase) -> 
         return
     if created:
         log.info("created MongoDB indexes: %s", ", ".join(created))
+    try:  # the profiler records operations slower than the threshold (level 1)
+        await database.command("profile", 1, slowms=int(settings.slow_statement_ms))
+    except PyMongoError as error:
+        log.info("MongoDB profiler not enabled: %s", error)
 
 
 def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
     return [
         *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics,
-        *conversations, *widget,
+        *conversations, *widget, *admin,
     ]  # fmt: skip
 
 
@@ -108,6 +114,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = create_api_pool(settings, urls.api_database_url)
         await pool.open(wait=False)
+        watch_postgres_pool(pool)
         mongo = create_mongo_client(settings, urls.mongodb_uri)
         database = mongo[settings.mongodb_db]
         cache = create_redis(settings, urls.redis_url)
@@ -140,16 +147,21 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.urls = urls
     app.state.keys = load_keys(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics)
     install_error_handlers(app)
 
     @app.exception_handler(GoTrueError)
     async def on_gotrue_error(request: Request, error: GoTrueError) -> JSONResponse:
         return error.response()
 
-    # Prometheus text format; with several workers each process serves its own figures.
-    app.mount("/metrics", make_asgi_app())
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus text format (each worker process serves its own figures)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(auth_router)
     for router in resource_routers():
         app.include_router(router, responses=PROBLEM_RESPONSES)

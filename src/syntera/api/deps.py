@@ -26,6 +26,7 @@ from syntera.auth.tokens import InvalidToken, Keys, principal_from_bearer
 from syntera.cache import Cache
 from syntera.db.postgres import TenantConnection, open_transaction
 from syntera.db.redis import global_key
+from syntera.db.slow import ROUTE, TENANT
 from syntera.ratelimit import Limiters
 from syntera.tenancy import Membership, Principal
 
@@ -102,6 +103,9 @@ async def transaction(
         if caller.role == "service_role":
             membership = _service_membership(request)
         tenant = Tenant(conn, caller, membership, request.app.state.cache)
+        route = request.scope.get("route")
+        ROUTE.set(getattr(route, "path", None))
+        TENANT.set(str(membership.company_id) if membership else None)
         yield tenant
     await run_after_commit(tenant)
 
@@ -149,6 +153,12 @@ async def _manager(tenant: Annotated[Tenant, Depends(_member)]) -> Tenant:
     return tenant
 
 
+async def _system(tenant: Annotated[Tenant, _transaction]) -> Tenant:
+    if tenant.principal.role != "service_role":
+        raise Problem(403, "Forbidden", "only the service key may do this")
+    return tenant
+
+
 async def _service(tenant: Annotated[Tenant, Depends(_member)]) -> Tenant:
     if tenant.principal.role != "service_role":
         raise Problem(403, "Forbidden", "only the service key may do this")
@@ -159,3 +169,4 @@ Caller = Annotated[Tenant, Depends(_signed_in_user)]
 Member = Annotated[Tenant, Depends(_member)]
 Manager = Annotated[Tenant, Depends(_manager)]
 Service = Annotated[Tenant, Depends(_service)]
+System = Annotated[Tenant, Depends(_system)]  # the service key, not acting in a company

@@ -379,6 +379,30 @@ class ConversationStore:
             scoped(company_id, conversation_id=str(conversation_id), _id=message_id)
         )
 
+    # Retention ---------------------------------------------------------------------------
+
+    async def purge_archived(
+        self, company_id: UUID, archived_before: datetime, batch: int = 1000
+    ) -> tuple[int, int]:
+        """Delete the company's conversations archived before the cut-off, and their
+        messages; (conversations, messages) deleted. Messages go first, so an interrupted
+        purge leaves no message without its conversation."""
+        conversations = messages = 0
+        while True:
+            cursor = self._conversations.find(
+                scoped(company_id, status="archived", updated_at={"$lt": archived_before}),
+                {"_id": 1},
+            ).limit(batch)
+            ids = [document["_id"] async for document in cursor]
+            if not ids:
+                return conversations, messages
+            deleted = await self._messages.delete_many(
+                scoped(company_id, conversation_id={"$in": [str(i) for i in ids]})
+            )
+            messages += deleted.deleted_count
+            gone = await self._conversations.delete_many(scoped(company_id, _id={"$in": ids}))
+            conversations += gone.deleted_count
+
     # Analytics ---------------------------------------------------------------------------
 
     async def conversation_stats(

@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from syntera.config import Settings
+from syntera.metrics import MONGO_POOL
 
 Document = dict[str, Any]
 MongoClient = AsyncMongoClient[Document]
@@ -31,6 +32,7 @@ def create_mongo_client(settings: Settings, uri: str) -> MongoClient:
         serverSelectionTimeoutMS=settings.mongodb_server_selection_timeout_ms,
         tz_aware=True,
         appname="syntera",
+        event_listeners=[MONGO_POOL],
     )
 
 

@@ -18,6 +18,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
+from syntera.db.slow import TimedCursor
 from syntera.tenancy import Membership, Principal
 
 TenantConnection = AsyncConnection[DictRow]
@@ -52,12 +53,18 @@ def create_api_pool(
 ) -> AsyncConnectionPool[TenantConnection]:
     """The API's pool, connected as ``authenticator`` (not opened unless ``open``)."""
     options = f"-c statement_timeout={settings.pg_statement_timeout_ms}"
+    TimedCursor.threshold_ms = settings.slow_statement_ms
     return AsyncConnectionPool(
         conninfo,
         min_size=settings.pg_pool_min_size,
         max_size=settings.pg_pool_max_size,
         timeout=settings.pg_pool_timeout_s,
-        kwargs={"row_factory": dict_row, "options": options, "application_name": "syntera-api"},
+        kwargs={
+            "row_factory": dict_row,
+            "cursor_factory": TimedCursor,
+            "options": options,
+            "application_name": "syntera-api",
+        },
         configure=_configure,
         connection_class=AsyncConnection[DictRow],
         open=open,

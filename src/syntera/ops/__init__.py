@@ -1,0 +1,1 @@
+"""Operations: backups, statistics, maintenance."""

@@ -1,0 +1,110 @@
+"""Backup of both stores and restore into a second embedded stack."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pymongo
+import pytest
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.db.postgres import TenantConnection
+from syntera.embedded import MONGODB, POSTGRES, EmbeddedStack, StackUrls
+from syntera.ops.backup import BackupError, Targets, backup, restore
+from tests.conftest import StackDatabase
+from tests.factories import create_tenant
+
+
+@pytest.fixture(scope="module")
+def second_stack() -> Iterator[StackUrls]:
+    """Another PostgreSQL and MongoDB-wire server, empty: the restore target."""
+    path = Path(tempfile.mkdtemp(prefix="syntera-restore-", dir="/tmp"))
+    stack = EmbeddedStack(path)
+    yield stack.start((POSTGRES, MONGODB))
+    stack.stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_backup_then_restore_gives_identical_counts_and_rows(
+    stack: StackUrls,
+    database: StackDatabase,
+    api_pool: AsyncConnectionPool[TenantConnection],
+    owner_conn: psycopg.Connection,
+    second_stack: StackUrls,
+    tmp_path: Path,
+) -> None:
+    tenant = await create_tenant(api_pool, owner_conn)
+    mongo_db = f"backup_{uuid.uuid4().hex[:8]}"
+    with pymongo.MongoClient(stack.mongodb_uri, tz_aware=True) as client:
+        client[mongo_db]["conversations"].insert_many(
+            [{"company_id": str(tenant.company_id), "n": i, "tags": ["x"]} for i in range(2500)]
+        )
+        client[mongo_db]["conversations"].create_index([("company_id", 1), ("n", -1)], name="cn")
+        original = client[mongo_db]["conversations"].find_one({"n": 1234})
+
+    archive = tmp_path / "backup.tar.gz"
+    steps: list[str] = []
+    manifest = backup(
+        Targets(database.owner_url, stack.mongodb_uri, mongo_db),
+        archive,
+        lambda step, done, total: steps.append(step),
+    )
+    assert manifest["mongodb"]["conversations"] == 2500
+    assert manifest["postgres"]["rows"]["public.contacts"] >= 1
+    assert {"dumping PostgreSQL", "exporting conversations"} <= set(steps)
+    with tarfile.open(archive) as opened:
+        names = set(opened.getnames())
+    assert {"./manifest.json", "./postgres.dump", "./mongo/conversations.bson"} <= names
+
+    target_db = f"restored_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(second_stack.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{target_db}"')
+    target_url = make_conninfo(second_stack.database_url, dbname=target_db)
+    target = Targets(target_url, second_stack.mongodb_uri, mongo_db)
+    found = restore(target, archive)
+    assert found["postgres"] == manifest["postgres"]["rows"]
+    assert found["mongodb"] == {"conversations": 2500}
+
+    contact_id = tenant.rows["contacts"]
+    with psycopg.connect(target_url) as restored:
+        row = restored.execute(
+            "SELECT company_id, email, tags FROM contacts WHERE id = %s", (contact_id,)
+        ).fetchone()
+        members = restored.execute(
+            "SELECT count(*) FROM users WHERE company_id = %s", (tenant.company_id,)
+        ).fetchone()
+    expected = owner_conn.execute(
+        "SELECT company_id, email, tags FROM contacts WHERE id = %s", (contact_id,)
+    ).fetchone()
+    assert row == expected
+    assert members == (3,)  # not doubled by the membership triggers
+    with pymongo.MongoClient(second_stack.mongodb_uri, tz_aware=True) as client:
+        assert client[mongo_db]["conversations"].find_one({"n": 1234}) == original
+        indexes = {i["name"] for i in client[mongo_db]["conversations"].list_indexes()}
+        assert "cn" in indexes
+
+    # The target holds data now: a second restore is refused, unless forced.
+    with pytest.raises(BackupError, match="not empty"):
+        restore(target, archive)
+    assert restore(target, archive, force=True) == found
+
+
+def test_a_damaged_archive_is_refused(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "manifest.json").write_text(
+        '{"format": 1, "files": {"postgres.dump": "0"}, "postgres": {}, "mongodb": {}}'
+    )
+    (work / "postgres.dump").write_bytes(b"not what was backed up")
+    archive = tmp_path / "damaged.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(work, arcname=".")
+    with pytest.raises(BackupError, match="checksum"):
+        restore(Targets("postgresql://unused", "mongodb://unused", "x"), archive)
