@@ -108,3 +108,30 @@ def test_a_damaged_archive_is_refused(tmp_path: Path) -> None:
         out.add(work, arcname=".")
     with pytest.raises(BackupError, match="checksum"):
         restore(Targets("postgresql://unused", "mongodb://unused", "x"), archive)
+
+
+def test_syntera_backup_and_restore_commands(
+    stack: StackUrls, database: StackDatabase, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
+    env.update(SYNTERA_DATABASE_URL=database.owner_url, SYNTERA_MONGODB_URI=stack.mongodb_uri,
+               SYNTERA_MONGODB_DB=f"cli_{uuid.uuid4().hex[:8]}")  # fmt: skip
+    archive = tmp_path / "cli.tar.gz"
+
+    def syntera(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "syntera", *args], env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+
+    made = syntera("backup", "--output", str(archive))
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "rows" in made.stdout
+    assert archive.exists()
+    refused = syntera("restore", "--input", str(archive))  # into the very stores it came from
+    assert refused.returncode == 1
+    assert "not empty" in refused.stderr
