@@ -155,6 +155,8 @@ def run_wrk(
         after_children.ru_stime - before_children.ru_stime
     )
     percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.MULTILINE))
+    if len(percentiles) < 3:
+        raise RuntimeError(f"wrk gave no latency distribution:\n{output}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     if socket_errors:

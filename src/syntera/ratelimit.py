@@ -17,6 +17,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -42,6 +43,27 @@ if count < limit then
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {0, tostring(tonumber(oldest[2]) + window - now)}
+"""
+
+
+# Several windows at once, all or nothing: KEYS the windows; ARGV now, member, then per
+# window its length (s) and limit. Returns {index of the first full window (0: none),
+# seconds until it has room}.
+_HIT_ALL = """
+local now, member = tonumber(ARGV[1]), ARGV[2]
+for i, key in ipairs(KEYS) do
+  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {i, tostring(tonumber(oldest[2]) + window - now)}
+  end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, member)
+  redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[1 + 2 * i])))
+end
+return {0, 0}
 """
 
 
@@ -153,18 +175,36 @@ class Limiters:
 
     async def enforce(self, limiter: SlidingWindow, key: str, what: str) -> None:
         """Count one request against ``limiter``; 429 (with Retry-After) when over."""
-        if not self.enabled:
+        await self.enforce_all([(limiter, key, what)])
+
+    async def enforce_all(self, limits: list[tuple[SlidingWindow, str, str]]) -> None:
+        """Count one request against every (limiter, key, what) in one round trip, and
+        only if all have room; 429 naming the first that is full."""
+        if not self.enabled or not limits:
             return
-        verdict = await limiter.hit(key)
-        if not verdict.allowed and verdict.degraded:
+        first = limits[0][0]
+        now = time.time()
+        arguments: list[Any] = [now, f"{now}:{secrets.token_hex(4)}"]
+        for limiter, _, _ in limits:
+            arguments += [limiter.window_s, limiter.limit]
+        try:
+            async with asyncio.timeout(first.timeout_s):
+                full, retry_after = await first.redis.eval(
+                    _HIT_ALL, len(limits), *(key for _, key, _ in limits), *arguments
+                )
+        except (RedisError, OSError, TimeoutError) as error:
+            for limiter, _, what in limits:
+                limiter._fallback(error, "failing " + ("open" if limiter.fail_open else "closed"))
+                if not limiter.fail_open:
+                    raise Problem(
+                        503, "Service Unavailable", f"the limit of {what} cannot be checked; retry",
+                        headers={"Retry-After": "1"},
+                    ) from error  # fmt: skip
+            return
+        if int(full):
+            what = limits[int(full) - 1][2]
+            seconds = max(1, math.ceil(float(retry_after)))
             raise Problem(
-                503, "Service Unavailable", f"the limit of {what} cannot be checked; retry",
-                headers={"Retry-After": str(verdict.retry_after_s)},
+                429, "Too Many Requests", f"rate limit of {what} reached; retry in {seconds} s",
+                headers={"Retry-After": str(seconds)},
             )  # fmt: skip
-        if not verdict.allowed:
-            raise Problem(
-                429,
-                "Too Many Requests",
-                f"rate limit of {what} reached; retry in {verdict.retry_after_s} s",
-                headers={"Retry-After": str(verdict.retry_after_s)},
-            )

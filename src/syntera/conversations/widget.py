@@ -87,12 +87,6 @@ async def widget(
             raise _unauthorized("invalid public key")
         if not agent["enabled"]:
             raise Problem(403, "Forbidden", "this agent is disabled")
-        limiters: Limiters = request.app.state.limiters
-        await limiters.enforce(
-            limiters.widget_key,
-            tenant_key(agent["company_id"], "rate-widget-agent", str(agent["id"])),
-            "requests for this agent's widget",
-        )
         membership = Membership(agent["company_id"], "owner")
         tenant = Tenant(conn, Principal.service(), membership, request.app.state.cache)
         yield Widget(tenant, agent["id"])
@@ -166,13 +160,26 @@ async def check_session(
         raise _redis_down(error) from error
     if live is None or (live.decode() if isinstance(live, bytes) else live) != conversation_id:
         raise _unauthorized("the widget session has ended")
-    limiters: Limiters = request.app.state.limiters
-    await limiters.enforce(
-        limiters.widget_session,
-        tenant_key(caller.tenant.company_id, "rate-widget-session", session_id),
-        "messages per chat",
-    )
+    await _enforce_limits(request, caller, session_id)
     return session_id
+
+
+async def _enforce_limits(request: Request, caller: Widget, session_id: str | None) -> None:
+    """The agent's widget limit, and the session's when there is one, in one round trip."""
+    limiters: Limiters = request.app.state.limiters
+    company = caller.tenant.company_id
+    limits = [(
+        limiters.widget_key,
+        tenant_key(company, "rate-widget-agent", str(caller.agent_id)),
+        "requests for this agent's widget",
+    )]  # fmt: skip
+    if session_id is not None:
+        limits.append((
+            limiters.widget_session,
+            tenant_key(company, "rate-widget-session", session_id),
+            "messages per chat",
+        ))  # fmt: skip
+    await limiters.enforce_all(limits)
 
 
 Session = Annotated[
@@ -184,6 +191,7 @@ Session = Annotated[
 @public.post("", status_code=201, response_model=WidgetSession)
 async def start_chat(request: Request, caller: Caller, store: Store) -> WidgetSession:
     """Start a chat with the key's agent; returns the conversation and its session token."""
+    await _enforce_limits(request, caller, None)
     conversation = await service.start(
         caller.tenant, store, ConversationCreate(agent_id=caller.agent_id, channel="chat")
     )
