@@ -11,16 +11,20 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
 
 from syntera.api.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
+from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
 from syntera.tenancy import Principal
 from tests.conftest import TEST_SERVICE_KEY, StackDatabase
+from tests.factories import Tenant, create_tenant
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +61,14 @@ def token_for(settings: Settings, principal: Principal) -> str:
         user_metadata={},
         app_metadata={},
     ).token
+
+
+@pytest.fixture
+async def tenant(
+    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
+) -> Tenant:
+    """A fresh company with an owner, an admin, a member and one row in every table."""
+    return await create_tenant(api_pool, owner_conn)
 
 
 @pytest.fixture(scope="session")

@@ -32,13 +32,6 @@ from tests.factories import Tenant, create_tenant
 KEY_FORM = re.compile(r"^(t:[0-9a-f-]{36}|g:[a-z-]+):")
 
 
-@pytest.fixture
-async def tenant(
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
 @asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, and an in-process client of it."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from syntera.api.errors import Problem
@@ -137,6 +138,7 @@ class SlidingWindow:
 class Limiters:
     """Every limit of one API process."""
 
+    hit_all: AsyncScript  # sent once, then called by its SHA (EVALSHA)
     enabled: bool
     api_user: SlidingWindow
     widget_key: SlidingWindow
@@ -154,6 +156,7 @@ class Limiters:
         users_open = settings.rate_limit_users_fail_open
         widget_open = settings.rate_limit_widget_fail_open
         return cls(
+            hit_all=redis.register_script(_HIT_ALL),
             enabled=settings.rate_limits_enabled,
             api_user=window("api_user", settings.rate_limit_api_per_minute, 60, users_open),
             widget_key=window(
@@ -189,8 +192,8 @@ class Limiters:
             arguments += [limiter.window_s, limiter.limit]
         try:
             async with asyncio.timeout(first.timeout_s):
-                full, retry_after = await first.redis.eval(
-                    _HIT_ALL, len(limits), *(key for _, key, _ in limits), *arguments
+                full, retry_after = await self.hit_all(
+                    keys=[key for _, key, _ in limits], args=arguments
                 )
         except (RedisError, OSError, TimeoutError) as error:
             for limiter, _, what in limits:

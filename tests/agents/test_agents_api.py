@@ -6,20 +6,17 @@ import hashlib
 
 import httpx
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from tests.api_fixtures import AuthHeaders
-from tests.factories import create_tenant
+from tests.factories import Tenant
 
 
 async def test_agent_life_cycle_and_public_key_shown_once(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection],
+    tenant: Tenant,
     owner_conn: psycopg.Connection,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
     headers = auth(tenant.member)
     created = await client.post(
         "/v1/agents", headers=headers,

@@ -5,21 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from tests.api_fixtures import AuthHeaders
-from tests.factories import create_tenant
+from tests.factories import Tenant
 
 
 async def test_events_are_recorded_as_the_caller_and_filtered(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    tenant: Tenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
     headers = auth(tenant.member)
     recorded = await client.post(
         "/v1/analytics/events", headers=headers,

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import httpx
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from tests.api_fixtures import AuthHeaders
-from tests.factories import create_tenant
+from tests.factories import Tenant
 
 
 async def test_recording_and_call_life_cycle(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    tenant: Tenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
     headers = auth(tenant.member)
     agent_id = str(tenant.rows["agent_configs"])
     recording = await client.post(

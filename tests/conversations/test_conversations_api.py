@@ -33,13 +33,6 @@ def every_query_is_scoped() -> Iterator[None]:
 
 
 @pytest.fixture
-async def tenant(
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
-@pytest.fixture
 def headers(auth: AuthHeaders, tenant: Tenant) -> dict[str, str]:
     return auth(tenant.member)
 

@@ -30,13 +30,6 @@ async def public_key(client: httpx.AsyncClient, headers: dict[str, str], agent_i
     return key
 
 
-@pytest.fixture
-async def tenant(
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
 async def start_chat(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
     response = await client.post("/v1/public/conversations", headers={"X-Api-Key": key})
     assert response.status_code == 201, response.text

@@ -18,13 +18,6 @@ from tests.factories import Tenant, create_tenant
 
 
 @pytest.fixture
-async def tenant(
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
-@pytest.fixture
 def headers(auth: AuthHeaders, tenant: Tenant) -> dict[str, str]:
     return auth(tenant.member)
 

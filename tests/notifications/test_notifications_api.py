@@ -9,16 +9,16 @@ from psycopg_pool import AsyncConnectionPool
 from syntera.db.postgres import TenantConnection
 from syntera.tenancy import Principal
 from tests.api_fixtures import AuthHeaders
-from tests.factories import create_tenant
+from tests.factories import Tenant, create_tenant
 
 
 async def test_service_notifies_a_member_who_alone_reads_and_dismisses_it(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
+    tenant: Tenant,
     api_pool: AsyncConnectionPool[TenantConnection],
     owner_conn: psycopg.Connection,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
     other = await create_tenant(api_pool, owner_conn)
     service = {**auth(Principal.service()), "X-Company-Id": str(tenant.company_id)}
     member, teammate = auth(tenant.member), auth(tenant.admin)

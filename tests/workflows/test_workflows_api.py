@@ -4,21 +4,16 @@ of a workflow are listed newest first."""
 from __future__ import annotations
 
 import httpx
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from tests.api_fixtures import AuthHeaders
-from tests.factories import create_tenant
+from tests.factories import Tenant
 
 
 async def test_admin_writes_member_reads_and_executions_are_listed(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    tenant: Tenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
     admin, member = auth(tenant.admin), auth(tenant.member)
     created = await client.post(
         "/v1/workflows", headers=admin,
