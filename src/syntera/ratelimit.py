@@ -1,8 +1,11 @@
-"""Sliding-window limits kept in Redis.
+"""Sliding-window limits kept in Redis, shared by every API process.
 
-A window is a sorted set of event timestamps: events older than the window are dropped,
-the rest are counted. Exact (no burst at a fixed window's boundary), shared by every API
-process, one round trip per check (a Lua script, atomic in Redis).
+Two forms. ``SlidingWindow`` keeps each event in a sorted set: exact, for low-volume
+limits that must be exact (failed sign-ins per email). ``Limiters.enforce_all``, on every
+request's path, uses the sliding-window counter: the current fixed window's count plus the
+previous window's, weighted by how much of it the sliding window still covers — O(1),
+one Lua round trip for all of a request's limits, and an approximation that assumes the
+previous window's events were spread evenly (as Cloudflare's limiter does).
 
 When Redis does not answer within its timeout, a limit either lets the request through
 (``fail_open``: signed-in users, who are accountable) or refuses it (the anonymous widget);
@@ -47,22 +50,27 @@ return {0, tostring(tonumber(oldest[2]) + window - now)}
 """
 
 
-# Several windows at once, all or nothing: KEYS the windows; ARGV now, member, then per
-# window its length (s) and limit. Returns {index of the first full window (0: none),
-# seconds until it has room}.
-_HIT_ALL = """
-local now, member = tonumber(ARGV[1]), ARGV[2]
-for i, key in ipairs(KEYS) do
-  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= limit then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    return {i, tostring(tonumber(oldest[2]) + window - now)}
+# The limits on the request path use the sliding-window *counter* (two fixed windows,
+# the previous one weighted by how much of it still overlaps the sliding window): O(1)
+# work and two small keys per limit, where the sorted set above grows with the traffic
+# (measured: 263 us per check at 3,000 members against ~100 us for a plain GET).
+# KEYS: per limit, its current and previous window's counters. ARGV: the fraction of the
+# current window elapsed, then per limit its limit and window length (s).
+# Returns {index of the first full limit (0: none), seconds until it has room}.
+_COUNT_ALL = """
+local elapsed = tonumber(ARGV[1])
+local n = #KEYS / 2
+for i = 1, n do
+  local limit = tonumber(ARGV[2 * i])
+  local current = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local previous = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  if previous * (1 - elapsed) + current >= limit then
+    return {i, tostring((1 - elapsed) * tonumber(ARGV[2 * i + 1]))}
   end
 end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, member)
-  redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[1 + 2 * i])))
+for i = 1, n do
+  redis.call('INCR', KEYS[2 * i - 1])
+  redis.call('EXPIRE', KEYS[2 * i - 1], 2 * math.ceil(tonumber(ARGV[2 * i + 1])))
 end
 return {0, 0}
 """
@@ -138,7 +146,7 @@ class SlidingWindow:
 class Limiters:
     """Every limit of one API process."""
 
-    hit_all: AsyncScript  # sent once, then called by its SHA (EVALSHA)
+    count_all: AsyncScript  # sent once, then called by its SHA (EVALSHA)
     enabled: bool
     api_user: SlidingWindow
     widget_key: SlidingWindow
@@ -156,7 +164,7 @@ class Limiters:
         users_open = settings.rate_limit_users_fail_open
         widget_open = settings.rate_limit_widget_fail_open
         return cls(
-            hit_all=redis.register_script(_HIT_ALL),
+            count_all=redis.register_script(_COUNT_ALL),
             enabled=settings.rate_limits_enabled,
             api_user=window("api_user", settings.rate_limit_api_per_minute, 60, users_open),
             widget_key=window(
@@ -182,19 +190,24 @@ class Limiters:
 
     async def enforce_all(self, limits: list[tuple[SlidingWindow, str, str]]) -> None:
         """Count one request against every (limiter, key, what) in one round trip, and
-        only if all have room; 429 naming the first that is full."""
+        only if all have room; 429 naming the first that is full. The limiters must share
+        one window length (the request-path limits are all per minute)."""
         if not self.enabled or not limits:
             return
         first = limits[0][0]
+        if any(limiter.window_s != first.window_s for limiter, _, _ in limits):
+            raise ValueError("limits checked together must share their window length")
         now = time.time()
-        arguments: list[Any] = [now, f"{now}:{secrets.token_hex(4)}"]
-        for limiter, _, _ in limits:
-            arguments += [limiter.window_s, limiter.limit]
+        keys: list[str] = []
+        arguments: list[Any] = []
+        for limiter, key, _ in limits:
+            window = int(now // limiter.window_s)
+            keys += [f"{key}:{window}", f"{key}:{window - 1}"]
+            arguments += [limiter.limit, limiter.window_s]
+        elapsed = (now % first.window_s) / first.window_s
         try:
             async with asyncio.timeout(first.timeout_s):
-                full, retry_after = await self.hit_all(
-                    keys=[key for _, key, _ in limits], args=arguments
-                )
+                full, retry_after = await self.count_all(keys=keys, args=[elapsed, *arguments])
         except (RedisError, OSError, TimeoutError) as error:
             for limiter, _, what in limits:
                 limiter._fallback(error, "failing " + ("open" if limiter.fail_open else "closed"))
