@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -95,6 +96,42 @@ def widget_script(base_url: str, token: str, agent: str, folder: Path, method: s
     return script
 
 
+def limiter_check_cost(redis_url: str, checks: int = 3000) -> tuple[float, float]:
+    """Microseconds per check of both widget windows, and per plain Redis GET
+    (sequential, one client: wall time including the round trip)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from syntera.config import Settings
+    from syntera.ratelimit import Limiters
+
+    async def measure() -> tuple[float, float]:
+        redis = aioredis.Redis.from_url(redis_url)
+        limiters = Limiters.from_settings(
+            Settings(rate_limit_widget_key_per_minute=10**9,
+                     rate_limit_widget_session_per_minute=10**9), redis,
+        )  # fmt: skip
+        limits = [(limiters.widget_key, "t:bench:key", "key"),
+                  (limiters.widget_session, "t:bench:session", "session")]  # fmt: skip
+        try:
+            for _ in range(200):
+                await limiters.enforce_all(limits)
+            started = time.perf_counter()
+            for _ in range(checks):
+                await limiters.enforce_all(limits)
+            per_check = (time.perf_counter() - started) / checks * 1e6
+            started = time.perf_counter()
+            for _ in range(checks):
+                await redis.get("g:bench:nothing")
+            per_get = (time.perf_counter() - started) / checks * 1e6
+        finally:
+            await redis.aclose()
+        return per_check, per_get
+
+    return asyncio.run(measure())
+
+
 def merged(results: list[LoadResult]) -> LoadResult:
     """Several runs as one: requests and errors summed, rates and latencies averaged."""
     count = len(results)
@@ -124,6 +161,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with bench_database(services=("mongodb", "redis")) as db, tempfile.TemporaryDirectory() as tmp:
+        per_check, per_get = limiter_check_cost(db.stack.redis_url)
         token, agents = agents_of(db, args.agents)
         script = Path(tmp) / "agents.lua"
         script.write_text(AGENT_SCRIPT % ", ".join(f'"{a}"' for a in agents))
@@ -174,6 +212,13 @@ def main() -> None:
         off, on = (float(r[1].replace(",", "")) for r in (off_row, on_row))
         on_row[5] = f"costs {(off - on) / off:.1%}"
     report("widget_rate_limiter", conditions, [*header[:5], "limiter cost"], limiter_rows)
+    report(
+        "limiter_check",
+        f"{machine()}; Valkey embedded; one client, sequential, 3,000 calls each",
+        ["call", "microseconds each"],
+        [["both widget windows checked and counted (one EVALSHA)", f"{per_check:.0f}"],
+         ["plain GET, for scale", f"{per_get:.0f}"]],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
