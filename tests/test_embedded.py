@@ -207,7 +207,7 @@ def wait_until_ready(url: str, timeout_s: float = 60) -> httpx.Response:
 def test_syntera_up_migrates_serves_and_stops_cleanly_on_ctrl_c(stack: EmbeddedStack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
     port = free_port()
-    command = ["up", "--data-dir", str(stack.data_dir), "--port", str(port)]
+    command = ["up", "--data-dir", str(stack.data_dir), "--port", str(port), "--demo"]
     process = subprocess.Popen(
         [sys.executable, "-m", "syntera", *command],
         stdout=subprocess.PIPE,
@@ -233,6 +233,17 @@ def test_syntera_up_migrates_serves_and_stops_cleanly_on_ctrl_c(stack: EmbeddedS
         json={"email": "up@example.com", "password": "a long enough password"},
     )
     assert signed_up.status_code == 200, signed_up.text
+    assert any("demo: sign in as demo@syntera.local" in line for line in lines), lines
+    demo = httpx.post(
+        f"http://127.0.0.1:{port}/auth/v1/token", params={"grant_type": "password"},
+        json={"email": "demo@syntera.local", "password": "demo-password"},
+    )  # fmt: skip
+    assert demo.status_code == 200, demo.text
+    token = demo.json()["access_token"]
+    contacts = httpx.get(
+        f"http://127.0.0.1:{port}/v1/contacts", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert len(contacts.json()["data"]) == 3
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 0
     assert not any(status.running for status in stack.status())

@@ -563,7 +563,14 @@ def serve(
 
 
 @app.command()
-def up(data_dir: DataDirOption = None, host: HostOption = None, port: PortOption = None) -> None:
+def up(
+    data_dir: DataDirOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Create a demo company and user (once) to sign in as.")
+    ] = False,
+) -> None:
     """Start every store without a URL, migrate, and serve the API in the foreground.
 
     Ctrl-C stops the API and what this command started; the data stays under --data-dir.
@@ -584,6 +591,14 @@ def up(data_dir: DataDirOption = None, host: HostOption = None, port: PortOption
         _mongo_indexes(
             settings.model_copy(update={"mongodb_uri": urls.mongodb_uri}), status_only=False
         )
+        if demo:
+            from syntera.ops.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
+
+            made = seed_demo(urls.database_url)
+            console.print(
+                f"demo: sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}"
+                + ("" if made else " (it existed already)")
+            )
         for key, value in urls.as_env().items():
             console.print(f"{key}={value}", highlight=False)
         _export(settings, urls)
