@@ -347,3 +347,18 @@ async def test_concurrent_misses_of_one_key_load_it_once(stack: StackUrls) -> No
     finally:
         await redis.delete(key, f"{key}:generation")
         await redis.aclose()
+
+
+async def test_a_value_json_cannot_hold_is_served_uncached(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    headers = auth(tenant.member)
+    url = f"/v1/agents/{tenant.rows['agent_configs']}"
+    huge = {"gain": 2**70}  # valid JSON and jsonb; beyond what the cache's encoder takes
+    assert (
+        await client.patch(url, headers=headers, json={"voice_settings": huge})
+    ).status_code == 200
+    for _ in range(2):
+        response = await client.get(url, headers=headers)
+        assert response.status_code == 200
+        assert response.json()["voice_settings"] == huge

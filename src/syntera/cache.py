@@ -113,7 +113,11 @@ class Cache:
             del self._loading[key]
         future.set_result(value)
         if value is not None:
-            entry = orjson.dumps({"g": generation, "v": value}, default=_json_default)
+            try:
+                entry = orjson.dumps({"g": generation, "v": value}, default=_json_default)
+            except (TypeError, orjson.JSONEncodeError) as error:  # e.g. an int beyond 64 bits
+                log.info("cache %s: value not cacheable (%s); served uncached", name, error)
+                return value
             try:
                 async with asyncio.timeout(self._timeout_s):
                     await self._redis.set(key, entry, ex=ttl_s)

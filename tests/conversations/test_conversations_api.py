@@ -436,3 +436,13 @@ async def test_metadata_keys_mongodb_cannot_store_are_a_422(
     )  # fmt: skip
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "metadata"
+
+
+async def test_integers_mongodb_cannot_store_are_a_422(
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/v1/conversations", headers=headers,
+        json={"agent_id": str(tenant.rows["agent_configs"]), "metadata": {"n": 2**64}},
+    )  # fmt: skip
+    assert response.status_code == 422, response.text

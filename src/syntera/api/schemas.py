@@ -40,6 +40,8 @@ def _document_keys(value: Any, depth: int = 0) -> None:
     elif isinstance(value, list):
         for item in value:
             _document_keys(item, depth + 1)
+    elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ValueError("integers must fit in 64 bits")
 
 
 def _storable_document(value: dict[str, Any]) -> dict[str, Any]:

@@ -96,7 +96,7 @@ class Attachment(Input):
     url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")]
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
     content_type: Annotated[str, StringConstraints(max_length=100)] | None = None
-    size_bytes: int | None = Field(default=None, ge=0)
+    size_bytes: int | None = Field(default=None, ge=0, le=10**15)
 
 
 class MessageCreate(Input):
