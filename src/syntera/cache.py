@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from syntera.db.redis import REDIS_ERRORS
 from syntera.metrics import CACHE_REQUESTS, REDIS_FALLBACKS
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,6 @@ CACHE_VERSION = "c1"
 # Generation tokens outlive every value they guard (values live minutes), so a value can
 # never meet an expired-and-recreated generation that happens to match it.
 GENERATION_TTL_S = 24 * 3600
-
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 def _json_default(value: Any) -> Any:

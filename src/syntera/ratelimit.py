@@ -24,10 +24,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
 from syntera.api.errors import Problem
 from syntera.config import Settings
+from syntera.db.redis import REDIS_ERRORS
 from syntera.metrics import REDIS_FALLBACKS
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class SlidingWindow:
                     pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
                     pipe.expire(key, math.ceil(self.window_s))
                     await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as error:
+        except REDIS_ERRORS as error:
             self._fallback(error, "event not counted")
 
     async def reset(self, key: str) -> None:
@@ -119,7 +119,7 @@ class SlidingWindow:
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.redis.delete(key)
-        except (RedisError, OSError, TimeoutError) as error:
+        except REDIS_ERRORS as error:
             self._fallback(error, "not reset")
 
     async def _run(self, key: str, *, record: bool) -> Verdict:
@@ -130,7 +130,7 @@ class SlidingWindow:
                 allowed, retry_after = await self.redis.eval(
                     _HIT, 1, key, now, self.window_s, self.limit, member, int(record)
                 )
-        except (RedisError, OSError, TimeoutError) as error:
+        except REDIS_ERRORS as error:
             self._fallback(error, "failing " + ("open" if self.fail_open else "closed"))
             return Verdict(self.fail_open, 0 if self.fail_open else 1, degraded=True)
         if int(allowed):
@@ -208,7 +208,7 @@ class Limiters:
         try:
             async with asyncio.timeout(first.timeout_s):
                 full, retry_after = await self.count_all(keys=keys, args=[elapsed, *arguments])
-        except (RedisError, OSError, TimeoutError) as error:
+        except REDIS_ERRORS as error:
             for limiter, _, what in limits:
                 limiter._fallback(error, "failing " + ("open" if limiter.fail_open else "closed"))
                 if not limiter.fail_open:

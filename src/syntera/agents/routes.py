@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from syntera.agents import service
 from syntera.agents.schemas import Agent, PublicKey
@@ -13,9 +13,9 @@ agents = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
 @agents.get("/{row_id}", response_model=Agent, operation_id="read_agent")
-async def read_agent(request: Request, tenant: Member, row_id: RowId) -> Agent:
+async def read_agent(tenant: Member, row_id: RowId) -> Agent:
     """One agent of your company (served from the cache while it is current)."""
-    return await service.read_agent(tenant, row_id, request.app.state.settings.cache_agent_ttl_s)
+    return await service.read_agent(tenant, row_id)
 
 
 add_crud_routes(

@@ -70,7 +70,7 @@ def agent_changed(tenant: Tenant, row: Row) -> None:
     tenant.invalidate_after_commit(*keys)
 
 
-async def read_agent(tenant: Tenant, agent_id: UUID, ttl_s: int) -> Agent:
+async def read_agent(tenant: Tenant, agent_id: UUID) -> Agent:
     """One agent of the caller's company, from the cache when it is current."""
 
     async def load() -> Row | None:
@@ -83,7 +83,7 @@ async def read_agent(tenant: Tenant, agent_id: UUID, ttl_s: int) -> Agent:
             "agent",
             _agent_entry(tenant.company_id, agent_id),
             _agent_generation(tenant.company_id, agent_id),
-            ttl_s,
+            tenant.cache.ttl.agent_s,
             load,
         )
     if row is None:
@@ -92,7 +92,7 @@ async def read_agent(tenant: Tenant, agent_id: UUID, ttl_s: int) -> Agent:
 
 
 async def agent_by_public_key(
-    conn: TenantConnection, cache: Cache | None, digest: str, ttl_s: int
+    conn: TenantConnection, cache: Cache | None, digest: str
 ) -> dict[str, Any] | None:
     """The agent (id, company_id, enabled) whose public key has this digest, or None."""
 
@@ -103,7 +103,11 @@ async def agent_by_public_key(
         found = await load()
     else:
         found = await cache.read(
-            "agent_by_key", _public_key_entry(digest), _public_key_generation(digest), ttl_s, load
+            "agent_by_key",
+            _public_key_entry(digest),
+            _public_key_generation(digest),
+            cache.ttl.agent_s,
+            load,
         )
     if found is None:
         return None

@@ -16,7 +16,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Response
 
 from syntera.api.deps import Manager, Member, Tenant
-from syntera.api.errors import not_found
+from syntera.api.errors import field_error, not_found
 from syntera.api.pagination import Page, PageRequest, page_from, page_request
 from syntera.api.schemas import Input, Output
 from syntera.db.tables import Filter, Row, TenantTable
@@ -51,6 +51,18 @@ async def access_row(tenant: Tenant, resource: Resource[Any], row_id: UUID) -> R
     if row is None:
         raise not_found(resource.label)
     return row
+
+
+async def check_reference(
+    tenant: Tenant, resource: Resource[Any], row_id: UUID | None, field: str
+) -> None:
+    """``row_id``, if given, must name a row of the caller's company: a reference into
+    another store (a MongoDB document naming a PostgreSQL row) that no foreign key checks.
+    422 naming ``field`` otherwise."""
+    if row_id is None:
+        return
+    if await resource.table.fetch(tenant.conn, tenant.company_id, row_id) is None:
+        raise field_error(field, "refers to a row that does not exist")
 
 
 async def update_row(

@@ -20,7 +20,7 @@ from bson.json_util import JSONMode, JSONOptions
 
 from syntera.agents.service import AGENTS
 from syntera.analytics.service import EVENTS
-from syntera.api.crud import Resource
+from syntera.api.crud import check_reference
 from syntera.api.deps import Tenant
 from syntera.api.errors import Problem, field_error, not_found
 from syntera.api.pagination import Cursor, Page
@@ -75,16 +75,6 @@ def keyset(cursor: Cursor | None) -> tuple[datetime, ObjectId] | None:
     return cursor.at, ObjectId(cursor.id)
 
 
-async def check_reference(
-    tenant: Tenant, resource: Resource[Any], row_id: UUID | None, field: str
-) -> None:
-    """``row_id`` must name a row of the caller's company (422 naming ``field``)."""
-    if row_id is None:
-        return
-    if await resource.table.fetch(tenant.conn, tenant.company_id, row_id) is None:
-        raise field_error(field, "refers to a row that does not exist")
-
-
 async def record_event(
     tenant: Tenant,
     event_type: str,
@@ -106,14 +96,18 @@ async def record_event(
     )
 
 
-# Cache: a conversation's header and its newest page of messages live under one
-# generation, replaced after every write to the conversation or its messages.
+# Cache: a conversation's header and its newest page of messages, each under its own
+# generation. A message post replaces the messages' generation only (and the header's
+# when a thread's count moves), so the header that every post checks stays cached.
 _BSON = JSONOptions(json_mode=JSONMode.CANONICAL, tz_aware=True, tzinfo=UTC)
 NEWEST_PAGE = 50
 
 
-def _generation(company_id: UUID, conversation_id: ObjectId) -> str:
-    return tenant_key(company_id, "generation", "conversation", str(conversation_id))
+HEADER, MESSAGES = "conversation", "messages"
+
+
+def _generation(company_id: UUID, conversation_id: ObjectId, part: str) -> str:
+    return tenant_key(company_id, "generation", part, str(conversation_id))
 
 
 def _header_entry(company_id: UUID, conversation_id: ObjectId) -> str:
@@ -124,14 +118,17 @@ def _newest_page_entry(company_id: UUID, conversation_id: ObjectId) -> str:
     return tenant_key(company_id, CACHE_VERSION, "messages", str(conversation_id), "newest")
 
 
-def changed(tenant: Tenant, conversation_id: ObjectId) -> None:
-    """The conversation or its messages changed: cached copies are stale after commit."""
-    tenant.invalidate_after_commit(_generation(tenant.company_id, conversation_id))
+def changed(tenant: Tenant, conversation_id: ObjectId, *parts: str) -> None:
+    """These parts (HEADER, MESSAGES) of the conversation changed: their cached copies
+    are stale once the transaction commits."""
+    tenant.invalidate_after_commit(
+        *(_generation(tenant.company_id, conversation_id, part) for part in parts)
+    )
 
 
 async def _cached(
     tenant: Tenant,
-    name: str,
+    part: str,
     entry: str,
     conversation_id: ObjectId,
     ttl_s: int,
@@ -147,7 +144,7 @@ async def _cached(
         return None if value is None else json_util.dumps(value, json_options=_BSON)
 
     text = await tenant.cache.read(
-        name, entry, _generation(tenant.company_id, conversation_id), ttl_s, load_text
+        part, entry, _generation(tenant.company_id, conversation_id, part), ttl_s, load_text
     )
     return None if text is None else json_util.loads(text, json_options=_BSON)
 
@@ -158,7 +155,7 @@ async def access_conversation(
     """The caller's company's conversation, or 404 (also for another company's)."""
     oid = object_id(conversation_id, "Conversation")
     document: Document | None = await _cached(
-        tenant, "conversation", _header_entry(tenant.company_id, oid), oid,
+        tenant, HEADER, _header_entry(tenant.company_id, oid), oid,
         conversation_ttl_s(tenant), lambda: store.get(tenant.company_id, oid),
     )  # fmt: skip
     if document is None:
@@ -204,7 +201,7 @@ async def end(tenant: Tenant, store: ConversationStore, conversation_id: str) ->
     if current["status"] != "active":
         return conversation_out(current)
     await record_event(tenant, "conversation.ended", current)
-    changed(tenant, current["_id"])
+    changed(tenant, current["_id"], HEADER)
     ended = await store.end(tenant.company_id, current["_id"])
     if ended is None:
         raise not_found("Conversation")
@@ -213,7 +210,7 @@ async def end(tenant: Tenant, store: ConversationStore, conversation_id: str) ->
 
 async def archive(tenant: Tenant, store: ConversationStore, conversation_id: str) -> Conversation:
     current = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, current["_id"])
+    changed(tenant, current["_id"], HEADER)
     archived = await store.archive(tenant.company_id, current["_id"])
     if archived is None:
         raise not_found("Conversation")
@@ -231,7 +228,7 @@ async def update(
     for field in ("tags", "metadata"):
         if field in changes and changes[field] is None:
             raise field_error(field, "may not be null")
-    changed(tenant, current["_id"])
+    changed(tenant, current["_id"], HEADER)
     updated = await store.update(tenant.company_id, current["_id"], changes)
     if updated is None:
         raise not_found("Conversation")
@@ -271,7 +268,9 @@ async def append(
                 if message.metadata.intent is not None:
                     properties["intent"] = message.metadata.intent
                 await record_event(tenant, "message.received", conversation, properties)
-    changed(tenant, conversation["_id"])
+    # Thread counts are part of the header; the newest page always changes.
+    threaded = any(message.thread_id is not None for message in messages)
+    changed(tenant, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
     documents = await store.append(
         tenant.company_id,
         conversation["_id"],
@@ -301,10 +300,13 @@ async def list_messages(
 
     if cursor is None and thread_id is None and direction == "backward" and limit == NEWEST_PAGE:
         # The newest page, which every chat view opens with, comes from the cache.
+        async def load_document() -> Document:
+            piece = await load()
+            return {"documents": piece.documents, "has_more": piece.has_more}
+
         cached = await _cached(
-            tenant, "newest_messages", _newest_page_entry(tenant.company_id, oid), oid,
-            messages_ttl_s(tenant),
-            lambda: _slice_document(load()),
+            tenant, MESSAGES, _newest_page_entry(tenant.company_id, oid), oid,
+            messages_ttl_s(tenant), load_document,
         )  # fmt: skip
         piece = Slice(cached["documents"], cached["has_more"])
     else:
@@ -312,16 +314,11 @@ async def list_messages(
     return page_of(piece, message_out, "created_at")
 
 
-async def _slice_document(loading: Awaitable[Slice]) -> Document:
-    piece = await loading
-    return {"documents": piece.documents, "has_more": piece.has_more}
-
-
 async def add_thread(
     tenant: Tenant, store: ConversationStore, conversation_id: str, title: str
 ) -> Thread:
     conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"])
+    changed(tenant, conversation["_id"], HEADER)
     thread = await store.add_thread(tenant.company_id, conversation["_id"], title)
     if thread is None:
         raise not_found("Conversation")
@@ -332,7 +329,7 @@ async def rename_thread(
     tenant: Tenant, store: ConversationStore, conversation_id: str, thread_id: str, title: str
 ) -> Thread:
     conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"])
+    changed(tenant, conversation["_id"], HEADER)
     thread = await store.rename_thread(tenant.company_id, conversation["_id"], thread_id, title)
     if thread is None:
         raise not_found("Thread")
@@ -343,7 +340,7 @@ async def react(
     tenant: Tenant, store: ConversationStore, conversation_id: str, message_id: str, emoji: str
 ) -> Message:
     conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"])
+    changed(tenant, conversation["_id"], MESSAGES)
     document = await store.react(
         tenant.company_id,
         conversation["_id"],
@@ -362,7 +359,7 @@ async def mark_read(
     if tenant.user_id is None:
         raise Problem(403, "Forbidden", "read receipts are for signed-in users")
     conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"])
+    changed(tenant, conversation["_id"], MESSAGES)
     document = await store.mark_read(
         tenant.company_id, conversation["_id"], object_id(message_id, "Message"), tenant.user_id
     )

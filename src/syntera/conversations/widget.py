@@ -26,7 +26,6 @@ from uuid import UUID
 import jwt
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from redis.exceptions import RedisError
 
 from syntera.agents.service import agent_by_public_key, public_key_digest
 from syntera.api.deps import Tenant, keys_of, run_after_commit
@@ -43,7 +42,7 @@ from syntera.conversations.schemas import (
     WidgetSession,
 )
 from syntera.db.postgres import open_transaction
-from syntera.db.redis import tenant_key
+from syntera.db.redis import REDIS_ERRORS, tenant_key
 from syntera.metrics import REDIS_FALLBACKS
 from syntera.ratelimit import Limiters
 from syntera.tenancy import Membership, Principal
@@ -79,10 +78,7 @@ async def widget(
         raise _unauthorized("invalid public key")
     pool = request.app.state.stores.postgres
     async with open_transaction(pool, Principal.service()) as (conn, _):
-        agent = await agent_by_public_key(
-            conn, request.app.state.cache, public_key_digest(api_key),
-            _settings(request).cache_agent_ttl_s,
-        )  # fmt: skip
+        agent = await agent_by_public_key(conn, request.app.state.cache, public_key_digest(api_key))
         if agent is None:
             raise _unauthorized("invalid public key")
         if not agent["enabled"]:
@@ -132,7 +128,7 @@ async def issue_session(request: Request, caller: Widget, conversation_id: str) 
     try:
         async with asyncio.timeout(_settings(request).redis_timeout_s):
             await _redis(request).set(key, conversation_id, ex=SESSION_LIFETIME_S)
-    except (RedisError, OSError, TimeoutError) as error:
+    except REDIS_ERRORS as error:
         raise _redis_down(error) from error
     return jwt.encode(claims, keys_of(request).jwt_secret, algorithm="HS256")
 
@@ -156,7 +152,7 @@ async def check_session(
     try:
         async with asyncio.timeout(_settings(request).redis_timeout_s):
             live = await _redis(request).get(_session_key(caller.tenant.company_id, session_id))
-    except (RedisError, OSError, TimeoutError) as error:
+    except REDIS_ERRORS as error:
         raise _redis_down(error) from error
     if live is None or (live.decode() if isinstance(live, bytes) else live) != conversation_id:
         raise _unauthorized("the widget session has ended")
@@ -252,6 +248,6 @@ async def end_session(
     try:
         async with asyncio.timeout(_settings(request).redis_timeout_s):
             await _redis(request).delete(_session_key(caller.tenant.company_id, session_id))
-    except (RedisError, OSError, TimeoutError) as error:
+    except REDIS_ERRORS as error:
         raise _redis_down(error) from error
     return Response(status_code=204)

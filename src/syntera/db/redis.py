@@ -13,10 +13,15 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from syntera.config import Settings
 
 KEY_SEPARATOR = ":"
+
+# What a Redis call raises when Redis is down, refuses, or is slower than its timeout:
+# every caller treats these as "go on without Redis".
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 def create_redis(settings: Settings, url: str) -> aioredis.Redis:
