@@ -100,6 +100,8 @@ def settings(stack_dir: Path) -> Settings:
         pg_pool_max_size=10,
         jwt_secret=TEST_JWT_SECRET,
         service_key=TEST_SERVICE_KEY,
+        # Tests run the knowledge-base worker themselves, when and where they need it.
+        kb_worker_enabled=False,
     )
 
 

@@ -84,6 +84,13 @@ SEED_ROWS: list[tuple[str, str]] = [
         " VALUES (%(company_id)s, %(agent_configs)s, 'FAQ', 'kb/faq.md') RETURNING id",
     ),
     (
+        "knowledge_base_chunks",
+        "INSERT INTO public.knowledge_base_chunks"
+        " (company_id, document_id, agent_id, chunk_index, content, embedding)"
+        " VALUES (%(company_id)s, %(knowledge_base_documents)s, %(agent_configs)s, 0,"
+        " 'Refunds within 30 days.', array_fill(0.05::real, ARRAY[384])::vector) RETURNING id",
+    ),
+    (
         "workflows",
         "INSERT INTO public.workflows (company_id, name, trigger_type)"
         " VALUES (%(company_id)s, 'Greet', 'contact_created') RETURNING id",

@@ -546,15 +546,21 @@ def serve(
         int, typer.Option("--workers", min=1, max=64, help="API processes (uvicorn workers).")
     ] = 1,
     data_dir: DataDirOption = None,
+    no_worker: Annotated[
+        bool,
+        typer.Option("--no-worker", help="No knowledge-base worker in the API processes."),
+    ] = False,
 ) -> None:
-    """Serve the HTTP API (the stores must be running: configured URLs, or the embedded
-    servers from `syntera services start`)."""
+    """Serve the HTTP API, with a knowledge-base worker in each process (the stores must
+    be running: configured URLs, or the embedded servers from `syntera services start`)."""
     import uvicorn
 
     settings = _settings(data_dir)
     if settings.database_url is None:
         _owner_database_url(settings)  # explains how to start the embedded servers
     _export(settings, resolve_urls(settings, None))
+    if no_worker:
+        os.environ["SYNTERA_KB_WORKER_ENABLED"] = "false"
     config = _uvicorn_config(settings, host, port, workers)
     uvicorn.run(
         APP_FACTORY, factory=True, host=config.host, port=config.port, workers=workers,
@@ -619,6 +625,81 @@ def up(
         if embedded:
             stack.stop()
             errors.print("embedded servers stopped")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", min=1, max=64, help="Documents processed at once."),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Process uploaded knowledge-base documents until SIGINT or SIGTERM (a document in
+    flight is left under its lease and retried by the next worker)."""
+    import asyncio
+
+    from syntera.db.postgres import create_api_pool
+    from syntera.kb.processing import KnowledgeBase, run_workers
+
+    settings = _settings(data_dir)
+    if settings.database_url is None:
+        _owner_database_url(settings)
+    urls = resolve_urls(settings, None)
+    count = concurrency or settings.kb_worker_concurrency
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with create_api_pool(settings, urls.api_database_url) as pool:
+            console.print(f"knowledge-base worker: {count} at once; Ctrl-C stops it")
+            await run_workers(pool, KnowledgeBase.from_settings(settings), count, stop)
+
+    asyncio.run(work())
+
+
+kb_app = typer.Typer(help="The knowledge base.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    directory: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="Read every file below it.")
+    ],
+    company: Annotated[str, typer.Option("--company", help="The company's id.")],
+    agent: Annotated[str | None, typer.Option("--agent", help="The agent's id.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until a worker has processed every file.")
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Upload every supported file under DIR into a company's knowledge base."""
+    import asyncio
+
+    from syntera.kb.ingest import ingest_directory
+
+    settings = _settings(data_dir)
+    if settings.database_url is None:
+        _owner_database_url(settings)
+    urls = resolve_urls(settings, None)
+    try:
+        with _progress() as progress:
+            report = asyncio.run(
+                ingest_directory(
+                    settings, urls.api_database_url, directory, company, agent, wait, progress
+                )
+            )
+    except ValueError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
+    for path, reason in report.rejected:
+        errors.print(f"skipped {path}: {reason}", highlight=False)
+    console.print(report.summary(), highlight=False)
+    if report.rejected or report.failed:
+        raise typer.Exit(1)
 
 
 def _exit_when(stop: threading.Event, server: Any) -> None:

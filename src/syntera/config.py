@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,6 +92,51 @@ class Settings(BaseSettings):
         description="Statements (and MongoDB operations) slower than this "
         "are logged as JSON lines and counted.",
     )
+
+    # The knowledge base: files, processing, embeddings, vectors.
+    kb_storage: Literal["local", "s3"] = Field(
+        default="local", description="Where uploaded files are kept (local: the data dir)."
+    )
+    kb_s3_bucket: str | None = None
+    kb_s3_prefix: str = "kb/"
+    kb_s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible endpoint (MinIO, R2); unset for AWS."
+    )
+    kb_max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    kb_max_text_bytes: int = Field(
+        default=3 * 1024 * 1024, ge=1024, description="UTF-8 text extracted from one file."
+    )
+    kb_worker_enabled: bool = Field(
+        default=True, description="`syntera serve` runs a document worker in each process."
+    )
+    kb_worker_concurrency: int = Field(default=1, ge=1, le=64)
+    kb_lease_s: float = Field(
+        default=120, gt=0, description="A claimed document is retried after this much silence."
+    )
+    kb_max_attempts: int = Field(default=5, ge=1)
+    kb_retry_base_s: float = Field(default=10, ge=0, description="Backoff: base * 4^(attempt-1).")
+    kb_poll_s: float = Field(default=1.0, gt=0, description="An idle worker looks this often.")
+    kb_chunk_tokens: int = Field(default=200, ge=16, le=8192)
+    kb_chunk_overlap_tokens: int = Field(default=30, ge=0)
+    kb_embedding_provider: Literal["local", "openai"] = "local"
+    kb_embedding_batch: int = Field(default=32, ge=1, le=2048)
+    kb_embedding_threads: int | None = Field(
+        default=None, ge=1, description="Torch threads of the local model (default: all)."
+    )
+    kb_embedding_dimensions: int = Field(
+        default=384, description="Must match the chunks table (384 for pgvector)."
+    )
+    openai_api_key: str | None = None
+    openai_base_url: str | None = Field(
+        default=None, description="Any OpenAI-compatible embeddings endpoint."
+    )
+    openai_embedding_model: str = "text-embedding-3-small"
+    kb_vector_store: Literal["pgvector", "pinecone"] = "pgvector"
+    pinecone_api_key: str | None = None
+    pinecone_index_host: str | None = Field(
+        default=None, description="The data-plane host of the Pinecone index."
+    )
+    kb_search_ef: int = Field(default=100, ge=10, le=1000, description="hnsw.ef_search.")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -33,6 +33,10 @@ HTTP_LATENCY = Histogram(
     "syntera_http_request_duration_seconds", "Time to answer, by route.", ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )  # fmt: skip
+KB_DOCUMENTS = Counter(
+    "syntera_kb_documents", "Knowledge-base documents a worker finished, by outcome.", ["outcome"]
+)
+KB_CHUNKS = Counter("syntera_kb_chunks", "Knowledge-base chunks embedded and stored.")
 SLOW_STATEMENTS = Counter(
     "syntera_slow_statements", "PostgreSQL statements over the slow-query threshold."
 )

@@ -30,6 +30,7 @@ BUSINESS_TABLES = [
     "contacts",
     "deals",
     "knowledge_base_documents",
+    "knowledge_base_chunks",
     "workflows",
     "workflow_executions",
     "call_recordings",

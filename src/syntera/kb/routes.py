@@ -1,0 +1,84 @@
+"""/v1/kb: knowledge-base documents and search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+
+from syntera.api.crud import RowId, add_crud_routes
+from syntera.api.deps import Member
+from syntera.api.schemas import Name
+from syntera.db.tables import Filter
+from syntera.kb import service
+from syntera.kb.processing import KnowledgeBase
+from syntera.kb.schemas import DocumentStatus, KnowledgeDocument, SearchRequest, SearchResults
+
+documents = APIRouter(prefix="/v1/kb/documents", tags=["knowledge base"])
+search_router = APIRouter(prefix="/v1/kb", tags=["knowledge base"])
+
+UPLOAD_PATH = "/v1/kb/documents"
+
+
+def knowledge_base(request: Request) -> KnowledgeBase:
+    kb: KnowledgeBase = request.app.state.kb
+    return kb
+
+
+@documents.post("", status_code=202, response_model=KnowledgeDocument)
+async def upload_document(
+    request: Request,
+    tenant: Member,
+    file: Annotated[UploadFile, File(description="Text, Markdown, HTML, PDF or DOCX.")],
+    name: Annotated[Name | None, Form(description="Defaults to the file's name.")] = None,
+    agent_id: Annotated[UUID | None, Form(description="The agent that uses it.")] = None,
+) -> KnowledgeDocument:
+    """Upload a document; it is processed in the background (`status` tells how far)."""
+    kb = knowledge_base(request)
+    data = await file.read()
+    row = await service.store_document(
+        kb,
+        tenant.conn,
+        tenant.company_id,
+        filename=file.filename or "document",
+        declared_type=file.content_type,
+        data=data,
+        name=name,
+        agent_id=agent_id,
+    )
+    return service.DOCUMENTS.out(row)
+
+
+async def document_filters(
+    status: Annotated[
+        DocumentStatus | None, Query(description="Only documents in this state.")
+    ] = None,
+    agent_id: Annotated[UUID | None, Query(description="Only this agent's documents.")] = None,
+) -> list[Filter]:
+    return service.status_filters(status, agent_id)
+
+
+add_crud_routes(documents, service.DOCUMENTS, filters=document_filters, routes=("read", "list"))
+
+
+@documents.delete("/{row_id}", status_code=204, response_class=Response)
+async def delete_document(request: Request, tenant: Member, row_id: RowId) -> Response:
+    """Delete a document with its chunks, vectors and file."""
+    await service.delete_document(tenant, knowledge_base(request), row_id)
+    return Response(status_code=204)
+
+
+@documents.post("/{row_id}/reprocess", status_code=202, response_model=KnowledgeDocument)
+async def reprocess_document(tenant: Member, row_id: RowId) -> KnowledgeDocument:
+    """Process the document again from its stored file."""
+    return await service.reprocess(tenant, row_id)
+
+
+@search_router.post("/search", response_model=SearchResults)
+async def search(request: Request, tenant: Member, body: SearchRequest) -> SearchResults:
+    """The chunks of your company's documents nearest to the query, best first."""
+    return await service.search(tenant, knowledge_base(request), body)
+
+
+routers = [documents, search_router]

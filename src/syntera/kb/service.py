@@ -1,0 +1,157 @@
+"""Uploading, listing, deleting, reprocessing and searching knowledge-base documents.
+
+An upload is checked and its text extracted before anything is stored (415 for a type we
+do not read, 422 for an empty file, a file we cannot read or too much text, 413 for a file
+over the limit), then the file is stored and the document row created as ``pending``;
+a worker (``syntera.kb.processing``) does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+from syntera.api.crud import Resource, access_row
+from syntera.api.deps import Tenant
+from syntera.api.errors import Problem, field_error, not_found
+from syntera.db.tables import Filter, Row, TenantTable
+from syntera.kb.extract import ExtractionError, UnsupportedType, content_type_of, extract
+from syntera.kb.processing import KnowledgeBase
+from syntera.kb.schemas import KnowledgeDocument, SearchHit, SearchRequest, SearchResults
+from syntera.kb.storage import file_key
+from syntera.kb.vectors import HybridUnsupported
+
+DOCUMENTS = Resource(
+    TenantTable(
+        "knowledge_base_documents",
+        (*KnowledgeDocument.model_fields, "file_path"),
+        json_columns=frozenset({"metadata"}),
+    ),
+    KnowledgeDocument,
+    "knowledge base document",
+)
+
+
+def check_upload(kb: KnowledgeBase, filename: str, declared: str | None, data: bytes) -> str:
+    """The upload's content type once it is known to hold acceptable text; else the
+    Problem that says what is wrong with it."""
+    settings = kb.settings
+    try:
+        content_type = content_type_of(filename, declared)
+    except UnsupportedType as error:
+        raise Problem(415, "Unsupported Media Type", str(error)) from error
+    if not data:
+        raise field_error("file", "the file is empty")
+    if len(data) > settings.kb_max_file_bytes:
+        raise Problem(
+            413, "Content Too Large", f"the file is over {settings.kb_max_file_bytes} bytes"
+        )
+    try:
+        text = extract(data, content_type).text
+    except ExtractionError as error:
+        raise field_error("file", str(error)) from error
+    if not text.strip():
+        raise field_error("file", "the file has no text")
+    if len(text.encode()) > settings.kb_max_text_bytes:
+        raise field_error(
+            "file", f"the file's text is over {settings.kb_max_text_bytes} bytes; split it"
+        )
+    return content_type
+
+
+async def store_document(
+    kb: KnowledgeBase,
+    conn: Any,
+    company_id: UUID,
+    *,
+    filename: str,
+    declared_type: str | None,
+    data: bytes,
+    name: str | None,
+    agent_id: UUID | None,
+) -> Row:
+    """Check, store and queue one file of ``company_id`` in the transaction of ``conn``.
+
+    The file is written before the row exists, so a worker never claims a document
+    without its file."""
+    content_type = await asyncio.to_thread(check_upload, kb, filename, declared_type, data)
+    document_id = uuid.uuid4()
+    key = file_key(company_id, document_id, filename)
+    await kb.storage.put(key, data)
+    values = {
+        "id": document_id,
+        "name": (name or filename).strip() or "document",
+        "agent_id": agent_id,
+        "file_path": key,
+        "content_type": content_type,
+        "size_bytes": len(data),
+    }
+    try:
+        return await DOCUMENTS.table.insert(conn, company_id, values)
+    except BaseException:
+        await kb.storage.delete(key)
+        raise
+
+
+def status_filters(status: str | None, agent_id: UUID | None) -> list[Filter]:
+    filters = []
+    if status is not None:
+        filters.append(Filter.equals("status", status))
+    if agent_id is not None:
+        filters.append(Filter.equals("agent_id", agent_id))
+    return filters
+
+
+async def delete_document(tenant: Tenant, kb: KnowledgeBase, document_id: UUID) -> None:
+    """Delete the document, its chunks and vectors now, and its file once committed."""
+    await access_row(tenant, DOCUMENTS, document_id)
+    await kb.vectors.delete_document(tenant.conn, tenant.company_id, document_id)
+    row = await DOCUMENTS.table.delete(tenant.conn, tenant.company_id, document_id)
+    if row is None:
+        raise not_found(DOCUMENTS.label)
+    path = row["file_path"]
+
+    async def remove_file() -> None:
+        await kb.storage.delete(path)
+
+    tenant.after_commit.append(remove_file)
+
+
+REQUEUE = sql.SQL(
+    "UPDATE public.knowledge_base_documents"
+    " SET status = 'pending', attempts = 0, run_after = now(), lease_token = NULL,"
+    " lease_expires_at = NULL, metadata = metadata - 'error' - 'progress'"
+    " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING {cols}"
+)
+
+
+async def reprocess(tenant: Tenant, document_id: UUID) -> KnowledgeDocument:
+    """Queue the document again (a worker holding it loses its lease)."""
+    query = REQUEUE.format(cols=sql.SQL(", ").join(map(sql.Identifier, DOCUMENTS.table.columns)))
+    cursor = await tenant.conn.execute(query, {"company_id": tenant.company_id, "id": document_id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found(DOCUMENTS.label)
+    return DOCUMENTS.out(row)
+
+
+async def search(tenant: Tenant, kb: KnowledgeBase, request: SearchRequest) -> SearchResults:
+    """The caller's company's chunks nearest to the query."""
+    vector = (await kb.embedder.embed([request.query]))[0]
+    try:
+        hits = await kb.vectors.search(
+            tenant.conn,
+            tenant.company_id,
+            request.query,
+            [float(x) for x in vector],
+            request.top_k,
+            request.agent_id,
+            request.mode,
+        )
+    except HybridUnsupported as error:
+        raise field_error("mode", str(error)) from error
+    return SearchResults(data=[SearchHit.model_validate(hit, from_attributes=True) for hit in hits])

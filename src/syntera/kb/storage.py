@@ -1,0 +1,101 @@
+"""Where uploaded files are kept: a directory under the data directory (default) or an
+S3-compatible bucket. Keys are ``<company>/<document>/<file name>``, chosen by us, never
+by the uploader (the name is reduced to a safe basename)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+from syntera.config import Settings
+
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_key(company_id: UUID, document_id: UUID, filename: str) -> str:
+    base = UNSAFE.sub("_", Path(filename).name).strip("._") or "file"
+    return f"{company_id}/{document_id}/{base[:120]}"
+
+
+class FileStorage(Protocol):
+    async def put(self, key: str, data: bytes) -> None: ...
+    async def get(self, key: str) -> bytes: ...
+    async def delete(self, key: str) -> None: ...
+
+
+class LocalStorage:
+    """Files under one directory; written to a temporary name and renamed into place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"key {key!r} leaves the storage directory")
+        return path
+
+    def _put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        for parent in (path.parent, path.parent.parent):
+            try:
+                parent.rmdir()  # only when empty
+            except OSError:
+                break
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self._put, key, data)
+
+    async def get(self, key: str) -> bytes:
+        return await asyncio.to_thread(self._path(key).read_bytes)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._delete, key)
+
+
+class S3Storage:
+    """An S3-compatible bucket through boto3 (its calls run in a thread)."""
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url)
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(
+            self.client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=data
+        )
+
+    async def get(self, key: str) -> bytes:
+        def read() -> bytes:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            body: bytes = answer["Body"].read()
+            return body
+
+        return await asyncio.to_thread(read)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(
+            self.client.delete_object, Bucket=self.bucket, Key=self.prefix + key
+        )
+
+
+def storage_from(settings: Settings) -> FileStorage:
+    if settings.kb_storage == "s3":
+        if not settings.kb_s3_bucket:
+            raise ValueError("SYNTERA_KB_S3_BUCKET is required for S3 storage")
+        return S3Storage(settings.kb_s3_bucket, settings.kb_s3_prefix, settings.kb_s3_endpoint_url)
+    return LocalStorage(settings.data_dir / "kb-files")
