@@ -1,0 +1,304 @@
+"""The document queue: claims, leases, progress, retries, failures, and a worker that is
+killed in the middle of a document."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.config import Settings
+from syntera.db.postgres import TenantConnection
+from syntera.embedded import StackUrls
+from syntera.kb.processing import DocumentWorker, KnowledgeBase
+from tests.api_fixtures import AuthHeaders
+from tests.conftest import StackDatabase
+from tests.factories import Tenant
+from tests.kb import files
+from tests.kb.conftest import Upload, documents
+
+LONG_TEXT = "\n\n".join(
+    f"## Section {i}\n\n"
+    + " ".join(f"Clause {i}.{j} covers case {j} of rule {i}." for j in range(40))
+    for i in range(60)
+).encode()
+
+
+async def uploaded(
+    upload: Upload, auth: AuthHeaders, tenant: Tenant, name: str, data: bytes
+) -> UUID:
+    response = await upload(auth(tenant.member), name, data)
+    assert response.status_code == 202, response.text
+    return UUID(response.json()["id"])
+
+
+def only_due(owner_conn: psycopg.Connection, document_id: UUID) -> None:
+    """Make ``document_id`` the only document a claim can take (the other tests' queued
+    documents wait a day)."""
+    owner_conn.execute(
+        "UPDATE public.knowledge_base_documents SET run_after = now() + interval '1 day'"
+        " WHERE status IN ('pending', 'processing') AND id <> %s",
+        (document_id,),
+    )
+
+
+def row(owner_conn: psycopg.Connection, document_id: UUID) -> dict[str, object]:
+    [found] = documents(owner_conn, [document_id])
+    return found
+
+
+def chunk_count(owner_conn: psycopg.Connection, document_id: UUID) -> int:
+    counted = owner_conn.execute(
+        "SELECT count(*), count(DISTINCT chunk_index) FROM public.knowledge_base_chunks"
+        " WHERE document_id = %s",
+        (document_id,),
+    ).fetchone()
+    assert counted is not None
+    assert counted[0] == counted[1], "no chunk is stored twice"
+    return int(counted[0])
+
+
+async def test_a_claim_leases_the_document_and_completion_releases_it(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+) -> None:
+    document_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
+    only_due(owner_conn, document_id)
+    claim = await worker.claim()
+    assert claim is not None
+    assert claim.id == document_id
+    held = row(owner_conn, document_id)
+    assert held["status"] == "processing"
+    assert held["attempts"] == 1
+    assert held["lease_token"] == claim.lease_token
+    assert held["lease_expires_at"] is not None
+    assert await worker.claim() is None, "a leased document is not claimed twice"
+
+    await worker.process(claim)
+    done = row(owner_conn, document_id)
+    assert done["status"] == "completed"
+    assert done["lease_token"] is None
+    assert done["lease_expires_at"] is None
+    assert done["chunk_count"] == chunk_count(owner_conn, document_id) == 2
+
+
+async def test_concurrent_claims_take_different_documents(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+) -> None:
+    first = await uploaded(upload, auth, tenant, "a.md", files.MARKDOWN)
+    second = await uploaded(upload, auth, tenant, "b.md", files.MARKDOWN)
+    only_due(owner_conn, first)
+    owner_conn.execute(
+        "UPDATE public.knowledge_base_documents SET run_after = now() WHERE id = %s", (second,)
+    )
+    claims = await asyncio.gather(worker.claim(), worker.claim(), worker.claim())
+    taken = [claim.id for claim in claims if claim is not None]
+    assert sorted(taken) == sorted([first, second])
+    for claim in claims:
+        if claim is not None:
+            await worker.process(claim)
+
+
+async def test_an_expired_lease_is_taken_over_and_the_late_worker_writes_nothing(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+) -> None:
+    document_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
+    only_due(owner_conn, document_id)
+    stalled = await worker.claim()
+    assert stalled is not None
+    owner_conn.execute(
+        "UPDATE public.knowledge_base_documents SET lease_expires_at = now() - interval '1 s'"
+        " WHERE id = %s",
+        (document_id,),
+    )
+    successor = await worker.claim()
+    assert successor is not None
+    assert successor.id == document_id
+    assert successor.attempts == 2
+    assert successor.lease_token != stalled.lease_token
+
+    await worker.process(stalled)  # the stalled worker wakes up: its lease is gone
+    assert row(owner_conn, document_id)["status"] == "processing"
+    assert chunk_count(owner_conn, document_id) == 0
+    await worker.process(successor)
+    assert row(owner_conn, document_id)["status"] == "completed"
+    assert chunk_count(owner_conn, document_id) == 2
+
+
+async def test_failures_are_retried_then_the_document_fails_with_the_reason(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+    settings: Settings,
+) -> None:
+    document_id = await uploaded(upload, auth, tenant, "gone.md", files.MARKDOWN)
+    only_due(owner_conn, document_id)
+    path = row(owner_conn, document_id)["file_path"]
+    (settings.data_dir / "kb-files" / str(path)).unlink()  # storage lost the file
+
+    attempts = []
+    while (claim := await worker.claim()) is not None:
+        await worker.process(claim)
+        attempts.append(row(owner_conn, document_id)["status"])
+    assert attempts == ["pending", "pending", "failed"]  # kb_max_attempts = 3, no backoff
+    failed = row(owner_conn, document_id)
+    assert failed["attempts"] == 3
+    assert "FileNotFoundError" in failed["metadata"]["error"]["message"]
+    assert failed["metadata"]["error"]["attempt"] == 3
+
+
+async def test_retries_back_off(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    api_pool: AsyncConnectionPool[TenantConnection],
+    kb: KnowledgeBase,
+    owner_conn: psycopg.Connection,
+    settings: Settings,
+) -> None:
+    patient = DocumentWorker(
+        api_pool,
+        dataclasses.replace(kb, settings=kb.settings.model_copy(update={"kb_retry_base_s": 60})),
+    )
+    document_id = await uploaded(upload, auth, tenant, "gone.md", files.MARKDOWN)
+    only_due(owner_conn, document_id)
+    (settings.data_dir / "kb-files" / str(row(owner_conn, document_id)["file_path"])).unlink()
+    claim = await patient.claim()
+    assert claim is not None
+    await patient.process(claim)
+    wait = owner_conn.execute(
+        "SELECT extract(epoch FROM run_after - now()) FROM public.knowledge_base_documents"
+        " WHERE id = %s",
+        (document_id,),
+    ).fetchone()
+    assert wait is not None
+    assert 50 < wait[0] <= 60
+    assert await patient.claim() is None, "not due before its backoff"
+
+
+async def test_a_file_that_cannot_be_read_fails_at_once(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+    settings: Settings,
+) -> None:
+    document_id = await uploaded(upload, auth, tenant, "terms.pdf", files.pdf_bytes("Fine."))
+    only_due(owner_conn, document_id)
+    (settings.data_dir / "kb-files" / str(row(owner_conn, document_id)["file_path"])).write_bytes(
+        b"%PDF-1.4 now corrupted"
+    )
+    claim = await worker.claim()
+    assert claim is not None
+    await worker.process(claim)
+    failed = row(owner_conn, document_id)
+    assert failed["status"] == "failed"
+    assert failed["attempts"] == 1
+    assert "cannot be read" in failed["metadata"]["error"]["message"]
+
+
+async def test_a_document_whose_workers_keep_dying_fails_after_the_last_attempt(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+) -> None:
+    document_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
+    only_due(owner_conn, document_id)
+    owner_conn.execute(
+        "UPDATE public.knowledge_base_documents SET status = 'processing', attempts = 3,"
+        " lease_expires_at = now() - interval '1 s' WHERE id = %s",
+        (document_id,),
+    )
+    claim = await worker.claim()
+    assert claim is not None
+    await worker.process(claim)
+    failed = row(owner_conn, document_id)
+    assert failed["status"] == "failed"
+    assert "gave up after 3 attempts" in failed["metadata"]["error"]["message"]
+
+
+async def test_a_worker_killed_mid_document_is_replaced_without_duplicates(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: Tenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+    settings: Settings,
+    database: StackDatabase,
+    api_urls: StackUrls,
+) -> None:
+    document_id = await uploaded(upload, auth, tenant, "handbook.md", LONG_TEXT)
+    only_due(owner_conn, document_id)
+    env = {
+        **os.environ,
+        **api_urls.as_env(),
+        "SYNTERA_DATABASE_URL": database.owner_url,
+        "SYNTERA_DATA_DIR": str(settings.data_dir),
+        "SYNTERA_KB_LEASE_S": "2",
+        "SYNTERA_KB_EMBEDDING_BATCH": "8",
+    }
+    syntera = Path(sys.executable).with_name("syntera")
+    process = subprocess.Popen(  # noqa: ASYNC220 (started once; the loop is idle meanwhile)
+        [str(syntera), "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            progress = row(owner_conn, document_id)["metadata"].get("progress") or {}
+            if (progress.get("chunks_done") or 0) > 0:
+                break
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the worker never reported progress")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    orphan = row(owner_conn, document_id)
+    assert orphan["status"] == "processing", "killed mid-document, not finished"
+    assert (
+        0
+        < orphan["metadata"]["progress"]["chunks_done"]
+        < orphan["metadata"]["progress"]["chunks_total"]
+    )
+    assert chunk_count(owner_conn, document_id) == 0
+
+    assert await worker.claim() is None, "not taken while the dead worker's lease runs"
+    await asyncio.sleep(2.1)
+    claim = await worker.claim()
+    assert claim is not None
+    assert claim.id == document_id
+    assert claim.attempts == 2
+    await worker.process(claim)
+    done = row(owner_conn, document_id)
+    assert done["status"] == "completed"
+    assert done["chunk_count"] == done["vector_count"] == chunk_count(owner_conn, document_id)
+    assert done["chunk_count"] == orphan["metadata"]["progress"]["chunks_total"]
