@@ -49,7 +49,7 @@ def documents(owner_conn: psycopg.Connection, ids: list[UUID]) -> list[dict[str,
     return [by_id[i] for i in ids if i in by_id]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def process(worker: DocumentWorker, owner_conn: psycopg.Connection) -> Process:
     """Run the worker until every named document is completed or failed (documents of
     other tests that are due get processed along the way, as in production)."""

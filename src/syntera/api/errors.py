@@ -191,8 +191,12 @@ def problem_from_database(error: psycopg.Error) -> Problem:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
-    return ".".join(parts) or str(loc[0] if loc else "body")
+    """The field as the client names it: without the leading location kind (a body
+    field may itself be called "query")."""
+    if not loc:
+        return "body"
+    parts = loc[1:] if loc[0] in ("body", "query", "path", "header", "cookie") else loc
+    return ".".join(str(part) for part in parts) or str(loc[0])
 
 
 def problem_from_validation(error: RequestValidationError) -> Problem:
