@@ -696,7 +696,7 @@ def kb_ingest(
         errors.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from error
     for path, reason in report.rejected:
-        errors.print(f"skipped {path}: {reason}", highlight=False)
+        errors.print(f"skipped {path.relative_to(directory)}: {reason}", soft_wrap=True)
     console.print(report.summary(), highlight=False)
     if report.rejected or report.failed:
         raise typer.Exit(1)

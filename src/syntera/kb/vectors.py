@@ -275,7 +275,7 @@ class PineconeStore:
 
         def delete() -> None:
             for page in self.index.list(prefix=f"{document_id}#", namespace=namespace):
-                ids = list(page)
+                ids = [item.id for item in page]
                 if ids:
                     self.index.delete(ids=ids, namespace=namespace)
 

@@ -1,0 +1,153 @@
+"""Embedding providers and file storage backends.
+
+The local model is the real all-MiniLM-L6-v2. The OpenAI provider and S3 storage speak to
+stand-ins of those paid services (a local HTTP server, moto's S3 server): the adapters
+are the real ones, only the far end is local.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from uuid import uuid4
+
+import numpy as np
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from syntera.config import Settings
+from syntera.kb.embeddings import EmbeddingError, LocalMiniLM, OpenAIEmbedder, embedder_from
+from syntera.kb.storage import LocalStorage, S3Storage, file_key, storage_from
+
+
+async def test_the_local_model_gives_normalised_384_dimension_vectors() -> None:
+    model = LocalMiniLM()
+    vectors = await model.embed(["refund policy", "money back guarantee", "bluetooth pairing"])
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2], "related texts are nearer"
+    again = await model.embed(["refund policy"])
+    assert np.allclose(again[0], vectors[0], atol=1e-5)
+
+
+def openai_embeddings(request: Request) -> Response:
+    """What /v1/embeddings answers: one unnormalised vector per input, out of order."""
+    body = json.loads(request.data)
+    assert request.headers["Authorization"] == "Bearer sk-test"
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": [float(len(text)), 1.0, 0.0, 2.0][: body["dimensions"]],
+        }
+        for i, text in enumerate(body["input"])
+    ]
+    answer = {
+        "object": "list",
+        "data": data[::-1],
+        "model": body["model"],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+    }
+    return Response(json.dumps(answer), content_type="application/json")
+
+
+async def test_the_openai_provider_batches_orders_and_normalises(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/v1/embeddings", method="POST").respond_with_handler(
+        openai_embeddings
+    )
+    embedder = OpenAIEmbedder(
+        "sk-test", "text-embedding-3-small", 4, httpserver.url_for("/v1"), batch_size=2
+    )
+    vectors = await embedder.embed(["a", "bbb", "cc"])
+    assert vectors.shape == (3, 4)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1)
+    expected = np.array([1.0, 1.0, 0.0, 2.0]) / np.sqrt(6)
+    assert np.allclose(vectors[0], expected)  # index 0 although answered last
+    assert len(httpserver.log) == 2  # batches of two
+
+
+async def test_the_openai_provider_reports_failures_and_wrong_shapes(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/v1/embeddings").respond_with_json(
+        {"error": {"message": "bad key"}}, status=401
+    )
+    failing = OpenAIEmbedder("sk-test", "text-embedding-3-small", 4, httpserver.url_for("/v1"))
+    with pytest.raises(EmbeddingError, match="text-embedding-3-small"):
+        await failing.embed(["a"])
+    httpserver.clear()
+    httpserver.expect_request("/v1/embeddings").respond_with_handler(openai_embeddings)
+    wrong = OpenAIEmbedder("sk-test", "text-embedding-3-small", 8, httpserver.url_for("/v1"))
+    with pytest.raises(EmbeddingError, match="shape"):
+        await wrong.embed(["a"])
+
+
+def test_the_provider_is_chosen_by_settings(settings: Settings) -> None:
+    assert isinstance(embedder_from(settings), LocalMiniLM)
+    openai = settings.model_copy(update={"kb_embedding_provider": "openai", "openai_api_key": "k"})
+    chosen = embedder_from(openai)
+    assert isinstance(chosen, OpenAIEmbedder)
+    assert chosen.dimensions == 384
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        embedder_from(settings.model_copy(update={"kb_embedding_provider": "openai"}))
+
+
+def test_file_keys_are_ours_not_the_uploaders() -> None:
+    company, document = uuid4(), uuid4()
+    assert file_key(company, document, "../../etc/passwd") == f"{company}/{document}/passwd"
+    assert (
+        file_key(company, document, "My Report (final).pdf")
+        == f"{company}/{document}/My_Report_final_.pdf"
+    )
+    assert file_key(company, document, "..") == f"{company}/{document}/file"
+
+
+async def test_local_storage_round_trip_and_no_escape(tmp_path: object) -> None:
+    from pathlib import Path
+
+    storage = LocalStorage(Path(str(tmp_path)))
+    await storage.put("c/d/a.txt", b"hello")
+    assert await storage.get("c/d/a.txt") == b"hello"
+    await storage.delete("c/d/a.txt")
+    assert not (Path(str(tmp_path)) / "c").exists()
+    with pytest.raises(ValueError, match="leaves"):
+        await storage.put("../outside.txt", b"x")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+async def test_s3_storage_round_trip(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="syntera-kb")
+    storage = S3Storage("syntera-kb", "files/", s3_endpoint)
+    await storage.put("c/d/a.md", b"# hi")
+    assert await storage.get("c/d/a.md") == b"# hi"
+    listed = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="syntera-kb")
+    assert [item["Key"] for item in listed["Contents"]] == ["files/c/d/a.md"]
+    await storage.delete("c/d/a.md")
+    with pytest.raises(Exception, match="NoSuchKey"):
+        await storage.get("c/d/a.md")
+
+
+def test_storage_is_chosen_by_settings(settings: Settings) -> None:
+    assert isinstance(storage_from(settings), LocalStorage)
+    with pytest.raises(ValueError, match="BUCKET"):
+        storage_from(settings.model_copy(update={"kb_storage": "s3"}))
