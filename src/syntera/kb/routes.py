@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Member
+from syntera.api.errors import ProblemDetails
 from syntera.api.schemas import Name
 from syntera.db.tables import Filter
 from syntera.kb import service
@@ -26,7 +27,15 @@ def knowledge_base(request: Request) -> KnowledgeBase:
     return kb
 
 
-@documents.post("", status_code=202, response_model=KnowledgeDocument)
+UNSUPPORTED = {
+    415: {
+        "model": ProblemDetails,
+        "description": "Not a type we read (text, Markdown, HTML, PDF, DOCX)",
+    }
+}
+
+
+@documents.post("", status_code=202, response_model=KnowledgeDocument, responses=UNSUPPORTED)
 async def upload_document(
     request: Request,
     tenant: Member,
