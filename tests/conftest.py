@@ -102,6 +102,7 @@ def settings(stack_dir: Path) -> Settings:
         service_key=TEST_SERVICE_KEY,
         # Tests run the knowledge-base worker themselves, when and where they need it.
         kb_worker_enabled=False,
+        workflow_worker_enabled=False,
     )
 
 

@@ -548,11 +548,12 @@ def serve(
     data_dir: DataDirOption = None,
     no_worker: Annotated[
         bool,
-        typer.Option("--no-worker", help="No knowledge-base worker in the API processes."),
+        typer.Option("--no-worker", help="No document or workflow worker in the API processes."),
     ] = False,
 ) -> None:
-    """Serve the HTTP API, with a knowledge-base worker in each process (the stores must
-    be running: configured URLs, or the embedded servers from `syntera services start`)."""
+    """Serve the HTTP API, with a document and a workflow worker in each process (the
+    stores must be running: configured URLs, or the embedded servers from `syntera
+    services start`)."""
     import uvicorn
 
     settings = _settings(data_dir)
@@ -561,6 +562,7 @@ def serve(
     _export(settings, resolve_urls(settings, None))
     if no_worker:
         os.environ["SYNTERA_KB_WORKER_ENABLED"] = "false"
+        os.environ["SYNTERA_WORKFLOW_WORKER_ENABLED"] = "false"
     config = _uvicorn_config(settings, host, port, workers)
     uvicorn.run(
         APP_FACTORY, factory=True, host=config.host, port=config.port, workers=workers,
@@ -635,12 +637,13 @@ def worker(
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Process uploaded knowledge-base documents until SIGINT or SIGTERM (a document in
-    flight is left under its lease and retried by the next worker)."""
+    """Process uploaded documents and run workflows until SIGINT or SIGTERM (work in
+    flight is left under its lease and taken over by the next worker)."""
     import asyncio
 
     from syntera.db.postgres import create_api_pool
     from syntera.kb.processing import KnowledgeBase, run_workers
+    from syntera.workflows.engine import run_workflow_workers
 
     settings = _settings(data_dir)
     if settings.database_url is None:
@@ -654,8 +657,17 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with create_api_pool(settings, urls.api_database_url) as pool:
-            console.print(f"knowledge-base worker: {count} at once; Ctrl-C stops it")
-            await run_workers(pool, KnowledgeBase.from_settings(settings), count, stop)
+            console.print(
+                f"worker: {count} documents and {settings.workflow_worker_concurrency} "
+                "workflow runs at once; Ctrl-C stops it"
+            )
+            await asyncio.gather(
+                run_workers(pool, KnowledgeBase.from_settings(settings), count, stop),
+                run_workflow_workers(
+                    pool, urls.api_database_url, settings,
+                    settings.workflow_worker_concurrency, stop,
+                ),
+            )  # fmt: skip
 
     asyncio.run(work())
 

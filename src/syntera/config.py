@@ -138,6 +138,24 @@ class Settings(BaseSettings):
     )
     kb_search_ef: int = Field(default=100, ge=10, le=1000, description="hnsw.ef_search.")
 
+    # Workflows: the worker that runs them.
+    workflow_worker_enabled: bool = Field(
+        default=True, description="`syntera serve` runs a workflow worker in each process."
+    )
+    workflow_worker_concurrency: int = Field(default=2, ge=1, le=64)
+    workflow_lease_s: float = Field(default=60, gt=0)
+    workflow_max_attempts: int = Field(default=5, ge=1)
+    workflow_poll_s: float = Field(
+        default=1.0, gt=0, description="Idle workers look this often (NOTIFY wakes them)."
+    )
+    workflow_max_depth: int = Field(
+        default=3, ge=0, description="Workflows started by workflows' actions, at most."
+    )
+    workflow_webhook_allow_private: bool = Field(
+        default=False,
+        description="Let send_webhook reach private, loopback and link-local addresses.",
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

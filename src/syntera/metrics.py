@@ -36,6 +36,9 @@ HTTP_LATENCY = Histogram(
 KB_DOCUMENTS = Counter(
     "syntera_kb_documents", "Knowledge-base documents a worker finished, by outcome.", ["outcome"]
 )
+WORKFLOW_EXECUTIONS = Counter(
+    "syntera_workflow_executions", "Workflow executions finished, by status.", ["status"]
+)
 KB_CHUNKS = Counter("syntera_kb_chunks", "Knowledge-base chunks embedded and stored.")
 SLOW_STATEMENTS = Counter(
     "syntera_slow_statements", "PostgreSQL statements over the slow-query threshold."

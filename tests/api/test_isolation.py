@@ -7,6 +7,7 @@ not listed here fails ``test_every_row_route_is_covered``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -49,7 +50,8 @@ def v1_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{row_id}", str(uuid.uuid4()))
+    """The path with a random UUID for each of its parameters."""
+    return re.sub(r"\{[a-z_]+\}", lambda _: str(uuid.uuid4()), path)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +84,8 @@ async def test_every_v1_route_requires_a_token(app: FastAPI, client: httpx.Async
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
         scheme = "X-Api-Key" if path.startswith("/v1/public/") else "Bearer"
+        if path.startswith("/v1/hooks/"):
+            scheme = "X-Webhook-Secret"
         assert response.headers["www-authenticate"] == scheme
 
 

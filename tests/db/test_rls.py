@@ -33,6 +33,7 @@ BUSINESS_TABLES = [
     "knowledge_base_chunks",
     "workflows",
     "workflow_executions",
+    "workflow_events",
     "call_recordings",
     "call_history",
     "analytics_events",
@@ -62,12 +63,15 @@ MEMBER_TABLES: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Only the system (service_role) reads or writes these; API users have no privilege at all.
+SYSTEM_ONLY = {"workflow_events"}
+
 # Tables where every member sees exactly their company's rows; the others have rules of
 # their own (own company, self and teammates, owner/admin only, own notifications).
 TENANT_ROW_TABLES = [
     table
     for table in BUSINESS_TABLES
-    if table not in {"companies", "users", "invitations", "notifications"}
+    if table not in {"companies", "users", "invitations", "notifications", *SYSTEM_ONLY}
 ]
 
 
@@ -159,6 +163,10 @@ async def test_user_without_company_sees_nothing_of_others(
     api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: Tenant, table: str
 ) -> None:
     loner = Principal.user(create_auth_user(owner_conn))
+    if table in SYSTEM_ONLY:
+        with pytest.raises(errors.InsufficientPrivilege):
+            await select_ids(api_pool, loner, table)
+        return
     visible = await select_ids(api_pool, loner, table)
     assert visible <= {loner.user_id}  # at most their own users row
 

@@ -45,6 +45,7 @@ from syntera.metrics import HttpMetrics, watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
 from syntera.ops.routes import routers as admin
 from syntera.ratelimit import Limiters
+from syntera.workflows.engine import run_workflow_workers
 from syntera.workflows.routes import routers as workflows
 
 READINESS_TIMEOUT_S = 2.0
@@ -135,21 +136,26 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))
         stop_workers = asyncio.Event()
-        workers = None
+        workers = []
         if settings.kb_worker_enabled:
-            workers = asyncio.create_task(
-                run_workers(pool, app.state.kb, settings.kb_worker_concurrency, stop_workers)
+            concurrency = settings.kb_worker_concurrency
+            workers.append(run_workers(pool, app.state.kb, concurrency, stop_workers))
+        if settings.workflow_worker_enabled:
+            concurrency = settings.workflow_worker_concurrency
+            listener = urls.api_database_url
+            workers.append(
+                run_workflow_workers(pool, listener, settings, concurrency, stop_workers)
             )
+        background = [asyncio.create_task(work) for work in workers]
         try:
             yield
         finally:
             stop_workers.set()
-            if workers is not None:
-                # A document in flight is left under its lease: another worker retries it.
-                try:
-                    await asyncio.wait_for(workers, timeout=5)
-                except TimeoutError:
-                    log.info("knowledge-base worker stopped mid-document")
+            if background:
+                # Work in flight is left under its lease: another worker takes it over.
+                _, pending = await asyncio.wait(background, timeout=5)
+                for task in pending:
+                    task.cancel()
             indexing.cancel()
             await cache.aclose()
             await mongo.close()

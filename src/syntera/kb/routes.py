@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
@@ -27,7 +27,7 @@ def knowledge_base(request: Request) -> KnowledgeBase:
     return kb
 
 
-UNSUPPORTED = {
+UNSUPPORTED: dict[int | str, dict[str, Any]] = {
     415: {
         "model": ProblemDetails,
         "description": "Not a type we read (text, Markdown, HTML, PDF, DOCX)",

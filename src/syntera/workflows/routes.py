@@ -1,20 +1,73 @@
-"""/v1/workflows and their executions."""
+"""/v1/workflows, their executions, dry runs and secrets; /v1/hooks for inbound webhooks."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends, Header, Request
 
 from syntera.api.crud import RowId, add_crud_routes
-from syntera.api.deps import Member
+from syntera.api.deps import Manager, Member
 from syntera.api.pagination import Page, PageRequest, page_request
+from syntera.api.schemas import JsonObject
+from syntera.db.postgres import open_transaction
+from syntera.tenancy import Principal
 from syntera.workflows import service
-from syntera.workflows.schemas import WorkflowExecution
+from syntera.workflows.schemas import (
+    HookAccepted,
+    Workflow,
+    WorkflowCreate,
+    WorkflowExecution,
+    WorkflowSecret,
+    WorkflowTest,
+    WorkflowTestResult,
+    WorkflowUpdate,
+)
 
 workflows = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+hooks = APIRouter(prefix="/v1/hooks", tags=["workflows"])
 
-add_crud_routes(workflows, service.WORKFLOWS, managers_write=True, creation_values=service.creator)
+add_crud_routes(
+    workflows, service.WORKFLOWS, managers_write=True, routes=("read", "delete", "list")
+)
+
+
+@workflows.post("", status_code=201, response_model=Workflow)
+async def create_workflow(tenant: Manager, body: WorkflowCreate) -> Workflow:
+    """Create a workflow; its graph is checked (422 naming the node or edge at fault)."""
+    return await service.create(tenant, body)
+
+
+@workflows.patch("/{row_id}", response_model=Workflow)
+async def update_workflow(tenant: Manager, row_id: RowId, body: WorkflowUpdate) -> Workflow:
+    """Change the fields sent; a changed graph is checked again."""
+    return await service.update(tenant, row_id, body)
+
+
+@workflows.post("/{row_id}/enable", response_model=Workflow)
+async def enable_workflow(tenant: Manager, row_id: RowId) -> Workflow:
+    """Start running on its trigger's events."""
+    return await service.set_enabled(tenant, row_id, True)
+
+
+@workflows.post("/{row_id}/disable", response_model=Workflow)
+async def disable_workflow(tenant: Manager, row_id: RowId) -> Workflow:
+    """Stop: no new runs, and queued runs are cancelled."""
+    return await service.set_enabled(tenant, row_id, False)
+
+
+@workflows.post("/{row_id}/test", response_model=WorkflowTestResult)
+async def dry_run_workflow(
+    tenant: Member, row_id: RowId, body: WorkflowTest | None = None
+) -> WorkflowTestResult:
+    """The path a run would take for sample trigger data; nothing is changed or sent."""
+    return await service.dry_run(tenant, row_id, body.trigger_data if body else {})
+
+
+@workflows.post("/{row_id}/secret", response_model=WorkflowSecret)
+async def rotate_workflow_secret(tenant: Manager, row_id: RowId) -> WorkflowSecret:
+    """A new secret for inbound and outgoing webhooks (the old one stops working)."""
+    return WorkflowSecret(secret=await service.rotate_secret(tenant, row_id))
 
 
 @workflows.get("/{row_id}/executions", response_model=Page[WorkflowExecution])
@@ -25,4 +78,20 @@ async def list_workflow_executions(
     return await service.list_executions(tenant, row_id, paging)
 
 
-routers = [workflows]
+@hooks.post("/{workflow_id}", status_code=202, response_model=HookAccepted)
+async def receive_webhook(
+    request: Request,
+    workflow_id: RowId,
+    payload: Annotated[JsonObject, Body(description="Any JSON object; the run's trigger data.")],
+    secret: Annotated[
+        str | None, Header(alias="X-Webhook-Secret", description="The workflow's secret.")
+    ] = None,
+) -> HookAccepted:
+    """Start a webhook-triggered workflow with this payload (queued; runs shortly)."""
+    pool = request.app.state.stores.postgres
+    async with open_transaction(pool, Principal.service()) as (conn, _):
+        event_id = await service.receive_hook(conn, workflow_id, secret, payload)
+    return HookAccepted(event_id=event_id)
+
+
+routers = [workflows, hooks]

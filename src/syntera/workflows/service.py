@@ -1,21 +1,38 @@
-"""Workflows (owners and admins write, members read) and their executions (read only:
-the system writes the audit trail)."""
+"""Workflows (owners and admins write, members read), their executions (read only: the
+system writes the audit trail), dry runs, secrets and inbound webhooks."""
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Any
 from uuid import UUID
 
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from syntera.api.crud import Resource, access_row, list_rows
+from syntera.api.crud import Resource, access_row, list_rows, update_row
 from syntera.api.deps import Tenant
+from syntera.api.errors import Problem, field_error, not_found
 from syntera.api.pagination import Page, PageRequest
+from syntera.db.postgres import TenantConnection
 from syntera.db.tables import Filter, TenantTable
+from syntera.workflows.graph import (
+    ConditionNode,
+    DelayNode,
+    EndNode,
+    Graph,
+    GraphError,
+    TriggerConfig,
+    WebhookNode,
+    holds,
+)
 from syntera.workflows.schemas import (
+    TestStep,
     Workflow,
     WorkflowCreate,
     WorkflowExecution,
+    WorkflowTestResult,
     WorkflowUpdate,
 )
 
@@ -40,9 +57,40 @@ EXECUTIONS = Resource(
 )
 
 
-def creator(tenant: Tenant) -> dict[str, Any]:
-    """The workflow's author (none when the service creates it)."""
-    return {"created_by": tenant.user_id}
+def check_graph(nodes: list[Any], edges: list[Any]) -> Graph:
+    """The graph, or a 422 naming the node or edge that is wrong."""
+    try:
+        graph = Graph.model_validate({"nodes": nodes, "edges": edges})
+        graph.check()
+    except GraphError as error:
+        raise field_error(error.field, error.message) from error
+    return graph
+
+
+def stored(body: WorkflowCreate | WorkflowUpdate) -> dict[str, Any]:
+    """The fields sent, as JSON values (nested models and UUIDs included)."""
+    return body.model_dump(mode="json", exclude_unset=True)
+
+
+async def create(tenant: Tenant, body: WorkflowCreate) -> Workflow:
+    check_graph(body.nodes, body.edges)
+    values = {**stored(body), "created_by": tenant.user_id}
+    values.setdefault("trigger_config", {})
+    return WORKFLOWS.out(await WORKFLOWS.table.insert(tenant.conn, tenant.company_id, values))
+
+
+async def update(tenant: Tenant, workflow_id: UUID, body: WorkflowUpdate) -> Workflow:
+    changes = stored(body)
+    if "nodes" in changes or "edges" in changes:
+        current = await access_row(tenant, WORKFLOWS, workflow_id)
+        nodes = changes["nodes"] if changes.get("nodes") is not None else current["nodes"]
+        edges = changes["edges"] if changes.get("edges") is not None else current["edges"]
+        check_graph(nodes, edges)
+    return WORKFLOWS.out(await update_row(tenant, WORKFLOWS, workflow_id, changes))
+
+
+async def set_enabled(tenant: Tenant, workflow_id: UUID, enabled: bool) -> Workflow:
+    return WORKFLOWS.out(await update_row(tenant, WORKFLOWS, workflow_id, {"enabled": enabled}))
 
 
 async def list_executions(
@@ -52,3 +100,94 @@ async def list_executions(
     await access_row(tenant, WORKFLOWS, workflow_id)
     of_workflow = Filter(sql.SQL("workflow_id = %(workflow_id)s"), {"workflow_id": workflow_id})
     return await list_rows(tenant, EXECUTIONS, paging, [of_workflow])
+
+
+def _would(node: Any) -> str | None:
+    config = node.config.model_dump(mode="json") if hasattr(node.config, "model_dump") else {}
+    if isinstance(node, WebhookNode):
+        return f"POST {node.config.url}"
+    if isinstance(node, DelayNode):
+        return f"wait {node.config.seconds} s"
+    if isinstance(node, EndNode | ConditionNode):
+        return None
+    return f"{node.type} {config}"
+
+
+async def dry_run(
+    tenant: Tenant, workflow_id: UUID, trigger_data: dict[str, Any]
+) -> WorkflowTestResult:
+    """The path a run would take for this data, without doing anything."""
+    row = await access_row(tenant, WORKFLOWS, workflow_id)
+    graph = check_graph(row["nodes"], row["edges"])
+    matches = TriggerConfig.model_validate(row["trigger_config"]).matches(trigger_data)
+    path: list[TestStep] = []
+    trigger = graph.trigger()
+    queue = graph.successors(trigger.id) if trigger else []
+    seen: set[str] = set()
+    while queue:
+        node = graph.node(queue.pop(0))
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        if isinstance(node, ConditionNode):
+            outcome = holds(node.config.when, trigger_data)
+            path.append(TestStep(node_id=node.id, type=node.type, outcome=outcome))
+            queue += graph.successors(node.id, outcome)
+            continue
+        path.append(TestStep(node_id=node.id, type=node.type, would=_would(node)))
+        if isinstance(node, EndNode):
+            break
+        queue += graph.successors(node.id)
+    return WorkflowTestResult(matches_trigger=matches, path=path)
+
+
+ROTATE_SECRET = (
+    "UPDATE public.workflows SET secret = %(secret)s"  # noqa: S105 (SQL, not a password)
+    " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING secret"
+)
+
+
+async def rotate_secret(tenant: Tenant, workflow_id: UUID) -> str:
+    new = secrets.token_hex(32)
+    params = {"secret": new, "company_id": tenant.company_id, "id": workflow_id}
+    row = await (await tenant.conn.execute(ROTATE_SECRET, params)).fetchone()
+    if row is None:
+        raise not_found(WORKFLOWS.label)
+    return new
+
+
+HOOK_TARGET = (
+    "SELECT company_id, secret, enabled, trigger_type FROM public.workflows WHERE id = %(id)s"
+)
+ENQUEUE_HOOK = (
+    "INSERT INTO public.workflow_events (company_id, event_type, data, workflow_id)"
+    " VALUES (%(company_id)s, 'webhook', %(data)s, %(workflow_id)s) RETURNING id"
+)
+
+
+async def receive_hook(
+    conn: TenantConnection, workflow_id: UUID, presented: str | None, payload: Any
+) -> int:
+    """Queue an inbound webhook for its workflow (as the system: the caller is
+    authenticated by the workflow's secret, not as a user)."""
+    unauthorized = Problem(
+        401,
+        "Unauthorized",
+        "missing or wrong X-Webhook-Secret",
+        headers={"WWW-Authenticate": "X-Webhook-Secret"},
+    )
+    if not presented:
+        raise unauthorized
+    row = await (await conn.execute(HOOK_TARGET, {"id": workflow_id})).fetchone()
+    if row is None or not hmac.compare_digest(row["secret"].encode(), presented.encode()):
+        raise unauthorized
+    if row["trigger_type"] != "webhook":
+        raise Problem(409, "Conflict", "this workflow is not started by a webhook")
+    if not row["enabled"]:
+        raise Problem(409, "Conflict", "this workflow is disabled")
+    params = {"company_id": row["company_id"], "data": Jsonb({"payload": payload})}
+    cursor = await conn.execute(ENQUEUE_HOOK, {**params, "workflow_id": workflow_id})
+    event = await cursor.fetchone()
+    assert event is not None  # INSERT … RETURNING
+    await conn.execute("SELECT pg_notify('syntera_workflow_events', '')")  # sent at commit
+    return int(event["id"])
