@@ -97,8 +97,10 @@ SEED_ROWS: list[tuple[str, str]] = [
     ),
     (
         "workflow_executions",
-        "INSERT INTO public.workflow_executions (company_id, workflow_id, trigger_type)"
-        " VALUES (%(company_id)s, %(workflows)s, 'contact_created') RETURNING id",
+        "INSERT INTO public.workflow_executions"
+        " (company_id, workflow_id, trigger_type, status, finished_at)"
+        " VALUES (%(company_id)s, %(workflows)s, 'contact_created', 'success', now())"
+        " RETURNING id",
     ),
     (
         "call_recordings",
