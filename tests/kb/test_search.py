@@ -3,6 +3,7 @@ company, top_k even beside a much larger company, agent scoping, bad requests.""
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
 import httpx
@@ -263,3 +264,27 @@ async def test_bad_search_requests_are_422(
     response = await client.post("/v1/kb/search", headers=auth(tenant.member), json=body)
     assert response.status_code == 422
     assert field in response.text
+
+
+@pytest.mark.parametrize(
+    "query", ["0", "the and of", "'''", "a & b | !c <-> d:*", "\ud914\udf80\n\x85#!", "E42?"]
+)
+async def test_any_text_is_a_valid_hybrid_query(
+    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: Tenant, query: str
+) -> None:
+    # json.dumps escapes lone surrogates as \\uXXXX, as a JSON client would send them.
+    body = json.dumps({"query": query, "mode": "hybrid", "top_k": 3})
+    headers = {**auth(corpus_tenant.member), "Content-Type": "application/json"}
+    response = await client.post("/v1/kb/search", headers=headers, content=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 3  # the vector side always ranks
+
+
+async def test_a_nul_character_is_refused(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/v1/kb/search", headers=auth(tenant.member), json={"query": "a\x00b"}
+    )
+    assert response.status_code == 422
+    assert "query" in response.text

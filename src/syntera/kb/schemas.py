@@ -40,7 +40,7 @@ class KnowledgeDocument(Output):
 
 
 class SearchRequest(Input):
-    query: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    query: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
     top_k: int = Field(default=10, ge=1, le=50)
     agent_id: UUID | None = Field(
         default=None,

@@ -107,7 +107,9 @@ LIMIT %(top_k)s
 
 # Reciprocal rank fusion of the vector ranking and PostgreSQL's full-text ranking. The
 # text query ORs the question's lexemes (plainto_tsquery ANDs them, which a question
-# phrased in other words rarely satisfies); ts_rank_cd orders the matches.
+# phrased in other words rarely satisfies), built from to_tsvector's lexemes so that no
+# input can make a malformed tsquery; ts_rank_cd orders the matches. A question without
+# lexemes (stop words, symbols) ranks by vector alone.
 HYBRID = """
 WITH by_vector AS MATERIALIZED (
   SELECT c.id, c.embedding <=> %(vector)s::vector AS distance
@@ -121,9 +123,9 @@ vector_ranks AS (
   SELECT id, row_number() OVER (ORDER BY distance) AS rank FROM by_vector
 ),
 question AS (
-  SELECT to_tsquery('english',
-           coalesce(nullif(replace(plainto_tsquery('english', %(query)s)::text, ' & ', ' | '),
-                           ''), '''''')) AS q
+  SELECT (SELECT string_agg(quote_literal(lexeme), ' | ')
+          FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) lexeme
+         )::tsquery AS q
 ),
 text_ranks AS (
   SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.content_search, question.q) DESC, c.id)

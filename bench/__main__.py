@@ -1,0 +1,187 @@
+"""Every benchmark in one run, summarised in one table against its anchors.
+
+    python -m bench --quick     # under 5 minutes: small sizes, short loads
+    python -m bench --full      # the scale runs (about an hour on 2 CPUs)
+
+Each benchmark runs as its own process on its own throw-away embedded stack and writes
+its detailed table to bench/results/<name>.json; this command then prints one Markdown
+table of the headline figures (what, conditions, median, p95/p99, ratio to the anchor)
+and writes it to bench/results/summary.json. Requires wrk (`apt install wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.common import RESULTS_DIR, machine, report
+
+
+@dataclass(frozen=True)
+class Step:
+    """One benchmark run and how its result becomes summary rows."""
+
+    module: str
+    args: list[str]
+    results: list[str]
+    summarise: Callable[[dict[str, dict[str, Any]]], list[list[str]]]
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", "").rstrip("x"))
+
+
+def rls_rows(label: str) -> Callable[[dict[str, dict[str, Any]]], list[list[str]]]:
+    def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+        table = {row[0]: row for row in results["rls_at_scale"]["rows"]}
+        ours = table["newest20 RLS only (ours)"]
+        seed = table.get("newest20 RLS only (seed's policy)")
+        out = [[
+            f"newest 20 contacts, RLS only vs explicit filter, {label} contacts",
+            f"one connection, {ours[1]} runs", ours[2], f"{ours[3]} / {ours[4]}",
+            f"{ours[5]} (anchor: within 1.2x)",
+        ]]  # fmt: skip
+        if seed:
+            out.append([
+                f"same with the seed's policy form, {label} contacts", f"{seed[1]} runs",
+                seed[2], f"{seed[3]} / {seed[4]}", f"{seed[5]} (seed measured 370x at 1M)",
+            ])  # fmt: skip
+        return out
+
+    return rows
+
+
+def api_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    conditions = results["api_throughput"]["conditions"].split(";")[1].strip()
+    out = []
+    for row in results["api_throughput"]["rows"]:
+        out.append([
+            f"{row[0]} req/s", f"{conditions}; 32 connections, 2 workers", row[2],
+            f"{row[3]} (p90) / {row[4]}", f"{row[1]} req/s = {row[8]} of 2,600",
+        ])  # fmt: skip
+    trips = results["api_round_trips"]["rows"][0][1]
+    out.append(["PostgreSQL round trips per GET /v1/contacts/{id}", "libpq trace", trips, "",
+                "goal 2"])  # fmt: skip
+    return out
+
+
+def conversation_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    out = []
+    for row in results["messages_api"]["rows"]:
+        out.append([f"{row[0]} req/s", "2 workers, wrk 32 connections", row[2], f"p99 {row[3]}",
+                    f"{row[1]} req/s = {row[7]} of raw inserts; errors {row[4]}"])  # fmt: skip
+    for row in results["messages_newest_page"]["rows"]:
+        out.append([row[0], f"{row[1]} runs", row[2], f"{row[3]} / {row[4]}",
+                    f"{row[5]} of the smallest size (anchor: flat)"])  # fmt: skip
+    return out
+
+
+def kb_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    ingest = results["kb_ingestion"]
+    raw, pipeline = ingest["rows"]
+    out = [[
+        "KB ingestion chunks/s (pipeline vs raw model encode)",
+        ingest["conditions"].split(";")[1].strip(), pipeline[1], "",
+        f"{pipeline[2]} of raw {raw[1]}/s (goal 0.85x)",
+    ]]  # fmt: skip
+    for row in results["kb_search"]["rows"]:
+        out.append([
+            f"{row[0]} ({row[1]} chunks)", f"{row[2]} queries, ef_search 100",
+            row[3], f"{row[4]} / {row[5]}", f"recall@10 {row[6]} (goal >= 0.98, p95 < 20 ms)",
+        ])  # fmt: skip
+    for row in results["kb_retrieval_quality"]["rows"]:
+        out.append([f"KB retrieval quality, {row[0]} mode", "22 questions with known answers",
+                    "", "", f"hit@1 {row[1]}, MRR@5 {row[3]}"])  # fmt: skip
+    return out
+
+
+def mixed_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    mixed = results["mixed_workload"]
+    conditions = mixed["conditions"]
+    memory = conditions[conditions.index("peak RSS") :]
+    out = []
+    for row in mixed["rows"]:
+        out.append([f"mixed load: {row[0]}", f"{row[1]} connections", row[3], f"p99 {row[4]}",
+                    f"{row[2]} req/s, errors {row[5]}"])  # fmt: skip
+    out.append(["API memory under the mixed load", "2 workers", "", "", memory])
+    return out
+
+
+def workflow_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    burst, paced = results["workflow_throughput"]["rows"]
+    return [
+        ["workflow events/s, commit to finished execution (3 nodes)", f"{burst[1]} events",
+         "", "", burst[2]],
+        [f"workflow delay, {paced[0].split(':')[0]}", f"{paced[1]} events", paced[3],
+         f"{paced[4]} / {paced[5]}", "reported"],
+    ]  # fmt: skip
+
+
+def plan(full: bool) -> list[Step]:
+    sizes = [10_000, 100_000, 1_000_000] if full else [10_000, 100_000]
+    steps = [
+        Step("bench.rls", ["--contacts", str(size), "--companies", str(max(10, size // 1000)),
+                           "--runs", "300" if full else "100"],
+             ["rls_at_scale"], rls_rows(f"{size:,}"))
+        for size in sizes
+    ]  # fmt: skip
+    steps += [
+        Step("bench.api", ["--contacts", "100000" if full else "10000",
+                           "--duration", "20" if full else "5"],
+             ["api_throughput", "api_round_trips"], api_rows),
+        Step("bench.conversations", ["--sizes", "10000,100000,1000000" if full else "10000",
+                                     "--runs", "300" if full else "50"],
+             ["messages_api", "messages_newest_page"], conversation_rows),
+        Step("bench.kb", ["--documents", "40" if full else "6",
+                          "--chunks", "100000" if full else "10000"],
+             ["kb_ingestion", "kb_search"], lambda r: []),
+        Step("bench.kb_eval", [], ["kb_retrieval_quality"], kb_rows),
+        Step("bench.mixed", ["--duration", "60" if full else "10",
+                             "--contacts", "100000" if full else "10000"],
+             ["mixed_workload"], mixed_rows),
+        Step("bench.workflows", ["--events", "2000" if full else "300"],
+             ["workflow_throughput"], workflow_rows),
+    ]  # fmt: skip
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--quick", action="store_true", help="under 5 minutes")
+    mode.add_argument("--full", action="store_true", help="the scale runs")
+    args = parser.parse_args()
+    started = time.monotonic()
+    collected: dict[str, dict[str, Any]] = {}
+    rows: list[list[str]] = []
+    failures = []
+    for step in plan(args.full):
+        print(f"\n## python -m {step.module} {' '.join(step.args)}", flush=True)
+        done = subprocess.run([sys.executable, "-m", step.module, *step.args], check=False)
+        if done.returncode != 0:
+            failures.append(step.module)
+            continue
+        for name in step.results:
+            collected[name] = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+        rows += step.summarise(collected)
+    minutes = (time.monotonic() - started) / 60
+    report(
+        "summary",
+        f"{machine()}; `python -m bench {'--full' if args.full else '--quick'}` in "
+        f"{minutes:.1f} min; each benchmark on its own embedded stack; details in "
+        f"bench/results/*.json" + (f"; FAILED: {', '.join(failures)}" if failures else ""),
+        ["figure", "conditions", "median ms", "p95 / p99 ms", "result vs anchor"],
+        rows,
+    )
+    if failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

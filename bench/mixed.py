@@ -1,0 +1,268 @@
+"""The mixed workload of a real tenant: browsing contacts, moving deals, chat messages and
+knowledge-base search at once, with per-route throughput and latency.
+
+    python -m bench.mixed [--duration 60] [--connections 64] [--workers 2]
+
+On a throw-away embedded stack (PostgreSQL, the MongoDB-wire server, Valkey), one company
+with ``--contacts`` contacts, 1,000 deals, 200 conversations and a knowledge base of
+real embedded chunks is served by ``syntera serve --workers N --no-worker``. Four wrk
+processes run at once, a quarter of the connections each, one per kind of request; each
+reports its own throughput and latency. Also reported: errors (the goal is zero), the CPU
+used by the load generators, and the peak resident memory of the API processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import resource
+import subprocess
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+from tests.kb.corpus import DOCUMENTS, QUESTIONS
+
+from bench.api import ROOMY_LIMITS, Server, _milliseconds, access_token, start_server
+from bench.common import BenchDatabase, bench_database, machine, report
+from bench.kb import sentences, stdlib_prose
+from bench.rls import generate, pick_tenant
+from syntera.config import Settings
+from syntera.db.postgres import create_api_pool, transaction_as
+from syntera.kb.embeddings import LocalMiniLM
+from syntera.kb.processing import SYSTEM
+from syntera.kb.vectors import PgVectorStore
+
+STAGES = ["lead", "qualified", "proposal", "negotiation", "closed-won", "closed-lost"]
+
+SCRIPTS = {
+    "browse contacts (GET list / GET one)": """
+local ids = {%(contacts)s}
+local n = 0
+request = function()
+  n = n + 1
+  if n %% 2 == 0 then return wrk.format("GET", "/v1/contacts?limit=20") end
+  return wrk.format("GET", "/v1/contacts/" .. ids[math.random(#ids)])
+end
+""",
+    "move deals (PATCH stage)": """
+local ids = {%(deals)s}
+local stages = {%(stages)s}
+request = function()
+  local body = '{"stage": "' .. stages[math.random(#stages)] .. '"}'
+  return wrk.format("PATCH", "/v1/deals/" .. ids[math.random(#ids)],
+                    {["Content-Type"] = "application/json"}, body)
+end
+""",
+    "chat messages (POST)": """
+local ids = {%(conversations)s}
+request = function()
+  local body = '{"sender_type": "user", "role": "user", "content": "Is this in stock?"}'
+  return wrk.format("POST", "/v1/conversations/" .. ids[math.random(#ids)] .. "/messages",
+                    {["Content-Type"] = "application/json"}, body)
+end
+""",
+    "knowledge-base search (POST, top 5)": """
+local questions = {%(questions)s}
+request = function()
+  local body = '{"query": "' .. questions[math.random(#questions)] .. '", "top_k": 5}'
+  return wrk.format("POST", "/v1/kb/search", {["Content-Type"] = "application/json"}, body)
+end
+""",
+}
+
+
+def lua_list(values: list[str]) -> str:
+    return ", ".join(f'"{value}"' for value in values)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def parse(name: str, output: str) -> Outcome:
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if len(percentiles) < 2:
+        raise RuntimeError(f"wrk gave no latency distribution for {name}:\n{output}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    requests = re.search(r"(\d+) requests in", output)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert requests is not None
+    assert rate is not None
+    errors = (int(bad.group(1)) if bad else 0) + (
+        sum(int(x) for x in sockets.groups()) if sockets else 0
+    )
+    return Outcome(
+        name, float(rate.group(1)), _milliseconds(percentiles["50"]),
+        _milliseconds(percentiles["99"]), int(requests.group(1)), errors,
+    )  # fmt: skip
+
+
+class PeakMemory:
+    """The largest resident set of the server's processes seen while sampling."""
+
+    def __init__(self, server: Server) -> None:
+        self.root = psutil.Process(server.process.pid)
+        self.peak_per_process = 0
+        self.peak_total = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.25):
+            sizes = [p.memory_info().rss for p in [self.root, *self.root.children(recursive=True)]]
+            self.peak_per_process = max(self.peak_per_process, *sizes)
+            self.peak_total = max(self.peak_total, sum(sizes))
+
+    def __enter__(self) -> PeakMemory:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+async def knowledge_base(db: BenchDatabase, company_id: uuid.UUID) -> int:
+    """The corpus and 3,000 stdlib sentences as chunks of the company, really embedded."""
+    model = LocalMiniLM(64)
+    texts = list(DOCUMENTS.values()) + sentences(stdlib_prose())[:3000]
+    vectors = model.encode(texts)
+    with psycopg.connect(db.owner_url, autocommit=True) as conn:
+        [(document_id,)] = conn.execute(
+            "INSERT INTO public.knowledge_base_documents (company_id, name, file_path, status)"
+            " VALUES (%s, 'handbook', 'none', 'completed') RETURNING id",
+            (company_id,),
+        ).fetchall()
+    async with (
+        create_api_pool(Settings(), db.api_url) as pool,
+        transaction_as(pool, SYSTEM) as conn,
+    ):
+        await PgVectorStore().replace_document(
+            conn, company_id, document_id, None, "handbook", texts, vectors
+        )
+    return len(texts)
+
+
+def conversations(base_url: str, token: str, agent_id: str, count: int) -> list[str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    ids = []
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+        for _ in range(count):
+            response = http.post(
+                "/v1/conversations", json={"agent_id": agent_id, "channel": "chat"}
+            )
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=60)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    args = parser.parse_args()
+    per_route = max(1, args.connections // len(SCRIPTS))
+
+    with bench_database(services=("mongodb", "redis")) as db:
+        generate(db, args.contacts, 100)
+        company_id, owner_id = pick_tenant(db)
+        token = access_token(owner_id)
+        with psycopg.connect(db.owner_url, autocommit=True) as conn:
+            contacts = [str(r[0]) for r in conn.execute(
+                "SELECT id FROM public.contacts WHERE company_id = %s LIMIT 1000", (company_id,)
+            )]  # fmt: skip
+            deals = [str(r[0]) for r in conn.execute(
+                "INSERT INTO public.deals (company_id, title, value)"
+                " SELECT %s, 'Deal ' || g, g FROM generate_series(1, 1000) g RETURNING id",
+                (company_id,),
+            )]  # fmt: skip
+            [(agent_id,)] = conn.execute(
+                "INSERT INTO public.agent_configs (company_id, name, system_prompt)"
+                " VALUES (%s, 'Support', 'Be helpful') RETURNING id",
+                (company_id,),
+            ).fetchall()
+        chunks = asyncio.run(knowledge_base(db, company_id))
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = {**ROOMY_LIMITS, "SYNTERA_KB_WORKER_ENABLED": "false",
+                        "SYNTERA_WORKFLOW_WORKER_ENABLED": "false"}  # fmt: skip
+            server = start_server(db, args.workers, Path(tmp), settings)
+            try:
+                chats = conversations(server.base_url, token, str(agent_id), 200)
+                values = {
+                    "contacts": lua_list(contacts), "deals": lua_list(deals),
+                    "stages": lua_list(STAGES), "conversations": lua_list(chats),
+                    "questions": lua_list([q.replace('"', "") for q, _ in QUESTIONS]),
+                }  # fmt: skip
+                scripts = []
+                for index, (name, script) in enumerate(SCRIPTS.items()):
+                    path = Path(tmp) / f"route{index}.lua"
+                    path.write_text(script % values)
+                    scripts.append((name, path))
+                warm = [["wrk", "-t1", "-c2", "-d3s", "-H", f"Authorization: Bearer {token}",
+                         "-s", str(path), server.base_url] for _, path in scripts]  # fmt: skip
+                for process in [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in warm]:
+                    process.wait()
+                commands = [["wrk", "-t1", f"-c{per_route}", f"-d{args.duration}s", "--latency",
+                             "-H", f"Authorization: Bearer {token}", "-s", str(path),
+                             server.base_url] for _, path in scripts]  # fmt: skip
+                cpu_before = server.cpu_seconds()
+                children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                with PeakMemory(server) as memory:
+                    running = [
+                        subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+                        for command in commands
+                    ]
+                    outputs = [process.communicate()[0] for process in running]
+                children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                wrk_cpu = (children.ru_utime - children_before.ru_utime) + (
+                    children.ru_stime - children_before.ru_stime
+                )
+                server_cpu = server.cpu_seconds() - cpu_before
+            finally:
+                server.process.terminate()
+                server.process.wait(30)
+
+    outcomes = [parse(name, out) for (name, _), out in zip(scripts, outputs, strict=True)]
+    total_rate = sum(o.requests_per_s for o in outcomes)
+    total_errors = sum(o.errors for o in outcomes)
+    rows = [
+        [o.name, f"{per_route}", f"{o.requests_per_s:,.0f}", f"{o.p50_ms:.1f}",
+         f"{o.p99_ms:.1f}", f"{o.errors} of {o.requests:,}"]
+        for o in outcomes
+    ]  # fmt: skip
+    rows.append(["all four at once", str(per_route * len(SCRIPTS)), f"{total_rate:,.0f}", "",
+                 "", f"{total_errors} of {sum(o.requests for o in outcomes):,}"])  # fmt: skip
+    report(
+        "mixed_workload",
+        f"{machine()}; {args.contacts:,} contacts in 100 companies, one company driven: 1,000 "
+        f"deals, 200 conversations, {chunks:,} knowledge-base chunks (MiniLM); `syntera serve "
+        f"--workers {args.workers} --no-worker`; four wrk -t1 processes at once, "
+        f"{per_route} connections each, {args.duration} s; API CPU {server_cpu:.0f} s, wrk "
+        f"CPU {wrk_cpu:.1f} s; peak RSS of one API "
+        f"process {memory.peak_per_process / 2**20:.0f} MB, all API processes "
+        f"{memory.peak_total / 2**20:.0f} MB",
+        ["route", "connections", "req/s", "p50 ms", "p99 ms", "errors"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
