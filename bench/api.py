@@ -93,6 +93,8 @@ def start_server(
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
     env.update(db.api_stack().as_env())
     env.update(SYNTERA_JWT_SECRET=JWT_SECRET, SYNTERA_PG_POOL_MAX_SIZE="20")
+    # The request path alone: no document or workflow worker beside it (`--no-worker`).
+    env.update(SYNTERA_KB_WORKER_ENABLED="false", SYNTERA_WORKFLOW_WORKER_ENABLED="false")
     env.update(settings or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "syntera", "serve", "--workers", str(workers),

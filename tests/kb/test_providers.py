@@ -151,3 +151,25 @@ def test_storage_is_chosen_by_settings(settings: Settings) -> None:
     assert isinstance(storage_from(settings), LocalStorage)
     with pytest.raises(ValueError, match="BUCKET"):
         storage_from(settings.model_copy(update={"kb_storage": "s3"}))
+
+
+async def test_concurrent_queries_share_one_forward_pass() -> None:
+    import asyncio
+
+    model = LocalMiniLM()
+    calls: list[int] = []
+    encode = model.encode
+
+    def counted(texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        calls.append(len(texts))
+        return encode(texts)
+
+    model.encode = counted  # type: ignore[method-assign]
+    questions = [f"question number {i} about refunds" for i in range(20)]
+    together = await asyncio.gather(*(model.embed([q]) for q in questions))
+    assert len(calls) < len(questions)
+    assert sum(calls) == len(questions)
+    alone = encode(questions)
+    for i, vectors in enumerate(together):
+        assert vectors.shape == (1, 384)
+        assert np.allclose(vectors[0], alone[i], atol=1e-5)

@@ -135,6 +135,8 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         # Indexes are also made by `syntera migrate`; here in the background, so that a
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))
+        # The embedding model loads in the background: the first search does not wait 5 s.
+        warming = asyncio.create_task(app.state.kb.embedder.warm())
         stop_workers = asyncio.Event()
         workers = []
         if settings.kb_worker_enabled:
@@ -157,6 +159,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
                 for task in pending:
                     task.cancel()
             indexing.cancel()
+            warming.cancel()
             await cache.aclose()
             await mongo.close()
             await pool.close()

