@@ -47,7 +47,10 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
             "--exclude-name", "DELETE /v1/companies/current",
             "--max-examples", "30",
             "--seed", "20261125",
-            "--workers", "2",
+            # One worker: with two, CPython 3.11's ast.parse (which hypothesis calls to
+            # describe filters) sometimes fails with "AST constructor recursion depth
+            # mismatch", a thread-safety bug of the interpreter, not a finding.
+            "--workers", "1",
         ],
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
