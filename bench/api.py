@@ -95,6 +95,8 @@ def start_server(
     env.update(SYNTERA_JWT_SECRET=JWT_SECRET, SYNTERA_PG_POOL_MAX_SIZE="20")
     # The request path alone: no document or workflow worker beside it (`--no-worker`).
     env.update(SYNTERA_KB_WORKER_ENABLED="false", SYNTERA_WORKFLOW_WORKER_ENABLED="false")
+    # No model loading in the background while the clock runs (a search loads it).
+    env.update(SYNTERA_KB_PRELOAD_MODEL="false")
     env.update(settings or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "syntera", "serve", "--workers", str(workers),

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     kb_embedding_threads: int | None = Field(
         default=None, ge=1, description="Torch threads of the local model (default: all)."
     )
+    kb_preload_model: bool = Field(
+        default=True, description="Load the embedding model in the background at start-up."
+    )
     kb_embedding_dimensions: int = Field(
         default=384, description="Must match the chunks table (384 for pgvector)."
     )

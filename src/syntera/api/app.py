@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ from syntera.db.mongo import MongoClient, MongoDatabase, create_mongo_client, en
 from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls, configured_urls
+from syntera.kb.embeddings import Embedder
 from syntera.kb.processing import KnowledgeBase, run_workers
 from syntera.kb.routes import UPLOAD_PATH
 from syntera.kb.routes import routers as knowledge_base
@@ -103,6 +105,11 @@ async def _ensure_mongo_indexes(settings: Settings, database: MongoDatabase) -> 
         log.info("MongoDB profiler not enabled: %s", error)
 
 
+async def _warm_then_freeze(embedder: Embedder) -> None:
+    await embedder.warm()
+    gc.freeze()
+
+
 def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
     return [
@@ -136,7 +143,12 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))
         # The embedding model loads in the background: the first search does not wait 5 s.
-        warming = asyncio.create_task(app.state.kb.embedder.warm())
+        embedder = app.state.kb.embedder
+        warming = asyncio.create_task(
+            _warm_then_freeze(embedder) if settings.kb_preload_model else asyncio.sleep(0)
+        )
+        # What start-up made stays: the collector no longer walks it at every full pass.
+        gc.freeze()
         stop_workers = asyncio.Event()
         workers = []
         if settings.kb_worker_enabled:
