@@ -90,6 +90,10 @@ def kb_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         ingest["conditions"].split(";")[1].strip(), pipeline[1], "",
         f"{pipeline[2]} of raw {raw[1]}/s (goal 0.85x)",
     ]]  # fmt: skip
+    conditions = ingest["conditions"]
+    if "peak RSS" in conditions:
+        out.append(["KB worker memory while ingesting", "one worker, model loaded", "", "",
+                    conditions[conditions.index("peak RSS") :]])  # fmt: skip
     for row in results["kb_search"]["rows"]:
         out.append([
             f"{row[0]} ({row[1]} chunks)", f"{row[2]} queries, ef_search 100",

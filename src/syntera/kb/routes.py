@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 
 from syntera.api.crud import RowId, add_crud_routes
-from syntera.api.deps import Member
+from syntera.api.deps import Member, principal
 from syntera.api.errors import ProblemDetails
 from syntera.api.schemas import Name
 from syntera.db.tables import Filter
 from syntera.kb import service
 from syntera.kb.processing import KnowledgeBase
 from syntera.kb.schemas import DocumentStatus, KnowledgeDocument, SearchRequest, SearchResults
+from syntera.tenancy import Principal
 
 documents = APIRouter(prefix="/v1/kb/documents", tags=["knowledge base"])
 search_router = APIRouter(prefix="/v1/kb", tags=["knowledge base"])
@@ -84,10 +85,24 @@ async def reprocess_document(tenant: Member, row_id: RowId) -> KnowledgeDocument
     return await service.reprocess(tenant, row_id)
 
 
+async def query_vector(
+    request: Request, caller: Annotated[Principal, Depends(principal)], body: SearchRequest
+) -> list[float]:
+    """The query's embedding, made after the caller is known and before the request's
+    transaction opens: no pooled connection waits on the model."""
+    vectors = await knowledge_base(request).embedder.embed([body.query])
+    return [float(x) for x in vectors[0]]
+
+
 @search_router.post("/search", response_model=SearchResults)
-async def search(request: Request, tenant: Member, body: SearchRequest) -> SearchResults:
+async def search(
+    request: Request,
+    vector: Annotated[list[float], Depends(query_vector)],
+    tenant: Member,
+    body: SearchRequest,
+) -> SearchResults:
     """The chunks of your company's documents nearest to the query, best first."""
-    return await service.search(tenant, knowledge_base(request), body)
+    return await service.search(tenant, knowledge_base(request), body, vector)
 
 
 routers = [documents, search_router]

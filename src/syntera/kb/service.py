@@ -139,15 +139,16 @@ async def reprocess(tenant: Tenant, document_id: UUID) -> KnowledgeDocument:
     return DOCUMENTS.out(row)
 
 
-async def search(tenant: Tenant, kb: KnowledgeBase, request: SearchRequest) -> SearchResults:
-    """The caller's company's chunks nearest to the query."""
-    vector = (await kb.embedder.embed([request.query]))[0]
+async def search(
+    tenant: Tenant, kb: KnowledgeBase, request: SearchRequest, vector: list[float]
+) -> SearchResults:
+    """The caller's company's chunks nearest to the query (embedded as ``vector``)."""
     try:
         hits = await kb.vectors.search(
             tenant.conn,
             tenant.company_id,
             request.query,
-            [float(x) for x in vector],
+            vector,
             request.top_k,
             request.agent_id,
             request.mode,
