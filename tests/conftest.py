@@ -103,6 +103,7 @@ def settings(stack_dir: Path) -> Settings:
         # Tests run the knowledge-base worker themselves, when and where they need it.
         kb_worker_enabled=False,
         workflow_worker_enabled=False,
+        kb_preload_model=False,  # loaded by the tests that embed, once per session
     )
 
 

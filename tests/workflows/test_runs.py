@@ -685,7 +685,7 @@ async def test_a_worker_in_the_api_process_runs_workflows_soon_after_the_commit(
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
             await asyncio.sleep(0.3)  # LISTEN is up
             contact = await new_contact(http, auth(tenant.member))
-            for _ in range(100):  # woken by NOTIFY, well before the 30 s poll
+            for _ in range(200):  # woken by NOTIFY, well before the 30 s poll
                 if contact_tags(owner_conn, contact) == ["fast"]:
                     break
                 await asyncio.sleep(0.05)
