@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 from uuid import UUID
 
 from psycopg import sql
 
-from syntera.api.crud import Resource, access_row
+from syntera.api.crud import Resource, delete_row
 from syntera.api.deps import Tenant
 from syntera.api.errors import Problem, field_error, not_found
+from syntera.db.postgres import TenantConnection
 from syntera.db.tables import Filter, Row, TenantTable
 from syntera.kb.extract import ExtractionError, UnsupportedType, content_type_of, extract
 from syntera.kb.processing import KnowledgeBase
@@ -65,7 +65,7 @@ def check_upload(kb: KnowledgeBase, filename: str, declared: str | None, data: b
 
 async def store_document(
     kb: KnowledgeBase,
-    conn: Any,
+    conn: TenantConnection,
     company_id: UUID,
     *,
     filename: str,
@@ -107,12 +107,10 @@ def status_filters(status: str | None, agent_id: UUID | None) -> list[Filter]:
 
 
 async def delete_document(tenant: Tenant, kb: KnowledgeBase, document_id: UUID) -> None:
-    """Delete the document, its chunks and vectors now, and its file once committed."""
-    await access_row(tenant, DOCUMENTS, document_id)
+    """Delete the document (its pgvector chunks go with it, by cascade) and its vectors in
+    an external store now, and its file once committed."""
+    row = await delete_row(tenant, DOCUMENTS, document_id)
     await kb.vectors.delete_document(tenant.conn, tenant.company_id, document_id)
-    row = await DOCUMENTS.table.delete(tenant.conn, tenant.company_id, document_id)
-    if row is None:
-        raise not_found(DOCUMENTS.label)
     path = row["file_path"]
 
     async def remove_file() -> None:
