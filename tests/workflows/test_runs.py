@@ -691,3 +691,16 @@ async def test_a_worker_in_the_api_process_runs_workflows_soon_after_the_commit(
                 await asyncio.sleep(0.05)
     assert contact_tags(owner_conn, contact) == ["fast"]
     assert executions(owner_conn, workflow["id"])[0]["status"] == "success"
+
+
+async def test_members_cannot_queue_events_themselves(
+    api_pool: AsyncConnectionPool[TenantConnection], tenant: Tenant
+) -> None:
+    async def enqueue() -> None:
+        async with transaction_as(api_pool, tenant.member) as conn:
+            await conn.execute(
+                "SELECT private.enqueue_workflow_event(%s, 'webhook', '{}')", (uuid4(),)
+            )
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        await enqueue()

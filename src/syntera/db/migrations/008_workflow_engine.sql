@@ -80,12 +80,14 @@ CREATE FUNCTION private.enqueue_workflow_event(
     PERFORM pg_notify('syntera_workflow_events', '');
   END
   $$;
+-- Only the triggers below (SECURITY DEFINER, called by no one directly) and the system
+-- may enqueue: a member calling it could name another company.
 REVOKE ALL ON FUNCTION private.enqueue_workflow_event(uuid, text, jsonb, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION private.enqueue_workflow_event(uuid, text, jsonb, uuid)
-  TO authenticated, service_role;
+  TO service_role;
 
 CREATE FUNCTION private.contact_events() RETURNS trigger
-  LANGUAGE plpgsql
+  LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = ''
   AS $$
   DECLARE
@@ -111,7 +113,7 @@ CREATE TRIGGER workflow_events AFTER INSERT OR UPDATE ON public.contacts
   FOR EACH ROW EXECUTE FUNCTION private.contact_events();
 
 CREATE FUNCTION private.deal_events() RETURNS trigger
-  LANGUAGE plpgsql
+  LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = ''
   AS $$
   BEGIN
@@ -134,7 +136,7 @@ CREATE TRIGGER workflow_events AFTER INSERT OR UPDATE ON public.deals
 -- Conversations live in MongoDB; their events are recorded in analytics_events in the
 -- request's PostgreSQL transaction, and start workflows from there.
 CREATE FUNCTION private.conversation_events() RETURNS trigger
-  LANGUAGE plpgsql
+  LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = ''
   AS $$
   DECLARE
