@@ -39,10 +39,11 @@ import psycopg
 
 from bench.common import BenchDatabase, bench_database, machine, report, summarize
 from syntera.config import Settings
-from syntera.db.postgres import create_api_pool, transaction_as
+from syntera.db.postgres import create_api_pool, system_transaction, transaction_as
 from syntera.kb.chunking import Chunker, count_tokens
 from syntera.kb.embeddings import LocalMiniLM
-from syntera.kb.processing import SYSTEM, KnowledgeBase, run_workers
+from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.workers import run_workers
 from syntera.kb.service import store_document
 from syntera.kb.storage import LocalStorage
 from syntera.kb.vectors import PgVectorStore, vector_literal
@@ -120,7 +121,7 @@ async def ingestion(db: BenchDatabase, data_dir: Path, count: int) -> list[list[
     async with create_api_pool(settings, db.api_url) as pool:
         ids = []
         for i, text in enumerate(texts):
-            async with transaction_as(pool, SYSTEM) as conn:
+            async with system_transaction(pool) as conn:
                 row = await store_document(
                     kb, conn, company_id, filename=f"doc{i}.md", declared_type=None,
                     data=text.encode(), name=None, agent_id=None,
@@ -128,9 +129,11 @@ async def ingestion(db: BenchDatabase, data_dir: Path, count: int) -> list[list[
             ids.append(row["id"])
         stop = asyncio.Event()
         started = time.perf_counter()
-        workers = asyncio.create_task(run_workers(pool, kb, 1, stop))
+        workers = asyncio.create_task(
+            run_workers(pool, db.api_url, settings, kb, stop, documents=1, workflows=0)
+        )
         while True:
-            async with transaction_as(pool, SYSTEM) as conn:
+            async with system_transaction(pool) as conn:
                 cursor = await conn.execute(
                     "SELECT count(*) FILTER (WHERE status IN ('completed', 'failed')) AS done,"
                     " count(*) FILTER (WHERE status = 'failed') AS failed,"

@@ -20,10 +20,10 @@ from tests.kb.corpus import DOCUMENTS, QUESTIONS
 from bench.common import BenchDatabase, bench_database, machine, report
 from bench.kb import company_with_owner
 from syntera.config import Settings
-from syntera.db.postgres import create_api_pool, transaction_as
+from syntera.db.postgres import create_api_pool, system_transaction, transaction_as
 from syntera.kb.chunking import Chunker
 from syntera.kb.embeddings import LocalMiniLM
-from syntera.kb.processing import SYSTEM
+
 from syntera.kb.vectors import PgVectorStore, SearchMode
 from syntera.tenancy import Principal
 
@@ -47,7 +47,7 @@ async def evaluate(db: BenchDatabase) -> None:
     async with create_api_pool(settings, db.api_url) as pool:
         for name, text in DOCUMENTS.items():
             chunks = chunker.chunks(text)
-            async with transaction_as(pool, SYSTEM) as conn:
+            async with system_transaction(pool) as conn:
                 await store.replace_document(
                     conn, company_id, names[name], None, name, chunks, model.encode(chunks)
                 )

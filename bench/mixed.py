@@ -34,9 +34,9 @@ from bench.common import BenchDatabase, bench_database, machine, report
 from bench.kb import sentences, stdlib_prose
 from bench.rls import generate, pick_tenant
 from syntera.config import Settings
-from syntera.db.postgres import create_api_pool, transaction_as
+from syntera.db.postgres import create_api_pool, system_transaction
 from syntera.kb.embeddings import LocalMiniLM
-from syntera.kb.processing import SYSTEM
+
 from syntera.kb.vectors import PgVectorStore
 
 STAGES = ["lead", "qualified", "proposal", "negotiation", "closed-won", "closed-lost"]
@@ -153,7 +153,7 @@ async def knowledge_base(db: BenchDatabase, company_id: uuid.UUID) -> int:
         ).fetchall()
     async with (
         create_api_pool(Settings(), db.api_url) as pool,
-        transaction_as(pool, SYSTEM) as conn,
+        system_transaction(pool) as conn,
     ):
         await PgVectorStore().replace_document(
             conn, company_id, document_id, None, "handbook", texts, vectors

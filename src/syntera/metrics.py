@@ -6,7 +6,6 @@ worker); run Prometheus' multiprocess mode or scrape workers separately to sum t
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,6 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pymongo import monitoring
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REDIS_FALLBACKS = Counter(
     "syntera_redis_fallbacks",
@@ -43,36 +41,6 @@ KB_CHUNKS = Counter("syntera_kb_chunks", "Knowledge-base chunks embedded and sto
 SLOW_STATEMENTS = Counter(
     "syntera_slow_statements", "PostgreSQL statements over the slow-query threshold."
 )
-
-
-class HttpMetrics:
-    """Count and time every request by its route template (never the raw path, so ids do
-    not explode the label set)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
 
 
 # Pools are read when Prometheus scrapes; the pools of every live app in this process.

@@ -25,9 +25,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from syntera.api.errors import Problem
 from syntera.config import Settings
 from syntera.db.redis import REDIS_ERRORS
+from syntera.errors import RateLimited, Unavailable
 from syntera.metrics import REDIS_FALLBACKS
 
 log = logging.getLogger(__name__)
@@ -212,15 +212,11 @@ class Limiters:
             for limiter, _, what in limits:
                 limiter._fallback(error, "failing " + ("open" if limiter.fail_open else "closed"))
                 if not limiter.fail_open:
-                    raise Problem(
-                        503, "Service Unavailable", f"the limit of {what} cannot be checked; retry",
-                        headers={"Retry-After": "1"},
-                    ) from error  # fmt: skip
+                    raise Unavailable(
+                        f"the limit of {what} cannot be checked; retry", retry_after_s=1
+                    ) from error
             return
         if int(full):
             what = limits[int(full) - 1][2]
             seconds = max(1, math.ceil(float(retry_after)))
-            raise Problem(
-                429, "Too Many Requests", f"rate limit of {what} reached; retry in {seconds} s",
-                headers={"Retry-After": str(seconds)},
-            )  # fmt: skip
+            raise RateLimited(f"rate limit of {what} reached; retry in {seconds} s", seconds)

@@ -1,14 +1,24 @@
-"""Who is asking: the principal a request or job acts as, and the claims it carries.
+"""Who is asking: the principal a request or job acts as, the claims it carries, and the
+transaction it works in.
 
 The database decides what a principal may touch (row-level security reads the claims);
-this module only says who the principal is.
+this module only says who the principal is. A ``TenantTransaction`` is what every
+service takes first: built by an HTTP dependency for a request, or by a worker for a job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
+
+from syntera.errors import Forbidden
+
+if TYPE_CHECKING:  # at run time these modules import this one
+    from syntera.cache import Cache
+    from syntera.db.postgres import TenantConnection
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
 MemberRole = Literal["user", "admin", "owner"]
@@ -68,3 +78,48 @@ class Principal:
     def service(cls) -> Principal:
         """The system itself (background jobs, the service key); bypasses RLS."""
         return cls("service_role", None, {"role": "service_role"})
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TenantTransaction:
+    """One PostgreSQL transaction, who it runs as, the company it acts in, and what to do
+    once it commits (side effects outside PostgreSQL, such as cache invalidation, happen
+    after commit and only if it commits)."""
+
+    conn: TenantConnection
+    principal: Principal
+    membership: Membership | None
+    cache: Cache | None = None
+    after_commit: list[AfterCommit] = field(default_factory=list)
+
+    @classmethod
+    def of_system(
+        cls, conn: TenantConnection, company_id: UUID, cache: Cache | None = None
+    ) -> TenantTransaction:
+        """The system acting inside one company (a worker, the widget): service_role,
+        with the company named as an owner would be."""
+        return cls(conn, Principal.service(), Membership(company_id, "owner"), cache)
+
+    def invalidate_after_commit(self, *generation_keys: str) -> None:
+        """Make these cached values stale once (and only if) the transaction commits."""
+        if self.cache is not None:
+            self.after_commit.append(partial(self.cache.invalidate, *generation_keys))
+
+    @property
+    def company_id(self) -> UUID:
+        """The company the transaction acts in; Forbidden for a caller with none."""
+        if self.membership is None:
+            raise Forbidden("you are not a member of any company")
+        return self.membership.company_id
+
+    @property
+    def user_id(self) -> UUID | None:
+        return self.principal.user_id
+
+    async def run_after_commit(self) -> None:
+        """The work a committed transaction left to do."""
+        for work in self.after_commit:
+            await work()

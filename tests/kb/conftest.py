@@ -19,7 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
-from syntera.kb.processing import DocumentWorker, KnowledgeBase
+from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.kb.processing import DocumentWorker
 
 Process = Callable[..., Awaitable[list[dict[str, Any]]]]
 Upload = Callable[..., Awaitable[httpx.Response]]

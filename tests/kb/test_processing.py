@@ -20,7 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
-from syntera.kb.processing import DocumentWorker, KnowledgeBase
+from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.kb.processing import DocumentWorker
 from tests.api_fixtures import AuthHeaders
 from tests.conftest import StackDatabase
 from tests.factories import Tenant

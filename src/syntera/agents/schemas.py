@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field, computed_field
 
-from syntera.api.schemas import Input, JsonObject, Name, Output, Text, Url
+from syntera.kit.schemas import Input, JsonObject, Name, Output, Text, Url
 
 Temperature = Annotated[Decimal, Field(ge=0, le=2, decimal_places=2)]
 MaxTokens = Annotated[int, Field(ge=1, le=128_000)]

@@ -8,13 +8,13 @@ from typing import Any
 from uuid import UUID
 
 from syntera.agents.schemas import Agent, AgentCreate, AgentUpdate, PublicKey
-from syntera.api.crud import Resource, access_row, update_row
-from syntera.api.deps import Tenant
-from syntera.api.errors import not_found
 from syntera.cache import CACHE_VERSION, Cache
 from syntera.db.postgres import TenantConnection
 from syntera.db.redis import global_key, tenant_key
 from syntera.db.tables import Row, TenantTable
+from syntera.errors import not_found
+from syntera.kit.resources import Resource, access_row, update_row
+from syntera.tenancy import TenantTransaction
 
 PUBLIC_KEY_PREFIX = "pub_key_"
 
@@ -62,28 +62,28 @@ def _public_key_generation(digest: str) -> str:
     return global_key("agent-by-key", "generation", digest)
 
 
-def agent_changed(tenant: Tenant, row: Row) -> None:
+def agent_changed(tx: TenantTransaction, row: Row) -> None:
     """After an agent's row changed or went: its cached values are stale."""
-    keys = [_agent_generation(tenant.company_id, row["id"])]
+    keys = [_agent_generation(tx.company_id, row["id"])]
     if row.get("public_api_key"):
         keys.append(_public_key_generation(row["public_api_key"]))
-    tenant.invalidate_after_commit(*keys)
+    tx.invalidate_after_commit(*keys)
 
 
-async def read_agent(tenant: Tenant, agent_id: UUID) -> Agent:
+async def read_agent(tx: TenantTransaction, agent_id: UUID) -> Agent:
     """One agent of the caller's company, from the cache when it is current."""
 
     async def load() -> Row | None:
-        return await AGENTS.table.fetch(tenant.conn, tenant.company_id, agent_id)
+        return await AGENTS.table.fetch(tx.conn, tx.company_id, agent_id)
 
-    if tenant.cache is None:
+    if tx.cache is None:
         row = await load()
     else:
-        row = await tenant.cache.read(
+        row = await tx.cache.read(
             "agent",
-            _agent_entry(tenant.company_id, agent_id),
-            _agent_generation(tenant.company_id, agent_id),
-            tenant.cache.ttl.agent_s,
+            _agent_entry(tx.company_id, agent_id),
+            _agent_generation(tx.company_id, agent_id),
+            tx.cache.ttl.agent_s,
             load,
         )
     if row is None:
@@ -115,11 +115,11 @@ async def agent_by_public_key(
             "enabled": bool(found["enabled"])}  # fmt: skip
 
 
-async def rotate_public_key(tenant: Tenant, agent_id: UUID) -> PublicKey:
+async def rotate_public_key(tx: TenantTransaction, agent_id: UUID) -> PublicKey:
     """Create or replace the agent's widget key; the old key stops working at once."""
     key = PUBLIC_KEY_PREFIX + secrets.token_urlsafe(24)
-    before = await access_row(tenant, AGENTS, agent_id)
-    after = await update_row(tenant, AGENTS, agent_id, {"public_api_key": public_key_digest(key)})
-    agent_changed(tenant, before)
-    agent_changed(tenant, after)
+    before = await access_row(tx, AGENTS, agent_id)
+    after = await update_row(tx, AGENTS, agent_id, {"public_api_key": public_key_digest(key)})
+    agent_changed(tx, before)
+    agent_changed(tx, after)
     return PublicKey(agent_id=agent_id, public_key=key)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from syntera.api.schemas import ExternalId, Input, JsonObject, Output
+from syntera.kit.schemas import ExternalId, Input, JsonObject, Output
 
 EventType = Annotated[
     str,

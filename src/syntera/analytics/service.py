@@ -4,16 +4,15 @@ changed or deleted through the API."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import Query
 from psycopg import sql
 
 from syntera.analytics.schemas import Event, EventCreate, EventType
-from syntera.api.crud import Resource
-from syntera.api.deps import Tenant
 from syntera.db.tables import Filter, TenantTable
+from syntera.kit.resources import Resource
+from syntera.tenancy import TenantTransaction
 
 EVENTS = Resource(
     TenantTable(
@@ -25,17 +24,17 @@ EVENTS = Resource(
 )
 
 
-def recorder(tenant: Tenant) -> dict[str, Any]:
+def sender_of(tx: TenantTransaction) -> dict[str, Any]:
     """An event records who sent it (the database allows no one else's id)."""
-    return {"user_id": tenant.user_id}
+    return {"user_id": tx.user_id}
 
 
-async def event_filters(
-    event_type: Annotated[EventType | None, Query(description="Of this type.")] = None,
-    agent_id: Annotated[UUID | None, Query(description="About this agent.")] = None,
-    contact_id: Annotated[UUID | None, Query(description="About this contact.")] = None,
-    since: Annotated[datetime | None, Query(description="At or after this time.")] = None,
-    until: Annotated[datetime | None, Query(description="Before this time.")] = None,
+def event_filters(
+    event_type: EventType | None,
+    agent_id: UUID | None,
+    contact_id: UUID | None,
+    since: datetime | None,
+    until: datetime | None,
 ) -> list[Filter]:
     """The filters of GET /v1/analytics/events."""
     wanted = {"event_type": event_type, "agent_id": agent_id, "contact_id": contact_id}

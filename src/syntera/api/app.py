@@ -7,22 +7,21 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import AsyncConnectionPool
 from pymongo.errors import PyMongoError
 
 from syntera import __version__
 from syntera.agents.routes import routers as agents
 from syntera.analytics.routes import routers as analytics
 from syntera.api.errors import PROBLEM_RESPONSES, install_error_handlers, use_problem_media_type
+from syntera.api.http_metrics import HttpMetrics
 from syntera.api.limits import BodySizeLimit
+from syntera.api.state import Stores
 from syntera.auth.routes import GoTrueError
 from syntera.auth.routes import router as auth_router
 from syntera.auth.tokens import load_keys
@@ -33,36 +32,26 @@ from syntera.config import Settings, get_settings
 from syntera.conversations.routes import routers as conversations
 from syntera.conversations.store import ConversationStore
 from syntera.conversations.store import indexes as conversation_indexes
-from syntera.conversations.widget import routers as widget
 from syntera.crm.routes import routers as crm
-from syntera.db.mongo import MongoClient, MongoDatabase, create_mongo_client, ensure_indexes
-from syntera.db.postgres import TenantConnection, create_api_pool
+from syntera.db.mongo import MongoDatabase, create_mongo_client, prepare_database
+from syntera.db.postgres import create_api_pool
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls, configured_urls
 from syntera.kb.embeddings import Embedder
-from syntera.kb.processing import KnowledgeBase, run_workers
+from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.routes import UPLOAD_PATH
 from syntera.kb.routes import routers as knowledge_base
-from syntera.metrics import HttpMetrics, watch_postgres_pool
+from syntera.metrics import watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
 from syntera.ops.routes import routers as admin
 from syntera.ratelimit import Limiters
-from syntera.workflows.engine import run_workflow_workers
+from syntera.widget.routes import routers as widget
+from syntera.workers import run_workers
 from syntera.workflows.routes import routers as workflows
 
 READINESS_TIMEOUT_S = 2.0
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stores:
-    """The open connections of one API process."""
-
-    postgres: AsyncConnectionPool[TenantConnection]
-    mongo: MongoClient
-    redis: aioredis.Redis
-    conversations: ConversationStore
 
 
 async def _postgres_ready(stores: Stores) -> None:
@@ -89,20 +78,15 @@ async def failing_stores(stores: Stores) -> list[str]:
     return [name for name, outcome in zip(checks, outcomes, strict=True) if outcome is not None]
 
 
-async def _ensure_mongo_indexes(settings: Settings, database: MongoDatabase) -> None:
+async def _prepare_mongo(settings: Settings, database: MongoDatabase) -> None:
+    specs = conversation_indexes(settings.message_retention_days)
     try:
-        created = await ensure_indexes(
-            database, conversation_indexes(settings.message_retention_days)
-        )
+        created = await prepare_database(database, specs, int(settings.slow_statement_ms))
     except PyMongoError as error:
         log.warning("MongoDB indexes not checked at start-up: %s", error)
         return
     if created:
         log.info("created MongoDB indexes: %s", ", ".join(created))
-    try:  # the profiler records operations slower than the threshold (level 1)
-        await database.command("profile", 1, slowms=int(settings.slow_statement_ms))
-    except PyMongoError as error:
-        log.info("MongoDB profiler not enabled: %s", error)
 
 
 async def _warm_then_freeze(embedder: Embedder) -> None:
@@ -141,7 +125,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         )
         # Indexes are also made by `syntera migrate`; here in the background, so that a
         # MongoDB that is down delays nothing (/readyz reports it).
-        indexing = asyncio.create_task(_ensure_mongo_indexes(settings, database))
+        indexing = asyncio.create_task(_prepare_mongo(settings, database))
         # The embedding model loads in the background: the first search does not wait 5 s.
         embedder = app.state.kb.embedder
         warming = asyncio.create_task(
@@ -150,24 +134,23 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         # What start-up made stays: the collector no longer walks it at every full pass.
         gc.freeze()
         stop_workers = asyncio.Event()
-        workers = []
-        if settings.kb_worker_enabled:
-            concurrency = settings.kb_worker_concurrency
-            workers.append(run_workers(pool, app.state.kb, concurrency, stop_workers))
-        if settings.workflow_worker_enabled:
-            concurrency = settings.workflow_worker_concurrency
-            listener = urls.api_database_url
-            workers.append(
-                run_workflow_workers(pool, listener, settings, concurrency, stop_workers)
-            )
-        background = [asyncio.create_task(work) for work in workers]
+        documents = settings.kb_worker_concurrency if settings.kb_worker_enabled else 0
+        workflows = settings.workflow_worker_concurrency if settings.workflow_worker_enabled else 0
+        background = None
+        if documents or workflows:
+            background = asyncio.create_task(
+                run_workers(
+                    pool, urls.api_database_url, settings, app.state.kb, stop_workers,
+                    documents=documents, workflows=workflows,
+                )
+            )  # fmt: skip
         try:
             yield
         finally:
             stop_workers.set()
-            if background:
+            if background is not None:
                 # Work in flight is left under its lease: another worker takes it over.
-                _, pending = await asyncio.wait(background, timeout=5)
+                _, pending = await asyncio.wait([background], timeout=5)
                 for task in pending:
                     task.cancel()
             indexing.cancel()

@@ -23,6 +23,19 @@ from pydantic import BaseModel
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from syntera.errors import (
+    Conflict,
+    Forbidden,
+    InvalidField,
+    NotFound,
+    RateLimited,
+    SynteraError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -130,16 +143,41 @@ GOTRUE_ERROR_CODES = {
 }
 
 
-def not_found(what: str) -> Problem:
-    """The answer for a row that does not exist or that the caller may not see."""
-    return Problem(404, "Not Found", f"{what} not found")
-
-
-def field_error(field: str, message: str, status: int = 422) -> Problem:
+def field_problem(field: str, message: str) -> Problem:
     """A request that is well-formed but whose ``field`` is not acceptable."""
     return Problem(
-        status, "Unprocessable Content", f"{field}: {message}", errors=[_error(field, message)]
+        422, "Unprocessable Content", f"{field}: {message}", errors=[_error(field, message)]
     )
+
+
+# What each kind of service error is answered with.
+STATUS_OF: dict[type[SynteraError], int] = {
+    NotFound: 404,
+    InvalidField: 422,
+    Conflict: 409,
+    Forbidden: 403,
+    Unauthorized: 401,
+    UnsupportedMediaType: 415,
+    TooLarge: 413,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+
+
+def problem_from_error(error: SynteraError) -> Problem:
+    """The answer to a service's error."""
+    status = next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 422)
+    headers: dict[str, str] | None = None
+    match error:
+        case InvalidField():
+            return field_problem(error.field, error.message)
+        case Unauthorized():
+            headers = {"WWW-Authenticate": error.scheme}
+        case RateLimited():
+            headers = {"Retry-After": str(error.retry_after_s)}
+        case Unavailable() if error.retry_after_s is not None:
+            headers = {"Retry-After": str(error.retry_after_s)}
+    return Problem(status, _title(status), error.detail, headers=headers)
 
 
 def _error(field: str, message: str) -> dict[str, str]:
@@ -164,7 +202,7 @@ def problem_from_database(error: psycopg.Error) -> Problem:
     diag = error.diag
     if isinstance(error, pg.CheckViolation | pg.NotNullViolation):
         field = _field_of(diag)
-        return field_error(field, "value is not allowed")
+        return field_problem(field, "value is not allowed")
     if isinstance(error, pg.UniqueViolation):
         field = _field_of(diag)
         return Problem(
@@ -173,7 +211,7 @@ def problem_from_database(error: psycopg.Error) -> Problem:
         )  # fmt: skip
     if isinstance(error, pg.ForeignKeyViolation):
         field = _field_of(diag)
-        return field_error(field, "refers to a row that does not exist")
+        return field_problem(field, "refers to a row that does not exist")
     if isinstance(error, pg.InsufficientPrivilege):
         return Problem(403, "Forbidden", diag.message_primary or "not allowed")
     if isinstance(error, pg.NoDataFound):
@@ -215,6 +253,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, error: Problem) -> JSONResponse:
         return error.response(request)
+
+    @app.exception_handler(SynteraError)
+    async def on_service_error(request: Request, error: SynteraError) -> JSONResponse:
+        return problem_from_error(error).response(request)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -12,7 +12,8 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from syntera.api.deps import keys_of, principal
+from syntera.api.deps import principal
+from syntera.api.state import keys_of
 from syntera.auth import service
 from syntera.auth.passwords import hash_password, verify_password
 from syntera.auth.schemas import AuthError, AuthUser, Credentials, RefreshGrant, Session, SignUp

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from syntera.api.schemas import ExternalId, Input, JsonObject, Output, Phone, Url
+from syntera.kit.schemas import ExternalId, Input, JsonObject, Output, Phone, Url
 
 Seconds = Annotated[int, Field(ge=0, le=7 * 24 * 3600)]
 Transcript = Annotated[str, Field(max_length=1_000_000)]

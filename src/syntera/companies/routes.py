@@ -5,10 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from syntera.api.crud import RowId, add_crud_routes
-from syntera.api.deps import Caller, Manager
-from syntera.api.deps import Member as MemberOf
+from syntera.api.deps import Manager, Member, SignedIn
 from syntera.companies import service
-from syntera.companies.schemas import Company, CompanyCreate, CompanyUpdate, Member, MemberUpdate
+from syntera.companies.schemas import (
+    Company,
+    CompanyCreate,
+    CompanyUpdate,
+    TeamMember,
+    TeamMemberUpdate,
+)
 
 companies = APIRouter(prefix="/v1/companies", tags=["companies"])
 team = APIRouter(prefix="/v1/team", tags=["team"])
@@ -16,42 +21,42 @@ invitations = APIRouter(prefix="/v1/team/invitations", tags=["team"])
 
 
 @companies.post("", status_code=201, response_model=Company)
-async def create_company(tenant: Caller, body: CompanyCreate) -> Company:
+async def create_company(tx: SignedIn, body: CompanyCreate) -> Company:
     """Create a company; you become its owner (a user belongs to one company)."""
-    return await service.create_company(tenant, body)
+    return await service.create_company(tx, body)
 
 
 @companies.get("/current", response_model=Company)
-async def read_company(tenant: MemberOf) -> Company:
+async def read_company(tx: Member) -> Company:
     """Your company."""
-    return await service.current_company(tenant)
+    return await service.current_company(tx)
 
 
 @companies.patch("/current", response_model=Company)
-async def update_company(tenant: Manager, body: CompanyUpdate) -> Company:
+async def update_company(tx: Manager, body: CompanyUpdate) -> Company:
     """Rename your company (owner or admin)."""
-    return await service.update_company(tenant, body)
+    return await service.update_company(tx, body)
 
 
 @companies.delete("/current", status_code=204)
-async def delete_company(tenant: MemberOf) -> Response:
+async def delete_company(tx: Member) -> Response:
     """Delete your company and all its data (owner only)."""
-    await service.delete_company(tenant)
+    await service.delete_company(tx)
     return Response(status_code=204)
 
 
-@team.patch("/{row_id}", response_model=Member)
-async def change_member_role(tenant: Manager, row_id: RowId, body: MemberUpdate) -> Member:
+@team.patch("/{row_id}", response_model=TeamMember)
+async def change_member_role(tx: Manager, row_id: RowId, body: TeamMemberUpdate) -> TeamMember:
     """Make a teammate an admin or a plain user (owner or admin; not yourself, not the
     owner)."""
-    return await service.change_role(tenant, row_id, body)
+    return await service.change_role(tx, row_id, body)
 
 
 @team.delete("/{row_id}", status_code=204)
-async def remove_member(tenant: Manager, row_id: RowId) -> Response:
+async def remove_member(tx: Manager, row_id: RowId) -> Response:
     """Remove a teammate from the company (owner or admin; not yourself, not the owner).
     They keep their account."""
-    await service.remove_member(tenant, row_id)
+    await service.remove_member(tx, row_id)
     return Response(status_code=204)
 
 
@@ -61,7 +66,7 @@ add_crud_routes(
     service.INVITATIONS,
     managers_write=True,
     managers_read=True,
-    creation_values=service.inviter,
+    creation_values=service.invited_by_caller,
     routes=("create", "delete", "list"),
 )
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from syntera.api.schemas import Email, Input, Name, Output
+from syntera.kit.schemas import Email, Input, Name, Output
 from syntera.tenancy import MemberRole
 
 AssignableRole = Literal["user", "admin"]  # the owner role is never granted
@@ -29,7 +29,7 @@ class Company(Output):
     updated_at: datetime
 
 
-class Member(Output):
+class TeamMember(Output):
     id: UUID
     company_id: UUID
     email: str
@@ -38,7 +38,7 @@ class Member(Output):
     updated_at: datetime
 
 
-class MemberUpdate(Input):
+class TeamMemberUpdate(Input):
     role: AssignableRole
 
 

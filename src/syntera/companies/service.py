@@ -12,21 +12,21 @@ from uuid import UUID
 
 from psycopg import sql
 
-from syntera.api.crud import Resource
-from syntera.api.deps import Tenant
-from syntera.api.errors import Problem, not_found
 from syntera.companies.schemas import (
     Company,
     CompanyCreate,
     CompanyUpdate,
     Invitation,
     InvitationCreate,
-    Member,
-    MemberUpdate,
+    TeamMember,
+    TeamMemberUpdate,
 )
 from syntera.db.tables import TenantTable
+from syntera.errors import Conflict, Forbidden, not_found
+from syntera.kit.resources import Resource
+from syntera.tenancy import TenantTransaction
 
-MEMBERS = Resource(TenantTable("users", tuple(Member.model_fields)), Member, "member")
+MEMBERS = Resource(TenantTable("users", tuple(TeamMember.model_fields)), TeamMember, "member")
 INVITATIONS = Resource(
     TenantTable("invitations", tuple(Invitation.model_fields)),
     Invitation,
@@ -54,52 +54,52 @@ DELETE_COMPANY = "DELETE FROM public.companies WHERE id = %(id)s"
 REMOVE_MEMBER = "SELECT public.remove_team_member(%(id)s)"
 
 
-async def create_company(tenant: Tenant, body: CompanyCreate) -> Company:
+async def create_company(tx: TenantTransaction, body: CompanyCreate) -> Company:
     """A new company owned by the caller, who must not belong to one yet."""
-    if tenant.membership is not None:
-        raise Problem(409, "Conflict", "you already belong to a company; a user has one")
-    row = await (await tenant.conn.execute(CREATE_COMPANY, {"name": body.name})).fetchone()
+    if tx.membership is not None:
+        raise Conflict("you already belong to a company; a user has one")
+    row = await (await tx.conn.execute(CREATE_COMPANY, {"name": body.name})).fetchone()
     assert row is not None
     return Company.model_validate(row)
 
 
-async def current_company(tenant: Tenant) -> Company:
-    row = await (await tenant.conn.execute(READ_COMPANY, {"id": tenant.company_id})).fetchone()
+async def current_company(tx: TenantTransaction) -> Company:
+    row = await (await tx.conn.execute(READ_COMPANY, {"id": tx.company_id})).fetchone()
     if row is None:  # the service named a company that does not exist
         raise not_found("Company")
     return Company.model_validate(row)
 
 
-async def update_company(tenant: Tenant, body: CompanyUpdate) -> Company:
+async def update_company(tx: TenantTransaction, body: CompanyUpdate) -> Company:
     if body.name is None:
-        return await current_company(tenant)
-    params = {"name": body.name, "id": tenant.company_id}
-    row = await (await tenant.conn.execute(RENAME_COMPANY, params)).fetchone()
+        return await current_company(tx)
+    params = {"name": body.name, "id": tx.company_id}
+    row = await (await tx.conn.execute(RENAME_COMPANY, params)).fetchone()
     if row is None:
         raise not_found("Company")
     return Company.model_validate(row)
 
 
-async def delete_company(tenant: Tenant) -> None:
+async def delete_company(tx: TenantTransaction) -> None:
     """Delete the company and, by cascade, all its data (owner only)."""
-    if tenant.membership is None or tenant.membership.role != "owner":
-        raise Problem(403, "Forbidden", "only the company's owner may delete it")
-    cursor = await tenant.conn.execute(DELETE_COMPANY, {"id": tenant.company_id})
+    if tx.membership is None or tx.membership.role != "owner":
+        raise Forbidden("only the company's owner may delete it")
+    cursor = await tx.conn.execute(DELETE_COMPANY, {"id": tx.company_id})
     if cursor.rowcount != 1:
         raise not_found("Company")
 
 
-def inviter(tenant: Tenant) -> dict[str, Any]:
-    return {"invited_by": tenant.user_id}
+def invited_by_caller(tx: TenantTransaction) -> dict[str, Any]:
+    return {"invited_by": tx.user_id}
 
 
-async def change_role(tenant: Tenant, user_id: UUID, body: MemberUpdate) -> Member:
-    row = await MEMBERS.table.update(tenant.conn, tenant.company_id, user_id, {"role": body.role})
+async def change_role(tx: TenantTransaction, user_id: UUID, body: TeamMemberUpdate) -> TeamMember:
+    row = await MEMBERS.table.update(tx.conn, tx.company_id, user_id, {"role": body.role})
     if row is None:
         raise not_found("Member")
-    return Member.model_validate(row)
+    return TeamMember.model_validate(row)
 
 
-async def remove_member(tenant: Tenant, user_id: UUID) -> None:
+async def remove_member(tx: TenantTransaction, user_id: UUID) -> None:
     """The member leaves the company and keeps their account."""
-    await tenant.conn.execute(REMOVE_MEMBER, {"id": user_id})
+    await tx.conn.execute(REMOVE_MEMBER, {"id": user_id})

@@ -10,8 +10,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
 from syntera.api.deps import Member
-from syntera.api.pagination import MAX_LIMIT, Cursor, Page
-from syntera.api.schemas import Tag
 from syntera.conversations import service
 from syntera.conversations.schemas import (
     Channel,
@@ -29,6 +27,8 @@ from syntera.conversations.schemas import (
     ThreadUpdate,
 )
 from syntera.conversations.store import ConversationStore, Direction
+from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
+from syntera.kit.schemas import Tag
 
 conversations = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 analytics = APIRouter(prefix="/v1/analytics/conversations", tags=["analytics"])
@@ -57,16 +57,14 @@ class MessageBatch(BaseModel):
 
 
 @conversations.post("", status_code=201, response_model=Conversation)
-async def start_conversation(
-    tenant: Member, store: Store, body: ConversationCreate
-) -> Conversation:
+async def start_conversation(tx: Member, store: Store, body: ConversationCreate) -> Conversation:
     """Start a conversation with one of your agents (records `conversation.started`)."""
-    return await service.start(tenant, store, body)
+    return await service.start(tx, store, body)
 
 
 @conversations.get("", response_model=Page[Conversation])
 async def list_conversations(
-    tenant: Member,
+    tx: Member,
     store: Store,
     status: Annotated[Status | None, Query()] = None,
     channel: Annotated[Channel | None, Query()] = None,
@@ -79,7 +77,7 @@ async def list_conversations(
 ) -> Page[Conversation]:
     """Your company's conversations, newest first; archived ones are hidden unless asked."""
     piece = await store.list_conversations(
-        tenant.company_id,
+        tx.company_id,
         status=status,
         channel=channel,
         agent_id=agent_id,
@@ -94,44 +92,42 @@ async def list_conversations(
 
 @conversations.get("/{conversation_id}", response_model=Conversation)
 async def read_conversation(
-    tenant: Member, store: Store, conversation_id: ConversationId
+    tx: Member, store: Store, conversation_id: ConversationId
 ) -> Conversation:
     """One conversation of your company (archived ones too)."""
-    return service.conversation_out(
-        await service.access_conversation(tenant, store, conversation_id)
-    )
+    return service.conversation_out(await service.access_conversation(tx, store, conversation_id))
 
 
 @conversations.patch("/{conversation_id}", response_model=Conversation)
 async def update_conversation(
-    tenant: Member, store: Store, conversation_id: ConversationId, body: ConversationUpdate
+    tx: Member, store: Store, conversation_id: ConversationId, body: ConversationUpdate
 ) -> Conversation:
     """Change the contact, tags, metadata or summary."""
-    return await service.update(tenant, store, conversation_id, body)
+    return await service.update(tx, store, conversation_id, body)
 
 
 @conversations.post("/{conversation_id}/end", response_model=Conversation)
 async def end_conversation(
-    tenant: Member, store: Store, conversation_id: ConversationId
+    tx: Member, store: Store, conversation_id: ConversationId
 ) -> Conversation:
     """End the conversation (records `conversation.ended`); ending twice changes nothing."""
-    return await service.end(tenant, store, conversation_id)
+    return await service.end(tx, store, conversation_id)
 
 
 @conversations.post("/{conversation_id}/archive", response_model=Conversation)
 async def archive_conversation(
-    tenant: Member, store: Store, conversation_id: ConversationId
+    tx: Member, store: Store, conversation_id: ConversationId
 ) -> Conversation:
     """Archive the conversation: hidden from lists, kept (conversations are not deleted)."""
-    return await service.archive(tenant, store, conversation_id)
+    return await service.archive(tx, store, conversation_id)
 
 
 @conversations.post("/{conversation_id}/messages", status_code=201, response_model=Message)
 async def post_message(
-    tenant: Member, store: Store, conversation_id: ConversationId, body: MessageCreate
+    tx: Member, store: Store, conversation_id: ConversationId, body: MessageCreate
 ) -> Message:
     """Add a message (a customer's message records `message.received`)."""
-    [message] = await service.append(tenant, store, conversation_id, [body])
+    [message] = await service.append(tx, store, conversation_id, [body])
     return message
 
 
@@ -139,16 +135,16 @@ async def post_message(
     "/{conversation_id}/messages/import", status_code=201, response_model=MessageBatch
 )
 async def import_messages(
-    tenant: Member, store: Store, conversation_id: ConversationId, body: MessageImport
+    tx: Member, store: Store, conversation_id: ConversationId, body: MessageImport
 ) -> MessageBatch:
     """Add up to 1,000 messages of history in one bulk insert (no events are recorded)."""
-    messages = await service.append(tenant, store, conversation_id, body.messages, record=False)
+    messages = await service.append(tx, store, conversation_id, body.messages, record=False)
     return MessageBatch(data=messages)
 
 
 @conversations.get("/{conversation_id}/messages", response_model=Page[Message])
 async def list_messages(
-    tenant: Member,
+    tx: Member,
     store: Store,
     conversation_id: ConversationId,
     thread_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -160,70 +156,68 @@ async def list_messages(
 ) -> Page[Message]:
     """The conversation's messages, a page at a time."""
     return await service.list_messages(
-        tenant, store, conversation_id,
+        tx, store, conversation_id,
         thread_id=thread_id, limit=limit, cursor=_cursor(cursor), direction=direction,
     )  # fmt: skip
 
 
 @conversations.post("/{conversation_id}/messages/{message_id}/reactions", response_model=Message)
 async def react_to_message(
-    tenant: Member,
+    tx: Member,
     store: Store,
     conversation_id: ConversationId,
     message_id: MessageId,
     body: ReactionCreate,
 ) -> Message:
     """Add your reaction to a message (once per emoji)."""
-    return await service.react(tenant, store, conversation_id, message_id, body.emoji)
+    return await service.react(tx, store, conversation_id, message_id, body.emoji)
 
 
 @conversations.post("/{conversation_id}/messages/{message_id}/read", response_model=Message)
 async def mark_message_read(
-    tenant: Member, store: Store, conversation_id: ConversationId, message_id: MessageId
+    tx: Member, store: Store, conversation_id: ConversationId, message_id: MessageId
 ) -> Message:
     """Record that you read the message."""
-    return await service.mark_read(tenant, store, conversation_id, message_id)
+    return await service.mark_read(tx, store, conversation_id, message_id)
 
 
 @conversations.get("/{conversation_id}/threads", response_model=list[Thread])
-async def list_threads(
-    tenant: Member, store: Store, conversation_id: ConversationId
-) -> list[Thread]:
+async def list_threads(tx: Member, store: Store, conversation_id: ConversationId) -> list[Thread]:
     """The conversation's threads, with their message counts."""
-    conversation = await service.access_conversation(tenant, store, conversation_id)
+    conversation = await service.access_conversation(tx, store, conversation_id)
     return service.conversation_out(conversation).threads
 
 
 @conversations.post("/{conversation_id}/threads", status_code=201, response_model=Thread)
 async def create_thread(
-    tenant: Member, store: Store, conversation_id: ConversationId, body: ThreadCreate
+    tx: Member, store: Store, conversation_id: ConversationId, body: ThreadCreate
 ) -> Thread:
     """Open a thread in the conversation."""
-    return await service.add_thread(tenant, store, conversation_id, body.title)
+    return await service.add_thread(tx, store, conversation_id, body.title)
 
 
 @conversations.patch("/{conversation_id}/threads/{thread_id}", response_model=Thread)
 async def rename_thread(
-    tenant: Member,
+    tx: Member,
     store: Store,
     conversation_id: ConversationId,
     thread_id: Annotated[str, Path(max_length=64)],
     body: ThreadUpdate,
 ) -> Thread:
     """Rename a thread."""
-    return await service.rename_thread(tenant, store, conversation_id, thread_id, body.title)
+    return await service.rename_thread(tx, store, conversation_id, thread_id, body.title)
 
 
 @analytics.get("", response_model=ConversationStats)
 async def conversation_statistics(
-    tenant: Member,
+    tx: Member,
     store: Store,
     since: Annotated[datetime, Query(description="Conversations started at or after.")],
     group_by: Annotated[Literal["channel", "day", "agent"], Query()] = "channel",
 ) -> ConversationStats:
     """Conversations since a date per channel, day or agent (count, average duration), and
     messages per sender type (count, average AI response time)."""
-    return await service.statistics(tenant, store, since, group_by)
+    return await service.statistics(tx, store, since, group_by)
 
 
 routers = [conversations, analytics]

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from syntera.api.schemas import DocumentObject, Input, Name, Output, Tags, Text
+from syntera.kit.schemas import DocumentObject, Input, Name, Output, Tags, Text
 
 MAX_CONTENT_BYTES = 32 * 1024
 MAX_IMPORT = 1000

@@ -20,10 +20,6 @@ from bson.json_util import JSONMode, JSONOptions
 
 from syntera.agents.service import AGENTS
 from syntera.analytics.service import EVENTS
-from syntera.api.crud import check_reference
-from syntera.api.deps import Tenant
-from syntera.api.errors import Problem, field_error, not_found
-from syntera.api.pagination import Cursor, Page
 from syntera.cache import CACHE_VERSION
 from syntera.conversations.schemas import (
     ChannelStats,
@@ -40,6 +36,10 @@ from syntera.conversations.store import ConversationStore, Direction, Slice
 from syntera.crm.service import CONTACTS
 from syntera.db.mongo import Document
 from syntera.db.redis import tenant_key
+from syntera.errors import Conflict, Forbidden, field_error, not_found
+from syntera.kit.pagination import Cursor, Page
+from syntera.kit.resources import check_reference
+from syntera.tenancy import TenantTransaction
 
 
 def object_id(text: str, what: str) -> ObjectId:
@@ -76,20 +76,20 @@ def keyset(cursor: Cursor | None) -> tuple[datetime, ObjectId] | None:
 
 
 async def record_event(
-    tenant: Tenant,
+    tx: TenantTransaction,
     event_type: str,
     conversation: Document,
     properties: dict[str, Any] | None = None,
 ) -> None:
     """An analytics_events row about the conversation, in the request's transaction."""
     await EVENTS.table.insert(
-        tenant.conn,
-        tenant.company_id,
+        tx.conn,
+        tx.company_id,
         {
             "event_type": event_type,
             "agent_id": conversation.get("agent_id"),
             "contact_id": conversation.get("contact_id"),
-            "user_id": tenant.user_id,
+            "user_id": tx.user_id,
             "conversation_id": str(conversation["_id"]),
             "properties": properties or {},
         },
@@ -118,16 +118,16 @@ def _newest_page_entry(company_id: UUID, conversation_id: ObjectId) -> str:
     return tenant_key(company_id, CACHE_VERSION, "messages", str(conversation_id), "newest")
 
 
-def changed(tenant: Tenant, conversation_id: ObjectId, *parts: str) -> None:
+def changed(tx: TenantTransaction, conversation_id: ObjectId, *parts: str) -> None:
     """These parts (HEADER, MESSAGES) of the conversation changed: their cached copies
     are stale once the transaction commits."""
-    tenant.invalidate_after_commit(
-        *(_generation(tenant.company_id, conversation_id, part) for part in parts)
+    tx.invalidate_after_commit(
+        *(_generation(tx.company_id, conversation_id, part) for part in parts)
     )
 
 
 async def _cached(
-    tenant: Tenant,
+    tx: TenantTransaction,
     part: str,
     entry: str,
     conversation_id: ObjectId,
@@ -136,100 +136,106 @@ async def _cached(
 ) -> Any:
     """``load()`` through the cache; values travel as canonical extended JSON, so
     ObjectIds and dates come back as they were."""
-    if tenant.cache is None:
+    if tx.cache is None:
         return await load()
 
     async def load_text() -> str | None:
         value = await load()
         return None if value is None else json_util.dumps(value, json_options=_BSON)
 
-    text = await tenant.cache.read(
-        part, entry, _generation(tenant.company_id, conversation_id, part), ttl_s, load_text
+    text = await tx.cache.read(
+        part, entry, _generation(tx.company_id, conversation_id, part), ttl_s, load_text
     )
     return None if text is None else json_util.loads(text, json_options=_BSON)
 
 
 async def access_conversation(
-    tenant: Tenant, store: ConversationStore, conversation_id: str
+    tx: TenantTransaction, store: ConversationStore, conversation_id: str
 ) -> Document:
     """The caller's company's conversation, or 404 (also for another company's)."""
     oid = object_id(conversation_id, "Conversation")
     document: Document | None = await _cached(
-        tenant, HEADER, _header_entry(tenant.company_id, oid), oid,
-        conversation_ttl_s(tenant), lambda: store.get(tenant.company_id, oid),
+        tx, HEADER, _header_entry(tx.company_id, oid), oid,
+        conversation_ttl_s(tx), lambda: store.get(tx.company_id, oid),
     )  # fmt: skip
     if document is None:
         raise not_found("Conversation")
     return document
 
 
-def conversation_ttl_s(tenant: Tenant) -> int:
-    return tenant.cache.ttl.conversation_s if tenant.cache is not None else 0
+def conversation_ttl_s(tx: TenantTransaction) -> int:
+    return tx.cache.ttl.conversation_s if tx.cache is not None else 0
 
 
-def messages_ttl_s(tenant: Tenant) -> int:
-    return tenant.cache.ttl.messages_s if tenant.cache is not None else 0
+def messages_ttl_s(tx: TenantTransaction) -> int:
+    return tx.cache.ttl.messages_s if tx.cache is not None else 0
 
 
-async def start(tenant: Tenant, store: ConversationStore, body: ConversationCreate) -> Conversation:
+async def start(
+    tx: TenantTransaction, store: ConversationStore, body: ConversationCreate
+) -> Conversation:
     """Start a conversation with one of the company's agents."""
-    await check_reference(tenant, AGENTS, body.agent_id, "agent_id")
-    await check_reference(tenant, CONTACTS, body.contact_id, "contact_id")
+    await check_reference(tx, AGENTS, body.agent_id, "agent_id")
+    await check_reference(tx, CONTACTS, body.contact_id, "contact_id")
     conversation_id = ObjectId()
     await record_event(
-        tenant,
+        tx,
         "conversation.started",
         {"_id": conversation_id, "agent_id": body.agent_id, "contact_id": body.contact_id},
         {"channel": body.channel},
     )
     document = await store.start(
-        tenant.company_id,
+        tx.company_id,
         conversation_id=conversation_id,
         agent_id=body.agent_id,
         channel=body.channel,
         contact_id=body.contact_id,
-        user_id=tenant.user_id,
+        user_id=tx.user_id,
         tags=body.tags,
         metadata=body.metadata,
     )
     return conversation_out(document)
 
 
-async def end(tenant: Tenant, store: ConversationStore, conversation_id: str) -> Conversation:
+async def end(
+    tx: TenantTransaction, store: ConversationStore, conversation_id: str
+) -> Conversation:
     """End an active conversation (an ended or archived one is returned unchanged)."""
-    current = await access_conversation(tenant, store, conversation_id)
+    current = await access_conversation(tx, store, conversation_id)
     if current["status"] != "active":
         return conversation_out(current)
-    await record_event(tenant, "conversation.ended", current)
-    changed(tenant, current["_id"], HEADER)
-    ended = await store.end(tenant.company_id, current["_id"])
+    await record_event(tx, "conversation.ended", current)
+    changed(tx, current["_id"], HEADER)
+    ended = await store.end(tx.company_id, current["_id"])
     if ended is None:
         raise not_found("Conversation")
     return conversation_out(ended)
 
 
-async def archive(tenant: Tenant, store: ConversationStore, conversation_id: str) -> Conversation:
-    current = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, current["_id"], HEADER)
-    archived = await store.archive(tenant.company_id, current["_id"])
+async def archive(
+    tx: TenantTransaction, store: ConversationStore, conversation_id: str
+) -> Conversation:
+    current = await access_conversation(tx, store, conversation_id)
+    changed(tx, current["_id"], HEADER)
+    archived = await store.archive(tx.company_id, current["_id"])
     if archived is None:
         raise not_found("Conversation")
     return conversation_out(archived)
 
 
 async def update(
-    tenant: Tenant, store: ConversationStore, conversation_id: str, body: ConversationUpdate
+    tx: TenantTransaction, store: ConversationStore, conversation_id: str, body: ConversationUpdate
 ) -> Conversation:
-    current = await access_conversation(tenant, store, conversation_id)
+    current = await access_conversation(tx, store, conversation_id)
     changes = body.changes()
     if "contact_id" in changes:
-        await check_reference(tenant, CONTACTS, body.contact_id, "contact_id")
+        await check_reference(tx, CONTACTS, body.contact_id, "contact_id")
         changes["contact_id"] = str(body.contact_id) if body.contact_id else None
     for field in ("tags", "metadata"):
         if field in changes and changes[field] is None:
             raise field_error(field, "may not be null")
-    changed(tenant, current["_id"], HEADER)
-    updated = await store.update(tenant.company_id, current["_id"], changes)
+    changed(tx, current["_id"], HEADER)
+    updated = await store.update(tx.company_id, current["_id"], changes)
     if updated is None:
         raise not_found("Conversation")
     return conversation_out(updated)
@@ -246,7 +252,7 @@ def _check_threads(conversation: Document, messages: list[MessageCreate]) -> Non
 
 
 async def append(
-    tenant: Tenant,
+    tx: TenantTransaction,
     store: ConversationStore,
     conversation_id: str,
     messages: list[MessageCreate],
@@ -255,9 +261,9 @@ async def append(
 ) -> list[Message]:
     """Add messages to a conversation that has not ended. ``record``: a message from the
     customer (sender ``user``) records a ``message.received`` event; an import does not."""
-    conversation = await access_conversation(tenant, store, conversation_id)
+    conversation = await access_conversation(tx, store, conversation_id)
     if conversation["status"] != "active":
-        raise Problem(409, "Conflict", f"the conversation is {conversation['status']}")
+        raise Conflict(f"the conversation is {conversation['status']}")
     _check_threads(conversation, messages)
     values = [message.model_dump(exclude_none=True) for message in messages]
     ids = [ObjectId() for _ in values]
@@ -267,12 +273,12 @@ async def append(
                 properties: dict[str, Any] = {"message_id": str(message_id)}
                 if message.metadata.intent is not None:
                     properties["intent"] = message.metadata.intent
-                await record_event(tenant, "message.received", conversation, properties)
+                await record_event(tx, "message.received", conversation, properties)
     # Thread counts are part of the header; the newest page always changes.
     threaded = any(message.thread_id is not None for message in messages)
-    changed(tenant, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
+    changed(tx, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
     documents = await store.append(
-        tenant.company_id,
+        tx.company_id,
         conversation["_id"],
         [{**value, "_id": message_id} for value, message_id in zip(values, ids, strict=True)],
     )
@@ -280,7 +286,7 @@ async def append(
 
 
 async def list_messages(
-    tenant: Tenant,
+    tx: TenantTransaction,
     store: ConversationStore,
     conversation_id: str,
     *,
@@ -289,12 +295,12 @@ async def list_messages(
     cursor: Cursor | None,
     direction: Direction,
 ) -> Page[Message]:
-    conversation = await access_conversation(tenant, store, conversation_id)
+    conversation = await access_conversation(tx, store, conversation_id)
     oid = conversation["_id"]
 
     async def load() -> Slice:
         return await store.messages(
-            tenant.company_id, oid,
+            tx.company_id, oid,
             thread_id=thread_id, limit=limit, after=keyset(cursor), direction=direction,
         )  # fmt: skip
 
@@ -305,8 +311,8 @@ async def list_messages(
             return {"documents": piece.documents, "has_more": piece.has_more}
 
         cached = await _cached(
-            tenant, MESSAGES, _newest_page_entry(tenant.company_id, oid), oid,
-            messages_ttl_s(tenant), load_document,
+            tx, MESSAGES, _newest_page_entry(tx.company_id, oid), oid,
+            messages_ttl_s(tx), load_document,
         )  # fmt: skip
         piece = Slice(cached["documents"], cached["has_more"])
     else:
@@ -315,38 +321,46 @@ async def list_messages(
 
 
 async def add_thread(
-    tenant: Tenant, store: ConversationStore, conversation_id: str, title: str
+    tx: TenantTransaction, store: ConversationStore, conversation_id: str, title: str
 ) -> Thread:
-    conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"], HEADER)
-    thread = await store.add_thread(tenant.company_id, conversation["_id"], title)
+    conversation = await access_conversation(tx, store, conversation_id)
+    changed(tx, conversation["_id"], HEADER)
+    thread = await store.add_thread(tx.company_id, conversation["_id"], title)
     if thread is None:
         raise not_found("Conversation")
     return Thread.model_validate(thread)
 
 
 async def rename_thread(
-    tenant: Tenant, store: ConversationStore, conversation_id: str, thread_id: str, title: str
+    tx: TenantTransaction,
+    store: ConversationStore,
+    conversation_id: str,
+    thread_id: str,
+    title: str,
 ) -> Thread:
-    conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"], HEADER)
-    thread = await store.rename_thread(tenant.company_id, conversation["_id"], thread_id, title)
+    conversation = await access_conversation(tx, store, conversation_id)
+    changed(tx, conversation["_id"], HEADER)
+    thread = await store.rename_thread(tx.company_id, conversation["_id"], thread_id, title)
     if thread is None:
         raise not_found("Thread")
     return Thread.model_validate(thread)
 
 
 async def react(
-    tenant: Tenant, store: ConversationStore, conversation_id: str, message_id: str, emoji: str
+    tx: TenantTransaction,
+    store: ConversationStore,
+    conversation_id: str,
+    message_id: str,
+    emoji: str,
 ) -> Message:
-    conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"], MESSAGES)
+    conversation = await access_conversation(tx, store, conversation_id)
+    changed(tx, conversation["_id"], MESSAGES)
     document = await store.react(
-        tenant.company_id,
+        tx.company_id,
         conversation["_id"],
         object_id(message_id, "Message"),
         emoji,
-        tenant.user_id,
+        tx.user_id,
     )
     if document is None:
         raise not_found("Message")
@@ -354,14 +368,14 @@ async def react(
 
 
 async def mark_read(
-    tenant: Tenant, store: ConversationStore, conversation_id: str, message_id: str
+    tx: TenantTransaction, store: ConversationStore, conversation_id: str, message_id: str
 ) -> Message:
-    if tenant.user_id is None:
-        raise Problem(403, "Forbidden", "read receipts are for signed-in users")
-    conversation = await access_conversation(tenant, store, conversation_id)
-    changed(tenant, conversation["_id"], MESSAGES)
+    if tx.user_id is None:
+        raise Forbidden("read receipts are for signed-in users")
+    conversation = await access_conversation(tx, store, conversation_id)
+    changed(tx, conversation["_id"], MESSAGES)
     document = await store.mark_read(
-        tenant.company_id, conversation["_id"], object_id(message_id, "Message"), tenant.user_id
+        tx.company_id, conversation["_id"], object_id(message_id, "Message"), tx.user_id
     )
     if document is None:
         raise not_found("Message")
@@ -369,10 +383,10 @@ async def mark_read(
 
 
 async def statistics(
-    tenant: Tenant, store: ConversationStore, since: datetime, group_by: str
+    tx: TenantTransaction, store: ConversationStore, since: datetime, group_by: str
 ) -> ConversationStats:
-    groups = await store.conversation_stats(tenant.company_id, since, group_by)
-    senders = await store.message_stats(tenant.company_id, since)
+    groups = await store.conversation_stats(tx.company_id, since, group_by)
+    senders = await store.message_stats(tx.company_id, since)
     return ConversationStats(
         since=since,
         group_by=group_by,  # type: ignore[arg-type]  # validated by the route's Literal

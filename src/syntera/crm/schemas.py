@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from syntera.api.schemas import Email, Input, JsonObject, Name, Output, Phone, Tags
+from syntera.kit.schemas import Email, Input, JsonObject, Name, Output, Phone, Tags
 
 DealStage = Literal["lead", "qualified", "proposal", "negotiation", "closed-won", "closed-lost"]
 DEAL_STAGES: tuple[DealStage, ...] = (

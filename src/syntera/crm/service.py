@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Any
 from uuid import UUID
 
-from fastapi import Query
 from psycopg import sql
 
-from syntera.api.crud import Resource
 from syntera.crm.schemas import (
     DEAL_STAGES,
     Contact,
@@ -23,7 +21,10 @@ from syntera.crm.schemas import (
     PipelineStage,
 )
 from syntera.db.postgres import TenantConnection
-from syntera.db.tables import Filter, TenantTable
+from syntera.db.tables import Filter, Row, TenantTable
+from syntera.errors import not_found
+from syntera.kit.resources import Resource, create_row, update_row
+from syntera.tenancy import TenantTransaction
 
 CONTACTS = Resource(
     TenantTable(
@@ -58,15 +59,7 @@ def _like_prefix(text: str) -> str:
     return escaped + "%"
 
 
-async def contact_filters(
-    tag: Annotated[
-        str | None, Query(min_length=1, max_length=50, description="Has this tag.")
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(min_length=1, max_length=100, description="Prefix of email, name or phone."),
-    ] = None,
-) -> list[Filter]:
+def contact_filters(tag: str | None, q: str | None) -> list[Filter]:
     """The filters of GET /v1/contacts."""
     filters = []
     if tag is not None:
@@ -76,10 +69,7 @@ async def contact_filters(
     return filters
 
 
-async def deal_filters(
-    stage: Annotated[DealStage | None, Query(description="In this stage.")] = None,
-    contact_id: Annotated[UUID | None, Query(description="Of this contact.")] = None,
-) -> list[Filter]:
+def deal_filters(stage: DealStage | None, contact_id: UUID | None) -> list[Filter]:
     """The filters of GET /v1/deals."""
     filters = []
     if stage is not None:
@@ -111,3 +101,45 @@ async def pipeline(conn: TenantConnection, company_id: UUID) -> Pipeline:
             for stage in DEAL_STAGES
         ]
     )
+
+
+# Tags change in one statement (no read-modify-write race with another writer).
+ADD_TAG = """
+UPDATE public.contacts
+   SET tags = CASE WHEN %(tag)s = ANY(tags) THEN tags ELSE array_append(tags, %(tag)s) END
+ WHERE company_id = %(company_id)s AND id = %(id)s
+RETURNING tags
+"""
+
+REMOVE_TAG = """
+UPDATE public.contacts SET tags = array_remove(tags, %(tag)s)
+ WHERE company_id = %(company_id)s AND id = %(id)s
+RETURNING tags
+"""
+
+
+async def tag_contact(
+    tx: TenantTransaction, contact_id: UUID, tag: str, *, add: bool = True
+) -> list[str]:
+    """Add ``tag`` to the contact (once), or remove it; the contact's tags after."""
+    params = {"tag": tag, "company_id": tx.company_id, "id": contact_id}
+    cursor = await tx.conn.execute(ADD_TAG if add else REMOVE_TAG, params)
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found(CONTACTS.label)
+    return list(row["tags"])
+
+
+async def update_contact(tx: TenantTransaction, contact_id: UUID, changes: dict[str, Any]) -> Row:
+    """Change the contact's fields in ``changes``; the contact as stored."""
+    return await update_row(tx, CONTACTS, contact_id, changes)
+
+
+async def create_deal(tx: TenantTransaction, values: dict[str, Any]) -> Row:
+    """A new deal of the caller's company; the deal as stored."""
+    return await create_row(tx, DEALS, values)
+
+
+async def move_deal(tx: TenantTransaction, deal_id: UUID, stage: DealStage) -> Row:
+    """Move the deal to ``stage``; the deal as stored."""
+    return await update_row(tx, DEALS, deal_id, {"stage": stage})

@@ -6,15 +6,18 @@ starts with ``company_id``, see syntera.conversations.store). This module knows 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from syntera.config import Settings
 from syntera.metrics import MONGO_POOL
+
+log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 MongoClient = AsyncMongoClient[Document]
@@ -93,3 +96,16 @@ def _state(spec: IndexSpec, index: Document | None) -> str:
     same_options = all(index.get(option) == value for option, value in spec.options.items())
     ttl_removed = "expireAfterSeconds" in index and "expireAfterSeconds" not in spec.options
     return "present" if same_keys and same_options and not ttl_removed else "different"
+
+
+async def prepare_database(db: MongoDatabase, specs: list[IndexSpec], slow_ms: int) -> list[str]:
+    """Make the database ready to serve: the indexes in ``specs`` (created if missing or
+    different, as ``ensure_indexes``), and the profiler recording operations slower than
+    ``slow_ms`` (level 1; a server that has no profiler is left as it is). The names of
+    the indexes created. Used at API start-up and by ``syntera migrate``; safe to rerun."""
+    created = await ensure_indexes(db, specs)
+    try:
+        await db.command("profile", 1, slowms=slow_ms)
+    except PyMongoError as error:
+        log.info("MongoDB profiler not enabled: %s", error)
+    return created

@@ -10,7 +10,7 @@ one pipelined round trip.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import orjson
 from psycopg import AsyncConnection, AsyncCursor
@@ -140,3 +140,12 @@ async def transaction_as(
     """``open_transaction`` for callers that need only the connection."""
     async with open_transaction(pool, principal) as (conn, _):
         yield conn
+
+
+def system_transaction(
+    pool: AsyncConnectionPool[TenantConnection],
+) -> AbstractAsyncContextManager[TenantConnection]:
+    """One transaction as the system (service_role, which bypasses RLS): for workers and
+    for calls whose caller is no company's user. Every statement in it names its
+    company."""
+    return transaction_as(pool, Principal.service())

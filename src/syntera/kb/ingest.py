@@ -12,11 +12,11 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.api.errors import Problem
 from syntera.config import Settings
-from syntera.db.postgres import TenantConnection, create_api_pool, transaction_as
+from syntera.db.postgres import TenantConnection, create_api_pool, system_transaction
+from syntera.errors import SynteraError
 from syntera.kb.extract import BY_SUFFIX
-from syntera.kb.processing import SYSTEM, KnowledgeBase
+from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.service import store_document
 
 Progress = Callable[[str, int, int], None]
@@ -63,7 +63,7 @@ async def ingest_directory(
     kb = KnowledgeBase.from_settings(settings)
     report = IngestReport()
     async with create_api_pool(settings, api_database_url) as pool:
-        async with transaction_as(pool, SYSTEM) as conn:
+        async with system_transaction(pool) as conn:
             found = await conn.execute(
                 "SELECT 1 FROM public.companies WHERE id = %s", (company_id,)
             )
@@ -74,15 +74,15 @@ async def ingest_directory(
                 report.rejected.append((path, "not a supported type"))
             else:
                 try:
-                    async with transaction_as(pool, SYSTEM) as conn:
+                    async with system_transaction(pool) as conn:
                         row = await store_document(
                             kb, conn, company_id, filename=path.name, declared_type=None,
                             data=await asyncio.to_thread(path.read_bytes), name=None,
                             agent_id=agent_id,
                         )  # fmt: skip
                     report.queued.append(row["id"])
-                except Problem as problem:
-                    report.rejected.append((path, problem.detail or problem.title))
+                except SynteraError as problem:
+                    report.rejected.append((path, problem.detail))
             progress("queued", done, len(files))
         if wait and report.queued:
             await _wait_for(pool, report, progress, settings.kb_poll_s)
@@ -97,7 +97,7 @@ async def _wait_for(
 ) -> None:
     """Until every queued document is completed or failed."""
     while True:
-        async with transaction_as(pool, SYSTEM) as conn:
+        async with system_transaction(pool) as conn:
             cursor = await conn.execute(
                 "SELECT count(*) FILTER (WHERE status = 'completed') AS completed,"
                 " count(*) FILTER (WHERE status = 'failed') AS failed,"

@@ -1,6 +1,7 @@
 """Durable processing of uploaded documents: the queue is the documents table.
 
-A worker runs as service_role (it serves every company) and, per document:
+The loop that drives a worker is ``syntera.workers``; a worker runs as service_role (it
+serves every company) and, per document:
 
 1. claims the oldest due document (``FOR UPDATE SKIP LOCKED``: workers never wait for
    each other) and marks it ``processing`` with a fresh lease token and a lease;
@@ -19,7 +20,6 @@ until ``kb_max_attempts``, then the document is ``failed`` with the reason in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -30,19 +30,14 @@ import numpy as np
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.config import Settings
-from syntera.db.postgres import TenantConnection, transaction_as
-from syntera.kb.chunking import Chunker
-from syntera.kb.embeddings import Embedder, Vectors, embedder_from
+from syntera.db.leases import LeaseLost, lock_leased
+from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.kb.embeddings import Vectors
 from syntera.kb.extract import ExtractionError, extract
-from syntera.kb.storage import FileStorage, storage_from
-from syntera.kb.vectors import VectorStore, vector_store_from
+from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.metrics import KB_CHUNKS, KB_DOCUMENTS
-from syntera.tenancy import Principal
 
 log = logging.getLogger(__name__)
-
-SYSTEM = Principal.service()
 
 CLAIM = """
 UPDATE public.knowledge_base_documents d
@@ -72,7 +67,7 @@ SET lease_expires_at = now() + make_interval(secs => %(lease_s)s),
 WHERE id = %(id)s AND lease_token = %(token)s
 """
 
-HOLD = """
+LOCK_LEASED_DOCUMENT = """
 SELECT id FROM public.knowledge_base_documents
 WHERE id = %(id)s AND lease_token = %(token)s FOR UPDATE
 """
@@ -120,33 +115,8 @@ class Claim:
     lease_token: UUID
 
 
-class LeaseLost(Exception):
-    """The document is no longer ours: deleted, sent back, or taken after our lease."""
-
-
 class PermanentFailure(Exception):
     """Retrying cannot help (the file cannot be read, it has no text)."""
-
-
-@dataclass
-class KnowledgeBase:
-    """What reading, embedding and storing documents needs; one per process."""
-
-    settings: Settings
-    storage: FileStorage
-    embedder: Embedder
-    vectors: VectorStore
-    chunker: Chunker
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> KnowledgeBase:
-        return cls(
-            settings,
-            storage_from(settings),
-            embedder_from(settings),
-            vector_store_from(settings),
-            Chunker(settings.kb_chunk_tokens, settings.kb_chunk_overlap_tokens),
-        )
 
 
 class DocumentWorker:
@@ -157,18 +127,6 @@ class DocumentWorker:
         self.kb = kb
         self.settings = kb.settings
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Process documents while there are any; look again every ``kb_poll_s``."""
-        while not stop.is_set():
-            try:
-                worked = await self.run_once()
-            except Exception:  # the database went away, say: wait and try again
-                log.exception("knowledge-base worker: claiming failed")
-                worked = False
-            if not worked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.kb_poll_s)
-
     async def run_once(self) -> bool:
         """Claim and process one document; False when none was due."""
         claim = await self.claim()
@@ -178,7 +136,7 @@ class DocumentWorker:
         return True
 
     async def claim(self) -> Claim | None:
-        async with transaction_as(self.pool, SYSTEM) as conn:
+        async with system_transaction(self.pool) as conn:
             cursor = await conn.execute(CLAIM, {"lease_s": self.settings.kb_lease_s})
             row = await cursor.fetchone()
         return Claim(**row) if row else None
@@ -227,7 +185,7 @@ class DocumentWorker:
         return np.concatenate(parts)
 
     async def _progress(self, claim: Claim, done: int, total: int) -> None:
-        async with transaction_as(self.pool, SYSTEM) as conn:
+        async with system_transaction(self.pool) as conn:
             cursor = await conn.execute(
                 PROGRESS,
                 {
@@ -244,10 +202,10 @@ class DocumentWorker:
     async def _store(
         self, claim: Claim, chunks: list[str], vectors: Vectors, started: float
     ) -> None:
-        async with transaction_as(self.pool, SYSTEM) as conn:
-            held = await conn.execute(HOLD, {"id": claim.id, "token": claim.lease_token})
-            if await held.fetchone() is None:
-                raise LeaseLost
+        async with system_transaction(self.pool) as conn:
+            await lock_leased(
+                conn, LOCK_LEASED_DOCUMENT, {"id": claim.id, "token": claim.lease_token}
+            )
             confirmed = await self.kb.vectors.replace_document(
                 conn, claim.company_id, claim.id, claim.agent_id, claim.name, chunks, vectors
             )
@@ -276,19 +234,8 @@ class DocumentWorker:
 
     async def _finish(self, statement: str, claim: Claim, reason: str, **extra: Any) -> None:
         error = {"message": reason[:2000], "attempt": claim.attempts}
-        async with transaction_as(self.pool, SYSTEM) as conn:
+        async with system_transaction(self.pool) as conn:
             await conn.execute(
                 statement,
                 {"error": Jsonb(error), "id": claim.id, "token": claim.lease_token, **extra},
             )
-
-
-async def run_workers(
-    pool: AsyncConnectionPool[TenantConnection],
-    kb: KnowledgeBase,
-    concurrency: int,
-    stop: asyncio.Event,
-) -> None:
-    """``concurrency`` workers sharing one pool and one model, until ``stop`` is set."""
-    worker = DocumentWorker(pool, kb)
-    await asyncio.gather(*(worker.run(stop) for _ in range(concurrency)))

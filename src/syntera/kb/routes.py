@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Member, principal
 from syntera.api.errors import ProblemDetails
-from syntera.api.schemas import Name
 from syntera.db.tables import Filter
 from syntera.kb import service
-from syntera.kb.processing import KnowledgeBase
+from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.schemas import DocumentStatus, KnowledgeDocument, SearchRequest, SearchResults
+from syntera.kit.schemas import Name
 from syntera.tenancy import Principal
 
 documents = APIRouter(prefix="/v1/kb/documents", tags=["knowledge base"])
@@ -39,7 +39,7 @@ UNSUPPORTED: dict[int | str, dict[str, Any]] = {
 @documents.post("", status_code=202, response_model=KnowledgeDocument, responses=UNSUPPORTED)
 async def upload_document(
     request: Request,
-    tenant: Member,
+    tx: Member,
     file: Annotated[UploadFile, File(description="Text, Markdown, HTML, PDF or DOCX.")],
     name: Annotated[Name | None, Form(description="Defaults to the file's name.")] = None,
     agent_id: Annotated[UUID | None, Form(description="The agent that uses it.")] = None,
@@ -49,8 +49,8 @@ async def upload_document(
     data = await file.read()
     row = await service.store_document(
         kb,
-        tenant.conn,
-        tenant.company_id,
+        tx.conn,
+        tx.company_id,
         filename=file.filename or "document",
         declared_type=file.content_type,
         data=data,
@@ -73,16 +73,16 @@ add_crud_routes(documents, service.DOCUMENTS, filters=document_filters, routes=(
 
 
 @documents.delete("/{row_id}", status_code=204, response_class=Response)
-async def delete_document(request: Request, tenant: Member, row_id: RowId) -> Response:
+async def delete_document(request: Request, tx: Member, row_id: RowId) -> Response:
     """Delete a document with its chunks, vectors and file."""
-    await service.delete_document(tenant, knowledge_base(request), row_id)
+    await service.delete_document(tx, knowledge_base(request), row_id)
     return Response(status_code=204)
 
 
 @documents.post("/{row_id}/reprocess", status_code=202, response_model=KnowledgeDocument)
-async def reprocess_document(tenant: Member, row_id: RowId) -> KnowledgeDocument:
+async def reprocess_document(tx: Member, row_id: RowId) -> KnowledgeDocument:
     """Process the document again from its stored file."""
-    return await service.reprocess(tenant, row_id)
+    return await service.reprocess(tx, row_id)
 
 
 async def query_vector(
@@ -98,11 +98,11 @@ async def query_vector(
 async def search(
     request: Request,
     vector: Annotated[list[float], Depends(query_vector)],
-    tenant: Member,
+    tx: Member,
     body: SearchRequest,
 ) -> SearchResults:
     """The chunks of your company's documents nearest to the query, best first."""
-    return await service.search(tenant, knowledge_base(request), body, vector)
+    return await service.search(tx, knowledge_base(request), body, vector)
 
 
 routers = [documents, search_router]

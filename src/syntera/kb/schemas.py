@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints
 
-from syntera.api.schemas import Input, Output
 from syntera.kb.vectors import SearchMode
+from syntera.kit.schemas import Input, Output
 
 DocumentStatus = Literal["pending", "processing", "completed", "failed"]
 

@@ -14,16 +14,16 @@ from uuid import UUID
 
 from psycopg import sql
 
-from syntera.api.crud import Resource, delete_row
-from syntera.api.deps import Tenant
-from syntera.api.errors import Problem, field_error, not_found
 from syntera.db.postgres import TenantConnection
 from syntera.db.tables import Filter, Row, TenantTable
+from syntera.errors import TooLarge, UnsupportedMediaType, field_error, not_found
 from syntera.kb.extract import ExtractionError, UnsupportedType, content_type_of, extract
-from syntera.kb.processing import KnowledgeBase
+from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.schemas import KnowledgeDocument, SearchHit, SearchRequest, SearchResults
 from syntera.kb.storage import file_key
 from syntera.kb.vectors import HybridUnsupported
+from syntera.kit.resources import Resource, delete_row
+from syntera.tenancy import TenantTransaction
 
 DOCUMENTS = Resource(
     TenantTable(
@@ -38,18 +38,16 @@ DOCUMENTS = Resource(
 
 def check_upload(kb: KnowledgeBase, filename: str, declared: str | None, data: bytes) -> str:
     """The upload's content type once it is known to hold acceptable text; else the
-    Problem that says what is wrong with it."""
+    error that says what is wrong with it."""
     settings = kb.settings
     try:
         content_type = content_type_of(filename, declared)
     except UnsupportedType as error:
-        raise Problem(415, "Unsupported Media Type", str(error)) from error
+        raise UnsupportedMediaType(str(error)) from error
     if not data:
         raise field_error("file", "the file is empty")
     if len(data) > settings.kb_max_file_bytes:
-        raise Problem(
-            413, "Content Too Large", f"the file is over {settings.kb_max_file_bytes} bytes"
-        )
+        raise TooLarge(f"the file is over {settings.kb_max_file_bytes} bytes")
     try:
         text = extract(data, content_type).text
     except ExtractionError as error:
@@ -106,17 +104,17 @@ def status_filters(status: str | None, agent_id: UUID | None) -> list[Filter]:
     return filters
 
 
-async def delete_document(tenant: Tenant, kb: KnowledgeBase, document_id: UUID) -> None:
+async def delete_document(tx: TenantTransaction, kb: KnowledgeBase, document_id: UUID) -> None:
     """Delete the document (its pgvector chunks go with it, by cascade) and its vectors in
     an external store now, and its file once committed."""
-    row = await delete_row(tenant, DOCUMENTS, document_id)
-    await kb.vectors.delete_document(tenant.conn, tenant.company_id, document_id)
+    row = await delete_row(tx, DOCUMENTS, document_id)
+    await kb.vectors.delete_document(tx.conn, tx.company_id, document_id)
     path = row["file_path"]
 
     async def remove_file() -> None:
         await kb.storage.delete(path)
 
-    tenant.after_commit.append(remove_file)
+    tx.after_commit.append(remove_file)
 
 
 REQUEUE = sql.SQL(
@@ -127,10 +125,10 @@ REQUEUE = sql.SQL(
 )
 
 
-async def reprocess(tenant: Tenant, document_id: UUID) -> KnowledgeDocument:
+async def reprocess(tx: TenantTransaction, document_id: UUID) -> KnowledgeDocument:
     """Queue the document again (a worker holding it loses its lease)."""
     query = REQUEUE.format(cols=sql.SQL(", ").join(map(sql.Identifier, DOCUMENTS.table.columns)))
-    cursor = await tenant.conn.execute(query, {"company_id": tenant.company_id, "id": document_id})
+    cursor = await tx.conn.execute(query, {"company_id": tx.company_id, "id": document_id})
     row = await cursor.fetchone()
     if row is None:
         raise not_found(DOCUMENTS.label)
@@ -138,13 +136,13 @@ async def reprocess(tenant: Tenant, document_id: UUID) -> KnowledgeDocument:
 
 
 async def search(
-    tenant: Tenant, kb: KnowledgeBase, request: SearchRequest, vector: list[float]
+    tx: TenantTransaction, kb: KnowledgeBase, request: SearchRequest, vector: list[float]
 ) -> SearchResults:
     """The caller's company's chunks nearest to the query (embedded as ``vector``)."""
     try:
         hits = await kb.vectors.search(
-            tenant.conn,
-            tenant.company_id,
+            tx.conn,
+            tx.company_id,
             request.query,
             vector,
             request.top_k,

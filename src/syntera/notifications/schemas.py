@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from syntera.api.schemas import Input, JsonObject, Name, Output, Text
+from syntera.kit.schemas import Input, JsonObject, Name, Output, Text
 
 NotificationType = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_.]*$")]
 

@@ -3,22 +3,22 @@ service key reaches every notification of the company it names."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import Query
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from syntera.api.crud import Resource
-from syntera.api.deps import Tenant
-from syntera.api.errors import field_error, not_found
 from syntera.db.tables import Filter, TenantTable
+from syntera.errors import field_error, not_found
+from syntera.kit.resources import Resource
 from syntera.notifications.schemas import (
     Notification,
     NotificationCreate,
     NotificationUpdate,
     UnreadCount,
 )
+from syntera.tenancy import TenantTransaction
 
 NOTIFICATIONS = Resource(
     TenantTable(
@@ -45,9 +45,7 @@ UPDATE public.notifications SET read_at = now()
 """
 
 
-async def notification_filters(
-    unread: Annotated[bool | None, Query(description="Only unread (true) or read (false).")] = None,
-) -> list[Filter]:
+def notification_filters(unread: bool | None) -> list[Filter]:
     """The filters of GET /v1/notifications. Which user's: the database's policy decides
     (a user sees only their own; the service key the whole company's)."""
     if unread is None:
@@ -55,11 +53,11 @@ async def notification_filters(
     return [Filter(sql.SQL("read_at IS NULL" if unread else "read_at IS NOT NULL"))]
 
 
-async def check_recipient(tenant: Tenant, values: dict[str, Any]) -> None:
+async def check_recipient(tx: TenantTransaction, values: dict[str, Any]) -> None:
     """The recipient must be a member of the company (notifications.user_id is not a
     composite reference, so the service key is checked here)."""
-    params = {"user_id": values["user_id"], "company_id": tenant.company_id}
-    if await (await tenant.conn.execute(IS_MEMBER, params)).fetchone() is None:
+    params = {"user_id": values["user_id"], "company_id": tx.company_id}
+    if await (await tx.conn.execute(IS_MEMBER, params)).fetchone() is None:
         raise field_error("user_id", "is not a member of this company")
 
 
@@ -71,30 +69,73 @@ RETURNING {columns}
 """
 
 
-async def mark(tenant: Tenant, notification_id: UUID, read: bool) -> dict[str, Any]:
+async def mark(tx: TenantTransaction, notification_id: UUID, read: bool) -> dict[str, Any]:
     """Mark one notification read or unread (keeping the first read time)."""
     columns = sql.SQL(", ").join(map(sql.Identifier, NOTIFICATIONS.table.columns))
     query = sql.SQL(MARK).format(columns=columns)
-    params = {"read": read, "company_id": tenant.company_id, "id": notification_id}
-    row = await (await tenant.conn.execute(query, params)).fetchone()
+    params = {"read": read, "company_id": tx.company_id, "id": notification_id}
+    row = await (await tx.conn.execute(query, params)).fetchone()
     if row is None:
         raise not_found("Notification")
     return row
 
 
-async def create(tenant: Tenant, body: NotificationCreate) -> dict[str, Any]:
+async def create(tx: TenantTransaction, body: NotificationCreate) -> dict[str, Any]:
     """A notification to one member of the company (the service's job)."""
     values = body.changes()
-    await check_recipient(tenant, values)
-    return await NOTIFICATIONS.table.insert(tenant.conn, tenant.company_id, values)
+    await check_recipient(tx, values)
+    return await NOTIFICATIONS.table.insert(tx.conn, tx.company_id, values)
 
 
-async def unread_count(tenant: Tenant, user_id: UUID) -> UnreadCount:
-    params = {"company_id": tenant.company_id, "user_id": user_id}
-    row = await (await tenant.conn.execute(UNREAD_COUNT, params)).fetchone()
+async def unread_count(tx: TenantTransaction, user_id: UUID) -> UnreadCount:
+    params = {"company_id": tx.company_id, "user_id": user_id}
+    row = await (await tx.conn.execute(UNREAD_COUNT, params)).fetchone()
     return UnreadCount(unread=row["unread"] if row else 0)
 
 
-async def mark_all_read(tenant: Tenant, user_id: UUID) -> int:
-    params = {"company_id": tenant.company_id, "user_id": user_id}
-    return (await tenant.conn.execute(MARK_ALL_READ, params)).rowcount
+async def mark_all_read(tx: TenantTransaction, user_id: UUID) -> int:
+    params = {"company_id": tx.company_id, "user_id": user_id}
+    return (await tx.conn.execute(MARK_ALL_READ, params)).rowcount
+
+
+# A notification from the system (a workflow) to members chosen by role or by id.
+NOTIFY_MANAGERS = """
+INSERT INTO public.notifications (company_id, user_id, type, title, body, data)
+SELECT company_id, id, %(type)s, %(title)s, %(body)s, %(data)s
+  FROM public.users
+ WHERE company_id = %(company_id)s AND role IN ('owner', 'admin')
+RETURNING user_id
+"""
+
+NOTIFY_MEMBER = """
+INSERT INTO public.notifications (company_id, user_id, type, title, body, data)
+SELECT company_id, id, %(type)s, %(title)s, %(body)s, %(data)s
+  FROM public.users
+ WHERE company_id = %(company_id)s AND id = %(user_id)s
+RETURNING user_id
+"""
+
+
+async def notify_members(
+    tx: TenantTransaction,
+    to: UUID | Literal["managers"],
+    *,
+    kind: str,
+    title: str,
+    body: str | None,
+    data: dict[str, Any],
+) -> list[UUID]:
+    """Notify every owner and admin (``"managers"``) or one member of the company; the
+    users notified (none when ``to`` is not a member)."""
+    params = {
+        "company_id": tx.company_id,
+        "type": kind,
+        "title": title,
+        "body": body,
+        "data": Jsonb(data),
+    }
+    if to == "managers":
+        cursor = await tx.conn.execute(NOTIFY_MANAGERS, params)
+    else:
+        cursor = await tx.conn.execute(NOTIFY_MEMBER, {**params, "user_id": to})
+    return [row["user_id"] for row in await cursor.fetchall()]

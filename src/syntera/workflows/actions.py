@@ -1,6 +1,7 @@
-"""What each action node does. Every action runs as service_role inside the execution's
-company: each statement names ``company_id``, so a workflow never reaches another
-company's rows (a contact or deal id from elsewhere is simply not found).
+"""What each node does (``apply`` dispatches on its type). Every action runs as
+service_role inside the execution's company, through the domains' services: each
+statement names ``company_id``, so a workflow never reaches another company's rows (a
+contact or deal id from elsewhere is simply not found).
 
 Database actions run in the transaction that also records the node's result, so a
 retried run never applies them twice. A webhook is sent before its result is recorded:
@@ -23,16 +24,24 @@ from uuid import UUID
 
 import httpx
 import orjson
-from psycopg.types.json import Jsonb
 
-from syntera.db.postgres import TenantConnection
+from syntera.crm import service as crm
+from syntera.errors import NotFound
+from syntera.notifications import service as notifications
+from syntera.tenancy import TenantTransaction
 from syntera.workflows.graph import (
+    ConditionNode,
     CreateDealNode,
     DealStageNode,
+    DelayNode,
+    EndNode,
+    Graph,
+    Node,
     NotificationNode,
     TagNode,
     UpdateContactNode,
     WebhookNode,
+    holds,
 )
 
 SIGNATURE_HEADER = "X-Syntera-Signature"
@@ -64,102 +73,99 @@ class Run:
             raise ActionFailed(f"{name} {value!r} is not a UUID") from error
 
 
-async def _one(
-    conn: TenantConnection, query: str, params: dict[str, Any], what: str
-) -> dict[str, Any]:
-    row = await (await conn.execute(query, params)).fetchone()
-    if row is None:
-        raise ActionFailed(f"{what} not found in this company")
-    return dict(row)
+def _missing(error: NotFound) -> ActionFailed:
+    return ActionFailed(f"the {error.what.lower()} not found in this company")
 
 
-async def tag(conn: TenantConnection, run: Run, node: TagNode) -> dict[str, Any]:
+async def tag(tx: TenantTransaction, run: Run, node: TagNode) -> dict[str, Any]:
     contact_id = run.reference("contact_id")
-    if node.type == "add_tag":
-        change = "CASE WHEN %(tag)s = ANY(tags) THEN tags ELSE array_append(tags, %(tag)s) END"
-    else:
-        change = "array_remove(tags, %(tag)s)"
-    row = await _one(
-        conn,
-        f"UPDATE public.contacts SET tags = {change}"
-        " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING tags",
-        {"tag": node.config.tag, "company_id": run.company_id, "id": contact_id},
-        "the contact",
-    )
-    return {"contact_id": str(contact_id), "tags": row["tags"]}
+    try:
+        tags = await crm.tag_contact(tx, contact_id, node.config.tag, add=node.type == "add_tag")
+    except NotFound as error:
+        raise _missing(error) from error
+    return {"contact_id": str(contact_id), "tags": tags}
 
 
 async def update_contact(
-    conn: TenantConnection, run: Run, node: UpdateContactNode
+    tx: TenantTransaction, run: Run, node: UpdateContactNode
 ) -> dict[str, Any]:
-    from syntera.crm.service import CONTACTS
-
     contact_id = run.reference("contact_id")
     changes = node.config.fields.changes()
-    row = await CONTACTS.table.update(conn, run.company_id, contact_id, changes)
-    if row is None:
-        raise ActionFailed("the contact not found in this company")
+    try:
+        await crm.update_contact(tx, contact_id, changes)
+    except NotFound as error:
+        raise _missing(error) from error
     return {"contact_id": str(contact_id), "changed": sorted(changes)}
 
 
-async def create_deal(conn: TenantConnection, run: Run, node: CreateDealNode) -> dict[str, Any]:
+async def create_deal(tx: TenantTransaction, run: Run, node: CreateDealNode) -> dict[str, Any]:
     contact = run.trigger_data.get("contact_id")
-    row = await _one(
-        conn,
-        "INSERT INTO public.deals (company_id, contact_id, title, value, stage)"
-        " VALUES (%(company_id)s, %(contact_id)s, %(title)s, %(value)s, %(stage)s) RETURNING id",
+    deal = await crm.create_deal(
+        tx,
         {
-            "company_id": run.company_id,
             "contact_id": run.reference("contact_id") if contact else None,
             "title": node.config.title,
             "value": node.config.value,
             "stage": node.config.stage,
         },
-        "the deal",
     )
-    return {"deal_id": str(row["id"])}
+    return {"deal_id": str(deal["id"])}
 
 
-async def update_deal_stage(
-    conn: TenantConnection, run: Run, node: DealStageNode
-) -> dict[str, Any]:
+async def update_deal_stage(tx: TenantTransaction, run: Run, node: DealStageNode) -> dict[str, Any]:
     deal_id = run.reference("deal_id")
-    await _one(
-        conn,
-        "UPDATE public.deals SET stage = %(stage)s"
-        " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING id",
-        {"stage": node.config.stage, "company_id": run.company_id, "id": deal_id},
-        "the deal",
-    )
+    try:
+        await crm.move_deal(tx, deal_id, node.config.stage)
+    except NotFound as error:
+        raise _missing(error) from error
     return {"deal_id": str(deal_id), "stage": node.config.stage}
 
 
-async def notify(conn: TenantConnection, run: Run, node: NotificationNode) -> dict[str, Any]:
-    if node.config.to == "managers":
-        recipients = "role IN ('owner', 'admin')"
-        params: dict[str, Any] = {}
-    else:
-        recipients = "id = %(user_id)s"
-        params = {"user_id": node.config.to}
-    cursor = await conn.execute(
-        "INSERT INTO public.notifications (company_id, user_id, type, title, body, data)"
-        " SELECT company_id, id, 'workflow', %(title)s, %(message)s, %(data)s"
-        f" FROM public.users WHERE company_id = %(company_id)s AND {recipients}"
-        " RETURNING user_id",
-        {
-            **params,
-            "company_id": run.company_id,
-            "title": node.config.title,
-            "message": node.config.message,
-            "data": Jsonb(
-                {"workflow_id": str(run.workflow_id), "execution_id": str(run.execution_id)}
-            ),
-        },
+async def notify(tx: TenantTransaction, run: Run, node: NotificationNode) -> dict[str, Any]:
+    users = await notifications.notify_members(
+        tx,
+        node.config.to,
+        kind="workflow",
+        title=node.config.title,
+        body=node.config.message,
+        data={"workflow_id": str(run.workflow_id), "execution_id": str(run.execution_id)},
     )
-    users = [str(row["user_id"]) for row in await cursor.fetchall()]
     if not users:
         raise ActionFailed("no such user in this company")
-    return {"notified": users}
+    return {"notified": [str(user) for user in users]}
+
+
+async def apply(
+    tx: TenantTransaction,
+    run: Run,
+    graph: Graph,
+    node: Node,
+    outside: dict[str, Any] | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The node's effect, in the step's transaction; its result and the nodes to run
+    next. A webhook was sent before (its answer is ``outside``)."""
+    following = graph.successors(node.id)
+    match node:
+        case ConditionNode():
+            outcome = holds(node.config.when, run.trigger_data)
+            return {"outcome": outcome}, graph.successors(node.id, outcome)
+        case TagNode():
+            return await tag(tx, run, node), following
+        case UpdateContactNode():
+            return await update_contact(tx, run, node), following
+        case CreateDealNode():
+            return await create_deal(tx, run, node), following
+        case DealStageNode():
+            return await update_deal_stage(tx, run, node), following
+        case NotificationNode():
+            return await notify(tx, run, node), following
+        case WebhookNode():
+            return outside or {}, following
+        case DelayNode():
+            return {"resume_after_s": node.config.seconds}, following
+        case EndNode():
+            return {}, []
+    return {}, following  # the trigger node is never queued
 
 
 # Webhooks -------------------------------------------------------------------------------

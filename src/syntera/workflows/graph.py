@@ -15,8 +15,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from syntera.api.schemas import Name, Tag, Text, Url
 from syntera.crm.schemas import ContactUpdate, DealStage
+from syntera.kit.schemas import Name, Tag, Text, Url
 
 NodeId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")

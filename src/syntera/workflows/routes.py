@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Manager, Member
-from syntera.api.pagination import Page, PageRequest, page_request
-from syntera.api.schemas import JsonObject
+from syntera.api.pagination import page_request
 from syntera.db.postgres import open_transaction
+from syntera.kit.pagination import Page, PageRequest
+from syntera.kit.schemas import JsonObject
 from syntera.tenancy import Principal
 from syntera.workflows import service
 from syntera.workflows.schemas import (
@@ -33,49 +34,49 @@ add_crud_routes(
 
 
 @workflows.post("", status_code=201, response_model=Workflow)
-async def create_workflow(tenant: Manager, body: WorkflowCreate) -> Workflow:
+async def create_workflow(tx: Manager, body: WorkflowCreate) -> Workflow:
     """Create a workflow; its graph is checked (422 naming the node or edge at fault)."""
-    return await service.create(tenant, body)
+    return await service.create(tx, body)
 
 
 @workflows.patch("/{row_id}", response_model=Workflow)
-async def update_workflow(tenant: Manager, row_id: RowId, body: WorkflowUpdate) -> Workflow:
+async def update_workflow(tx: Manager, row_id: RowId, body: WorkflowUpdate) -> Workflow:
     """Change the fields sent; a changed graph is checked again."""
-    return await service.update(tenant, row_id, body)
+    return await service.update(tx, row_id, body)
 
 
 @workflows.post("/{row_id}/enable", response_model=Workflow)
-async def enable_workflow(tenant: Manager, row_id: RowId) -> Workflow:
+async def enable_workflow(tx: Manager, row_id: RowId) -> Workflow:
     """Start running on its trigger's events."""
-    return await service.set_enabled(tenant, row_id, True)
+    return await service.set_enabled(tx, row_id, True)
 
 
 @workflows.post("/{row_id}/disable", response_model=Workflow)
-async def disable_workflow(tenant: Manager, row_id: RowId) -> Workflow:
+async def disable_workflow(tx: Manager, row_id: RowId) -> Workflow:
     """Stop: no new runs, and queued runs are cancelled."""
-    return await service.set_enabled(tenant, row_id, False)
+    return await service.set_enabled(tx, row_id, False)
 
 
 @workflows.post("/{row_id}/test", response_model=WorkflowTestResult)
 async def dry_run_workflow(
-    tenant: Member, row_id: RowId, body: WorkflowTest | None = None
+    tx: Member, row_id: RowId, body: WorkflowTest | None = None
 ) -> WorkflowTestResult:
     """The path a run would take for sample trigger data; nothing is changed or sent."""
-    return await service.dry_run(tenant, row_id, body.trigger_data if body else {})
+    return await service.dry_run(tx, row_id, body.trigger_data if body else {})
 
 
 @workflows.post("/{row_id}/secret", response_model=WorkflowSecret)
-async def rotate_workflow_secret(tenant: Manager, row_id: RowId) -> WorkflowSecret:
+async def rotate_workflow_secret(tx: Manager, row_id: RowId) -> WorkflowSecret:
     """A new secret for inbound and outgoing webhooks (the old one stops working)."""
-    return WorkflowSecret(secret=await service.rotate_secret(tenant, row_id))
+    return WorkflowSecret(secret=await service.rotate_secret(tx, row_id))
 
 
 @workflows.get("/{row_id}/executions", response_model=Page[WorkflowExecution])
 async def list_workflow_executions(
-    tenant: Member, row_id: RowId, paging: Annotated[PageRequest, Depends(page_request)]
+    tx: Member, row_id: RowId, paging: Annotated[PageRequest, Depends(page_request)]
 ) -> Page[WorkflowExecution]:
     """The runs of a workflow, newest first (the audit trail; written by the system)."""
-    return await service.list_executions(tenant, row_id, paging)
+    return await service.list_executions(tx, row_id, paging)
 
 
 @hooks.post("/{workflow_id}", status_code=202, response_model=HookAccepted)

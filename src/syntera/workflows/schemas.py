@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from syntera.api.schemas import Input, JsonObject, Name, Output, Text
+from syntera.kit.schemas import Input, JsonObject, Name, Output, Text
 from syntera.workflows.graph import Edge, Node, TriggerConfig
 
 TriggerType = Literal[

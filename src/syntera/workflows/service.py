@@ -11,12 +11,12 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from syntera.api.crud import Resource, access_row, list_rows, update_row
-from syntera.api.deps import Tenant
-from syntera.api.errors import Problem, field_error, not_found
-from syntera.api.pagination import Page, PageRequest
 from syntera.db.postgres import TenantConnection
 from syntera.db.tables import Filter, TenantTable
+from syntera.errors import Conflict, Unauthorized, field_error, not_found
+from syntera.kit.pagination import Page, PageRequest
+from syntera.kit.resources import Resource, access_row, list_rows, update_row
+from syntera.tenancy import TenantTransaction
 from syntera.workflows.graph import (
     ConditionNode,
     DelayNode,
@@ -72,34 +72,34 @@ def stored(body: WorkflowCreate | WorkflowUpdate) -> dict[str, Any]:
     return body.model_dump(mode="json", exclude_unset=True)
 
 
-async def create(tenant: Tenant, body: WorkflowCreate) -> Workflow:
+async def create(tx: TenantTransaction, body: WorkflowCreate) -> Workflow:
     check_graph(body.nodes, body.edges)
-    values = {**stored(body), "created_by": tenant.user_id}
+    values = {**stored(body), "created_by": tx.user_id}
     values.setdefault("trigger_config", {})
-    return WORKFLOWS.out(await WORKFLOWS.table.insert(tenant.conn, tenant.company_id, values))
+    return WORKFLOWS.out(await WORKFLOWS.table.insert(tx.conn, tx.company_id, values))
 
 
-async def update(tenant: Tenant, workflow_id: UUID, body: WorkflowUpdate) -> Workflow:
+async def update(tx: TenantTransaction, workflow_id: UUID, body: WorkflowUpdate) -> Workflow:
     changes = stored(body)
     if "nodes" in changes or "edges" in changes:
-        current = await access_row(tenant, WORKFLOWS, workflow_id)
+        current = await access_row(tx, WORKFLOWS, workflow_id)
         nodes = changes["nodes"] if changes.get("nodes") is not None else current["nodes"]
         edges = changes["edges"] if changes.get("edges") is not None else current["edges"]
         check_graph(nodes, edges)
-    return WORKFLOWS.out(await update_row(tenant, WORKFLOWS, workflow_id, changes))
+    return WORKFLOWS.out(await update_row(tx, WORKFLOWS, workflow_id, changes))
 
 
-async def set_enabled(tenant: Tenant, workflow_id: UUID, enabled: bool) -> Workflow:
-    return WORKFLOWS.out(await update_row(tenant, WORKFLOWS, workflow_id, {"enabled": enabled}))
+async def set_enabled(tx: TenantTransaction, workflow_id: UUID, enabled: bool) -> Workflow:
+    return WORKFLOWS.out(await update_row(tx, WORKFLOWS, workflow_id, {"enabled": enabled}))
 
 
 async def list_executions(
-    tenant: Tenant, workflow_id: UUID, paging: PageRequest
+    tx: TenantTransaction, workflow_id: UUID, paging: PageRequest
 ) -> Page[WorkflowExecution]:
     """The runs of one workflow of the caller's company, newest first."""
-    await access_row(tenant, WORKFLOWS, workflow_id)
+    await access_row(tx, WORKFLOWS, workflow_id)
     of_workflow = Filter(sql.SQL("workflow_id = %(workflow_id)s"), {"workflow_id": workflow_id})
-    return await list_rows(tenant, EXECUTIONS, paging, [of_workflow])
+    return await list_rows(tx, EXECUTIONS, paging, [of_workflow])
 
 
 def _would(node: Any) -> str | None:
@@ -114,10 +114,10 @@ def _would(node: Any) -> str | None:
 
 
 async def dry_run(
-    tenant: Tenant, workflow_id: UUID, trigger_data: dict[str, Any]
+    tx: TenantTransaction, workflow_id: UUID, trigger_data: dict[str, Any]
 ) -> WorkflowTestResult:
     """The path a run would take for this data, without doing anything."""
-    row = await access_row(tenant, WORKFLOWS, workflow_id)
+    row = await access_row(tx, WORKFLOWS, workflow_id)
     graph = check_graph(row["nodes"], row["edges"])
     matches = TriggerConfig.model_validate(row["trigger_config"]).matches(trigger_data)
     path: list[TestStep] = []
@@ -147,10 +147,10 @@ ROTATE_SECRET = (
 )
 
 
-async def rotate_secret(tenant: Tenant, workflow_id: UUID) -> str:
+async def rotate_secret(tx: TenantTransaction, workflow_id: UUID) -> str:
     new = secrets.token_hex(32)
-    params = {"secret": new, "company_id": tenant.company_id, "id": workflow_id}
-    row = await (await tenant.conn.execute(ROTATE_SECRET, params)).fetchone()
+    params = {"secret": new, "company_id": tx.company_id, "id": workflow_id}
+    row = await (await tx.conn.execute(ROTATE_SECRET, params)).fetchone()
     if row is None:
         raise not_found(WORKFLOWS.label)
     return new
@@ -170,21 +170,16 @@ async def receive_hook(
 ) -> int:
     """Queue an inbound webhook for its workflow (as the system: the caller is
     authenticated by the workflow's secret, not as a user)."""
-    unauthorized = Problem(
-        401,
-        "Unauthorized",
-        "missing or wrong X-Webhook-Secret",
-        headers={"WWW-Authenticate": "X-Webhook-Secret"},
-    )
+    unauthorized = Unauthorized("missing or wrong X-Webhook-Secret", scheme="X-Webhook-Secret")
     if not presented:
         raise unauthorized
     row = await (await conn.execute(HOOK_TARGET, {"id": workflow_id})).fetchone()
     if row is None or not hmac.compare_digest(row["secret"].encode(), presented.encode()):
         raise unauthorized
     if row["trigger_type"] != "webhook":
-        raise Problem(409, "Conflict", "this workflow is not started by a webhook")
+        raise Conflict("this workflow is not started by a webhook")
     if not row["enabled"]:
-        raise Problem(409, "Conflict", "this workflow is disabled")
+        raise Conflict("this workflow is disabled")
     params = {"company_id": row["company_id"], "data": Jsonb({"payload": payload})}
     cursor = await conn.execute(ENQUEUE_HOOK, {**params, "workflow_id": workflow_id})
     event = await cursor.fetchone()

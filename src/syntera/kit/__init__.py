@@ -1,0 +1,1 @@
+"""Shared building blocks of the domains: body schemas, pagination, tenant resources."""

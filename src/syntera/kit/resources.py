@@ -1,0 +1,94 @@
+"""A tenant table as the API shows it, and the verbs that reach its rows.
+
+Rows are reached through ``access_row``: a row that does not exist and a row of another
+company are the same ``NotFound``, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from syntera.db.tables import Filter, Row, TenantTable
+from syntera.errors import field_error, not_found
+from syntera.kit.pagination import Page, PageRequest, page_from
+from syntera.kit.schemas import Input, Output
+from syntera.tenancy import TenantTransaction
+
+M = TypeVar("M", bound=Output)
+
+
+@dataclass(frozen=True)
+class Resource(Generic[M]):
+    """A tenant table as the API shows it."""
+
+    table: TenantTable
+    model: type[M]
+    singular: str
+    create: type[Input] = Input
+    update: type[Input] = Input
+
+    def out(self, row: Row) -> M:
+        return self.model.model_validate(row)
+
+    @property
+    def label(self) -> str:
+        return self.singular.capitalize()
+
+
+async def access_row(tx: TenantTransaction, resource: Resource[Any], row_id: UUID) -> Row:
+    """The row of the caller's company, or 404 (also for another company's row)."""
+    row = await resource.table.fetch(tx.conn, tx.company_id, row_id)
+    if row is None:
+        raise not_found(resource.label)
+    return row
+
+
+async def check_reference(
+    tx: TenantTransaction, resource: Resource[Any], row_id: UUID | None, field: str
+) -> None:
+    """``row_id``, if given, must name a row of the caller's company: a reference into
+    another store (a MongoDB document naming a PostgreSQL row) that no foreign key checks.
+    422 naming ``field`` otherwise."""
+    if row_id is None:
+        return
+    if await resource.table.fetch(tx.conn, tx.company_id, row_id) is None:
+        raise field_error(field, "refers to a row that does not exist")
+
+
+async def update_row(
+    tx: TenantTransaction, resource: Resource[Any], row_id: UUID, changes: dict[str, Any]
+) -> Row:
+    row = await resource.table.update(tx.conn, tx.company_id, row_id, changes)
+    if row is None:
+        raise not_found(resource.label)
+    return row
+
+
+async def delete_row(tx: TenantTransaction, resource: Resource[Any], row_id: UUID) -> Row:
+    """Delete the row of the caller's company; the row as it was, or 404."""
+    row = await resource.table.delete(tx.conn, tx.company_id, row_id)
+    if row is None:
+        raise not_found(resource.label)
+    return row
+
+
+async def list_rows(
+    tx: TenantTransaction, resource: Resource[M], paging: PageRequest, filters: list[Filter]
+) -> Page[M]:
+    listing = await resource.table.list(
+        tx.conn,
+        tx.company_id,
+        filters=filters,
+        limit=paging.limit,
+        after=paging.after,
+        offset=paging.offset,
+        exact_count=paging.exact_count,
+    )
+    return page_from(listing, paging, resource.out, resource.table.time_column)
+
+
+async def create_row(tx: TenantTransaction, resource: Resource[M], values: dict[str, Any]) -> Row:
+    """Insert a row of the caller's company; the row as stored."""
+    return await resource.table.insert(tx.conn, tx.company_id, values)

@@ -1,0 +1,1 @@
+"""The chat widget a company embeds on its site: public keys, visitor sessions, routes."""

@@ -1,0 +1,121 @@
+"""The runtime of every background worker: the poll loop, LISTEN/NOTIFY wake-ups, and
+starting and stopping them all.
+
+Each worker claims jobs under leases (``syntera.db.leases``) in system transactions
+(``syntera.db.postgres.system_transaction``) and says, per round, whether it found work.
+Workers run inside each API process (``syntera serve``) or alone (``syntera worker``);
+both start them through ``run_workers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.config import Settings
+from syntera.db.postgres import TenantConnection
+from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.kb.processing import DocumentWorker
+from syntera.workflows.engine import CHANNEL, WorkflowWorker
+
+log = logging.getLogger(__name__)
+
+LISTEN_RETRY_S = 5
+
+
+async def poll(
+    name: str,
+    run_once: Callable[[], Awaitable[bool]],
+    stop: asyncio.Event,
+    poll_s: float,
+    wake: asyncio.Event | None = None,
+) -> None:
+    """Call ``run_once`` while it finds work; when it finds none, wait ``poll_s`` seconds
+    or until ``wake`` is set (a NOTIFY) or ``stop`` is. An error (the database went away)
+    is logged and waited out like an idle round."""
+    signal = wake or stop
+    while not stop.is_set():
+        try:
+            worked = await run_once()
+        except Exception:
+            log.exception("%s worker: a round failed; trying again", name)
+            worked = False
+        if not worked:
+            if wake is not None:
+                wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), poll_s)
+
+
+async def listen(conninfo: str, channel: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """Set ``wake`` whenever a NOTIFY on ``channel`` arrives (delivered at commit). A
+    dedicated connection: LISTEN needs a session, which a pooled one does not keep."""
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                while not stop.is_set():
+                    async for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        wake.set()
+        except psycopg.Error:
+            log.warning("LISTEN %s failed; polling until it is back", channel)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LISTEN_RETRY_S)
+
+
+def worker_jobs(
+    pool: AsyncConnectionPool[TenantConnection],
+    listen_url: str,
+    settings: Settings,
+    kb: KnowledgeBase,
+    stop: asyncio.Event,
+    *,
+    documents: int,
+    workflows: int,
+    http: httpx.AsyncClient,
+) -> list[Coroutine[Any, Any, None]]:
+    """The coroutines of ``documents`` document workers and ``workflows`` workflow
+    runners (none for a count of 0), all ending once ``stop`` is set."""
+    jobs: list[Coroutine[Any, Any, None]] = []
+    if documents:
+        document_worker = DocumentWorker(pool, kb)
+        jobs += [
+            poll("knowledge-base", document_worker.run_once, stop, settings.kb_poll_s)
+            for _ in range(documents)
+        ]
+    if workflows:
+        wake = asyncio.Event()
+        workflow_worker = WorkflowWorker(pool, settings, http)
+        jobs.append(listen(listen_url, CHANNEL, wake, stop))
+        jobs += [
+            poll("workflow", workflow_worker.run_once, stop, settings.workflow_poll_s, wake)
+            for _ in range(workflows)
+        ]
+    return jobs
+
+
+async def run_workers(
+    pool: AsyncConnectionPool[TenantConnection],
+    listen_url: str,
+    settings: Settings,
+    kb: KnowledgeBase,
+    stop: asyncio.Event,
+    *,
+    documents: int,
+    workflows: int,
+) -> None:
+    """Run the workers until ``stop`` is set; work in flight is left under its lease."""
+    async with httpx.AsyncClient(follow_redirects=False) as http:
+        jobs = worker_jobs(
+            pool, listen_url, settings, kb, stop, documents=documents, workflows=workflows,
+            http=http,
+        )  # fmt: skip
+        await asyncio.gather(*jobs)
