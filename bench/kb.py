@@ -43,11 +43,11 @@ from syntera.db.postgres import create_api_pool, system_transaction, transaction
 from syntera.kb.chunking import Chunker, count_tokens
 from syntera.kb.embeddings import LocalMiniLM
 from syntera.kb.knowledge_base import KnowledgeBase
-from syntera.workers import run_workers
 from syntera.kb.service import store_document
 from syntera.kb.storage import LocalStorage
 from syntera.kb.vectors import PgVectorStore, vector_literal
 from syntera.tenancy import Principal
+from syntera.workers import run_workers
 
 Matrix = npt.NDArray[np.float32]
 

@@ -23,7 +23,6 @@ from syntera.config import Settings
 from syntera.db.postgres import create_api_pool, system_transaction, transaction_as
 from syntera.kb.chunking import Chunker
 from syntera.kb.embeddings import LocalMiniLM
-
 from syntera.kb.vectors import PgVectorStore, SearchMode
 from syntera.tenancy import Principal
 

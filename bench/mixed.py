@@ -36,7 +36,6 @@ from bench.rls import generate, pick_tenant
 from syntera.config import Settings
 from syntera.db.postgres import create_api_pool, system_transaction
 from syntera.kb.embeddings import LocalMiniLM
-
 from syntera.kb.vectors import PgVectorStore
 
 STAGES = ["lead", "qualified", "proposal", "negotiation", "closed-won", "closed-lost"]

@@ -410,7 +410,7 @@ async def test_owner_and_admin_rename_the_company_a_member_cannot(
 async def test_admin_cannot_change_the_company_owner_or_tier(
     api_pool: Pool, tenant_a: Tenant, assignment: str
 ) -> None:
-    statement = f"UPDATE public.companies SET {assignment} WHERE id = %s"
+    statement = sql.SQL("UPDATE public.companies SET {} WHERE id = %s").format(sql.SQL(assignment))
     with pytest.raises(errors.InsufficientPrivilege):
         await execute(api_pool, tenant_a.admin, statement, (tenant_a.company_id,))
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import errors, sql
 
 from tests.factories import create_auth_user
 
@@ -84,7 +84,12 @@ def test_check_constraint_rejects_bad_value(
         assert row is not None
         target = row[0]
     with pytest.raises(errors.CheckViolation) as raised, tx.transaction():
-        tx.execute(f"UPDATE public.{table} SET {column} = {value} WHERE id = %s", (target,))
+        tx.execute(
+            sql.SQL("UPDATE {} SET {} = {} WHERE id = %s").format(
+                sql.Identifier("public", table), sql.Identifier(column), sql.SQL(value)
+            ),
+            (target,),
+        )
     assert raised.value.diag.table_name == table
 
 
@@ -149,7 +154,12 @@ def test_deleting_a_company_cascades_to_its_data_and_frees_its_users(
         tx.execute(statement, (company,))
     tx.execute("DELETE FROM public.companies WHERE id = %s", (company,))
     for table in VALID_ROWS:
-        count = tx.execute(f"SELECT count(*) FROM public.{table} WHERE company_id = %s", (company,))
+        count = tx.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE company_id = %s").format(
+                sql.Identifier("public", table)
+            ),
+            (company,),
+        )
         assert count.fetchone() == (0,), table
     user = tx.execute("SELECT company_id FROM public.users WHERE id = %s", (owner_id,))
     assert user.fetchone() == (None,)  # SET NULL: the user record survives

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from psycopg import sql
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 
@@ -17,35 +18,35 @@ from syntera.db.postgres import TenantConnection
 REFRESH_TOKEN_BYTES = 32
 EMAIL_APP_METADATA = {"provider": "email", "providers": ["email"]}
 
-USER_COLUMNS = """
+USER_COLUMNS = sql.SQL("""
   id, email, encrypted_password, email_confirmed_at, last_sign_in_at,
   coalesce(raw_app_meta_data, '{}') AS app_metadata,
   coalesce(raw_user_meta_data, '{}') AS user_metadata,
   created_at, updated_at
-"""
+""")
 
-CREATE_USER = f"""
+CREATE_USER = sql.SQL("""
 INSERT INTO auth.users (
   aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data,
   raw_user_meta_data
 )
 VALUES ('authenticated', 'authenticated', %(email)s, %(password_hash)s, now(),
         %(app_metadata)s, %(user_metadata)s)
-RETURNING {USER_COLUMNS}
-"""
+RETURNING {columns}
+""").format(columns=USER_COLUMNS)
 
 # Accounts that may sign in: not deleted, not banned.
-FIND_USER_BY_EMAIL = f"""
-SELECT {USER_COLUMNS} FROM auth.users
+FIND_USER_BY_EMAIL = sql.SQL("""
+SELECT {columns} FROM auth.users
  WHERE lower(email) = %(email)s
    AND deleted_at IS NULL
    AND (banned_until IS NULL OR banned_until < now())
-"""
+""").format(columns=USER_COLUMNS)
 
-FIND_USER_BY_ID = f"""
-SELECT {USER_COLUMNS} FROM auth.users
+FIND_USER_BY_ID = sql.SQL("""
+SELECT {columns} FROM auth.users
  WHERE id = %(id)s AND deleted_at IS NULL
-"""
+""").format(columns=USER_COLUMNS)
 
 MARK_SIGNED_IN = "UPDATE auth.users SET last_sign_in_at = now() WHERE id = %(id)s"
 

@@ -104,7 +104,10 @@ def _count(conn: psycopg.Connection[Any], table: str) -> int:
 
 
 def _applied_versions(conn: psycopg.Connection[Any]) -> list[int]:
-    rows = conn.execute(f"SELECT version FROM {LEDGER} ORDER BY version").fetchall()
+    query = sql.SQL("SELECT version FROM {} ORDER BY version").format(
+        sql.Identifier(*LEDGER.split("."))
+    )
+    rows = conn.execute(query).fetchall()
     return [int(row[0]) for row in rows]
 
 
