@@ -164,7 +164,7 @@ async def grow_and_probe(database: MongoDatabase, sizes: list[int], runs: int) -
         for i in range(runs + 20):
             probe = random.choice(probes)
             t0 = time.perf_counter()
-            page = await store.messages(company_id, probe, limit=PAGE)
+            page = await store.list_messages(company_id, probe, limit=PAGE)
             elapsed = (time.perf_counter() - t0) * 1000
             assert len(page.documents) == PAGE
             if i >= 20:

@@ -50,34 +50,34 @@ async def test_every_store_function_is_blind_to_other_companies(
         {"sender_type": "user", "role": "user", "content": "hi", "thread_id": thread["id"]}
     ])  # fmt: skip
 
-    assert await store.get(stranger, cid) is None
+    assert await store.get_conversation(stranger, cid) is None
     assert await store.end(stranger, cid) is None
     assert await store.archive(stranger, cid) is None
     assert await store.update(stranger, cid, {"summary": "x"}) is None
     assert (await store.list_conversations(stranger)).documents == []
     assert await store.add_thread(stranger, cid, "X") is None
     assert await store.rename_thread(stranger, cid, thread["id"], "X") is None
-    assert (await store.messages(stranger, cid)).documents == []
+    assert (await store.list_messages(stranger, cid)).documents == []
     assert await store.react(stranger, cid, message["_id"], "x", None) is None
     assert await store.mark_read(stranger, cid, message["_id"], uuid.uuid4()) is None
     since = datetime.now(UTC) - timedelta(days=1)
     assert await store.conversation_stats(stranger, since, "channel") == []
     assert await store.message_stats(stranger, since) == []
 
-    unchanged = await store.get(mine, cid)
+    unchanged = await store.get_conversation(mine, cid)
     assert unchanged is not None
     assert unchanged["status"] == "active"
     assert unchanged["summary"] is None
     assert [t["title"] for t in unchanged["threads"]] == ["T"]
     assert unchanged["threads"][0]["message_count"] == 1
-    [kept] = (await store.messages(mine, cid)).documents
+    [kept] = (await store.list_messages(mine, cid)).documents
     assert kept["metadata"]["reactions"] == []
     assert kept["read_by"] == []
 
 
 async def test_a_missing_conversation_id_is_none_not_an_error(database: MongoDatabase) -> None:
     store = ConversationStore(database)
-    assert await store.get(uuid.uuid4(), ObjectId()) is None
+    assert await store.get_conversation(uuid.uuid4(), ObjectId()) is None
 
 
 async def test_indexes_are_created_once_and_rebuilt_when_their_definition_changes(

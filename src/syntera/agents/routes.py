@@ -22,7 +22,7 @@ add_crud_routes(
     agents,
     service.AGENTS,
     routes=("create", "update", "delete", "list"),
-    on_change=service.agent_changed,
+    on_change=service.invalidate_agent,
 )
 
 

@@ -62,7 +62,7 @@ def _public_key_generation(digest: str) -> str:
     return global_key("agent-by-key", "generation", digest)
 
 
-def agent_changed(tx: TenantTransaction, row: Row) -> None:
+def invalidate_agent(tx: TenantTransaction, row: Row) -> None:
     """After an agent's row changed or went: its cached values are stale."""
     keys = [_agent_generation(tx.company_id, row["id"])]
     if row.get("public_api_key"):
@@ -120,6 +120,6 @@ async def rotate_public_key(tx: TenantTransaction, agent_id: UUID) -> PublicKey:
     key = PUBLIC_KEY_PREFIX + secrets.token_urlsafe(24)
     before = await access_row(tx, AGENTS, agent_id)
     after = await update_row(tx, AGENTS, agent_id, {"public_api_key": public_key_digest(key)})
-    agent_changed(tx, before)
-    agent_changed(tx, after)
+    invalidate_agent(tx, before)
+    invalidate_agent(tx, after)
     return PublicKey(agent_id=agent_id, public_key=key)

@@ -118,7 +118,7 @@ def _newest_page_entry(company_id: UUID, conversation_id: ObjectId) -> str:
     return tenant_key(company_id, CACHE_VERSION, "messages", str(conversation_id), "newest")
 
 
-def changed(tx: TenantTransaction, conversation_id: ObjectId, *parts: str) -> None:
+def invalidate_cached(tx: TenantTransaction, conversation_id: ObjectId, *parts: str) -> None:
     """These parts (HEADER, MESSAGES) of the conversation changed: their cached copies
     are stale once the transaction commits."""
     tx.invalidate_after_commit(
@@ -156,7 +156,7 @@ async def access_conversation(
     oid = object_id(conversation_id, "Conversation")
     document: Document | None = await _cached(
         tx, HEADER, _header_entry(tx.company_id, oid), oid,
-        conversation_ttl_s(tx), lambda: store.get(tx.company_id, oid),
+        conversation_ttl_s(tx), lambda: store.get_conversation(tx.company_id, oid),
     )  # fmt: skip
     if document is None:
         raise not_found("Conversation")
@@ -205,7 +205,7 @@ async def end(
     if current["status"] != "active":
         return conversation_out(current)
     await record_event(tx, "conversation.ended", current)
-    changed(tx, current["_id"], HEADER)
+    invalidate_cached(tx, current["_id"], HEADER)
     ended = await store.end(tx.company_id, current["_id"])
     if ended is None:
         raise not_found("Conversation")
@@ -216,7 +216,7 @@ async def archive(
     tx: TenantTransaction, store: ConversationStore, conversation_id: str
 ) -> Conversation:
     current = await access_conversation(tx, store, conversation_id)
-    changed(tx, current["_id"], HEADER)
+    invalidate_cached(tx, current["_id"], HEADER)
     archived = await store.archive(tx.company_id, current["_id"])
     if archived is None:
         raise not_found("Conversation")
@@ -234,7 +234,7 @@ async def update(
     for field in ("tags", "metadata"):
         if field in changes and changes[field] is None:
             raise field_error(field, "may not be null")
-    changed(tx, current["_id"], HEADER)
+    invalidate_cached(tx, current["_id"], HEADER)
     updated = await store.update(tx.company_id, current["_id"], changes)
     if updated is None:
         raise not_found("Conversation")
@@ -276,7 +276,7 @@ async def append(
                 await record_event(tx, "message.received", conversation, properties)
     # Thread counts are part of the header; the newest page always changes.
     threaded = any(message.thread_id is not None for message in messages)
-    changed(tx, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
+    invalidate_cached(tx, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
     documents = await store.append(
         tx.company_id,
         conversation["_id"],
@@ -299,7 +299,7 @@ async def list_messages(
     oid = conversation["_id"]
 
     async def load() -> Slice:
-        return await store.messages(
+        return await store.list_messages(
             tx.company_id, oid,
             thread_id=thread_id, limit=limit, after=keyset(cursor), direction=direction,
         )  # fmt: skip
@@ -324,7 +324,7 @@ async def add_thread(
     tx: TenantTransaction, store: ConversationStore, conversation_id: str, title: str
 ) -> Thread:
     conversation = await access_conversation(tx, store, conversation_id)
-    changed(tx, conversation["_id"], HEADER)
+    invalidate_cached(tx, conversation["_id"], HEADER)
     thread = await store.add_thread(tx.company_id, conversation["_id"], title)
     if thread is None:
         raise not_found("Conversation")
@@ -339,7 +339,7 @@ async def rename_thread(
     title: str,
 ) -> Thread:
     conversation = await access_conversation(tx, store, conversation_id)
-    changed(tx, conversation["_id"], HEADER)
+    invalidate_cached(tx, conversation["_id"], HEADER)
     thread = await store.rename_thread(tx.company_id, conversation["_id"], thread_id, title)
     if thread is None:
         raise not_found("Thread")
@@ -354,7 +354,7 @@ async def react(
     emoji: str,
 ) -> Message:
     conversation = await access_conversation(tx, store, conversation_id)
-    changed(tx, conversation["_id"], MESSAGES)
+    invalidate_cached(tx, conversation["_id"], MESSAGES)
     document = await store.react(
         tx.company_id,
         conversation["_id"],
@@ -373,7 +373,7 @@ async def mark_read(
     if tx.user_id is None:
         raise Forbidden("read receipts are for signed-in users")
     conversation = await access_conversation(tx, store, conversation_id)
-    changed(tx, conversation["_id"], MESSAGES)
+    invalidate_cached(tx, conversation["_id"], MESSAGES)
     document = await store.mark_read(
         tx.company_id, conversation["_id"], object_id(message_id, "Message"), tx.user_id
     )

@@ -164,7 +164,9 @@ class ConversationStore:
         await self._conversations.insert_one(document)
         return document
 
-    async def get(self, company_id: UUID, conversation_id: ObjectId) -> Document | None:
+    async def get_conversation(
+        self, company_id: UUID, conversation_id: ObjectId
+    ) -> Document | None:
         """The conversation, archived or not; None if it is not this company's."""
         return await self._conversations.find_one(scoped(company_id, _id=conversation_id))
 
@@ -176,13 +178,13 @@ class ConversationStore:
             {"$set": {"status": "ended", "ended_at": moment, "updated_at": moment}},
             return_document=ReturnDocument.AFTER,
         )
-        return ended or await self.get(company_id, conversation_id)
+        return ended or await self.get_conversation(company_id, conversation_id)
 
     async def archive(self, company_id: UUID, conversation_id: ObjectId) -> Document | None:
         """Hide the conversation from lists (the seed archives, never deletes); an active
         one is ended at the same time."""
         moment = now()
-        conversation = await self.get(company_id, conversation_id)
+        conversation = await self.get_conversation(company_id, conversation_id)
         if conversation is None:
             return None
         changes: Document = {"status": "archived", "updated_at": moment}
@@ -321,7 +323,7 @@ class ConversationStore:
             )  # $inc is atomic: concurrent appends never lose a count
         return documents
 
-    async def messages(
+    async def list_messages(
         self,
         company_id: UUID,
         conversation_id: ObjectId,

@@ -67,20 +67,20 @@ def check_graph(nodes: list[Any], edges: list[Any]) -> Graph:
     return graph
 
 
-def stored(body: WorkflowCreate | WorkflowUpdate) -> dict[str, Any]:
+def json_values(body: WorkflowCreate | WorkflowUpdate) -> dict[str, Any]:
     """The fields sent, as JSON values (nested models and UUIDs included)."""
     return body.model_dump(mode="json", exclude_unset=True)
 
 
 async def create(tx: TenantTransaction, body: WorkflowCreate) -> Workflow:
     check_graph(body.nodes, body.edges)
-    values = {**stored(body), "created_by": tx.user_id}
+    values = {**json_values(body), "created_by": tx.user_id}
     values.setdefault("trigger_config", {})
     return WORKFLOWS.out(await WORKFLOWS.table.insert(tx.conn, tx.company_id, values))
 
 
 async def update(tx: TenantTransaction, workflow_id: UUID, body: WorkflowUpdate) -> Workflow:
-    changes = stored(body)
+    changes = json_values(body)
     if "nodes" in changes or "edges" in changes:
         current = await access_row(tx, WORKFLOWS, workflow_id)
         nodes = changes["nodes"] if changes.get("nodes") is not None else current["nodes"]
@@ -102,7 +102,7 @@ async def list_executions(
     return await list_rows(tx, EXECUTIONS, paging, [of_workflow])
 
 
-def _would(node: Any) -> str | None:
+def describe_effect(node: Any) -> str | None:
     config = node.config.model_dump(mode="json") if hasattr(node.config, "model_dump") else {}
     if isinstance(node, WebhookNode):
         return f"POST {node.config.url}"
@@ -134,7 +134,7 @@ async def dry_run(
             path.append(TestStep(node_id=node.id, type=node.type, outcome=outcome))
             queue += graph.successors(node.id, outcome)
             continue
-        path.append(TestStep(node_id=node.id, type=node.type, would=_would(node)))
+        path.append(TestStep(node_id=node.id, type=node.type, would=describe_effect(node)))
         if isinstance(node, EndNode):
             break
         queue += graph.successors(node.id)
