@@ -71,37 +71,6 @@ async def listen(conninfo: str, channel: str, wake: asyncio.Event, stop: asyncio
                 await asyncio.wait_for(stop.wait(), LISTEN_RETRY_S)
 
 
-def worker_jobs(
-    pool: AsyncConnectionPool[TenantConnection],
-    listen_url: str,
-    settings: Settings,
-    kb: KnowledgeBase,
-    stop: asyncio.Event,
-    *,
-    documents: int,
-    workflows: int,
-    http: httpx.AsyncClient,
-) -> list[Coroutine[Any, Any, None]]:
-    """The coroutines of ``documents`` document workers and ``workflows`` workflow
-    runners (none for a count of 0), all ending once ``stop`` is set."""
-    jobs: list[Coroutine[Any, Any, None]] = []
-    if documents:
-        document_worker = DocumentWorker(pool, kb)
-        jobs += [
-            poll("knowledge-base", document_worker.run_once, stop, settings.kb_poll_s)
-            for _ in range(documents)
-        ]
-    if workflows:
-        wake = asyncio.Event()
-        workflow_worker = WorkflowWorker(pool, settings, http)
-        jobs.append(listen(listen_url, CHANNEL, wake, stop))
-        jobs += [
-            poll("workflow", workflow_worker.run_once, stop, settings.workflow_poll_s, wake)
-            for _ in range(workflows)
-        ]
-    return jobs
-
-
 async def run_workers(
     pool: AsyncConnectionPool[TenantConnection],
     listen_url: str,
@@ -112,10 +81,22 @@ async def run_workers(
     documents: int,
     workflows: int,
 ) -> None:
-    """Run the workers until ``stop`` is set; work in flight is left under its lease."""
+    """Run ``documents`` document workers and ``workflows`` workflow runners (none for
+    a count of 0) until ``stop`` is set; work in flight is left under its lease."""
     async with httpx.AsyncClient(follow_redirects=False) as http:
-        jobs = worker_jobs(
-            pool, listen_url, settings, kb, stop, documents=documents, workflows=workflows,
-            http=http,
-        )  # fmt: skip
+        jobs: list[Coroutine[Any, Any, None]] = []
+        if documents:
+            document_worker = DocumentWorker(pool, kb)
+            jobs += [
+                poll("knowledge-base", document_worker.run_once, stop, settings.kb_poll_s)
+                for _ in range(documents)
+            ]
+        if workflows:
+            wake = asyncio.Event()
+            workflow_worker = WorkflowWorker(pool, settings, http)
+            jobs.append(listen(listen_url, CHANNEL, wake, stop))
+            jobs += [
+                poll("workflow", workflow_worker.run_once, stop, settings.workflow_poll_s, wake)
+                for _ in range(workflows)
+            ]
         await asyncio.gather(*jobs)

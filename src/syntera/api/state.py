@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from fastapi import Request
@@ -37,39 +38,36 @@ class Stores:
     conversations: ConversationStore
 
 
+def _held(request: Request, name: str) -> Any:
+    return getattr(request.app.state, name)
+
+
 def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return cast(Settings, _held(request, "settings"))
 
 
 def urls_of(request: Request) -> StackUrls:
-    urls: StackUrls = request.app.state.urls
-    return urls
+    return cast(StackUrls, _held(request, "urls"))
 
 
 def keys_of(request: Request) -> Keys:
-    keys: Keys = request.app.state.keys
-    return keys
+    return cast(Keys, _held(request, "keys"))
 
 
 def knowledge_base_of(request: Request) -> KnowledgeBase:
-    kb: KnowledgeBase = request.app.state.kb
-    return kb
+    return cast(KnowledgeBase, _held(request, "kb"))
 
 
 def stores_of(request: Request) -> Stores:
-    stores: Stores = request.app.state.stores
-    return stores
+    return cast(Stores, _held(request, "stores"))
 
 
 def limiters_of(request: Request) -> Limiters:
-    limiters: Limiters = request.app.state.limiters
-    return limiters
+    return cast(Limiters, _held(request, "limiters"))
 
 
 def cache_of(request: Request) -> Cache | None:
-    cache: Cache | None = request.app.state.cache
-    return cache
+    return cast("Cache | None", _held(request, "cache"))
 
 
 @asynccontextmanager

@@ -13,15 +13,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from syntera.api.deps import principal
-from syntera.api.state import keys_of
+from syntera.api.state import keys_of, limiters_of, settings_of, system_transaction
 from syntera.auth import service
 from syntera.auth.passwords import hash_password, verify_password
 from syntera.auth.schemas import AuthError, AuthUser, Credentials, RefreshGrant, Session, SignUp
 from syntera.auth.tokens import issue_access_token
-from syntera.config import Settings
-from syntera.db.postgres import open_transaction
 from syntera.db.redis import digest, global_key
-from syntera.ratelimit import Limiters
 from syntera.tenancy import Principal
 
 router = APIRouter(prefix="/auth/v1", tags=["auth"])
@@ -51,16 +48,6 @@ class GoTrueError(Exception):
 INVALID_CREDENTIALS = GoTrueError(400, "invalid_credentials", "Invalid login credentials")
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _limiters(request: Request) -> Limiters:
-    limiters: Limiters = request.app.state.limiters
-    return limiters
-
-
 def _auth_user(row: dict[str, Any]) -> AuthUser:
     confirmed = row["email_confirmed_at"]
     return AuthUser(
@@ -77,7 +64,7 @@ def _auth_user(row: dict[str, Any]) -> AuthUser:
 
 
 def _session(request: Request, user: dict[str, Any], new: service.NewSession) -> Session:
-    settings = _settings(request)
+    settings = settings_of(request)
     access = issue_access_token(
         keys_of(request),
         user_id=user["id"],
@@ -97,21 +84,17 @@ def _session(request: Request, user: dict[str, Any], new: service.NewSession) ->
     )
 
 
-def _pool(request: Request) -> Any:
-    return request.app.state.stores.postgres
-
-
 @router.post("/signup", response_model=Session, responses=ERRORS)
 async def signup(request: Request, body: SignUp) -> Session:
     """Create an account (confirmed at once) and return its first session."""
-    if len(body.password) < _settings(request).min_password_length:
+    if len(body.password) < settings_of(request).min_password_length:
         raise GoTrueError(
             422,
             "weak_password",
-            f"Password should be at least {_settings(request).min_password_length} characters.",
+            f"Password should be at least {settings_of(request).min_password_length} characters.",
         )
     password_hash = await hash_password(body.password)  # before the transaction opens
-    async with open_transaction(_pool(request), Principal.service()) as (conn, _):
+    async with system_transaction(request) as conn:
         try:
             user = await service.create_user(conn, body.email, password_hash, body.data)
         except service.EmailTaken:
@@ -136,7 +119,7 @@ async def token(
 
 
 async def _password_grant(request: Request, body: Credentials) -> Session:
-    limiters = _limiters(request)
+    limiters = limiters_of(request)
     client_ip = request.client.host if request.client else "unknown"
     await limiters.enforce(limiters.sign_in_ip, global_key("sign-in-ip", digest(client_ip)),
                            "sign-in attempts from your address")  # fmt: skip
@@ -150,7 +133,7 @@ async def _password_grant(request: Request, body: Credentials) -> Session:
             "Too many failed sign-in attempts; try again later",
             headers={"Retry-After": str(verdict.retry_after_s)},
         )
-    async with open_transaction(_pool(request), Principal.service()) as (conn, _):
+    async with system_transaction(request) as conn:
         user = await service.find_user_by_email(conn, body.email)
     stored_hash = user["encrypted_password"] if user else None
     # The same answer, after the same work, for an unknown email and a wrong password.
@@ -158,7 +141,7 @@ async def _password_grant(request: Request, body: Credentials) -> Session:
         await failures.record(throttle_key)
         raise INVALID_CREDENTIALS
     await failures.reset(throttle_key)
-    async with open_transaction(_pool(request), Principal.service()) as (conn, _):
+    async with system_transaction(request) as conn:
         new = await service.start_session(conn, user["id"])
         user = await service.find_user(conn, user["id"])  # with last_sign_in_at
     assert user is not None
@@ -166,7 +149,7 @@ async def _password_grant(request: Request, body: Credentials) -> Session:
 
 
 async def _refresh_grant(request: Request, body: RefreshGrant) -> Session:
-    async with open_transaction(_pool(request), Principal.service()) as (conn, _):
+    async with system_transaction(request) as conn:
         try:
             user_id, new = await service.rotate_refresh_token(conn, body.refresh_token)
         except service.InvalidRefreshToken:
@@ -192,7 +175,7 @@ def _user_id(caller: Principal) -> UUID:
 @router.get("/user", response_model=AuthUser, responses=ERRORS)
 async def get_user(request: Request, caller: SignedIn) -> AuthUser:
     """The signed-in user."""
-    async with open_transaction(_pool(request), Principal.service()) as (conn, _):
+    async with system_transaction(request) as conn:
         user = await service.find_user(conn, _user_id(caller))
     if user is None:
         raise GoTrueError(404, "user_not_found", "User from sub claim in JWT does not exist")
@@ -212,6 +195,6 @@ async def logout(
         session_uuid = UUID(str(session_id)) if session_id else None
     except ValueError:
         session_uuid = None
-    async with open_transaction(_pool(request), Principal.service()) as (conn, _):
+    async with system_transaction(request) as conn:
         await service.end_sessions(conn, _user_id(caller), session_uuid, scope)
     return Response(status_code=204)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
 from syntera.api.deps import Member
+from syntera.api.state import stores_of
 from syntera.conversations import service
 from syntera.conversations.schemas import (
     Channel,
@@ -35,8 +36,7 @@ analytics = APIRouter(prefix="/v1/analytics/conversations", tags=["analytics"])
 
 
 def conversation_store(request: Request) -> ConversationStore:
-    store: ConversationStore = request.app.state.stores.conversations
-    return store
+    return stores_of(request).conversations
 
 
 Store = Annotated[ConversationStore, Depends(conversation_store)]

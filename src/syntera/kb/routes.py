@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Member, principal
 from syntera.api.errors import ProblemDetails
+from syntera.api.state import knowledge_base_of
 from syntera.db.tables import Filter
 from syntera.kb import service
-from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.schemas import DocumentStatus, KnowledgeDocument, SearchRequest, SearchResults
 from syntera.kit.schemas import Name
 from syntera.tenancy import Principal
@@ -21,11 +21,6 @@ documents = APIRouter(prefix="/v1/kb/documents", tags=["knowledge base"])
 search_router = APIRouter(prefix="/v1/kb", tags=["knowledge base"])
 
 UPLOAD_PATH = "/v1/kb/documents"
-
-
-def knowledge_base(request: Request) -> KnowledgeBase:
-    kb: KnowledgeBase = request.app.state.kb
-    return kb
 
 
 UNSUPPORTED: dict[int | str, dict[str, Any]] = {
@@ -45,7 +40,7 @@ async def upload_document(
     agent_id: Annotated[UUID | None, Form(description="The agent that uses it.")] = None,
 ) -> KnowledgeDocument:
     """Upload a document; it is processed in the background (`status` tells how far)."""
-    kb = knowledge_base(request)
+    kb = knowledge_base_of(request)
     data = await file.read()
     row = await service.store_document(
         kb,
@@ -75,7 +70,7 @@ add_crud_routes(documents, service.DOCUMENTS, filters=document_filters, routes=(
 @documents.delete("/{row_id}", status_code=204, response_class=Response)
 async def delete_document(request: Request, tx: Member, row_id: RowId) -> Response:
     """Delete a document with its chunks, vectors and file."""
-    await service.delete_document(tx, knowledge_base(request), row_id)
+    await service.delete_document(tx, knowledge_base_of(request), row_id)
     return Response(status_code=204)
 
 
@@ -90,7 +85,7 @@ async def query_vector(
 ) -> list[float]:
     """The query's embedding, made after the caller is known and before the request's
     transaction opens: no pooled connection waits on the model."""
-    vectors = await knowledge_base(request).embedder.embed([body.query])
+    vectors = await knowledge_base_of(request).embedder.embed([body.query])
     return [float(x) for x in vectors[0]]
 
 
@@ -102,7 +97,7 @@ async def search(
     body: SearchRequest,
 ) -> SearchResults:
     """The chunks of your company's documents nearest to the query, best first."""
-    return await service.search(tx, knowledge_base(request), body, vector)
+    return await service.search(tx, knowledge_base_of(request), body, vector)
 
 
 routers = [documents, search_router]

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from syntera.api.deps import System
+from syntera.api.state import settings_of, stores_of, urls_of
 from syntera.ops.stats import mongo_stats, postgres_stats
 
 admin = APIRouter(prefix="/v1/admin", tags=["operations"])
@@ -16,9 +17,8 @@ admin = APIRouter(prefix="/v1/admin", tags=["operations"])
 @admin.get("/db")
 async def database_statistics(request: Request, system: System) -> dict[str, Any]:
     """What `syntera db stats --json` shows, plus this process's pools (service key only)."""
-    urls = request.app.state.urls
-    settings = request.app.state.settings
-    pool = request.app.state.stores.postgres
+    urls, settings = urls_of(request), settings_of(request)
+    pool = stores_of(request).postgres
     postgres, mongodb = await asyncio.gather(
         asyncio.to_thread(postgres_stats, urls.database_url),
         asyncio.to_thread(mongo_stats, urls.mongodb_uri, settings.mongodb_db),

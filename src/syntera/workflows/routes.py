@@ -9,10 +9,9 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Manager, Member
 from syntera.api.pagination import page_request
-from syntera.db.postgres import open_transaction
+from syntera.api.state import system_transaction
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.schemas import JsonObject
-from syntera.tenancy import Principal
 from syntera.workflows import service
 from syntera.workflows.schemas import (
     HookAccepted,
@@ -89,8 +88,7 @@ async def receive_webhook(
     ] = None,
 ) -> HookAccepted:
     """Start a webhook-triggered workflow with this payload (queued; runs shortly)."""
-    pool = request.app.state.stores.postgres
-    async with open_transaction(pool, Principal.service()) as (conn, _):
+    async with system_transaction(request) as conn:
         event_id = await service.receive_hook(conn, workflow_id, secret, payload)
     return HookAccepted(event_id=event_id)
 
