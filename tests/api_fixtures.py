@@ -8,7 +8,8 @@ import asyncio
 import dataclasses
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -21,10 +22,11 @@ from syntera.api.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
+from syntera.db.slow import TimedCursor
 from syntera.embedded import StackUrls
 from syntera.tenancy import Principal
 from tests.conftest import TEST_SERVICE_KEY, StackDatabase
-from tests.factories import Tenant, create_tenant
+from tests.factories import SeededCompany, create_tenant
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +65,38 @@ def token_for(settings: Settings, principal: Principal) -> str:
     ).token
 
 
-@pytest.fixture
-async def tenant(
+MakeTenant = Callable[[], Awaitable[SeededCompany]]
+
+
+@pytest.fixture(scope="session")
+def make_tenant(
     api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
+) -> MakeTenant:
+    """Makes a fresh company with an owner, an admin, a member and one row in every
+    table, each time it is awaited."""
+
+    async def make() -> SeededCompany:
+        return await create_tenant(api_pool, owner_conn)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+async def tenant_a(make_tenant: MakeTenant) -> SeededCompany:
+    """A company shared by one module's tests (they must not change what others read)."""
+    return await make_tenant()
+
+
+@pytest.fixture(scope="module")
+async def tenant_b(make_tenant: MakeTenant) -> SeededCompany:
+    """A second company of the module, for the tests between the two."""
+    return await make_tenant()
+
+
+@pytest.fixture
+async def tenant(make_tenant: MakeTenant) -> SeededCompany:
     """A fresh company with an owner, an admin, a member and one row in every table."""
-    return await create_tenant(api_pool, owner_conn)
+    return await make_tenant()
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +135,27 @@ def live_server(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+StatementLog = list[str]
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> StatementLog:
+    """Every statement the API's pools send while the test runs, in order (the first
+    line of each): count them to hold a route to its budget."""
+    sent: StatementLog = []
+    send = TimedCursor.execute
+
+    async def counted(self: TimedCursor, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if isinstance(query, bytes):
+            text = query.decode()
+        elif isinstance(query, str):
+            text = query
+        else:  # psycopg.sql.Composed
+            text = query.as_string(self.connection)
+        sent.append(" ".join(text.split())[:120])
+        return await send(self, query, params, **kwargs)
+
+    monkeypatch.setattr(TimedCursor, "execute", counted)
+    return sent

@@ -29,10 +29,35 @@ from syntera.embedded import EmbeddedStack, StackUrls
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 # Before any MongoDB client exists: watch every command for unscoped tenant queries.
-import tests.mongo_watch  # noqa: E402, F401
+from tests.mongo_watch import watch  # noqa: E402
 
 # The API's fixtures (the app, an HTTP client, tokens, a live server) for every package.
 pytest_plugins = ["tests.api_fixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: takes seconds (servers started, killed or loaded); "
+        '`pytest -m "not slow"` is the quick inner loop',
+    )
+    config.addinivalue_line(
+        "markers",
+        "unscoped_mongo(reason): reads MongoDB across companies on purpose "
+        "(backups, retention); the tenant-filter watch is off for it",
+    )
+
+
+@pytest.fixture(autouse=True)
+def every_mongodb_query_is_scoped(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test during which a tenant collection was queried without ``company_id``
+    first in its filter (or a document inserted without one)."""
+    if request.node.get_closest_marker("unscoped_mongo"):
+        yield
+        return
+    watch.violations.clear()
+    yield
+    assert watch.violations == [], "MongoDB queried without the tenant first"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from syntera.tenancy import Principal
 
 
 @dataclass
-class Tenant:
+class SeededCompany:
     """A company with an owner, an admin and a plain member, and one row per table."""
 
     company_id: uuid.UUID
@@ -135,13 +135,13 @@ SEED_ROWS: list[tuple[str, str]] = [
 
 async def create_tenant(
     pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
+) -> SeededCompany:
     """A company with its three members and one row in every business table."""
     owner_id = create_auth_user(owner_conn)
     company_id = await create_company(pool, owner_id)
     admin_id = invite_and_sign_up(owner_conn, company_id, owner_id, "admin")
     member_id = invite_and_sign_up(owner_conn, company_id, owner_id, "user")
-    tenant = Tenant(
+    tenant = SeededCompany(
         company_id,
         owner=Principal.user(owner_id),
         admin=Principal.user(admin_id),

@@ -18,16 +18,15 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from psycopg_pool import AsyncConnectionPool
 
 from syntera.api.app import create_app
 from syntera.config import Settings
-from syntera.db.postgres import TenantConnection
 from syntera.embedded import REDIS, EmbeddedStack, StackUrls
 from syntera.metrics import REDIS_FALLBACKS
 from syntera.ratelimit import SlidingWindow
-from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
+from tests.widget_helpers import open_chat
 
 KEY_FORM = re.compile(r"^(t:[0-9a-f-]{36}|g:[a-z-]+):")
 
@@ -46,7 +45,7 @@ async def test_agent_cache_is_never_stale_after_a_write_in_any_process(
     settings: Settings,
     api_urls: StackUrls,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     owner_conn: psycopg.Connection,
 ) -> None:
     headers = auth(tenant.member)
@@ -75,7 +74,7 @@ async def test_agent_cache_is_never_stale_after_a_write_in_any_process(
 
 
 async def test_a_failed_write_does_not_invalidate_and_a_rolled_back_one_is_not_seen(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     headers = auth(tenant.member)
     url = f"/v1/agents/{tenant.rows['agent_configs']}"
@@ -88,11 +87,10 @@ async def test_a_failed_write_does_not_invalidate_and_a_rolled_back_one_is_not_s
 async def test_cached_agents_of_one_company_never_reach_another(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    tenant: SeededCompany,
+    make_tenant: MakeTenant,
 ) -> None:
-    other = await create_tenant(api_pool, owner_conn)
+    other = await make_tenant()
     mine = f"/v1/agents/{tenant.rows['agent_configs']}"
     assert (await client.get(mine, headers=auth(tenant.member))).status_code == 200  # cached
     assert (await client.get(mine, headers=auth(other.member))).status_code == 404
@@ -113,7 +111,7 @@ async def test_cached_agents_of_one_company_never_reach_another(
 
 
 async def test_every_redis_key_starts_with_its_tenant_or_a_fixed_prefix(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant, stack: StackUrls
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany, stack: StackUrls
 ) -> None:
     headers = auth(tenant.member)
     agent = tenant.rows["agent_configs"]
@@ -150,7 +148,7 @@ async def test_sliding_window_trips_at_the_limit_and_resets(stack: StackUrls) ->
 
 
 async def test_api_limit_per_user_answers_429_with_retry_after(
-    settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: Tenant
+    settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     limited = create_app(settings.model_copy(update={"rate_limit_api_per_minute": 5}), api_urls)
     async with served(limited) as http:
@@ -167,18 +165,14 @@ async def test_api_limit_per_user_answers_429_with_retry_after(
 
 
 async def test_widget_session_limit_and_revocation(
-    settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: Tenant
+    settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     limited = create_app(
         settings.model_copy(update={"rate_limit_widget_session_per_minute": 3}), api_urls
     )
     async with served(limited) as http:
-        agent = tenant.rows["agent_configs"]
-        key = await http.post(f"/v1/agents/{agent}/public-key", headers=auth(tenant.member))
-        api_key = key.json()["public_key"]
-        chat = await http.post("/v1/public/conversations", headers={"X-Api-Key": api_key})
-        session = {"X-Api-Key": api_key, "X-Widget-Session": chat.json()["session_token"]}
-        url = f"/v1/public/conversations/{chat.json()['conversation']['id']}"
+        chat = await open_chat(http, auth(tenant.member), tenant.rows["agent_configs"])
+        session, url = chat.session, chat.url
         codes = [
             (
                 await http.post(f"{url}/messages", headers=session, json={"content": "hi"})
@@ -190,14 +184,10 @@ async def test_widget_session_limit_and_revocation(
 
 
 async def test_a_revoked_widget_session_is_refused(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
-    agent = tenant.rows["agent_configs"]
-    key = await client.post(f"/v1/agents/{agent}/public-key", headers=auth(tenant.member))
-    api_key = key.json()["public_key"]
-    chat = await client.post("/v1/public/conversations", headers={"X-Api-Key": api_key})
-    session = {"X-Api-Key": api_key, "X-Widget-Session": chat.json()["session_token"]}
-    url = f"/v1/public/conversations/{chat.json()['conversation']['id']}"
+    chat = await open_chat(client, auth(tenant.member), tenant.rows["agent_configs"])
+    session, url = chat.session, chat.url
     assert (await client.get(f"{url}/messages", headers=session)).status_code == 200
     assert (await client.delete(f"{url}/session", headers=session)).status_code == 204
     assert (await client.get(f"{url}/messages", headers=session)).status_code == 401
@@ -218,7 +208,7 @@ async def test_requests_keep_succeeding_while_redis_is_down_and_recover_after(
     settings: Settings,
     api_urls: StackUrls,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     own_valkey: tuple[EmbeddedStack, str],
 ) -> None:
     valkey, redis_url = own_valkey
@@ -260,7 +250,7 @@ async def test_conversation_header_and_newest_page_are_never_stale_after_a_write
     settings: Settings,
     api_urls: StackUrls,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     stack: StackUrls,
 ) -> None:
     headers = auth(tenant.member)
@@ -350,7 +340,7 @@ async def test_concurrent_misses_of_one_key_load_it_once(stack: StackUrls) -> No
 
 
 async def test_a_value_json_cannot_hold_is_served_uncached(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     headers = auth(tenant.member)
     url = f"/v1/agents/{tenant.rows['agent_configs']}"

@@ -23,6 +23,9 @@ import redis
 
 from syntera.embedded import MONGODB, POSTGRES, REDIS, SERVICES, EmbeddedStack
 
+# Every test here starts, kills or restarts real servers.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def stack() -> Iterator[EmbeddedStack]:

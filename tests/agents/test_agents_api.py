@@ -8,13 +8,13 @@ import httpx
 import psycopg
 
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 
 
 async def test_agent_life_cycle_and_public_key_shown_once(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     owner_conn: psycopg.Connection,
 ) -> None:
     headers = auth(tenant.member)

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 
 
 async def test_events_are_recorded_as_the_caller_and_filtered(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
 ) -> None:
     headers = auth(tenant.member)
     recorded = await client.post(

@@ -65,6 +65,7 @@ async def test_readyz_names_the_store_that_is_down(settings: Settings, urls: Sta
     assert response.json() == {"status": "unavailable", "failing": ["redis"]}
 
 
+@pytest.mark.slow
 def test_syntera_serve_runs_several_workers_on_the_configured_stores(
     urls: StackUrls, tmp_path: Path
 ) -> None:

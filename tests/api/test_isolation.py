@@ -15,12 +15,10 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from syntera.tenancy import Principal
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
+from tests.factories import SeededCompany
 
 # Route prefix with {row_id} -> the seeded table whose row it addresses, and a valid
 # PATCH body for it.
@@ -54,21 +52,7 @@ def concrete(path: str) -> str:
     return re.sub(r"\{[a-z_]+\}", lambda _: str(uuid.uuid4()), path)
 
 
-@pytest.fixture(scope="module")
-async def tenant_a(
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
-@pytest.fixture(scope="module")
-async def tenant_b(
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
-def row_of(tenant: Tenant, table: str) -> uuid.UUID:
+def row_of(tenant: SeededCompany, table: str) -> uuid.UUID:
     """The seeded row of ``table`` (for users: the plain member)."""
     if table == "users":
         assert tenant.member.user_id is not None
@@ -100,8 +84,8 @@ async def test_user_of_other_company_gets_404_and_never_sees_the_row(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
     owner_conn: psycopg.Connection,
-    tenant_a: Tenant,
-    tenant_b: Tenant,
+    tenant_a: SeededCompany,
+    tenant_b: SeededCompany,
     prefix: str,
 ) -> None:
     table, patch_body = ROW_ROUTES[prefix]
@@ -131,7 +115,7 @@ async def test_user_of_other_company_gets_404_and_never_sees_the_row(
 
 
 async def test_user_of_other_company_gets_the_same_404_as_for_a_missing_row(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant_a: Tenant, tenant_b: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     foreign = await client.get(
         f"/v1/contacts/{tenant_a.rows['contacts']}", headers=auth(tenant_b.owner)
@@ -159,7 +143,7 @@ MANAGER_ONLY = [
 async def test_plain_member_gets_403_where_owner_or_admin_is_required(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant_a: Tenant,
+    tenant_a: SeededCompany,
     method: str,
     path: str,
     body: dict[str, Any] | None,
@@ -184,7 +168,7 @@ async def test_user_without_company_is_told_to_create_one(
 
 
 async def test_service_key_acts_only_in_the_company_it_names(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant_a: Tenant, tenant_b: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     service = auth(Principal.service())
     unnamed = await client.get("/v1/contacts", headers=service)

@@ -8,13 +8,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-import psycopg
+import pytest
 from fastapi import FastAPI
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
-from tests.api_fixtures import AuthHeaders
-from tests.factories import create_tenant
+from tests.api_fixtures import AuthHeaders, MakeTenant
 
 CHECKS = ",".join(
     [
@@ -27,14 +24,14 @@ CHECKS = ",".join(
 )
 
 
+@pytest.mark.slow
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     live_server: str,
     app: FastAPI,
     auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    make_tenant: MakeTenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     authorization = auth(tenant.owner)["Authorization"]
     schemathesis = Path(sys.executable).with_name("st")
     process = await asyncio.create_subprocess_exec(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import httpx
 
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 
 
 async def test_recording_and_call_life_cycle(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
 ) -> None:
     headers = auth(tenant.member)
     agent_id = str(tenant.rows["agent_configs"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,26 +12,16 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
-from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
 from tests.mongo_watch import watch
 
 Json = dict[str, Any]
 
 
-@pytest.fixture(autouse=True)
-def every_query_is_scoped() -> Iterator[None]:
-    """Fail the test if anything queried the tenant collections without company_id."""
-    watch.violations.clear()
-    yield
-    assert watch.violations == []
-
-
 @pytest.fixture
-def headers(auth: AuthHeaders, tenant: Tenant) -> dict[str, str]:
+def headers(auth: AuthHeaders, tenant: SeededCompany) -> dict[str, str]:
     return auth(tenant.member)
 
 
@@ -44,7 +33,7 @@ async def post(client: httpx.AsyncClient, url: str, headers: dict[str, str], bod
 
 
 async def start(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant, **extra: Any
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany, **extra: Any
 ) -> Json:
     body = {"agent_id": str(tenant.rows["agent_configs"]), **extra}
     return await post(client, "/v1/conversations", headers, body)
@@ -63,7 +52,7 @@ def events(owner_conn: psycopg.Connection, conversation_id: str) -> list[str]:
 
 
 async def test_conversation_life_cycle_records_analytics_events(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant,
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany,
     owner_conn: psycopg.Connection,
 ) -> None:  # fmt: skip
     conversation = await start(
@@ -116,7 +105,7 @@ async def test_conversation_life_cycle_records_analytics_events(
 
 
 async def test_conversations_filter_by_status_channel_agent_contact_and_tag(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
 ) -> None:
     contact = str(tenant.rows["contacts"])
     email = await start(client, headers, tenant, channel="email", tags=["billing"])
@@ -144,8 +133,9 @@ async def test_conversations_filter_by_status_channel_agent_contact_and_tag(
     assert second.json()["next_cursor"] is None
 
 
+@pytest.mark.slow
 async def test_paging_ten_thousand_messages_returns_each_once_in_order_while_more_arrive(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
 ) -> None:
     conversation = await start(client, headers, tenant)
     url = f"/v1/conversations/{conversation['id']}/messages"
@@ -181,7 +171,7 @@ async def test_paging_ten_thousand_messages_returns_each_once_in_order_while_mor
 
 
 async def test_thread_counts_stay_right_under_concurrent_appends(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
 ) -> None:
     conversation = await start(client, headers, tenant)
     url = f"/v1/conversations/{conversation['id']}"
@@ -217,7 +207,7 @@ async def test_thread_counts_stay_right_under_concurrent_appends(
 
 
 async def test_reactions_and_read_receipts_are_the_only_changes_to_a_message(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
 ) -> None:
     conversation = await start(client, headers, tenant)
     url = f"/v1/conversations/{conversation['id']}/messages"
@@ -233,10 +223,9 @@ async def test_reactions_and_read_receipts_are_the_only_changes_to_a_message(
 async def test_statistics_match_values_computed_in_python(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    make_tenant: MakeTenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     headers = auth(tenant.owner)
     since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     started = []
@@ -303,7 +292,11 @@ BAD_MESSAGES = [
 
 @pytest.mark.parametrize(("body", "field"), BAD_MESSAGES)
 async def test_bad_message_is_a_422_naming_the_field(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant, body: Json, field: str
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    tenant: SeededCompany,
+    body: Json,
+    field: str,
 ) -> None:
     conversation = await start(client, headers, tenant)
     response = await client.post(
@@ -314,12 +307,14 @@ async def test_bad_message_is_a_422_naming_the_field(
 
 
 async def test_bad_conversation_input(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant,
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    tenant: SeededCompany,
+    make_tenant: MakeTenant,
+) -> None:
     assert (await client.get("/v1/conversations/not-an-id", headers=headers)).status_code == 404
     assert (await client.get(f"/v1/conversations/{'0' * 24}", headers=headers)).status_code == 404
-    other = await create_tenant(api_pool, owner_conn)
+    other = await make_tenant()
     foreign_agent = await client.post(
         "/v1/conversations", headers=headers, json={"agent_id": str(other.rows["agent_configs"])}
     )
@@ -339,15 +334,14 @@ async def test_user_of_other_company_gets_404_for_every_conversation_endpoint(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
     headers: dict[str, str],
-    tenant: Tenant,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    tenant: SeededCompany,
+    make_tenant: MakeTenant,
 ) -> None:
     conversation = await start(client, headers, tenant)
     url = f"/v1/conversations/{conversation['id']}"
     thread = await post(client, f"{url}/threads", headers, {"title": "T"})
     message = await post(client, f"{url}/messages", headers, user_message("secret"))
-    stranger = auth((await create_tenant(api_pool, owner_conn)).owner)
+    stranger = auth((await make_tenant()).owner)
     bodies = {
         ("POST", "/messages"): user_message("x"),
         ("POST", "/messages/import"): {"messages": [user_message("x")]},
@@ -394,7 +388,7 @@ def test_the_watch_catches_an_unscoped_query(stack: Any) -> None:
 
 
 async def test_mongodb_down_is_a_503_and_nothing_is_recorded(
-    settings: Any, api_urls: Any, auth: AuthHeaders, tenant: Tenant,
+    settings: Any, api_urls: Any, auth: AuthHeaders, tenant: SeededCompany,
     owner_conn: psycopg.Connection,
 ) -> None:  # fmt: skip
     import dataclasses
@@ -428,7 +422,7 @@ async def test_mongodb_down_is_a_503_and_nothing_is_recorded(
 
 @pytest.mark.parametrize("key", ["bad\x00key", "$where", "a.b"])
 async def test_metadata_keys_mongodb_cannot_store_are_a_422(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant, key: str
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany, key: str
 ) -> None:
     response = await client.post(
         "/v1/conversations", headers=headers,
@@ -439,7 +433,7 @@ async def test_metadata_keys_mongodb_cannot_store_are_a_422(
 
 
 async def test_integers_mongodb_cannot_store_are_a_422(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
 ) -> None:
     response = await client.post(
         "/v1/conversations", headers=headers,

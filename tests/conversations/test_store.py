@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,14 +18,6 @@ from syntera.conversations.store import ConversationStore, indexes
 from syntera.db.mongo import MongoDatabase, create_mongo_client, ensure_indexes, index_status
 from syntera.embedded import StackUrls
 from tests.conftest import StackDatabase
-from tests.mongo_watch import watch
-
-
-@pytest.fixture(autouse=True)
-def every_query_is_scoped() -> Iterator[None]:
-    watch.violations.clear()
-    yield
-    assert watch.violations == []
 
 
 @pytest.fixture
@@ -98,6 +90,7 @@ async def test_indexes_are_created_once_and_rebuilt_when_their_definition_change
     assert {state.state for state in states} == {"present"}
 
 
+@pytest.mark.slow
 def test_syntera_migrate_creates_and_shows_the_mongodb_indexes(
     stack: StackUrls, database_for_cli: StackDatabase
 ) -> None:

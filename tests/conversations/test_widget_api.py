@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import httpx
 import psycopg
-import pytest
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
-from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
-from tests.mongo_watch import watch
-
-
-@pytest.fixture(autouse=True)
-def every_query_is_scoped() -> Iterator[None]:
-    watch.violations.clear()
-    yield
-    assert watch.violations == []
-
-
-async def public_key(client: httpx.AsyncClient, headers: dict[str, str], agent_id: Any) -> str:
-    response = await client.post(f"/v1/agents/{agent_id}/public-key", headers=headers)
-    assert response.status_code == 201
-    key: str = response.json()["public_key"]
-    return key
-
-
-async def start_chat(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
-    response = await client.post("/v1/public/conversations", headers={"X-Api-Key": key})
-    assert response.status_code == 201, response.text
-    chat: dict[str, Any] = response.json()
-    return chat
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
+from tests.widget_helpers import public_key, start_chat
 
 
 async def test_visitor_chats_through_the_widget_and_the_company_sees_it(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant, owner_conn: psycopg.Connection
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    owner_conn: psycopg.Connection,
 ) -> None:
     key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
     chat = await start_chat(client, key)
@@ -66,7 +42,7 @@ async def test_visitor_chats_through_the_widget_and_the_company_sees_it(
 
 
 async def test_wrong_or_missing_key_is_401_and_a_disabled_agent_is_403(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     for headers in ({}, {"X-Api-Key": "pub_key_unknown"}, {"X-Api-Key": "sk_live_x"}):
         response = await client.post("/v1/public/conversations", headers=headers)
@@ -85,9 +61,8 @@ async def test_wrong_or_missing_key_is_401_and_a_disabled_agent_is_403(
 async def test_a_session_reaches_only_its_own_conversation(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    tenant: SeededCompany,
+    make_tenant: MakeTenant,
 ) -> None:
     key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
     mine, theirs = await start_chat(client, key), await start_chat(client, key)
@@ -100,7 +75,7 @@ async def test_a_session_reaches_only_its_own_conversation(
     assert without_session.status_code == 401
 
     # Another company's key with this session, and an API token as a session: refused.
-    other = await create_tenant(api_pool, owner_conn)
+    other = await make_tenant()
     other_key = await public_key(client, auth(other.member), other.rows["agent_configs"])
     my_url = f"/v1/public/conversations/{mine['conversation']['id']}/messages"
     crossed = {"X-Api-Key": other_key, "X-Widget-Session": mine["session_token"]}
@@ -113,7 +88,7 @@ async def test_a_session_reaches_only_its_own_conversation(
 
 
 async def test_widget_message_validation(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
     chat = await start_chat(client, key)

@@ -8,17 +8,14 @@ import uuid
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
-from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
 
 
 @pytest.fixture
-def headers(auth: AuthHeaders, tenant: Tenant) -> dict[str, str]:
+def headers(auth: AuthHeaders, tenant: SeededCompany) -> dict[str, str]:
     return auth(tenant.member)
 
 
@@ -32,7 +29,7 @@ async def create(
 
 
 async def test_contact_life_cycle(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
 ) -> None:
     contact = await create(
         client, "/v1/contacts", headers,
@@ -76,7 +73,7 @@ async def test_contacts_filter_by_tag_and_search_by_prefix(
 
 
 async def test_deal_life_cycle_and_pipeline(
-    client: httpx.AsyncClient, headers: dict[str, str], tenant: Tenant
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
 ) -> None:
     contact_id = str(tenant.rows["contacts"])
     deal = await create(
@@ -136,10 +133,9 @@ async def test_bad_input_is_a_422_naming_the_field(
 async def test_reference_to_another_companys_row_is_a_422_naming_the_field(
     client: httpx.AsyncClient,
     headers: dict[str, str],
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    make_tenant: MakeTenant,
 ) -> None:
-    other = await create_tenant(api_pool, owner_conn)
+    other = await make_tenant()
     for path, body, field in [
         ("/v1/deals", {"title": "T", "contact_id": str(other.rows["contacts"])}, "contact_id"),
         ("/v1/calls/history",

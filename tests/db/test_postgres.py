@@ -12,18 +12,19 @@ from psycopg_pool import AsyncConnectionPool
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection, begin_as, create_api_pool, transaction_as
 from syntera.tenancy import Principal
+from tests.api_fixtures import MakeTenant
 from tests.conftest import StackDatabase
-from tests.factories import Tenant, create_tenant
+from tests.factories import SeededCompany
 
 Pool = AsyncConnectionPool[TenantConnection]
 
 
 @pytest.fixture(scope="module")
-async def tenant(api_pool: Pool, owner_conn: psycopg.Connection) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
+async def tenant(make_tenant: MakeTenant) -> SeededCompany:
+    return await make_tenant()
 
 
-async def test_runs_as_the_principal_with_its_claims(api_pool: Pool, tenant: Tenant) -> None:
+async def test_runs_as_the_principal_with_its_claims(api_pool: Pool, tenant: SeededCompany) -> None:
     async with transaction_as(api_pool, tenant.member) as conn:
         row = await (
             await conn.execute(
@@ -39,7 +40,7 @@ async def test_runs_as_the_principal_with_its_claims(api_pool: Pool, tenant: Ten
 
 
 async def test_settings_do_not_leak_into_the_next_transaction(
-    api_pool: Pool, tenant: Tenant
+    api_pool: Pool, tenant: SeededCompany
 ) -> None:
     async with transaction_as(api_pool, tenant.member):
         pass
@@ -54,7 +55,7 @@ async def test_settings_do_not_leak_into_the_next_transaction(
 
 
 async def test_commits_when_the_block_ends(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant: Tenant
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant: SeededCompany
 ) -> None:
     async with transaction_as(api_pool, tenant.member) as conn:
         await conn.execute(
@@ -68,7 +69,7 @@ async def test_commits_when_the_block_ends(
 
 
 async def test_rolls_back_when_the_block_raises(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant: Tenant
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant: SeededCompany
 ) -> None:
     async def failing_request() -> None:
         async with transaction_as(api_pool, tenant.member) as conn:
@@ -84,7 +85,7 @@ async def test_rolls_back_when_the_block_raises(
     assert row.fetchone() == (0,)
 
 
-async def test_service_role_bypasses_rls(api_pool: Pool, tenant: Tenant) -> None:
+async def test_service_role_bypasses_rls(api_pool: Pool, tenant: SeededCompany) -> None:
     async with transaction_as(api_pool, Principal.service()) as conn:
         row = await (
             await conn.execute("SELECT current_user AS role, count(*) AS n FROM public.companies")
@@ -95,7 +96,7 @@ async def test_service_role_bypasses_rls(api_pool: Pool, tenant: Tenant) -> None
 
 
 async def test_becoming_the_principal_is_one_round_trip(
-    api_pool: Pool, tenant: Tenant, tmp_path: Path
+    api_pool: Pool, tenant: SeededCompany, tmp_path: Path
 ) -> None:
     """BEGIN and the settings go out as one batch ending in a single Sync (libpq's trace
     of the protocol messages shows every message the client sent)."""
@@ -122,7 +123,7 @@ async def test_becoming_the_principal_is_one_round_trip(
 
 
 async def test_statement_timeout_applies_to_tenant_transactions(
-    database: StackDatabase, tenant: Tenant
+    database: StackDatabase, tenant: SeededCompany
 ) -> None:
     settings = Settings(pg_pool_min_size=1, pg_pool_max_size=1, pg_statement_timeout_ms=100)
     pool = create_api_pool(settings, database.api_url)

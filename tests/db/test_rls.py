@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.db.postgres import TenantConnection, become, transaction_as
 from syntera.tenancy import Principal
-from tests.factories import Tenant, create_auth_user, create_tenant, invite_and_sign_up
+from tests.factories import SeededCompany, create_auth_user, invite_and_sign_up
 
 Pool = AsyncConnectionPool[TenantConnection]
 
@@ -97,42 +97,32 @@ async def execute(pool: Pool, principal: Principal, query: Any, params: Any = No
         return cursor.rowcount
 
 
-@pytest.fixture(scope="module")
-async def tenant_a(api_pool: Pool, owner_conn: psycopg.Connection) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
-@pytest.fixture(scope="module")
-async def tenant_b(api_pool: Pool, owner_conn: psycopg.Connection) -> Tenant:
-    return await create_tenant(api_pool, owner_conn)
-
-
 # --- SELECT ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("table", TENANT_ROW_TABLES)
 async def test_member_sees_only_own_company_rows(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, table: str
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany, table: str
 ) -> None:
     assert await select_ids(api_pool, tenant_a.member, table) == {tenant_a.rows[table]}
     assert await select_ids(api_pool, tenant_b.member, table) == {tenant_b.rows[table]}
 
 
 async def test_member_sees_only_own_company(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     assert await select_ids(api_pool, tenant_a.member, "companies") == {tenant_a.company_id}
 
 
 async def test_member_sees_self_and_teammates_only(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     team_a = {tenant_a.owner.user_id, tenant_a.admin.user_id, tenant_a.member.user_id}
     assert await select_ids(api_pool, tenant_a.member, "users") == team_a
 
 
 async def test_notifications_are_visible_to_their_user_only(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     notification = tenant_a.rows["notifications"]
     assert await select_ids(api_pool, tenant_a.member, "notifications") == {notification}
@@ -143,7 +133,7 @@ async def test_notifications_are_visible_to_their_user_only(
 
 
 async def test_invitations_are_visible_to_owners_and_admins_only(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     invitation = tenant_a.rows["invitations"]
     assert invitation in await select_ids(api_pool, tenant_a.owner, "invitations")
@@ -153,14 +143,14 @@ async def test_invitations_are_visible_to_owners_and_admins_only(
 
 
 @pytest.mark.parametrize("table", BUSINESS_TABLES)
-async def test_anon_sees_nothing(api_pool: Pool, tenant_a: Tenant, table: str) -> None:
+async def test_anon_sees_nothing(api_pool: Pool, tenant_a: SeededCompany, table: str) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         await select_ids(api_pool, Principal.anonymous(), table)
 
 
 @pytest.mark.parametrize("table", BUSINESS_TABLES)
 async def test_user_without_company_sees_nothing_of_others(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: Tenant, table: str
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, table: str
 ) -> None:
     loner = Principal.user(create_auth_user(owner_conn))
     if table in SYSTEM_ONLY:
@@ -173,7 +163,7 @@ async def test_user_without_company_sees_nothing_of_others(
 
 @pytest.mark.parametrize("table", [*TENANT_ROW_TABLES, "notifications", "invitations"])
 async def test_service_role_sees_every_company(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, table: str
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany, table: str
 ) -> None:
     visible = await select_ids(api_pool, Principal.service(), table)
     assert {tenant_a.rows[table], tenant_b.rows[table]} <= visible
@@ -191,7 +181,7 @@ def insert_statement(table: str) -> sql.Composed:
 
 @pytest.mark.parametrize("table", sorted(MEMBER_TABLES))
 async def test_member_creates_rows_in_own_company(
-    api_pool: Pool, tenant_a: Tenant, table: str
+    api_pool: Pool, tenant_a: SeededCompany, table: str
 ) -> None:
     statement = insert_statement(table)
     assert (
@@ -202,7 +192,7 @@ async def test_member_creates_rows_in_own_company(
 
 @pytest.mark.parametrize("table", [*sorted(MEMBER_TABLES), "workflows", "analytics_events"])
 async def test_user_cannot_create_rows_in_another_company(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, table: str
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany, table: str
 ) -> None:
     if table == "workflows":
         statement = sql.SQL(
@@ -251,7 +241,7 @@ async def test_user_cannot_create_rows_in_another_company(
     ],
 )
 async def test_rows_cannot_reference_another_company(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, table: str, statement: str
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany, table: str, statement: str
 ) -> None:
     params = {"company_id": tenant_a.company_id, **tenant_b.rows}
     for principal in (tenant_a.owner, Principal.service()):
@@ -260,7 +250,7 @@ async def test_rows_cannot_reference_another_company(
 
 
 async def test_service_role_cannot_run_a_workflow_of_another_company(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     with pytest.raises(errors.ForeignKeyViolation):
         await execute(
@@ -282,7 +272,7 @@ async def test_service_role_cannot_run_a_workflow_of_another_company(
     ],
 )
 async def test_system_only_tables_reject_member_writes(
-    api_pool: Pool, tenant_a: Tenant, statement: str
+    api_pool: Pool, tenant_a: SeededCompany, statement: str
 ) -> None:
     params = {"company_id": tenant_a.company_id, "user_id": tenant_a.owner.user_id, **tenant_a.rows}
     with pytest.raises(errors.InsufficientPrivilege):
@@ -290,7 +280,9 @@ async def test_system_only_tables_reject_member_writes(
     assert await execute(api_pool, Principal.service(), statement, params) == 1
 
 
-async def test_analytics_event_cannot_name_another_user(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_analytics_event_cannot_name_another_user(
+    api_pool: Pool, tenant_a: SeededCompany
+) -> None:
     statement = (
         "INSERT INTO public.analytics_events (company_id, event_type, user_id) VALUES (%s, 'x', %s)"
     )
@@ -307,7 +299,11 @@ async def test_analytics_event_cannot_name_another_user(api_pool: Pool, tenant_a
 
 @pytest.mark.parametrize("table", sorted(MEMBER_TABLES))
 async def test_user_cannot_change_or_delete_rows_of_another_company(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: Tenant, tenant_b: Tenant, table: str
+    api_pool: Pool,
+    owner_conn: psycopg.Connection,
+    tenant_a: SeededCompany,
+    tenant_b: SeededCompany,
+    table: str,
 ) -> None:
     _, assignment = MEMBER_TABLES[table]
     target = tenant_b.rows[table]
@@ -326,7 +322,7 @@ async def test_user_cannot_change_or_delete_rows_of_another_company(
 
 @pytest.mark.parametrize("table", sorted(MEMBER_TABLES))
 async def test_user_cannot_move_a_row_into_another_company(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, table: str
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany, table: str
 ) -> None:
     move = sql.SQL("UPDATE public.{} SET company_id = %s WHERE id = %s").format(
         sql.Identifier(table)
@@ -346,7 +342,11 @@ async def test_user_cannot_move_a_row_into_another_company(
     ],
 )
 async def test_other_company_cannot_delete_special_tables(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, table: str, principal_name: str
+    api_pool: Pool,
+    tenant_a: SeededCompany,
+    tenant_b: SeededCompany,
+    table: str,
+    principal_name: str,
 ) -> None:
     principal: Principal = getattr(tenant_a, principal_name)
     delete = sql.SQL("DELETE FROM public.{} WHERE id = %s").format(sql.Identifier(table))
@@ -366,7 +366,7 @@ WORKFLOW_INSERT = (
 
 
 async def test_plain_member_cannot_create_change_or_delete_workflows(
-    api_pool: Pool, tenant_a: Tenant
+    api_pool: Pool, tenant_a: SeededCompany
 ) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         await execute(api_pool, tenant_a.member, WORKFLOW_INSERT, (tenant_a.company_id,))
@@ -380,7 +380,7 @@ async def test_plain_member_cannot_create_change_or_delete_workflows(
         assert await execute(api_pool, manager, update, (workflow,)) == 1
 
 
-async def test_only_the_owner_deletes_the_company(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_only_the_owner_deletes_the_company(api_pool: Pool, tenant_a: SeededCompany) -> None:
     delete = "DELETE FROM public.companies WHERE id = %s"
     assert await execute(api_pool, tenant_a.member, delete, (tenant_a.company_id,)) == 0
     assert await execute(api_pool, tenant_a.admin, delete, (tenant_a.company_id,)) == 0
@@ -388,7 +388,7 @@ async def test_only_the_owner_deletes_the_company(api_pool: Pool, tenant_a: Tena
 
 
 async def test_other_company_cannot_rename_or_delete_a_company(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     rename = "UPDATE public.companies SET name = 'mine' WHERE id = %s"
     delete = "DELETE FROM public.companies WHERE id = %s"
@@ -397,7 +397,7 @@ async def test_other_company_cannot_rename_or_delete_a_company(
 
 
 async def test_owner_and_admin_rename_the_company_a_member_cannot(
-    api_pool: Pool, tenant_a: Tenant
+    api_pool: Pool, tenant_a: SeededCompany
 ) -> None:
     rename = "UPDATE public.companies SET name = 'Renamed' WHERE id = %s"
     assert await execute(api_pool, tenant_a.member, rename, (tenant_a.company_id,)) == 0
@@ -408,7 +408,7 @@ async def test_owner_and_admin_rename_the_company_a_member_cannot(
     "assignment", ["owner_id = auth.uid()", "subscription_tier = 'enterprise'"]
 )
 async def test_admin_cannot_change_the_company_owner_or_tier(
-    api_pool: Pool, tenant_a: Tenant, assignment: str
+    api_pool: Pool, tenant_a: SeededCompany, assignment: str
 ) -> None:
     statement = sql.SQL("UPDATE public.companies SET {} WHERE id = %s").format(sql.SQL(assignment))
     with pytest.raises(errors.InsufficientPrivilege):
@@ -446,7 +446,9 @@ async def test_nobody_else_can_be_made_owner_of_a_new_company(
         )
 
 
-async def test_a_member_cannot_create_a_second_company(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_a_member_cannot_create_a_second_company(
+    api_pool: Pool, tenant_a: SeededCompany
+) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         await execute(api_pool, tenant_a.member, "INSERT INTO public.companies (name) VALUES ('2')")
 
@@ -464,7 +466,7 @@ async def role_of(owner_conn: psycopg.Connection, user_id: uuid.UUID | None) -> 
 
 @pytest.mark.parametrize("new_role", ["admin", "owner"])
 async def test_plain_user_cannot_raise_their_own_role(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: Tenant, new_role: str
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, new_role: str
 ) -> None:
     before = await role_of(owner_conn, tenant_a.member.user_id)
     statement = "UPDATE public.users SET role = %s WHERE id = auth.uid()"
@@ -472,14 +474,14 @@ async def test_plain_user_cannot_raise_their_own_role(
     assert await role_of(owner_conn, tenant_a.member.user_id) == before
 
 
-async def test_admin_cannot_change_their_own_role(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_admin_cannot_change_their_own_role(api_pool: Pool, tenant_a: SeededCompany) -> None:
     statement = "UPDATE public.users SET role = 'owner' WHERE id = auth.uid()"
     with pytest.raises(errors.InsufficientPrivilege, match="their own"):
         await execute(api_pool, tenant_a.admin, statement)
 
 
 async def test_user_cannot_move_into_another_company(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     statement = "UPDATE public.users SET company_id = %s WHERE id = auth.uid()"
     loner = Principal.user(create_auth_user(owner_conn))
@@ -491,7 +493,7 @@ async def test_user_cannot_move_into_another_company(
 
 @pytest.mark.parametrize("new_company", ["other", "none"])
 async def test_owner_cannot_move_a_teammate_by_update(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, new_company: str
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany, new_company: str
 ) -> None:
     statement = "UPDATE public.users SET company_id = %s WHERE id = %s"
     company = tenant_b.company_id if new_company == "other" else None
@@ -499,13 +501,17 @@ async def test_owner_cannot_move_a_teammate_by_update(
         await execute(api_pool, tenant_a.owner, statement, (company, tenant_a.member.user_id))
 
 
-async def test_owner_and_admin_change_a_teammates_role(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_owner_and_admin_change_a_teammates_role(
+    api_pool: Pool, tenant_a: SeededCompany
+) -> None:
     statement = "UPDATE public.users SET role = %s WHERE id = %s"
     for manager in (tenant_a.owner, tenant_a.admin):
         assert await execute(api_pool, manager, statement, ("admin", tenant_a.member.user_id)) == 1
 
 
-async def test_nobody_grants_owner_or_touches_the_owner(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_nobody_grants_owner_or_touches_the_owner(
+    api_pool: Pool, tenant_a: SeededCompany
+) -> None:
     statement = "UPDATE public.users SET role = %s WHERE id = %s"
     with pytest.raises(errors.InsufficientPrivilege, match="owner role"):
         await execute(api_pool, tenant_a.owner, statement, ("owner", tenant_a.member.user_id))
@@ -514,7 +520,7 @@ async def test_nobody_grants_owner_or_touches_the_owner(api_pool: Pool, tenant_a
 
 
 async def test_other_company_cannot_change_or_remove_a_member(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     promote = "UPDATE public.users SET role = 'admin' WHERE id = %s"
     assert await execute(api_pool, tenant_b.owner, promote, (tenant_a.member.user_id,)) == 0
@@ -526,7 +532,7 @@ REMOVE_MEMBER = "SELECT public.remove_team_member(%s)"
 
 
 async def test_owner_and_admin_remove_a_member_who_keeps_no_role(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: Tenant
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany
 ) -> None:
     for manager in (tenant_a.owner, tenant_a.admin):
         async with rolled_back(api_pool, manager) as conn:
@@ -545,7 +551,7 @@ async def test_owner_and_admin_remove_a_member_who_keeps_no_role(
 
 @pytest.mark.parametrize("target", ["owner", "self", "other_company"])
 async def test_removal_refuses_the_owner_oneself_and_strangers(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant, target: str
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany, target: str
 ) -> None:
     target_id = {
         "owner": tenant_a.owner.user_id,
@@ -558,12 +564,14 @@ async def test_removal_refuses_the_owner_oneself_and_strangers(
         await execute(api_pool, tenant_a.admin, REMOVE_MEMBER, (target_id,))
 
 
-async def test_plain_member_cannot_remove_anyone(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_plain_member_cannot_remove_anyone(api_pool: Pool, tenant_a: SeededCompany) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         await execute(api_pool, tenant_a.member, REMOVE_MEMBER, (tenant_a.admin.user_id,))
 
 
-async def test_user_cannot_change_their_email_or_id(api_pool: Pool, tenant_a: Tenant) -> None:
+async def test_user_cannot_change_their_email_or_id(
+    api_pool: Pool, tenant_a: SeededCompany
+) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         await execute(
             api_pool,
@@ -576,7 +584,7 @@ async def test_user_cannot_change_their_email_or_id(api_pool: Pool, tenant_a: Te
 
 
 async def test_user_marks_own_notification_read_but_cannot_rewrite_it(
-    api_pool: Pool, tenant_a: Tenant
+    api_pool: Pool, tenant_a: SeededCompany
 ) -> None:
     notification = tenant_a.rows["notifications"]
     mark_read = "UPDATE public.notifications SET read_at = now() WHERE id = %s"
@@ -625,7 +633,7 @@ def test_no_policy_for_api_roles_is_unconditional(owner_conn: psycopg.Connection
 
 
 async def test_membership_copy_of_another_user_is_ignored(
-    api_pool: Pool, tenant_a: Tenant, tenant_b: Tenant
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
 ) -> None:
     forged = f"{tenant_b.owner.user_id}:{tenant_b.company_id}:owner"
     async with rolled_back(api_pool, tenant_a.member) as conn:

@@ -11,7 +11,7 @@ import pytest
 
 from syntera.config import Settings
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 from tests.kb import files
 from tests.kb.conftest import Process, Upload
 
@@ -39,7 +39,7 @@ def chunk_rows(owner_conn: psycopg.Connection, document_id: UUID) -> list[tuple[
 async def test_upload_is_processed_into_chunks_and_vectors(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     process: Process,
     owner_conn: psycopg.Connection,
     client: httpx.AsyncClient,
@@ -74,7 +74,7 @@ async def test_upload_is_processed_into_chunks_and_vectors(
 
 
 async def test_name_defaults_to_the_file_name_and_can_be_given(
-    upload: Upload, auth: AuthHeaders, tenant: Tenant
+    upload: Upload, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     named = await upload(auth(tenant.member), "a.md", FAQ, name="Refund policy")
     assert named.status_code == 202
@@ -95,7 +95,7 @@ async def test_name_defaults_to_the_file_name_and_can_be_given(
 async def test_bad_uploads_are_refused_and_nothing_is_stored(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     owner_conn: psycopg.Connection,
     settings: Settings,
     filename: str,
@@ -117,7 +117,7 @@ async def test_bad_uploads_are_refused_and_nothing_is_stored(
 
 
 async def test_a_file_over_10_mib_is_refused_while_streaming(
-    auth: AuthHeaders, tenant: Tenant, client: httpx.AsyncClient
+    auth: AuthHeaders, tenant: SeededCompany, client: httpx.AsyncClient
 ) -> None:
     eleven_mib = b"word " * (11 * 1024 * 1024 // 5)
 
@@ -140,7 +140,7 @@ async def test_a_file_over_10_mib_is_refused_while_streaming(
 
 
 async def test_a_file_under_10_mib_with_over_3_mib_of_text_is_refused(
-    upload: Upload, auth: AuthHeaders, tenant: Tenant
+    upload: Upload, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     response = await upload(auth(tenant.member), "long.txt", b"lorem " * (700 * 1024))
     assert response.status_code == 422
@@ -148,7 +148,7 @@ async def test_a_file_under_10_mib_with_over_3_mib_of_text_is_refused(
 
 
 async def test_unknown_agent_and_missing_file_are_422(
-    upload: Upload, auth: AuthHeaders, tenant: Tenant, client: httpx.AsyncClient
+    upload: Upload, auth: AuthHeaders, tenant: SeededCompany, client: httpx.AsyncClient
 ) -> None:
     headers = auth(tenant.member)
     foreign = await upload(headers, "a.md", FAQ, agent_id="00000000-0000-4000-8000-000000000000")
@@ -160,7 +160,11 @@ async def test_unknown_agent_and_missing_file_are_422(
 
 
 async def test_list_filters_by_status_and_agent(
-    upload: Upload, auth: AuthHeaders, tenant: Tenant, client: httpx.AsyncClient, process: Process
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    client: httpx.AsyncClient,
+    process: Process,
 ) -> None:
     headers = auth(tenant.member)
     agent = str(tenant.rows["agent_configs"])
@@ -186,7 +190,7 @@ async def test_list_filters_by_status_and_agent(
 async def test_delete_removes_the_file_chunks_and_vectors(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     client: httpx.AsyncClient,
     process: Process,
     owner_conn: psycopg.Connection,
@@ -218,7 +222,7 @@ async def test_delete_removes_the_file_chunks_and_vectors(
 async def test_reprocess_queues_the_document_again(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     client: httpx.AsyncClient,
     process: Process,
     owner_conn: psycopg.Connection,

@@ -24,7 +24,7 @@ from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.processing import DocumentWorker
 from tests.api_fixtures import AuthHeaders
 from tests.conftest import StackDatabase
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 from tests.kb import files
 from tests.kb.conftest import Upload, documents
 
@@ -36,7 +36,7 @@ LONG_TEXT = "\n\n".join(
 
 
 async def uploaded(
-    upload: Upload, auth: AuthHeaders, tenant: Tenant, name: str, data: bytes
+    upload: Upload, auth: AuthHeaders, tenant: SeededCompany, name: str, data: bytes
 ) -> UUID:
     response = await upload(auth(tenant.member), name, data)
     assert response.status_code == 202, response.text
@@ -51,6 +51,29 @@ def only_due(owner_conn: psycopg.Connection, document_id: UUID) -> None:
         " WHERE status IN ('pending', 'processing') AND id <> %s",
         (document_id,),
     )
+
+
+def expire_lease(
+    owner_conn: psycopg.Connection, document_id: UUID, attempts: int | None = None
+) -> None:
+    """As if the worker holding ``document_id`` had died: processing, its lease run out
+    (after ``attempts`` claims, if given)."""
+    owner_conn.execute(
+        "UPDATE public.knowledge_base_documents SET status = 'processing',"
+        " attempts = coalesce(%s, attempts), lease_expires_at = now() - interval '1 s'"
+        " WHERE id = %s",
+        (attempts, document_id),
+    )
+
+
+@pytest.fixture
+async def document_id(
+    upload: Upload, auth: AuthHeaders, tenant: SeededCompany, owner_conn: psycopg.Connection
+) -> UUID:
+    """A Markdown FAQ uploaded by a member, and the only document a claim can take."""
+    uploaded_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
+    only_due(owner_conn, uploaded_id)
+    return uploaded_id
 
 
 def row(owner_conn: psycopg.Connection, document_id: UUID) -> dict[str, object]:
@@ -70,14 +93,10 @@ def chunk_count(owner_conn: psycopg.Connection, document_id: UUID) -> int:
 
 
 async def test_a_claim_leases_the_document_and_completion_releases_it(
-    upload: Upload,
-    auth: AuthHeaders,
-    tenant: Tenant,
+    document_id: UUID,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
 ) -> None:
-    document_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
-    only_due(owner_conn, document_id)
     claim = await worker.claim()
     assert claim is not None
     assert claim.id == document_id
@@ -99,7 +118,7 @@ async def test_a_claim_leases_the_document_and_completion_releases_it(
 async def test_concurrent_claims_take_different_documents(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
 ) -> None:
@@ -118,21 +137,13 @@ async def test_concurrent_claims_take_different_documents(
 
 
 async def test_an_expired_lease_is_taken_over_and_the_late_worker_writes_nothing(
-    upload: Upload,
-    auth: AuthHeaders,
-    tenant: Tenant,
+    document_id: UUID,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
 ) -> None:
-    document_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
-    only_due(owner_conn, document_id)
     stalled = await worker.claim()
     assert stalled is not None
-    owner_conn.execute(
-        "UPDATE public.knowledge_base_documents SET lease_expires_at = now() - interval '1 s'"
-        " WHERE id = %s",
-        (document_id,),
-    )
+    expire_lease(owner_conn, document_id)
     successor = await worker.claim()
     assert successor is not None
     assert successor.id == document_id
@@ -150,7 +161,7 @@ async def test_an_expired_lease_is_taken_over_and_the_late_worker_writes_nothing
 async def test_failures_are_retried_then_the_document_fails_with_the_reason(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
     settings: Settings,
@@ -174,7 +185,7 @@ async def test_failures_are_retried_then_the_document_fails_with_the_reason(
 async def test_retries_back_off(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     api_pool: AsyncConnectionPool[TenantConnection],
     kb: KnowledgeBase,
     owner_conn: psycopg.Connection,
@@ -203,7 +214,7 @@ async def test_retries_back_off(
 async def test_a_file_that_cannot_be_read_fails_at_once(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
     settings: Settings,
@@ -223,19 +234,11 @@ async def test_a_file_that_cannot_be_read_fails_at_once(
 
 
 async def test_a_document_whose_workers_keep_dying_fails_after_the_last_attempt(
-    upload: Upload,
-    auth: AuthHeaders,
-    tenant: Tenant,
+    document_id: UUID,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
 ) -> None:
-    document_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
-    only_due(owner_conn, document_id)
-    owner_conn.execute(
-        "UPDATE public.knowledge_base_documents SET status = 'processing', attempts = 3,"
-        " lease_expires_at = now() - interval '1 s' WHERE id = %s",
-        (document_id,),
-    )
+    expire_lease(owner_conn, document_id, attempts=3)
     claim = await worker.claim()
     assert claim is not None
     await worker.process(claim)
@@ -244,10 +247,11 @@ async def test_a_document_whose_workers_keep_dying_fails_after_the_last_attempt(
     assert "gave up after 3 attempts" in failed["metadata"]["error"]["message"]
 
 
+@pytest.mark.slow
 async def test_a_worker_killed_mid_document_is_replaced_without_duplicates(
     upload: Upload,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
     settings: Settings,

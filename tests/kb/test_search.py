@@ -10,26 +10,23 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from syntera.kb.vectors import vector_literal
-from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
 from tests.kb.conftest import Process, Upload
 from tests.kb.corpus import DOCUMENTS, QUESTIONS
 
 
 @pytest.fixture(scope="module")
 async def corpus_tenant(
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
     upload: Upload,
     auth: AuthHeaders,
     process: Process,
-) -> Tenant:
+    make_tenant: MakeTenant,
+) -> SeededCompany:
     """A company whose knowledge base is the test corpus, processed."""
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     ids = []
     for name, text in DOCUMENTS.items():
         response = await upload(auth(tenant.member), name, text.encode())
@@ -56,7 +53,7 @@ def reciprocal_rank(ranked: list[str], expected: str) -> float:
 
 @pytest.mark.parametrize("mode", ["vector", "hybrid"])
 async def test_questions_find_the_document_that_answers_them(
-    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: Tenant, mode: str
+    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: SeededCompany, mode: str
 ) -> None:
     headers = auth(corpus_tenant.member)
     ranks = [
@@ -71,7 +68,7 @@ async def test_questions_find_the_document_that_answers_them(
 
 
 async def test_the_default_mode_ranks_at_least_as_well_as_the_other(
-    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: SeededCompany
 ) -> None:
     from syntera.kb.schemas import DEFAULT_MODE
 
@@ -87,7 +84,7 @@ async def test_the_default_mode_ranks_at_least_as_well_as_the_other(
 
 
 async def test_hits_carry_chunk_text_scores_and_names(
-    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: SeededCompany
 ) -> None:
     response = await client.post(
         "/v1/kb/search",
@@ -103,7 +100,10 @@ async def test_hits_carry_chunk_text_scores_and_names(
 
 
 async def test_another_company_finds_none_of_it(
-    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: Tenant, tenant: Tenant
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    corpus_tenant: SeededCompany,
+    tenant: SeededCompany,
 ) -> None:
     for mode in ("vector", "hybrid"):
         response = await client.post(
@@ -117,7 +117,7 @@ async def test_another_company_finds_none_of_it(
 
 
 def insert_random_chunks(
-    owner_conn: psycopg.Connection, tenant: Tenant, count: int, seed: int
+    owner_conn: psycopg.Connection, tenant: SeededCompany, count: int, seed: int
 ) -> UUID:
     """A document of ``tenant`` with ``count`` chunks of random unit vectors."""
     [(document_id,)] = owner_conn.execute(
@@ -140,20 +140,21 @@ def insert_random_chunks(
 
 @pytest.fixture(scope="module")
 async def crowded(
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection
-) -> tuple[Tenant, Tenant, UUID]:
+    owner_conn: psycopg.Connection, make_tenant: MakeTenant
+) -> tuple[SeededCompany, SeededCompany, UUID]:
     """A large company (5,000 chunks) and a small one (30) in the same index; the small
     one's bulk document."""
-    large = await create_tenant(api_pool, owner_conn)
-    small = await create_tenant(api_pool, owner_conn)
+    large = await make_tenant()
+    small = await make_tenant()
     insert_random_chunks(owner_conn, large, 5_000, seed=1)
     own = insert_random_chunks(owner_conn, small, 30, seed=2)
     owner_conn.execute("ANALYZE public.knowledge_base_chunks")
     return large, small, own
 
 
+@pytest.mark.slow
 async def test_a_small_company_gets_top_k_of_its_own_beside_a_large_one(
-    client: httpx.AsyncClient, auth: AuthHeaders, crowded: tuple[Tenant, Tenant, UUID]
+    client: httpx.AsyncClient, auth: AuthHeaders, crowded: tuple[SeededCompany, SeededCompany, UUID]
 ) -> None:
     large, small, own = crowded
     for mode in ("vector", "hybrid"):
@@ -178,7 +179,7 @@ async def test_a_small_company_gets_top_k_of_its_own_beside_a_large_one(
 @pytest.mark.parametrize(("iterative", "found"), [("off", "fewer"), ("relaxed_order", 10)])
 def test_the_hnsw_scan_goes_on_until_it_has_top_k_rows_of_the_company(
     owner_conn: psycopg.Connection,
-    crowded: tuple[Tenant, Tenant, UUID],
+    crowded: tuple[SeededCompany, SeededCompany, UUID],
     iterative: str,
     found: object,
 ) -> None:
@@ -215,7 +216,7 @@ def test_the_hnsw_scan_goes_on_until_it_has_top_k_rows_of_the_company(
 async def test_an_agent_searches_its_documents_and_the_shared_ones(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     upload: Upload,
     process: Process,
     owner_conn: psycopg.Connection,
@@ -257,7 +258,7 @@ async def test_an_agent_searches_its_documents_and_the_shared_ones(
 async def test_bad_search_requests_are_422(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     body: dict[str, object],
     field: str,
 ) -> None:
@@ -270,7 +271,7 @@ async def test_bad_search_requests_are_422(
     "query", ["0", "the and of", "'''", "a & b | !c <-> d:*", "\ud914\udf80\n\x85#!", "E42?"]
 )
 async def test_any_text_is_a_valid_hybrid_query(
-    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: Tenant, query: str
+    client: httpx.AsyncClient, auth: AuthHeaders, corpus_tenant: SeededCompany, query: str
 ) -> None:
     # json.dumps escapes lone surrogates as \\uXXXX, as a JSON client would send them.
     body = json.dumps({"query": query, "mode": "hybrid", "top_k": 3})
@@ -281,7 +282,7 @@ async def test_any_text_is_a_valid_hybrid_query(
 
 
 async def test_a_nul_character_is_refused(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     response = await client.post(
         "/v1/kb/search", headers=auth(tenant.member), json={"query": "a\x00b"}

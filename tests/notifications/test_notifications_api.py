@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import httpx
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from syntera.tenancy import Principal
-from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
 
 
 async def test_service_notifies_a_member_who_alone_reads_and_dismisses_it(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
+    tenant: SeededCompany,
+    make_tenant: MakeTenant,
 ) -> None:
-    other = await create_tenant(api_pool, owner_conn)
+    other = await make_tenant()
     service = {**auth(Principal.service()), "X-Company-Id": str(tenant.company_id)}
     member, teammate = auth(tenant.member), auth(tenant.admin)
 

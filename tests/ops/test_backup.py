@@ -13,13 +13,14 @@ import psycopg
 import pymongo
 import pytest
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection
 from syntera.embedded import MONGODB, POSTGRES, EmbeddedStack, StackUrls
 from syntera.ops.backup import BackupError, Targets, backup, restore
+from tests.api_fixtures import MakeTenant
 from tests.conftest import StackDatabase
-from tests.factories import create_tenant
+
+# A backup reads every company's documents: that is its job.
+pytestmark = pytest.mark.unscoped_mongo("backups copy every company")
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +33,16 @@ def second_stack() -> Iterator[StackUrls]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.slow
 async def test_backup_then_restore_gives_identical_counts_and_rows(
     stack: StackUrls,
     database: StackDatabase,
-    api_pool: AsyncConnectionPool[TenantConnection],
     owner_conn: psycopg.Connection,
     second_stack: StackUrls,
     tmp_path: Path,
+    make_tenant: MakeTenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     mongo_db = f"backup_{uuid.uuid4().hex[:8]}"
     with pymongo.MongoClient(stack.mongodb_uri, tz_aware=True) as client:
         client[mongo_db]["conversations"].insert_many(
@@ -110,6 +112,7 @@ def test_a_damaged_archive_is_refused(tmp_path: Path) -> None:
         restore(Targets("postgresql://unused", "mongodb://unused", "x"), archive)
 
 
+@pytest.mark.slow
 def test_syntera_backup_and_restore_commands(
     stack: StackUrls, database: StackDatabase, tmp_path: Path
 ) -> None:

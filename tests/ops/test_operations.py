@@ -24,9 +24,8 @@ from syntera.embedded import StackUrls
 from syntera.ops.retention import purge_archived_conversations, purge_events
 from syntera.ops.stats import explain_as_user, mongo_stats, postgres_stats
 from syntera.tenancy import Principal
-from tests.api_fixtures import AuthHeaders
+from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.conftest import StackDatabase
-from tests.factories import create_tenant
 
 
 def test_postgres_stats_name_index_use_sizes_statements_and_connections(
@@ -64,10 +63,10 @@ def test_mongo_stats_name_collections_connections_and_the_profiler(stack: StackU
 
 async def test_explain_as_a_user_shows_the_row_level_security_filter(
     database: StackDatabase,
-    api_pool: AsyncConnectionPool[TenantConnection],
     owner_conn: psycopg.Connection,
+    make_tenant: MakeTenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     row = owner_conn.execute(
         "SELECT email FROM auth.users WHERE id = %s", (tenant.member.user_id,)
     ).fetchone()
@@ -88,6 +87,7 @@ def test_explain_changes_nothing(database: StackDatabase, owner_conn: psycopg.Co
     assert owner_conn.execute("SELECT count(*) FROM companies").fetchone() == before
 
 
+@pytest.mark.slow
 def test_syntera_db_stats_and_explain_commands(stack: StackUrls, database: StackDatabase) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
     env.update(SYNTERA_DATABASE_URL=database.owner_url, SYNTERA_MONGODB_URI=stack.mongodb_uri,
@@ -111,10 +111,9 @@ def test_syntera_db_stats_and_explain_commands(stack: StackUrls, database: Stack
 
 
 async def test_metrics_name_requests_pools_cache_and_fallbacks(
-    client: httpx.AsyncClient, auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection,
+    client: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
 ) -> None:  # fmt: skip
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     await client.get(f"/v1/agents/{tenant.rows['agent_configs']}", headers=auth(tenant.member))
     await client.get(f"/v1/contacts/{uuid.uuid4()}", headers=auth(tenant.member))
     text = (await client.get("/metrics")).text
@@ -135,10 +134,9 @@ async def test_metrics_name_requests_pools_cache_and_fallbacks(
 
 
 async def test_admin_db_is_for_the_service_key_only(
-    client: httpx.AsyncClient, auth: AuthHeaders,
-    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection,
+    client: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
 ) -> None:  # fmt: skip
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     assert (await client.get("/v1/admin/db", headers=auth(tenant.owner))).status_code == 403
     response = await client.get("/v1/admin/db", headers=auth(Principal.service()))
     assert response.status_code == 200
@@ -171,10 +169,10 @@ async def test_retention_deletes_only_what_is_older_than_the_cut_off(
     database: StackDatabase,
     stack: StackUrls,
     settings: Settings,
-    api_pool: AsyncConnectionPool[TenantConnection],
     owner_conn: psycopg.Connection,
+    make_tenant: MakeTenant,
 ) -> None:
-    tenant = await create_tenant(api_pool, owner_conn)
+    tenant = await make_tenant()
     old, recent = datetime.now(UTC) - timedelta(days=400), datetime.now(UTC) - timedelta(days=5)
     for at in (old, old, recent):
         owner_conn.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.workflows.engine import WorkflowWorker
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 
 Drain = Callable[..., Awaitable[int]]
 MakeWorkflow = Callable[..., Awaitable[dict[str, Any]]]
@@ -57,7 +58,7 @@ def drain(worker: WorkflowWorker) -> Drain:
 @pytest.fixture(scope="session")
 def make_workflow(client: httpx.AsyncClient, auth: AuthHeaders) -> MakeWorkflow:
     async def create(
-        tenant: Tenant,
+        tenant: SeededCompany,
         trigger_type: str,
         nodes: list[dict[str, Any]],
         edges: list[dict[str, Any]] | None = None,
@@ -100,3 +101,36 @@ def contact_tags(owner_conn: psycopg.Connection, contact_id: object) -> list[str
     ).fetchone()
     assert row is not None
     return list(row[0])
+
+
+@dataclass(frozen=True)
+class Flows:
+    """Everything a workflow test drives: the API client and tokens, a fresh company,
+    the owner connection to look at the queue, and the workflow helpers."""
+
+    client: httpx.AsyncClient
+    auth: AuthHeaders
+    tenant: SeededCompany
+    owner_conn: psycopg.Connection
+    make_workflow: MakeWorkflow
+    drain: Drain
+
+    def runs(self, workflow_id: str) -> list[dict[str, Any]]:
+        """The executions of a workflow, oldest first."""
+        return executions(self.owner_conn, workflow_id)
+
+    def tags(self, contact_id: object) -> list[str]:
+        return contact_tags(self.owner_conn, contact_id)
+
+
+@pytest.fixture
+def flows(
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    owner_conn: psycopg.Connection,
+    make_workflow: MakeWorkflow,
+    drain: Drain,
+) -> Flows:
+    """The workflow tests' harness, for one fresh company."""
+    return Flows(client, auth, tenant, owner_conn, make_workflow, drain)

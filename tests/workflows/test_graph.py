@@ -9,7 +9,7 @@ import pytest
 
 from syntera.workflows.graph import AllOf, AnyOf, Comparison, holds
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 
 TRIGGER = {"id": "t", "type": "trigger", "config": {}}
 TAG = {"id": "tag", "type": "add_tag", "config": {"tag": "new"}}
@@ -62,7 +62,7 @@ CONDITION = {
 async def test_unrunnable_graphs_are_refused_by_name(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     nodes: list[dict[str, Any]],
     edges: list[dict[str, Any]],
     field: str,
@@ -99,7 +99,11 @@ async def test_unrunnable_graphs_are_refused_by_name(
     ],
 )
 async def test_bad_node_configurations_are_refused(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant, node: dict[str, Any], message: str
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    node: dict[str, Any],
+    message: str,
 ) -> None:
     response = await client.post(
         "/v1/workflows",
@@ -116,7 +120,7 @@ async def test_bad_node_configurations_are_refused(
 
 
 async def test_a_patch_is_checked_against_the_stored_graph(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: Tenant
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     headers = auth(tenant.owner)
     created = await client.post(

@@ -20,9 +20,9 @@ from werkzeug import Request, Response
 from syntera.db.postgres import TenantConnection, transaction_as
 from syntera.workflows.actions import signature
 from syntera.workflows.engine import WorkflowWorker
-from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant, create_tenant
-from tests.workflows.conftest import Drain, MakeWorkflow, contact_tags, executions
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
+from tests.workflows.conftest import Flows, MakeWorkflow, contact_tags, executions
 
 
 def tag_node(tag: str, node_id: str = "tag", kind: str = "add_tag") -> dict[str, Any]:
@@ -37,7 +37,7 @@ async def new_contact(client: httpx.AsyncClient, headers: dict[str, str], **fiel
     return str(response.json()["id"])
 
 
-def quiet_seed(owner_conn: psycopg.Connection, tenant: Tenant) -> None:
+def quiet_seed(owner_conn: psycopg.Connection, tenant: SeededCompany) -> None:
     """Disable the factory's seeded workflow (it also starts on contact_created)."""
     owner_conn.execute(
         "UPDATE public.workflows SET enabled = false WHERE id = %s", (tenant.rows["workflows"],)
@@ -48,110 +48,99 @@ def quiet_seed(owner_conn: psycopg.Connection, tenant: Tenant) -> None:
 
 
 async def test_contact_created_runs_the_companys_workflows_only(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
+    make_tenant: MakeTenant,
 ) -> None:
-    other = await create_tenant(api_pool, owner_conn)
-    mine = await make_workflow(tenant, "contact_created", [tag_node("new")])
-    theirs = await make_workflow(other, "contact_created", [tag_node("theirs")])
-    unrelated = await make_workflow(tenant, "deal_created", [tag_node("deal")])
-    contact_id = await new_contact(client, auth(tenant.member), tags=["lead"])
-    await drain()
-    [run] = executions(owner_conn, mine["id"])
+    other = await make_tenant()
+    mine = await flows.make_workflow(flows.tenant, "contact_created", [tag_node("new")])
+    theirs = await flows.make_workflow(other, "contact_created", [tag_node("theirs")])
+    unrelated = await flows.make_workflow(flows.tenant, "deal_created", [tag_node("deal")])
+    contact_id = await new_contact(flows.client, flows.auth(flows.tenant.member), tags=["lead"])
+    await flows.drain()
+    [run] = flows.runs(mine["id"])
     assert run["status"] == "success", run
     assert run["trigger_type"] == "contact_created"
     assert run["trigger_data"]["contact_id"] == contact_id
     assert run["triggered_by"] == "event"
     assert [step["node_id"] for step in run["steps"]] == ["tag"]
     assert run["execution_time_ms"] is not None
-    assert contact_tags(owner_conn, contact_id) == ["lead", "new"]
-    assert executions(owner_conn, theirs["id"]) == []
-    assert executions(owner_conn, unrelated["id"]) == []
-    listed = await client.get(f"/v1/workflows/{mine['id']}/executions", headers=auth(tenant.member))
+    assert flows.tags(contact_id) == ["lead", "new"]
+    assert flows.runs(theirs["id"]) == []
+    assert flows.runs(unrelated["id"]) == []
+    listed = await flows.client.get(
+        f"/v1/workflows/{mine['id']}/executions", headers=flows.auth(flows.tenant.member)
+    )
     assert [e["id"] for e in listed.json()["data"]] == [str(run["id"])]
     assert listed.json()["data"][0]["status"] == "success"
 
 
 async def test_contact_updated_with_a_filter_on_what_changed(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
 ) -> None:
-    headers = auth(tenant.member)
-    contact_id = await new_contact(client, headers)
-    workflow = await make_workflow(
-        tenant,
+    headers = flows.auth(flows.tenant.member)
+    contact_id = await new_contact(flows.client, headers)
+    workflow = await flows.make_workflow(
+        flows.tenant,
         "contact_updated",
         [tag_node("emailed")],
         trigger_config={"when": {"field": "changed", "op": "contains", "value": "email"}},
     )
-    await client.patch(f"/v1/contacts/{contact_id}", headers=headers, json={"last_name": "Lee"})
-    await drain()
-    assert executions(owner_conn, workflow["id"]) == []
-    await client.patch(f"/v1/contacts/{contact_id}", headers=headers, json={"email": "a@b.co"})
-    await drain()
-    [run] = executions(owner_conn, workflow["id"])
+    await flows.client.patch(
+        f"/v1/contacts/{contact_id}", headers=headers, json={"last_name": "Lee"}
+    )
+    await flows.drain()
+    assert flows.runs(workflow["id"]) == []
+    await flows.client.patch(
+        f"/v1/contacts/{contact_id}", headers=headers, json={"email": "a@b.co"}
+    )
+    await flows.drain()
+    [run] = flows.runs(workflow["id"])
     assert run["trigger_data"]["changed"] == ["email"]
-    assert "emailed" in contact_tags(owner_conn, contact_id)
+    assert "emailed" in flows.tags(contact_id)
 
 
 async def test_deal_triggers_and_stage_filters(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
 ) -> None:
-    headers = auth(tenant.member)
-    created = await make_workflow(
-        tenant, "deal_created", [{"id": "end", "type": "end", "config": {}}]
+    headers = flows.auth(flows.tenant.member)
+    created = await flows.make_workflow(
+        flows.tenant, "deal_created", [{"id": "end", "type": "end", "config": {}}]
     )
-    won = await make_workflow(
-        tenant,
+    won = await flows.make_workflow(
+        flows.tenant,
         "deal_stage_changed",
         [{"id": "tell", "type": "create_notification", "config": {"title": "Deal won"}}],
         trigger_config={"to_stage": "closed-won"},
     )
-    deal = await client.post("/v1/deals", headers=headers, json={"title": "Big one"})
+    deal = await flows.client.post("/v1/deals", headers=headers, json={"title": "Big one"})
     deal_id = deal.json()["id"]
-    await client.patch(f"/v1/deals/{deal_id}", headers=headers, json={"stage": "qualified"})
-    await client.patch(f"/v1/deals/{deal_id}", headers=headers, json={"title": "Renamed"})
-    await drain()
-    assert [r["status"] for r in executions(owner_conn, created["id"])] == ["success"]
-    assert executions(owner_conn, won["id"]) == []
-    await client.patch(f"/v1/deals/{deal_id}", headers=headers, json={"stage": "closed-won"})
-    await drain()
-    [run] = executions(owner_conn, won["id"])
+    await flows.client.patch(f"/v1/deals/{deal_id}", headers=headers, json={"stage": "qualified"})
+    await flows.client.patch(f"/v1/deals/{deal_id}", headers=headers, json={"title": "Renamed"})
+    await flows.drain()
+    assert [r["status"] for r in flows.runs(created["id"])] == ["success"]
+    assert flows.runs(won["id"]) == []
+    await flows.client.patch(f"/v1/deals/{deal_id}", headers=headers, json={"stage": "closed-won"})
+    await flows.drain()
+    [run] = flows.runs(won["id"])
     assert run["trigger_data"]["from_stage"] == "qualified"
     assert run["trigger_data"]["to_stage"] == "closed-won"
-    notified = owner_conn.execute(
+    notified = flows.owner_conn.execute(
         "SELECT user_id FROM public.notifications WHERE company_id = %s AND title = 'Deal won'",
-        (tenant.company_id,),
+        (flows.tenant.company_id,),
     ).fetchall()
-    assert {user for (user,) in notified} == {tenant.owner.user_id, tenant.admin.user_id}
+    assert {user for (user,) in notified} == {
+        flows.tenant.owner.user_id,
+        flows.tenant.admin.user_id,
+    }
 
 
 async def test_conversation_events_and_purchase_intent(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
 ) -> None:
-    headers = auth(tenant.member)
-    contact = str(tenant.rows["contacts"])
-    flows = {
-        kind: await make_workflow(tenant, kind, [tag_node(kind)])
+    headers = flows.auth(flows.tenant.member)
+    contact = str(flows.tenant.rows["contacts"])
+    by_kind = {
+        kind: await flows.make_workflow(flows.tenant, kind, [tag_node(kind)])
         for kind in (
             "conversation_started",
             "message_received",
@@ -159,73 +148,72 @@ async def test_conversation_events_and_purchase_intent(
             "conversation_ended",
         )
     }
-    started = await client.post(
+    started = await flows.client.post(
         "/v1/conversations",
         headers=headers,
         json={
-            "agent_id": str(tenant.rows["agent_configs"]),
+            "agent_id": str(flows.tenant.rows["agent_configs"]),
             "channel": "chat",
             "contact_id": contact,
         },
     )
     url = f"/v1/conversations/{started.json()['id']}"
     plain = {"sender_type": "user", "role": "user", "content": "Hello"}
-    await client.post(f"{url}/messages", headers=headers, json=plain)
+    await flows.client.post(f"{url}/messages", headers=headers, json=plain)
     buying = {**plain, "content": "I'll take it", "metadata": {"intent": {"category": "purchase"}}}
-    await client.post(f"{url}/messages", headers=headers, json=buying)
-    await client.post(f"{url}/end", headers=headers, json={})
-    await drain()
-    counts = {kind: len(executions(owner_conn, flow["id"])) for kind, flow in flows.items()}
+    await flows.client.post(f"{url}/messages", headers=headers, json=buying)
+    await flows.client.post(f"{url}/end", headers=headers, json={})
+    await flows.drain()
+    counts = {kind: len(flows.runs(flow["id"])) for kind, flow in by_kind.items()}
     assert counts == {
         "conversation_started": 1,
         "message_received": 2,
         "purchase_intent": 1,
         "conversation_ended": 1,
     }
-    [purchase] = executions(owner_conn, flows["purchase_intent"]["id"])
+    [purchase] = flows.runs(by_kind["purchase_intent"]["id"])
     assert purchase["trigger_data"]["conversation_id"] == started.json()["id"]
     assert purchase["trigger_data"]["properties"]["intent"]["category"] == "purchase"
-    assert set(contact_tags(owner_conn, contact)) >= set(flows)
+    assert set(flows.tags(contact)) >= set(by_kind)
 
 
 async def test_inbound_webhooks_need_the_workflows_secret(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
 ) -> None:
-    hooked = await make_workflow(tenant, "webhook", [tag_node("hooked")])
+    hooked = await flows.make_workflow(flows.tenant, "webhook", [tag_node("hooked")])
     secret = (
-        await client.post(f"/v1/workflows/{hooked['id']}/secret", headers=auth(tenant.owner))
+        await flows.client.post(
+            f"/v1/workflows/{hooked['id']}/secret", headers=flows.auth(flows.tenant.owner)
+        )
     ).json()["secret"]
-    contact = str(tenant.rows["contacts"])
+    contact = str(flows.tenant.rows["contacts"])
     url = f"/v1/hooks/{hooked['id']}"
-    missing = await client.post(url, json={"contact_id": contact})
-    wrong = await client.post(url, json={}, headers={"X-Webhook-Secret": "nope"})
+    missing = await flows.client.post(url, json={"contact_id": contact})
+    wrong = await flows.client.post(url, json={}, headers={"X-Webhook-Secret": "nope"})
     assert missing.status_code == wrong.status_code == 401
-    unknown = await client.post(
+    unknown = await flows.client.post(
         f"/v1/hooks/{uuid4()}", json={}, headers={"X-Webhook-Secret": secret}
     )
     assert unknown.status_code == 401
-    accepted = await client.post(
+    accepted = await flows.client.post(
         url, json={"contact_id": contact}, headers={"X-Webhook-Secret": secret}
     )
     assert accepted.status_code == 202, accepted.text
-    await drain()
-    [run] = executions(owner_conn, hooked["id"])
+    await flows.drain()
+    [run] = flows.runs(hooked["id"])
     assert run["triggered_by"] == "webhook"
     assert run["trigger_data"] == {"payload": {"contact_id": contact}}
     # update_contact etc. read contact_id from the top level; a webhook's is in payload
     assert run["status"] == "failed"
     assert "no contact_id" in run["error"]
 
-    await client.post(f"/v1/workflows/{hooked['id']}/disable", headers=auth(tenant.owner))
-    disabled = await client.post(url, json={}, headers={"X-Webhook-Secret": secret})
+    await flows.client.post(
+        f"/v1/workflows/{hooked['id']}/disable", headers=flows.auth(flows.tenant.owner)
+    )
+    disabled = await flows.client.post(url, json={}, headers={"X-Webhook-Secret": secret})
     assert disabled.status_code == 409
-    member_rotates = await client.post(
-        f"/v1/workflows/{hooked['id']}/secret", headers=auth(tenant.member)
+    member_rotates = await flows.client.post(
+        f"/v1/workflows/{hooked['id']}/secret", headers=flows.auth(flows.tenant.member)
     )
     assert member_rotates.status_code == 403
 
@@ -234,12 +222,7 @@ async def test_inbound_webhooks_need_the_workflows_secret(
 
 
 async def test_actions_and_condition_branches(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
 ) -> None:
     nodes = [
         {
@@ -261,7 +244,7 @@ async def test_actions_and_condition_branches(
         {
             "id": "ping",
             "type": "create_notification",
-            "config": {"title": "New contact", "to": str(tenant.member.user_id)},
+            "config": {"title": "New contact", "to": str(flows.tenant.member.user_id)},
         },
         {"id": "stop", "type": "end", "config": {}},
     ]
@@ -273,79 +256,73 @@ async def test_actions_and_condition_branches(
         {"source": "is_vip", "target": "ping", "condition": False},
         {"source": "ping", "target": "stop"},
     ]
-    workflow = await make_workflow(tenant, "contact_created", nodes, edges)
-    headers = auth(tenant.member)
-    vip = await new_contact(client, headers, tags=["vip", "eu"])
-    plain = await new_contact(client, headers)
-    await drain()
-    runs = {
-        run["trigger_data"]["contact_id"]: run for run in executions(owner_conn, workflow["id"])
-    }
+    workflow = await flows.make_workflow(flows.tenant, "contact_created", nodes, edges)
+    headers = flows.auth(flows.tenant.member)
+    vip = await new_contact(flows.client, headers, tags=["vip", "eu"])
+    plain = await new_contact(flows.client, headers)
+    await flows.drain()
+    runs = {run["trigger_data"]["contact_id"]: run for run in flows.runs(workflow["id"])}
     assert [s["node_id"] for s in runs[vip]["steps"]] == ["is_vip", "deal", "rename", "untag"]
     assert runs[vip]["steps"][0]["result"] == {"outcome": True}
     assert [s["node_id"] for s in runs[plain]["steps"]] == ["is_vip", "ping", "stop"]
-    assert contact_tags(owner_conn, vip) == ["eu"]
-    assert owner_conn.execute(
+    assert flows.tags(vip) == ["eu"]
+    assert flows.owner_conn.execute(
         "SELECT last_name FROM public.contacts WHERE id = %s", (vip,)
     ).fetchone() == ("Important",)
     deal_id = runs[vip]["steps"][1]["result"]["deal_id"]
-    assert owner_conn.execute(
+    assert flows.owner_conn.execute(
         "SELECT contact_id::text, title, value, stage FROM public.deals WHERE id = %s", (deal_id,)
     ).fetchone() == (vip, "VIP offer", 500, "proposal")
-    assert owner_conn.execute(
+    assert flows.owner_conn.execute(
         "SELECT user_id FROM public.notifications WHERE title = 'New contact' AND company_id = %s",
-        (tenant.company_id,),
-    ).fetchall() == [(tenant.member.user_id,)]
+        (flows.tenant.company_id,),
+    ).fetchall() == [(flows.tenant.member.user_id,)]
 
-    mover = await make_workflow(
-        tenant,
+    mover = await flows.make_workflow(
+        flows.tenant,
         "deal_created",
         [{"id": "qualify", "type": "update_deal_stage", "config": {"stage": "qualified"}}],
     )
-    deal = await client.post("/v1/deals", headers=headers, json={"title": "Small"})
-    await drain()
-    assert executions(owner_conn, mover["id"])[-1]["status"] == "success"
-    assert owner_conn.execute(
+    deal = await flows.client.post("/v1/deals", headers=headers, json={"title": "Small"})
+    await flows.drain()
+    assert flows.runs(mover["id"])[-1]["status"] == "success"
+    assert flows.owner_conn.execute(
         "SELECT stage FROM public.deals WHERE id = %s", (deal.json()["id"],)
     ).fetchone() == ("qualified",)
 
 
 async def test_a_disabled_workflow_does_nothing_and_its_queued_runs_are_cancelled(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
+    flows: Flows,
     worker: WorkflowWorker,
-    drain: Drain,
 ) -> None:
-    quiet_seed(owner_conn, tenant)
-    workflow = await make_workflow(tenant, "contact_created", [tag_node("x")])
-    owner = auth(tenant.owner)
-    disabled = await client.post(f"/v1/workflows/{workflow['id']}/disable", headers=owner)
+    quiet_seed(flows.owner_conn, flows.tenant)
+    workflow = await flows.make_workflow(flows.tenant, "contact_created", [tag_node("x")])
+    owner = flows.auth(flows.tenant.owner)
+    disabled = await flows.client.post(f"/v1/workflows/{workflow['id']}/disable", headers=owner)
     assert disabled.json()["enabled"] is False
-    quiet = await new_contact(client, auth(tenant.member))
-    await drain()
-    assert executions(owner_conn, workflow["id"]) == []
-    assert contact_tags(owner_conn, quiet) == []
-    assert owner_conn.execute(
-        "SELECT count(*) FROM public.workflow_events WHERE company_id = %s", (tenant.company_id,)
+    quiet = await new_contact(flows.client, flows.auth(flows.tenant.member))
+    await flows.drain()
+    assert flows.runs(workflow["id"]) == []
+    assert flows.tags(quiet) == []
+    assert flows.owner_conn.execute(
+        "SELECT count(*) FROM public.workflow_events WHERE company_id = %s",
+        (flows.tenant.company_id,),
     ).fetchone() == (0,), "nothing is even queued"
 
-    await client.post(f"/v1/workflows/{workflow['id']}/enable", headers=owner)
-    queued = await new_contact(client, auth(tenant.member))
+    await flows.client.post(f"/v1/workflows/{workflow['id']}/enable", headers=owner)
+    queued = await new_contact(flows.client, flows.auth(flows.tenant.member))
     await worker.fan_out()
-    await client.post(f"/v1/workflows/{workflow['id']}/disable", headers=owner)
-    await drain()
-    [run] = executions(owner_conn, workflow["id"])
+    await flows.client.post(f"/v1/workflows/{workflow['id']}/disable", headers=owner)
+    await flows.drain()
+    [run] = flows.runs(workflow["id"])
     assert run["status"] == "cancelled"
     assert run["error"] == "the workflow was disabled"
-    assert contact_tags(owner_conn, queued) == []
+    assert flows.tags(queued) == []
 
 
 async def test_a_rolled_back_change_starts_nothing(
     api_pool: AsyncConnectionPool[TenantConnection],
-    tenant: Tenant,
+    tenant: SeededCompany,
     owner_conn: psycopg.Connection,
     make_workflow: MakeWorkflow,
 ) -> None:
@@ -376,87 +353,72 @@ async def test_a_rolled_back_change_starts_nothing(
 
 
 async def test_a_run_taken_over_after_its_worker_died_applies_nothing_twice(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
+    flows: Flows,
     worker: WorkflowWorker,
-    drain: Drain,
 ) -> None:
     nodes = [
         {"id": "deal", "type": "create_deal", "config": {"title": "Once"}},
         tag_node("once"),
         {"id": "ping", "type": "create_notification", "config": {"title": "Once"}},
     ]
-    quiet_seed(owner_conn, tenant)
-    workflow = await make_workflow(tenant, "contact_created", nodes)
-    contact = await new_contact(client, auth(tenant.member))
+    quiet_seed(flows.owner_conn, flows.tenant)
+    workflow = await flows.make_workflow(flows.tenant, "contact_created", nodes)
+    contact = await new_contact(flows.client, flows.auth(flows.tenant.member))
     await worker.fan_out()
     first = await worker.claim()
     assert first is not None
     stepped = await worker._step(first)  # the deal is created and recorded; then it dies
-    assert stepped, executions(owner_conn, workflow["id"])
-    owner_conn.execute(
+    assert stepped, flows.runs(workflow["id"])
+    flows.owner_conn.execute(
         "UPDATE public.workflow_executions SET lease_expires_at = now() - interval '1 s'"
         " WHERE id = %s",
         (first.id,),
     )
-    await drain()  # another worker takes it over
-    [run] = executions(owner_conn, workflow["id"])
+    await flows.drain()  # another worker takes it over
+    [run] = flows.runs(workflow["id"])
     assert run["status"] == "success"
     assert run["attempts"] == 2
     assert [s["node_id"] for s in run["steps"]] == ["deal", "tag", "ping"]
-    assert owner_conn.execute(
+    assert flows.owner_conn.execute(
         "SELECT count(*) FROM public.deals WHERE company_id = %s AND title = 'Once'",
-        (tenant.company_id,),
+        (flows.tenant.company_id,),
     ).fetchone() == (1,)
-    assert contact_tags(owner_conn, contact) == ["once"]
+    assert flows.tags(contact) == ["once"]
     # The first worker wakes up: its lease is gone, it writes nothing.
     await worker.execute(first)
-    assert len(executions(owner_conn, workflow["id"])[0]["steps"]) == 3
+    assert len(flows.runs(workflow["id"])[0]["steps"]) == 3
 
 
 async def test_a_delay_is_durable(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
 ) -> None:
-    workflow = await make_workflow(
-        tenant,
+    workflow = await flows.make_workflow(
+        flows.tenant,
         "contact_created",
         [{"id": "wait", "type": "delay", "config": {"seconds": 3600}}, tag_node("later")],
     )
-    contact = await new_contact(client, auth(tenant.member))
-    await drain()
-    [run] = executions(owner_conn, workflow["id"])
+    contact = await new_contact(flows.client, flows.auth(flows.tenant.member))
+    await flows.drain()
+    [run] = flows.runs(workflow["id"])
     assert run["status"] == "running"
     assert run["lease_token"] is None
     assert run["frontier"] == ["tag"]
     assert 3500 < (run["run_after"] - datetime.now(run["run_after"].tzinfo)).total_seconds() <= 3600
-    assert contact_tags(owner_conn, contact) == []
+    assert flows.tags(contact) == []
     # An hour later (any worker, any process: the state is all in the row).
-    owner_conn.execute(
+    flows.owner_conn.execute(
         "UPDATE public.workflow_executions SET run_after = now() WHERE id = %s", (run["id"],)
     )
-    await drain()
-    [done] = executions(owner_conn, workflow["id"])
+    await flows.drain()
+    [done] = flows.runs(workflow["id"])
     assert done["status"] == "success"
     assert [s["node_id"] for s in done["steps"]] == ["wait", "tag"]
-    assert contact_tags(owner_conn, contact) == ["later"]
+    assert flows.tags(contact) == ["later"]
 
 
 async def test_a_workflow_cannot_trigger_itself_endlessly(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
+    flows: Flows,
     worker: WorkflowWorker,
-    drain: Drain,
 ) -> None:
     # Each run flips a tag, which updates the contact, which starts the workflow again.
     flip = [
@@ -473,13 +435,13 @@ async def test_a_workflow_cannot_trigger_itself_endlessly(
         {"source": "has_ping", "target": "drop", "condition": True},
         {"source": "has_ping", "target": "add", "condition": False},
     ]
-    echo = await make_workflow(tenant, "contact_updated", flip, edges)
-    contact = await new_contact(client, auth(tenant.member))
-    await client.patch(
-        f"/v1/contacts/{contact}", headers=auth(tenant.member), json={"last_name": "X"}
+    echo = await flows.make_workflow(flows.tenant, "contact_updated", flip, edges)
+    contact = await new_contact(flows.client, flows.auth(flows.tenant.member))
+    await flows.client.patch(
+        f"/v1/contacts/{contact}", headers=flows.auth(flows.tenant.member), json={"last_name": "X"}
     )
-    await drain()
-    runs = executions(owner_conn, echo["id"])
+    await flows.drain()
+    runs = flows.runs(echo["id"])
     limit = worker.settings.workflow_max_depth
     assert [r["depth"] for r in runs] == list(range(limit + 2))
     assert [r["status"] for r in runs] == ["success"] * (limit + 1) + ["cancelled"]
@@ -487,31 +449,26 @@ async def test_a_workflow_cannot_trigger_itself_endlessly(
 
 
 async def test_actions_only_reach_their_own_company(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    api_pool: AsyncConnectionPool[TenantConnection],
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
+    make_tenant: MakeTenant,
 ) -> None:
-    victim = await create_tenant(api_pool, owner_conn)
+    victim = await make_tenant()
     foreign_contact = victim.rows["contacts"]
     nodes = [
         {"id": "touch", "type": "update_contact", "config": {"fields": {"last_name": "Pwned"}}}
     ]
-    workflow = await make_workflow(tenant, "contact_created", nodes)
+    workflow = await flows.make_workflow(flows.tenant, "contact_created", nodes)
     # A contact of the workflow's company whose event names the other company's contact.
-    owner_conn.execute(
+    flows.owner_conn.execute(
         "INSERT INTO public.workflow_events (company_id, event_type, data)"
         " VALUES (%s, 'contact_created', %s)",
-        (tenant.company_id, json.dumps({"contact_id": str(foreign_contact)})),
+        (flows.tenant.company_id, json.dumps({"contact_id": str(foreign_contact)})),
     )
-    await drain()
-    [run] = executions(owner_conn, workflow["id"])
+    await flows.drain()
+    [run] = flows.runs(workflow["id"])
     assert run["status"] == "failed"
     assert "not found in this company" in run["error"]
-    assert owner_conn.execute(
+    assert flows.owner_conn.execute(
         "SELECT last_name FROM public.contacts WHERE id = %s", (foreign_contact,)
     ).fetchone() != ("Pwned",)
 
@@ -520,12 +477,7 @@ async def test_actions_only_reach_their_own_company(
 
 
 async def test_outgoing_webhooks_are_signed_and_verified_by_the_receiver(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
     httpserver: HTTPServer,
 ) -> None:
     received: list[Request] = []
@@ -535,16 +487,18 @@ async def test_outgoing_webhooks_are_signed_and_verified_by_the_receiver(
         return Response("ok")
 
     httpserver.expect_request("/hook", method="POST").respond_with_handler(receive)
-    workflow = await make_workflow(
-        tenant,
+    workflow = await flows.make_workflow(
+        flows.tenant,
         "contact_created",
         [{"id": "post", "type": "send_webhook", "config": {"url": httpserver.url_for("/hook")}}],
     )
     secret = (
-        await client.post(f"/v1/workflows/{workflow['id']}/secret", headers=auth(tenant.owner))
+        await flows.client.post(
+            f"/v1/workflows/{workflow['id']}/secret", headers=flows.auth(flows.tenant.owner)
+        )
     ).json()["secret"]
-    contact = await new_contact(client, auth(tenant.member))
-    await drain()
+    contact = await new_contact(flows.client, flows.auth(flows.tenant.member))
+    await flows.drain()
     [request] = received
     body = request.get_data()
     expected = signature(secret, request.headers["X-Syntera-Timestamp"], body)
@@ -552,32 +506,27 @@ async def test_outgoing_webhooks_are_signed_and_verified_by_the_receiver(
     assert signature("another secret", request.headers["X-Syntera-Timestamp"], body) != expected
     sent = json.loads(body)
     assert sent["data"]["contact_id"] == contact
-    [run] = executions(owner_conn, workflow["id"])
+    [run] = flows.runs(workflow["id"])
     assert request.headers["X-Syntera-Idempotency-Key"] == f"{run['id']}:post"
     assert run["status"] == "success"
     assert run["steps"][0]["result"] == {"status": 200}
 
 
 async def test_redirects_are_not_followed(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
-    drain: Drain,
+    flows: Flows,
     httpserver: HTTPServer,
 ) -> None:
     httpserver.expect_request("/moved").respond_with_response(
         Response("", status=302, headers={"Location": "http://169.254.169.254/latest"})
     )
-    workflow = await make_workflow(
-        tenant,
+    workflow = await flows.make_workflow(
+        flows.tenant,
         "contact_created",
         [{"id": "post", "type": "send_webhook", "config": {"url": httpserver.url_for("/moved")}}],
     )
-    await new_contact(client, auth(tenant.member))
-    await drain()
-    [run] = executions(owner_conn, workflow["id"])
+    await new_contact(flows.client, flows.auth(flows.tenant.member))
+    await flows.drain()
+    [run] = flows.runs(workflow["id"])
     assert run["status"] == "failed"
     assert "redirect" in run["error"]
 
@@ -593,21 +542,18 @@ async def test_redirects_are_not_followed(
     ],
 )
 async def test_webhooks_to_private_addresses_are_refused(
-    client: httpx.AsyncClient,
-    auth: AuthHeaders,
-    tenant: Tenant,
-    owner_conn: psycopg.Connection,
-    make_workflow: MakeWorkflow,
+    flows: Flows,
     guarded_worker: WorkflowWorker,
-    drain: Drain,
     url: str,
 ) -> None:
-    workflow = await make_workflow(
-        tenant, "contact_created", [{"id": "post", "type": "send_webhook", "config": {"url": url}}]
+    workflow = await flows.make_workflow(
+        flows.tenant,
+        "contact_created",
+        [{"id": "post", "type": "send_webhook", "config": {"url": url}}],
     )
-    await new_contact(client, auth(tenant.member))
-    await drain(guarded_worker)
-    [run] = executions(owner_conn, workflow["id"])
+    await new_contact(flows.client, flows.auth(flows.tenant.member))
+    await flows.drain(guarded_worker)
+    [run] = flows.runs(workflow["id"])
     assert run["status"] == "failed"
     assert "private address" in run["error"]
 
@@ -618,7 +564,7 @@ async def test_webhooks_to_private_addresses_are_refused(
 async def test_a_dry_run_shows_the_path_and_changes_nothing(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     owner_conn: psycopg.Connection,
     make_workflow: MakeWorkflow,
 ) -> None:
@@ -667,11 +613,12 @@ async def test_a_dry_run_shows_the_path_and_changes_nothing(
     assert executions(owner_conn, workflow["id"]) == []
 
 
+@pytest.mark.slow
 async def test_a_worker_in_the_api_process_runs_workflows_soon_after_the_commit(
     settings: Any,
     api_urls: Any,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
     owner_conn: psycopg.Connection,
     make_workflow: MakeWorkflow,
 ) -> None:
@@ -694,7 +641,7 @@ async def test_a_worker_in_the_api_process_runs_workflows_soon_after_the_commit(
 
 
 async def test_members_cannot_queue_events_themselves(
-    api_pool: AsyncConnectionPool[TenantConnection], tenant: Tenant
+    api_pool: AsyncConnectionPool[TenantConnection], tenant: SeededCompany
 ) -> None:
     async def enqueue() -> None:
         async with transaction_as(api_pool, tenant.member) as conn:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import httpx
 
 from tests.api_fixtures import AuthHeaders
-from tests.factories import Tenant
+from tests.factories import SeededCompany
 
 
 async def test_admin_writes_member_reads_and_executions_are_listed(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    tenant: Tenant,
+    tenant: SeededCompany,
 ) -> None:
     admin, member = auth(tenant.admin), auth(tenant.member)
     created = await client.post(

@@ -11,24 +11,17 @@ from syntera.agents.schemas import Agent, AgentCreate, AgentUpdate, PublicKey
 from syntera.cache import CACHE_VERSION, Cache
 from syntera.db.postgres import TenantConnection
 from syntera.db.redis import global_key, tenant_key
-from syntera.db.tables import Row, TenantTable
+from syntera.db.tables import Row
 from syntera.errors import not_found
 from syntera.kit.resources import Resource, access_row, update_row
 from syntera.tenancy import TenantTransaction
 
 PUBLIC_KEY_PREFIX = "pub_key_"
 
-AGENTS = Resource(
-    TenantTable(
-        "agent_configs",
-        tuple(Agent.model_fields),
-        json_columns=frozenset({"voice_settings"}),
-    ),
-    Agent,
-    "agent",
-    AgentCreate,
-    AgentUpdate,
-)
+AGENTS = Resource.of(
+    "agent_configs", Agent, "agent", AgentCreate, AgentUpdate,
+    json_columns=frozenset({"voice_settings"}),
+)  # fmt: skip
 
 
 # The agent of a public key: the digest is unique (partial index of migration 003).

@@ -10,18 +10,14 @@ from uuid import UUID
 from psycopg import sql
 
 from syntera.analytics.schemas import Event, EventCreate, EventType
-from syntera.db.tables import Filter, TenantTable
+from syntera.db.tables import Filter
 from syntera.kit.resources import Resource
 from syntera.tenancy import TenantTransaction
 
-EVENTS = Resource(
-    TenantTable(
-        "analytics_events", tuple(Event.model_fields), json_columns=frozenset({"properties"})
-    ),
-    Event,
-    "analytics event",
-    EventCreate,
-)
+EVENTS = Resource.of(
+    "analytics_events", Event, "analytics event", EventCreate,
+    json_columns=frozenset({"properties"}),
+)  # fmt: skip
 
 
 def sender_of(tx: TenantTransaction) -> dict[str, Any]:

@@ -10,34 +10,18 @@ from syntera.calls.schemas import (
     RecordingCreate,
     RecordingUpdate,
 )
-from syntera.db.tables import Filter, TenantTable
+from syntera.db.tables import Filter
 from syntera.kit.resources import Resource
 
-RECORDINGS = Resource(
-    TenantTable(
-        "call_recordings",
-        tuple(Recording.model_fields),
-        json_columns=frozenset({"metadata"}),
-        time_column="started_at",
-    ),
-    Recording,
-    "call recording",
-    RecordingCreate,
-    RecordingUpdate,
-)
-
-CALLS = Resource(
-    TenantTable(
-        "call_history",
-        tuple(Call.model_fields),
-        json_columns=frozenset({"metadata"}),
-        time_column="started_at",
-    ),
-    Call,
-    "call",
-    CallCreate,
-    CallUpdate,
-)
+# Calls are listed by when they started.
+RECORDINGS = Resource.of(
+    "call_recordings", Recording, "call recording", RecordingCreate, RecordingUpdate,
+    json_columns=frozenset({"metadata"}), time_column="started_at",
+)  # fmt: skip
+CALLS = Resource.of(
+    "call_history", Call, "call", CallCreate, CallUpdate,
+    json_columns=frozenset({"metadata"}), time_column="started_at",
+)  # fmt: skip
 
 
 def equal_filters(**wanted: object) -> list[Filter]:

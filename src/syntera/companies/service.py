@@ -21,18 +21,12 @@ from syntera.companies.schemas import (
     TeamMember,
     TeamMemberUpdate,
 )
-from syntera.db.tables import TenantTable
 from syntera.errors import Conflict, Forbidden, not_found
 from syntera.kit.resources import Resource
 from syntera.tenancy import TenantTransaction
 
-MEMBERS = Resource(TenantTable("users", tuple(TeamMember.model_fields)), TeamMember, "member")
-INVITATIONS = Resource(
-    TenantTable("invitations", tuple(Invitation.model_fields)),
-    Invitation,
-    "invitation",
-    InvitationCreate,
-)
+MEMBERS = Resource.of("users", TeamMember, "member")
+INVITATIONS = Resource.of("invitations", Invitation, "invitation", InvitationCreate)
 
 COMPANY_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, Company.model_fields))
 

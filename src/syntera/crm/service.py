@@ -21,29 +21,17 @@ from syntera.crm.schemas import (
     PipelineStage,
 )
 from syntera.db.postgres import TenantConnection
-from syntera.db.tables import Filter, Row, TenantTable
+from syntera.db.tables import Filter, Row
 from syntera.errors import not_found
 from syntera.kit.resources import Resource, create_row, update_row
 from syntera.tenancy import TenantTransaction
 
-CONTACTS = Resource(
-    TenantTable(
-        "contacts",
-        tuple(Contact.model_fields),
-        json_columns=frozenset({"metadata"}),
-    ),
-    Contact,
-    "contact",
-    ContactCreate,
-    ContactUpdate,
-)
-
-DEALS = Resource(
-    TenantTable("deals", tuple(Deal.model_fields), json_columns=frozenset({"metadata"})),
-    Deal,
-    "deal",
-    DealCreate,
-    DealUpdate,
+CONTACTS = Resource.of(
+    "contacts", Contact, "contact", ContactCreate, ContactUpdate,
+    json_columns=frozenset({"metadata"}),
+)  # fmt: skip
+DEALS = Resource.of(
+    "deals", Deal, "deal", DealCreate, DealUpdate, json_columns=frozenset({"metadata"})
 )
 
 # Each branch matches one prefix index of migration 005 (company_id, lower(column)).

@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg import sql
 
 from syntera.db.postgres import TenantConnection
-from syntera.db.tables import Filter, Row, TenantTable
+from syntera.db.tables import Filter, Row
 from syntera.errors import TooLarge, UnsupportedMediaType, field_error, not_found
 from syntera.kb.extract import ExtractionError, UnsupportedType, content_type_of, extract
 from syntera.kb.knowledge_base import KnowledgeBase
@@ -25,15 +25,10 @@ from syntera.kb.vectors import HybridUnsupported
 from syntera.kit.resources import Resource, delete_row
 from syntera.tenancy import TenantTransaction
 
-DOCUMENTS = Resource(
-    TenantTable(
-        "knowledge_base_documents",
-        (*KnowledgeDocument.model_fields, "file_path"),
-        json_columns=frozenset({"metadata"}),
-    ),
-    KnowledgeDocument,
-    "knowledge base document",
-)
+DOCUMENTS = Resource.of(
+    "knowledge_base_documents", KnowledgeDocument, "knowledge base document",
+    json_columns=frozenset({"metadata"}), hidden_columns=("file_path",),
+)  # fmt: skip
 
 
 def check_upload(kb: KnowledgeBase, filename: str, declared: str | None, data: bytes) -> str:

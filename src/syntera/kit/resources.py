@@ -29,6 +29,27 @@ class Resource(Generic[M]):
     create: type[Input] = Input
     update: type[Input] = Input
 
+    @classmethod
+    def of(
+        cls,
+        table: str,
+        model: type[M],
+        singular: str,
+        create: type[Input] = Input,
+        update: type[Input] = Input,
+        *,
+        json_columns: frozenset[str] = frozenset(),
+        time_column: str = "created_at",
+        hidden_columns: tuple[str, ...] = (),
+    ) -> Resource[M]:
+        """The resource of ``public.<table>`` whose columns are ``model``'s fields (and
+        ``hidden_columns``, read but never shown)."""
+        columns = (*model.model_fields, *hidden_columns)
+        return cls(
+            TenantTable(table, columns, json_columns=json_columns, time_column=time_column),
+            model, singular, create, update,
+        )  # fmt: skip
+
     def out(self, row: Row) -> M:
         return self.model.model_validate(row)
 
@@ -37,12 +58,15 @@ class Resource(Generic[M]):
         return self.singular.capitalize()
 
 
-async def access_row(tx: TenantTransaction, resource: Resource[Any], row_id: UUID) -> Row:
-    """The row of the caller's company, or 404 (also for another company's row)."""
-    row = await resource.table.fetch(tx.conn, tx.company_id, row_id)
+def _found(resource: Resource[Any], row: Row | None) -> Row:
     if row is None:
         raise not_found(resource.label)
     return row
+
+
+async def access_row(tx: TenantTransaction, resource: Resource[Any], row_id: UUID) -> Row:
+    """The row of the caller's company, or 404 (also for another company's row)."""
+    return _found(resource, await resource.table.fetch(tx.conn, tx.company_id, row_id))
 
 
 async def check_reference(
@@ -60,18 +84,12 @@ async def check_reference(
 async def update_row(
     tx: TenantTransaction, resource: Resource[Any], row_id: UUID, changes: dict[str, Any]
 ) -> Row:
-    row = await resource.table.update(tx.conn, tx.company_id, row_id, changes)
-    if row is None:
-        raise not_found(resource.label)
-    return row
+    return _found(resource, await resource.table.update(tx.conn, tx.company_id, row_id, changes))
 
 
 async def delete_row(tx: TenantTransaction, resource: Resource[Any], row_id: UUID) -> Row:
     """Delete the row of the caller's company; the row as it was, or 404."""
-    row = await resource.table.delete(tx.conn, tx.company_id, row_id)
-    if row is None:
-        raise not_found(resource.label)
-    return row
+    return _found(resource, await resource.table.delete(tx.conn, tx.company_id, row_id))
 
 
 async def list_rows(

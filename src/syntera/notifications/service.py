@@ -9,7 +9,7 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from syntera.db.tables import Filter, TenantTable
+from syntera.db.tables import Filter
 from syntera.errors import field_error, not_found
 from syntera.kit.resources import Resource
 from syntera.notifications.schemas import (
@@ -20,15 +20,10 @@ from syntera.notifications.schemas import (
 )
 from syntera.tenancy import TenantTransaction
 
-NOTIFICATIONS = Resource(
-    TenantTable(
-        "notifications", tuple(Notification.model_fields), json_columns=frozenset({"data"})
-    ),
-    Notification,
-    "notification",
-    NotificationCreate,
-    NotificationUpdate,
-)
+NOTIFICATIONS = Resource.of(
+    "notifications", Notification, "notification", NotificationCreate, NotificationUpdate,
+    json_columns=frozenset({"data"}),
+)  # fmt: skip
 
 IS_MEMBER = """
 SELECT 1 FROM public.users WHERE id = %(user_id)s AND company_id = %(company_id)s

@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
-from syntera.db.tables import Filter, TenantTable
+from syntera.db.tables import Filter
 from syntera.errors import Conflict, Unauthorized, field_error, not_found
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.resources import Resource, access_row, list_rows, update_row
@@ -36,24 +36,13 @@ from syntera.workflows.schemas import (
     WorkflowUpdate,
 )
 
-WORKFLOWS = Resource(
-    TenantTable(
-        "workflows",
-        tuple(Workflow.model_fields),
-        json_columns=frozenset({"trigger_config", "nodes", "edges"}),
-    ),
-    Workflow,
-    "workflow",
-    WorkflowCreate,
-    WorkflowUpdate,
-)
-
-EXECUTIONS = Resource(
-    TenantTable(
-        "workflow_executions", tuple(WorkflowExecution.model_fields), time_column="started_at"
-    ),
-    WorkflowExecution,
-    "workflow execution",  # read only: executions are written by the system
+WORKFLOWS = Resource.of(
+    "workflows", Workflow, "workflow", WorkflowCreate, WorkflowUpdate,
+    json_columns=frozenset({"trigger_config", "nodes", "edges"}),
+)  # fmt: skip
+# Read only: executions are written by the system.
+EXECUTIONS = Resource.of(
+    "workflow_executions", WorkflowExecution, "workflow execution", time_column="started_at"
 )
 
 
