@@ -19,9 +19,13 @@ from syntera.tenancy import TenantTransaction
 PUBLIC_KEY_PREFIX = "pub_key_"
 
 AGENTS = Resource.of(
-    "agent_configs", Agent, "agent", AgentCreate, AgentUpdate,
+    "agent_configs",
+    Agent,
+    "agent",
+    AgentCreate,
+    AgentUpdate,
     json_columns=frozenset({"voice_settings"}),
-)  # fmt: skip
+)
 
 
 # The agent of a public key: the digest is unique (partial index of migration 003).

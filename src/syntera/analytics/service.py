@@ -15,9 +15,12 @@ from syntera.kit.resources import Resource
 from syntera.tenancy import TenantTransaction
 
 EVENTS = Resource.of(
-    "analytics_events", Event, "analytics event", EventCreate,
+    "analytics_events",
+    Event,
+    "analytics event",
+    EventCreate,
     json_columns=frozenset({"properties"}),
-)  # fmt: skip
+)
 
 
 def sender_of(tx: TenantTransaction) -> dict[str, Any]:

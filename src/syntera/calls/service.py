@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from syntera.calls.schemas import (
-    Call,
-    CallCreate,
-    CallUpdate,
-    Recording,
-    RecordingCreate,
-    RecordingUpdate,
-)
+from syntera.calls import schemas
 from syntera.db.tables import Filter
 from syntera.kit.resources import Resource
 
 # Calls are listed by when they started.
 RECORDINGS = Resource.of(
-    "call_recordings", Recording, "call recording", RecordingCreate, RecordingUpdate,
-    json_columns=frozenset({"metadata"}), time_column="started_at",
-)  # fmt: skip
+    "call_recordings",
+    schemas.Recording,
+    "call recording",
+    schemas.RecordingCreate,
+    schemas.RecordingUpdate,
+    json_columns=frozenset({"metadata"}),
+    time_column="started_at",
+)
 CALLS = Resource.of(
-    "call_history", Call, "call", CallCreate, CallUpdate,
-    json_columns=frozenset({"metadata"}), time_column="started_at",
-)  # fmt: skip
+    "call_history",
+    schemas.Call,
+    "call",
+    schemas.CallCreate,
+    schemas.CallUpdate,
+    json_columns=frozenset({"metadata"}),
+    time_column="started_at",
+)
 
 
 def equal_filters(**wanted: object) -> list[Filter]:

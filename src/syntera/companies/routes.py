@@ -6,34 +6,27 @@ from fastapi import APIRouter, Response
 
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Manager, Member, SignedIn
-from syntera.companies import service
-from syntera.companies.schemas import (
-    Company,
-    CompanyCreate,
-    CompanyUpdate,
-    TeamMember,
-    TeamMemberUpdate,
-)
+from syntera.companies import schemas, service
 
 companies = APIRouter(prefix="/v1/companies", tags=["companies"])
 team = APIRouter(prefix="/v1/team", tags=["team"])
 invitations = APIRouter(prefix="/v1/team/invitations", tags=["team"])
 
 
-@companies.post("", status_code=201, response_model=Company)
-async def create_company(tx: SignedIn, body: CompanyCreate) -> Company:
+@companies.post("", status_code=201, response_model=schemas.Company)
+async def create_company(tx: SignedIn, body: schemas.CompanyCreate) -> schemas.Company:
     """Create a company; you become its owner (a user belongs to one company)."""
     return await service.create_company(tx, body)
 
 
-@companies.get("/current", response_model=Company)
-async def read_company(tx: Member) -> Company:
+@companies.get("/current", response_model=schemas.Company)
+async def read_company(tx: Member) -> schemas.Company:
     """Your company."""
     return await service.current_company(tx)
 
 
-@companies.patch("/current", response_model=Company)
-async def update_company(tx: Manager, body: CompanyUpdate) -> Company:
+@companies.patch("/current", response_model=schemas.Company)
+async def update_company(tx: Manager, body: schemas.CompanyUpdate) -> schemas.Company:
     """Rename your company (owner or admin)."""
     return await service.update_company(tx, body)
 
@@ -45,8 +38,10 @@ async def delete_company(tx: Member) -> Response:
     return Response(status_code=204)
 
 
-@team.patch("/{row_id}", response_model=TeamMember)
-async def change_member_role(tx: Manager, row_id: RowId, body: TeamMemberUpdate) -> TeamMember:
+@team.patch("/{row_id}", response_model=schemas.TeamMember)
+async def change_member_role(
+    tx: Manager, row_id: RowId, body: schemas.TeamMemberUpdate
+) -> schemas.TeamMember:
     """Make a teammate an admin or a plain user (owner or admin; not yourself, not the
     owner)."""
     return await service.change_role(tx, row_id, body)

@@ -11,22 +11,7 @@ from pydantic import BaseModel
 
 from syntera.api.deps import Member
 from syntera.api.state import stores_of
-from syntera.conversations import service
-from syntera.conversations.schemas import (
-    Channel,
-    Conversation,
-    ConversationCreate,
-    ConversationStats,
-    ConversationUpdate,
-    Message,
-    MessageCreate,
-    MessageImport,
-    ReactionCreate,
-    Status,
-    Thread,
-    ThreadCreate,
-    ThreadUpdate,
-)
+from syntera.conversations import schemas, service
 from syntera.conversations.store import ConversationStore, Direction
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.kit.schemas import Tag
@@ -53,28 +38,30 @@ def _cursor(text: str | None) -> Cursor | None:
 
 
 class MessageBatch(BaseModel):
-    data: list[Message]
+    data: list[schemas.Message]
 
 
-@conversations.post("", status_code=201, response_model=Conversation)
-async def start_conversation(tx: Member, store: Store, body: ConversationCreate) -> Conversation:
+@conversations.post("", status_code=201, response_model=schemas.Conversation)
+async def start_conversation(
+    tx: Member, store: Store, body: schemas.ConversationCreate
+) -> schemas.Conversation:
     """Start a conversation with one of your agents (records `conversation.started`)."""
     return await service.start(tx, store, body)
 
 
-@conversations.get("", response_model=Page[Conversation])
+@conversations.get("", response_model=Page[schemas.Conversation])
 async def list_conversations(
     tx: Member,
     store: Store,
-    status: Annotated[Status | None, Query()] = None,
-    channel: Annotated[Channel | None, Query()] = None,
+    status: Annotated[schemas.Status | None, Query()] = None,
+    channel: Annotated[schemas.Channel | None, Query()] = None,
     agent_id: Annotated[UUID | None, Query()] = None,
     contact_id: Annotated[UUID | None, Query()] = None,
     tag: Annotated[Tag | None, Query()] = None,
     include_archived: Annotated[bool, Query(description="Also archived ones.")] = False,
     limit: Limit = 20,
     cursor: CursorText = None,
-) -> Page[Conversation]:
+) -> Page[schemas.Conversation]:
     """Your company's conversations, newest first; archived ones are hidden unless asked."""
     piece = await store.list_conversations(
         tx.company_id,
@@ -90,42 +77,42 @@ async def list_conversations(
     return service.page_of(piece, service.conversation_out, "started_at")
 
 
-@conversations.get("/{conversation_id}", response_model=Conversation)
+@conversations.get("/{conversation_id}", response_model=schemas.Conversation)
 async def read_conversation(
     tx: Member, store: Store, conversation_id: ConversationId
-) -> Conversation:
+) -> schemas.Conversation:
     """One conversation of your company (archived ones too)."""
     return service.conversation_out(await service.access_conversation(tx, store, conversation_id))
 
 
-@conversations.patch("/{conversation_id}", response_model=Conversation)
+@conversations.patch("/{conversation_id}", response_model=schemas.Conversation)
 async def update_conversation(
-    tx: Member, store: Store, conversation_id: ConversationId, body: ConversationUpdate
-) -> Conversation:
+    tx: Member, store: Store, conversation_id: ConversationId, body: schemas.ConversationUpdate
+) -> schemas.Conversation:
     """Change the contact, tags, metadata or summary."""
     return await service.update(tx, store, conversation_id, body)
 
 
-@conversations.post("/{conversation_id}/end", response_model=Conversation)
+@conversations.post("/{conversation_id}/end", response_model=schemas.Conversation)
 async def end_conversation(
     tx: Member, store: Store, conversation_id: ConversationId
-) -> Conversation:
+) -> schemas.Conversation:
     """End the conversation (records `conversation.ended`); ending twice changes nothing."""
     return await service.end(tx, store, conversation_id)
 
 
-@conversations.post("/{conversation_id}/archive", response_model=Conversation)
+@conversations.post("/{conversation_id}/archive", response_model=schemas.Conversation)
 async def archive_conversation(
     tx: Member, store: Store, conversation_id: ConversationId
-) -> Conversation:
+) -> schemas.Conversation:
     """Archive the conversation: hidden from lists, kept (conversations are not deleted)."""
     return await service.archive(tx, store, conversation_id)
 
 
-@conversations.post("/{conversation_id}/messages", status_code=201, response_model=Message)
+@conversations.post("/{conversation_id}/messages", status_code=201, response_model=schemas.Message)
 async def post_message(
-    tx: Member, store: Store, conversation_id: ConversationId, body: MessageCreate
-) -> Message:
+    tx: Member, store: Store, conversation_id: ConversationId, body: schemas.MessageCreate
+) -> schemas.Message:
     """Add a message (a customer's message records `message.received`)."""
     [message] = await service.append(tx, store, conversation_id, [body])
     return message
@@ -135,14 +122,14 @@ async def post_message(
     "/{conversation_id}/messages/import", status_code=201, response_model=MessageBatch
 )
 async def import_messages(
-    tx: Member, store: Store, conversation_id: ConversationId, body: MessageImport
+    tx: Member, store: Store, conversation_id: ConversationId, body: schemas.MessageImport
 ) -> MessageBatch:
     """Add up to 1,000 messages of history in one bulk insert (no events are recorded)."""
     messages = await service.append(tx, store, conversation_id, body.messages, record=False)
     return MessageBatch(data=messages)
 
 
-@conversations.get("/{conversation_id}/messages", response_model=Page[Message])
+@conversations.get("/{conversation_id}/messages", response_model=Page[schemas.Message])
 async def list_messages(
     tx: Member,
     store: Store,
@@ -153,7 +140,7 @@ async def list_messages(
     ] = "backward",
     limit: Limit = 50,
     cursor: CursorText = None,
-) -> Page[Message]:
+) -> Page[schemas.Message]:
     """The conversation's messages, a page at a time."""
     return await service.list_messages(
         tx, store, conversation_id,
@@ -161,60 +148,64 @@ async def list_messages(
     )  # fmt: skip
 
 
-@conversations.post("/{conversation_id}/messages/{message_id}/reactions", response_model=Message)
+@conversations.post(
+    "/{conversation_id}/messages/{message_id}/reactions", response_model=schemas.Message
+)
 async def react_to_message(
     tx: Member,
     store: Store,
     conversation_id: ConversationId,
     message_id: MessageId,
-    body: ReactionCreate,
-) -> Message:
+    body: schemas.ReactionCreate,
+) -> schemas.Message:
     """Add your reaction to a message (once per emoji)."""
     return await service.react(tx, store, conversation_id, message_id, body.emoji)
 
 
-@conversations.post("/{conversation_id}/messages/{message_id}/read", response_model=Message)
+@conversations.post("/{conversation_id}/messages/{message_id}/read", response_model=schemas.Message)
 async def mark_message_read(
     tx: Member, store: Store, conversation_id: ConversationId, message_id: MessageId
-) -> Message:
+) -> schemas.Message:
     """Record that you read the message."""
     return await service.mark_read(tx, store, conversation_id, message_id)
 
 
-@conversations.get("/{conversation_id}/threads", response_model=list[Thread])
-async def list_threads(tx: Member, store: Store, conversation_id: ConversationId) -> list[Thread]:
+@conversations.get("/{conversation_id}/threads", response_model=list[schemas.Thread])
+async def list_threads(
+    tx: Member, store: Store, conversation_id: ConversationId
+) -> list[schemas.Thread]:
     """The conversation's threads, with their message counts."""
     conversation = await service.access_conversation(tx, store, conversation_id)
     return service.conversation_out(conversation).threads
 
 
-@conversations.post("/{conversation_id}/threads", status_code=201, response_model=Thread)
+@conversations.post("/{conversation_id}/threads", status_code=201, response_model=schemas.Thread)
 async def create_thread(
-    tx: Member, store: Store, conversation_id: ConversationId, body: ThreadCreate
-) -> Thread:
+    tx: Member, store: Store, conversation_id: ConversationId, body: schemas.ThreadCreate
+) -> schemas.Thread:
     """Open a thread in the conversation."""
     return await service.add_thread(tx, store, conversation_id, body.title)
 
 
-@conversations.patch("/{conversation_id}/threads/{thread_id}", response_model=Thread)
+@conversations.patch("/{conversation_id}/threads/{thread_id}", response_model=schemas.Thread)
 async def rename_thread(
     tx: Member,
     store: Store,
     conversation_id: ConversationId,
     thread_id: Annotated[str, Path(max_length=64)],
-    body: ThreadUpdate,
-) -> Thread:
+    body: schemas.ThreadUpdate,
+) -> schemas.Thread:
     """Rename a thread."""
     return await service.rename_thread(tx, store, conversation_id, thread_id, body.title)
 
 
-@analytics.get("", response_model=ConversationStats)
+@analytics.get("", response_model=schemas.ConversationStats)
 async def conversation_statistics(
     tx: Member,
     store: Store,
     since: Annotated[datetime, Query(description="Conversations started at or after.")],
     group_by: Annotated[Literal["channel", "day", "agent"], Query()] = "channel",
-) -> ConversationStats:
+) -> schemas.ConversationStats:
     """Conversations since a date per channel, day or agent (count, average duration), and
     messages per sender type (count, average AI response time)."""
     return await service.statistics(tx, store, since, group_by)

@@ -8,18 +8,7 @@ from uuid import UUID
 
 from psycopg import sql
 
-from syntera.crm.schemas import (
-    DEAL_STAGES,
-    Contact,
-    ContactCreate,
-    ContactUpdate,
-    Deal,
-    DealCreate,
-    DealStage,
-    DealUpdate,
-    Pipeline,
-    PipelineStage,
-)
+from syntera.crm import schemas
 from syntera.db.postgres import TenantConnection
 from syntera.db.tables import Filter, Row
 from syntera.errors import not_found
@@ -27,11 +16,20 @@ from syntera.kit.resources import Resource, create_row, update_row
 from syntera.tenancy import TenantTransaction
 
 CONTACTS = Resource.of(
-    "contacts", Contact, "contact", ContactCreate, ContactUpdate,
+    "contacts",
+    schemas.Contact,
+    "contact",
+    schemas.ContactCreate,
+    schemas.ContactUpdate,
     json_columns=frozenset({"metadata"}),
-)  # fmt: skip
+)
 DEALS = Resource.of(
-    "deals", Deal, "deal", DealCreate, DealUpdate, json_columns=frozenset({"metadata"})
+    "deals",
+    schemas.Deal,
+    "deal",
+    schemas.DealCreate,
+    schemas.DealUpdate,
+    json_columns=frozenset({"metadata"}),
 )
 
 # Each branch matches one prefix index of migration 005 (company_id, lower(column)).
@@ -57,7 +55,7 @@ def contact_filters(tag: str | None, q: str | None) -> list[Filter]:
     return filters
 
 
-def deal_filters(stage: DealStage | None, contact_id: UUID | None) -> list[Filter]:
+def deal_filters(stage: schemas.DealStage | None, contact_id: UUID | None) -> list[Filter]:
     """The filters of GET /v1/deals."""
     filters = []
     if stage is not None:
@@ -75,18 +73,18 @@ SELECT stage, count(*) AS count, coalesce(sum(value), 0) AS value
 """
 
 
-async def pipeline(conn: TenantConnection, company_id: UUID) -> Pipeline:
+async def pipeline(conn: TenantConnection, company_id: UUID) -> schemas.Pipeline:
     """Count and total value of the company's deals per stage (every stage, in order)."""
     rows = await (await conn.execute(PIPELINE_TOTALS, {"company_id": company_id})).fetchall()
     totals = {row["stage"]: row for row in rows}
-    return Pipeline(
+    return schemas.Pipeline(
         stages=[
-            PipelineStage(
+            schemas.PipelineStage(
                 stage=stage,
                 count=totals[stage]["count"] if stage in totals else 0,
                 value=totals[stage]["value"] if stage in totals else Decimal(0),
             )
-            for stage in DEAL_STAGES
+            for stage in schemas.DEAL_STAGES
         ]
     )
 
@@ -128,6 +126,6 @@ async def create_deal(tx: TenantTransaction, values: dict[str, Any]) -> Row:
     return await create_row(tx, DEALS, values)
 
 
-async def move_deal(tx: TenantTransaction, deal_id: UUID, stage: DealStage) -> Row:
+async def move_deal(tx: TenantTransaction, deal_id: UUID, stage: schemas.DealStage) -> Row:
     """Move the deal to ``stage``; the deal as stored."""
     return await update_row(tx, DEALS, deal_id, {"stage": stage})

@@ -26,9 +26,12 @@ from syntera.kit.resources import Resource, delete_row
 from syntera.tenancy import TenantTransaction
 
 DOCUMENTS = Resource.of(
-    "knowledge_base_documents", KnowledgeDocument, "knowledge base document",
-    json_columns=frozenset({"metadata"}), hidden_columns=("file_path",),
-)  # fmt: skip
+    "knowledge_base_documents",
+    KnowledgeDocument,
+    "knowledge base document",
+    json_columns=frozenset({"metadata"}),
+    hidden_columns=("file_path",),
+)
 
 
 def check_upload(kb: KnowledgeBase, filename: str, declared: str | None, data: bytes) -> str:

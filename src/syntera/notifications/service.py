@@ -12,18 +12,17 @@ from psycopg.types.json import Jsonb
 from syntera.db.tables import Filter
 from syntera.errors import field_error, not_found
 from syntera.kit.resources import Resource
-from syntera.notifications.schemas import (
-    Notification,
-    NotificationCreate,
-    NotificationUpdate,
-    UnreadCount,
-)
+from syntera.notifications import schemas
 from syntera.tenancy import TenantTransaction
 
 NOTIFICATIONS = Resource.of(
-    "notifications", Notification, "notification", NotificationCreate, NotificationUpdate,
+    "notifications",
+    schemas.Notification,
+    "notification",
+    schemas.NotificationCreate,
+    schemas.NotificationUpdate,
     json_columns=frozenset({"data"}),
-)  # fmt: skip
+)
 
 IS_MEMBER = """
 SELECT 1 FROM public.users WHERE id = %(user_id)s AND company_id = %(company_id)s
@@ -71,21 +70,21 @@ async def mark(tx: TenantTransaction, notification_id: UUID, read: bool) -> dict
     params = {"read": read, "company_id": tx.company_id, "id": notification_id}
     row = await (await tx.conn.execute(query, params)).fetchone()
     if row is None:
-        raise not_found("Notification")
+        raise not_found("schemas.Notification")
     return row
 
 
-async def create(tx: TenantTransaction, body: NotificationCreate) -> dict[str, Any]:
+async def create(tx: TenantTransaction, body: schemas.NotificationCreate) -> dict[str, Any]:
     """A notification to one member of the company (the service's job)."""
     values = body.changes()
     await check_recipient(tx, values)
     return await NOTIFICATIONS.table.insert(tx.conn, tx.company_id, values)
 
 
-async def unread_count(tx: TenantTransaction, user_id: UUID) -> UnreadCount:
+async def unread_count(tx: TenantTransaction, user_id: UUID) -> schemas.UnreadCount:
     params = {"company_id": tx.company_id, "user_id": user_id}
     row = await (await tx.conn.execute(UNREAD_COUNT, params)).fetchone()
-    return UnreadCount(unread=row["unread"] if row else 0)
+    return schemas.UnreadCount(unread=row["unread"] if row else 0)
 
 
 async def mark_all_read(tx: TenantTransaction, user_id: UUID) -> int:

@@ -12,17 +12,7 @@ from syntera.api.pagination import page_request
 from syntera.api.state import system_transaction
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.schemas import JsonObject
-from syntera.workflows import service
-from syntera.workflows.schemas import (
-    HookAccepted,
-    Workflow,
-    WorkflowCreate,
-    WorkflowExecution,
-    WorkflowSecret,
-    WorkflowTest,
-    WorkflowTestResult,
-    WorkflowUpdate,
-)
+from syntera.workflows import schemas, service
 
 workflows = APIRouter(prefix="/v1/workflows", tags=["workflows"])
 hooks = APIRouter(prefix="/v1/hooks", tags=["workflows"])
@@ -32,53 +22,55 @@ add_crud_routes(
 )
 
 
-@workflows.post("", status_code=201, response_model=Workflow)
-async def create_workflow(tx: Manager, body: WorkflowCreate) -> Workflow:
+@workflows.post("", status_code=201, response_model=schemas.Workflow)
+async def create_workflow(tx: Manager, body: schemas.WorkflowCreate) -> schemas.Workflow:
     """Create a workflow; its graph is checked (422 naming the node or edge at fault)."""
     return await service.create(tx, body)
 
 
-@workflows.patch("/{row_id}", response_model=Workflow)
-async def update_workflow(tx: Manager, row_id: RowId, body: WorkflowUpdate) -> Workflow:
+@workflows.patch("/{row_id}", response_model=schemas.Workflow)
+async def update_workflow(
+    tx: Manager, row_id: RowId, body: schemas.WorkflowUpdate
+) -> schemas.Workflow:
     """Change the fields sent; a changed graph is checked again."""
     return await service.update(tx, row_id, body)
 
 
-@workflows.post("/{row_id}/enable", response_model=Workflow)
-async def enable_workflow(tx: Manager, row_id: RowId) -> Workflow:
+@workflows.post("/{row_id}/enable", response_model=schemas.Workflow)
+async def enable_workflow(tx: Manager, row_id: RowId) -> schemas.Workflow:
     """Start running on its trigger's events."""
     return await service.set_enabled(tx, row_id, True)
 
 
-@workflows.post("/{row_id}/disable", response_model=Workflow)
-async def disable_workflow(tx: Manager, row_id: RowId) -> Workflow:
+@workflows.post("/{row_id}/disable", response_model=schemas.Workflow)
+async def disable_workflow(tx: Manager, row_id: RowId) -> schemas.Workflow:
     """Stop: no new runs, and queued runs are cancelled."""
     return await service.set_enabled(tx, row_id, False)
 
 
-@workflows.post("/{row_id}/test", response_model=WorkflowTestResult)
+@workflows.post("/{row_id}/test", response_model=schemas.WorkflowTestResult)
 async def dry_run_workflow(
-    tx: Member, row_id: RowId, body: WorkflowTest | None = None
-) -> WorkflowTestResult:
+    tx: Member, row_id: RowId, body: schemas.WorkflowTest | None = None
+) -> schemas.WorkflowTestResult:
     """The path a run would take for sample trigger data; nothing is changed or sent."""
     return await service.dry_run(tx, row_id, body.trigger_data if body else {})
 
 
-@workflows.post("/{row_id}/secret", response_model=WorkflowSecret)
-async def rotate_workflow_secret(tx: Manager, row_id: RowId) -> WorkflowSecret:
+@workflows.post("/{row_id}/secret", response_model=schemas.WorkflowSecret)
+async def rotate_workflow_secret(tx: Manager, row_id: RowId) -> schemas.WorkflowSecret:
     """A new secret for inbound and outgoing webhooks (the old one stops working)."""
-    return WorkflowSecret(secret=await service.rotate_secret(tx, row_id))
+    return schemas.WorkflowSecret(secret=await service.rotate_secret(tx, row_id))
 
 
-@workflows.get("/{row_id}/executions", response_model=Page[WorkflowExecution])
+@workflows.get("/{row_id}/executions", response_model=Page[schemas.WorkflowExecution])
 async def list_workflow_executions(
     tx: Member, row_id: RowId, paging: Annotated[PageRequest, Depends(page_request)]
-) -> Page[WorkflowExecution]:
+) -> Page[schemas.WorkflowExecution]:
     """The runs of a workflow, newest first (the audit trail; written by the system)."""
     return await service.list_executions(tx, row_id, paging)
 
 
-@hooks.post("/{workflow_id}", status_code=202, response_model=HookAccepted)
+@hooks.post("/{workflow_id}", status_code=202, response_model=schemas.HookAccepted)
 async def receive_webhook(
     request: Request,
     workflow_id: RowId,
@@ -86,11 +78,11 @@ async def receive_webhook(
     secret: Annotated[
         str | None, Header(alias="X-Webhook-Secret", description="The workflow's secret.")
     ] = None,
-) -> HookAccepted:
+) -> schemas.HookAccepted:
     """Start a webhook-triggered workflow with this payload (queued; runs shortly)."""
     async with system_transaction(request) as conn:
         event_id = await service.receive_hook(conn, workflow_id, secret, payload)
-    return HookAccepted(event_id=event_id)
+    return schemas.HookAccepted(event_id=event_id)
 
 
 routers = [workflows, hooks]

@@ -17,6 +17,7 @@ from syntera.errors import Conflict, Unauthorized, field_error, not_found
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.resources import Resource, access_row, list_rows, update_row
 from syntera.tenancy import TenantTransaction
+from syntera.workflows import schemas
 from syntera.workflows.graph import (
     ConditionNode,
     DelayNode,
@@ -27,22 +28,18 @@ from syntera.workflows.graph import (
     WebhookNode,
     holds,
 )
-from syntera.workflows.schemas import (
-    TestStep,
-    Workflow,
-    WorkflowCreate,
-    WorkflowExecution,
-    WorkflowTestResult,
-    WorkflowUpdate,
-)
 
 WORKFLOWS = Resource.of(
-    "workflows", Workflow, "workflow", WorkflowCreate, WorkflowUpdate,
+    "workflows",
+    schemas.Workflow,
+    "workflow",
+    schemas.WorkflowCreate,
+    schemas.WorkflowUpdate,
     json_columns=frozenset({"trigger_config", "nodes", "edges"}),
-)  # fmt: skip
+)
 # Read only: executions are written by the system.
 EXECUTIONS = Resource.of(
-    "workflow_executions", WorkflowExecution, "workflow execution", time_column="started_at"
+    "workflow_executions", schemas.WorkflowExecution, "workflow execution", time_column="started_at"
 )
 
 
@@ -56,19 +53,21 @@ def check_graph(nodes: list[Any], edges: list[Any]) -> Graph:
     return graph
 
 
-def json_values(body: WorkflowCreate | WorkflowUpdate) -> dict[str, Any]:
+def json_values(body: schemas.WorkflowCreate | schemas.WorkflowUpdate) -> dict[str, Any]:
     """The fields sent, as JSON values (nested models and UUIDs included)."""
     return body.model_dump(mode="json", exclude_unset=True)
 
 
-async def create(tx: TenantTransaction, body: WorkflowCreate) -> Workflow:
+async def create(tx: TenantTransaction, body: schemas.WorkflowCreate) -> schemas.Workflow:
     check_graph(body.nodes, body.edges)
     values = {**json_values(body), "created_by": tx.user_id}
     values.setdefault("trigger_config", {})
     return WORKFLOWS.out(await WORKFLOWS.table.insert(tx.conn, tx.company_id, values))
 
 
-async def update(tx: TenantTransaction, workflow_id: UUID, body: WorkflowUpdate) -> Workflow:
+async def update(
+    tx: TenantTransaction, workflow_id: UUID, body: schemas.WorkflowUpdate
+) -> schemas.Workflow:
     changes = json_values(body)
     if "nodes" in changes or "edges" in changes:
         current = await access_row(tx, WORKFLOWS, workflow_id)
@@ -78,13 +77,13 @@ async def update(tx: TenantTransaction, workflow_id: UUID, body: WorkflowUpdate)
     return WORKFLOWS.out(await update_row(tx, WORKFLOWS, workflow_id, changes))
 
 
-async def set_enabled(tx: TenantTransaction, workflow_id: UUID, enabled: bool) -> Workflow:
+async def set_enabled(tx: TenantTransaction, workflow_id: UUID, enabled: bool) -> schemas.Workflow:
     return WORKFLOWS.out(await update_row(tx, WORKFLOWS, workflow_id, {"enabled": enabled}))
 
 
 async def list_executions(
     tx: TenantTransaction, workflow_id: UUID, paging: PageRequest
-) -> Page[WorkflowExecution]:
+) -> Page[schemas.WorkflowExecution]:
     """The runs of one workflow of the caller's company, newest first."""
     await access_row(tx, WORKFLOWS, workflow_id)
     of_workflow = Filter(sql.SQL("workflow_id = %(workflow_id)s"), {"workflow_id": workflow_id})
@@ -104,12 +103,12 @@ def describe_effect(node: Any) -> str | None:
 
 async def dry_run(
     tx: TenantTransaction, workflow_id: UUID, trigger_data: dict[str, Any]
-) -> WorkflowTestResult:
+) -> schemas.WorkflowTestResult:
     """The path a run would take for this data, without doing anything."""
     row = await access_row(tx, WORKFLOWS, workflow_id)
     graph = check_graph(row["nodes"], row["edges"])
     matches = TriggerConfig.model_validate(row["trigger_config"]).matches(trigger_data)
-    path: list[TestStep] = []
+    path: list[schemas.TestStep] = []
     trigger = graph.trigger()
     queue = graph.successors(trigger.id) if trigger else []
     seen: set[str] = set()
@@ -120,14 +119,14 @@ async def dry_run(
         seen.add(node.id)
         if isinstance(node, ConditionNode):
             outcome = holds(node.config.when, trigger_data)
-            path.append(TestStep(node_id=node.id, type=node.type, outcome=outcome))
+            path.append(schemas.TestStep(node_id=node.id, type=node.type, outcome=outcome))
             queue += graph.successors(node.id, outcome)
             continue
-        path.append(TestStep(node_id=node.id, type=node.type, would=describe_effect(node)))
+        path.append(schemas.TestStep(node_id=node.id, type=node.type, would=describe_effect(node)))
         if isinstance(node, EndNode):
             break
         queue += graph.successors(node.id)
-    return WorkflowTestResult(matches_trigger=matches, path=path)
+    return schemas.WorkflowTestResult(matches_trigger=matches, path=path)
 
 
 ROTATE_SECRET = (
