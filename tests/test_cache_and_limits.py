@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from psycopg.types.json import Jsonb
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -340,14 +341,22 @@ async def test_concurrent_misses_of_one_key_load_it_once(stack: StackUrls) -> No
 
 
 async def test_a_value_json_cannot_hold_is_served_uncached(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    owner_conn: psycopg.Connection,
 ) -> None:
     headers = auth(tenant.member)
     url = f"/v1/agents/{tenant.rows['agent_configs']}"
     huge = {"gain": 2**70}  # valid JSON and jsonb; beyond what the cache's encoder takes
-    assert (
-        await client.patch(url, headers=headers, json={"voice_settings": huge})
-    ).status_code == 200
+    refused = await client.patch(url, headers=headers, json={"voice_settings": huge})
+    assert refused.status_code == 422, "the API takes no integer beyond 64 bits"
+    assert refused.json()["errors"][0]["field"] == "voice_settings.gain"
+    # A row written by other means (an older version, SQL) still reads, uncached.
+    owner_conn.execute(
+        "UPDATE public.agent_configs SET voice_settings = %s WHERE id = %s",
+        (Jsonb(huge), tenant.rows["agent_configs"]),
+    )
     for _ in range(2):
         response = await client.get(url, headers=headers)
         assert response.status_code == 200

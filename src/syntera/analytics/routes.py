@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -12,6 +11,7 @@ from syntera.analytics import service
 from syntera.analytics.schemas import EventType
 from syntera.api.crud import add_crud_routes
 from syntera.db.tables import Filter
+from syntera.kit.schemas import StorableTime
 
 events = APIRouter(prefix="/v1/analytics/events", tags=["analytics"])
 
@@ -20,8 +20,8 @@ async def event_filters(
     event_type: Annotated[EventType | None, Query(description="Of this type.")] = None,
     agent_id: Annotated[UUID | None, Query(description="About this agent.")] = None,
     contact_id: Annotated[UUID | None, Query(description="About this contact.")] = None,
-    since: Annotated[datetime | None, Query(description="At or after this time.")] = None,
-    until: Annotated[datetime | None, Query(description="Before this time.")] = None,
+    since: Annotated[StorableTime | None, Query(description="At or after this time.")] = None,
+    until: Annotated[StorableTime | None, Query(description="Before this time.")] = None,
 ) -> list[Filter]:
     """The filters of GET /v1/analytics/events."""
     return service.event_filters(event_type, agent_id, contact_id, since, until)

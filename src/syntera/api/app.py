@@ -20,6 +20,7 @@ from syntera.agents.routes import routers as agents
 from syntera.analytics.routes import routers as analytics
 from syntera.api.errors import PROBLEM_RESPONSES, install_error_handlers, use_problem_media_type
 from syntera.api.http_metrics import HttpMetrics
+from syntera.api.json_guard import JsonGuard
 from syntera.api.limits import BodySizeLimit
 from syntera.api.state import Stores
 from syntera.auth.routes import GoTrueError
@@ -173,6 +174,8 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     app.state.kb = KnowledgeBase.from_settings(settings)
     # Room for the multipart framing around the largest file accepted.
     upload_limit = settings.kb_max_file_bytes + 64 * 1024
+    # Innermost first: the JSON guard reads bodies the size limit has already bounded.
+    app.add_middleware(JsonGuard)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, uploads={UPLOAD_PATH: upload_limit}
     )

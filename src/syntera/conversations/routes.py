@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -14,7 +13,7 @@ from syntera.api.state import stores_of
 from syntera.conversations import schemas, service
 from syntera.conversations.store import ConversationStore, Direction
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
-from syntera.kit.schemas import Tag
+from syntera.kit.schemas import StorableTime, Tag
 
 conversations = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 analytics = APIRouter(prefix="/v1/analytics/conversations", tags=["analytics"])
@@ -203,7 +202,7 @@ async def rename_thread(
 async def conversation_statistics(
     tx: Member,
     store: Store,
-    since: Annotated[datetime, Query(description="Conversations started at or after.")],
+    since: Annotated[StorableTime, Query(description="Conversations started at or after.")],
     group_by: Annotated[Literal["channel", "day", "agent"], Query()] = "channel",
 ) -> schemas.ConversationStats:
     """Conversations since a date per channel, day or agent (count, average duration), and

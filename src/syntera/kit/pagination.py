@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from syntera.db.tables import Listing
 from syntera.errors import field_error
+from syntera.kit.schemas import storable_time
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -56,7 +57,7 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             at, row_id = orjson.loads(raw)
-            return cls(datetime.fromisoformat(at), str(row_id))
+            return cls(storable_time(datetime.fromisoformat(at)), str(row_id))
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as error:
             raise field_error("cursor", "not a cursor returned by this API") from error
 

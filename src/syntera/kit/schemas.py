@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -65,3 +66,18 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_object)]
 # A JSON object kept in MongoDB, whose keys cannot hold NUL, start with '$' or contain '.'.
 DocumentObject = Annotated[JsonObject, AfterValidator(_storable_document)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+def storable_time(value: datetime) -> datetime:
+    """``value`` if every store can hold it: its UTC instant lies within the years 1 to
+    9999 (``9999-12-31T23:59:59-23:59`` does not; PyMongo, which converts to UTC, fails
+    on it). A time without an offset is taken as UTC."""
+    try:
+        (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("is outside the years 1 to 9999 in UTC") from error
+    return value
+
+
+# A time a query or cursor names, bounded to what every store can compare against.
+StorableTime = Annotated[datetime, AfterValidator(storable_time)]

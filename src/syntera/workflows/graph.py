@@ -61,16 +61,38 @@ AnyOf.model_rebuild()
 MISSING = object()
 
 
+def _is_index(part: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²', which ``int`` refuses."""
+    return part.isascii() and part.isdecimal()
+
+
 def lookup(data: Any, path: str) -> Any:
     """The value at a dotted path, or MISSING."""
     for part in path.split("."):
         if isinstance(data, dict) and part in data:
             data = data[part]
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+        elif (
+            isinstance(data, list) and part.isascii() and part.isdecimal() and int(part) < len(data)
+        ):
             data = data[int(part)]
         else:
             return MISSING
     return data
+
+
+def _number(value: Any) -> int | float | None:
+    """``value`` as a number to compare (numeric text included), or None. Integers stay
+    integers, so a 400-digit one compares exactly instead of overflowing a float."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str) and len(value) <= 100:
+        try:
+            return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except (ValueError, OverflowError):
+            return None
+    return None
 
 
 def holds(condition: Condition, data: dict[str, Any]) -> bool:
@@ -98,13 +120,9 @@ def holds(condition: Condition, data: dict[str, Any]) -> bool:
         case "in":
             return bool(found in expected)
         case "greater_than" | "less_than":
-            if isinstance(found, bool) or not isinstance(found, int | float | str):
+            number, limit = _number(found), _number(expected)
+            if number is None or limit is None:
                 return False
-            try:
-                number = float(found)
-            except ValueError:
-                return False
-            limit = float(expected)
             return number > limit if condition.op == "greater_than" else number < limit
     return False
 
