@@ -42,7 +42,9 @@ class Unacceptable(ValueError):
     @property
     def path(self) -> str:
         shown = self.parts[:12] + (["…"] if len(self.parts) > 12 else [])
-        return ".".join(part[:40] for part in shown) or "body"
+        # A key may itself hold the lone surrogate being reported: show it escaped.
+        text = ".".join(part[:40] for part in shown) or "body"
+        return text.encode("utf-8", "backslashreplace").decode()
 
 
 def _reject_constant(name: str) -> Any:
