@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from psycopg.types.json import Jsonb
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from psycopg.types.json import Jsonb
 
 from syntera.api.app import create_app
 from syntera.config import Settings

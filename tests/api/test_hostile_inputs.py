@@ -52,7 +52,7 @@ EXTREME_DATES = [
 # Values of the classes that broke the server: deep nesting, numbers beyond 64 bits and
 # floats, lone surrogates, NUL, extreme instants, very long strings, Mongo-looking keys.
 hostile_json = st.one_of(
-    # Just past the bound, where serialisers gave up (~255–300), and far beyond.
+    # Just past the bound, where serialisers gave up (~255 to 300), and far beyond.
     st.sampled_from([33, 300, 900]).map(nested),
     st.sampled_from([33, 300, 900]).map(lambda depth: nested(depth, as_list=True)),
     st.sampled_from([10**400, 2**64, 2**63, -(2**63) - 1, -(10**40)]),
