@@ -32,17 +32,16 @@ from syntera.metrics import REDIS_FALLBACKS
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the window; ARGV: now (s), window (s), limit, member, record (1/0).
+# KEYS[1] the window; ARGV: now (s), window (s), limit, member. Checks and counts in one
+# step: concurrent callers cannot all pass a check before any of them is counted.
 # Returns {allowed (1/0), seconds until the oldest event leaves the window}.
 _HIT = """
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 if count < limit then
-  if ARGV[5] == '1' then
-    redis.call('ZADD', KEYS[1], now, ARGV[4])
-    redis.call('EXPIRE', KEYS[1], math.ceil(window))
-  end
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('EXPIRE', KEYS[1], math.ceil(window))
   return {1, 0}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -96,23 +95,7 @@ class SlidingWindow:
 
     async def hit(self, key: str) -> Verdict:
         """Count one event for ``key`` if the window has room; whether it had."""
-        return await self._run(key, record=True)
-
-    async def check(self, key: str) -> Verdict:
-        """Whether one more event would be allowed (nothing is counted)."""
-        return await self._run(key, record=False)
-
-    async def record(self, key: str) -> None:
-        """Count one event for ``key`` even if the window is full (a failure to learn)."""
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                now = time.time()
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
-                    pipe.expire(key, math.ceil(self.window_s))
-                    await pipe.execute()
-        except REDIS_ERRORS as error:
-            self._fallback(error, "event not counted")
+        return await self._run(key)
 
     async def reset(self, key: str) -> None:
         """Forget the events of ``key``."""
@@ -122,13 +105,13 @@ class SlidingWindow:
         except REDIS_ERRORS as error:
             self._fallback(error, "not reset")
 
-    async def _run(self, key: str, *, record: bool) -> Verdict:
+    async def _run(self, key: str) -> Verdict:
         now = time.time()
         member = f"{now}:{secrets.token_hex(4)}"
         try:
             async with asyncio.timeout(self.timeout_s):
                 allowed, retry_after = await self.redis.eval(
-                    _HIT, 1, key, now, self.window_s, self.limit, member, int(record)
+                    _HIT, 1, key, now, self.window_s, self.limit, member
                 )
         except REDIS_ERRORS as error:
             self._fallback(error, "failing " + ("open" if self.fail_open else "closed"))

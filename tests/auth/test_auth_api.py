@@ -3,6 +3,7 @@ rotation, logout, and the answers to wrong passwords, unknown users and bad toke
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -12,6 +13,9 @@ import pytest
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
+from syntera.api.app import create_app
+from syntera.config import Settings
+from syntera.embedded import StackUrls
 from tests.conftest import TEST_JWT_SECRET
 
 
@@ -221,3 +225,23 @@ async def test_bad_tokens_get_401(client: httpx.AsyncClient, token: str) -> None
     response = await client.get("/auth/v1/user", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert response.json()["error_code"] == "no_authorization"
+
+
+async def test_fifty_concurrent_wrong_passwords_get_five_password_checks(
+    settings: Settings, api_urls: StackUrls
+) -> None:
+    """Check-and-count is one step: racing attempts cannot all pass the check before
+    the first failure is counted."""
+    roomy = settings.model_copy(update={"rate_limit_sign_in_per_ip_per_minute": 1000})
+    app = create_app(roomy, api_urls)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            email = new_email()
+            await sign_up(http, email)
+            answers = await asyncio.gather(
+                *(sign_in(http, email, "wrong password!") for _ in range(50))
+            )
+            codes = sorted(answer.json()["error_code"] for answer in answers)
+            assert codes == ["invalid_credentials"] * 5 + ["over_request_rate_limit"] * 45
+            assert (await sign_in(http, email, PASSWORD)).status_code == 429

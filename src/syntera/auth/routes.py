@@ -125,7 +125,10 @@ async def _password_grant(request: Request, body: Credentials) -> Session:
                            "sign-in attempts from your address")  # fmt: skip
     failures = limiters.sign_in_email_failures
     throttle_key = global_key("sign-in-failures", digest(service.normalize_email(body.email)))
-    verdict = await failures.check(throttle_key)
+    # Check and count in one step (one Lua call): of any number of concurrent attempts,
+    # only as many as the window has room for go on to a password check. A sign-in that
+    # succeeds forgets the count; one that fails leaves its attempt counted.
+    verdict = await failures.hit(throttle_key)
     if not verdict.allowed:
         raise GoTrueError(
             429,
@@ -138,7 +141,6 @@ async def _password_grant(request: Request, body: Credentials) -> Session:
     stored_hash = user["encrypted_password"] if user else None
     # The same answer, after the same work, for an unknown email and a wrong password.
     if not await verify_password(stored_hash, body.password) or user is None:
-        await failures.record(throttle_key)
         raise INVALID_CREDENTIALS
     await failures.reset(throttle_key)
     async with system_transaction(request) as conn:
