@@ -5,6 +5,7 @@ library needs a real URL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import threading
@@ -113,17 +114,14 @@ class AuthHeaders:
         return {"Authorization": f"Bearer {token_for(self.settings, principal)}"}
 
 
-@pytest.fixture(scope="session")
-def live_server(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
-    """The API served by uvicorn on a free local port, in a thread; its base URL."""
+@contextlib.contextmanager
+def serving(app: FastAPI, **options: Any) -> Iterator[str]:
+    """``app`` served by uvicorn (with ``options``) on a free local port, in a thread;
+    its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    # Without per-request limits: schemathesis sends thousands of requests as one user.
-    unlimited = settings.model_copy(update={"rate_limits_enabled": False})
-    config = uvicorn.Config(
-        create_app(unlimited, api_urls), host="127.0.0.1", port=port, log_level="warning"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
@@ -132,9 +130,20 @@ def live_server(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
             break
         threading.Event().wait(0.01)
     assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
+    """The API served by uvicorn on a free local port, in a thread; its base URL."""
+    # Without per-request limits: schemathesis sends thousands of requests as one user.
+    unlimited = settings.model_copy(update={"rate_limits_enabled": False})
+    with serving(create_app(unlimited, api_urls)) as url:
+        yield url
 
 
 StatementLog = list[str]

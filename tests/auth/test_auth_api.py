@@ -10,12 +10,16 @@ import uuid
 import httpx
 import jwt
 import pytest
+import redis.asyncio as aioredis
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
 from syntera.api.app import create_app
+from syntera.cli.stack import proxy_options
 from syntera.config import Settings
+from syntera.db.redis import digest, global_key
 from syntera.embedded import StackUrls
+from tests.api_fixtures import serving
 from tests.conftest import TEST_JWT_SECRET
 
 
@@ -245,3 +249,38 @@ async def test_fifty_concurrent_wrong_passwords_get_five_password_checks(
             codes = sorted(answer.json()["error_code"] for answer in answers)
             assert codes == ["invalid_credentials"] * 5 + ["over_request_rate_limit"] * 45
             assert (await sign_in(http, email, PASSWORD)).status_code == 429
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+async def test_forwarded_addresses_count_only_from_a_trusted_proxy(
+    settings: Settings, api_urls: StackUrls, trusted: str
+) -> None:
+    """The per-address sign-in limit keys on the client's address; X-Forwarded-For names
+    it only when the request comes from SYNTERA_TRUSTED_PROXIES (none by default)."""
+    configured = settings.model_copy(
+        update={"rate_limit_sign_in_per_ip_per_minute": 2, "trusted_proxies": trusted}
+    )
+    # Forget what other tests' sign-ins from this machine counted against it.
+    redis = aioredis.from_url(api_urls.redis_url)
+    for address in ("127.0.0.1", *(f"203.0.113.{n}" for n in (1, 2, 3))):
+        stale = [
+            key async for key in redis.scan_iter(f"{global_key('sign-in-ip', digest(address))}*")
+        ]
+        if stale:
+            await redis.delete(*stale)
+    await redis.aclose()
+    app = create_app(configured, api_urls)
+    with serving(app, **proxy_options(configured)) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            codes = []
+            for n in range(3):  # three "different" clients behind the same socket
+                answer = await http.post(
+                    "/auth/v1/token?grant_type=password",
+                    json={"email": new_email(), "password": "wrong password!"},
+                    headers={"X-Forwarded-For": f"203.0.113.{n + 1}"},
+                )
+                codes.append(answer.status_code)
+    if trusted:
+        assert codes == [400, 400, 400], "each forwarded address has its own allowance"
+    else:
+        assert codes == [400, 400, 429], "forged X-Forwarded-For is ignored"

@@ -99,7 +99,15 @@ def uvicorn_options(
         "workers": workers,
         "log_level": "info",
         "access_log": False,
+        **proxy_options(settings),
     }
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """Forwarded headers are believed only from SYNTERA_TRUSTED_PROXIES (uvicorn would
+    otherwise believe any process on 127.0.0.1)."""
+    trusted = settings.trusted_proxy_list
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": ",".join(trusted) or None}
 
 
 def _export(settings: Settings, urls: StackUrls) -> None:
