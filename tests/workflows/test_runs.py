@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -18,7 +19,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from syntera.db.postgres import TenantConnection, transaction_as
-from syntera.workflows.actions import signature
+from syntera.workflows.actions import ActionFailed, Destination, resolve_destination, signature
 from syntera.workflows.engine import WorkflowWorker
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
@@ -651,3 +652,51 @@ async def test_members_cannot_queue_events_themselves(
 
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         await enqueue()
+
+
+async def test_a_webhook_connects_to_the_address_that_was_checked(
+    flows: Flows, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host is resolved once; the request goes to that address with the original
+    Host header. A name no real DNS knows (answered here by a stand-in resolver, which
+    changes its answer after the first lookup, as a rebinding server would) is reached
+    only because nothing resolves it a second time."""
+    lookups: list[str] = []
+    answers = ["127.0.0.1", "10.9.9.9"]
+
+    async def rebinding_dns(host: str, port: Any, **_: Any) -> list[Any]:
+        lookups.append(host)
+        address = answers[min(len(lookups) - 1, 1)]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", rebinding_dns)
+    received: list[Request] = []
+
+    def receive(request: Request) -> Response:
+        received.append(request)
+        return Response("ok")
+
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(receive)
+    url = f"http://rebind.invalid:{httpserver.port}/hook"
+    workflow = await flows.make_workflow(
+        flows.tenant,
+        "contact_created",
+        [{"id": "post", "type": "send_webhook", "config": {"url": url}}],
+    )
+    await new_contact(flows.client, flows.auth(flows.tenant.member))
+    await flows.drain()
+    [run] = flows.runs(workflow["id"])
+    assert run["status"] == "success", run["error"]
+    assert lookups == ["rebind.invalid"]
+    [request] = received
+    assert request.headers["Host"] == f"rebind.invalid:{httpserver.port}"
+
+
+async def test_the_pinned_destination_keeps_path_query_and_names_the_host() -> None:
+    ipv6 = await resolve_destination("http://[::1]:8080/a/b?c=d", allow_private=True)
+    assert ipv6 == Destination("http://[::1]:8080/a/b?c=d", "[::1]:8080", "::1")
+    local = await resolve_destination("https://localhost/x", allow_private=True)
+    assert local.url == "https://127.0.0.1/x"
+    assert (local.host_header, local.server_name) == ("localhost", "localhost")
+    with pytest.raises(ActionFailed, match="private address"):
+        await resolve_destination("https://localhost/x", allow_private=False)

@@ -19,7 +19,7 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import httpx
@@ -187,27 +187,51 @@ def _forbidden(address: str) -> bool:
     )  # fmt: skip
 
 
-async def check_destination(url: str, allow_private: bool) -> None:
-    """Refuse URLs whose host resolves to a private, loopback, link-local or otherwise
-    internal address (the server's own network), unless configuration allows it."""
-    host = urlsplit(url).hostname
+@dataclass(frozen=True)
+class Destination:
+    """Where a webhook goes: the URL with its host replaced by the address that was
+    checked, and what the request must still say about the original host."""
+
+    url: str
+    host_header: str
+    server_name: str
+
+
+async def resolve_destination(url: str, allow_private: bool) -> Destination:
+    """Resolve the URL's host once and pick the address to connect to; refuse a host any
+    of whose addresses is private, loopback, link-local or otherwise internal (the
+    server's own network), unless configuration allows it. The request then connects to
+    that very address: a second lookup by the HTTP client could answer differently (DNS
+    rebinding) and reach an address nobody checked."""
+    parts = urlsplit(url)
+    host = parts.hostname
     if host is None:
         raise ActionFailed(f"{url} has no host")
-    if allow_private:
-        return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
     except OSError as error:
         raise ActionFailed(f"cannot resolve {host}: {error}") from error
-    refused = sorted({str(info[4][0]) for info in infos if _forbidden(str(info[4][0]))})
-    if refused:
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise ActionFailed(f"cannot resolve {host}: no address")
+    refused = sorted({address for address in addresses if _forbidden(address)})
+    if refused and not allow_private:
         raise ActionFailed(f"{host} resolves to a private address ({', '.join(refused)}): refused")
+    address = next((a for a in addresses if ":" not in a), addresses[0])  # IPv4 first
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    shown = f"[{host}]" if ":" in host else host
+    host_header = f"{shown}:{parts.port}" if parts.port else shown
+    pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    return Destination(pinned, host_header, host)
 
 
 async def send_webhook(
     http: httpx.AsyncClient, run: Run, node: WebhookNode, allow_private: bool
 ) -> dict[str, Any]:
-    await check_destination(node.config.url, allow_private)
+    destination = await resolve_destination(node.config.url, allow_private)
     body = orjson.dumps(
         {
             "workflow_id": str(run.workflow_id),
@@ -218,14 +242,20 @@ async def send_webhook(
     )
     timestamp = str(int(time.time()))
     headers = {
+        "Host": destination.host_header,
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signature(run.secret, timestamp, body),
         TIMESTAMP_HEADER: timestamp,
         IDEMPOTENCY_HEADER: f"{run.execution_id}:{node.id}",
     }
     try:
+        # TLS still names (and verifies) the original host, through SNI.
         response = await http.post(
-            node.config.url, content=body, headers=headers, timeout=node.config.timeout_s
+            destination.url,
+            content=body,
+            headers=headers,
+            timeout=node.config.timeout_s,
+            extensions={"sni_hostname": destination.server_name},
         )
     except httpx.HTTPError as error:
         raise ActionFailed(f"POST {node.config.url}: {type(error).__name__}: {error}") from error
