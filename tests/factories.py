@@ -38,14 +38,20 @@ def create_auth_user(owner_conn: psycopg.Connection, email: str | None = None) -
 def invite_and_sign_up(
     owner_conn: psycopg.Connection, company_id: uuid.UUID, inviter: uuid.UUID, role: str
 ) -> uuid.UUID:
-    """A new user who joins ``company_id`` with ``role`` through an invitation."""
+    """A new user who joins ``company_id`` with ``role`` through an invitation: invited,
+    signed up, and accepting it (as themselves: ``auth.uid()`` is theirs)."""
     email = f"invitee-{uuid.uuid4().hex[:12]}@example.com"
-    owner_conn.execute(
+    invitation = owner_conn.execute(
         "INSERT INTO public.invitations (company_id, email, role, invited_by)"
-        " VALUES (%s, %s, %s, %s)",
+        " VALUES (%s, %s, %s, %s) RETURNING id",
         (company_id, email, role, inviter),
-    )
-    return create_auth_user(owner_conn, email)
+    ).fetchone()
+    assert invitation is not None
+    user_id = create_auth_user(owner_conn, email)
+    with owner_conn.transaction():
+        owner_conn.execute("SELECT set_config('request.jwt.claim.sub', %s, true)", (str(user_id),))
+        owner_conn.execute("SELECT public.accept_invitation(%s)", (invitation[0],))
+    return user_id
 
 
 async def create_company(

@@ -32,6 +32,7 @@ ROW_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "/v1/notifications": ("notifications", {"read": True}),
     "/v1/analytics/events": ("analytics_events", {}),
     "/v1/team/invitations": ("invitations", {}),
+    "/v1/invitations": ("invitations", {}),
     "/v1/team": ("users", {"role": "admin"}),
     "/v1/kb/documents": ("knowledge_base_documents", {}),
 }

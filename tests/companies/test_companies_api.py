@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import psycopg
 
 
 async def sign_up(client: httpx.AsyncClient, email: str | None = None) -> dict[str, str]:
@@ -46,13 +47,17 @@ async def test_creator_becomes_owner_and_cannot_create_a_second_company(
 async def invite(
     client: httpx.AsyncClient, manager: dict[str, str], role: str
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """Invite a new email with ``role``; that person signs up and joins."""
+    """Invite a new email with ``role``; that person signs up and accepts it."""
     email = f"invitee-{uuid.uuid4().hex[:12]}@example.com"
     invited = await client.post(
         "/v1/team/invitations", headers=manager, json={"email": email, "role": role}
     )
     assert invited.status_code == 201, invited.text
-    return await sign_up(client, email), invited.json()
+    invitee = await sign_up(client, email)
+    accepted = await client.post(f"/v1/invitations/{invited.json()['id']}/accept", headers=invitee)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["role"] == role
+    return invitee, invited.json()
 
 
 async def test_invited_email_joins_with_the_invited_role_and_roles_change_by_managers(
@@ -106,3 +111,74 @@ async def test_owner_deletes_the_company_and_its_data(client: httpx.AsyncClient)
     assert (
         await client.post("/v1/companies", headers=owner, json={"name": "New"})
     ).status_code == 201
+
+
+async def test_signing_up_joins_nothing_and_the_invitee_chooses_which_invitation(
+    client: httpx.AsyncClient,
+) -> None:
+    """Two companies invite the same address; the later one cannot pre-empt the other:
+    the invitee sees both and accepts the one they choose."""
+    first_owner, second_owner = await sign_up(client), await sign_up(client)
+    first = (await client.post("/v1/companies", headers=first_owner, json={"name": "A"})).json()
+    await client.post("/v1/companies", headers=second_owner, json={"name": "B"})
+    email = f"invitee-{uuid.uuid4().hex[:12]}@example.com"
+    earlier = await client.post(
+        "/v1/team/invitations", headers=first_owner, json={"email": email, "role": "admin"}
+    )
+    later = await client.post("/v1/team/invitations", headers=second_owner, json={"email": email})
+    invitee = await sign_up(client, email)
+    assert (await client.get("/v1/companies/current", headers=invitee)).status_code == 403
+
+    pending = (await client.get("/v1/invitations", headers=invitee)).json()["data"]
+    assert [(p["company_name"], p["role"]) for p in pending] == [("B", "user"), ("A", "admin")]
+    accepted = await client.post(f"/v1/invitations/{earlier.json()['id']}/accept", headers=invitee)
+    assert accepted.status_code == 200, accepted.text
+    assert (accepted.json()["company_id"], accepted.json()["role"]) == (first["id"], "admin")
+    current = (await client.get("/v1/companies/current", headers=invitee)).json()
+    assert current["id"] == first["id"]
+
+    twice = await client.post(f"/v1/invitations/{earlier.json()['id']}/accept", headers=invitee)
+    assert twice.status_code == 404, "accepted once"
+    other = await client.post(f"/v1/invitations/{later.json()['id']}/accept", headers=invitee)
+    assert other.status_code == 409, "a user has one company"
+    assert [p["company_name"] for p in (await client.get("/v1/invitations", headers=invitee))
+            .json()["data"]] == ["B"]  # fmt: skip
+
+
+async def test_nobody_but_the_addressee_sees_or_accepts_an_invitation(
+    client: httpx.AsyncClient,
+) -> None:
+    owner = await sign_up(client)
+    await client.post("/v1/companies", headers=owner, json={"name": "Private"})
+    email = f"invitee-{uuid.uuid4().hex[:12]}@example.com"
+    invitation = (
+        await client.post("/v1/team/invitations", headers=owner, json={"email": email})
+    ).json()
+    stranger = await sign_up(client)  # no company, another email
+    assert (await client.get("/v1/invitations", headers=stranger)).json()["data"] == []
+    taken = await client.post(f"/v1/invitations/{invitation['id']}/accept", headers=stranger)
+    assert taken.status_code == 404
+    missing = await client.post(f"/v1/invitations/{uuid.uuid4()}/accept", headers=stranger)
+    assert {**taken.json(), "instance": None} == {**missing.json(), "instance": None}
+    invitee = await sign_up(client, email)
+    assert [p["id"] for p in (await client.get("/v1/invitations", headers=invitee))
+            .json()["data"]] == [invitation["id"]]  # fmt: skip
+
+
+async def test_an_expired_invitation_is_neither_listed_nor_accepted(
+    client: httpx.AsyncClient, owner_conn: psycopg.Connection
+) -> None:
+    owner = await sign_up(client)
+    await client.post("/v1/companies", headers=owner, json={"name": "Slow"})
+    email = f"invitee-{uuid.uuid4().hex[:12]}@example.com"
+    invitation = (
+        await client.post("/v1/team/invitations", headers=owner, json={"email": email})
+    ).json()
+    owner_conn.execute(
+        "UPDATE public.invitations SET expires_at = now() - interval '1 s' WHERE id = %s",
+        (invitation["id"],),
+    )
+    invitee = await sign_up(client, email)
+    assert (await client.get("/v1/invitations", headers=invitee)).json()["data"] == []
+    late = await client.post(f"/v1/invitations/{invitation['id']}/accept", headers=invitee)
+    assert late.status_code == 404

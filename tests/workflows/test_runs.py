@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from syntera.api.json_guard import MAX_DEPTH
 from syntera.db.postgres import TenantConnection, transaction_as
 from syntera.workflows.actions import ActionFailed, Destination, resolve_destination, signature
 from syntera.workflows.engine import WorkflowWorker
@@ -700,3 +701,48 @@ async def test_the_pinned_destination_keeps_path_query_and_names_the_host() -> N
     assert (local.host_header, local.server_name) == ("localhost", "localhost")
     with pytest.raises(ActionFailed, match="private address"):
         await resolve_destination("https://localhost/x", allow_private=False)
+
+
+async def test_no_webhook_payload_can_make_the_execution_history_unreadable(
+    flows: Flows, owner_conn: psycopg.Connection
+) -> None:
+    """The deepest payload the API accepts is stored, wrapped by the worker, and read
+    back; one level more is refused before anything is queued."""
+    hooked = await flows.make_workflow(
+        flows.tenant, "webhook", [{"id": "stop", "type": "end", "config": {}}]
+    )
+    secret = (
+        await flows.client.post(
+            f"/v1/workflows/{hooked['id']}/secret", headers=flows.auth(flows.tenant.owner)
+        )
+    ).json()["secret"]
+    url, headers = f"/v1/hooks/{hooked['id']}", {"X-Webhook-Secret": secret}
+
+    def nested(depth: int) -> dict[str, Any]:
+        value: dict[str, Any] = {"leaf": True}
+        for _ in range(depth - 1):
+            value = {"a": value}
+        return value
+
+    queued = owner_conn.execute(
+        "SELECT count(*) FROM public.workflow_events WHERE workflow_id = %s", (hooked["id"],)
+    ).fetchone()
+    too_deep = await flows.client.post(url, json=nested(MAX_DEPTH + 1), headers=headers)
+    assert too_deep.status_code == 422
+    assert "nested more than" in too_deep.json()["detail"]
+    assert (
+        owner_conn.execute(
+            "SELECT count(*) FROM public.workflow_events WHERE workflow_id = %s", (hooked["id"],)
+        ).fetchone()
+        == queued
+    ), "nothing queued"
+
+    deepest = await flows.client.post(url, json=nested(MAX_DEPTH), headers=headers)
+    assert deepest.status_code == 202, deepest.text
+    await flows.drain()
+    listed = await flows.client.get(
+        f"/v1/workflows/{hooked['id']}/executions", headers=flows.auth(flows.tenant.member)
+    )
+    assert listed.status_code == 200, listed.text
+    [run] = listed.json()["data"]
+    assert run["status"] == "success"

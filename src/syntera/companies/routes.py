@@ -11,6 +11,7 @@ from syntera.companies import schemas, service
 companies = APIRouter(prefix="/v1/companies", tags=["companies"])
 team = APIRouter(prefix="/v1/team", tags=["team"])
 invitations = APIRouter(prefix="/v1/team/invitations", tags=["team"])
+my_invitations = APIRouter(prefix="/v1/invitations", tags=["team"])
 
 
 @companies.post("", status_code=201, response_model=schemas.Company)
@@ -65,4 +66,25 @@ add_crud_routes(
     routes=("create", "delete", "list"),
 )
 
-routers = [companies, invitations, team]
+
+@my_invitations.get("", response_model=schemas.PendingInvitations)
+async def list_my_invitations(tx: SignedIn) -> schemas.PendingInvitations:
+    """The invitations addressed to your email that you may accept, newest first."""
+    return schemas.PendingInvitations(data=await service.pending_invitations(tx))
+
+
+@my_invitations.get("/{row_id}", response_model=schemas.PendingInvitation)
+async def read_my_invitation(tx: SignedIn, row_id: RowId) -> schemas.PendingInvitation:
+    """One invitation addressed to you, while it can be accepted."""
+    return await service.access_pending_invitation(tx, row_id)
+
+
+@my_invitations.post("/{row_id}/accept", response_model=schemas.TeamMember)
+async def accept_invitation(tx: SignedIn, row_id: RowId) -> schemas.TeamMember:
+    """Join the inviting company with the invited role (signing up alone joins none).
+    409 if you belong to a company already; 404 for an invitation that is not yours,
+    was accepted, or expired."""
+    return await service.accept_invitation(tx, row_id)
+
+
+routers = [companies, invitations, my_invitations, team]

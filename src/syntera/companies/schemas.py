@@ -56,3 +56,20 @@ class Invitation(Output):
     accepted_at: datetime | None
     expires_at: datetime
     created_at: datetime
+
+
+class PendingInvitation(Output):
+    """An invitation addressed to the signed-in user, waiting to be accepted."""
+
+    id: UUID
+    company_id: UUID
+    company_name: str
+    role: AssignableRole
+    invited_by: UUID | None
+    expires_at: datetime
+    created_at: datetime
+
+
+class PendingInvitations(Output):
+    data: list[PendingInvitation]
+    next_cursor: str | None = None

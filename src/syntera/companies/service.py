@@ -12,6 +12,7 @@ from uuid import UUID
 
 from psycopg import sql
 
+from syntera.companies import schemas
 from syntera.companies.schemas import (
     Company,
     CompanyCreate,
@@ -97,3 +98,39 @@ async def change_role(tx: TenantTransaction, user_id: UUID, body: TeamMemberUpda
 async def remove_member(tx: TenantTransaction, user_id: UUID) -> None:
     """The member leaves the company and keeps their account."""
     await tx.conn.execute(REMOVE_MEMBER, {"id": user_id})
+
+
+PENDING_INVITATIONS = "SELECT * FROM public.pending_invitations()"
+
+ACCEPT_INVITATION = "SELECT * FROM public.accept_invitation(%(id)s)"
+
+
+async def pending_invitations(tx: TenantTransaction) -> list[schemas.PendingInvitation]:
+    """The invitations addressed to the caller's email that they may accept (at most the
+    newest 100; an invitation lasts 14 days)."""
+    rows = await (await tx.conn.execute(PENDING_INVITATIONS)).fetchall()
+    return [schemas.PendingInvitation.model_validate(row) for row in rows]
+
+
+async def access_pending_invitation(
+    tx: TenantTransaction, invitation_id: UUID
+) -> schemas.PendingInvitation:
+    """The invitation if it is addressed to the caller and can still be accepted; else
+    not found (the same answer as for an invitation that does not exist)."""
+    for invitation in await pending_invitations(tx):
+        if invitation.id == invitation_id:
+            return invitation
+    raise not_found("Invitation")
+
+
+async def accept_invitation(tx: TenantTransaction, invitation_id: UUID) -> schemas.TeamMember:
+    """Join the company of an invitation addressed to the caller, with its role. Another
+    person's invitation is, for the caller, not found; a caller who belongs to a company
+    already must leave it first."""
+    await access_pending_invitation(tx, invitation_id)
+    if tx.membership is not None:
+        raise Conflict("you already belong to a company; a user has one")
+    row = await (await tx.conn.execute(ACCEPT_INVITATION, {"id": invitation_id})).fetchone()
+    if row is None:  # accepted or expired between the two statements
+        raise not_found("Invitation")
+    return schemas.TeamMember.model_validate(row)
