@@ -32,7 +32,9 @@ from tests.factories import SeededCompany, create_tenant
 
 @pytest.fixture(scope="session")
 def api_urls(stack: StackUrls, database: StackDatabase) -> StackUrls:
-    return dataclasses.replace(stack, api_database_url=database.api_url)
+    return dataclasses.replace(
+        stack, database_url=database.owner_url, api_database_url=database.api_url
+    )
 
 
 @pytest.fixture(scope="session")

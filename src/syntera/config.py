@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     pg_pool_max_size: int = Field(default=20, ge=1)
     pg_pool_timeout_s: float = Field(default=10.0, gt=0)
     pg_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    pg_transaction_pooler: bool = Field(
+        default=False,
+        description="The API's URL goes through a transaction pooler (PgBouncer, "
+        "Supavisor): no server-side prepared statements.",
+    )
+    worker_database_url: str | None = Field(
+        default=None,
+        description="A direct connection (not through a pooler) for what needs a session: "
+        "the workers' LISTEN. Defaults to SYNTERA_DATABASE_URL.",
+    )
     slow_statement_ms: float = Field(
         default=100,
         ge=0,

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
+from syntera.embedded import StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.processing import DocumentWorker
 from syntera.workflows.engine import CHANNEL, WorkflowWorker
@@ -69,6 +70,12 @@ async def listen(conninfo: str, channel: str, wake: asyncio.Event, stop: asyncio
             log.warning("LISTEN %s failed; polling until it is back", channel)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), LISTEN_RETRY_S)
+
+
+def listen_url(settings: Settings, urls: StackUrls) -> str:
+    """Where the workers LISTEN: a direct connection, since LISTEN needs a session that
+    a transaction pooler in front of the API's URL would not keep."""
+    return settings.worker_database_url or urls.database_url
 
 
 async def run_workers(

@@ -47,7 +47,7 @@ from syntera.notifications.routes import routers as notifications
 from syntera.ops.routes import routers as admin
 from syntera.ratelimit import Limiters
 from syntera.widget.routes import routers as widget
-from syntera.workers import run_workers
+from syntera.workers import listen_url, run_workers
 from syntera.workflows.routes import routers as workflows
 
 READINESS_TIMEOUT_S = 2.0
@@ -141,7 +141,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         if documents or workflows:
             background = asyncio.create_task(
                 run_workers(
-                    pool, urls.api_database_url, settings, app.state.kb, stop_workers,
+                    pool, listen_url(settings, urls), settings, app.state.kb, stop_workers,
                     documents=documents, workflows=workflows,
                 )
             )  # fmt: skip

@@ -30,7 +30,7 @@ from syntera.db.postgres import create_api_pool
 from syntera.embedded import EmbeddedError, EmbeddedStack, StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ops.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
-from syntera.workers import run_workers
+from syntera.workers import listen_url, run_workers
 
 services_app = typer.Typer(
     help="The embedded servers, run in the background.", no_args_is_help=True
@@ -221,7 +221,7 @@ def worker(
                 "workflow runs at once; Ctrl-C stops it"
             )
             await run_workers(
-                pool, urls.api_database_url, settings, KnowledgeBase.from_settings(settings),
+                pool, listen_url(settings, urls), settings, KnowledgeBase.from_settings(settings),
                 stop, documents=count, workflows=settings.workflow_worker_concurrency,
             )  # fmt: skip
 

@@ -27,11 +27,23 @@ TenantConnection = AsyncConnection[DictRow]
 # borrows this connection from the pool.
 # `request.jwt.claim.sub` is the legacy per-claim setting PostgREST also sets; auth.uid()
 # reads it first, which spares every statement a JSON parse of the claims.
+# The statement timeout is set here too, not as a connection option: a transaction
+# pooler (PgBouncer, Supavisor) hands server connections to other clients, so nothing
+# may be set for the session.
 BECOME_PRINCIPAL = """
 SELECT set_config('role', %(role)s, true),
        set_config('request.jwt.claims', %(claims)s, true),
-       set_config('request.jwt.claim.sub', %(sub)s, true)
+       set_config('request.jwt.claim.sub', %(sub)s, true),
+       set_config('statement_timeout', %(statement_timeout)s, true)
 """
+
+
+class TransactionDefaults:
+    """What every transaction of this process sets besides who it runs as (from the
+    settings, when the API's pool is made)."""
+
+    statement_timeout_ms: int = 15_000
+
 
 # Run as the principal, after BECOME_PRINCIPAL: a copy of the caller's membership that
 # the policy helpers use instead of looking it up in every statement (migration 004).
@@ -52,8 +64,11 @@ def create_api_pool(
     settings: Settings, conninfo: str, *, open: bool = False
 ) -> AsyncConnectionPool[TenantConnection]:
     """The API's pool, connected as ``authenticator`` (not opened unless ``open``)."""
-    options = f"-c statement_timeout={settings.pg_statement_timeout_ms}"
+    TransactionDefaults.statement_timeout_ms = settings.pg_statement_timeout_ms
     TimedCursor.threshold_ms = settings.slow_statement_ms
+    # Server-side prepared statements live in a server session, which a transaction
+    # pooler does not keep for us (PgBouncer before 1.21 does not track them).
+    prepare_threshold = None if settings.pg_transaction_pooler else 5
     return AsyncConnectionPool(
         conninfo,
         min_size=settings.pg_pool_min_size,
@@ -62,7 +77,7 @@ def create_api_pool(
         kwargs={
             "row_factory": dict_row,
             "cursor_factory": TimedCursor,
-            "options": options,
+            "prepare_threshold": prepare_threshold,
             "application_name": "syntera-api",
         },
         configure=_configure,
@@ -78,6 +93,7 @@ def principal_settings(principal: Principal) -> dict[str, str]:
         "role": principal.role,
         "claims": orjson.dumps(principal.claims).decode(),
         "sub": str(principal.claims.get("sub", "")),
+        "statement_timeout": str(TransactionDefaults.statement_timeout_ms),
     }
 
 
