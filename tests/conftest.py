@@ -30,6 +30,7 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 # Before any MongoDB client exists: watch every command for unscoped tenant queries.
 from tests.mongo_watch import watch  # noqa: E402
+from tests.pgbouncer import THROUGH_PGBOUNCER, start_pgbouncer  # noqa: E402
 
 # The API's fixtures (the app, an HTTP client, tokens, a live server) for every package.
 pytest_plugins = ["tests.api_fixtures"]
@@ -129,15 +130,26 @@ def settings(stack_dir: Path) -> Settings:
         kb_worker_enabled=False,
         workflow_worker_enabled=False,
         kb_preload_model=False,  # loaded by the tests that embed, once per session
+        pg_transaction_pooler=THROUGH_PGBOUNCER,
     )
 
 
 @pytest.fixture(scope="session")
+def api_database_url(database: StackDatabase, stack_dir: Path) -> Iterator[str]:
+    """Where the API connects as ``authenticator``: the database itself, or PgBouncer in
+    front of it when SYNTERA_TEST_THROUGH_PGBOUNCER=1."""
+    if THROUGH_PGBOUNCER:
+        yield from start_pgbouncer(database.api_url, stack_dir / "pgbouncer-session")
+    else:
+        yield database.api_url
+
+
+@pytest.fixture(scope="session")
 async def api_pool(
-    database: StackDatabase, settings: Settings
+    api_database_url: str, settings: Settings
 ) -> AsyncIterator[AsyncConnectionPool[TenantConnection]]:
     """The API's pool, connected as ``authenticator``."""
-    pool = create_api_pool(settings, database.api_url)
+    pool = create_api_pool(settings, api_database_url)
     await pool.open(wait=True)
     yield pool
     await pool.close()
