@@ -1,6 +1,9 @@
 """A watch on every command sent to MongoDB during the tests: any read or write of the
 tenant collections whose filter does not start with ``company_id`` (or whose inserted
-document has none) is recorded, and the conversation tests fail on it.
+document has none) is recorded, and the test fails on it. It also holds the store to its
+shard keys (``SHARD_KEYS``): a filter must name the shard key's fields in order as far as
+it goes, so it targets the shards of one tenant's range — for messages, the conversation
+too, except in company-wide aggregations.
 
 Registered globally before any client exists, so it sees the API's own client too.
 """
@@ -11,7 +14,9 @@ from typing import Any
 
 from pymongo import monitoring
 
-TENANT_COLLECTIONS = {"conversations", "messages"}
+from syntera.conversations.store import SHARD_KEYS
+
+TENANT_COLLECTIONS = set(SHARD_KEYS)
 
 
 def _filters(name: str, command: Any) -> list[Any]:
@@ -38,14 +43,21 @@ class TenantFilterWatch(monitoring.CommandListener):
         collection = event.command.get(name)
         if not isinstance(collection, str) or collection not in TENANT_COLLECTIONS:
             return
+        shard_fields = [field for field, _ in SHARD_KEYS[collection] if field != "_id"]
         if name == "insert":
             for document in event.command.get("documents", []):
                 if "company_id" not in document:
                     self.violations.append(f"insert into {collection} without company_id")
+                elif any(field not in document for field in shard_fields):
+                    self.violations.append(f"insert into {collection} without its shard key")
             return
         for query in _filters(name, event.command):
             if next(iter(query), None) != "company_id":
                 self.violations.append(f"{name} on {collection} with filter {dict(query)}")
+            elif name != "aggregate" and any(field not in query for field in shard_fields):
+                self.violations.append(
+                    f"{name} on {collection} without the shard key's {shard_fields}: {dict(query)}"
+                )
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

@@ -380,8 +380,16 @@ def test_the_watch_catches_an_unscoped_query(stack: Any) -> None:
 
     client: pymongo.MongoClient[Json] = pymongo.MongoClient(stack.mongodb_uri)
     try:
-        client["syntera_watch_check"]["messages"].find_one({"conversation_id": "x"})
+        messages = client["syntera_watch_check"]["messages"]
+        messages.find_one({"conversation_id": "x"})
         assert watch.violations == ["find on messages with filter {'conversation_id': 'x'}"]
+        watch.violations.clear()
+        # The tenant alone is not the shard key's prefix for a message lookup.
+        messages.find_one({"company_id": "c", "_id": 1})
+        assert watch.violations == [
+            "find on messages without the shard key's ['company_id', 'conversation_id']: "
+            "{'company_id': 'c', '_id': 1}"
+        ]
     finally:
         watch.violations.clear()
         client.close()

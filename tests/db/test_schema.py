@@ -238,8 +238,9 @@ def test_every_tenant_table_has_unique_company_and_id(owner_conn: psycopg.Connec
            AND t.relname <> 'companies'
            AND NOT EXISTS (
              SELECT 1 FROM pg_constraint c
-              WHERE c.conrelid = t.oid AND c.contype = 'u'
-                AND pg_get_constraintdef(c.oid) = 'UNIQUE (company_id, id)')
+              WHERE c.conrelid = t.oid AND c.contype IN ('u', 'p')
+                AND pg_get_constraintdef(c.oid)
+                    IN ('UNIQUE (company_id, id)', 'PRIMARY KEY (company_id, id)'))
         """
     ).fetchall()
     assert rows == []

@@ -49,9 +49,11 @@ def test_postgres_stats_name_index_use_sizes_statements_and_connections(
 def test_mongo_stats_name_collections_connections_and_the_profiler(stack: StackUrls) -> None:
     name = f"stats_{uuid.uuid4().hex[:8]}"
     with pymongo.MongoClient(stack.mongodb_uri) as client:
-        client[name]["messages"].insert_many([{"company_id": "c", "n": i} for i in range(50)])
+        client[name]["messages"].insert_many(
+            [{"company_id": "c", "conversation_id": "x", "n": i} for i in range(50)]
+        )
         client[name].command("profile", 1, slowms=0)
-        client[name]["messages"].find_one({"company_id": "c", "n": 7})
+        client[name]["messages"].find_one({"company_id": "c", "conversation_id": "x", "n": 7})
     stats = mongo_stats(stack.mongodb_uri, name)
     [messages] = [c for c in stats["collections"] if c["collection"] == "messages"]
     assert messages["documents"] == 50

@@ -29,6 +29,20 @@ MESSAGES = "messages"
 Direction = Literal["backward", "forward"]
 
 
+# Shard keys for a sharded MongoDB (``syntera db shard-plan`` prints the commands). Both
+# lead with the tenant, so every query of this store, which starts its filter with
+# ``company_id`` (``scoped``), goes to the shards holding that company's range and never
+# to all of them. Messages add the conversation, which every message query but the
+# company-wide statistics names too: a large company's messages spread over shards by
+# conversation, while one conversation's history stays together (its pages are one
+# chunk's range). Ranged, not hashed: ranges keep a tenant together and allow zones
+# (a large tenant pinned to its own shards).
+SHARD_KEYS: dict[str, list[tuple[str, int]]] = {
+    "conversations": [("company_id", 1), ("_id", 1)],
+    "messages": [("company_id", 1), ("conversation_id", 1), ("_id", 1)],
+}
+
+
 def scoped(company_id: UUID, **conditions: Any) -> Document:
     """The filter of one company's documents: ``company_id`` first, then ``conditions``."""
     return {"company_id": str(company_id), **conditions}

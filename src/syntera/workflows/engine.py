@@ -5,9 +5,10 @@ in every statement; the statements are in ``syntera.workflows.executions``):
 
 1. **Fan-out.** Due events are claimed with ``FOR UPDATE SKIP LOCKED``; each becomes one
    ``pending`` execution per enabled workflow of its company whose trigger type and
-   ``trigger_config`` match (``UNIQUE (workflow_id, event_id)`` makes a repeat harmless).
-   An event deeper than ``workflow_max_depth`` (caused by actions of workflows caused by
-   actions …) starts nothing but a ``cancelled`` execution that says why.
+   ``trigger_config`` match (``UNIQUE (company_id, workflow_id, event_id)`` makes a
+   repeat harmless). An event deeper than ``workflow_max_depth`` (caused by actions of
+   workflows caused by actions …) starts nothing but a ``cancelled`` execution that says
+   why.
 2. **Execution.** A due execution is claimed under a lease and run node by node from its
    ``frontier``. Each node commits its effect (``syntera.workflows.actions``), its result
    in ``steps`` and the new frontier together, while the lease is still this worker's; so

@@ -42,7 +42,7 @@ INSERT INTO public.workflow_executions
 VALUES (%(company_id)s, %(workflow_id)s, %(status)s, %(trigger_type)s, %(trigger_data)s,
         %(triggered_by)s, %(event_id)s, %(depth)s, %(frontier)s, %(error)s,
         CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END)
-ON CONFLICT (workflow_id, event_id) DO NOTHING
+ON CONFLICT (company_id, workflow_id, event_id) DO NOTHING
 """
 
 EVENTS_DONE = "UPDATE public.workflow_events SET processed_at = now() WHERE id = ANY(%(ids)s)"
