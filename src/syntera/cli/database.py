@@ -22,6 +22,7 @@ from syntera.cli.common import (
 from syntera.config import Settings
 from syntera.db.migrations import MigrationError, migration_status
 from syntera.db.migrations import migrate as run_migrations
+from syntera.ops.distribution import citus_plan, mongo_shard_plan
 from syntera.ops.setup import mongo_index_states, prepare_mongo
 from syntera.ops.stats import explain_as_user, mongo_stats, postgres_stats
 from syntera.ops.stats_view import print_stats
@@ -135,3 +136,20 @@ def db_explain(
         errors.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
     print(plan)
+
+
+@db_app.command("distribution-plan")
+def distribution_plan() -> None:
+    """Print the Citus statements that distribute the schema by company_id (reference
+    tables first, then the company's tables co-located, in foreign-key order). Prints
+    only; run them on a Citus coordinator after `syntera migrate`."""
+    for line in citus_plan():
+        print(line)
+
+
+@db_app.command("shard-plan")
+def shard_plan(data_dir: DataDirOption = None) -> None:
+    """Print the mongosh commands that shard the conversations and messages by tenant
+    (and an example zone for a large tenant). Prints only."""
+    for line in mongo_shard_plan(settings_for(data_dir).mongodb_db):
+        print(line)

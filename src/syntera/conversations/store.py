@@ -36,10 +36,11 @@ Direction = Literal["backward", "forward"]
 # company-wide statistics names too: a large company's messages spread over shards by
 # conversation, while one conversation's history stays together (its pages are one
 # chunk's range). Ranged, not hashed: ranges keep a tenant together and allow zones
-# (a large tenant pinned to its own shards).
+# (a large tenant pinned to its own shards). Each key is the prefix of an index below,
+# as sharding requires.
 SHARD_KEYS: dict[str, list[tuple[str, int]]] = {
     "conversations": [("company_id", 1), ("_id", 1)],
-    "messages": [("company_id", 1), ("conversation_id", 1), ("_id", 1)],
+    "messages": [("company_id", 1), ("conversation_id", 1)],
 }
 
 
