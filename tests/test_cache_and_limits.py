@@ -29,7 +29,7 @@ from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
 from tests.widget_helpers import open_chat
 
-KEY_FORM = re.compile(r"^(t:[0-9a-f-]{36}|g:[a-z-]+):")
+KEY_FORM = re.compile(r"^(t:\{[0-9a-f-]{36}\}|g:[a-z-]+:\{[^{}:]+\})(:|$)")
 
 
 @asynccontextmanager
@@ -131,7 +131,7 @@ async def test_every_redis_key_starts_with_its_tenant_or_a_fixed_prefix(
         await redis.aclose()
     assert len(keys) >= 5
     assert [k for k in keys if not KEY_FORM.match(k)] == []
-    assert any(k.startswith(f"t:{tenant.company_id}:") for k in keys)
+    assert any(k.startswith(f"t:{{{tenant.company_id}}}:") for k in keys)
 
 
 async def test_sliding_window_trips_at_the_limit_and_resets(stack: StackUrls) -> None:

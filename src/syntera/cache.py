@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
-from syntera.db.redis import REDIS_ERRORS
+from syntera.db.redis import REDIS_ERRORS, RedisClient
 from syntera.metrics import CACHE_REQUESTS, REDIS_FALLBACKS
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class Cache:
     """Cache-aside reads and generation invalidation over one Redis client."""
 
     def __init__(
-        self, redis: aioredis.Redis, timeout_s: float, ttl: TimesToLive | None = None
+        self, redis: RedisClient, timeout_s: float, ttl: TimesToLive | None = None
     ) -> None:
         self._redis = redis
         self._timeout_s = timeout_s

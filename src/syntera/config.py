@@ -91,6 +91,10 @@ class Settings(BaseSettings):
         description="The API's URL goes through a transaction pooler (PgBouncer, "
         "Supavisor): no server-side prepared statements.",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="SYNTERA_REDIS_URL names a node of a Redis Cluster.",
+    )
     worker_database_url: str | None = Field(
         default=None,
         description="A direct connection (not through a pooler) for what needs a session: "

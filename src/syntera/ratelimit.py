@@ -22,11 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from syntera.config import Settings
-from syntera.db.redis import REDIS_ERRORS
+from syntera.db.redis import REDIS_ERRORS, RedisClient
 from syntera.errors import RateLimited, Unavailable
 from syntera.metrics import REDIS_FALLBACKS
 
@@ -86,7 +85,7 @@ class Verdict:
 class SlidingWindow:
     """At most ``limit`` events per ``window_s`` seconds for each key."""
 
-    redis: aioredis.Redis
+    redis: RedisClient
     limit: int
     window_s: float
     timeout_s: float
@@ -138,7 +137,7 @@ class Limiters:
     sign_in_ip: SlidingWindow
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: aioredis.Redis) -> Limiters:
+    def from_settings(cls, settings: Settings, redis: RedisClient) -> Limiters:
         def window(name: str, limit: int, window_s: float, fail_open: bool) -> SlidingWindow:
             return SlidingWindow(
                 redis, limit, window_s, settings.redis_timeout_s, fail_open=fail_open, name=name

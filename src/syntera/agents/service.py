@@ -52,11 +52,11 @@ def _agent_generation(company_id: UUID, agent_id: UUID) -> str:
 
 
 def _public_key_entry(digest: str) -> str:
-    return global_key("agent-by-key", CACHE_VERSION, digest)
+    return global_key("agent-by-key", digest, CACHE_VERSION)
 
 
 def _public_key_generation(digest: str) -> str:
-    return global_key("agent-by-key", "generation", digest)
+    return global_key("agent-by-key", digest, "generation")
 
 
 def invalidate_agent(tx: TenantTransaction, row: Row) -> None:

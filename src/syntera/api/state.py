@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,6 +21,7 @@ from syntera.config import Settings
 from syntera.conversations.store import ConversationStore
 from syntera.db.mongo import MongoClient
 from syntera.db.postgres import TenantConnection, transaction_as
+from syntera.db.redis import RedisClient
 from syntera.embedded import StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ratelimit import Limiters
@@ -34,7 +34,7 @@ class Stores:
 
     postgres: AsyncConnectionPool[TenantConnection]
     mongo: MongoClient
-    redis: aioredis.Redis
+    redis: RedisClient
     conversations: ConversationStore
 
 

@@ -1,8 +1,14 @@
 """The Redis client and the one place Redis keys are built.
 
-Every key starts with its tenant (``t:<company_id>:…``) or, for data that belongs to no
-tenant, with ``g:<namespace>:…``. No other code builds keys, so no key can be shared by
-two companies by accident.
+Every key starts with its tenant (``t:{<company_id>}:…``) or, for data that belongs to
+no tenant, with ``g:<namespace>:{<owner>}:…``. No other code builds keys, so no key can
+be shared by two companies by accident.
+
+The braces are Redis Cluster hash tags: only the part inside them decides a key's slot,
+so the keys one operation touches together — a cached value and its generation (MGET),
+a limit's two windows and a request's several limits (one Lua call) — always share a
+slot. All of one company's keys live on one node of a cluster; the global keys spread by
+their owner (a user, an address, a widget key's digest).
 """
 
 from __future__ import annotations
@@ -24,9 +30,23 @@ KEY_SEPARATOR = ":"
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
-def create_redis(settings: Settings, url: str) -> aioredis.Redis:
+# A single Redis or Valkey, or a cluster of them (SYNTERA_REDIS_CLUSTER): the code above
+# this module cannot tell the difference.
+RedisClient = aioredis.Redis | aioredis.RedisCluster
+
+
+def create_redis(settings: Settings, url: str) -> RedisClient:
     """A client with a bounded pool and short timeouts: no request waits on Redis longer
-    than ``redis_timeout_s``."""
+    than ``redis_timeout_s``. With ``redis_cluster``, ``url`` names any node of a Redis
+    Cluster and the client follows the cluster's slot map."""
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(
+            url,
+            max_connections=64,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
     return aioredis.Redis.from_url(
         url,
         max_connections=64,
@@ -45,13 +65,17 @@ def _checked(parts: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def tenant_key(company_id: UUID, *parts: str) -> str:
-    """A key of one company's data."""
-    return KEY_SEPARATOR.join(("t", str(company_id), *_checked(parts)))
+    """A key of one company's data (hash-tagged by the company)."""
+    return KEY_SEPARATOR.join(("t", "{" + str(company_id) + "}", *_checked(parts)))
 
 
-def global_key(namespace: str, *parts: str) -> str:
-    """A key of data that belongs to no company (sign-in throttles, widget sessions)."""
-    return KEY_SEPARATOR.join(("g", *_checked((namespace, *parts))))
+def global_key(namespace: str, owner: str, *parts: str) -> str:
+    """A key of data that belongs to no company (sign-in throttles, per-user limits, the
+    widget keys' index), hash-tagged by ``owner``: keys of one owner share a slot."""
+    _checked((namespace, owner, *parts))
+    if "{" in owner or "}" in owner:
+        raise ValueError(f"key owner {owner!r} contains a brace")
+    return KEY_SEPARATOR.join(("g", namespace, "{" + owner + "}", *parts))
 
 
 def digest(value: str) -> str:

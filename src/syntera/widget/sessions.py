@@ -18,9 +18,8 @@ from typing import Any
 from uuid import UUID
 
 import jwt
-import redis.asyncio as aioredis
 
-from syntera.db.redis import REDIS_ERRORS, tenant_key
+from syntera.db.redis import REDIS_ERRORS, RedisClient, tenant_key
 from syntera.errors import Unauthorized, Unavailable, not_found
 from syntera.metrics import REDIS_FALLBACKS
 
@@ -37,7 +36,7 @@ def unauthorized(detail: str) -> Unauthorized:
 class SessionStore:
     """Where sessions are recorded (Redis) and what signs their tokens."""
 
-    redis: aioredis.Redis
+    redis: RedisClient
     secret: str
     timeout_s: float
 
