@@ -31,9 +31,14 @@ from tests.factories import SeededCompany, create_tenant
 
 
 @pytest.fixture(scope="session")
-def api_urls(stack: StackUrls, database: StackDatabase, api_database_url: str) -> StackUrls:
+def api_urls(
+    stack: StackUrls, database: StackDatabase, api_database_url: str, api_redis_url: str
+) -> StackUrls:
     return dataclasses.replace(
-        stack, database_url=database.owner_url, api_database_url=api_database_url
+        stack,
+        database_url=database.owner_url,
+        api_database_url=api_database_url,
+        redis_url=api_redis_url,
     )
 
 

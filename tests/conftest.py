@@ -31,6 +31,7 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 # Before any MongoDB client exists: watch every command for unscoped tenant queries.
 from tests.mongo_watch import watch  # noqa: E402
 from tests.pgbouncer import THROUGH_PGBOUNCER, start_pgbouncer  # noqa: E402
+from tests.redis_cluster import THROUGH_CLUSTER, start_cluster  # noqa: E402
 
 # The API's fixtures (the app, an HTTP client, tokens, a live server) for every package.
 pytest_plugins = ["tests.api_fixtures"]
@@ -131,7 +132,18 @@ def settings(stack_dir: Path) -> Settings:
         workflow_worker_enabled=False,
         kb_preload_model=False,  # loaded by the tests that embed, once per session
         pg_transaction_pooler=THROUGH_PGBOUNCER,
+        redis_cluster=THROUGH_CLUSTER,
     )
+
+
+@pytest.fixture(scope="session")
+def api_redis_url(stack: StackUrls, stack_dir: Path) -> Iterator[str]:
+    """The API's Redis: the embedded Valkey, or a three-master Valkey cluster when
+    SYNTERA_TEST_REDIS_CLUSTER=1."""
+    if THROUGH_CLUSTER:
+        yield from start_cluster(stack_dir / "valkey-cluster")
+    else:
+        yield stack.redis_url
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,140 @@
+"""The cache, the limits and the widget sessions on a real three-master Valkey cluster
+(``SYNTERA_REDIS_CLUSTER=true``): every operation that touches several keys finds them in
+one slot, and the keys spread over the nodes by tenant."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from syntera.api.app import create_app
+from syntera.config import Settings
+from syntera.embedded import StackUrls
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
+from tests.redis_cluster import THROUGH_CLUSTER, start_cluster
+from tests.widget_helpers import open_chat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster_url(stack_dir: Path) -> Iterator[str]:
+    yield from start_cluster(stack_dir / f"cluster-{uuid4().hex[:6]}")
+
+
+@pytest.fixture(scope="module")
+def cluster_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"redis_cluster": True, "rate_limit_widget_session_per_minute": 3}
+    )
+
+
+@pytest.fixture(scope="module")
+async def on_cluster(
+    cluster_settings: Settings, api_urls: StackUrls, cluster_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    urls = StackUrls(api_urls.database_url, api_urls.api_database_url, api_urls.mongodb_uri,
+                     cluster_url)  # fmt: skip
+    app = create_app(cluster_settings, urls)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            yield http
+
+
+async def cluster_keys(cluster_url: str) -> dict[str, list[str]]:
+    """Every key of the cluster, by the node that holds it."""
+    cluster = aioredis.RedisCluster.from_url(cluster_url)
+    await cluster.initialize()  # learns the nodes from the one it was given
+    try:
+        found: dict[str, list[str]] = {}
+        for node in cluster.get_nodes():
+            client = aioredis.Redis(host=node.host, port=node.port)
+            found[node.name] = [key.decode() async for key in client.scan_iter(count=1000)]
+            await client.aclose()
+        return found
+    finally:
+        await cluster.aclose()
+
+
+async def test_the_agent_cache_is_never_stale_on_a_cluster(
+    on_cluster: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    url = f"/v1/agents/{tenant.rows['agent_configs']}"
+    headers = auth(tenant.member)
+    for name in ("First", "Second", "Third"):
+        assert (await on_cluster.get(url, headers=headers)).status_code == 200  # cached
+        changed = await on_cluster.patch(url, headers=headers, json={"name": name})
+        assert changed.status_code == 200
+        assert (await on_cluster.get(url, headers=headers)).json()["name"] == name
+
+
+async def test_widget_sessions_and_their_limits_work_on_a_cluster(
+    on_cluster: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    chat = await open_chat(on_cluster, auth(tenant.member), tenant.rows["agent_configs"])
+    codes = [
+        (await on_cluster.post(f"{chat.url}/messages", headers=chat.session,
+                               json={"content": "hi"})).status_code
+        for _ in range(4)
+    ]  # fmt: skip
+    assert codes == [201, 201, 201, 429], "the session's limit: three per minute"
+    ended = await on_cluster.delete(f"{chat.url}/session", headers=chat.session)
+    assert ended.status_code in (204, 429)
+
+
+async def test_the_sign_in_throttle_works_on_a_cluster(on_cluster: httpx.AsyncClient) -> None:
+    email = f"cluster-{uuid4().hex[:10]}@example.com"
+    password = "correct horse battery"
+    signed_up = await on_cluster.post(
+        "/auth/v1/signup", json={"email": email, "password": password}
+    )
+    assert signed_up.status_code == 200
+    codes = [
+        (await on_cluster.post("/auth/v1/token?grant_type=password",
+                               json={"email": email, "password": "wrong password"})).status_code
+        for _ in range(6)
+    ]  # fmt: skip
+    assert codes == [400] * 5 + [429]
+
+
+async def test_one_companys_keys_share_a_node_and_companies_spread(
+    on_cluster: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant, cluster_url: str
+) -> None:
+    companies = [await make_tenant() for _ in range(6)]
+    for company in companies:
+        await on_cluster.get(f"/v1/agents/{company.rows['agent_configs']}",
+                             headers=auth(company.member))  # fmt: skip
+    by_node = await cluster_keys(cluster_url)
+    homes = {}
+    for company in companies:
+        tag = f"t:{{{company.company_id}}}:"
+        nodes = {node for node, keys in by_node.items() if any(k.startswith(tag) for k in keys)}
+        assert len(nodes) == 1, (company.company_id, nodes)
+        homes[company.company_id] = nodes.pop()
+    assert len(set(homes.values())) > 1, "six companies on one node of three"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(THROUGH_CLUSTER, reason="already on the cluster")
+def test_the_widget_agent_and_conversation_tests_pass_on_a_cluster() -> None:
+    modules = [
+        "tests/conversations/test_widget_api.py",
+        "tests/agents",
+        "tests/conversations/test_conversations_api.py",
+    ]
+    env = {**os.environ, "SYNTERA_TEST_REDIS_CLUSTER": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
