@@ -4,6 +4,7 @@ one slot, and the keys spread over the nodes by tenant."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,7 +18,9 @@ import redis.asyncio as aioredis
 
 from syntera.api.app import create_app
 from syntera.config import Settings
+from syntera.db.redis import connect_redis, create_redis, global_key
 from syntera.embedded import StackUrls
+from syntera.ratelimit import Limiters
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
 from tests.redis_cluster import THROUGH_CLUSTER, start_cluster
@@ -138,3 +141,20 @@ def test_the_widget_agent_and_conversation_tests_pass_on_a_cluster() -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+async def test_a_fresh_cluster_client_takes_concurrent_limit_checks(
+    cluster_settings: Settings, cluster_url: str
+) -> None:
+    """redis-py's asyncio cluster client fails when concurrent first calls initialise it
+    together; connect_redis (run at API start-up) learns the slot map first."""
+    client = create_redis(cluster_settings, cluster_url)
+    await connect_redis(client)
+    limiters = Limiters.from_settings(cluster_settings, client)
+    try:
+        await asyncio.gather(*(
+            limiters.enforce(limiters.api_user, global_key("rate-user", f"u{n}"), "requests")
+            for n in range(64)
+        ))  # fmt: skip
+    finally:
+        await client.aclose()

@@ -36,7 +36,7 @@ from syntera.conversations.store import indexes as conversation_indexes
 from syntera.crm.routes import routers as crm
 from syntera.db.mongo import MongoDatabase, create_mongo_client, prepare_database
 from syntera.db.postgres import create_api_pool
-from syntera.db.redis import create_redis
+from syntera.db.redis import connect_redis, create_redis
 from syntera.embedded import StackUrls, configured_urls
 from syntera.kb.embeddings import Embedder
 from syntera.kb.knowledge_base import KnowledgeBase
@@ -114,6 +114,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         mongo = create_mongo_client(settings, urls.mongodb_uri)
         database = mongo[settings.mongodb_db]
         cache = create_redis(settings, urls.redis_url)
+        await connect_redis(cache)
         app.state.stores = Stores(pool, mongo, cache, ConversationStore(database))
         app.state.limiters = Limiters.from_settings(settings, cache)
         ttl = TimesToLive(

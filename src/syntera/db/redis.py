@@ -14,6 +14,7 @@ their owner (a user, an address, a widget key's digest).
 from __future__ import annotations
 
 import hashlib
+import logging
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -22,6 +23,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from syntera.config import Settings
+
+log = logging.getLogger(__name__)
 
 KEY_SEPARATOR = ":"
 
@@ -42,10 +45,8 @@ def create_redis(settings: Settings, url: str) -> RedisClient:
     if settings.redis_cluster:
         return aioredis.RedisCluster.from_url(
             url,
-            max_connections=64,
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
-            retry=Retry(NoBackoff(), 0),
         )
     return aioredis.Redis.from_url(
         url,
@@ -81,3 +82,15 @@ def global_key(namespace: str, owner: str, *parts: str) -> str:
 def digest(value: str) -> str:
     """A fixed-length stand-in for a value that must not appear in a key (an email)."""
     return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+async def connect_redis(client: RedisClient) -> None:
+    """Learn a cluster's slot map now, once, before requests use the client: redis-py's
+    asyncio cluster client fails (AttributeError inside it) when many coroutines make it
+    initialise itself at the same moment. A single Redis needs nothing; a cluster that
+    does not answer is left to initialise on first use."""
+    if isinstance(client, aioredis.RedisCluster):
+        try:
+            await client.initialize()
+        except REDIS_ERRORS as error:
+            log.warning("Redis Cluster not reached at start-up: %s", error)
