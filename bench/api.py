@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg
+from tests.pgbouncer import start_pgbouncer
 
 from bench.common import ROOMY_LIMITS, BenchDatabase, bench_database, machine, report
 from bench.rls import generate, pick_tenant
@@ -209,6 +210,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument(
+        "--through-pgbouncer", action="store_true",
+        help="also serve through PgBouncer (transaction mode) and report the ratio",
+    )  # fmt: skip
     args = parser.parse_args()
 
     with bench_database(services=("mongodb", "redis")) as db:
@@ -233,6 +238,9 @@ def main() -> None:
             finally:
                 server.process.terminate()
                 server.process.wait(30)
+            pooled: list[list[str]] = []
+            if args.through_pgbouncer:
+                pooled = _through_pgbouncer(db, args, Path(tmp), token, script, single, page)
 
     conditions = (
         f"{machine()}; {args.contacts:,} contacts in {args.companies} companies; "
@@ -252,6 +260,14 @@ def main() -> None:
          "wrk CPU s", "vs anchor"],
         rows,
     )  # fmt: skip
+    if pooled:
+        report(
+            "api_through_pgbouncer",
+            conditions + "; PgBouncer 1.18, pool_mode = transaction, 20 server connections",
+            ["request", "direct req/s", "through PgBouncer req/s", "p99 ms (direct / pooled)",
+             "ratio"],
+            pooled,
+        )  # fmt: skip
     report(
         "api_round_trips",
         f"{machine()}; libpq protocol trace of one GET /v1/contacts/{{id}}",
@@ -276,3 +292,42 @@ def _row(name: str, result: LoadResult, args: argparse.Namespace) -> list[str]:
 
 if __name__ == "__main__":
     main()
+
+
+def _through_pgbouncer(
+    db: BenchDatabase,
+    args: argparse.Namespace,
+    folder: Path,
+    token: str,
+    script: Path,
+    single: LoadResult,
+    page: LoadResult,
+) -> list[list[str]]:
+    """The same two runs with the API's connections going through PgBouncer."""
+    bouncer = start_pgbouncer(db.api_url, folder / "pgbouncer", pool_size=20)
+    url = next(bouncer)
+    settings = {**ROOMY_LIMITS, "SYNTERA_API_DATABASE_URL": url,
+                "SYNTERA_PG_TRANSACTION_POOLER": "true"}  # fmt: skip
+    server = start_server(db, args.workers, folder, settings)
+    try:
+        run_wrk(server, f"{server.base_url}/v1/contacts", token, 8, 3, script)  # warm
+        pooled_single = run_wrk(
+            server, server.base_url, token, args.connections, args.duration, script
+        )
+        pooled_page = run_wrk(
+            server, f"{server.base_url}/v1/contacts?limit=20", token,
+            args.connections, args.duration, None,
+        )  # fmt: skip
+    finally:
+        server.process.terminate()
+        server.process.wait(30)
+        bouncer.close()
+    return [
+        [name, f"{direct.requests_per_s:,.0f}", f"{pooled.requests_per_s:,.0f}",
+         f"{direct.p99_ms:.1f} / {pooled.p99_ms:.1f}",
+         f"{pooled.requests_per_s / direct.requests_per_s:.2f}x"]
+        for name, direct, pooled in (
+            ("GET /v1/contacts/{id}", single, pooled_single),
+            ("GET /v1/contacts?limit=20", page, pooled_page),
+        )
+    ]  # fmt: skip

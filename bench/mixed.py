@@ -23,11 +23,13 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import psycopg
 from tests.kb.corpus import DOCUMENTS, QUESTIONS
+from tests.pgbouncer import start_pgbouncer
 
 from bench.api import ROOMY_LIMITS, Server, _milliseconds, access_token, start_server
 from bench.common import BenchDatabase, bench_database, machine, report
@@ -179,6 +181,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument(
+        "--through-pgbouncer", action="store_true",
+        help="run the workload a second time through PgBouncer and report the ratio",
+    )  # fmt: skip
     args = parser.parse_args()
     per_route = max(1, args.connections // len(SCRIPTS))
 
@@ -201,55 +207,90 @@ def main() -> None:
                 (company_id,),
             ).fetchall()
         chunks = asyncio.run(knowledge_base(db, company_id))
-        with tempfile.TemporaryDirectory() as tmp:
-            server = start_server(db, args.workers, Path(tmp), ROOMY_LIMITS)
-            try:
-                chats = conversations(server.base_url, token, str(agent_id), 200)
-                # Every API process has its model loaded before the clock starts.
-                with httpx.Client(base_url=server.base_url, timeout=60) as http:
-                    for question, _ in QUESTIONS * 2:
-                        http.post(
-                            "/v1/kb/search",
-                            json={"query": question},
-                            headers={"Authorization": f"Bearer {token}"},
-                        ).raise_for_status()
-                values = {
-                    "contacts": lua_list(contacts), "deals": lua_list(deals),
-                    "stages": lua_list(STAGES), "conversations": lua_list(chats),
-                    "questions": lua_list([q.replace('"', "") for q, _ in QUESTIONS]),
-                }  # fmt: skip
-                scripts = []
-                for index, (name, script) in enumerate(SCRIPTS.items()):
-                    path = Path(tmp) / f"route{index}.lua"
-                    path.write_text(script % values)
-                    scripts.append((name, path))
-                warm = [["wrk", "-t1", "-c2", "-d3s", "-H", f"Authorization: Bearer {token}",
-                         "-s", str(path), server.base_url] for _, path in scripts]  # fmt: skip
-                for process in [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in warm]:
-                    process.wait()
-                # A response slower than wrk's default 2 s would count as a socket error;
-                # with 10 s it is counted as what it is, a slow answer (see the p99).
-                commands = [["wrk", "-t1", f"-c{per_route}", f"-d{args.duration}s", "--latency",
-                             "--timeout", "10s",
-                             "-H", f"Authorization: Bearer {token}", "-s", str(path),
-                             server.base_url] for _, path in scripts]  # fmt: skip
-                cpu_before = server.cpu_seconds()
-                children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                with PeakMemory(server) as memory:
-                    running = [
-                        subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-                        for command in commands
-                    ]
-                    outputs = [process.communicate()[0] for process in running]
-                children = resource.getrusage(resource.RUSAGE_CHILDREN)
-                wrk_cpu = (children.ru_utime - children_before.ru_utime) + (
-                    children.ru_stime - children_before.ru_stime
-                )
-                server_cpu = server.cpu_seconds() - cpu_before
-            finally:
-                server.process.terminate()
-                server.process.wait(30)
+        variants = [("direct", {})]
+        bouncer = None
+        if args.through_pgbouncer:
+            bouncer = start_pgbouncer(db.api_url, Path(tempfile.mkdtemp()), pool_size=20)
+            pooled = {"SYNTERA_API_DATABASE_URL": next(bouncer),
+                      "SYNTERA_PG_TRANSACTION_POOLER": "true"}  # fmt: skip
+            variants.append(("through PgBouncer", pooled))
+        results = []
+        for variant, extra in variants:
+            with tempfile.TemporaryDirectory() as tmp:
+                server = start_server(db, args.workers, Path(tmp), {**ROOMY_LIMITS, **extra})
+                try:
+                    chats = conversations(server.base_url, token, str(agent_id), 200)
+                    # Every API process has its model loaded before the clock starts.
+                    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+                        for question, _ in QUESTIONS * 2:
+                            http.post(
+                                "/v1/kb/search",
+                                json={"query": question},
+                                headers={"Authorization": f"Bearer {token}"},
+                            ).raise_for_status()
+                    values = {
+                        "contacts": lua_list(contacts), "deals": lua_list(deals),
+                        "stages": lua_list(STAGES), "conversations": lua_list(chats),
+                        "questions": lua_list([q.replace('"', "") for q, _ in QUESTIONS]),
+                    }  # fmt: skip
+                    scripts = []
+                    for index, (name, script) in enumerate(SCRIPTS.items()):
+                        path = Path(tmp) / f"route{index}.lua"
+                        path.write_text(script % values)
+                        scripts.append((name, path))
+                    warm = [["wrk", "-t1", "-c2", "-d3s", "-H", f"Authorization: Bearer {token}",
+                             "-s", str(path), server.base_url] for _, path in scripts]  # fmt: skip
+                    for process in [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in warm]:
+                        process.wait()
+                    # A response slower than wrk's default 2 s would count as a socket error;
+                    # with 10 s it is counted as what it is, a slow answer (see the p99).
+                    commands = [["wrk", "-t1", f"-c{per_route}", f"-d{args.duration}s", "--latency",
+                                 "--timeout", "10s",
+                                 "-H", f"Authorization: Bearer {token}", "-s", str(path),
+                                 server.base_url] for _, path in scripts]  # fmt: skip
+                    cpu_before = server.cpu_seconds()
+                    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    with PeakMemory(server) as memory:
+                        running = [
+                            subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+                            for command in commands
+                        ]
+                        outputs = [process.communicate()[0] for process in running]
+                    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    wrk_cpu = (children.ru_utime - children_before.ru_utime) + (
+                        children.ru_stime - children_before.ru_stime
+                    )
+                    server_cpu = server.cpu_seconds() - cpu_before
+                finally:
+                    server.process.terminate()
+                    server.process.wait(30)
+            results.append((variant, scripts, outputs, server_cpu, wrk_cpu, memory))
+        if bouncer is not None:
+            bouncer.close()
 
+    totals = {}
+    for variant, scripts, outputs, server_cpu, wrk_cpu, memory in results:
+        totals[variant] = _report_variant(
+            args, per_route, chunks, variant, scripts, outputs, server_cpu, wrk_cpu, memory
+        )
+    if "through PgBouncer" in totals:
+        direct, pooled_rate = totals["direct"], totals["through PgBouncer"]
+        report(
+            "mixed_workload_pgbouncer",
+            f"{machine()}; the mixed workload above, direct and with the API's connections "
+            "through PgBouncer 1.18 (pool_mode = transaction, 20 server connections), "
+            "one after the other in this run",
+            ["variant", "req/s, all four routes", "ratio"],
+            [["direct", f"{direct:,.0f}", "1.00x"],
+             ["through PgBouncer", f"{pooled_rate:,.0f}", f"{pooled_rate / direct:.2f}x"]],
+        )  # fmt: skip
+
+
+def _report_variant(
+    args: argparse.Namespace, per_route: int, chunks: int, variant: str, scripts: list[Any],
+    outputs: list[str], server_cpu: float, wrk_cpu: float, memory: Any,
+) -> float:  # fmt: skip
+    """Report one run of the mixed workload; its total request rate."""
     outcomes = [parse(name, out) for (name, _), out in zip(scripts, outputs, strict=True)]
     total_rate = sum(o.requests_per_s for o in outcomes)
     total_errors = sum(o.errors for o in outcomes)
@@ -261,7 +302,7 @@ def main() -> None:
     rows.append(["all four at once", str(per_route * len(SCRIPTS)), f"{total_rate:,.0f}", "",
                  "", f"{total_errors} of {sum(o.requests for o in outcomes):,}"])  # fmt: skip
     report(
-        "mixed_workload",
+        "mixed_workload" if variant == "direct" else "mixed_workload_through_pgbouncer",
         f"{machine()}; {args.contacts:,} contacts in 100 companies, one company driven: 1,000 "
         f"deals, 200 conversations, {chunks:,} knowledge-base chunks (MiniLM); `syntera serve "
         f"--workers {args.workers} --no-worker`; four wrk -t1 processes at once, "
@@ -272,6 +313,8 @@ def main() -> None:
         ["route", "connections", "req/s", "p50 ms", "p99 ms", "errors"],
         rows,
     )
+
+    return total_rate
 
 
 if __name__ == "__main__":
