@@ -290,10 +290,6 @@ def _row(name: str, result: LoadResult, args: argparse.Namespace) -> list[str]:
     ]
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _through_pgbouncer(
     db: BenchDatabase,
     args: argparse.Namespace,
@@ -331,3 +327,7 @@ def _through_pgbouncer(
             ("GET /v1/contacts?limit=20", page, pooled_page),
         )
     ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

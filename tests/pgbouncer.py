@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,12 @@ def start_pgbouncer(api_url: str, directory: Path, pool_size: int = 4) -> Iterat
     )
     command = [binary, str(config)]
     if os.geteuid() == 0:
+        # The unprivileged user must reach the folder: let it through the parents that
+        # a temporary directory made private (traverse only, no listing).
+        for parent in directory.parents:
+            if parent == Path(tempfile.gettempdir()) or parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o111)
         shutil.chown(directory, RUN_AS)
         for path in directory.iterdir():
             shutil.chown(path, RUN_AS)
