@@ -225,19 +225,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "ids.lua"
             script.write_text(WRK_SCRIPT % ", ".join(f'"{i}"' for i in ids))
-            server = start_server(db, args.workers, Path(tmp), ROOMY_LIMITS)
-            try:
-                run_wrk(server, f"{server.base_url}/v1/contacts", token, 8, 3, script)  # warm
-                single = run_wrk(
-                    server, server.base_url, token, args.connections, args.duration, script
-                )
-                page = run_wrk(
-                    server, f"{server.base_url}/v1/contacts?limit=20", token,
-                    args.connections, args.duration, None,
-                )  # fmt: skip
-            finally:
-                server.process.terminate()
-                server.process.wait(30)
+            single, page = read_loads(db, args, Path(tmp), token, script, ROOMY_LIMITS)
             pooled: list[list[str]] = []
             if args.through_pgbouncer:
                 pooled = _through_pgbouncer(db, args, Path(tmp), token, script, single, page)
@@ -290,6 +278,29 @@ def _row(name: str, result: LoadResult, args: argparse.Namespace) -> list[str]:
     ]
 
 
+def read_loads(
+    db: BenchDatabase,
+    args: argparse.Namespace,
+    folder: Path,
+    token: str,
+    script: Path,
+    settings: dict[str, str],
+) -> tuple[LoadResult, LoadResult]:
+    """Serve with ``settings``; wrk on single-row reads, then on pages of 20."""
+    server = start_server(db, args.workers, folder, settings)
+    try:
+        run_wrk(server, f"{server.base_url}/v1/contacts", token, 8, 3, script)  # warm
+        single = run_wrk(server, server.base_url, token, args.connections, args.duration, script)
+        page = run_wrk(
+            server, f"{server.base_url}/v1/contacts?limit=20", token,
+            args.connections, args.duration, None,
+        )  # fmt: skip
+    finally:
+        server.process.terminate()
+        server.process.wait(30)
+    return single, page
+
+
 def _through_pgbouncer(
     db: BenchDatabase,
     args: argparse.Namespace,
@@ -304,19 +315,9 @@ def _through_pgbouncer(
     url = next(bouncer)
     settings = {**ROOMY_LIMITS, "SYNTERA_API_DATABASE_URL": url,
                 "SYNTERA_PG_TRANSACTION_POOLER": "true"}  # fmt: skip
-    server = start_server(db, args.workers, folder, settings)
     try:
-        run_wrk(server, f"{server.base_url}/v1/contacts", token, 8, 3, script)  # warm
-        pooled_single = run_wrk(
-            server, server.base_url, token, args.connections, args.duration, script
-        )
-        pooled_page = run_wrk(
-            server, f"{server.base_url}/v1/contacts?limit=20", token,
-            args.connections, args.duration, None,
-        )  # fmt: skip
+        pooled_single, pooled_page = read_loads(db, args, folder, token, script, settings)
     finally:
-        server.process.terminate()
-        server.process.wait(30)
         bouncer.close()
     return [
         [name, f"{direct.requests_per_s:,.0f}", f"{pooled.requests_per_s:,.0f}",

@@ -5,9 +5,6 @@ one slot, and the keys spread over the nodes by tenant."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -24,6 +21,7 @@ from syntera.ratelimit import Limiters
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
 from tests.redis_cluster import THROUGH_CLUSTER, start_cluster
+from tests.subsession import run_session
 from tests.widget_helpers import open_chat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,12 +133,7 @@ def test_the_widget_agent_and_conversation_tests_pass_on_a_cluster() -> None:
         "tests/agents",
         "tests/conversations/test_conversations_api.py",
     ]
-    env = {**os.environ, "SYNTERA_TEST_REDIS_CLUSTER": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    run_session(modules, SYNTERA_TEST_REDIS_CLUSTER="1")
 
 
 async def test_a_fresh_cluster_client_takes_concurrent_limit_checks(

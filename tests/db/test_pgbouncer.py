@@ -4,9 +4,6 @@ reaches the next, and the API, isolation, workflow and budget tests pass through
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +15,9 @@ from syntera.db.postgres import create_api_pool, transaction_as
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 from tests.pgbouncer import MISSING, THROUGH_PGBOUNCER, pgbouncer_binary, start_pgbouncer
+from tests.subsession import run_session
 
 pytestmark = pytest.mark.skipif(pgbouncer_binary() is None, reason=MISSING)
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +65,4 @@ def test_the_api_isolation_workflow_and_budget_tests_pass_through_pgbouncer() ->
         "tests/crm",
         "tests/conversations/test_conversations_api.py",
     ]
-    env = {**os.environ, "SYNTERA_TEST_THROUGH_PGBOUNCER": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
+    run_session(modules, SYNTERA_TEST_THROUGH_PGBOUNCER="1")
