@@ -102,6 +102,8 @@ async def remove_member(tx: TenantTransaction, user_id: UUID) -> None:
 
 PENDING_INVITATIONS = "SELECT * FROM public.pending_invitations()"
 
+PENDING_INVITATION = "SELECT * FROM public.pending_invitations() WHERE id = %(id)s"
+
 ACCEPT_INVITATION = "SELECT * FROM public.accept_invitation(%(id)s)"
 
 
@@ -117,10 +119,11 @@ async def access_pending_invitation(
 ) -> schemas.PendingInvitation:
     """The invitation if it is addressed to the caller and can still be accepted; else
     not found (the same answer as for an invitation that does not exist)."""
-    for invitation in await pending_invitations(tx):
-        if invitation.id == invitation_id:
-            return invitation
-    raise not_found("Invitation")
+    cursor = await tx.conn.execute(PENDING_INVITATION, {"id": invitation_id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found("Invitation")
+    return schemas.PendingInvitation.model_validate(row)
 
 
 async def accept_invitation(tx: TenantTransaction, invitation_id: UUID) -> schemas.TeamMember:
