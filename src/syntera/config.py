@@ -81,6 +81,31 @@ class Settings(BaseSettings):
         default=True, description="Let signed-in users through when Redis is down."
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    rate_limit_typing_per_minute: int = Field(
+        default=60, ge=1, description="Typing signals per sender per conversation."
+    )
+
+    # Live events (Server-Sent Events, fanned out through Redis).
+    events_retention_s: float = Field(
+        default=900, gt=0, description="How long an event can still be resumed from."
+    )
+    events_retention_count: int = Field(
+        default=10_000, ge=100, description="Events kept per company for resuming."
+    )
+    events_heartbeat_s: float = Field(default=15, gt=0, le=15)
+    events_recheck_s: float = Field(
+        default=10, gt=0, le=30, description="How often a stream re-checks its access."
+    )
+    events_buffer: int = Field(
+        default=1000, ge=1, description="Events queued per stream before it is reset."
+    )
+    events_send_timeout_s: float = Field(
+        default=10, gt=0, description="A stream whose client reads nothing this long ends."
+    )
+    events_retry_ms: int = Field(default=3000, ge=100, description="The reconnect hint.")
+    events_streams_per_company: int = Field(default=1000, ge=1)
+    events_streams_per_user: int = Field(default=10, ge=1)
+    events_streams_per_widget_session: int = Field(default=3, ge=1)
 
     pg_pool_min_size: int = Field(default=2, ge=0)
     pg_pool_max_size: int = Field(default=20, ge=1)

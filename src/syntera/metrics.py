@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pymongo import monitoring
@@ -36,6 +36,17 @@ KB_DOCUMENTS = Counter(
 )
 WORKFLOW_EXECUTIONS = Counter(
     "syntera_workflow_executions", "Workflow executions finished, by status.", ["status"]
+)
+EVENTS_PUBLISHED = Counter(
+    "syntera_events_published", "Live events published after commit, by type.", ["type"]
+)
+EVENTS_DROPPED = Counter(
+    "syntera_events_dropped",
+    "Live events not delivered: not published (Redis) or a subscriber too far behind.",
+    ["reason"],
+)
+EVENT_STREAMS = Gauge(
+    "syntera_event_streams", "Event streams open in this process, by kind.", ["kind"]
 )
 KB_CHUNKS = Counter("syntera_kb_chunks", "Knowledge-base chunks embedded and stored.")
 SLOW_STATEMENTS = Counter(

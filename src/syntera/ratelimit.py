@@ -135,6 +135,7 @@ class Limiters:
     widget_session: SlidingWindow
     sign_in_email_failures: SlidingWindow
     sign_in_ip: SlidingWindow
+    typing: SlidingWindow
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: RedisClient) -> Limiters:
@@ -164,6 +165,7 @@ class Limiters:
             sign_in_ip=window(
                 "sign_in_ip", settings.rate_limit_sign_in_per_ip_per_minute, 60, True
             ),
+            typing=window("typing", settings.rate_limit_typing_per_minute, 60, True),
         )
 
     async def enforce(self, limiter: SlidingWindow, key: str, what: str) -> None:

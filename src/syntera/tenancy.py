@@ -19,6 +19,8 @@ from syntera.errors import Forbidden
 if TYPE_CHECKING:  # at run time these modules import this one
     from syntera.cache import Cache
     from syntera.db.postgres import TenantConnection
+    from syntera.events.bus import Publisher
+    from syntera.events.model import Event
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
 MemberRole = Literal["user", "admin", "owner"]
@@ -93,20 +95,41 @@ class TenantTransaction:
     principal: Principal
     membership: Membership | None
     cache: Cache | None = None
+    events: Publisher | None = None
     after_commit: list[AfterCommit] = field(default_factory=list)
 
     @classmethod
     def of_system(
-        cls, conn: TenantConnection, company_id: UUID, cache: Cache | None = None
+        cls,
+        conn: TenantConnection,
+        company_id: UUID,
+        cache: Cache | None = None,
+        events: Publisher | None = None,
     ) -> TenantTransaction:
         """The system acting inside one company (a worker, the widget): service_role,
         with the company named as an owner would be."""
-        return cls(conn, Principal.service(), Membership(company_id, "owner"), cache)
+        return cls(conn, Principal.service(), Membership(company_id, "owner"), cache, events)
 
     def invalidate_after_commit(self, *generation_keys: str) -> None:
         """Make these cached values stale once (and only if) the transaction commits."""
         if self.cache is not None:
             self.after_commit.append(partial(self.cache.invalidate, *generation_keys))
+
+    def publish_after_commit(self, *events: Event, stored: bool = True) -> None:
+        """Publish these live events once (and only if) the transaction commits; ``stored``
+        False for ephemeral ones (typing), which are never replayed."""
+        if self.events is None or not events:
+            return
+        publisher = self.events
+
+        async def publish() -> None:
+            if stored:
+                await publisher.publish_all(list(events))
+            else:
+                for event in events:
+                    await publisher.publish_ephemeral(event)
+
+        self.after_commit.append(publish)
 
     @property
     def company_id(self) -> UUID:

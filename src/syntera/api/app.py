@@ -38,6 +38,8 @@ from syntera.db.mongo import MongoDatabase, create_mongo_client, prepare_databas
 from syntera.db.postgres import create_api_pool
 from syntera.db.redis import connect_redis, create_redis
 from syntera.embedded import StackUrls, configured_urls
+from syntera.events.routes import routers as events
+from syntera.events.streams import create_events
 from syntera.kb.embeddings import Embedder
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.routes import UPLOAD_PATH
@@ -99,7 +101,7 @@ def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
     return [
         *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics,
-        *conversations, *widget, *knowledge_base, *admin,
+        *conversations, *events, *widget, *knowledge_base, *admin,
     ]  # fmt: skip
 
 
@@ -117,6 +119,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         await connect_redis(cache)
         app.state.stores = Stores(pool, mongo, cache, ConversationStore(database))
         app.state.limiters = Limiters.from_settings(settings, cache)
+        app.state.events = create_events(settings, cache, urls.redis_url)
         ttl = TimesToLive(
             settings.cache_agent_ttl_s,
             settings.cache_conversation_ttl_s,
@@ -157,6 +160,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
                     task.cancel()
             indexing.cancel()
             warming.cancel()
+            await app.state.events.close()
             await cache.aclose()
             await mongo.close()
             await pool.close()

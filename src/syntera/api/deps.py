@@ -14,14 +14,15 @@ answer is sent, and rolled back if anything raised.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from syntera.api.errors import Problem
-from syntera.api.state import cache_of, keys_of, limiters_of, stores_of
+from syntera.api.state import cache_of, keys_of, limiters_of, publisher_of, stores_of
 from syntera.auth.tokens import InvalidToken, principal_from_bearer
 from syntera.db.postgres import open_transaction
 from syntera.db.redis import global_key
@@ -42,10 +43,31 @@ async def principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The caller named by the bearer credential; 401 without a valid one."""
-    if credentials is None:
+    return await _caller(request, credentials.credentials if credentials else None)
+
+
+async def stream_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            description="The bearer credential, for clients that cannot send headers "
+            "(the browser's EventSource). Never logged.",
+        ),
+    ] = None,
+) -> Principal:
+    """``principal`` for event streams: the credential may also come as a query
+    parameter."""
+    return await _caller(request, credentials.credentials if credentials else access_token)
+
+
+async def _caller(request: Request, credential: str | None) -> Principal:
+    if credential is None:
         raise Unauthorized("missing bearer token")
     try:
-        caller = principal_from_bearer(credentials.credentials, keys_of(request))
+        caller = principal_from_bearer(credential, keys_of(request))
     except InvalidToken as error:
         raise Unauthorized(f"invalid token: {error}") from error
     if caller.role == "anon":
@@ -57,22 +79,37 @@ async def principal(
     return caller
 
 
-async def transaction(
-    request: Request, caller: Annotated[Principal, Depends(principal)]
-) -> AsyncIterator[TenantTransaction]:
-    """The request's one transaction, as the caller."""
+@asynccontextmanager
+async def _transaction_of(request: Request, caller: Principal) -> AsyncIterator[TenantTransaction]:
     async with open_transaction(stores_of(request).postgres, caller) as (conn, membership):
         if caller.role == "service_role":
-            membership = _service_membership(request)
-        tx = TenantTransaction(conn, caller, membership, cache_of(request))
+            membership = service_membership(request)
+        tx = TenantTransaction(conn, caller, membership, cache_of(request), publisher_of(request))
         route = request.scope.get("route")
         ROUTE.set(getattr(route, "path", None))
         TENANT.set(str(membership.company_id) if membership else None)
         yield tx
+
+
+async def transaction(
+    request: Request, caller: Annotated[Principal, Depends(principal)]
+) -> AsyncIterator[TenantTransaction]:
+    """The request's one transaction, as the caller."""
+    async with _transaction_of(request, caller) as tx:
+        yield tx
     await tx.run_after_commit()
 
 
-def _service_membership(request: Request) -> Membership | None:
+async def stream_transaction(
+    request: Request, caller: Annotated[Principal, Depends(stream_principal)]
+) -> AsyncIterator[TenantTransaction]:
+    """``transaction`` for opening an event stream (committed before the stream starts)."""
+    async with _transaction_of(request, caller) as tx:
+        yield tx
+    await tx.run_after_commit()
+
+
+def service_membership(request: Request) -> Membership | None:
     """The service acts in the company it names in X-Company-Id (as an owner would)."""
     named = request.headers.get(COMPANY_HEADER)
     if named is None:
@@ -86,6 +123,12 @@ def _service_membership(request: Request) -> Membership | None:
 # scope="function": the transaction ends before the response is sent, so a client never
 # sees an answer whose change is not committed.
 _transaction = Depends(transaction, scope="function")
+
+
+async def _stream_member(
+    tx: Annotated[TenantTransaction, Depends(stream_transaction, scope="function")],
+) -> TenantTransaction:
+    return await _member(tx)
 
 
 async def _signed_in_user(tx: Annotated[TenantTransaction, _transaction]) -> TenantTransaction:
@@ -125,4 +168,5 @@ SignedIn = Annotated[TenantTransaction, Depends(_signed_in_user)]
 Member = Annotated[TenantTransaction, Depends(_member)]
 Manager = Annotated[TenantTransaction, Depends(_manager)]
 Service = Annotated[TenantTransaction, Depends(_service)]
+StreamMember = Annotated[TenantTransaction, Depends(_stream_member)]  # Member, for streams
 System = Annotated[TenantTransaction, Depends(_system)]  # the service key, not in a company

@@ -23,6 +23,8 @@ from syntera.db.mongo import MongoClient
 from syntera.db.postgres import TenantConnection, transaction_as
 from syntera.db.redis import RedisClient
 from syntera.embedded import StackUrls
+from syntera.events.bus import Publisher
+from syntera.events.streams import Events
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ratelimit import Limiters
 from syntera.tenancy import Principal
@@ -64,6 +66,14 @@ def stores_of(request: Request) -> Stores:
 
 def limiters_of(request: Request) -> Limiters:
     return cast(Limiters, _held(request, "limiters"))
+
+
+def events_of(request: Request) -> Events:
+    return cast(Events, _held(request, "events"))
+
+
+def publisher_of(request: Request) -> Publisher:
+    return events_of(request).publisher
 
 
 def cache_of(request: Request) -> Cache | None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from syntera.api.deps import Member
-from syntera.api.state import stores_of
+from syntera.api.state import limiters_of, stores_of
 from syntera.conversations import schemas, service
 from syntera.conversations.store import ConversationStore, Direction
+from syntera.db.redis import tenant_key
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.kit.schemas import StorableTime, Tag
+
+DEFAULT_STATISTICS_PERIOD = timedelta(days=30)
 
 conversations = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 analytics = APIRouter(prefix="/v1/analytics/conversations", tags=["analytics"])
@@ -169,6 +173,28 @@ async def mark_message_read(
     return await service.mark_read(tx, store, conversation_id, message_id)
 
 
+@conversations.post("/{conversation_id}/typing", status_code=204)
+async def typing(
+    request: Request,
+    tx: Member,
+    store: Store,
+    conversation_id: ConversationId,
+    body: schemas.TypingUpdate,
+) -> Response:
+    """You (or, with the service key, the AI agent) started or stopped typing: an ephemeral
+    `typing` event to the conversation's subscribers, never stored."""
+    sender = str(tx.user_id) if tx.user_id is not None else "service"
+    limiters = limiters_of(request)
+    await limiters.enforce(
+        limiters.typing,
+        tenant_key(tx.company_id, "rate-typing", conversation_id, sender),
+        "typing signals",
+    )
+    by: service.TypingBy = "member" if tx.user_id is not None else "agent"
+    await service.typing(tx, store, conversation_id, body.state, by)
+    return Response(status_code=204)
+
+
 @conversations.get("/{conversation_id}/threads", response_model=list[schemas.Thread])
 async def list_threads(
     tx: Member, store: Store, conversation_id: ConversationId
@@ -202,11 +228,16 @@ async def rename_thread(
 async def conversation_statistics(
     tx: Member,
     store: Store,
-    since: Annotated[StorableTime, Query(description="Conversations started at or after.")],
+    since: Annotated[
+        StorableTime | None,
+        Query(description="Conversations started at or after (default: 30 days ago)."),
+    ] = None,
     group_by: Annotated[Literal["channel", "day", "agent"], Query()] = "channel",
 ) -> schemas.ConversationStats:
     """Conversations since a date per channel, day or agent (count, average duration), and
     messages per sender type (count, average AI response time)."""
+    if since is None:
+        since = datetime.now(UTC) - DEFAULT_STATISTICS_PERIOD
     return await service.statistics(tx, store, since, group_by)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from syntera.kit.schemas import DocumentObject, Input, Name, Output, Tags, Text
 
@@ -99,15 +99,30 @@ class Attachment(Input):
     size_bytes: int | None = Field(default=None, ge=0, le=10**15)
 
 
+ROLE_OF_SENDER: dict[str, Role] = {"user": "user", "agent": "assistant", "system": "system"}
+
+
 class MessageCreate(Input):
+    """A message; as the seed models it (``sender_type``, ``content``, ``message_type``)
+    or with the LLM ``role`` too, which is derived from the sender when left out."""
+
     sender_type: SenderType
-    role: Role
+    role: Role = Field(
+        default=None,  # type: ignore[arg-type]  # filled in by _role_from_sender
+        description="Defaults from sender_type: user → user, agent → assistant, system → system.",
+    )
     content: Content
     message_type: MessageType = "text"
     thread_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=20)
     ai_metadata: AiMetadata | None = None
     metadata: MessageMetadata = Field(default_factory=MessageMetadata)
+
+    @model_validator(mode="after")
+    def _role_from_sender(self) -> MessageCreate:
+        if self.role is None:
+            self.role = ROLE_OF_SENDER[self.sender_type]
+        return self
 
 
 class MessageImport(Input):
@@ -175,6 +190,10 @@ class ConversationStats(Output):
 class WidgetSession(Output):
     conversation: Conversation
     session_token: str = Field(description="Send as `X-Widget-Session` with later calls.")
+
+
+class TypingUpdate(Input):
+    state: Literal["start", "stop"]
 
 
 class WidgetMessage(Input):

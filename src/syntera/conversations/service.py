@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from bson import ObjectId, json_util
@@ -37,6 +37,7 @@ from syntera.crm.service import CONTACTS
 from syntera.db.mongo import Document
 from syntera.db.redis import tenant_key
 from syntera.errors import Conflict, Forbidden, field_error, not_found
+from syntera.events.model import Event, EventType
 from syntera.kit.pagination import Cursor, Page
 from syntera.kit.resources import check_reference
 from syntera.tenancy import TenantTransaction
@@ -55,6 +56,20 @@ def conversation_out(document: Document) -> Conversation:
 
 def message_out(document: Document) -> Message:
     return Message.model_validate({**document, "id": str(document["_id"])})
+
+
+def publish(tx: TenantTransaction, event_type: EventType, *objects: Conversation | Message) -> None:
+    """Live events about these objects (as the REST API returns them), after commit."""
+    if tx.events is None:
+        return
+    tx.publish_after_commit(*(
+        Event.new(
+            event_type, tx.company_id,
+            item.id if isinstance(item, Conversation) else item.conversation_id,
+            item.model_dump(mode="json"),
+        )
+        for item in objects
+    ))  # fmt: skip
 
 
 def page_of(
@@ -194,7 +209,9 @@ async def start(
         tags=body.tags,
         metadata=body.metadata,
     )
-    return conversation_out(document)
+    conversation = conversation_out(document)
+    publish(tx, "conversation.started", conversation)
+    return conversation
 
 
 async def end(
@@ -209,7 +226,9 @@ async def end(
     ended = await store.end(tx.company_id, current["_id"])
     if ended is None:
         raise not_found("Conversation")
-    return conversation_out(ended)
+    conversation = conversation_out(ended)
+    publish(tx, "conversation.ended", conversation)
+    return conversation
 
 
 async def archive(
@@ -220,7 +239,9 @@ async def archive(
     archived = await store.archive(tx.company_id, current["_id"])
     if archived is None:
         raise not_found("Conversation")
-    return conversation_out(archived)
+    conversation = conversation_out(archived)
+    publish(tx, "conversation.archived", conversation)
+    return conversation
 
 
 async def update(
@@ -238,7 +259,9 @@ async def update(
     updated = await store.update(tx.company_id, current["_id"], changes)
     if updated is None:
         raise not_found("Conversation")
-    return conversation_out(updated)
+    conversation = conversation_out(updated)
+    publish(tx, "conversation.updated", conversation)
+    return conversation
 
 
 def _check_threads(conversation: Document, messages: list[MessageCreate]) -> None:
@@ -282,7 +305,9 @@ async def append(
         conversation["_id"],
         [{**value, "_id": message_id} for value, message_id in zip(values, ids, strict=True)],
     )
-    return [message_out(document) for document in documents]
+    stored = [message_out(document) for document in documents]
+    publish(tx, "message.created", *stored)
+    return stored
 
 
 async def list_messages(
@@ -364,7 +389,9 @@ async def react(
     )
     if document is None:
         raise not_found("Message")
-    return message_out(document)
+    message = message_out(document)
+    publish(tx, "message.reaction", message)
+    return message
 
 
 async def mark_read(
@@ -379,7 +406,31 @@ async def mark_read(
     )
     if document is None:
         raise not_found("Message")
-    return message_out(document)
+    message = message_out(document)
+    publish(tx, "message.read", message)
+    return message
+
+
+TypingBy = Literal["visitor", "member", "agent"]
+
+
+async def typing(
+    tx: TenantTransaction,
+    store: ConversationStore,
+    conversation_id: str,
+    state: Literal["start", "stop"],
+    by: TypingBy,
+) -> None:
+    """Tell the conversation's subscribers that someone started or stopped typing: an
+    ephemeral event, never stored or replayed."""
+    conversation = await access_conversation(tx, store, conversation_id)
+    if conversation["status"] != "active":
+        raise Conflict(f"the conversation is {conversation['status']}")
+    data: dict[str, Any] = {"state": state, "by": by}
+    if by == "member":
+        data["user_id"] = str(tx.user_id)
+    event = Event.new("typing", tx.company_id, str(conversation["_id"]), data)
+    tx.publish_after_commit(event, stored=False)
 
 
 async def statistics(

@@ -10,17 +10,21 @@ are limited per key and per session.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sse_starlette import EventSourceResponse
 
 from syntera.agents.service import agent_by_public_key, public_key_digest
 from syntera.api.state import (
     cache_of,
+    events_of,
     keys_of,
     limiters_of,
+    publisher_of,
     settings_of,
     stores_of,
     system_transaction,
@@ -31,11 +35,20 @@ from syntera.conversations.schemas import (
     ConversationCreate,
     Message,
     MessageCreate,
+    TypingUpdate,
     WidgetMessage,
     WidgetSession,
 )
 from syntera.db.redis import tenant_key
-from syntera.errors import Forbidden
+from syntera.errors import Forbidden, NotFound, Unauthorized
+from syntera.events.routes import (
+    STREAM_RESPONSES,
+    LastEventIdHeader,
+    LastEventIdQuery,
+    resume_position,
+    sse_response,
+)
+from syntera.events.streams import Recheck, StreamRequest, company_scope, open_stream
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.tenancy import TenantTransaction
 from syntera.widget.sessions import SessionStore, unauthorized
@@ -51,21 +64,15 @@ class WidgetCall:
     tx: TenantTransaction
     agent_id: UUID
     sessions: SessionStore
+    key_digest: str
 
     @property
     def company_id(self) -> UUID:
         return self.tx.company_id
 
 
-async def widget_call(
-    request: Request,
-    api_key: Annotated[
-        str | None, Header(alias="X-Api-Key", description="The agent's public key.")
-    ] = None,
-) -> AsyncIterator[WidgetCall]:
-    """The agent named by the public key, and a transaction as the system scoped to its
-    company (service_role: the visitor is nobody's user). 401 for a missing or unknown
-    key."""
+@asynccontextmanager
+async def _visitor(request: Request, api_key: str | None) -> AsyncIterator[WidgetCall]:
     if api_key is None or not api_key.startswith("pub_key_") or len(api_key) > 200:
         raise unauthorized("invalid public key")
     cache = cache_of(request)
@@ -78,12 +85,42 @@ async def widget_call(
             raise unauthorized("invalid public key")
         if not agent["enabled"]:
             raise Forbidden("this agent is disabled")
-        tx = TenantTransaction.of_system(conn, agent["company_id"], cache)
-        yield WidgetCall(tx, agent["id"], sessions)
-    await tx.run_after_commit()
+        tx = TenantTransaction.of_system(conn, agent["company_id"], cache, publisher_of(request))
+        yield WidgetCall(tx, agent["id"], sessions, public_key_digest(api_key))
+
+
+async def widget_call(
+    request: Request,
+    api_key: Annotated[
+        str | None, Header(alias="X-Api-Key", description="The agent's public key.")
+    ] = None,
+) -> AsyncIterator[WidgetCall]:
+    """The agent named by the public key, and a transaction as the system scoped to its
+    company (service_role: the visitor is nobody's user). 401 for a missing or unknown
+    key."""
+    async with _visitor(request, api_key) as visitor:
+        yield visitor
+    await visitor.tx.run_after_commit()
+
+
+async def stream_widget_call(
+    request: Request,
+    api_key: Annotated[
+        str | None, Header(alias="X-Api-Key", description="The agent's public key.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        Query(max_length=200, description="`X-Api-Key`, for the browser's EventSource."),
+    ] = None,
+) -> AsyncIterator[WidgetCall]:
+    """``widget_call`` for the event stream: the key may come as a query parameter."""
+    async with _visitor(request, api_key if api_key is not None else key) as visitor:
+        yield visitor
+    await visitor.tx.run_after_commit()
 
 
 Visitor = Annotated[WidgetCall, Depends(widget_call, scope="function")]
+StreamVisitor = Annotated[WidgetCall, Depends(stream_widget_call, scope="function")]
 
 
 async def check_session(
@@ -182,6 +219,102 @@ async def end_session(
     session_id = await check_session(request, visitor, session, conversation_id)
     await visitor.sessions.end(visitor.company_id, session_id)
     return Response(status_code=204)
+
+
+@public.post("/{conversation_id}/typing", status_code=204)
+async def visitor_typing(
+    request: Request,
+    visitor: Visitor,
+    store: Store,
+    conversation_id: ConversationId,
+    body: TypingUpdate,
+    session: Session = None,
+) -> Response:
+    """The visitor started or stopped typing (an ephemeral `typing` event)."""
+    session_id = await check_session(request, visitor, session, conversation_id)
+    limiters = limiters_of(request)
+    await limiters.enforce(
+        limiters.typing,
+        tenant_key(visitor.company_id, "rate-typing", conversation_id, session_id),
+        "typing signals",
+    )
+    await service.typing(visitor.tx, store, conversation_id, body.state, "visitor")
+    return Response(status_code=204)
+
+
+@public.get(
+    "/{conversation_id}/events", response_class=EventSourceResponse, responses=STREAM_RESPONSES
+)
+async def chat_events(
+    request: Request,
+    visitor: StreamVisitor,
+    store: Store,
+    conversation_id: ConversationId,
+    session: Session = None,
+    session_query: Annotated[
+        str | None,
+        Query(
+            alias="session",
+            max_length=4096,
+            description="`X-Widget-Session`, for the browser's EventSource. Never logged.",
+        ),
+    ] = None,
+    last_event_id: LastEventIdQuery = None,
+    last_event_id_header: LastEventIdHeader = None,
+) -> EventSourceResponse:
+    """The chat's live events, as a visitor may see them: messages, reactions, read
+    receipts, typing, and the chat ending."""
+    resume_from = resume_position(last_event_id_header, last_event_id)
+    token = session if session is not None else session_query
+    session_id = await check_session(request, visitor, token, conversation_id)
+    conversation = await service.access_conversation(visitor.tx, store, conversation_id)
+    chat = str(conversation["_id"])
+    settings = settings_of(request)
+    company_id = visitor.company_id
+    stream = await open_stream(
+        events_of(request),
+        StreamRequest(
+            kind="widget",
+            company_id=company_id,
+            view=lambda event: event.for_widget() if event.conversation_id == chat else None,
+            scopes=[
+                company_scope(company_id, settings.events_streams_per_company),
+                (
+                    tenant_key(company_id, "streams-session", session_id),
+                    settings.events_streams_per_widget_session,
+                    "per chat",
+                ),
+            ],
+            recheck=_visitor_recheck(request, visitor, token, chat),
+            resume_from=resume_from,
+        ),
+    )
+    return sse_response(request, stream)
+
+
+def _visitor_recheck(
+    request: Request, visitor: WidgetCall, token: str | None, conversation_id: str
+) -> Recheck:
+    """Whether the session is still live, the agent still enabled and the chat still
+    there (the key is looked up without the cache: a disabled agent ends its streams)."""
+    store = stores_of(request).conversations
+    company_id, agent_id = visitor.company_id, visitor.agent_id
+
+    async def recheck() -> str | None:
+        try:
+            await visitor.sessions.check(company_id, agent_id, token, conversation_id)
+        except (Unauthorized, NotFound):
+            return "the widget session has ended"
+        async with system_transaction(request) as conn:
+            agent = await agent_by_public_key(conn, None, visitor.key_digest)
+        if agent is None or not agent["enabled"]:
+            return "the agent is no longer available"
+        oid = service.object_id(conversation_id, "Conversation")
+        if await store.get_conversation(company_id, oid) is None:
+            return "the conversation no longer exists"
+        return None
+
+    return recheck
 
 
 routers = [public]

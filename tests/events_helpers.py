@@ -1,0 +1,116 @@
+"""Reading Server-Sent Events as a client does: open a stream over TCP, take its events
+one at a time (with a deadline), see its comments and its end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Received:
+    """One event as the client saw it."""
+
+    event: str
+    data: Any
+    id: str | None = None
+
+
+@dataclass
+class EventStream:
+    response: httpx.Response
+    comments: list[str] = field(default_factory=list)
+    retry: int | None = None
+    ended: bool = False
+
+    def __post_init__(self) -> None:
+        self._lines = self.response.aiter_lines()
+
+    async def next(self, within: float = 5.0) -> Received:
+        """The next event (comments and the retry hint are recorded, not returned);
+        TimeoutError if none comes in time, EOFError if the stream ends."""
+        async with asyncio.timeout(within):
+            fields: dict[str, str] = {}
+            while True:
+                try:
+                    line = await anext(self._lines)
+                except StopAsyncIteration:
+                    self.ended = True
+                    raise EOFError("the stream ended") from None
+                if line == "":
+                    if "event" in fields or "data" in fields:
+                        data = fields.get("data")
+                        return Received(
+                            fields.get("event", "message"),
+                            json.loads(data) if data is not None else None,
+                            fields.get("id"),
+                        )
+                    fields = {}
+                    continue
+                if line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "retry":
+                    self.retry = int(value)
+                elif name == "data" and "data" in fields:
+                    fields["data"] += "\n" + value
+                else:
+                    fields[name] = value
+
+    async def events(self, count: int, within: float = 5.0) -> list[Received]:
+        return [await self.next(within) for _ in range(count)]
+
+    async def nothing_within(self, seconds: float) -> None:
+        """Assert that no event arrives within ``seconds`` (comments may)."""
+        try:
+            event = await self.next(within=seconds)
+        except TimeoutError:
+            return
+        raise AssertionError(f"expected no event, got {event}")
+
+    async def until_end(self, within: float = 10.0) -> list[Received]:
+        """Every event until the server ends the stream."""
+        seen: list[Received] = []
+        while True:
+            try:
+                seen.append(await self.next(within))
+            except EOFError:
+                return seen
+
+
+@contextlib.asynccontextmanager
+async def subscribe(
+    http: httpx.AsyncClient,
+    path: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> AsyncIterator[EventStream]:
+    """An open stream (its answer must be 200 text/event-stream)."""
+    async with http.stream("GET", path, headers=headers, params=params) as response:
+        if response.status_code != 200:
+            await response.aread()
+            raise AssertionError(f"stream refused: {response.status_code} {response.text}")
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = EventStream(response)
+        yield stream
+
+
+async def refused(
+    http: httpx.AsyncClient,
+    path: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> httpx.Response:
+    """The answer to a stream that must be refused (read whole: it is not a stream)."""
+    async with http.stream("GET", path, headers=headers, params=params) as response:
+        await response.aread()
+        assert response.status_code != 200, "the stream was not refused"
+        return response
