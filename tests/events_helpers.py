@@ -30,7 +30,19 @@ class EventStream:
     ended: bool = False
 
     def __post_init__(self) -> None:
-        self._lines = self.response.aiter_lines()
+        # One task reads the lines: a read cancelled by a deadline would close httpx's
+        # connection, so deadlines apply to the queue instead.
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for line in self.response.aiter_lines():
+                await self._queue.put(line)
+        except httpx.HTTPError:
+            pass
+        finally:
+            await self._queue.put(None)
 
     async def next(self, within: float = 5.0) -> Received:
         """The next event (comments and the retry hint are recorded, not returned);
@@ -38,11 +50,11 @@ class EventStream:
         async with asyncio.timeout(within):
             fields: dict[str, str] = {}
             while True:
-                try:
-                    line = await anext(self._lines)
-                except StopAsyncIteration:
+                line = await self._queue.get()
+                if line is None:
                     self.ended = True
-                    raise EOFError("the stream ended") from None
+                    await self._queue.put(None)  # every later call sees the end too
+                    raise EOFError("the stream ended")
                 if line == "":
                     if "event" in fields or "data" in fields:
                         data = fields.get("data")
@@ -64,6 +76,10 @@ class EventStream:
                     fields["data"] += "\n" + value
                 else:
                     fields[name] = value
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
 
     async def events(self, count: int, within: float = 5.0) -> list[Received]:
         return [await self.next(within) for _ in range(count)]
@@ -100,7 +116,10 @@ async def subscribe(
             raise AssertionError(f"stream refused: {response.status_code} {response.text}")
         assert response.headers["content-type"].startswith("text/event-stream")
         stream = EventStream(response)
-        yield stream
+        try:
+            yield stream
+        finally:
+            await stream.close()
 
 
 async def refused(

@@ -38,19 +38,53 @@ from syntera.metrics import EVENTS_DROPPED, EVENTS_PUBLISHED, REDIS_FALLBACKS
 log = logging.getLogger(__name__)
 
 # KEYS[1] the company's stream. ARGV: max entries, retention ms, the channel, then the
-# events (one transaction's, in order). Trimming is approximate (whole macro nodes), so at
-# least the window is kept; the stream remembers the newest id trimmed away, which is how
-# a resume learns it is too late.
+# events (one transaction's, in order). The stream keeps at least the window (count and
+# age) and records in its max-deleted-entry-id the newest id it let go (trimming does not
+# record it by itself), which is how a resume learns it comes too late. Excess entries
+# go a hundred at a time, so trimming costs little per event.
 _PUBLISH = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function later(a, b)
+  local ams, aseq = parse(a)
+  local bms, bseq = parse(b)
+  return ams > bms or (ams == bms and aseq > bseq)
+end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
 local ids = {}
 for i = 4, #ARGV do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+  local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+  if fresh then
+    -- A new stream (the first event, or Redis lost the old one): whatever came before
+    -- is gone, so a resume from an earlier id must reset rather than replay from here.
+    local ms = parse(id)
+    redis.call('XSETID', KEYS[1], id, 'ENTRIESADDED', 1,
+               'MAXDELETEDID', string.format('%.0f', ms - 1) .. '-18446744073709551615')
+    fresh = false
+  end
   redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[i])
   ids[#ids + 1] = id
 end
-redis.call('XTRIM', KEYS[1], 'MINID', '~', now_ms - tonumber(ARGV[2]))
+local gone = nil
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+if excess >= 100 then
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  gone = oldest[#oldest][1]
+end
+local cutoff = string.format('%.0f', now_ms - tonumber(ARGV[2]))
+local expired = redis.call('XRANGE', KEYS[1], '-', '(' .. cutoff .. '-0', 'COUNT', 1000)
+if #expired > 0 and (gone == nil or later(expired[#expired][1], gone)) then
+  gone = expired[#expired][1]
+end
+if gone ~= nil then
+  local ms, seq = parse(gone)
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%.0f', ms, seq + 1))
+  redis.call('XSETID', KEYS[1], ids[#ids], 'MAXDELETEDID', gone)
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return ids
 """
@@ -170,7 +204,8 @@ class Publisher:
             if not bounds:
                 return None
             deleted, last = (parse_event_id(_text(value)) for value in bounds)
-            if after < deleted or after > last:
+            oldest_kept_ms = time.time() * 1000 - self.retention.age_s * 1000
+            if after < deleted or after > last or after[0] < oldest_kept_ms:
                 return None
             events: list[Event] = []
             start = f"({after[0]}-{after[1]}"

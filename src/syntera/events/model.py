@@ -51,7 +51,7 @@ WIDGET_TYPES: frozenset[str] = frozenset(
 # Of a conversation, what the widget is shown when it ends or is archived.
 WIDGET_CONVERSATION_FIELDS = ("id", "status", "ended_at")
 
-_EVENT_ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
+_EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
 StreamPosition = tuple[int, int]
 

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from sse_starlette import EventSourceResponse
-from starlette.background import BackgroundTask
 
 from syntera.api.deps import StreamMember, service_membership
+from syntera.api.sse import EventStreamResponse
 from syntera.api.state import events_of, settings_of, stores_of
 from syntera.conversations import service
 from syntera.db.postgres import open_transaction
@@ -62,18 +61,17 @@ def resume_position(header: str | None, query: str | None) -> StreamPosition | N
     return None
 
 
-def sse_response(request: Request, stream: OpenStream) -> EventSourceResponse:
-    """The stream as a response: heartbeats are the stream's own (no second timer per
-    connection), and a client that reads nothing for the send timeout is dropped."""
-    return EventSourceResponse(
+def sse_response(request: Request, stream: OpenStream) -> EventStreamResponse:
+    """The stream as a response; a client that reads nothing for the send timeout is
+    dropped."""
+    return EventStreamResponse(
         stream.frames(),
-        ping=0,
-        send_timeout=settings_of(request).events_send_timeout_s,
-        background=BackgroundTask(stream.close),
+        send_timeout_s=settings_of(request).events_send_timeout_s,
+        on_close=stream.close,
     )
 
 
-@events.get("", response_class=EventSourceResponse, responses=STREAM_RESPONSES)
+@events.get("", response_class=EventStreamResponse, responses=STREAM_RESPONSES)
 async def company_events(
     request: Request,
     tx: StreamMember,
@@ -85,7 +83,7 @@ async def company_events(
     ] = None,
     last_event_id: LastEventIdQuery = None,
     last_event_id_header: LastEventIdHeader = None,
-) -> EventSourceResponse:
+) -> EventStreamResponse:
     """Your company's live events: conversations started, updated, ended and archived;
     messages created, reacted to and read; typing."""
     wanted = parse_types(types)

@@ -16,9 +16,9 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from sse_starlette import EventSourceResponse
 
 from syntera.agents.service import agent_by_public_key, public_key_digest
+from syntera.api.sse import EventStreamResponse
 from syntera.api.state import (
     cache_of,
     events_of,
@@ -243,7 +243,7 @@ async def visitor_typing(
 
 
 @public.get(
-    "/{conversation_id}/events", response_class=EventSourceResponse, responses=STREAM_RESPONSES
+    "/{conversation_id}/events", response_class=EventStreamResponse, responses=STREAM_RESPONSES
 )
 async def chat_events(
     request: Request,
@@ -261,7 +261,7 @@ async def chat_events(
     ] = None,
     last_event_id: LastEventIdQuery = None,
     last_event_id_header: LastEventIdHeader = None,
-) -> EventSourceResponse:
+) -> EventStreamResponse:
     """The chat's live events, as a visitor may see them: messages, reactions, read
     receipts, typing, and the chat ending."""
     resume_from = resume_position(last_event_id_header, last_event_id)
