@@ -42,6 +42,9 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
             "--include-path-regex", "^/v1/",
             # Deleting one's own company ends the run's tenant for every later operation.
             "--exclude-name", "DELETE /v1/companies/current",
+            # Event streams do not end by themselves (their inputs: tests/events).
+            "--exclude-name", "GET /v1/events",
+            "--exclude-name", "GET /v1/public/conversations/{conversation_id}/events",
             "--max-examples", "30",
             "--seed", "20261125",
             # One worker: with two, CPython 3.11's ast.parse (which hypothesis calls to
@@ -57,4 +60,4 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         len(operations) for path, operations in app.openapi()["paths"].items()
         if path.startswith("/v1/")
     )  # fmt: skip
-    assert f"Tested: {v1_operations - 1}" in output, output[-3000:]
+    assert f"Tested: {v1_operations - 3}" in output, output[-3000:]

@@ -349,6 +349,7 @@ async def test_user_of_other_company_gets_404_for_every_conversation_endpoint(
         ("PATCH", "/threads/{thread_id}"): {"title": "x"},
         ("POST", "/messages/{message_id}/reactions"): {"emoji": "x"},
         ("PATCH", ""): {"summary": "stolen"},
+        ("POST", "/typing"): {"state": "start"},
     }
     tried = 0
     for path, operations in app.openapi()["paths"].items():

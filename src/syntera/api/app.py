@@ -22,6 +22,7 @@ from syntera.api.errors import PROBLEM_RESPONSES, install_error_handlers, use_pr
 from syntera.api.http_metrics import HttpMetrics
 from syntera.api.json_guard import JsonGuard
 from syntera.api.limits import BodySizeLimit
+from syntera.api.log_redaction import install_log_redaction
 from syntera.api.state import Stores
 from syntera.auth.routes import GoTrueError
 from syntera.auth.routes import router as auth_router
@@ -173,6 +174,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         "company.",
         lifespan=lifespan,
     )
+    install_log_redaction()
     app.state.settings = settings
     app.state.urls = urls
     app.state.keys = load_keys(settings)

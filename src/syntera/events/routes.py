@@ -71,7 +71,7 @@ def sse_response(request: Request, stream: OpenStream) -> EventStreamResponse:
     )
 
 
-@events.get("", response_class=EventStreamResponse, responses=STREAM_RESPONSES)
+@events.get("", status_code=200, response_class=EventStreamResponse, responses=STREAM_RESPONSES)
 async def company_events(
     request: Request,
     tx: StreamMember,

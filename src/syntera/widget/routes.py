@@ -243,7 +243,10 @@ async def visitor_typing(
 
 
 @public.get(
-    "/{conversation_id}/events", response_class=EventStreamResponse, responses=STREAM_RESPONSES
+    "/{conversation_id}/events",
+    status_code=200,
+    response_class=EventStreamResponse,
+    responses=STREAM_RESPONSES,
 )
 async def chat_events(
     request: Request,
