@@ -127,11 +127,16 @@ async def test_one_companys_keys_share_a_node_and_companies_spread(
 
 @pytest.mark.slow
 @pytest.mark.skipif(THROUGH_CLUSTER, reason="already on the cluster")
-def test_the_widget_agent_and_conversation_tests_pass_on_a_cluster() -> None:
+def test_the_widget_agent_conversation_and_event_tests_pass_on_a_cluster() -> None:
     modules = [
         "tests/conversations/test_widget_api.py",
         "tests/agents",
         "tests/conversations/test_conversations_api.py",
+        # Live events on a cluster: streams, Pub/Sub across nodes, two API processes.
+        "tests/events/test_member_streams.py",
+        "tests/events/test_resume_and_commit.py",
+        "tests/events/test_access.py",
+        "tests/events/test_delivery.py::test_events_fan_out_between_two_api_processes",
     ]
     run_session(modules, SYNTERA_TEST_REDIS_CLUSTER="1")
 

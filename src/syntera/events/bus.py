@@ -89,6 +89,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return ids
 """
 
+# KEYS[1] a company's stream whose events this process could not publish (Redis was
+# down). ARGV: retention ms. A marker entry, recorded as the newest id let go: a resume
+# from any earlier position resets instead of silently missing the lost events.
+_MARK_GAP = """
+local id = redis.call('XADD', KEYS[1], '*', 'gap', '1')
+redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', id)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return id
+"""
+
 # KEYS: the slot sets a stream counts against (company, then user or session).
 # ARGV: now, the slot's expiry, its member, then each key's limit.
 _TAKE_SLOT = """
@@ -145,6 +155,9 @@ class Publisher:
         self.retention = retention
         self.timeout_s = timeout_s
         self._publish = redis.register_script(_PUBLISH)
+        self._mark_gap = redis.register_script(_MARK_GAP)
+        # Companies with events lost while Redis was down, to be marked when it is back.
+        self.gaps: set[UUID] = set()
 
     async def publish(self, event: Event) -> str | None:
         """Store and publish a committed change's event; its id, or None if Redis did not
@@ -160,6 +173,8 @@ class Publisher:
         company_id = events[0].company_id
         if any(event.company_id != company_id for event in events):
             raise ValueError("events of one publish_all belong to one company")
+        if company_id in self.gaps:
+            await self.mark_gaps()
         try:
             async with asyncio.timeout(self.timeout_s * 2):
                 ids = await self._publish(
@@ -189,7 +204,27 @@ class Publisher:
             return
         EVENTS_PUBLISHED.labels(event.type).inc()
 
+    async def mark_gaps(self) -> None:
+        """Mark the streams of companies whose events were lost (see ``_MARK_GAP``)."""
+        for company_id in tuple(self.gaps):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await self._mark_gap(
+                        keys=[stream_key(company_id)], args=[int(self.retention.age_s * 1000)]
+                    )
+            except REDIS_ERRORS:
+                return  # still down: the next try marks them
+            self.gaps.discard(company_id)
+
+    async def keep_marking_gaps(self, every_s: float = 1.0) -> None:
+        """Mark lost events' gaps as soon as Redis answers again (a background task)."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self.gaps:
+                await self.mark_gaps()
+
     def _lost(self, event: Event, error: BaseException) -> None:
+        self.gaps.add(event.company_id)
         REDIS_FALLBACKS.labels("events").inc()
         EVENTS_DROPPED.labels("publish").inc()
         log.warning("event %s of company %s not published: %r", event.type, event.company_id, error)
@@ -214,7 +249,8 @@ class Publisher:
                     await self.redis.xrange(key, min=start, max="+", count=REPLAY_BATCH) or []
                 )
                 for entry_id, fields in entries:
-                    events.append(Event.parse(_text(entry_id), fields[b"e"]))
+                    if b"e" in fields:  # not a gap marker
+                        events.append(Event.parse(_text(entry_id), fields[b"e"]))
                 if len(entries) < REPLAY_BATCH:
                     return events
                 start = "(" + _text(entries[-1][0])

@@ -47,7 +47,11 @@ class Events:
     settings: StreamSettings
     retention: Retention
 
+    gap_marker: asyncio.Task[None] | None = None
+
     async def close(self) -> None:
+        if self.gap_marker is not None:
+            self.gap_marker.cancel()
         await self.hub.close()
 
 
@@ -70,6 +74,7 @@ def create_events(settings: Settings, redis: RedisClient, redis_url: str) -> Eve
         retention=retention,
     )
     events.hub.start()
+    events.gap_marker = asyncio.create_task(events.publisher.keep_marking_gaps())
     return events
 
 
@@ -191,6 +196,8 @@ async def open_stream(events: Events, request: StreamRequest) -> OpenStream:
         replayed = None
         if request.resume_from is not None:
             try:
+                if events.publisher.gaps:  # lost events of this process: marked first
+                    await events.publisher.mark_gaps()
                 replayed = await events.publisher.replay(request.company_id, request.resume_from)
             except REDIS_ERRORS as error:
                 raise Unavailable(f"live events are unavailable: {error!r}") from error
