@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -187,6 +188,16 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         BodySizeLimit, max_bytes=settings.max_body_bytes, uploads={UPLOAD_PATH: upload_limit}
     )
     app.add_middleware(HttpMetrics)
+    # Tokens travel in headers, never in cookies: any site may call the API (the widget
+    # is embedded on the companies' own sites), as Supabase's API allows.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["Retry-After", "WWW-Authenticate"],
+        max_age=600,
+    )
     install_error_handlers(app)
 
     @app.exception_handler(GoTrueError)

@@ -9,13 +9,17 @@ are limited per key and per session.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import HTMLResponse
 
 from syntera.agents.service import agent_by_public_key, public_key_digest
 from syntera.api.sse import EventStreamResponse
@@ -40,7 +44,7 @@ from syntera.conversations.schemas import (
     WidgetSession,
 )
 from syntera.db.redis import tenant_key
-from syntera.errors import Forbidden, NotFound, Unauthorized
+from syntera.errors import Forbidden, NotFound, Unauthorized, field_error
 from syntera.events.routes import (
     STREAM_RESPONSES,
     LastEventIdHeader,
@@ -320,4 +324,48 @@ def _visitor_recheck(
     return recheck
 
 
-routers = [public]
+assets = APIRouter(tags=["widget"])
+
+WIDGET_SCRIPT = resources.files("syntera.widget") / "static" / "widget.js"
+PUBLIC_KEY_FORM = re.compile(r"^pub_key_[A-Za-z0-9_-]{8,100}$")
+DEMO_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Syntera widget demo</title>
+<style>
+body{{font:16px system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
+</style>
+</head>
+<body>
+<h1>Widget demo</h1>
+<p>This page embeds the chat widget of one agent, as a company's site would:</p>
+<pre>&lt;script src="{origin}/widget.js" data-key="{key}"&gt;&lt;/script&gt;</pre>
+<p>Open the bubble at the bottom right to chat.</p>
+<script src="/widget.js" data-key="{key}"></script>
+</body>
+</html>
+"""
+
+
+@assets.get("/widget.js", include_in_schema=False)
+async def widget_script() -> Response:
+    """The embeddable chat widget (plain JavaScript, shipped inside the package)."""
+    return Response(
+        WIDGET_SCRIPT.read_bytes(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@assets.get("/widget-demo", include_in_schema=False)
+async def widget_demo(request: Request, key: Annotated[str, Query(max_length=120)]) -> HTMLResponse:
+    """A page that embeds the widget of the agent whose public key is ``key``."""
+    if not PUBLIC_KEY_FORM.match(key):
+        raise field_error("key", "is not a widget key (pub_key_…)")
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    return HTMLResponse(DEMO_PAGE.format(key=html.escape(key), origin=html.escape(origin)))
+
+
+routers = [public, assets]
