@@ -24,6 +24,7 @@ from syntera.api.http_metrics import HttpMetrics
 from syntera.api.json_guard import JsonGuard
 from syntera.api.limits import BodySizeLimit
 from syntera.api.log_redaction import install_log_redaction
+from syntera.api.sse import StreamHandoff
 from syntera.api.state import Stores
 from syntera.auth.routes import GoTrueError
 from syntera.auth.routes import router as auth_router
@@ -188,6 +189,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         BodySizeLimit, max_bytes=settings.max_body_bytes, uploads={UPLOAD_PATH: upload_limit}
     )
     app.add_middleware(HttpMetrics)
+    app.add_middleware(StreamHandoff)
     # Tokens travel in headers, never in cookies: any site may call the API (the widget
     # is embedded on the companies' own sites), as Supabase's API allows.
     app.add_middleware(

@@ -48,14 +48,18 @@ def create_redis(settings: Settings, url: str) -> RedisClient:
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
         )
-    return aioredis.Redis.from_url(
+    # A burst beyond the pool waits (up to the timeout) for a connection to come back,
+    # rather than failing at once with "too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=64,
+        timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         retry_on_timeout=False,
         retry=Retry(NoBackoff(), 0),  # a retry would wait beyond the timeout
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _checked(parts: tuple[str, ...]) -> tuple[str, ...]:

@@ -22,7 +22,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,17 +255,18 @@ class Publisher:
                 start = "(" + _text(entries[-1][0])
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscriber:
     """One open stream's buffer in this process. The hub offers it every event of its
-    company; ``view`` says what this subscriber may receive of each (or None)."""
+    company; ``view`` says what this subscriber may receive of each (or None). Kept
+    small: a thousand idle streams must cost little."""
 
     company_id: UUID
     view: Callable[[Event], Event | None]
     capacity: int
-    buffer: deque[Event] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    buffer: list[Event] = field(default_factory=list)
     ended: str | None = None
+    _waiter: asyncio.Future[None] | None = None
 
     def offer(self, event: Event) -> None:
         """Never waits: a subscriber whose buffer is full is ended (it gets ``reset``), so
@@ -281,12 +281,34 @@ class Subscriber:
             self.end("behind")
             return
         self.buffer.append(seen)
-        self.wake.set()
+        self._wake()
 
     def end(self, reason: str) -> None:
         if self.ended is None:
             self.ended = reason
-        self.wake.set()
+        self._wake()
+
+    def take(self) -> list[Event]:
+        """What is buffered, oldest first (the buffer is emptied)."""
+        taken, self.buffer = self.buffer, []
+        return taken
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until something is buffered or the stream ended, at most ``timeout_s``."""
+        if self.buffer or self.ended is not None:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._waiter
+        except TimeoutError:
+            pass
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class Hub:

@@ -132,20 +132,31 @@ def member_recheck(request: Request, tx: TenantTransaction, conversation_id: str
     """Whether the caller still belongs to the company (and the conversation still is)."""
     pool = stores_of(request).postgres
     store = stores_of(request).conversations
+    memo = events_of(request).checks
     caller, company_id = tx.principal, tx.company_id
     named = service_membership(request) if caller.role == "service_role" else None
 
-    async def recheck() -> str | None:
+    async def membership_check() -> str | None:
         async with open_transaction(pool, caller) as (_, membership):
             if caller.role == "service_role":
                 membership = named
             if membership is None or membership.company_id != company_id:
                 return "you are no longer a member of this company"
-        if conversation_id is not None:
-            oid = service.object_id(conversation_id, "Conversation")
-            if await store.get_conversation(company_id, oid) is None:
-                return "the conversation no longer exists"
         return None
+
+    async def conversation_check() -> str | None:
+        assert conversation_id is not None
+        oid = service.object_id(conversation_id, "Conversation")
+        if await store.get_conversation(company_id, oid) is None:
+            return "the conversation no longer exists"
+        return None
+
+    async def recheck() -> str | None:
+        reason = await memo.answer(("member", caller.user_id, company_id), membership_check)
+        if reason is None and conversation_id is not None:
+            reason = await memo.answer(("conversation", company_id, conversation_id),
+                                       conversation_check)  # fmt: skip
+        return reason
 
     return recheck
 

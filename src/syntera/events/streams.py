@@ -10,10 +10,15 @@ and a periodic check that the caller may still read what it receives.
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
+
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from syntera.config import Settings
 from syntera.db.redis import REDIS_ERRORS, RedisClient, tenant_key
@@ -21,6 +26,8 @@ from syntera.errors import Unavailable
 from syntera.events.bus import Hub, Publisher, Retention, StreamSlots, Subscriber
 from syntera.events.model import Event, StreamPosition, control_frame
 from syntera.metrics import EVENT_STREAMS
+
+log = logging.getLogger(__name__)
 
 # Answers None while the caller may go on reading, else why the stream ends.
 Recheck = Callable[[], Awaitable[str | None]]
@@ -37,6 +44,26 @@ class StreamSettings:
     per_session: int
 
 
+class CheckMemo:
+    """Recent answers of access checks, shared by the streams of one process: the ten
+    streams a member has open cost one check, not ten."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._answers: dict[tuple[object, ...], tuple[float, str | None]] = {}
+
+    async def answer(self, key: tuple[object, ...], check: Recheck) -> str | None:
+        now = time.monotonic()
+        kept = self._answers.get(key)
+        if kept is not None and now - kept[0] < self.ttl_s:
+            return kept[1]
+        if len(self._answers) > 10_000:
+            self._answers.clear()
+        answer = await check()
+        self._answers[key] = (now, answer)
+        return answer
+
+
 @dataclass
 class Events:
     """What one API process holds for live events."""
@@ -46,6 +73,7 @@ class Events:
     slots: StreamSlots
     settings: StreamSettings
     retention: Retention
+    checks: CheckMemo
 
     gap_marker: asyncio.Task[None] | None = None
 
@@ -72,6 +100,7 @@ def create_events(settings: Settings, redis: RedisClient, redis_url: str) -> Eve
             per_session=settings.events_streams_per_widget_session,
         ),
         retention=retention,
+        checks=CheckMemo(settings.events_recheck_s / 2),
     )
     events.hub.start()
     events.gap_marker = asyncio.create_task(events.publisher.keep_marking_gaps())
@@ -135,17 +164,11 @@ class OpenStream:
         subscriber = self.subscriber
         now = time.monotonic()
         next_heartbeat = now + settings.heartbeat_s
-        next_check = now + settings.recheck_s
+        # Spread: streams opened together must not all check at the same moment.
+        next_check = now + settings.recheck_s * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
         while True:
-            timeout = max(0.0, min(next_heartbeat, next_check) - time.monotonic())
-            try:
-                async with asyncio.timeout(timeout):
-                    await subscriber.wake.wait()
-            except TimeoutError:
-                pass
-            subscriber.wake.clear()
-            while subscriber.buffer:
-                event = subscriber.buffer.popleft()
+            await subscriber.wait(max(0.0, min(next_heartbeat, next_check) - time.monotonic()))
+            for event in subscriber.take():
                 if event.position is not None:
                     if last is not None and event.position <= last:
                         continue  # already replayed
@@ -173,8 +196,11 @@ class OpenStream:
             return "the access token has expired"
         try:
             return await self.request.recheck()
-        except REDIS_ERRORS:
-            return "the stream's access cannot be checked"
+        except (*REDIS_ERRORS, psycopg.Error, PoolTimeout) as error:
+            # A busy or unreachable store: checked again at the next interval (an expired
+            # token still ends the stream, by its deadline above).
+            log.warning("event stream access not checked: %r", error)
+            return None
 
     async def close(self) -> None:
         """Leave the hub and free the slot (idempotent)."""

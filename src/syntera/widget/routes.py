@@ -43,6 +43,7 @@ from syntera.conversations.schemas import (
     WidgetMessage,
     WidgetSession,
 )
+from syntera.db.postgres import transaction_as
 from syntera.db.redis import tenant_key
 from syntera.errors import Forbidden, NotFound, Unauthorized, field_error
 from syntera.events.routes import (
@@ -54,7 +55,7 @@ from syntera.events.routes import (
 )
 from syntera.events.streams import Recheck, StreamRequest, company_scope, open_stream
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
-from syntera.tenancy import TenantTransaction
+from syntera.tenancy import Principal, TenantTransaction
 from syntera.widget.sessions import SessionStore, unauthorized
 
 public = APIRouter(prefix="/v1/public/conversations", tags=["widget"])
@@ -305,17 +306,28 @@ def _visitor_recheck(
     """Whether the session is still live, the agent still enabled and the chat still
     there (the key is looked up without the cache: a disabled agent ends its streams)."""
     store = stores_of(request).conversations
+    pool = stores_of(request).postgres
+    sessions, key_digest = visitor.sessions, visitor.key_digest
+    memo = events_of(request).checks
     company_id, agent_id = visitor.company_id, visitor.agent_id
 
     async def recheck() -> str | None:
         try:
-            await visitor.sessions.check(company_id, agent_id, token, conversation_id)
+            await sessions.check(company_id, agent_id, token, conversation_id)
         except (Unauthorized, NotFound):
             return "the widget session has ended"
-        async with system_transaction(request) as conn:
-            agent = await agent_by_public_key(conn, None, visitor.key_digest)
+        return await memo.answer(("agent", key_digest), agent_check) or await memo.answer(
+            ("conversation", company_id, conversation_id), conversation_check
+        )
+
+    async def agent_check() -> str | None:
+        async with transaction_as(pool, Principal.service()) as conn:
+            agent = await agent_by_public_key(conn, None, key_digest)
         if agent is None or not agent["enabled"]:
             return "the agent is no longer available"
+        return None
+
+    async def conversation_check() -> str | None:
         oid = service.object_id(conversation_id, "Conversation")
         if await store.get_conversation(company_id, oid) is None:
             return "the conversation no longer exists"
