@@ -127,6 +127,24 @@ def workflow_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def realtime_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    delivery = {row[0]: row for row in results["realtime_delivery"]["rows"]}
+    capacity = {row[0]: row for row in results["realtime_capacity"]["rows"]}
+    steady = next(row for name, row in delivery.items() if name.startswith("Syntera SSE, steady"))
+    anchor = delivery["anchor: bare Redis Pub/Sub, same fan-out and rate"]
+    conditions = results["realtime_delivery"]["conditions"].split(";")[1].split(",")[0].strip()
+    return [
+        [f"live event delivery, publication to subscriber, {steady[1]} msg/s",
+         conditions, steady[3], f"{steady[4]} / {steady[5]}",
+         f"p99 {steady[9]} of bare Redis Pub/Sub ({anchor[5]} ms); Supabase Realtime p99 213; "
+         f"lost {steady[8]}"],
+        ["live events: most msg/s with p99 under 100 ms", "", "", "",
+         capacity["most msg/s with p99 under 100 ms and 0 lost"][1]],
+        ["memory per idle event stream (KiB)", "", "", "",
+         f"{capacity['memory per idle stream (KiB)'][1]} (goal <= 20)"],
+    ]  # fmt: skip
+
+
 def plan(full: bool) -> list[Step]:
     sizes = [10_000, 100_000, 1_000_000] if full else [10_000, 100_000]
     steps = [
@@ -151,6 +169,11 @@ def plan(full: bool) -> list[Step]:
              ["mixed_workload"], mixed_rows),
         Step("bench.workflows", ["--events", "2000" if full else "300"],
              ["workflow_throughput"], workflow_rows),
+        Step("bench.realtime", ["--subscribers", "1000" if full else "300",
+                                "--companies", "100" if full else "30",
+                                "--duration", "20" if full else "5",
+                                "--step-duration", "6" if full else "3"],
+             ["realtime_delivery", "realtime_capacity"], realtime_rows),
     ]  # fmt: skip
     return steps
 

@@ -99,10 +99,12 @@ def start_server(
     # No model loading in the background while the clock runs (a search loads it).
     env.update(SYNTERA_KB_PRELOAD_MODEL="false")
     env.update(settings or {})
+    # The server's own output, for when a run goes wrong.
+    log = (data_dir / "server.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "syntera", "serve", "--workers", str(workers),
          "--port", str(port), "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
