@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -179,6 +180,20 @@ class Sent:
     answered: float
 
 
+async def paced(
+    rate: float, duration_s: float, start: Callable[[int], Coroutine[Any, Any, None]]
+) -> None:
+    """Start ``start(i)`` at a steady ``rate`` for ``duration_s``, then wait for all."""
+    tasks = []
+    begin = time.monotonic()
+    for i in range(int(rate * duration_s)):
+        delay = begin + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(start(i)))
+    await asyncio.gather(*tasks)
+
+
 class RawClient:
     """Keep-alive HTTP/1.1 connections over raw asyncio streams: the poster must not be
     the bottleneck (httpx costs about a millisecond of CPU per request)."""
@@ -233,15 +248,7 @@ async def post_messages(
             raise RuntimeError(f"{status} {answer[:300]!r}")
         sent[orjson.loads(answer)["id"]] = Sent(started, answered)
 
-    tasks = []
-    count = int(rate * duration_s)
-    begin = time.monotonic()
-    for i in range(count):
-        delay = begin + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(*targets[i % len(targets)])))
-    await asyncio.gather(*tasks)
+    await paced(rate, duration_s, lambda i: one(*targets[i % len(targets)]))
     for _, writer in idle:
         writer.close()
     return sent
@@ -260,15 +267,7 @@ async def publish_raw(
         await client.publish(channel, f"{message_id} {started}")
         sent[message_id] = Sent(started, time.time())
 
-    tasks = []
-    count = int(rate * duration_s)
-    begin = time.monotonic()
-    for i in range(count):
-        delay = begin + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(channels[i % len(channels)])))
-    await asyncio.gather(*tasks)
+    await paced(rate, duration_s, lambda i: one(channels[i % len(channels)]))
     await client.aclose()
     return sent
 

@@ -449,3 +449,31 @@ async def test_integers_mongodb_cannot_store_are_a_422(
         json={"agent_id": str(tenant.rows["agent_configs"]), "metadata": {"n": 2**64}},
     )  # fmt: skip
     assert response.status_code == 422, response.text
+
+
+async def test_a_message_in_the_seeds_shape_takes_its_role_from_the_sender(
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
+) -> None:
+    conversation = await start(client, headers, tenant)
+    url = f"/v1/conversations/{conversation['id']}/messages"
+    for sender, role in (("user", "user"), ("agent", "assistant"), ("system", "system")):
+        seed_shaped = {"sender_type": sender, "content": "hi", "message_type": "text"}
+        posted = await client.post(url, headers=headers, json=seed_shaped)
+        assert posted.status_code == 201, posted.text
+        assert posted.json()["role"] == role
+    explicit = {"sender_type": "agent", "role": "system", "content": "note"}
+    assert (await client.post(url, headers=headers, json=explicit)).json()["role"] == "system"
+    unknown = await client.post(url, headers=headers, json={"sender_type": "bot", "content": "x"})
+    assert unknown.status_code == 422
+    assert "sender_type" in unknown.text
+
+
+async def test_conversation_statistics_default_to_the_last_30_days(
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
+) -> None:
+    await start(client, headers, tenant)
+    answer = await client.get("/v1/analytics/conversations", headers=headers)
+    assert answer.status_code == 200, answer.text
+    since = datetime.fromisoformat(answer.json()["since"])
+    assert abs((datetime.now(UTC) - since) - timedelta(days=30)) < timedelta(minutes=5)
+    assert sum(group["conversations"] for group in answer.json()["groups"]) >= 1

@@ -7,11 +7,14 @@ import logging
 
 import httpx
 import pytest
+from bson import ObjectId
 
 from syntera.api.app import create_app
 from syntera.api.log_redaction import redact
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
+from syntera.conversations.store import scoped
+from syntera.db.mongo import create_mongo_client
 from syntera.embedded import StackUrls
 from tests.api_fixtures import AuthHeaders, serving
 from tests.events.test_member_streams import start
@@ -258,3 +261,34 @@ def test_redaction_keeps_the_rest_of_the_query() -> None:
     )
     assert redact("/e?session=s1&key=pub_key_2") == "/e?session=[redacted]&key=[redacted]"
     assert redact("/v1/contacts?search=monkey=1") == "/v1/contacts?search=monkey=1"
+
+
+async def test_a_deleted_conversation_ends_its_streams(
+    http: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    settings: Settings,
+    api_urls: StackUrls,
+) -> None:
+    """As erasing a contact will: the conversation's document goes from MongoDB."""
+    chat = await chat_of(http, auth, tenant)
+    conversation = conversation_of(chat)
+    mongo = create_mongo_client(settings, api_urls.mongodb_uri)
+    try:
+        async with (
+            subscribe(http, f"{chat.url}/events", headers=chat.session) as visitor,
+            subscribe(
+                http, "/v1/events", headers=auth(tenant.member),
+                params={"conversation_id": conversation},
+            ) as member,
+        ):  # fmt: skip
+            deleted = await mongo[settings.mongodb_db]["conversations"].delete_one(
+                scoped(tenant.company_id, _id=ObjectId(conversation))
+            )
+            assert deleted.deleted_count == 1
+            for stream in (visitor, member):
+                ended = await stream.until_end(within=6)
+                assert [event.event for event in ended] == ["end"]
+                assert "conversation" in ended[0].data["reason"]
+    finally:
+        await mongo.close()

@@ -135,3 +135,18 @@ async def test_no_credential_is_401_and_the_service_key_needs_a_company(
         await start(http, auth(tenant.member), tenant.rows["agent_configs"])
         event = await stream.next()
     assert event.event == "conversation.started"
+
+
+async def test_threads_opened_or_renamed_update_the_conversation(
+    http: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    member = auth(tenant.member)
+    conversation = await start(http, member, tenant.rows["agent_configs"])
+    url = f"/v1/conversations/{conversation['id']}/threads"
+    async with subscribe(http, "/v1/events", headers=member) as stream:
+        thread = (await http.post(url, headers=member, json={"title": "Billing"})).json()
+        await http.patch(f"{url}/{thread['id']}", headers=member, json={"title": "Refund"})
+        opened, renamed = await stream.events(2)
+    assert opened.event == renamed.event == "conversation.updated"
+    assert [t["title"] for t in opened.data["data"]["threads"]] == ["Billing"]
+    assert [t["title"] for t in renamed.data["data"]["threads"]] == ["Refund"]

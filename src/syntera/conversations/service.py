@@ -353,6 +353,7 @@ async def add_thread(
     thread = await store.add_thread(tx.company_id, conversation["_id"], title)
     if thread is None:
         raise not_found("Conversation")
+    await publish_header(tx, store, conversation["_id"])
     return Thread.model_validate(thread)
 
 
@@ -368,7 +369,17 @@ async def rename_thread(
     thread = await store.rename_thread(tx.company_id, conversation["_id"], thread_id, title)
     if thread is None:
         raise not_found("Thread")
+    await publish_header(tx, store, conversation["_id"])
     return Thread.model_validate(thread)
+
+
+async def publish_header(tx: TenantTransaction, store: ConversationStore, oid: ObjectId) -> None:
+    """``conversation.updated`` with the header as it now is (its threads changed)."""
+    if tx.events is None:
+        return
+    current = await store.get_conversation(tx.company_id, oid)
+    if current is not None:
+        publish(tx, "conversation.updated", conversation_out(current))
 
 
 async def react(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 import orjson
@@ -30,16 +30,7 @@ EventType = Literal[
     "message.read",
     "typing",
 ]
-EVENT_TYPES: tuple[EventType, ...] = (
-    "conversation.started",
-    "conversation.updated",
-    "conversation.ended",
-    "conversation.archived",
-    "message.created",
-    "message.reaction",
-    "message.read",
-    "typing",
-)
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 # What a visitor in the widget may receive about their own chat: the messages (as the
 # widget's REST API returns them), typing, and that the chat has ended. Not
