@@ -227,7 +227,9 @@ async def post_messages(
     up to 64 keep-alive connections."""
     host, port = base_url.removeprefix("http://").split(":")
     client = RawClient(host, int(port))
-    idle = [await client.connect() for _ in range(64)]
+    # (connection, when last used): uvicorn closes a keep-alive connection idle for 5 s,
+    # so one idle for 3 s is replaced before use rather than found closed.
+    idle = [(await client.connect(), time.monotonic()) for _ in range(64)]
     sent: dict[str, Sent] = {}
     body = orjson.dumps({"sender_type": "user", "content": "Is this in stock?"})
     waiting = asyncio.Condition()
@@ -235,21 +237,24 @@ async def post_messages(
     async def one(token: str, conversation_id: str) -> None:
         async with waiting:
             await waiting.wait_for(lambda: bool(idle))
-            stream = idle.pop()
+            stream, used = idle.pop()
+        if time.monotonic() - used > 3:
+            stream[1].close()
+            stream = await client.connect()
         started = time.time()
         status, answer = await client.post(
             stream, f"/v1/conversations/{conversation_id}/messages", token, body
         )
         answered = time.time()
         async with waiting:
-            idle.append(stream)
+            idle.append((stream, time.monotonic()))
             waiting.notify()
         if status != 201:
             raise RuntimeError(f"{status} {answer[:300]!r}")
         sent[orjson.loads(answer)["id"]] = Sent(started, answered)
 
     await paced(rate, duration_s, lambda i: one(*targets[i % len(targets)]))
-    for _, writer in idle:
+    for (_, writer), _ in idle:
         writer.close()
     return sent
 

@@ -46,22 +46,32 @@ class StreamSettings:
 
 class CheckMemo:
     """Recent answers of access checks, shared by the streams of one process: the ten
-    streams a member has open cost one check, not ten."""
+    streams a member has open cost one check, not ten, and streams that check at the
+    same moment wait for one check in flight rather than each running their own."""
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._answers: dict[tuple[object, ...], tuple[float, str | None]] = {}
+        self._running: dict[tuple[object, ...], asyncio.Task[str | None]] = {}
 
     async def answer(self, key: tuple[object, ...], check: Recheck) -> str | None:
-        now = time.monotonic()
         kept = self._answers.get(key)
-        if kept is not None and now - kept[0] < self.ttl_s:
+        if kept is not None and time.monotonic() - kept[0] < self.ttl_s:
             return kept[1]
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(check())
+            self._running[key] = running
+            running.add_done_callback(lambda done: self._keep(key, done))
+        return await asyncio.shield(running)
+
+    def _keep(self, key: tuple[object, ...], done: asyncio.Task[str | None]) -> None:
+        self._running.pop(key, None)
+        if done.cancelled() or done.exception() is not None:
+            return
         if len(self._answers) > 10_000:
             self._answers.clear()
-        answer = await check()
-        self._answers[key] = (now, answer)
-        return answer
+        self._answers[key] = (time.monotonic(), done.result())
 
 
 @dataclass
