@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=60, ge=1, description="Typing signals per sender per conversation."
     )
 
+    purge_worker_enabled: bool = Field(
+        default=True,
+        description="Each API process removes deleted companies' data from the other stores.",
+    )
+
     # Live events (Server-Sent Events, fanned out through Redis).
     events_retention_s: float = Field(
         default=900, gt=0, description="How long an event can still be resumed from."

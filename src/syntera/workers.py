@@ -25,6 +25,8 @@ from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.processing import DocumentWorker
+from syntera.purges.worker import CHANNEL as PURGES_CHANNEL
+from syntera.purges.worker import PurgeWorker
 from syntera.workflows.engine import CHANNEL, WorkflowWorker
 
 log = logging.getLogger(__name__)
@@ -87,11 +89,17 @@ async def run_workers(
     *,
     documents: int,
     workflows: int,
+    purger: PurgeWorker | None = None,
 ) -> None:
     """Run ``documents`` document workers and ``workflows`` workflow runners (none for
-    a count of 0) until ``stop`` is set; work in flight is left under its lease."""
+    a count of 0), and ``purger`` when given, until ``stop`` is set; work in flight is
+    left under its lease."""
     async with httpx.AsyncClient(follow_redirects=False) as http:
         jobs: list[Coroutine[Any, Any, None]] = []
+        if purger is not None:
+            purge_wake = asyncio.Event()
+            jobs.append(listen(listen_url, PURGES_CHANNEL, purge_wake, stop))
+            jobs.append(poll("purge", purger.run_once, stop, settings.kb_poll_s, purge_wake))
         if documents:
             document_worker = DocumentWorker(pool, kb)
             jobs += [

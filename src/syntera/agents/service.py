@@ -59,6 +59,16 @@ def _public_key_generation(digest: str) -> str:
     return global_key("agent-by-key", digest, "generation")
 
 
+def public_key_cache_keys(digest: str) -> tuple[str, str]:
+    """The Redis keys that cache a widget key's agent (for a purge to remove)."""
+    return _public_key_entry(digest), _public_key_generation(digest)
+
+
+def invalidate_public_key(tx: TenantTransaction, digest: str) -> None:
+    """After a widget key's agent went: the key's cached agent is stale at the commit."""
+    tx.invalidate_after_commit(_public_key_generation(digest))
+
+
 def invalidate_agent(tx: TenantTransaction, row: Row) -> None:
     """After an agent's row changed or went: its cached values are stale."""
     keys = [_agent_generation(tx.company_id, row["id"])]

@@ -50,6 +50,7 @@ from syntera.kb.routes import routers as knowledge_base
 from syntera.metrics import watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
 from syntera.ops.routes import routers as admin
+from syntera.purges.worker import PurgeWorker
 from syntera.ratelimit import Limiters
 from syntera.widget.routes import routers as widget
 from syntera.workers import listen_url, run_workers
@@ -144,12 +145,15 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         stop_workers = asyncio.Event()
         documents = settings.kb_worker_concurrency if settings.kb_worker_enabled else 0
         workflows = settings.workflow_worker_concurrency if settings.workflow_worker_enabled else 0
+        purger = None
+        if settings.purge_worker_enabled:
+            purger = PurgeWorker(pool, app.state.stores.conversations, app.state.kb, cache)
         background = None
-        if documents or workflows:
+        if documents or workflows or purger:
             background = asyncio.create_task(
                 run_workers(
                     pool, listen_url(settings, urls), settings, app.state.kb, stop_workers,
-                    documents=documents, workflows=workflows,
+                    documents=documents, workflows=workflows, purger=purger,
                 )
             )  # fmt: skip
         try:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from typing import Annotated
+from uuid import UUID
 
+import psycopg
 import typer
+from psycopg.rows import dict_row
+from rich.table import Table
 
 from syntera.cli.common import (
     DataDirOption,
@@ -17,6 +21,7 @@ from syntera.cli.common import (
     settings_for,
 )
 from syntera.ops.retention import purge_archived_conversations, purge_events
+from syntera.purges.worker import COMPANY_STEPS, LIST, SEND_BACK
 
 maintenance_app = typer.Typer(help="Periodic maintenance.", no_args_is_help=True)
 
@@ -62,3 +67,51 @@ def retention(
             f"conversations archived over {archived_days} days: {conversations:,} purged "
             f"with {messages:,} messages, in {len(purged)} companies"
         )
+
+
+PURGE_STATUSES = ("pending", "running", "failed")
+
+
+@maintenance_app.command("purges")
+def purges(
+    retry: Annotated[
+        str | None, typer.Option("--retry", help="Send a failed purge (its id) back.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Completed purges too.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The purges of deleted companies: pending, running and failed (with --all,
+    completed too), each with the stores it has finished and what it removed there."""
+    settings = settings_for(data_dir)
+    url = owner_database_url(settings)
+    if retry is not None:
+        try:
+            purge_id = UUID(retry)
+        except ValueError:
+            errors.print(f"[red]--retry: {retry!r} is not a purge id (a UUID)[/red]")
+            raise typer.Exit(2) from None
+        with psycopg.connect(url) as conn:
+            sent = conn.execute(SEND_BACK, {"id": purge_id}).fetchone() is not None
+        if not sent:
+            errors.print(f"[red]no failed purge {purge_id}[/red]")
+            raise typer.Exit(1)
+        console.print(f"purge {purge_id} is pending again; a worker takes it next")
+        return
+    statuses = (*PURGE_STATUSES, "completed") if all_ else PURGE_STATUSES
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        rows = conn.execute(LIST, {"statuses": list(statuses), "limit": 1000}).fetchall()
+    if not rows:
+        console.print("no purges" + ("" if all_ else " pending, running or failed"))
+        return
+    table = Table("purge", "company", "status", "attempts", "done", "created", "error")
+    for row in rows:
+        done = ", ".join(
+            f"{step} ({', '.join(f'{k} {v:,}' for k, v in counts.items())})"
+            for step, counts in row["steps"].items()
+        )
+        total = f"{len(row['steps'])}/{len(COMPANY_STEPS)}: {done}" if done else "0/4"
+        table.add_row(
+            str(row["id"]), str(row["company_id"]), row["status"], str(row["attempts"]), total,
+            f"{row['created_at']:%Y-%m-%d %H:%M:%S}", (row["last_error"] or "")[:80],
+        )  # fmt: skip
+    console.print(table)

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from psycopg import sql
 
+from syntera.agents.service import invalidate_public_key
 from syntera.companies import schemas
 from syntera.companies.schemas import (
     Company,
@@ -45,6 +46,10 @@ RENAME_COMPANY = sql.SQL(
 ).format(columns=COMPANY_COLUMNS)
 
 DELETE_COMPANY = "DELETE FROM public.companies WHERE id = %(id)s"
+KEY_DIGESTS = """
+SELECT public_api_key FROM public.agent_configs
+WHERE company_id = %(id)s AND public_api_key IS NOT NULL
+"""
 
 REMOVE_MEMBER = "SELECT public.remove_team_member(%(id)s)"
 
@@ -79,9 +84,14 @@ async def delete_company(tx: TenantTransaction) -> None:
     """Delete the company and, by cascade, all its data (owner only)."""
     if tx.membership is None or tx.membership.role != "owner":
         raise Forbidden("only the company's owner may delete it")
+    digests = await (await tx.conn.execute(KEY_DIGESTS, {"id": tx.company_id})).fetchall()
     cursor = await tx.conn.execute(DELETE_COMPANY, {"id": tx.company_id})
     if cursor.rowcount != 1:
         raise not_found("Company")
+    # Its widget keys stop working at the commit, not when their cached agent expires;
+    # the rest of its data outside PostgreSQL goes with the purge the delete recorded.
+    for row in digests:
+        invalidate_public_key(tx, row["public_api_key"])
 
 
 def invited_by_caller(tx: TenantTransaction) -> dict[str, Any]:

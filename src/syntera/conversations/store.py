@@ -142,6 +142,14 @@ class ConversationStore:
         self._conversations = db[CONVERSATIONS]
         self._messages = db[MESSAGES]
 
+    async def purge_company(self, company_id: UUID) -> tuple[int, int]:
+        """Delete every conversation and message of a (deleted) company: (conversations,
+        messages) removed. Messages first, so a purge interrupted between the two leaves
+        no message whose conversation is gone."""
+        messages = await self._messages.delete_many(scoped(company_id))
+        conversations = await self._conversations.delete_many(scoped(company_id))
+        return conversations.deleted_count, messages.deleted_count
+
     # Conversations -----------------------------------------------------------------------
 
     async def start(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
@@ -24,6 +25,9 @@ class FileStorage(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str) -> bytes: ...
     async def delete(self, key: str) -> None: ...
+    async def delete_company(self, company_id: UUID) -> int:
+        """Remove every file of the company (keys start with its id); how many."""
+        ...
 
 
 class LocalStorage:
@@ -63,6 +67,17 @@ class LocalStorage:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)
 
+    def _delete_company(self, company_id: UUID) -> int:
+        folder = self._path(str(company_id))
+        if not folder.exists():
+            return 0
+        files = sum(1 for path in folder.rglob("*") if path.is_file())
+        shutil.rmtree(folder)
+        return files
+
+    async def delete_company(self, company_id: UUID) -> int:
+        return await asyncio.to_thread(self._delete_company, company_id)
+
 
 class S3Storage:
     """An S3-compatible bucket through boto3 (its calls run in a thread)."""
@@ -91,6 +106,21 @@ class S3Storage:
         await asyncio.to_thread(
             self.client.delete_object, Bucket=self.bucket, Key=self.prefix + key
         )
+
+    async def delete_company(self, company_id: UUID) -> int:
+        def delete() -> int:
+            removed = 0
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}{company_id}/"
+            )
+            for page in pages:
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:  # at most 1,000 per page, as delete_objects takes
+                    self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+                    removed += len(keys)
+            return removed
+
+        return await asyncio.to_thread(delete)
 
 
 def storage_from(settings: Settings) -> FileStorage:

@@ -66,6 +66,11 @@ class VectorStore(Protocol):
         self, conn: TenantConnection, company_id: UUID, document_id: UUID
     ) -> None: ...
 
+    async def delete_company(self, company_id: UUID) -> int:
+        """Remove every vector of a deleted company (outside its PostgreSQL rows); how
+        many went, when the store says (else 0)."""
+        ...
+
     async def search(
         self,
         conn: TenantConnection,
@@ -194,6 +199,9 @@ class PgVectorStore:
             (company_id, document_id),
         )
 
+    async def delete_company(self, company_id: UUID) -> int:
+        return 0  # the chunks are PostgreSQL rows: the company's delete cascaded to them
+
     async def search(
         self,
         conn: TenantConnection,
@@ -269,6 +277,18 @@ class PineconeStore:
             )
             confirmed += int(answer.upserted_count)
         return confirmed
+
+    async def delete_company(self, company_id: UUID) -> int:
+        namespace = self.namespace(company_id)
+
+        def delete() -> int:
+            stats = self.index.describe_index_stats()
+            held = stats.get("namespaces", {}).get(namespace, {}).get("vector_count", 0)
+            if held:
+                self.index.delete(delete_all=True, namespace=namespace)
+            return int(held)
+
+        return await asyncio.to_thread(delete)
 
     async def delete_document(
         self, conn: TenantConnection, company_id: UUID, document_id: UUID

@@ -1,0 +1,1 @@
+"""Purges: removing a deleted company from every store outside PostgreSQL."""
