@@ -50,6 +50,7 @@ from syntera.kb.routes import routers as knowledge_base
 from syntera.metrics import watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
 from syntera.ops.routes import routers as admin
+from syntera.purges.routes import routers as purges
 from syntera.purges.worker import PurgeWorker
 from syntera.ratelimit import Limiters
 from syntera.widget.routes import routers as widget
@@ -105,7 +106,7 @@ def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
     return [
         *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics,
-        *conversations, *events, *widget, *knowledge_base, *admin,
+        *conversations, *events, *widget, *knowledge_base, *purges, *admin,
     ]  # fmt: skip
 
 

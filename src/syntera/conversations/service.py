@@ -133,6 +133,15 @@ def _newest_page_entry(company_id: UUID, conversation_id: ObjectId) -> str:
     return tenant_key(company_id, CACHE_VERSION, "messages", str(conversation_id), "newest")
 
 
+def conversation_cache_keys(company_id: UUID, conversation_id: ObjectId) -> list[str]:
+    """Every Redis key caching the conversation (for an erasure to remove)."""
+    return [
+        _header_entry(company_id, conversation_id),
+        _newest_page_entry(company_id, conversation_id),
+        *(_generation(company_id, conversation_id, part) for part in (HEADER, MESSAGES)),
+    ]
+
+
 def invalidate_cached(tx: TenantTransaction, conversation_id: ObjectId, *parts: str) -> None:
     """These parts (HEADER, MESSAGES) of the conversation changed: their cached copies
     are stale once the transaction commits."""

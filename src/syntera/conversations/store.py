@@ -150,6 +150,24 @@ class ConversationStore:
         conversations = await self._conversations.delete_many(scoped(company_id))
         return conversations.deleted_count, messages.deleted_count
 
+    async def purge_contact(self, company_id: UUID, contact_id: UUID) -> tuple[list[ObjectId], int]:
+        """Delete an erased contact's conversations and their messages: the ids of the
+        conversations deleted (so that their cached copies go too) and the messages
+        deleted. Messages first, as for a company."""
+        ids = [
+            document["_id"]
+            async for document in self._conversations.find(
+                scoped(company_id, contact_id=str(contact_id)), {"_id": 1}
+            )
+        ]
+        if not ids:
+            return [], 0
+        messages = await self._messages.delete_many(
+            scoped(company_id, conversation_id={"$in": [str(oid) for oid in ids]})
+        )
+        await self._conversations.delete_many(scoped(company_id, _id={"$in": ids}))
+        return ids, messages.deleted_count
+
     # Conversations -----------------------------------------------------------------------
 
     async def start(

@@ -43,8 +43,9 @@ DISTRIBUTED_TABLES = (
     "public.workflow_events",
 )
 
-# On the coordinator only: the migrations ledger.
-LOCAL_TABLES = ("syntera.schema_migrations",)
+# On the coordinator only: the migrations ledger, and the purge queue (claimed across
+# companies, and about companies whose rows are gone).
+LOCAL_TABLES = ("syntera.schema_migrations", "syntera.purges")
 
 CITUS_DOCS = {
     "distributed tables": "https://docs.citusdata.com/en/stable/develop/api_udf.html#create-distributed-table",

@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.agents.service import public_key_cache_keys
+from syntera.conversations.service import conversation_cache_keys
 from syntera.conversations.store import ConversationStore
 from syntera.db.leases import LeaseLost, lock_leased
 from syntera.db.postgres import TenantConnection, system_transaction
@@ -47,7 +48,8 @@ WHERE p.id = (
   LIMIT 1
   FOR UPDATE SKIP LOCKED
 )
-RETURNING p.id, p.kind, p.company_id, p.key_digests, p.steps, p.attempts, p.lease_token
+RETURNING p.id, p.kind, p.company_id, p.contact_id, p.key_digests, p.steps, p.attempts,
+          p.lease_token
 """
 
 LOCK_LEASED = """
@@ -100,8 +102,12 @@ WHERE id = %(id)s AND status = 'failed'
 RETURNING id
 """
 
-# The stores a company purge goes through, in order (the names of its steps).
+# The stores a purge goes through, in order (the names of its steps). A contact's
+# PostgreSQL rows went in the erasing transaction (its "postgres" step is recorded then);
+# MongoDB holds their conversations, and the step also drops those conversations' caches.
 COMPANY_STEPS = ("mongodb", "files", "vectors", "redis")
+CONTACT_STEPS = ("conversations",)
+STEPS = {"company": COMPANY_STEPS, "contact": CONTACT_STEPS}
 
 Step = Callable[["Claim"], Awaitable[dict[str, int]]]
 
@@ -111,6 +117,7 @@ class Claim:
     id: UUID
     kind: str
     company_id: UUID
+    contact_id: UUID | None
     key_digests: list[str]
     steps: dict[str, Any]
     attempts: int
@@ -136,6 +143,7 @@ class PurgeWorker:
             "files": self._files,
             "vectors": self._vectors,
             "redis": self._redis,
+            "conversations": self._contact_conversations,
         }
 
     async def run_once(self) -> bool:
@@ -153,14 +161,14 @@ class PurgeWorker:
 
     async def carry_out(self, claim: Claim) -> None:
         try:
-            for name in COMPANY_STEPS:
+            for name in STEPS[claim.kind]:
                 if name in claim.steps:
                     continue  # done by an earlier attempt
                 counts = await self.steps[name](claim)
                 await self._record(claim, STEP_DONE, step=name, counts=Jsonb(counts),
                                    lease_s=LEASE_S)  # fmt: skip
             await self._record(claim, COMPLETE)
-            log.info("purge %s of company %s completed", claim.id, claim.company_id)
+            log.info("purge %s (%s of %s) completed", claim.id, claim.kind, claim.company_id)
         except LeaseLost:
             log.warning("purge %s: lease lost, another worker has it", claim.id)
         except Exception as error:
@@ -186,6 +194,14 @@ class PurgeWorker:
     async def _mongodb(self, claim: Claim) -> dict[str, int]:
         conversations, messages = await self.conversations.purge_company(claim.company_id)
         return {"conversations": conversations, "messages": messages}
+
+    async def _contact_conversations(self, claim: Claim) -> dict[str, int]:
+        assert claim.contact_id is not None
+        ids, messages = await self.conversations.purge_contact(claim.company_id, claim.contact_id)
+        keys = [key for oid in ids for key in conversation_cache_keys(claim.company_id, oid)]
+        if keys:  # one company: one hash tag, one call
+            await self.redis.unlink(*keys)
+        return {"conversations": len(ids), "messages": messages}
 
     async def _files(self, claim: Claim) -> dict[str, int]:
         return {"files": await self.kb.storage.delete_company(claim.company_id)}
