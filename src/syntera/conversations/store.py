@@ -12,6 +12,7 @@ PostgreSQL UUIDs as strings. Times are UTC, at MongoDB's millisecond precision.
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -167,6 +168,22 @@ class ConversationStore:
         )
         await self._conversations.delete_many(scoped(company_id, _id={"$in": ids}))
         return ids, messages.deleted_count
+
+    async def conversations_of_contact(
+        self, company_id: UUID, contact_id: UUID
+    ) -> AsyncIterator[Document]:
+        """A contact's conversations, oldest first (for an export)."""
+        cursor = self._conversations.find(scoped(company_id, contact_id=str(contact_id)))
+        async for document in cursor.sort([("started_at", 1), ("_id", 1)]):
+            yield document
+
+    async def all_messages(
+        self, company_id: UUID, conversation_id: ObjectId
+    ) -> AsyncIterator[Document]:
+        """Every message of a conversation, oldest first, read in batches (for an export)."""
+        cursor = self._messages.find(scoped(company_id, conversation_id=str(conversation_id)))
+        async for document in cursor.sort([("created_at", 1), ("_id", 1)]).batch_size(1000):
+            yield document
 
     # Conversations -----------------------------------------------------------------------
 
