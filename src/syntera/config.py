@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     )
     mongodb_uri: str | None = None
     mongodb_db: str = "syntera"
+    mongodb_write_concern: str = Field(
+        default="majority",
+        pattern=r"^(majority|[0-9])$",
+        description="MongoDB write concern `w`: majority (default), or a number of nodes.",
+    )
+    mongodb_journal: bool = Field(
+        default=True, description="MongoDB acknowledges writes once journaled (`j: true`)."
+    )
     # The seed's pool settings. No command is buffered while the server is away: an
     # operation fails once no server was selected within the timeout.
     mongodb_max_pool_size: int = Field(default=50, ge=1)

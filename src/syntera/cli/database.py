@@ -17,17 +17,25 @@ from syntera.cli.common import (
     errors,
     mongo_uri,
     owner_database_url,
+    resolve_urls,
     settings_for,
 )
 from syntera.config import Settings
 from syntera.db.migrations import MigrationError, migration_status
 from syntera.db.migrations import migrate as run_migrations
+from syntera.db.mongo import create_mongo_client
+from syntera.db.redis import create_redis
+from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ops.distribution import citus_plan, mongo_shard_plan
+from syntera.ops.orphans import Orphans, delete_orphans, find_orphans
 from syntera.ops.setup import mongo_index_states, prepare_mongo
 from syntera.ops.stats import explain_as_user, mongo_stats, postgres_stats
 from syntera.ops.stats_view import print_stats
 
-db_app = typer.Typer(help="Look inside the databases (read-only).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Look inside the databases (read-only, but for `orphans --delete`).",
+    no_args_is_help=True,
+)
 
 
 def migrate(
@@ -153,3 +161,46 @@ def shard_plan(data_dir: DataDirOption = None) -> None:
     (and an example zone for a large tenant). Prints only."""
     for line in mongo_shard_plan(settings_for(data_dir).mongodb_db):
         print(line)
+
+
+@db_app.command("orphans")
+def orphans(
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Remove them (what a purge would have).")
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """MongoDB documents, files, vectors and Redis keys whose company no longer exists
+    (left by deletions before purges existed, or by a purge that failed for good)."""
+    settings = settings_for(data_dir)
+    url = owner_database_url(settings)
+    urls = resolve_urls(settings, None)
+    with psycopg.connect(url) as conn:
+        existing = {row[0] for row in conn.execute("SELECT id FROM public.companies")}
+
+    async def run() -> Orphans:
+        mongo = create_mongo_client(settings, urls.mongodb_uri)
+        redis = create_redis(settings.model_copy(update={"redis_timeout_s": 10.0}), urls.redis_url)
+        kb = KnowledgeBase.from_settings(settings)
+        try:
+            database = mongo[settings.mongodb_db]
+            found = await find_orphans(existing, database, kb, redis)
+            if delete and found.companies:
+                await delete_orphans(found, database, kb, redis)
+            return found
+        finally:
+            await redis.aclose()
+            await mongo.close()
+
+    found = asyncio.run(run())
+    if not found.companies:
+        console.print("no orphans: every store holds only existing companies' data")
+        return
+    table = Table("store", "company (deleted)", "left")
+    for store, held in found.stores().items():
+        unit = {"mongodb": "documents", "files": "files", "vectors": "vectors", "redis": "keys"}
+        for company, count in sorted(held.items(), key=lambda item: str(item[0])):
+            table.add_row(store, str(company), f"{count:,} {unit[store]}")
+    console.print(table)
+    verb = "removed" if delete else "found (--delete removes them)"
+    console.print(f"{len(found.companies)} deleted companies' data {verb}")

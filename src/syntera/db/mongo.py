@@ -36,6 +36,12 @@ def create_mongo_client(settings: Settings, uri: str) -> MongoClient:
         tz_aware=True,
         appname="syntera",
         event_listeners=[MONGO_POOL],
+        # Acknowledged means durable: by default a write is acknowledged once a majority
+        # has it in its journal (on a single node: once it is journaled).
+        w=int(settings.mongodb_write_concern)
+        if settings.mongodb_write_concern.isdigit()
+        else settings.mongodb_write_concern,
+        journal=settings.mongodb_journal,
     )
 
 

@@ -29,6 +29,10 @@ class FileStorage(Protocol):
         """Remove every file of the company (keys start with its id); how many."""
         ...
 
+    async def companies(self) -> dict[UUID, int]:
+        """The companies holding files, with how many (for the orphans check)."""
+        ...
+
 
 class LocalStorage:
     """Files under one directory; written to a temporary name and renamed into place."""
@@ -78,6 +82,19 @@ class LocalStorage:
     async def delete_company(self, company_id: UUID) -> int:
         return await asyncio.to_thread(self._delete_company, company_id)
 
+    def _companies(self) -> dict[UUID, int]:
+        held: dict[UUID, int] = {}
+        if not self.root.exists():
+            return held
+        for folder in self.root.iterdir():
+            company = _company_of(folder.name)
+            if company is not None and folder.is_dir():
+                held[company] = sum(1 for path in folder.rglob("*") if path.is_file())
+        return held
+
+    async def companies(self) -> dict[UUID, int]:
+        return await asyncio.to_thread(self._companies)
+
 
 class S3Storage:
     """An S3-compatible bucket through boto3 (its calls run in a thread)."""
@@ -121,6 +138,28 @@ class S3Storage:
             return removed
 
         return await asyncio.to_thread(delete)
+
+    async def companies(self) -> dict[UUID, int]:
+        def count() -> dict[UUID, int]:
+            held: dict[UUID, int] = {}
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    company = _company_of(item["Key"][len(self.prefix) :].split("/", 1)[0])
+                    if company is not None:
+                        held[company] = held.get(company, 0) + 1
+            return held
+
+        return await asyncio.to_thread(count)
+
+
+def _company_of(name: str) -> UUID | None:
+    try:
+        return UUID(name)
+    except ValueError:
+        return None
 
 
 def storage_from(settings: Settings) -> FileStorage:

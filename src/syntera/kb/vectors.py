@@ -71,6 +71,10 @@ class VectorStore(Protocol):
         many went, when the store says (else 0)."""
         ...
 
+    async def companies(self) -> dict[UUID, int]:
+        """The companies holding vectors outside PostgreSQL, with how many."""
+        ...
+
     async def search(
         self,
         conn: TenantConnection,
@@ -202,6 +206,9 @@ class PgVectorStore:
     async def delete_company(self, company_id: UUID) -> int:
         return 0  # the chunks are PostgreSQL rows: the company's delete cascaded to them
 
+    async def companies(self) -> dict[UUID, int]:
+        return {}  # nothing outside PostgreSQL
+
     async def search(
         self,
         conn: TenantConnection,
@@ -277,6 +284,19 @@ class PineconeStore:
             )
             confirmed += int(answer.upserted_count)
         return confirmed
+
+    async def companies(self) -> dict[UUID, int]:
+        def count() -> dict[UUID, int]:
+            held: dict[UUID, int] = {}
+            for name, info in self.index.describe_index_stats().get("namespaces", {}).items():
+                if name.startswith("kb-"):
+                    try:
+                        held[UUID(name.removeprefix("kb-"))] = int(info.get("vector_count", 0))
+                    except ValueError:
+                        continue
+            return held
+
+        return await asyncio.to_thread(count)
 
     async def delete_company(self, company_id: UUID) -> int:
         namespace = self.namespace(company_id)
