@@ -42,7 +42,7 @@ async def find_orphans(
 ) -> Orphans:
     """What the stores hold for companies not in ``existing``."""
     found = Orphans()
-    for name in await database.list_collection_names():
+    for name in await _collections(database):
         collection = database[name]
         for value in await collection.distinct("company_id"):
             company = _uuid(value)
@@ -64,7 +64,7 @@ async def delete_orphans(
 ) -> None:
     """Remove what ``find_orphans`` found."""
     for company in found.mongodb:
-        for name in await database.list_collection_names():
+        for name in await _collections(database):
             await database[name].delete_many({"company_id": str(company)})
     for company in found.files:
         await kb.storage.delete_company(company)
@@ -79,6 +79,11 @@ async def delete_orphans(
                 batch = []
         if batch:
             await redis.unlink(*batch)
+
+
+async def _collections(database: MongoDatabase) -> list[str]:
+    """The data collections (not the server's own ``system.*``)."""
+    return [n for n in await database.list_collection_names() if not n.startswith("system.")]
 
 
 def _uuid(value: object) -> UUID | None:
