@@ -1,0 +1,164 @@
+"""Purging a deleted company, and what durable MongoDB writes cost.
+
+    python -m bench.purge [--messages 100000] [--chunks 1000] [--writes 2000]
+
+On an embedded stack of its own: two companies with the same data — ``--messages``
+messages over 1,000 conversations in MongoDB, ``--chunks`` knowledge-base chunks in
+PostgreSQL, a file and Redis keys. One is deleted through the API's path (the delete,
+whose trigger records the purge, then the purge worker); the other is removed with raw
+``delete_many`` calls, the anchor measured in the same run.
+
+Then ``--writes`` single-message inserts with the default write concern (``w:
+majority, j: true``) against ``w: 1, j: false``, alternated in batches so that drift
+affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from bench.common import bench_database, machine, report
+from bench.rls import generate
+from syntera.config import Settings
+from syntera.conversations.store import ConversationStore
+from syntera.db.mongo import create_mongo_client
+from syntera.db.postgres import create_api_pool
+from syntera.db.redis import create_redis, tenant_key
+from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.purges.worker import PurgeWorker
+
+CONVERSATIONS = 1000
+
+CHUNKS = """
+WITH document AS (
+  INSERT INTO public.knowledge_base_documents (company_id, name, file_path, status)
+  VALUES (%(company)s, 'handbook', %(company)s || '/handbook.txt', 'completed')
+  RETURNING id
+)
+INSERT INTO public.knowledge_base_chunks (company_id, document_id, chunk_index, content, embedding)
+SELECT %(company)s, document.id, g, 'chunk ' || g,
+       (SELECT array_agg(random())::vector(384) FROM generate_series(1, 384))
+FROM document, generate_series(0, %(chunks)s - 1) g
+"""
+
+
+async def seed(database: Any, redis: Any, company: uuid.UUID, messages: int) -> None:
+    conversations = [ObjectId() for _ in range(CONVERSATIONS)]
+    await database["conversations"].insert_many(
+        [{"company_id": str(company), "_id": oid, "status": "ended"} for oid in conversations]
+    )
+    batch = []
+    for i in range(messages):
+        conversation = str(conversations[i % CONVERSATIONS])
+        batch.append({"company_id": str(company), "conversation_id": conversation,
+                      "content": f"message {i}", "sender_type": "user"})  # fmt: skip
+        if len(batch) == 5000:
+            await database["messages"].insert_many(batch)
+            batch = []
+    if batch:
+        await database["messages"].insert_many(batch)
+    for i in range(200):
+        await redis.set(tenant_key(company, "bench", str(i)), "x")
+
+
+async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]]]:
+    with bench_database(services=("postgres", "mongodb", "redis")) as db:
+        generate(db, contacts=2000, companies=2)
+        with psycopg.connect(db.owner_url, autocommit=True) as conn:
+            leaving, anchor = (row[0] for row in conn.execute(
+                "SELECT id FROM public.companies ORDER BY id"
+            ))  # fmt: skip
+            for company in (leaving, anchor):
+                conn.execute(CHUNKS, {"company": company, "chunks": args.chunks})
+        settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="syntera-bench-purge-")))
+        urls = db.api_stack()
+        mongo = create_mongo_client(settings, urls.mongodb_uri)
+        redis = create_redis(settings.model_copy(update={"redis_timeout_s": 10.0}), urls.redis_url)
+        database = mongo[settings.mongodb_db]
+        for company in (leaving, anchor):
+            await seed(database, redis, company, args.messages)
+
+        started = time.perf_counter()
+        with psycopg.connect(db.owner_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM public.companies WHERE id = %s", (leaving,))
+        deleted_ms = (time.perf_counter() - started) * 1000
+        async with create_api_pool(settings, urls.api_database_url) as pool:
+            worker = PurgeWorker(pool, ConversationStore(database),
+                                 KnowledgeBase.from_settings(settings), redis)  # fmt: skip
+            started = time.perf_counter()
+            while await worker.run_once():
+                pass
+            purge_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+        await database["messages"].delete_many({"company_id": str(anchor)})
+        await database["conversations"].delete_many({"company_id": str(anchor)})
+        keys = [key async for key in redis.scan_iter(match=tenant_key(anchor, "*"))]
+        await redis.unlink(*keys)
+        raw_s = time.perf_counter() - started
+        await redis.aclose()
+        await mongo.close()
+    purge_rows = [
+        ["PostgreSQL: DELETE the company (cascade, incl. "
+         f"{args.chunks:,} chunks and 1,000 contacts; records the purge)",
+         f"{deleted_ms:.0f} ms", "-", "-"],
+        [f"purge worker: {args.messages:,} messages, {CONVERSATIONS:,} conversations, "
+         "200 Redis keys, files", f"{purge_s:.2f} s", f"{args.messages / purge_s:,.0f} msg/s",
+         f"{purge_s / raw_s:.2f}x"],
+        ["anchor: raw delete_many + SCAN/UNLINK of the same data", f"{raw_s:.2f} s",
+         f"{args.messages / raw_s:,.0f} msg/s", "1.00x"],
+    ]  # fmt: skip
+    return purge_rows, await write_concern_rows(args)
+
+
+async def write_concern_rows(args: argparse.Namespace) -> list[list[str]]:
+    with bench_database(services=("postgres", "mongodb")) as db:
+        uri = db.stack.mongodb_uri
+        durable: AsyncMongoClient[Any] = AsyncMongoClient(uri, w="majority", journal=True)
+        fast: AsyncMongoClient[Any] = AsyncMongoClient(uri, w=1, journal=False)
+        spent = {"durable": 0.0, "fast": 0.0}
+        batch = 100
+        for round_ in range(args.writes // batch):
+            for name, client in (("durable", durable), ("fast", fast))[:: 1 if round_ % 2 else -1]:
+                collection = client["bench"][f"messages_{name}"]
+                started = time.perf_counter()
+                for i in range(batch):
+                    await collection.insert_one({"company_id": "c", "n": i, "content": "hello"})
+                spent[name] += time.perf_counter() - started
+        await durable.close()
+        await fast.close()
+    rate = {name: args.writes / seconds for name, seconds in spent.items()}
+    return [
+        ["insert_one, w: majority, j: true (the default)", f"{rate['durable']:,.0f}/s",
+         f"{rate['durable'] / rate['fast']:.2f}x"],
+        ["anchor: insert_one, w: 1, j: false", f"{rate['fast']:,.0f}/s", "1.00x"],
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--chunks", type=int, default=1000)
+    parser.add_argument("--writes", type=int, default=2000)
+    args = parser.parse_args()
+    purge_rows, concern_rows = asyncio.run(purge_and_anchor(args))
+    stack = "embedded PostgreSQL, MongoDB-wire (SecantusDB), Valkey on the same cores"
+    report("company_purge", f"{machine()}; {stack}", ["step", "time", "rate", "vs anchor"],
+           purge_rows)  # fmt: skip
+    conditions = f"{args.writes:,} single inserts each, alternated in batches of 100"
+    report("write_concern", f"{machine()}; {conditions}; SecantusDB",
+           ["write concern", "rate", "vs w: 1"], concern_rows)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
