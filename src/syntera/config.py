@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         default=True,
         description="Each API process removes deleted companies' data from the other stores.",
     )
+    purge_lease_s: float = Field(
+        default=120, gt=0, description="A purge left this long by its worker is taken over."
+    )
 
     # Live events (Server-Sent Events, fanned out through Redis).
     events_retention_s: float = Field(

@@ -3,7 +3,9 @@ store and Redis, through a durable purge recorded with the delete."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -225,3 +227,64 @@ def test_maintenance_purges_lists_and_retries_failed_ones(
     assert "no failed purge" in again.stderr
     assert syntera("--retry", "not-a-uuid").returncode == 2
     owner_conn.execute("DELETE FROM syntera.purges WHERE id = %s", (purge_id,))
+
+
+@pytest.mark.slow
+async def test_a_purge_worker_killed_mid_purge_is_taken_over(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    settings: Settings,
+    make_tenant: MakeTenant,
+    owner_conn: psycopg.Connection,
+    purger: PurgeWorker,
+    database: StackDatabase,
+    api_urls: StackUrls,
+) -> None:
+    """`syntera worker` is SIGKILLed while it purges a company with 30,000 messages; the
+    purge stays running under the dead worker's lease, then another worker completes it."""
+    leaving = await make_tenant()
+    await fill(client, auth, leaving)
+    stores: Stores = app.state.stores
+    messages = stores.mongo[settings.mongodb_db]["messages"]
+    filler = [{"company_id": str(leaving.company_id), "conversation_id": "filler", "n": i}
+              for i in range(30_000)]  # fmt: skip
+    for start in range(0, len(filler), 5000):
+        await messages.insert_many(filler[start : start + 5000])
+    assert (
+        await client.delete("/v1/companies/current", headers=auth(leaving.owner))
+    ).status_code == 204
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")},
+        **api_urls.as_env(),
+        "SYNTERA_DATABASE_URL": database.owner_url,
+        "SYNTERA_DATA_DIR": str(settings.data_dir),
+        "SYNTERA_PURGE_LEASE_S": "2",
+        "SYNTERA_KB_PRELOAD_MODEL": "false",
+    }
+    process = subprocess.Popen(  # noqa: ASYNC220 (started once; the loop is idle meanwhile)
+        [sys.executable, "-m", "syntera", "worker"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            if purge_of(owner_conn, leaving.company_id)["status"] == "running":
+                break
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the worker never claimed the purge")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    left = purge_of(owner_conn, leaving.company_id)
+    assert left["status"] == "running", "killed mid-purge, not finished"
+    assert await purger.claim() is None, "not taken while the dead worker's lease runs"
+    await asyncio.sleep(2.1)
+    assert await purger.run_once()
+    done = purge_of(owner_conn, leaving.company_id)
+    assert done["status"] == "completed"
+    assert done["attempts"] == 2
+    assert await footprint(app, settings, leaving.company_id) == Footprint(0, 0, [])

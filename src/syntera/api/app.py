@@ -148,7 +148,9 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         workflows = settings.workflow_worker_concurrency if settings.workflow_worker_enabled else 0
         purger = None
         if settings.purge_worker_enabled:
-            purger = PurgeWorker(pool, app.state.stores.conversations, app.state.kb, cache)
+            purger = PurgeWorker(
+                pool, app.state.stores.conversations, app.state.kb, cache, settings.purge_lease_s
+            )
         background = None
         if documents or workflows or purger:
             background = asyncio.create_task(

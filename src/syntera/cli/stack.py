@@ -24,12 +24,16 @@ from syntera.cli.common import (
 )
 from syntera.cli.database import mongo_indexes
 from syntera.config import Settings, get_settings
+from syntera.conversations.store import ConversationStore
 from syntera.db.migrations import MigrationError
 from syntera.db.migrations import migrate as run_migrations
+from syntera.db.mongo import create_mongo_client
 from syntera.db.postgres import create_api_pool
+from syntera.db.redis import connect_redis, create_redis
 from syntera.embedded import EmbeddedError, EmbeddedStack, StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ops.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
+from syntera.purges.worker import PurgeWorker
 from syntera.workers import listen_url, run_workers
 
 services_app = typer.Typer(
@@ -215,15 +219,28 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with create_api_pool(settings, urls.api_database_url) as pool:
-            console.print(
-                f"worker: {count} documents and {settings.workflow_worker_concurrency} "
-                "workflow runs at once; Ctrl-C stops it"
-            )
-            await run_workers(
-                pool, listen_url(settings, urls), settings, KnowledgeBase.from_settings(settings),
-                stop, documents=count, workflows=settings.workflow_worker_concurrency,
-            )  # fmt: skip
+        kb = KnowledgeBase.from_settings(settings)
+        mongo = create_mongo_client(settings, urls.mongodb_uri)
+        redis = create_redis(settings, urls.redis_url)
+        await connect_redis(redis)
+        try:
+            async with create_api_pool(settings, urls.api_database_url) as pool:
+                purger = None
+                if settings.purge_worker_enabled:
+                    store = ConversationStore(mongo[settings.mongodb_db])
+                    purger = PurgeWorker(pool, store, kb, redis, settings.purge_lease_s)
+                console.print(
+                    f"worker: {count} documents and {settings.workflow_worker_concurrency} "
+                    "workflow runs at once" + (", purges" if purger else "") + "; Ctrl-C stops it"
+                )
+                await run_workers(
+                    pool, listen_url(settings, urls), settings, kb, stop,
+                    documents=count, workflows=settings.workflow_worker_concurrency,
+                    purger=purger,
+                )  # fmt: skip
+        finally:
+            await redis.aclose()
+            await mongo.close()
 
     asyncio.run(work())
 

@@ -32,7 +32,7 @@ from syntera.kb.knowledge_base import KnowledgeBase
 log = logging.getLogger(__name__)
 
 CHANNEL = "syntera_purges"
-LEASE_S = 120
+LEASE_S = 120  # the default of SYNTERA_PURGE_LEASE_S
 MAX_ATTEMPTS = 6
 
 CLAIM = """
@@ -133,8 +133,10 @@ class PurgeWorker:
         conversations: ConversationStore,
         kb: KnowledgeBase,
         redis: RedisClient,
+        lease_s: float = LEASE_S,
     ) -> None:
         self.pool = pool
+        self.lease_s = lease_s
         self.conversations = conversations
         self.kb = kb
         self.redis = redis
@@ -156,7 +158,7 @@ class PurgeWorker:
 
     async def claim(self) -> Claim | None:
         async with system_transaction(self.pool) as conn:
-            row = await (await conn.execute(CLAIM, {"lease_s": LEASE_S})).fetchone()
+            row = await (await conn.execute(CLAIM, {"lease_s": self.lease_s})).fetchone()
         return None if row is None else Claim(**row)
 
     async def carry_out(self, claim: Claim) -> None:
@@ -166,7 +168,7 @@ class PurgeWorker:
                     continue  # done by an earlier attempt
                 counts = await self.steps[name](claim)
                 await self._record(claim, STEP_DONE, step=name, counts=Jsonb(counts),
-                                   lease_s=LEASE_S)  # fmt: skip
+                                   lease_s=self.lease_s)  # fmt: skip
             await self._record(claim, COMPLETE)
             log.info("purge %s (%s of %s) completed", claim.id, claim.kind, claim.company_id)
         except LeaseLost:
