@@ -25,16 +25,20 @@ from typing import Any
 
 import psycopg
 from bson import ObjectId
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pymongo import AsyncMongoClient
 
 from bench.common import bench_database, machine, report
 from bench.rls import generate
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore
+from syntera.db.migrations import migrate
 from syntera.db.mongo import create_mongo_client
 from syntera.db.postgres import create_api_pool
 from syntera.db.redis import create_redis, tenant_key
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.ops.tenant_archive import export_tenant, import_tenant
 from syntera.purges.worker import PurgeWorker
 
 CONVERSATIONS = 1000
@@ -100,6 +104,8 @@ async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], l
                 pass
             purge_s = time.perf_counter() - started
 
+        archive_rows = move_company(db, settings, anchor)
+
         started = time.perf_counter()
         await database["messages"].delete_many({"company_id": str(anchor)})
         await database["conversations"].delete_many({"company_id": str(anchor)})
@@ -118,7 +124,39 @@ async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], l
         ["anchor: raw delete_many + SCAN/UNLINK of the same data", f"{raw_s:.2f} s",
          f"{args.messages / raw_s:,.0f} msg/s", "1.00x"],
     ]  # fmt: skip
-    return purge_rows, await write_concern_rows(args)
+    return purge_rows + archive_rows, await write_concern_rows(args)
+
+
+def move_company(db: Any, settings: Settings, company: uuid.UUID) -> list[list[str]]:
+    """``syntera tenant export`` of the company, then its import into a second database
+    of the same stack: the rates of each."""
+    archive = Path(tempfile.mkdtemp(prefix="syntera-bench-archive-")) / "company.tar.gz"
+    files = settings.data_dir / "kb-files"
+    started = time.perf_counter()
+    manifest = export_tenant(db.owner_url, db.stack.mongodb_uri, settings.mongodb_db, files,
+                             company, archive)  # fmt: skip
+    export_s = time.perf_counter() - started
+    name = f"bench_import_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db.stack.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    target = make_conninfo(**{**conninfo_to_dict(db.stack.database_url), "dbname": name})
+    migrate(target)
+    started = time.perf_counter()
+    import_tenant(archive, target, db.stack.mongodb_uri, "imported", files)
+    import_s = time.perf_counter() - started
+    with psycopg.connect(db.stack.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    rows = sum(n for key, n in manifest.counts.items() if key.startswith("postgres/"))
+    documents = sum(n for key, n in manifest.counts.items() if key.startswith("mongodb/"))
+    size_mb = archive.stat().st_size / 1e6
+    return [
+        [f"tenant export: {rows:,} rows, {documents:,} documents ({size_mb:.1f} MB archive)",
+         f"{export_s:.2f} s", f"{rows / export_s:,.0f} rows/s, {documents / export_s:,.0f} docs/s",
+         "-"],
+        ["tenant import into a fresh database (checked, one transaction, counts verified)",
+         f"{import_s:.2f} s", f"{rows / import_s:,.0f} rows/s, {documents / import_s:,.0f} docs/s",
+         "-"],
+    ]  # fmt: skip
 
 
 async def write_concern_rows(args: argparse.Namespace) -> list[list[str]]:
