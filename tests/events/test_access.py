@@ -292,3 +292,19 @@ async def test_a_deleted_conversation_ends_its_streams(
                 assert "conversation" in ended[0].data["reason"]
     finally:
         await mongo.close()
+
+
+async def test_typing_on_a_path_that_is_no_conversation_is_404(
+    http: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    chat = await chat_of(http, auth, tenant)
+    for path in ("a:b", "not-an-id", "%F0%9F%98%80"):
+        member = await http.post(
+            f"/v1/conversations/{path}/typing", headers=auth(tenant.member), json={"state": "start"}
+        )
+        assert member.status_code == 404, member.text
+        visitor = await http.post(
+            f"/v1/public/conversations/{path}/typing", headers=chat.session,
+            json={"state": "start"},
+        )  # fmt: skip
+        assert visitor.status_code == 404, visitor.text

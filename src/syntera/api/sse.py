@@ -3,8 +3,8 @@
 The body comes from an async iterator of ready-made frames. Two things end it besides
 the iterator: the client going away (``http.disconnect``), and a client that reads
 nothing for ``send_timeout_s`` (its buffers are full), which is cut off so that it holds
-no memory and no slot. Heartbeats are the iterator's own, so a stream costs two tasks:
-one sending, one listening for the disconnect.
+no memory and no slot. Heartbeats are the iterator's own, so a stream costs one task
+besides its own: the one listening for the disconnect.
 """
 
 from __future__ import annotations

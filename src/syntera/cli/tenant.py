@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -34,6 +36,23 @@ def _stores(settings: Settings) -> tuple[str, str, Path]:
     return owner_database_url(settings), uri, settings.data_dir / "kb-files"
 
 
+@contextmanager
+def _progress(first: str, verb: str) -> Iterator[Callable[[str, int], None]]:
+    """A spinner saying what is being done; an ArchiveError becomes its message and
+    exit code 1."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
+        task = bar.add_task(first, total=None)
+
+        def step(what: str, count: int) -> None:
+            bar.update(task, description=f"{verb} {what} ({count:,})")
+
+        try:
+            yield step
+        except ArchiveError as error:
+            errors.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+
+
 def _summary(verb: str, manifest: Manifest) -> None:
     rows = sum(n for name, n in manifest.counts.items() if name.startswith("postgres/"))
     documents = sum(n for name, n in manifest.counts.items() if name.startswith("mongodb/"))
@@ -60,17 +79,8 @@ def export(
         errors.print(f"[red]--company: {company!r} is not a company id (a UUID)[/red]")
         raise typer.Exit(2) from None
     url, uri, files = _stores(settings)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
-        task = bar.add_task("exporting", total=None)
-
-        def step(what: str, count: int) -> None:
-            bar.update(task, description=f"exported {what} ({count:,})")
-
-        try:
-            manifest = export_tenant(url, uri, settings.mongodb_db, files, company_id, output, step)
-        except ArchiveError as error:
-            errors.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from error
+    with _progress("exporting", "exported") as step:
+        manifest = export_tenant(url, uri, settings.mongodb_db, files, company_id, output, step)
     _summary(f"exported to {output}:", manifest)
 
 
@@ -88,15 +98,6 @@ def import_(
     here, a changed archive or one of a newer schema, before writing anything."""
     settings = settings_for(data_dir)
     url, uri, files = _stores(settings)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
-        task = bar.add_task("checking the archive", total=None)
-
-        def step(what: str, count: int) -> None:
-            bar.update(task, description=f"imported {what} ({count:,})")
-
-        try:
-            manifest = import_tenant(input_, url, uri, settings.mongodb_db, files, step)
-        except ArchiveError as error:
-            errors.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from error
+    with _progress("checking the archive", "imported") as step:
+        manifest = import_tenant(input_, url, uri, settings.mongodb_db, files, step)
     _summary("imported", manifest)

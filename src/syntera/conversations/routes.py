@@ -13,7 +13,6 @@ from syntera.api.deps import Member
 from syntera.api.state import limiters_of, stores_of
 from syntera.conversations import schemas, service
 from syntera.conversations.store import ConversationStore, Direction
-from syntera.db.redis import tenant_key
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.kit.schemas import StorableTime, Tag
 
@@ -187,7 +186,7 @@ async def typing(
     limiters = limiters_of(request)
     await limiters.enforce(
         limiters.typing,
-        tenant_key(tx.company_id, "rate-typing", conversation_id, sender),
+        service.typing_limit_key(tx.company_id, conversation_id, sender),
         "typing signals",
     )
     by: service.TypingBy = "member" if tx.user_id is not None else "agent"

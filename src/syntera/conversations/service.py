@@ -434,6 +434,13 @@ async def mark_read(
 TypingBy = Literal["visitor", "member", "agent"]
 
 
+def typing_limit_key(company_id: UUID, conversation_id: str, sender: str) -> str:
+    """The rate-limit key of one sender's typing signals in one conversation; 404 for a
+    path that names no conversation (it never becomes part of a key unchecked)."""
+    oid = object_id(conversation_id, "Conversation")
+    return tenant_key(company_id, "rate-typing", str(oid), sender)
+
+
 async def typing(
     tx: TenantTransaction,
     store: ConversationStore,

@@ -74,6 +74,21 @@ def tenant_key(company_id: UUID, *parts: str) -> str:
     return KEY_SEPARATOR.join(("t", "{" + str(company_id) + "}", *_checked(parts)))
 
 
+async def delete_tenant_keys(client: RedisClient, company_id: UUID) -> int:
+    """Remove every key of one company (they share its hash tag, so each batch is one
+    UNLINK on one node); how many went."""
+    removed = 0
+    batch: list[bytes | str] = []
+    async for key in client.scan_iter(match=tenant_key(company_id, "*"), count=500):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += int(await client.unlink(*batch))
+            batch = []
+    if batch:
+        removed += int(await client.unlink(*batch))
+    return removed
+
+
 def global_key(namespace: str, owner: str, *parts: str) -> str:
     """A key of data that belongs to no company (sign-in throttles, per-user limits, the
     widget keys' index), hash-tagged by ``owner``: keys of one owner share a slot."""

@@ -155,18 +155,14 @@ class Publisher:
         self.timeout_s = timeout_s
         self._publish = redis.register_script(_PUBLISH)
         self._mark_gap = redis.register_script(_MARK_GAP)
+        self._stream_bounds = redis.register_script(_STREAM_BOUNDS)
         # Companies with events lost while Redis was down, to be marked when it is back.
         self.gaps: set[UUID] = set()
 
-    async def publish(self, event: Event) -> str | None:
-        """Store and publish a committed change's event; its id, or None if Redis did not
-        take it (the change stands; subscribers resume or reset)."""
-        ids = await self.publish_all([event])
-        return ids[0] if ids else None
-
     async def publish_all(self, events: list[Event]) -> list[str]:
-        """Store and publish one company's events, in order, in one round trip; their
-        ids, or none if Redis did not take them."""
+        """Store and publish one company's committed events, in order, in one round trip;
+        their ids, or none if Redis did not take them (the change stands; subscribers
+        resume or reset)."""
         if not events:
             return []
         company_id = events[0].company_id
@@ -234,7 +230,7 @@ class Publisher:
         refetch through REST."""
         key = stream_key(company_id)
         async with asyncio.timeout(self.timeout_s * 4):
-            bounds = await self.redis.eval(_STREAM_BOUNDS, 1, key)
+            bounds = await self._stream_bounds(keys=[key])
             if not bounds:
                 return None
             deleted, last = (parse_event_id(_text(value)) for value in bounds)
@@ -334,10 +330,6 @@ class Hub:
             await asyncio.gather(self._task, return_exceptions=True)
         self._end_all("shutdown")
         await self._disconnect()
-
-    @property
-    def local_subscribers(self) -> int:
-        return sum(len(group) for group in self.subscribers.values())
 
     async def join(self, subscriber: Subscriber) -> None:
         """Add a subscriber; once this returns, every event its company publishes reaches

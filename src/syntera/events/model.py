@@ -108,10 +108,6 @@ class Event:
             position,
         )
 
-    def stored(self, event_id: str) -> Event:
-        """This event with the id Redis gave it."""
-        return replace(self, id=event_id, position=parse_event_id(event_id), _frame=[])
-
     def for_widget(self) -> Event | None:
         """What a visitor may see of this event: None for what the widget is not shown."""
         if self.type not in WIDGET_TYPES:

@@ -39,9 +39,6 @@ class StreamSettings:
     recheck_s: float
     buffer: int
     retry_ms: int
-    per_company: int
-    per_user: int
-    per_session: int
 
 
 class CheckMemo:
@@ -82,7 +79,6 @@ class Events:
     hub: Hub
     slots: StreamSlots
     settings: StreamSettings
-    retention: Retention
     checks: CheckMemo
 
     gap_marker: asyncio.Task[None] | None = None
@@ -105,11 +101,7 @@ def create_events(settings: Settings, redis: RedisClient, redis_url: str) -> Eve
             recheck_s=settings.events_recheck_s,
             buffer=settings.events_buffer,
             retry_ms=settings.events_retry_ms,
-            per_company=settings.events_streams_per_company,
-            per_user=settings.events_streams_per_user,
-            per_session=settings.events_streams_per_widget_session,
         ),
-        retention=retention,
         checks=CheckMemo(settings.events_recheck_s / 2),
     )
     events.hub.start()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from syntera.db.mongo import MongoDatabase
-from syntera.db.redis import RedisClient, tenant_key
+from syntera.db.redis import RedisClient, delete_tenant_keys
 from syntera.kb.knowledge_base import KnowledgeBase
 
 # The company of a tenant key: t:{<uuid>}:…
@@ -71,14 +71,7 @@ async def delete_orphans(
     for company in found.vectors:
         await kb.vectors.delete_company(company)
     for company in found.redis:
-        batch: list[bytes | str] = []
-        async for key in redis.scan_iter(match=tenant_key(company, "*"), count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                await redis.unlink(*batch)
-                batch = []
-        if batch:
-            await redis.unlink(*batch)
+        await delete_tenant_keys(redis, company)
 
 
 async def _collections(database: MongoDatabase) -> list[str]:

@@ -26,7 +26,8 @@ from syntera.conversations.service import conversation_cache_keys
 from syntera.conversations.store import ConversationStore
 from syntera.db.leases import LeaseLost, lock_leased
 from syntera.db.postgres import TenantConnection, system_transaction
-from syntera.db.redis import RedisClient, tenant_key
+from syntera.db.redis import RedisClient, delete_tenant_keys
+from syntera.events.bus import stream_key
 from syntera.kb.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,9 @@ class PurgeWorker:
         ids, messages = await self.conversations.purge_contact(claim.company_id, claim.contact_id)
         keys = [key for oid in ids for key in conversation_cache_keys(claim.company_id, oid)]
         if keys:  # one company: one hash tag, one call
-            await self.redis.unlink(*keys)
+            # The company's event stream holds copies of those messages too: it goes
+            # (resumes from before the erasure get `reset`, as after any lost position).
+            await self.redis.unlink(*keys, stream_key(claim.company_id))
         return {"conversations": len(ids), "messages": messages}
 
     async def _files(self, claim: Claim) -> dict[str, int]:
@@ -214,16 +217,7 @@ class PurgeWorker:
     async def _redis(self, claim: Claim) -> dict[str, int]:
         """Every key under the company's tag (caches, sessions, limits, event streams),
         and the widget keys' cache entries, which live under the keys' digests."""
-        removed = 0
-        batch: list[str] = []
-        pattern = tenant_key(claim.company_id, "*")
-        async for key in self.redis.scan_iter(match=pattern, count=500):
-            batch.append(key.decode() if isinstance(key, bytes) else key)
-            if len(batch) >= 500:  # one slot (the company's hash tag): one call
-                removed += int(await self.redis.unlink(*batch))
-                batch = []
-        if batch:
-            removed += int(await self.redis.unlink(*batch))
+        removed = await delete_tenant_keys(self.redis, claim.company_id)
         for digest in claim.key_digests:  # under the digest's tag: one call per digest
             removed += int(await self.redis.unlink(*public_key_cache_keys(digest)))
         return {"keys": removed}

@@ -84,14 +84,15 @@ async def _visitor(request: Request, api_key: str | None) -> AsyncIterator[Widge
     sessions = SessionStore(
         stores_of(request).redis, keys_of(request).jwt_secret, settings_of(request).redis_timeout_s
     )
+    digest = public_key_digest(api_key)
     async with system_transaction(request) as conn:
-        agent = await agent_by_public_key(conn, cache, public_key_digest(api_key))
+        agent = await agent_by_public_key(conn, cache, digest)
         if agent is None:
             raise unauthorized("invalid public key")
         if not agent["enabled"]:
             raise Forbidden("this agent is disabled")
         tx = TenantTransaction.of_system(conn, agent["company_id"], cache, publisher_of(request))
-        yield WidgetCall(tx, agent["id"], sessions, public_key_digest(api_key))
+        yield WidgetCall(tx, agent["id"], sessions, digest)
 
 
 async def widget_call(
@@ -240,7 +241,7 @@ async def visitor_typing(
     limiters = limiters_of(request)
     await limiters.enforce(
         limiters.typing,
-        tenant_key(visitor.company_id, "rate-typing", conversation_id, session_id),
+        service.typing_limit_key(visitor.company_id, conversation_id, session_id),
         "typing signals",
     )
     await service.typing(visitor.tx, store, conversation_id, body.state, "visitor")
