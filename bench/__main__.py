@@ -145,6 +145,23 @@ def realtime_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def purge_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows = {row[0].strip(): row for row in results["company_purge"]["rows"]}
+    purge = next(row for name, row in rows.items() if name.startswith("purge worker"))
+    moved = [row for name, row in rows.items() if "MongoDB documents" in name]
+    concern = results["write_concern"]["rows"]
+    return [
+        ["company purge (MongoDB, files, Redis)", purge[0], purge[1], "", purge[3]],
+        *[[row[0].strip(), "", row[1], "", f"{row[2]} ({row[3]})"] for row in moved],
+        ["write concern majority+j vs w: 1", "", "", "", f"{concern[0][1]} ({concern[0][2]})"],
+    ]
+
+
+def durability_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [[f"store killed: {row[0]}", row[1], "", "", f"lost: {row[2]}"]
+            for row in results["store_kills"]["rows"]]  # fmt: skip
+
+
 def plan(full: bool) -> list[Step]:
     sizes = [10_000, 100_000, 1_000_000] if full else [10_000, 100_000]
     steps = [
@@ -174,6 +191,12 @@ def plan(full: bool) -> list[Step]:
                                 "--duration", "20" if full else "5",
                                 "--step-duration", "6" if full else "3"],
              ["realtime_delivery", "realtime_capacity"], realtime_rows),
+        Step("bench.purge", ["--messages", "100000" if full else "10000",
+                             "--contacts", "200000" if full else "2000",
+                             "--archive-messages", "1000000" if full else "20000"],
+             ["company_purge", "write_concern"], purge_rows),
+        Step("bench.durability", ["--before", "5" if full else "2", "--after", "2"],
+             ["store_kills"], durability_rows),
     ]  # fmt: skip
     return steps
 

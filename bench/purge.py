@@ -1,12 +1,16 @@
 """Purging a deleted company, and what durable MongoDB writes cost.
 
-    python -m bench.purge [--messages 100000] [--chunks 1000] [--writes 2000]
+    python -m bench.purge [--messages 100000] [--chunks 1000] [--contacts 200000]
+                          [--archive-messages 1000000]
+                          [--writes 2000]
 
 On an embedded stack of its own: two companies with the same data — ``--messages``
 messages over 1,000 conversations in MongoDB, ``--chunks`` knowledge-base chunks in
 PostgreSQL, a file and Redis keys. One is deleted through the API's path (the delete,
 whose trigger records the purge, then the purge worker); the other is removed with raw
-``delete_many`` calls, the anchor measured in the same run.
+``delete_many`` calls, the anchor measured in the same run. The second company is then
+given ``--archive-messages`` messages and moved with ``syntera tenant export`` and
+``import`` (each its own process, whose peak memory is reported).
 
 Then ``--writes`` single-message inserts with the default write concern (``w:
 majority, j: true``) against ``w: 1, j: false``, alternated in batches so that drift
@@ -17,17 +21,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from bson import ObjectId
+from bson.raw_bson import RawBSONDocument
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 
 from bench.common import bench_database, machine, report
 from bench.rls import generate
@@ -38,7 +49,7 @@ from syntera.db.mongo import create_mongo_client
 from syntera.db.postgres import create_api_pool
 from syntera.db.redis import create_redis, tenant_key
 from syntera.kb.knowledge_base import KnowledgeBase
-from syntera.ops.tenant_archive import export_tenant, import_tenant
+from syntera.ops.tenant_archive import check_archive
 from syntera.purges.worker import PurgeWorker
 
 CONVERSATIONS = 1000
@@ -77,7 +88,7 @@ async def seed(database: Any, redis: Any, company: uuid.UUID, messages: int) -> 
 
 async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]]]:
     with bench_database(services=("postgres", "mongodb", "redis")) as db:
-        generate(db, contacts=2000, companies=2)
+        generate(db, contacts=args.contacts, companies=2)
         with psycopg.connect(db.owner_url, autocommit=True) as conn:
             leaving, anchor = (row[0] for row in conn.execute(
                 "SELECT id FROM public.companies ORDER BY id"
@@ -104,19 +115,23 @@ async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], l
                 pass
             purge_s = time.perf_counter() - started
 
-        archive_rows = move_company(db, settings, anchor)
-
         started = time.perf_counter()
         await database["messages"].delete_many({"company_id": str(anchor)})
         await database["conversations"].delete_many({"company_id": str(anchor)})
         keys = [key async for key in redis.scan_iter(match=tenant_key(anchor, "*"))]
         await redis.unlink(*keys)
         raw_s = time.perf_counter() - started
+
+        # The company that moves: the anchor's rows, with --archive-messages messages.
+        started = time.perf_counter()
+        await seed(database, redis, anchor, args.archive_messages)
+        print(f"seeded {args.archive_messages:,} messages in {time.perf_counter() - started:.0f}s")
         await redis.aclose()
         await mongo.close()
+        archive_rows = move_company(db, settings, anchor)
     purge_rows = [
         ["PostgreSQL: DELETE the company (cascade, incl. "
-         f"{args.chunks:,} chunks and 1,000 contacts; records the purge)",
+         f"{args.chunks:,} chunks and {args.contacts // 2:,} contacts; records the purge)",
          f"{deleted_ms:.0f} ms", "-", "-"],
         [f"purge worker: {args.messages:,} messages, {CONVERSATIONS:,} conversations, "
          "200 Redis keys, files", f"{purge_s:.2f} s", f"{args.messages / purge_s:,.0f} msg/s",
@@ -127,36 +142,104 @@ async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], l
     return purge_rows + archive_rows, await write_concern_rows(args)
 
 
-def move_company(db: Any, settings: Settings, company: uuid.UUID) -> list[list[str]]:
-    """``syntera tenant export`` of the company, then its import into a second database
-    of the same stack: the rates of each."""
-    archive = Path(tempfile.mkdtemp(prefix="syntera-bench-archive-")) / "company.tar.gz"
-    files = settings.data_dir / "kb-files"
+@dataclass(frozen=True)
+class Run:
+    """One ``syntera tenant`` process: wall time, peak memory, the seconds its summary
+    gives for the PostgreSQL rows and the MongoDB documents."""
+
+    seconds: float
+    peak_mb: float
+    rows_s: float
+    documents_s: float
+
+
+def tenant_cli(env: dict[str, str], *args: str) -> Run:
+    """Run ``syntera tenant ARGS`` as its own process."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
     started = time.perf_counter()
-    manifest = export_tenant(db.owner_url, db.stack.mongodb_uri, settings.mongodb_db, files,
-                             company, archive)  # fmt: skip
-    export_s = time.perf_counter() - started
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        command = [sys.executable, "-m", "syntera", "tenant", *args]
+        child = subprocess.Popen(
+            command, env={**base, **env, "COLUMNS": "300"}, stdout=stdout, stderr=stderr
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            stderr.seek(0)
+            raise SystemExit(f"syntera tenant {args[0]} failed: {stderr.read().decode()[-2000:]}")
+        stdout.seek(0)
+        summary = stdout.read().decode()
+    took = dict(re.findall(r"(rows|documents) in ([\d.]+) s", summary))
+    return Run(time.perf_counter() - started, usage.ru_maxrss / 1024,
+               float(took.get("rows", "nan")), float(took.get("documents", "nan")))  # fmt: skip
+
+
+def move_company(db: Any, settings: Settings, company: uuid.UUID) -> list[list[str]]:
+    """``syntera tenant export`` of the company, then ``import`` into a second database
+    and MongoDB database of the same stack, each as its own process; the anchors are a
+    raw read of the same MongoDB documents and a raw copy of them (find + insert_many of
+    the stored BSON), in this process."""
+    folder = Path(tempfile.mkdtemp(prefix="syntera-bench-archive-"))
+    archive = folder / "company.tar.gz"
+    source = {"SYNTERA_DATABASE_URL": db.owner_url, "SYNTERA_MONGODB_URI": db.stack.mongodb_uri,
+              "SYNTERA_MONGODB_DB": settings.mongodb_db,
+              "SYNTERA_DATA_DIR": str(settings.data_dir)}  # fmt: skip
+    exported = tenant_cli(source, "export", "--company", str(company), "--output", str(archive))
+    manifest = check_archive(archive)
     name = f"bench_import_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(db.stack.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     target = make_conninfo(**{**conninfo_to_dict(db.stack.database_url), "dbname": name})
     migrate(target)
-    started = time.perf_counter()
-    import_tenant(archive, target, db.stack.mongodb_uri, "imported", files)
-    import_s = time.perf_counter() - started
+    there = {**source, "SYNTERA_DATABASE_URL": target, "SYNTERA_MONGODB_DB": "imported",
+             "SYNTERA_DATA_DIR": str(folder / "target")}  # fmt: skip
+    imported = tenant_cli(there, "import", "--input", str(archive))
     with psycopg.connect(db.stack.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    rows = sum(n for key, n in manifest.counts.items() if key.startswith("postgres/"))
-    documents = sum(n for key, n in manifest.counts.items() if key.startswith("mongodb/"))
+    read_s, copy_s = raw_mongo_anchors(db.stack.mongodb_uri, settings.mongodb_db, company)
+    rows, documents = manifest.total("postgres/"), manifest.total("mongodb/")
     size_mb = archive.stat().st_size / 1e6
     return [
-        [f"tenant export: {rows:,} rows, {documents:,} documents ({size_mb:.1f} MB archive)",
-         f"{export_s:.2f} s", f"{rows / export_s:,.0f} rows/s, {documents / export_s:,.0f} docs/s",
-         "-"],
-        ["tenant import into a fresh database (checked, one transaction, counts verified)",
-         f"{import_s:.2f} s", f"{rows / import_s:,.0f} rows/s, {documents / import_s:,.0f} docs/s",
-         "-"],
+        [f"tenant export: {rows:,} rows, {documents:,} documents ({size_mb:.0f} MB archive), "
+         "whole process", f"{exported.seconds:.1f} s", "-", "-", f"{exported.peak_mb:.0f} MB"],
+        ["  export: the PostgreSQL rows", f"{exported.rows_s:.1f} s",
+         f"{rows / exported.rows_s:,.0f} rows/s", "-", "-"],
+        ["  export: the MongoDB documents", f"{exported.documents_s:.1f} s",
+         f"{documents / exported.documents_s:,.0f} docs/s",
+         f"{exported.documents_s / read_s:.2f}x", "-"],
+        ["  anchor: raw find() of the same documents", f"{read_s:.1f} s",
+         f"{documents / read_s:,.0f} docs/s", "1.00x", "-"],
+        ["tenant import into a fresh database (checked first, one transaction, counts "
+         "verified), whole process", f"{imported.seconds:.1f} s", "-", "-",
+         f"{imported.peak_mb:.0f} MB"],
+        ["  import: the PostgreSQL rows", f"{imported.rows_s:.1f} s",
+         f"{rows / imported.rows_s:,.0f} rows/s", "-", "-"],
+        ["  import: the MongoDB documents", f"{imported.documents_s:.1f} s",
+         f"{documents / imported.documents_s:,.0f} docs/s",
+         f"{imported.documents_s / copy_s:.2f}x", "-"],
+        ["  anchor: raw copy of the same documents (find + insert_many)", f"{copy_s:.1f} s",
+         f"{documents / copy_s:,.0f} docs/s", "1.00x", "-"],
     ]  # fmt: skip
+
+
+def raw_mongo_anchors(uri: str, db_name: str, company: uuid.UUID) -> tuple[float, float]:
+    client: MongoClient[RawBSONDocument] = MongoClient(uri, document_class=RawBSONDocument)
+    with client:
+        source, copy = client[db_name], client["bench_raw_copy"]
+        selector = {"company_id": str(company)}
+        started = time.perf_counter()
+        for name in ("conversations", "messages"):
+            for _ in source[name].find(selector, batch_size=5000):
+                pass
+        read_s = time.perf_counter() - started
+        started = time.perf_counter()
+        for name in ("conversations", "messages"):
+            found = source[name].find(selector, batch_size=5000)
+            while batch := list(islice(found, 5000)):
+                copy[name].insert_many(batch)
+        copy_s = time.perf_counter() - started
+        client.drop_database("bench_raw_copy")
+    return read_s, copy_s
 
 
 async def write_concern_rows(args: argparse.Namespace) -> list[list[str]]:
@@ -187,12 +270,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--chunks", type=int, default=1000)
+    parser.add_argument("--contacts", type=int, default=200_000, help="over the two companies")
+    parser.add_argument("--archive-messages", type=int, default=1_000_000)
     parser.add_argument("--writes", type=int, default=2000)
     args = parser.parse_args()
     purge_rows, concern_rows = asyncio.run(purge_and_anchor(args))
     stack = "embedded PostgreSQL, MongoDB-wire (SecantusDB), Valkey on the same cores"
-    report("company_purge", f"{machine()}; {stack}", ["step", "time", "rate", "vs anchor"],
-           purge_rows)  # fmt: skip
+    report("company_purge", f"{machine()}; {stack}",
+           ["step", "time", "rate", "vs anchor", "peak memory"],
+           [row + ["-"] * (5 - len(row)) for row in purge_rows])  # fmt: skip
     conditions = f"{args.writes:,} single inserts each, alternated in batches of 100"
     report("write_concern", f"{machine()}; {conditions}; SecantusDB",
            ["write concern", "rate", "vs w: 1"], concern_rows)  # fmt: skip

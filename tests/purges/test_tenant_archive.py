@@ -113,15 +113,16 @@ async def test_a_company_exported_then_imported_elsewhere_answers_the_same(
     assert sessions == (0,)  # sessions do not move
 
 
-def tampered(archive: Path, output: Path, member: str) -> None:
-    """A copy of ``archive`` with one line of ``member`` changed."""
+def tampered(archive: Path, output: Path, member: str, old: bytes, new: bytes) -> None:
+    """A copy of ``archive`` with ``old`` replaced by ``new`` in ``member``."""
     with tarfile.open(archive, "r:gz") as source, tarfile.open(output, "w:gz") as copy:
         for info in source.getmembers():
             extracted = source.extractfile(info)
             assert extracted is not None
             data = extracted.read()
             if info.name == member:
-                data = data.replace(b"mover@example.com", b"thief@example.com")
+                assert old in data
+                data = data.replace(old, new)
                 info.size = len(data)
             copy.addfile(info, io.BytesIO(data))
 
@@ -142,12 +143,19 @@ async def test_a_tampered_archive_is_refused_naming_the_file_and_nothing_written
                           "--output", str(archive))  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     changed = tmp_path / "changed.tar.gz"
-    tampered(archive, changed, "postgres/public.contacts.jsonl")
+    tampered(archive, changed, "postgres/public.contacts.jsonl",
+             b"mover@example.com", b"thief@example.com")  # fmt: skip
+    newer = tmp_path / "newer.tar.gz"
+    tampered(archive, newer, "manifest.json", b'"schema_version": ', b'"schema_version": 9')
     target = fresh_deployment(stack, tmp_path)
     refused = tenant_cli(target.env(stack), "import", "--input", str(changed))
     assert refused.returncode == 1
     assert "postgres/public.contacts.jsonl" in refused.stderr
     assert "checksum" in refused.stderr
+    too_new = tenant_cli(target.env(stack), "import", "--input", str(newer))
+    assert too_new.returncode == 1
+    assert "manifest.json" in too_new.stderr
+    assert "newer than this deployment" in too_new.stderr
     with psycopg.connect(target.database.owner_url) as conn:
         assert conn.execute("SELECT count(*) FROM public.companies").fetchone() == (0,)
     missing = tenant_cli(source.env(stack), "export", "--company", str(uuid.uuid4()),

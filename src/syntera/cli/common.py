@@ -77,15 +77,16 @@ def mongo_uri(settings: Settings) -> str | None:
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress display, one bar per step, fed by (step, done, total)."""
+def progress_bars() -> Iterator[Callable[[str, int, int | None], None]]:
+    """A rich progress display, one bar per step, fed by (step, done, total); a total of
+    None shows a bar that only counts."""
     bars: dict[str, Any] = {}
     with Progress(
         "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=errors,
     ) as progress:  # fmt: skip
 
-        def update(step: str, done: int, total: int) -> None:
+        def update(step: str, done: int, total: int | None) -> None:
             if step not in bars:
                 bars[step] = progress.add_task(step, total=total)
             progress.update(bars[step], completed=done, total=total)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from syntera.cli.common import (
     DataDirOption,
@@ -17,10 +17,19 @@ from syntera.cli.common import (
     errors,
     mongo_uri,
     owner_database_url,
+    progress_bars,
     settings_for,
 )
 from syntera.config import Settings
-from syntera.ops.tenant_archive import ArchiveError, Manifest, export_tenant, import_tenant
+from syntera.ops.tenant_archive import (
+    DOCUMENTS,
+    ROWS,
+    ArchiveError,
+    Manifest,
+    Progress,
+    export_tenant,
+    import_tenant,
+)
 
 tenant_app = typer.Typer(help="Move one company between deployments.", no_args_is_help=True)
 
@@ -37,29 +46,39 @@ def _stores(settings: Settings) -> tuple[str, str, Path]:
 
 
 @contextmanager
-def _progress(first: str, verb: str) -> Iterator[Callable[[str, int], None]]:
-    """A spinner saying what is being done; an ArchiveError becomes its message and
-    exit code 1."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
-        task = bar.add_task(first, total=None)
-
-        def step(what: str, count: int) -> None:
-            bar.update(task, description=f"{verb} {what} ({count:,})")
-
-        try:
-            yield step
-        except ArchiveError as error:
-            errors.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from error
+def _archive_errors() -> Iterator[None]:
+    """An ArchiveError becomes its message and exit code 1."""
+    try:
+        yield
+    except ArchiveError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
 
 
-def _summary(verb: str, manifest: Manifest) -> None:
-    rows = sum(n for name, n in manifest.counts.items() if name.startswith("postgres/"))
-    documents = sum(n for name, n in manifest.counts.items() if name.startswith("mongodb/"))
-    files = sum(n for name, n in manifest.counts.items() if name.startswith("files/"))
+@contextmanager
+def _timed_progress() -> Iterator[tuple[Progress, dict[str, float]]]:
+    """The progress bars, and the seconds each step took (from its first report to its
+    last), filled in as they go."""
+    first: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    with progress_bars() as bars:
+
+        def progress(step: str, done: int, total: int | None) -> None:
+            now = time.perf_counter()
+            seconds[step] = now - first.setdefault(step, now)
+            bars(step, done, total)
+
+        yield progress, seconds
+
+
+def _summary(verb: str, manifest: Manifest, seconds: dict[str, float]) -> None:
+    def took(step: str) -> str:
+        return f" in {seconds[step]:.1f} s" if step in seconds else ""
+
     console.print(
-        f"{verb} company {manifest.company_id}: {rows:,} rows, {documents:,} documents, "
-        f"{files:,} files (schema {manifest.schema_version})"
+        f"{verb} company {manifest.company_id}: {manifest.total('postgres/'):,} rows"
+        f"{took(ROWS)}, {manifest.total('mongodb/'):,} documents{took(DOCUMENTS)}, "
+        f"{manifest.total('files/'):,} files (schema {manifest.schema_version})"
     )
 
 
@@ -79,9 +98,9 @@ def export(
         errors.print(f"[red]--company: {company!r} is not a company id (a UUID)[/red]")
         raise typer.Exit(2) from None
     url, uri, files = _stores(settings)
-    with _progress("exporting", "exported") as step:
-        manifest = export_tenant(url, uri, settings.mongodb_db, files, company_id, output, step)
-    _summary(f"exported to {output}:", manifest)
+    with _archive_errors(), _timed_progress() as (progress, seconds):
+        manifest = export_tenant(url, uri, settings.mongodb_db, files, company_id, output, progress)
+    _summary(f"exported to {output}:", manifest, seconds)
 
 
 @tenant_app.command("import")
@@ -98,6 +117,6 @@ def import_(
     here, a changed archive or one of a newer schema, before writing anything."""
     settings = settings_for(data_dir)
     url, uri, files = _stores(settings)
-    with _progress("checking the archive", "imported") as step:
-        manifest = import_tenant(input_, url, uri, settings.mongodb_db, files, step)
-    _summary("imported", manifest)
+    with _archive_errors(), _timed_progress() as (progress, seconds):
+        manifest = import_tenant(input_, url, uri, settings.mongodb_db, files, progress)
+    _summary("imported", manifest, seconds)

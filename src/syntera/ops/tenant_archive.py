@@ -1,13 +1,18 @@
 """Moving one company between deployments: an archive of everything it owns.
 
-An archive is a gzipped tar of JSON-lines files — one per PostgreSQL table (the company's
+An archive is a gzipped tar of one JSON-lines file per PostgreSQL table (the company's
 rows; its members' ``auth.users`` rows with their password hashes, not their sessions),
-one per MongoDB collection (canonical extended JSON, so ids and dates come back as they
-were) — the company's knowledge-base files, and ``manifest.json`` with the schema
-version, the count and the SHA-256 of every member. Import checks the whole archive
-before writing anything, refuses a company that exists or an archive of a newer schema,
-loads PostgreSQL in one transaction (same ids, triggers off: the archive is already
-consistent), then MongoDB and the files, and verifies the counts.
+one BSON file per MongoDB collection (the documents as stored, one after another, as
+``mongodump`` writes them, so ids and dates come back as they were), the company's
+knowledge-base files, and ``manifest.json`` with the schema version, the count and the
+SHA-256 of every member.
+
+Both directions stream: a member is spooled to a temporary file while it is hashed, and
+an import reads the archive once to check every checksum, then once per store to load
+it, in batches, so a company of millions of messages needs no more memory than a batch.
+Import refuses a company that exists or an archive of a newer schema before writing
+anything, loads PostgreSQL in one transaction (same ids, triggers off: the archive is
+already consistent), then MongoDB and the files, and verifies the counts.
 """
 
 from __future__ import annotations
@@ -15,30 +20,39 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from uuid import UUID
 
+import bson
 import psycopg
-from bson import json_util
-from bson.json_util import JSONMode, JSONOptions
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from psycopg import sql
 from pymongo import MongoClient
 
 from syntera.db.migrations import load_migrations
 from syntera.ops.distribution import DISTRIBUTED_TABLES
 
-FORMAT = 1
-_BSON = JSONOptions(json_mode=JSONMode.CANONICAL, tz_aware=True)
+FORMAT = 2
 # The company's own tables, in foreign-key order (users after companies, then the data).
 TABLES = ("auth.users", "public.companies", "public.users", *DISTRIBUTED_TABLES)
 COLLECTIONS = ("conversations", "messages")
+ROWS, DOCUMENTS, FILES = "PostgreSQL rows", "MongoDB documents", "files"
+CHECKED = "archive members checked"
+_RAW = CodecOptions(document_class=RawBSONDocument)
+_BATCH = 5000
+_CHUNK = 1 << 20
 
-Progress = Callable[[str, int], None]  # (what, how many more)
+Progress = Callable[[str, int, int | None], None]  # (step, done, total), as cli.common's bars
 
 
 class ArchiveError(ValueError):
@@ -51,6 +65,9 @@ class Manifest:
     schema_version: int
     counts: dict[str, int]
     checksums: dict[str, str]
+
+    def total(self, prefix: str) -> int:
+        return sum(n for name, n in self.counts.items() if name.startswith(prefix))
 
 
 def _where(table: str) -> sql.Composable:
@@ -66,6 +83,74 @@ def _identifier(table: str) -> sql.Identifier:
     return sql.Identifier(schema, name)
 
 
+def _table_member(table: str) -> str:
+    return f"postgres/{table}.jsonl"
+
+
+def _collection_member(name: str) -> str:
+    return f"mongodb/{name}.bson"
+
+
+class _Writer:
+    """The archive being written: each member spooled to a temporary file beside the
+    output while it is counted and hashed, then added to the tar."""
+
+    def __init__(self, archive: tarfile.TarFile, spool: Path) -> None:
+        self.archive = archive
+        self.spool = spool
+        self.counts: dict[str, int] = {}
+        self.checksums: dict[str, str] = {}
+
+    def add(
+        self, name: str, records: Iterable[bytes | memoryview], tick: Callable[[int], None]
+    ) -> None:
+        digest = hashlib.sha256()
+        count = 0
+        with tempfile.TemporaryFile(dir=self.spool) as body:
+            iterator = iter(records)
+            while batch := list(islice(iterator, _BATCH)):
+                data = b"".join(batch)
+                body.write(data)
+                digest.update(data)
+                count += len(batch)
+                tick(len(batch))
+            self._add_file(name, body, body.tell())
+        self.counts[name] = count
+        self.checksums[name] = digest.hexdigest()
+
+    def add_path(self, name: str, path: Path) -> None:
+        digest = hashlib.sha256()
+        with path.open("rb") as source:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+            self._add_file(name, source, source.tell())
+        self.counts[name] = 1
+        self.checksums[name] = digest.hexdigest()
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        """A small member (the manifest), not counted in the manifest."""
+        self._add_file(name, io.BytesIO(data), len(data))
+
+    def _add_file(self, name: str, body: IO[bytes], size: int) -> None:
+        body.seek(0)
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = int(datetime.now(UTC).timestamp())
+        self.archive.addfile(info, body)
+
+
+class _Counter:
+    """Progress of one step (rows, documents, files) against its total."""
+
+    def __init__(self, progress: Progress, step: str, total: int | None) -> None:
+        self.progress, self.step, self.total, self.done = progress, step, total, 0
+        progress(step, 0, total)
+
+    def __call__(self, more: int) -> None:
+        self.done += more
+        self.progress(self.step, self.done, self.total)
+
+
 def export_tenant(
     owner_url: str,
     mongodb_uri: str,
@@ -73,89 +158,94 @@ def export_tenant(
     files_root: Path,
     company_id: UUID,
     output: Path,
-    progress: Progress = lambda what, n: None,
+    progress: Progress = lambda step, done, total: None,
 ) -> Manifest:
-    """Write the company's archive to ``output``; its manifest."""
-    counts: dict[str, int] = {}
-    checksums: dict[str, str] = {}
-    with tarfile.open(output, "w:gz") as archive:
-
-        def add(name: str, lines: Iterator[bytes]) -> None:
-            body = io.BytesIO()
-            count = 0
-            for line in lines:
-                body.write(line + b"\n")
-                count += 1
-            data = body.getvalue()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-            counts[name] = count
-            checksums[name] = hashlib.sha256(data).hexdigest()
-            progress(name, count)
-
-        with psycopg.connect(owner_url) as conn:
-            found = conn.execute(
-                "SELECT 1 FROM public.companies WHERE id = %s", (company_id,)
-            ).fetchone()
-            if found is None:
-                raise ArchiveError(f"no company {company_id}")
-            for table in TABLES:
-                query = sql.SQL("SELECT to_jsonb(t)::text FROM {} t WHERE {}").format(
-                    _identifier(table), _where(table)
-                )
-                rows = conn.execute(query, {"company": company_id})
-                add(f"postgres/{table}.jsonl", (row[0].encode() for row in rows))
-        mongo: MongoClient[Any] = MongoClient(mongodb_uri, tz_aware=True)
-        try:
-            database = mongo[mongodb_db]
-            for name in COLLECTIONS:
-                documents = database[name].find({"company_id": str(company_id)})
-                add(
-                    f"mongodb/{name}.jsonl",
-                    (json_util.dumps(doc, json_options=_BSON).encode() for doc in documents),
-                )
-        finally:
-            mongo.close()
-        folder = files_root / str(company_id)
-        for path in sorted(folder.rglob("*")) if folder.exists() else []:
-            if path.is_file():
-                name = f"files/{path.relative_to(files_root).as_posix()}"
-                data = path.read_bytes()
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-                counts[name] = 1
-                checksums[name] = hashlib.sha256(data).hexdigest()
-                progress("files", 1)
-        manifest = Manifest(company_id, load_migrations()[-1].version, counts, checksums)
+    """Write the company's archive to ``output``; its manifest. PostgreSQL is read in
+    one repeatable-read transaction, so its tables are one consistent snapshot."""
+    folder = files_root / str(company_id)
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    mongo: MongoClient[RawBSONDocument] = MongoClient(mongodb_uri, document_class=RawBSONDocument)
+    with (
+        psycopg.connect(owner_url) as conn,
+        mongo,
+        tarfile.open(output, "w:gz", compresslevel=6) as archive,
+    ):
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        found = conn.execute("SELECT 1 FROM public.companies WHERE id = %s", (company_id,))
+        if found.fetchone() is None:
+            raise ArchiveError(f"no company {company_id}")
+        writer = _Writer(archive, output.parent)
+        params = {"company": company_id}
+        total = 0
+        for table in TABLES:
+            query = sql.SQL("SELECT count(*) FROM {} t WHERE {}")
+            row = conn.execute(query.format(_identifier(table), _where(table)), params).fetchone()
+            total += row[0] if row else 0
+        rows = _Counter(progress, ROWS, total)
+        for table in TABLES:
+            query = sql.SQL("SELECT to_jsonb(t)::text FROM {} t WHERE {}")
+            with conn.cursor(name=f"export_{table.replace('.', '_')}") as cursor:
+                cursor.itersize = _BATCH
+                cursor.execute(query.format(_identifier(table), _where(table)), params)
+                lines = (row[0].encode() + b"\n" for row in cursor)
+                writer.add(_table_member(table), lines, rows)
+        database = mongo[mongodb_db]
+        selector = {"company_id": str(company_id)}
+        # No total: counting first would cost almost another read of every document.
+        documents = _Counter(progress, DOCUMENTS, None)
+        for name in COLLECTIONS:
+            found_documents = database[name].find(selector, batch_size=_BATCH)
+            raw = (document.raw for document in found_documents)
+            writer.add(_collection_member(name), raw, documents)
+        copied = _Counter(progress, FILES, len(files))
+        for path in files:
+            writer.add_path(f"files/{path.relative_to(files_root).as_posix()}", path)
+            copied(1)
+        manifest = Manifest(
+            company_id, load_migrations()[-1].version, writer.counts, writer.checksums
+        )
         body = json.dumps({
             "format": FORMAT, "company_id": str(company_id),
             "schema_version": manifest.schema_version,
             "exported_at": datetime.now(UTC).isoformat(),
-            "counts": counts, "checksums": checksums,
+            "counts": manifest.counts, "checksums": manifest.checksums,
         }, indent=2).encode()  # fmt: skip
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(body)
-        archive.addfile(info, io.BytesIO(body))
+        writer.add_bytes("manifest.json", body)
     return manifest
 
 
-def read_archive(path: Path) -> tuple[Manifest, dict[str, bytes]]:
-    """The archive's manifest and members, every checksum verified (ArchiveError names
-    the first member that does not match)."""
+def _members(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
+    """Each file in the archive, in order, as a stream read from the archive itself."""
     try:
-        with tarfile.open(path, "r:gz") as archive:
-            members = {
-                member.name: extracted.read()
-                for member in archive.getmembers()
-                if member.isfile() and (extracted := archive.extractfile(member)) is not None
-            }
-    except (OSError, tarfile.TarError) as error:
+        with tarfile.open(path, "r|gz") as archive:
+            for member in archive:
+                extracted = archive.extractfile(member) if member.isfile() else None
+                if extracted is not None:
+                    yield member.name, extracted
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as error:
         raise ArchiveError(f"{path} is not a tenant archive: {error}") from error
-    if "manifest.json" not in members:
+
+
+def check_archive(path: Path, progress: Progress = lambda step, done, total: None) -> Manifest:
+    """The archive's manifest, once every member's checksum is verified (ArchiveError
+    names the first member that does not match) — a whole read, before any write."""
+    found: dict[str, str] = {}
+    checked = _Counter(progress, CHECKED, None)
+    raw: dict[str, Any] | None = None
+    for name, stream in _members(path):
+        if name == "manifest.json":
+            try:
+                raw = json.loads(stream.read())
+            except ValueError as error:
+                raise ArchiveError(f"manifest.json: not JSON ({error})") from error
+            continue
+        digest = hashlib.sha256()
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+        found[name] = digest.hexdigest()
+        checked(1)
+    if not isinstance(raw, dict):
         raise ArchiveError(f"{path} has no manifest.json")
-    raw = json.loads(members.pop("manifest.json"))
     if raw.get("format") != FORMAT:
         raise ArchiveError(f"manifest.json: format {raw.get('format')!r} is not {FORMAT}")
     manifest = Manifest(
@@ -167,12 +257,10 @@ def read_archive(path: Path) -> tuple[Manifest, dict[str, bytes]]:
             f"manifest.json: the archive is of schema {manifest.schema_version}, newer than "
             f"this deployment's {newest}; upgrade Syntera first"
         )
-    for name in sorted(set(members) | set(manifest.checksums)):
-        expected = manifest.checksums.get(name)
-        data = members.get(name)
-        if expected is None or data is None or hashlib.sha256(data).hexdigest() != expected:
+    for name in sorted(set(found) | set(manifest.checksums)):
+        if found.get(name) is None or found.get(name) != manifest.checksums.get(name):
             raise ArchiveError(f"{name}: missing, unexpected or changed (checksum mismatch)")
-    return manifest, members
+    return manifest
 
 
 def import_tenant(
@@ -181,67 +269,80 @@ def import_tenant(
     mongodb_uri: str,
     mongodb_db: str,
     files_root: Path,
-    progress: Progress = lambda what, n: None,
+    progress: Progress = lambda step, done, total: None,
 ) -> Manifest:
     """Load an archive into this deployment (see the module's text); its manifest."""
-    manifest, members = read_archive(path)
+    manifest = check_archive(path, progress)
     company = manifest.company_id
     with psycopg.connect(owner_url) as conn:
         if conn.execute("SELECT 1 FROM public.companies WHERE id = %s", (company,)).fetchone():
             raise ArchiveError(f"company {company} already exists here; nothing was written")
-        with conn.transaction():
-            # The archive is a consistent snapshot: no trigger may add rows of its own
-            # (a new company's owner, workflow events); foreign keys hold by construction.
-            conn.execute("SET LOCAL session_replication_role = replica")
-            for table in TABLES:
-                rows = _lines(members[f"postgres/{table}.jsonl"])
-                if not rows:
-                    continue
-                _insert(conn, table, rows)
-                progress(f"postgres/{table}", len(rows))
-            for table in TABLES:
-                query = sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(
-                    _identifier(table), _where(table)
-                )
-                row = conn.execute(query, {"company": company}).fetchone()
-                expected = manifest.counts[f"postgres/{table}.jsonl"]
-                if row is None or row[0] != expected:
-                    raise ArchiveError(
-                        f"postgres/{table}.jsonl: {row and row[0]} rows loaded, {expected} expected"
-                    )
-    mongo: MongoClient[Any] = MongoClient(mongodb_uri, tz_aware=True)
-    try:
+        _load_postgres(conn, path, manifest, _Counter(progress, ROWS, manifest.total("postgres/")))
+    mongo: MongoClient[RawBSONDocument] = MongoClient(mongodb_uri, document_class=RawBSONDocument)
+    with mongo:
         database = mongo[mongodb_db]
+        documents = _Counter(progress, DOCUMENTS, manifest.total("mongodb/"))
+        copied = _Counter(progress, FILES, manifest.total("files/"))
+        for name, stream in _members(path):
+            if name.startswith("mongodb/"):
+                collection = database[_known(name, "mongodb/", ".bson", COLLECTIONS)]
+                stored = bson.decode_file_iter(stream, codec_options=_RAW)
+                while batch := list(islice(stored, _BATCH)):
+                    collection.insert_many(batch)
+                    documents(len(batch))
+            elif name.startswith("files/"):
+                target = files_root / name.removeprefix("files/")
+                if not target.resolve().is_relative_to(files_root.resolve()):
+                    raise ArchiveError(f"{name}: leaves the file storage")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as copy:
+                    shutil.copyfileobj(stream, copy, _CHUNK)
+                copied(1)
         for name in COLLECTIONS:
-            documents = [
-                json_util.loads(line, json_options=_BSON)
-                for line in members[f"mongodb/{name}.jsonl"].splitlines()
-                if line
-            ]
-            for start in range(0, len(documents), 5000):
-                database[name].insert_many(documents[start : start + 5000])
-            progress(f"mongodb/{name}", len(documents))
             held = database[name].count_documents({"company_id": str(company)})
-            if held != manifest.counts[f"mongodb/{name}.jsonl"]:
-                raise ArchiveError(f"mongodb/{name}.jsonl: {held} documents after the import")
-    finally:
-        mongo.close()
-    for name, data in members.items():
-        if name.startswith("files/"):
-            target = files_root / name.removeprefix("files/")
-            if not target.resolve().is_relative_to(files_root.resolve()):
-                raise ArchiveError(f"{name}: leaves the file storage")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            progress("files", 1)
+            member = _collection_member(name)
+            if held != manifest.counts.get(member, 0):
+                raise ArchiveError(f"{member}: {held} documents after the import")
     return manifest
 
 
-def _lines(data: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in data.splitlines() if line]
+def _load_postgres(
+    conn: psycopg.Connection, path: Path, manifest: Manifest, rows: _Counter
+) -> None:
+    """Every table of the archive in one transaction, then its counts verified."""
+    with conn.transaction():
+        # The archive is a consistent snapshot: no trigger may add rows of its own
+        # (a new company's owner, workflow events); foreign keys hold by construction.
+        conn.execute("SET LOCAL session_replication_role = replica")
+        for name, stream in _members(path):
+            if name.startswith("postgres/"):
+                table = _known(name, "postgres/", ".jsonl", TABLES)
+                statement = _insert_statement(conn, table)
+                lines = (line for line in stream if line.strip())
+                while batch := list(islice(lines, 1000)):
+                    conn.execute(statement, ((b"[" + b",".join(batch) + b"]").decode(),))
+                    rows(len(batch))
+        for table in TABLES:
+            query = sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(
+                _identifier(table), _where(table)
+            )
+            row = conn.execute(query, {"company": manifest.company_id}).fetchone()
+            expected = manifest.counts.get(_table_member(table), 0)
+            if row is None or row[0] != expected:
+                raise ArchiveError(
+                    f"{_table_member(table)}: {row and row[0]} rows loaded, {expected} expected"
+                )
 
 
-def _insert(conn: psycopg.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+def _known(member: str, prefix: str, suffix: str, names: tuple[str, ...]) -> str:
+    name = member.removeprefix(prefix).removesuffix(suffix)
+    if name not in names or not member.endswith(suffix):
+        raise ArchiveError(f"{member}: not a table or collection this version knows")
+    return name
+
+
+def _insert_statement(conn: psycopg.Connection, table: str) -> sql.Composed:
+    """INSERT of a JSON array of rows (as ``to_jsonb`` wrote them) into ``table``."""
     schema, name = table.split(".")
     columns = [
         row[0]
@@ -253,9 +354,7 @@ def _insert(conn: psycopg.Connection, table: str, rows: list[dict[str, Any]]) ->
         )
     ]
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
-    statement = sql.SQL(
+    return sql.SQL(
         "INSERT INTO {table} ({names}) OVERRIDING SYSTEM VALUE"
         " SELECT {names} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
     ).format(table=_identifier(table), names=names)
-    for start in range(0, len(rows), 1000):
-        conn.execute(statement, (json.dumps(rows[start : start + 1000]),))
