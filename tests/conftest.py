@@ -130,6 +130,7 @@ def settings(stack_dir: Path) -> Settings:
         # Tests run the knowledge-base worker themselves, when and where they need it.
         kb_worker_enabled=False,
         purge_worker_enabled=False,  # the purge tests run the worker themselves
+        mail_worker_enabled=False,  # on in the auth flows' servers (tests/auth/conftest.py)
         workflow_worker_enabled=False,
         kb_preload_model=False,  # loaded by the tests that embed, once per session
         pg_transaction_pooler=THROUGH_PGBOUNCER,

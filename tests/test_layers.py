@@ -1,8 +1,8 @@
 """The shape of the code, checked: services and stores know nothing of HTTP.
 
-Only ``syntera/api/`` and the domains' ``routes.py`` may import FastAPI, Starlette or
-``syntera.api``; everything else (services, stores, workers, the command line) is called
-by them and must work without them.
+Only ``syntera/api/`` and the domains' route modules (``routes.py``, ``*_routes.py``) may
+import FastAPI, Starlette or ``syntera.api``; everything else (services, stores, workers,
+the command line) is called by them and must work without them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _imports(path: Path) -> set[str]:
 
 def _may_know_http(path: Path) -> bool:
     relative = path.relative_to(PACKAGE)
-    return relative.parts[0] == "api" or relative.name == "routes.py"
+    return relative.parts[0] == "api" or relative.name.endswith("routes.py")
 
 
 def test_only_the_http_layer_imports_fastapi_or_syntera_api() -> None:

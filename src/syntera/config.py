@@ -70,6 +70,59 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Failed sign-ins per email allowed in the window."
     )
     sign_in_failure_window_s: int = Field(default=900, ge=1)
+    jwt_signing: Literal["ES256", "HS256"] = Field(
+        default="ES256",
+        description="ES256: access tokens signed with the deployment's key (created on first "
+        "start, rotated by `syntera auth rotate-key`, public at /auth/v1/.well-known/jwks.json); "
+        "HS256: signed with SYNTERA_JWT_SECRET. Tokens of both kinds verify either way.",
+    )
+    auth_keys_refresh_s: float = Field(
+        default=30, gt=0, description="Each API process reloads the signing keys this often."
+    )
+    auth_confirm_email: bool = Field(
+        default=False,
+        description="Sign-up sends a confirmation link and unconfirmed users cannot sign in "
+        "(off: accounts are confirmed at sign-up, GoTrue's autoconfirm).",
+    )
+    auth_site_url: str = Field(
+        default="http://localhost:3000",
+        description="Where links in auth mail lead when no redirect_to is given "
+        "(GoTrue's SITE_URL).",
+    )
+    auth_redirect_urls: str = Field(
+        default="",
+        description="Comma-separated URLs (or glob patterns such as https://*.example.com/**) "
+        "that redirect_to may name, besides the site URL and its paths.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="This API's public base URL, in the links of auth mail; unset: the URL "
+        "of the request (set it in production, where the Host header is the client's).",
+    )
+    auth_token_lifetime_s: int = Field(
+        default=3600, ge=60, le=7 * 24 * 3600,
+        description="Recovery, magic-link, confirmation and email-change tokens expire after this.",
+    )  # fmt: skip
+    auth_password_change_signs_out_others: bool = Field(
+        default=True, description="A password change ends the user's other sessions."
+    )
+    auth_verify_max_failures: int = Field(
+        default=10, ge=1, description="Failed verifications per address (IP or email) per window."
+    )
+    rate_limit_mail_per_email_s: int = Field(
+        default=60, ge=1, description="At most one auth mail per address this often."
+    )
+    rate_limit_mail_per_ip_per_hour: int = Field(default=30, ge=1)
+    smtp_url: str | None = Field(
+        default=None,
+        description="smtp://user:password@host:587 (STARTTLS when offered; ?tls=required to "
+        "insist) or smtps://…:465 (TLS from the start); ?ca_file=PATH trusts a private CA. "
+        "Unset: mail is kept in the local outbox under the data directory (`syntera mail`).",
+    )
+    mail_from: str = Field(default="Syntera <noreply@syntera.localhost>")
+    mail_worker_enabled: bool = Field(
+        default=True, description="Each API process delivers queued mail."
+    )
     redis_timeout_s: float = Field(
         default=0.25, gt=0, description="No request waits longer than this for Redis."
     )
@@ -222,6 +275,10 @@ class Settings(BaseSettings):
         "X-Forwarded-For and X-Forwarded-Proto are believed; none by default, so a client "
         "cannot choose the address that per-address limits count.",
     )
+
+    @property
+    def auth_redirect_list(self) -> list[str]:
+        return [part.strip() for part in self.auth_redirect_urls.split(",") if part.strip()]
 
     @property
     def trusted_proxy_list(self) -> list[str]:

@@ -136,6 +136,10 @@ class Limiters:
     sign_in_email_failures: SlidingWindow
     sign_in_ip: SlidingWindow
     typing: SlidingWindow
+    mail_email: SlidingWindow
+    mail_ip: SlidingWindow
+    verify_email: SlidingWindow
+    verify_ip: SlidingWindow
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: RedisClient) -> Limiters:
@@ -166,6 +170,24 @@ class Limiters:
                 "sign_in_ip", settings.rate_limit_sign_in_per_ip_per_minute, 60, True
             ),
             typing=window("typing", settings.rate_limit_typing_per_minute, 60, True),
+            # Auth mail and verifications: closed when Redis is down (a flood of mail, or
+            # of guessed codes, is what they stop).
+            mail_email=window("mail_email", 1, settings.rate_limit_mail_per_email_s, False),
+            mail_ip=window("mail_ip", settings.rate_limit_mail_per_ip_per_hour, 3600, False),
+            # Verifications: the codes of one email, and any token from one client address
+            # (ten times as many: a shared address is many people).
+            verify_email=window(
+                "verify_email",
+                settings.auth_verify_max_failures,
+                settings.sign_in_failure_window_s,
+                False,
+            ),
+            verify_ip=window(
+                "verify_ip",
+                10 * settings.auth_verify_max_failures,
+                settings.sign_in_failure_window_s,
+                False,
+            ),
         )
 
     async def enforce(self, limiter: SlidingWindow, key: str, what: str) -> None:

@@ -20,6 +20,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from syntera.auth.mail import CHANNEL as MAIL_CHANNEL
+from syntera.auth.mail import MailWorker
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
@@ -90,16 +92,21 @@ async def run_workers(
     documents: int,
     workflows: int,
     purger: PurgeWorker | None = None,
+    mailer: MailWorker | None = None,
 ) -> None:
     """Run ``documents`` document workers and ``workflows`` workflow runners (none for
-    a count of 0), and ``purger`` when given, until ``stop`` is set; work in flight is
-    left under its lease."""
+    a count of 0), and ``purger`` and ``mailer`` when given, until ``stop`` is set; work
+    in flight is left under its lease."""
     async with httpx.AsyncClient(follow_redirects=False) as http:
         jobs: list[Coroutine[Any, Any, None]] = []
         if purger is not None:
             purge_wake = asyncio.Event()
             jobs.append(listen(listen_url, PURGES_CHANNEL, purge_wake, stop))
             jobs.append(poll("purge", purger.run_once, stop, settings.kb_poll_s, purge_wake))
+        if mailer is not None:
+            mail_wake = asyncio.Event()
+            jobs.append(listen(listen_url, MAIL_CHANNEL, mail_wake, stop))
+            jobs.append(poll("mail", mailer.run_once, stop, settings.kb_poll_s, mail_wake))
         if documents:
             document_worker = DocumentWorker(pool, kb)
             jobs += [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -26,7 +27,11 @@ from syntera.api.limits import BodySizeLimit
 from syntera.api.log_redaction import install_log_redaction
 from syntera.api.sse import StreamHandoff
 from syntera.api.state import Stores
-from syntera.auth.routes import GoTrueError
+from syntera.auth import keys as signing_keys
+from syntera.auth.admin_routes import router as auth_admin_router
+from syntera.auth.common_routes import GoTrueError
+from syntera.auth.flow_routes import router as auth_flows_router
+from syntera.auth.mail import MailWorker, mailer_for
 from syntera.auth.routes import router as auth_router
 from syntera.auth.tokens import load_keys
 from syntera.cache import Cache, TimesToLive
@@ -146,17 +151,31 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         stop_workers = asyncio.Event()
         documents = settings.kb_worker_concurrency if settings.kb_worker_enabled else 0
         workflows = settings.workflow_worker_concurrency if settings.workflow_worker_enabled else 0
+        ring = app.state.keys.ring
+        ring.signs = settings.jwt_signing == "ES256"
+        keys_tried = asyncio.Event()
+        refreshing = asyncio.create_task(
+            signing_keys.keep_loaded(pool, ring, settings.auth_keys_refresh_s, stop_workers,
+                                     keys_tried)
+        )  # fmt: skip
+        # Serve with the keys loaded when the database answers; without it (/healthz
+        # still answers) the loading goes on in the background.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(keys_tried.wait(), 2)
+        mailer = None
+        if settings.mail_worker_enabled:
+            mailer = MailWorker(pool, mailer_for(settings), settings, app.state.keys.jwt_secret)
         purger = None
         if settings.purge_worker_enabled:
             purger = PurgeWorker(
                 pool, app.state.stores.conversations, app.state.kb, cache, settings.purge_lease_s
             )
         background = None
-        if documents or workflows or purger:
+        if documents or workflows or purger or mailer:
             background = asyncio.create_task(
                 run_workers(
                     pool, listen_url(settings, urls), settings, app.state.kb, stop_workers,
-                    documents=documents, workflows=workflows, purger=purger,
+                    documents=documents, workflows=workflows, purger=purger, mailer=mailer,
                 )
             )  # fmt: skip
         try:
@@ -170,6 +189,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
                     task.cancel()
             indexing.cancel()
             warming.cancel()
+            refreshing.cancel()
             await app.state.events.close()
             await cache.aclose()
             await mongo.close()
@@ -219,6 +239,8 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(auth_router)
+    app.include_router(auth_flows_router)
+    app.include_router(auth_admin_router)
     for router in resource_routers():
         app.include_router(router, responses=PROBLEM_RESPONSES)
 

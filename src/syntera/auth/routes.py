@@ -6,101 +6,66 @@ against this server. Accounts are confirmed at sign-up (GoTrue's autoconfirm).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from syntera.api.deps import principal
-from syntera.api.state import keys_of, limiters_of, settings_of, system_transaction
+from syntera.api.state import limiters_of, settings_of, system_transaction
+from syntera.auth import flow_routes as flows
 from syntera.auth import service
+from syntera.auth.common_routes import (
+    ERRORS,
+    INVALID_CREDENTIALS,
+    GoTrueError,
+    auth_user,
+    new_session,
+)
 from syntera.auth.passwords import hash_password, verify_password
-from syntera.auth.schemas import AuthError, AuthUser, Credentials, RefreshGrant, Session, SignUp
-from syntera.auth.tokens import issue_access_token
+from syntera.auth.schemas import AuthUser, Credentials, RefreshGrant, Session, SignUp
 from syntera.db.redis import digest, global_key
 from syntera.tenancy import Principal
 
 router = APIRouter(prefix="/auth/v1", tags=["auth"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": AuthError, "description": "Invalid credentials or request"},
-    401: {"model": AuthError, "description": "Missing or invalid token"},
-    422: {"model": AuthError, "description": "Weak password or email taken"},
-    429: {"model": AuthError, "description": "Too many failed sign-ins"},
-}
 
-
-class GoTrueError(Exception):
-    """An error answered in GoTrue's shape."""
-
-    def __init__(
-        self, status: int, error_code: str, msg: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(msg)
-        self.status, self.error_code, self.msg, self.headers = status, error_code, msg, headers
-
-    def response(self) -> JSONResponse:
-        body = AuthError(code=self.status, error_code=self.error_code, msg=self.msg)
-        return JSONResponse(body.model_dump(), self.status, headers=self.headers)
-
-
-INVALID_CREDENTIALS = GoTrueError(400, "invalid_credentials", "Invalid login credentials")
-
-
-def _auth_user(row: dict[str, Any]) -> AuthUser:
-    confirmed = row["email_confirmed_at"]
-    return AuthUser(
-        id=str(row["id"]),
-        email=row["email"],
-        email_confirmed_at=confirmed,
-        confirmed_at=confirmed,
-        last_sign_in_at=row["last_sign_in_at"],
-        app_metadata=row["app_metadata"],
-        user_metadata=row["user_metadata"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _session(request: Request, user: dict[str, Any], new: service.NewSession) -> Session:
+@router.post("/signup", response_model=Session | AuthUser, responses=ERRORS)
+async def signup(
+    request: Request,
+    body: SignUp,
+    redirect_to: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Session | AuthUser:
+    """Create an account and return its first session; with SYNTERA_AUTH_CONFIRM_EMAIL,
+    send a confirmation link instead and return the (unconfirmed) user."""
     settings = settings_of(request)
-    access = issue_access_token(
-        keys_of(request),
-        user_id=user["id"],
-        email=user["email"],
-        session_id=new.session_id,
-        lifetime_s=settings.access_token_lifetime_s,
-        issuer=str(request.url_for("token")).split("?")[0].removesuffix("/token"),
-        user_metadata=user["user_metadata"],
-        app_metadata=user["app_metadata"],
-    )
-    return Session(
-        access_token=access.token,
-        expires_in=access.expires_in,
-        expires_at=access.expires_at,
-        refresh_token=new.refresh_token,
-        user=_auth_user(user),
-    )
-
-
-@router.post("/signup", response_model=Session, responses=ERRORS)
-async def signup(request: Request, body: SignUp) -> Session:
-    """Create an account (confirmed at once) and return its first session."""
-    if len(body.password) < settings_of(request).min_password_length:
-        raise GoTrueError(
-            422,
-            "weak_password",
-            f"Password should be at least {settings_of(request).min_password_length} characters.",
-        )
+    flows.check_password(settings, body.password)
+    confirm = settings.auth_confirm_email
+    redirect = flows.allowed_redirect(settings, redirect_to) if confirm else None
+    if confirm:
+        await flows.limit_mail(request, body.email)
     password_hash = await hash_password(body.password)  # before the transaction opens
     async with system_transaction(request) as conn:
         try:
-            user = await service.create_user(conn, body.email, password_hash, body.data)
+            user = await service.create_user(
+                conn, body.email, password_hash, body.data, confirmed=not confirm
+            )
         except service.EmailTaken:
-            raise GoTrueError(422, "user_already_exists", "User already registered") from None
+            if not confirm:
+                raise GoTrueError(422, "user_already_exists", "User already registered") from None
+            # The same answer and work as for a new address (the worker drops the ask
+            # unless the account is still unconfirmed).
+            assert redirect is not None
+            await flows.ask_mail(request, conn, "signup", body.email, redirect)
+            return flows.fake_user(body.email)
+        if confirm:
+            assert redirect is not None
+            await flows.ask_mail(request, conn, "signup", user["email"], redirect)
+            answer = auth_user(user)
+            answer.confirmation_sent_at = answer.created_at
+            return answer
         new = await service.start_session(conn, user["id"])
-    return _session(request, user, new)
+    return new_session(request, user, new)
 
 
 @router.post("/token", response_model=Session, responses=ERRORS)
@@ -142,12 +107,14 @@ async def _password_grant(request: Request, body: Credentials) -> Session:
     # The same answer, after the same work, for an unknown email and a wrong password.
     if not await verify_password(stored_hash, body.password) or user is None:
         raise INVALID_CREDENTIALS
+    if user["email_confirmed_at"] is None:
+        raise GoTrueError(400, "email_not_confirmed", "Email not confirmed")
     await failures.reset(throttle_key)
     async with system_transaction(request) as conn:
         new = await service.start_session(conn, user["id"])
         user = await service.find_user(conn, user["id"])  # with last_sign_in_at
     assert user is not None
-    return _session(request, user, new)
+    return new_session(request, user, new)
 
 
 async def _refresh_grant(request: Request, body: RefreshGrant) -> Session:
@@ -162,7 +129,7 @@ async def _refresh_grant(request: Request, body: RefreshGrant) -> Session:
         raise GoTrueError(
             400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
         )
-    return _session(request, user, new)
+    return new_session(request, user, new)
 
 
 SignedIn = Annotated[Principal, Depends(principal)]
@@ -181,7 +148,7 @@ async def get_user(request: Request, caller: SignedIn) -> AuthUser:
         user = await service.find_user(conn, _user_id(caller))
     if user is None:
         raise GoTrueError(404, "user_not_found", "User from sub claim in JWT does not exist")
-    return _auth_user(user)
+    return auth_user(user)
 
 
 @router.post("/logout", status_code=204, responses=ERRORS)

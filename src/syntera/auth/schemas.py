@@ -40,6 +40,10 @@ class AuthUser(BaseModel):
     phone: str = ""
     confirmed_at: datetime | None
     last_sign_in_at: datetime | None
+    confirmation_sent_at: datetime | None = None
+    new_email: str | None = None
+    email_change_sent_at: datetime | None = None
+    banned_until: datetime | None = None
     app_metadata: dict[str, Any]
     user_metadata: dict[str, Any]
     identities: list[dict[str, Any]] = Field(default_factory=list)
@@ -65,3 +69,6 @@ class AuthError(BaseModel):
     code: int
     error_code: str
     msg: str
+    weak_password: dict[str, list[str]] | None = Field(
+        default=None, description='Why a password was refused: {"reasons": ["length"]}.'
+    )

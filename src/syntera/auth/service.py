@@ -19,7 +19,7 @@ REFRESH_TOKEN_BYTES = 32
 EMAIL_APP_METADATA = {"provider": "email", "providers": ["email"]}
 
 USER_COLUMNS = sql.SQL("""
-  id, email, encrypted_password, email_confirmed_at, last_sign_in_at,
+  id, email, encrypted_password, email_confirmed_at, last_sign_in_at, banned_until,
   coalesce(raw_app_meta_data, '{}') AS app_metadata,
   coalesce(raw_user_meta_data, '{}') AS user_metadata,
   created_at, updated_at
@@ -30,10 +30,17 @@ INSERT INTO auth.users (
   aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data,
   raw_user_meta_data
 )
-VALUES ('authenticated', 'authenticated', %(email)s, %(password_hash)s, now(),
-        %(app_metadata)s, %(user_metadata)s)
+VALUES ('authenticated', 'authenticated', %(email)s, %(password_hash)s,
+        CASE WHEN %(confirmed)s THEN now() END, %(app_metadata)s, %(user_metadata)s)
 RETURNING {columns}
 """).format(columns=USER_COLUMNS)
+
+# A magic link's account, unless the address has one (one statement either way).
+CREATE_USER_IF_MISSING = """
+INSERT INTO auth.users (aud, role, email, raw_app_meta_data, raw_user_meta_data)
+VALUES ('authenticated', 'authenticated', %(email)s, %(app_metadata)s, %(user_metadata)s)
+ON CONFLICT (lower(email)) WHERE email IS NOT NULL DO NOTHING
+"""
 
 # Accounts that may sign in: not deleted, not banned.
 FIND_USER_BY_EMAIL = sql.SQL("""
@@ -43,10 +50,50 @@ SELECT {columns} FROM auth.users
    AND (banned_until IS NULL OR banned_until < now())
 """).format(columns=USER_COLUMNS)
 
+# Any account with the address, banned or not (an address can have one account).
+FIND_ANY_USER_BY_EMAIL = sql.SQL("""
+SELECT {columns} FROM auth.users WHERE lower(email) = %(email)s AND deleted_at IS NULL
+""").format(columns=USER_COLUMNS)
+
 FIND_USER_BY_ID = sql.SQL("""
 SELECT {columns} FROM auth.users
  WHERE id = %(id)s AND deleted_at IS NULL
 """).format(columns=USER_COLUMNS)
+
+LIST_USERS = sql.SQL("""
+SELECT {columns} FROM auth.users WHERE deleted_at IS NULL
+ ORDER BY created_at, id LIMIT %(limit)s OFFSET %(offset)s
+""").format(columns=USER_COLUMNS)
+
+COUNT_USERS = "SELECT count(*) FROM auth.users WHERE deleted_at IS NULL"
+
+# A soft delete keeps the row (GoTrue's should_soft_delete) but nothing that signs in or
+# belongs: sessions end, the membership goes, the address is freed.
+SOFT_DELETE_USER = """
+WITH ended AS (
+  UPDATE syntera.auth_sessions SET revoked_at = now()
+   WHERE user_id = %(id)s AND revoked_at IS NULL
+), left_company AS (
+  DELETE FROM public.users WHERE id = %(id)s
+)
+UPDATE auth.users
+   SET deleted_at = now(), email = NULL, encrypted_password = NULL, updated_at = now()
+ WHERE id = %(id)s
+"""
+
+# The companies a user owns, each with another owner who could take it over (or NULL)
+# and its member count.
+OWNED_COMPANIES = """
+SELECT c.id, c.name,
+       (SELECT u.id FROM public.users u
+         WHERE u.company_id = c.id AND u.role = 'owner' AND u.id <> %(id)s
+         ORDER BY u.created_at LIMIT 1) AS successor,
+       (SELECT count(*) FROM public.users u WHERE u.company_id = c.id) AS members
+  FROM public.companies c
+ WHERE c.owner_id = %(id)s
+ ORDER BY c.created_at
+ FOR UPDATE OF c
+"""
 
 MARK_SIGNED_IN = "UPDATE auth.users SET last_sign_in_at = now() WHERE id = %(id)s"
 
@@ -60,10 +107,14 @@ VALUES (%(token_hash)s, %(session_id)s, %(user_id)s)
 """
 
 # Lock the token's row so that two concurrent refreshes with one token cannot both win.
+# A banned or deleted user's tokens stop working.
 USE_REFRESH_TOKEN = """
-SELECT t.session_id, t.user_id, t.revoked, s.revoked_at IS NOT NULL AS session_revoked
+SELECT t.session_id, t.user_id, t.revoked,
+       s.revoked_at IS NOT NULL OR u.deleted_at IS NOT NULL OR u.banned_until > now()
+         AS session_revoked
   FROM syntera.refresh_tokens t
   JOIN syntera.auth_sessions s ON s.id = t.session_id
+  JOIN auth.users u ON u.id = t.user_id
  WHERE t.token_hash = %(token_hash)s
    FOR UPDATE OF t
 """
@@ -118,14 +169,22 @@ def _token_hash(token: str) -> bytes:
 
 
 async def create_user(
-    conn: TenantConnection, email: str, password_hash: str, user_metadata: dict[str, Any]
+    conn: TenantConnection,
+    email: str,
+    password_hash: str | None,
+    user_metadata: dict[str, Any],
+    *,
+    confirmed: bool = True,
+    app_metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A confirmed email account (the trigger of migration 004 adds its public.users row
+    """An email account, confirmed unless ``confirmed`` is false, with a password unless
+    ``password_hash`` is None (the trigger of migration 004 adds its public.users row
     and, with a pending invitation, its membership)."""
     params = {
         "email": normalize_email(email),
         "password_hash": password_hash,
-        "app_metadata": Jsonb(EMAIL_APP_METADATA),
+        "confirmed": confirmed,
+        "app_metadata": Jsonb({**(app_metadata or {}), **EMAIL_APP_METADATA}),
         "user_metadata": Jsonb(user_metadata),
     }
     try:
@@ -137,13 +196,61 @@ async def create_user(
     return row
 
 
+async def create_user_if_missing(
+    conn: TenantConnection, email: str, user_metadata: dict[str, Any]
+) -> None:
+    """An unconfirmed account without a password for ``email``, unless it has one."""
+    await conn.execute(CREATE_USER_IF_MISSING, {
+        "email": normalize_email(email), "app_metadata": Jsonb(EMAIL_APP_METADATA),
+        "user_metadata": Jsonb(user_metadata),
+    })  # fmt: skip
+
+
 async def find_user_by_email(conn: TenantConnection, email: str) -> dict[str, Any] | None:
     cursor = await conn.execute(FIND_USER_BY_EMAIL, {"email": normalize_email(email)})
     return await cursor.fetchone()
 
 
+async def find_any_user_by_email(conn: TenantConnection, email: str) -> dict[str, Any] | None:
+    cursor = await conn.execute(FIND_ANY_USER_BY_EMAIL, {"email": normalize_email(email)})
+    return await cursor.fetchone()
+
+
 async def find_user(conn: TenantConnection, user_id: UUID) -> dict[str, Any] | None:
     return await (await conn.execute(FIND_USER_BY_ID, {"id": user_id})).fetchone()
+
+
+async def update_user(conn: TenantConnection, user_id: UUID, **changes: Any) -> dict[str, Any]:
+    """Set columns of auth.users: ``encrypted_password``, ``email`` (EmailTaken),
+    ``email_confirmed_at`` (``"now"`` confirms unless confirmed), ``banned_until``,
+    ``raw_user_meta_data`` / ``raw_app_meta_data`` (merged into what is there); the row
+    as it is now."""
+    assignments: list[sql.Composable] = [sql.SQL("updated_at = now()")]
+    params: dict[str, Any] = {"id": user_id}
+    for column, value in changes.items():
+        if column in ("raw_user_meta_data", "raw_app_meta_data"):
+            assignments.append(sql.SQL("{0} = coalesce({0}, '{{}}') || %({1})s").format(
+                sql.Identifier(column), sql.SQL(column)
+            ))  # fmt: skip
+            params[column] = Jsonb(value)
+        elif column == "email_confirmed_at" and value == "now":
+            assignments.append(sql.SQL("email_confirmed_at = coalesce(email_confirmed_at, now())"))
+        elif column in ("encrypted_password", "email", "email_confirmed_at", "banned_until"):
+            assignments.append(sql.SQL("{} = %({})s").format(sql.Identifier(column),
+                                                             sql.SQL(column)))  # fmt: skip
+            params[column] = normalize_email(value) if column == "email" else value
+        else:
+            raise ValueError(f"not a column update_user sets: {column}")
+    statement = sql.SQL("UPDATE auth.users SET {} WHERE id = %(id)s RETURNING {}").format(
+        sql.SQL(", ").join(assignments), USER_COLUMNS
+    )
+    try:
+        async with conn.transaction():  # a savepoint: a taken email must not end the request
+            row = await (await conn.execute(statement, params)).fetchone()
+    except UniqueViolation as error:
+        raise EmailTaken(changes.get("email", "")) from error
+    assert row is not None
+    return row
 
 
 async def _issue_refresh_token(conn: TenantConnection, session_id: UUID, user_id: UUID) -> str:

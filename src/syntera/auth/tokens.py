@@ -1,4 +1,8 @@
-"""Access tokens (HS256 JWTs, as Supabase Auth issues them) and the keys behind them.
+"""Access tokens (JWTs, as Supabase Auth issues them) and the keys behind them.
+
+Tokens are signed with the deployment's ES256 key (``syntera.auth.keys``) when it has
+one, with the HS256 secret otherwise (``SYNTERA_JWT_SIGNING=HS256``); tokens of both kinds
+verify, so tokens of a Supabase project sharing the secret keep working.
 
 A bearer credential becomes a Principal here and nowhere else: an access token issued by
 this server or by a Supabase project sharing the secret, Supabase's ``anon`` and
@@ -11,7 +15,7 @@ import hmac
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from uuid import UUID
 
 import jwt
 
+from syntera.auth.keys import DECODE_OPTIONS, KeyRing
 from syntera.config import Settings
 from syntera.tenancy import Principal
 
@@ -37,6 +42,7 @@ class Keys:
 
     jwt_secret: str
     service_key: str | None = None
+    ring: KeyRing = field(default_factory=KeyRing)  # loaded and refreshed by the app
 
 
 def load_keys(settings: Settings) -> Keys:
@@ -78,6 +84,7 @@ def issue_access_token(
     issuer: str,
     user_metadata: dict[str, Any],
     app_metadata: dict[str, Any],
+    method: str = "password",
 ) -> AccessToken:
     """An access token with the claims Supabase Auth puts in its own."""
     now = int(time.time())
@@ -93,11 +100,17 @@ def issue_access_token(
         "user_metadata": user_metadata,
         "role": "authenticated",
         "aal": "aal1",
-        "amr": [{"method": "password", "timestamp": now}],
+        "amr": [{"method": method, "timestamp": now}],
         "session_id": str(session_id),
         "is_anonymous": False,
     }
-    token = jwt.encode(claims, keys.jwt_secret, algorithm=ALGORITHM)
+    signing = keys.ring.signing
+    if signing is not None:
+        token = jwt.encode(
+            claims, signing.private_key, algorithm="ES256", headers={"kid": signing.kid}
+        )
+    else:
+        token = jwt.encode(claims, keys.jwt_secret, algorithm=ALGORITHM)
     return AccessToken(token, lifetime_s, now + lifetime_s)
 
 
@@ -106,7 +119,11 @@ def principal_from_bearer(credential: str, keys: Keys) -> Principal:
     if keys.service_key and hmac.compare_digest(credential.encode(), keys.service_key.encode()):
         return Principal.service()
     try:
-        claims = _verified_claims(credential, keys.jwt_secret)
+        header = jwt.get_unverified_header(credential)
+        if header.get("alg") == "ES256":
+            claims = keys.ring.verified(credential, str(header.get("kid")))
+        else:
+            claims = _verified_claims(credential, keys.jwt_secret)
     except jwt.PyJWTError as error:
         raise InvalidToken(str(error)) from error
     if not isinstance(claims["exp"], int | float) or claims["exp"] <= time.time():
@@ -127,13 +144,8 @@ def _verified_claims(credential: str, secret: str) -> dict[str, Any]:
     with every request for an hour, and verifying it is a measurable share of a
     request's CPU. Failures are not cached (they raise); expiry is checked by the caller
     on every use."""
-    # Supabase's anon and service_role keys carry no audience, so the audience is
-    # checked by the caller, for user tokens only.
     claims: dict[str, Any] = jwt.decode(
-        credential,
-        secret,
-        algorithms=[ALGORITHM],
-        options={"require": ["exp", "role"], "verify_aud": False},
+        credential, secret, algorithms=[ALGORITHM], options=DECODE_OPTIONS
     )
     return claims
 

