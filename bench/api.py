@@ -228,6 +228,7 @@ def main() -> None:
             script = Path(tmp) / "ids.lua"
             script.write_text(WRK_SCRIPT % ", ".join(f'"{i}"' for i in ids))
             single, page = read_loads(db, args, Path(tmp), token, script, ROOMY_LIMITS)
+            anchored = side_by_side(db, args, Path(tmp), token, company_id, script)
             pooled: list[list[str]] = []
             if args.through_pgbouncer:
                 pooled = _through_pgbouncer(db, args, Path(tmp), token, script, single, page)
@@ -259,11 +260,130 @@ def main() -> None:
             pooled,
         )  # fmt: skip
     report(
+        "api_vs_anchor",
+        f"{machine()}; the same database ({args.contacts:,} contacts); the API (`syntera "
+        f"serve --workers {args.workers}`, limiter on with room) and bench/anchor.py (a bare "
+        f"ASGI app: PyJWT, one pipelined round trip, orjson; uvicorn --workers "
+        f"{args.workers}), one after the other; wrk -t2 -c{args.connections} "
+        f"-d{args.duration}s on the same machine",
+        ["request", "API req/s", "anchor req/s", "API vs anchor", "API p50 / p99 ms",
+         "anchor p50 / p99 ms", "API p99 / p50", "CPU ms per request (API / anchor)",
+         "errors (API / anchor)"],
+        anchored,
+    )  # fmt: skip
+    report(
         "api_round_trips",
         f"{machine()}; libpq protocol trace of one GET /v1/contacts/{{id}}",
         ["request", "round trips to PostgreSQL"],
         [["GET /v1/contacts/{id}", str(trips)]],
     )
+
+
+CREATE_SCRIPT = """
+local n = 0
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  local body = '{"email": "bench-' .. n .. '-' .. math.random(1000000000) .. '@example.com", ' ..
+               '"first_name": "Bench", "last_name": "Contact"}'
+  return wrk.format("POST", "/v1/contacts", nil, body)
+end
+"""
+
+POST_SCRIPT = """
+local ids = {%s}
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local body = '{"sender_type": "user", "content": "Is this in stock?"}'
+  return wrk.format("POST", "/v1/conversations/" .. ids[math.random(#ids)] .. "/messages",
+                    nil, body)
+end
+"""
+
+
+def start_anchor(db: BenchDatabase, workers: int, company_id: uuid.UUID, log: Path) -> Server:
+    """``bench.anchor`` under uvicorn (uvloop, httptools), as ``syntera serve`` runs."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
+    env.update(ANCHOR_DATABASE_URL=db.api_url, ANCHOR_MONGODB_URI=db.stack.mongodb_uri,
+               ANCHOR_JWT_SECRET=JWT_SECRET, ANCHOR_COMPANY_ID=str(company_id))  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.anchor:app", "--workers", str(workers),
+         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+         "--log-level", "warning"],
+        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base_url}/v1/contacts", timeout=2)
+            return Server(process, base_url)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the anchor did not start")
+
+
+def side_by_side(
+    db: BenchDatabase, args: argparse.Namespace, folder: Path, token: str, company_id: uuid.UUID,
+    ids_script: Path,
+) -> list[list[str]]:  # fmt: skip
+    """The four hot requests on the API and on the bare anchor, one after the other in
+    this run: each figure beside its anchor's."""
+    create = folder / "create.lua"
+    create.write_text(CREATE_SCRIPT)
+    api = start_server(db, args.workers, folder, ROOMY_LIMITS)
+    anchor = start_anchor(db, args.workers, company_id, folder / "anchor.log")
+    try:
+        agent = _agent(db, company_id)
+        chats = [_conversation(api.base_url, token, agent) for _ in range(50)]
+        post = folder / "post.lua"
+        post.write_text(POST_SCRIPT % ", ".join(f'"{c}"' for c in chats))
+        loads = [("GET /v1/contacts/{id}", "", ids_script),
+                 ("GET /v1/contacts?limit=20", "/v1/contacts?limit=20", None),
+                 ("POST /v1/contacts", "", create),
+                 ("POST /v1/conversations/{id}/messages", "", post)]  # fmt: skip
+        rows = []
+        for name, path, script in loads:
+            for server in (api, anchor):  # warm both
+                run_wrk(server, f"{server.base_url}{path}", token, 8, 2, script)
+            ours = run_wrk(api, f"{api.base_url}{path}", token, args.connections,
+                           args.duration, script)  # fmt: skip
+            floor = run_wrk(anchor, f"{anchor.base_url}{path}", token, args.connections,
+                            args.duration, script)  # fmt: skip
+            rows.append([
+                name, f"{ours.requests_per_s:,.0f}", f"{floor.requests_per_s:,.0f}",
+                f"{ours.requests_per_s / floor.requests_per_s:.2f}x",
+                f"{ours.p50_ms:.1f} / {ours.p99_ms:.1f}",
+                f"{floor.p50_ms:.1f} / {floor.p99_ms:.1f}",
+                f"{ours.p99_ms / ours.p50_ms:.1f}",
+                f"{1000 * ours.server_cpu_s / max(1, ours.requests):.2f} / "
+                f"{1000 * floor.server_cpu_s / max(1, floor.requests):.2f}",
+                f"{ours.errors} / {floor.errors}",
+            ])  # fmt: skip
+    finally:
+        for server in (api, anchor):
+            server.process.terminate()
+            server.process.wait(30)
+    return rows
+
+
+def _agent(db: BenchDatabase, company_id: uuid.UUID) -> str:
+    with psycopg.connect(db.owner_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO public.agent_configs (company_id, name, system_prompt)"
+            " VALUES (%s, 'Bench', 'Be brief') RETURNING id", (company_id,),
+        ).fetchone()  # fmt: skip
+    assert row is not None
+    return str(row[0])
+
+
+def _conversation(base_url: str, token: str, agent: str) -> str:
+    answer = httpx.post(f"{base_url}/v1/conversations", json={"agent_id": agent},
+                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    answer.raise_for_status()
+    return str(answer.json()["id"])
 
 
 def _row(name: str, result: LoadResult, args: argparse.Namespace) -> list[str]:

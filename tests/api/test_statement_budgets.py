@@ -1,41 +1,141 @@
-"""How many statements the hot paths send (zulip's query-count tests): a change that adds
-a round trip to one of them fails here, and says which statements it now sends."""
+"""Round-trip budgets of the hot paths (zulip's query-count tests): the PostgreSQL round
+trips (read off libpq's protocol trace: each Sync or simple Query sent is one) and the
+Redis round trips (each packet sent) of one request. A change that adds one fails here
+and shows what the request now sends."""
 
 from __future__ import annotations
 
-import httpx
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
-from tests.api_fixtures import AuthHeaders, StatementLog
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+from redis.asyncio.connection import Connection as RedisConnection
+
+from syntera.api.app import create_app
+from syntera.config import Settings
+from syntera.embedded import StackUrls
+from tests.api_fixtures import AuthHeaders
 from tests.factories import SeededCompany
 
-# BEGIN, the caller's role and claims, the caller's membership: pipelined, one round trip.
-OPEN_TRANSACTION = 3
+
+@dataclass
+class Trips:
+    postgres: list[str] = field(default_factory=list)  # the messages sent, for the failure
+    redis: int = 0
+
+    @property
+    def postgres_trips(self) -> int:
+        return sum(1 for message in self.postgres if message.split(" ")[0] in ("Sync", "Query"))
 
 
-async def test_reading_a_contact_is_the_transaction_and_one_select(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany, statements: StatementLog
+@pytest.fixture
+async def one_connection_app(settings: Settings, api_urls: StackUrls) -> AsyncIterator[FastAPI]:
+    """The API with a pool of one PostgreSQL connection, so that one trace sees it all."""
+    app = create_app(settings.model_copy(update={"pg_pool_min_size": 1, "pg_pool_max_size": 1}),
+                     api_urls)  # fmt: skip
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@contextmanager
+def redis_sends(trips: Trips) -> Iterator[None]:
+    """Count the packets this thread sends to Redis (a pipeline is one)."""
+    here, send = threading.get_ident(), RedisConnection.send_packed_command
+
+    async def counted(self: RedisConnection, command: Any, check_health: bool = True) -> None:
+        if threading.get_ident() == here:
+            trips.redis += 1
+        await send(self, command, check_health)
+
+    RedisConnection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RedisConnection.send_packed_command = send  # type: ignore[method-assign]
+
+
+@asynccontextmanager
+async def traced(app: FastAPI) -> AsyncIterator[Trips]:
+    trips = Trips()
+    pool = app.state.stores.postgres
+    with tempfile.TemporaryFile() as trace:
+        async with pool.connection() as conn:
+            conn.pgconn.trace(trace.fileno())
+            conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            with redis_sends(trips):
+                yield trips
+        finally:
+            async with pool.connection() as conn:
+                conn.pgconn.untrace()
+            trace.seek(0)
+            lines = trace.read().decode(errors="replace").splitlines()
+            trips.postgres = [" ".join(line.split("\t")[2:4])[:100] for line in lines
+                              if line.startswith("F\t")]  # fmt: skip
+
+
+async def request(app: FastAPI, method: str, path: str, headers: dict[str, str],
+                  body: Any = None) -> tuple[httpx.Response, Trips]:  # fmt: skip
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        await http.request(method, path, headers=headers, json=body)  # warm: caches, plans
+        async with traced(app) as trips:
+            answer = await http.request(method, path, headers=headers, json=body)
+    return answer, trips
+
+
+async def test_reading_a_contact_is_one_round_trip_to_each_store(
+    one_connection_app: FastAPI, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
-    contact_id = tenant.rows["contacts"]
-    response = await client.get(f"/v1/contacts/{contact_id}", headers=auth(tenant.member))
-    assert response.status_code == 200
-    assert len(statements) == OPEN_TRANSACTION + 1, statements
-    assert statements[-1].startswith('SELECT "id"'), statements
+    path = f"/v1/contacts/{tenant.rows['contacts']}"
+    answer, trips = await request(one_connection_app, "GET", path, auth(tenant.member))
+    assert answer.status_code == 200
+    assert trips.postgres_trips == 1, trips.postgres  # BEGIN … SELECT … COMMIT, pipelined
+    assert trips.redis == 1  # the per-user limit
 
 
-async def test_a_page_of_contacts_is_the_transaction_and_one_select(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany, statements: StatementLog
+async def test_a_page_of_contacts_is_one_round_trip_to_each_store(
+    one_connection_app: FastAPI, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
-    response = await client.get("/v1/contacts?limit=20", headers=auth(tenant.member))
-    assert response.status_code == 200
-    assert len(statements) == OPEN_TRANSACTION + 1, statements
+    answer, trips = await request(one_connection_app, "GET", "/v1/contacts?limit=20",
+                                  auth(tenant.member))  # fmt: skip
+    assert answer.status_code == 200
+    assert trips.postgres_trips == 1, trips.postgres
+    assert trips.redis == 1
 
 
-async def test_creating_a_contact_is_the_transaction_and_one_insert(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany, statements: StatementLog
+async def test_creating_a_contact_is_three_round_trips(
+    one_connection_app: FastAPI, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
-    response = await client.post(
-        "/v1/contacts", headers=auth(tenant.member), json={"email": "new@example.com"}
-    )
-    assert response.status_code == 201, response.text
-    assert len(statements) == OPEN_TRANSACTION + 1, statements
-    assert statements[-1].startswith("INSERT INTO"), statements
+    """BEGIN with the caller and their membership; the INSERT (it needs the company);
+    COMMIT."""
+    answer, trips = await request(one_connection_app, "POST", "/v1/contacts",
+                                  auth(tenant.member), {"email": "budget@example.com"})  # fmt: skip
+    assert answer.status_code in (201, 409), answer.text  # the warm-up made it already
+    assert trips.postgres_trips == 3, trips.postgres
+    assert trips.redis == 1
+
+
+async def test_posting_a_message_is_three_postgresql_and_four_redis_round_trips(
+    one_connection_app: FastAPI, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    """PostgreSQL: BEGIN with the caller, the analytics event, COMMIT. Redis: the limit,
+    the conversation's cached header, the cache invalidation, the live event."""
+    headers = auth(tenant.member)
+    transport = httpx.ASGITransport(app=one_connection_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        started = await http.post("/v1/conversations", headers=headers,
+                                  json={"agent_id": str(tenant.rows["agent_configs"])})  # fmt: skip
+    path = f"/v1/conversations/{started.json()['id']}/messages"
+    body = {"sender_type": "user", "content": "within budget?"}
+    answer, trips = await request(one_connection_app, "POST", path, headers, body)
+    assert answer.status_code == 201, answer.text
+    assert trips.postgres_trips == 3, trips.postgres
+    assert trips.redis == 4, trips.redis

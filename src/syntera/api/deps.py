@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg.rows import DictRow
 
 from syntera.api.errors import Problem
 from syntera.api.state import cache_of, keys_of, limiters_of, publisher_of, stores_of
 from syntera.auth.tokens import InvalidToken, principal_from_bearer
-from syntera.db.postgres import open_transaction
+from syntera.db.postgres import open_transaction, read_as
 from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
 from syntera.errors import Forbidden, Unauthorized
@@ -79,6 +80,10 @@ async def _caller(request: Request, credential: str | None) -> Principal:
     return caller
 
 
+NO_COMPANY = "you are not a member of any company; create one with POST /v1/companies"
+MANAGERS_ONLY = "only the company's owner or an admin may do this"
+
+
 @asynccontextmanager
 async def _transaction_of(request: Request, caller: Principal) -> AsyncIterator[TenantTransaction]:
     async with open_transaction(stores_of(request).postgres, caller) as (conn, membership):
@@ -89,6 +94,42 @@ async def _transaction_of(request: Request, caller: Principal) -> AsyncIterator[
         ROUTE.set(getattr(route, "path", None))
         TENANT.set(str(membership.company_id) if membership else None)
         yield tx
+
+
+async def read_as_member(
+    request: Request,
+    caller: Principal,
+    query: bytes,
+    params: dict[str, Any],
+    *,
+    managers_only: bool = False,
+) -> list[DictRow]:
+    """The rows of a read by a signed-in user, in one round trip (``read_as``); 403 as
+    ``Member`` (``Manager`` with ``managers_only``) would answer when the caller is no
+    member (or no manager). ``query`` finds the company with
+    ``private.current_company_id()``."""
+    membership, rows = await read_as(stores_of(request).postgres, caller, query, params)
+    route = request.scope.get("route")
+    ROUTE.set(getattr(route, "path", None))
+    TENANT.set(str(membership.company_id) if membership else None)
+    if membership is None:
+        raise Forbidden(NO_COMPANY)
+    if managers_only and not membership.manages_team:
+        raise Forbidden(MANAGERS_ONLY)
+    return rows
+
+
+@asynccontextmanager
+async def member_transaction(
+    request: Request, caller: Principal, *, managers_only: bool = False
+) -> AsyncIterator[TenantTransaction]:
+    """What ``Member`` (``Manager``) gives a route, for a route that opens it itself."""
+    async with _transaction_of(request, caller) as tx:
+        await _member(tx)
+        if managers_only:
+            await _manager(tx)
+        yield tx
+    await tx.run_after_commit()
 
 
 async def transaction(
@@ -139,7 +180,7 @@ async def _signed_in_user(tx: Annotated[TenantTransaction, _transaction]) -> Ten
 
 async def _member(tx: Annotated[TenantTransaction, _transaction]) -> TenantTransaction:
     if tx.membership is None:
-        detail = "you are not a member of any company; create one with POST /v1/companies"
+        detail = NO_COMPANY
         if tx.principal.role == "service_role":
             detail = f"the service must name a company in the {COMPANY_HEADER} header"
         raise Forbidden(detail)
@@ -148,7 +189,7 @@ async def _member(tx: Annotated[TenantTransaction, _transaction]) -> TenantTrans
 
 async def _manager(tx: Annotated[TenantTransaction, Depends(_member)]) -> TenantTransaction:
     if tx.membership is None or not tx.membership.manages_team:
-        raise Forbidden("only the company's owner or an admin may do this")
+        raise Forbidden(MANAGERS_ONLY)
     return tx
 
 

@@ -9,8 +9,9 @@ one pipelined round trip.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import orjson
 from psycopg import AsyncConnection, AsyncCursor
@@ -130,6 +131,25 @@ async def begin_as(conn: TenantConnection, principal: Principal) -> Membership |
         await conn.execute("BEGIN")
         cursor = await _send_principal(conn, principal)
     return await _membership(cursor)  # the pipeline's results arrived when it closed
+
+
+async def read_as(
+    pool: AsyncConnectionPool[TenantConnection],
+    principal: Principal,
+    query: bytes | str,
+    params: Mapping[str, Any],
+) -> tuple[Membership | None, list[DictRow]]:
+    """A read in one round trip: BEGIN, the settings, the membership read, ``query`` and
+    COMMIT, in one pipeline. ``query`` finds the caller's company in the database
+    (``private.current_company_id()``, from the membership just read), not in Python, so
+    nothing waits between them. The caller's membership and the rows."""
+    async with pool.connection() as conn:
+        async with conn.pipeline():
+            await conn.execute("BEGIN READ ONLY")
+            membership = await _send_principal(conn, principal)
+            cursor = await conn.execute(query, params)
+            await conn.execute("COMMIT")
+        return await _membership(membership), await cursor.fetchall()
 
 
 @asynccontextmanager

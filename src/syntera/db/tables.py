@@ -73,6 +73,19 @@ class TenantTable:
         )
 
     @cached_property
+    def fetch_current_query(self) -> bytes:
+        """``_fetch_query`` with the company found in the database: the caller's, from
+        the membership of the same transaction (``syntera.db.postgres.read_as``)."""
+        return (
+            sql.SQL(
+                "SELECT {cols} FROM {table}"
+                " WHERE company_id = private.current_company_id() AND id = %(id)s"
+            )
+            .format(cols=self._returning, table=self._table)
+            .as_bytes()
+        )
+
+    @cached_property
     def _delete_query(self) -> bytes:
         return (
             sql.SQL(
@@ -139,6 +152,48 @@ class TenantTable:
         params = {"company_id": company_id, "id": row_id}
         return await (await conn.execute(self._delete_query, params)).fetchone()
 
+    def list_statement(
+        self,
+        company_id: UUID | None,
+        *,
+        filters: Iterable[Filter] = (),
+        limit: int,
+        after: tuple[datetime, UUID] | None = None,
+        offset: int = 0,
+    ) -> tuple[sql.Composed, dict[str, Any], sql.Composable]:
+        """The page's SELECT (newest first, one row more than ``limit``: whether there is
+        a next page), its parameters, and the filters' condition. ``company_id`` None:
+        the caller's company, found in the database (``private.current_company_id()``)."""
+        company = (
+            sql.SQL("private.current_company_id()") if company_id is None
+            else sql.Placeholder("company_id")
+        )  # fmt: skip
+        conditions: list[sql.Composable] = [sql.SQL("company_id = {}").format(company)]
+        params: dict[str, Any] = {"company_id": company_id} if company_id is not None else {}
+        for item in filters:
+            conditions.append(item.condition)
+            params.update(item.params)
+        where = sql.SQL(" AND ").join(conditions)
+        time_column = sql.Identifier(self.time_column)
+        page_conditions = list(conditions)
+        page_params = dict(params)
+        if after is not None:
+            page_conditions.append(
+                sql.SQL("({t}, id) < (%(after_at)s, %(after_id)s)").format(t=time_column)
+            )
+            page_params.update(after_at=after[0], after_id=after[1])
+        query = sql.SQL(
+            "SELECT {cols} FROM {table} WHERE {where}"
+            " ORDER BY {t} DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
+        ).format(
+            cols=self._returning,
+            table=self._table,
+            where=sql.SQL(" AND ").join(page_conditions),
+            t=time_column,
+        )
+        page_params.update(limit=limit + 1, offset=offset)
+        return query, page_params, where
+
     async def list(
         self,
         conn: TenantConnection,
@@ -152,36 +207,18 @@ class TenantTable:
     ) -> Listing:
         """Newest first, ``limit`` rows after the keyset ``after`` (or ``offset`` rows)."""
         filters = list(filters)
-        conditions: list[sql.Composable] = [sql.SQL("company_id = %(company_id)s")]
-        params: dict[str, Any] = {"company_id": company_id}
-        for item in filters:
-            conditions.append(item.condition)
-            params.update(item.params)
-        where = sql.SQL(" AND ").join(conditions)
-        time_column = sql.Identifier(self.time_column)
-        page_conditions = list(conditions)
-        if after is not None:
-            page_conditions.append(
-                sql.SQL("({t}, id) < (%(after_at)s, %(after_id)s)").format(t=time_column)
-            )
-            params.update(after_at=after[0], after_id=after[1])
-        query = sql.SQL(
-            "SELECT {cols} FROM {table} WHERE {where}"
-            " ORDER BY {t} DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
-        ).format(
-            cols=self._returning,
-            table=self._table,
-            where=sql.SQL(" AND ").join(page_conditions),
-            t=time_column,
+        query, params, where = self.list_statement(
+            company_id, filters=filters, limit=limit, after=after, offset=offset
         )
-        # One row more than asked tells whether there is a next page.
-        cursor = await conn.execute(query, {**params, "limit": limit + 1, "offset": offset})
-        rows = await cursor.fetchall()
+        rows = await (await conn.execute(query, params)).fetchall()
         total = None
         if exact_count:
             count_query = sql.SQL("SELECT count(*) AS n FROM {table} WHERE {where}").format(
                 table=self._table, where=where
             )
-            counted = await (await conn.execute(count_query, params)).fetchone()
+            count_params = {"company_id": company_id}
+            for item in filters:
+                count_params.update(item.params)
+            counted = await (await conn.execute(count_query, count_params)).fetchone()
             total = int(counted["n"]) if counted else 0
         return Listing(rows[:limit], len(rows) > limit, total)

@@ -58,6 +58,11 @@ class Resource(Generic[M]):
         return self.singular.capitalize()
 
 
+def found(resource: Resource[Any], row: Row | None) -> Row:
+    """``row``, or the resource's 404."""
+    return _found(resource, row)
+
+
 def _found(resource: Resource[Any], row: Row | None) -> Row:
     if row is None:
         raise not_found(resource.label)

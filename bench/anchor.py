@@ -1,0 +1,141 @@
+"""The floor of the request path in Python: a bare ASGI app doing the same work as the
+API's hot routes, with nothing else — the anchor ``bench.api`` reports every figure
+against.
+
+    uvicorn bench.anchor:app --workers 2   (ANCHOR_DATABASE_URL, ANCHOR_MONGODB_URI,
+                                             ANCHOR_JWT_SECRET, ANCHOR_COMPANY_ID set)
+
+Each request: PyJWT verifies the bearer token; one pipelined psycopg round trip sends
+BEGIN, the role and claims (``set_config``, as the API and PostgREST do), the statement
+and COMMIT, with row-level security deciding what the statement reaches; orjson writes
+the answer. No validation beyond parsing, no limiter, no metrics, no error shapes.
+
+- ``GET /v1/contacts/{id}``: one contact;
+- ``GET /v1/contacts?limit=20``: the newest page of 20;
+- ``POST /v1/contacts``: insert one (the body's email, first and last name);
+- ``POST /v1/conversations/{id}/messages``: a MongoDB ``insert_one`` and the analytics
+  event in PostgreSQL, as the API records a customer's message.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import jwt
+import orjson
+from bson import ObjectId
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from pymongo import AsyncMongoClient
+
+BECOME = ("SELECT set_config('role', 'authenticated', true), "
+          "set_config('request.jwt.claims', %s, true)")  # fmt: skip
+ONE = """SELECT id, company_id, email, phone, first_name, last_name, tags, metadata,
+       created_at, updated_at
+  FROM public.contacts WHERE id = %s"""
+PAGE = """SELECT id, company_id, email, phone, first_name, last_name, tags, metadata,
+       created_at, updated_at
+  FROM public.contacts ORDER BY created_at DESC, id DESC LIMIT 21"""
+INSERT = """INSERT INTO public.contacts (company_id, email, first_name, last_name)
+VALUES (private.current_company_id(), %s, %s, %s)
+RETURNING id, company_id, email, phone, first_name, last_name, tags, metadata,
+          created_at, updated_at"""
+EVENT = ("INSERT INTO public.analytics_events (company_id, event_type, properties) "
+         "VALUES (private.current_company_id(), 'message.received', %s)")  # fmt: skip
+
+state: dict[str, Any] = {}
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
+
+
+async def startup() -> None:
+    state["pool"] = AsyncConnectionPool(
+        os.environ["ANCHOR_DATABASE_URL"], min_size=20, max_size=20, open=False,
+        kwargs={"row_factory": dict_row, "prepare_threshold": 5}, configure=_configure,
+    )  # fmt: skip
+    await state["pool"].open(wait=True)
+    mongo: AsyncMongoClient[Any] = AsyncMongoClient(os.environ["ANCHOR_MONGODB_URI"])
+    state["messages"] = mongo[os.environ.get("ANCHOR_MONGODB_DB", "syntera")]["messages"]
+    state["secret"] = os.environ["ANCHOR_JWT_SECRET"]
+    state["company"] = os.environ.get("ANCHOR_COMPANY_ID", "")
+
+
+async def run(claims: dict[str, Any], sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """BEGIN, become the caller, the statement, COMMIT: one round trip."""
+    async with state["pool"].connection() as conn, conn.pipeline():
+        await conn.execute("BEGIN")
+        await conn.execute(BECOME, (orjson.dumps(claims).decode(),))
+        cursor = await conn.execute(sql, params)
+        await conn.execute("COMMIT")
+    return await cursor.fetchall()  # type: ignore[no-any-return]
+
+
+async def respond(send: Any, status: int, body: Any) -> None:
+    payload = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await state["pool"].close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    headers = dict(scope["headers"])
+    token = headers.get(b"authorization", b"").removeprefix(b"Bearer ").decode()
+    try:
+        claims = jwt.decode(token, state["secret"], algorithms=["HS256"],
+                            audience="authenticated")  # fmt: skip
+    except jwt.PyJWTError:
+        await respond(send, 401, {"message": "bad token"})
+        return
+    path, method = scope["path"], scope["method"]
+    if method == "GET" and path == "/v1/contacts":
+        rows = await run(claims, PAGE, ())
+        await respond(send, 200, {"data": rows[:20], "next_cursor": None})
+    elif method == "GET" and path.startswith("/v1/contacts/"):
+        rows = await run(claims, ONE, (UUID(path.rsplit("/", 1)[1]),))
+        await respond(send, 200, rows[0]) if rows else await respond(send, 404, {})
+    elif method == "POST" and path == "/v1/contacts":
+        body = orjson.loads(await read_body(receive))
+        values = (body.get("email"), body.get("first_name"), body.get("last_name"))
+        rows = await run(claims, INSERT, values)
+        await respond(send, 201, rows[0])
+    elif method == "POST" and path.endswith("/messages"):
+        body = orjson.loads(await read_body(receive))
+        conversation = path.split("/")[3]
+        document = {
+            "_id": ObjectId(), "conversation_id": conversation, "company_id": state["company"],
+            "content": body.get("content"), "sender_type": body.get("sender_type"),
+            "created_at": datetime.now(UTC),
+        }  # fmt: skip
+        await state["messages"].insert_one(document)
+        properties = {"message_id": str(document["_id"]), "conversation_id": conversation}
+        await run(claims, EVENT, (orjson.dumps(properties).decode(),))
+        document["id"] = str(document.pop("_id"))
+        await respond(send, 201, document)
+    else:
+        await respond(send, 404, {})
