@@ -15,6 +15,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from syntera.api import fast_reads
 from syntera.api.deps import Manager, Member, member_transaction, principal, read_as_member
 from syntera.api.pagination import page_request
 from syntera.db.tables import Filter, Listing, Row
@@ -112,6 +113,8 @@ def add_crud_routes(
         "delete": (delete, "DELETE", "/{row_id}", 204, f"Delete a {name}."),
         "list": (list_, "GET", "", 200, f"Your company's {name}s, newest first, paginated."),
     }
+    if "read" in routes:
+        fast_reads.register(router.prefix, resource, managers_read)
     for route in routes:
         endpoint, method, path, status, summary = documented[route]
         router.add_api_route(

@@ -73,7 +73,8 @@ async def _caller(request: Request, credential: str | None) -> Principal:
         raise Unauthorized(f"invalid token: {error}") from error
     if caller.role == "anon":
         raise Unauthorized("an anonymous key cannot call this endpoint; sign in")
-    if caller.user_id is not None:
+    # (Counted already when the fast read path left the request to this one.)
+    if caller.user_id is not None and not request.scope.get("syntera.limit_counted"):
         limiters = limiters_of(request)
         key = global_key("rate-user", str(caller.user_id))
         await limiters.enforce(limiters.api_user, key, "requests per user")
