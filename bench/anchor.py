@@ -73,7 +73,7 @@ async def run(claims: dict[str, Any], sql: str, params: tuple[Any, ...]) -> list
         await conn.execute(BECOME, (orjson.dumps(claims).decode(),))
         cursor = await conn.execute(sql, params)
         await conn.execute("COMMIT")
-    return await cursor.fetchall()  # type: ignore[no-any-return]
+    return await cursor.fetchall() if cursor.description else []
 
 
 async def respond(send: Any, status: int, body: Any) -> None:

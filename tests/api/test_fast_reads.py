@@ -9,6 +9,7 @@ import httpx
 import psycopg
 import pytest
 
+from syntera.api import fast_reads
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
 from tests.api_fixtures import AuthHeaders
@@ -87,3 +88,19 @@ async def test_fast_reads_are_counted_under_their_route_template(
     metrics = (await client.get("/metrics")).text
     assert 'route="/v1/deals/{row_id}"' in metrics
     assert f"/v1/deals/{tenant.rows['deals']}" not in metrics
+
+
+async def test_every_first_page_is_the_routes_page(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    headers = auth(tenant.owner)
+    assert fast_reads.LISTS, "no list registered for the fast path"
+    for prefix in fast_reads.LISTS:
+        for query in ("", "?limit=1"):
+            fast = await client.get(f"{prefix}{query}", headers=headers)
+            joiner = "&" if query else "?"
+            routed = await client.get(f"{prefix}{query}{joiner}via=route", headers=headers)
+            assert fast.status_code == routed.status_code, (prefix, fast.text, routed.text)
+            assert fast.content == routed.content, prefix
+    other = await client.get("/v1/contacts?limit=500", headers=headers)
+    assert other.status_code == 422  # out of range: the route's own answer

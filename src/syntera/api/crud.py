@@ -113,8 +113,8 @@ def add_crud_routes(
         "delete": (delete, "DELETE", "/{row_id}", 204, f"Delete a {name}."),
         "list": (list_, "GET", "", 200, f"Your company's {name}s, newest first, paginated."),
     }
-    if "read" in routes:
-        fast_reads.register(router.prefix, resource, managers_read)
+    fast_reads.register(router.prefix, resource, managers_read, read="read" in routes,
+                        filters=filters if "list" in routes else None)  # fmt: skip
     for route in routes:
         endpoint, method, path, status, summary = documented[route]
         router.add_api_route(

@@ -1,5 +1,5 @@
-"""The hot reads, answered beside FastAPI's routing: ``GET /v1/<resource>/{id}`` of a
-signed-in user.
+"""The hot reads, answered beside FastAPI's routing: ``GET /v1/<resource>/{id}`` and the
+first page ``GET /v1/<resource>[?limit=N]`` of a signed-in user.
 
 Profiling ``GET /v1/contacts/{id}`` under load (py-spy, 2 API processes) put a third of
 each request's CPU in FastAPI's routing, its dependency solving and the validation of
@@ -18,6 +18,8 @@ is told the routes by ``add_crud_routes`` (``READS``).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -31,7 +33,9 @@ from syntera.auth.tokens import InvalidToken, principal_from_bearer
 from syntera.db.postgres import read_as
 from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
+from syntera.db.tables import Filter, Listing
 from syntera.errors import SynteraError, not_found
+from syntera.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, page_from
 from syntera.kit.resources import Resource
 
 
@@ -40,17 +44,32 @@ class FastRead:
     resource: Resource[Any]
     managers_only: bool
     template: str  # the route's path template, as metrics and logs name it
+    filters: Callable[[], Awaitable[list[Filter]]] | None = None  # lists: their defaults
 
     @property
     def path(self) -> str:  # what HttpMetrics reads off scope["route"]
         return self.template
 
 
-READS: dict[str, FastRead] = {}  # "/v1/contacts" -> its read
+READS: dict[str, FastRead] = {}  # "/v1/contacts" -> its read of one row
+LISTS: dict[str, FastRead] = {}  # "/v1/contacts" -> its first page
+_LIMIT = re.compile(rb"(?:limit=(\d{1,3}))?")
 
 
-def register(prefix: str, resource: Resource[Any], managers_only: bool) -> None:
-    READS[prefix] = FastRead(resource, managers_only, f"{prefix}/{{row_id}}")
+def register(
+    prefix: str,
+    resource: Resource[Any],
+    managers_only: bool,
+    *,
+    read: bool,
+    filters: Callable[[], Awaitable[list[Filter]]] | None,
+) -> None:
+    """The resource's read (``read``) and first page (``filters``: its list's filters,
+    called with their defaults) for the fast path."""
+    if read:
+        READS[prefix] = FastRead(resource, managers_only, f"{prefix}/{{row_id}}")
+    if filters is not None:
+        LISTS[prefix] = FastRead(resource, managers_only, prefix, filters)
 
 
 class FastReads:
@@ -58,20 +77,37 @@ class FastReads:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
+        if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        prefix, _, last = scope["path"].rpartition("/")
-        read = READS.get(prefix)
-        if read is None or len(last) != 36 or not await self._answer(read, last, scope, send):
-            await self.app(scope, receive, send)
+        path = scope["path"]
+        page = LISTS.get(path)
+        if page is not None:
+            limit = _LIMIT.fullmatch(scope["query_string"])
+            size = int(limit.group(1)) if limit and limit.group(1) else DEFAULT_LIMIT
+            if (
+                limit
+                and 1 <= size <= MAX_LIMIT
+                and await self._answer(page, None, size, scope, send)
+            ):
+                return
+        elif not scope["query_string"]:
+            prefix, _, last = path.rpartition("/")
+            read = READS.get(prefix)
+            if read is not None and len(last) == 36:
+                try:
+                    row_id = UUID(last)
+                except ValueError:
+                    row_id = None
+                if row_id and await self._answer(read, row_id, 0, scope, send):
+                    return
+        await self.app(scope, receive, send)
 
-    async def _answer(self, read: FastRead, last: str, scope: Scope, send: Send) -> bool:
-        """Answer the read; False to leave it to FastAPI (nothing was sent or counted)."""
-        try:
-            row_id = UUID(last)
-        except ValueError:
-            return False
+    async def _answer(
+        self, read: FastRead, row_id: UUID | None, limit: int, scope: Scope, send: Send
+    ) -> bool:
+        """Answer the read of ``row_id`` (None: the first page of ``limit`` rows); False
+        to leave it to FastAPI (nothing was sent, nor counted unless it says so)."""
         credential = _bearer(scope)
         if credential is None:
             return False
@@ -85,21 +121,36 @@ class FastReads:
         scope["route"] = read
         ROUTE.set(read.template)
         request = Request(scope)
+        table = read.resource.table
         try:
             limiters = state.limiters
             key = global_key("rate-user", str(caller.user_id))
             await limiters.enforce(limiters.api_user, key, "requests per user")
-            query = read.resource.table.fetch_current_query
-            membership, rows = await read_as(state.stores.postgres, caller, query, {"id": row_id})
+            if row_id is not None:
+                query: bytes = table.fetch_current_query
+                params: dict[str, Any] = {"id": row_id}
+            else:
+                assert read.filters is not None
+                statement, params, _ = table.list_statement(
+                    None, filters=await read.filters(), limit=limit
+                )
+                query = statement.as_bytes()
+            membership, rows = await read_as(state.stores.postgres, caller, query, params)
             TENANT.set(str(membership.company_id) if membership else None)
             if membership is None or (read.managers_only and not membership.manages_team):
                 # The 403 and its wording are FastAPI's path's; the limit is counted, so
                 # that path must not count it again: it is the rare case, answered there.
                 scope["syntera.limit_counted"] = True
                 return False
-            if not rows:
-                raise not_found(read.resource.label)
-            body = read.resource.out(rows[0]).model_dump_json().encode()
+            if row_id is not None:
+                if not rows:
+                    raise not_found(read.resource.label)
+                body = read.resource.out(rows[0]).model_dump_json().encode()
+            else:
+                listing = Listing(rows[:limit], len(rows) > limit, None)
+                paging = PageRequest(limit, None, 0, False)
+                answer = page_from(listing, paging, read.resource.out, table.time_column)
+                body = answer.model_dump_json().encode()
         except SynteraError as error:
             await problem_from_error(error).response(request)(scope, _no_receive, send)
             return True

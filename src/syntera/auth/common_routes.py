@@ -15,8 +15,11 @@ from syntera.auth.tokens import issue_access_token
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": AuthError, "description": "Invalid credentials or request"},
     401: {"model": AuthError, "description": "Missing or invalid token"},
+    403: {"model": AuthError, "description": "Not allowed, or a token spent or expired"},
+    404: {"model": AuthError, "description": "No such user"},
     422: {"model": AuthError, "description": "Weak password or email taken"},
-    429: {"model": AuthError, "description": "Too many failed sign-ins"},
+    429: {"model": AuthError, "description": "Too many attempts or mails"},
+    503: {"model": AuthError, "description": "The signing keys or the limits cannot be used"},
 }
 
 
