@@ -194,6 +194,7 @@ async def test_the_local_outbox_is_listed_by_syntera_mail(
     )
     assert "cleo@example.com" in listed.stdout
     assert "Reset your password" in listed.stdout
+    assert "http://api.test/auth/v1/verify" in listed.stdout  # the link, not the site's URL
     mail_id = path.stem.split("-")[0].lstrip("0")
     show = [*command[:4], "show", mail_id, "--data-dir", str(tmp_path)]
     shown = await asyncio.to_thread(

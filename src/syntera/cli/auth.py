@@ -104,7 +104,10 @@ def mail(
     table = Table("id", "date", "to", "subject", "link")
     for path in messages:
         message = _read(path)
-        link = re.search(r"https?://\S+", _text(message))
+        text = _text(message)
+        link = re.search(r"https?://\S+/auth/v1/verify\?\S+", text) or re.search(
+            r"https?://\S+", text
+        )
         table.add_row(path.stem.split("-")[0].lstrip("0") or "0", str(message["Date"]),
                       str(message["To"]), str(message["Subject"]),
                       link.group(0) if link else "")  # fmt: skip
