@@ -16,17 +16,16 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from syntera.api import fast_reads
-from syntera.api.deps import Manager, Member, member_transaction, principal, read_as_member
+from syntera.api.deps import Manager, Member, member_transaction, principal
 from syntera.api.pagination import page_request
-from syntera.db.tables import Filter, Listing, Row
-from syntera.kit.pagination import Page, PageRequest, page_from
+from syntera.db.tables import Filter, Row
+from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.resources import (
     M,
     Resource,
     access_row,
     create_row,
     delete_row,
-    found,
     list_rows,
     update_row,
 )
@@ -71,10 +70,9 @@ def add_crud_routes(
     async def read(request: Request, caller: Caller, row_id: RowId) -> model:  # type: ignore[valid-type]
         # The hot path: a signed-in user's read is one round trip (read_as_member).
         if caller.role == "authenticated":
-            query, params = resource.table.fetch_current_query, {"id": row_id}
-            rows = await read_as_member(request, caller, query, params,
-                                        managers_only=managers_read)  # fmt: skip
-            return resource.out(found(resource, rows[0] if rows else None))
+            return resource.out(
+                await fast_reads.member_row(request, caller, resource, row_id, managers_read)
+            )
         async with member_transaction(request, caller, managers_only=managers_read) as tx:
             return resource.out(await access_row(tx, resource, row_id))
 
@@ -95,14 +93,9 @@ def add_crud_routes(
         request: Request, caller: Caller, paging: Paging, where: Filters
     ) -> Page[model]:  # type: ignore[valid-type]
         if caller.role == "authenticated" and not paging.exact_count:  # one round trip
-            query, params, _ = resource.table.list_statement(
-                None, filters=where, limit=paging.limit, after=paging.after,
-                offset=paging.offset,
-            )  # fmt: skip
-            rows = await read_as_member(request, caller, query.as_bytes(), params,
-                                        managers_only=managers_read)  # fmt: skip
-            listing = Listing(rows[: paging.limit], len(rows) > paging.limit, None)
-            return page_from(listing, paging, resource.out, resource.table.time_column)
+            return await fast_reads.member_page(
+                request, caller, resource, paging, where, managers_read
+            )
         async with member_transaction(request, caller, managers_only=managers_read) as tx:
             return await list_rows(tx, resource, paging, where)
 

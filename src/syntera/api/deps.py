@@ -29,6 +29,7 @@ from syntera.db.postgres import open_transaction, read_as
 from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
 from syntera.errors import Forbidden, Unauthorized
+from syntera.ratelimit import Limiters
 from syntera.tenancy import Membership, Principal, TenantTransaction
 
 COMPANY_HEADER = "X-Company-Id"
@@ -73,12 +74,15 @@ async def _caller(request: Request, credential: str | None) -> Principal:
         raise Unauthorized(f"invalid token: {error}") from error
     if caller.role == "anon":
         raise Unauthorized("an anonymous key cannot call this endpoint; sign in")
-    # (Counted already when the fast read path left the request to this one.)
-    if caller.user_id is not None and not request.scope.get("syntera.limit_counted"):
-        limiters = limiters_of(request)
+    await count_request(limiters_of(request), caller)
+    return caller
+
+
+async def count_request(limiters: Limiters, caller: Principal) -> None:
+    """Count one request against a user's per-minute limit (429 when it is full)."""
+    if caller.user_id is not None:
         key = global_key("rate-user", str(caller.user_id))
         await limiters.enforce(limiters.api_user, key, "requests per user")
-    return caller
 
 
 NO_COMPANY = "you are not a member of any company; create one with POST /v1/companies"

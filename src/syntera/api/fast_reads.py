@@ -8,12 +8,13 @@ answers the common case the same way with less: it verifies the token (the same
 ``principal_from_bearer``), counts the per-user limit, reads in one round trip as the
 caller (``read_as``: RLS decides, the company found in SQL), and writes the row through
 the resource's model (``model_dump_json``, the bytes FastAPI would send). Anything else
-— no or another kind of credential, the service key, a query string, a caller without a
-company — goes on to FastAPI unchanged, so every answer but the plain hit comes from the
-one code path. Errors (404, 429, a database error) are the same problem+json documents.
+— no or another kind of credential, the service key, another query string — goes on to
+FastAPI unchanged. Errors (403, 404, 429, a database error) are the same
+problem+json documents, from the same functions (``member_row``, ``member_page``, which
+the routes call too).
 
 It sits inside the metrics, CORS, size and JSON guards (they see it as any route) and
-is told the routes by ``add_crud_routes`` (``READS``).
+is told the routes by ``add_crud_routes`` (``READS``, ``LISTS``).
 """
 
 from __future__ import annotations
@@ -28,27 +29,22 @@ import psycopg
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from syntera.api.deps import count_request, read_as_member
 from syntera.api.errors import problem_from_database, problem_from_error
 from syntera.auth.tokens import InvalidToken, principal_from_bearer
-from syntera.db.postgres import read_as
-from syntera.db.redis import global_key
-from syntera.db.slow import ROUTE, TENANT
-from syntera.db.tables import Filter, Listing
-from syntera.errors import SynteraError, not_found
-from syntera.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, page_from
-from syntera.kit.resources import Resource
+from syntera.db.tables import Filter, Listing, Row
+from syntera.errors import SynteraError
+from syntera.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest, page_from
+from syntera.kit.resources import M, Resource, found
+from syntera.tenancy import Principal
 
 
 @dataclass(frozen=True)
 class FastRead:
     resource: Resource[Any]
     managers_only: bool
-    template: str  # the route's path template, as metrics and logs name it
+    path: str  # the route's template, as HttpMetrics and the logs read it off scope["route"]
     filters: Callable[[], Awaitable[list[Filter]]] | None = None  # lists: their defaults
-
-    @property
-    def path(self) -> str:  # what HttpMetrics reads off scope["route"]
-        return self.template
 
 
 READS: dict[str, FastRead] = {}  # "/v1/contacts" -> its read of one row
@@ -107,7 +103,7 @@ class FastReads:
         self, read: FastRead, row_id: UUID | None, limit: int, scope: Scope, send: Send
     ) -> bool:
         """Answer the read of ``row_id`` (None: the first page of ``limit`` rows); False
-        to leave it to FastAPI (nothing was sent, nor counted unless it says so)."""
+        to leave it to FastAPI (nothing was sent or counted)."""
         credential = _bearer(scope)
         if credential is None:
             return False
@@ -119,38 +115,18 @@ class FastReads:
         if caller.role != "authenticated" or caller.user_id is None:
             return False
         scope["route"] = read
-        ROUTE.set(read.template)
         request = Request(scope)
-        table = read.resource.table
         try:
-            limiters = state.limiters
-            key = global_key("rate-user", str(caller.user_id))
-            await limiters.enforce(limiters.api_user, key, "requests per user")
+            await count_request(state.limiters, caller)
             if row_id is not None:
-                query: bytes = table.fetch_current_query
-                params: dict[str, Any] = {"id": row_id}
+                row = await member_row(request, caller, read.resource, row_id, read.managers_only)
+                body = read.resource.out(row).model_dump_json().encode()
             else:
                 assert read.filters is not None
-                statement, params, _ = table.list_statement(
-                    None, filters=await read.filters(), limit=limit
-                )
-                query = statement.as_bytes()
-            membership, rows = await read_as(state.stores.postgres, caller, query, params)
-            TENANT.set(str(membership.company_id) if membership else None)
-            if membership is None or (read.managers_only and not membership.manages_team):
-                # The 403 and its wording are FastAPI's path's; the limit is counted, so
-                # that path must not count it again: it is the rare case, answered there.
-                scope["syntera.limit_counted"] = True
-                return False
-            if row_id is not None:
-                if not rows:
-                    raise not_found(read.resource.label)
-                body = read.resource.out(rows[0]).model_dump_json().encode()
-            else:
-                listing = Listing(rows[:limit], len(rows) > limit, None)
                 paging = PageRequest(limit, None, 0, False)
-                answer = page_from(listing, paging, read.resource.out, table.time_column)
-                body = answer.model_dump_json().encode()
+                page = await member_page(request, caller, read.resource, paging,
+                                         await read.filters(), read.managers_only)  # fmt: skip
+                body = page.model_dump_json().encode()
         except SynteraError as error:
             await problem_from_error(error).response(request)(scope, _no_receive, send)
             return True
@@ -162,6 +138,31 @@ class FastReads:
                                 (b"content-type", b"application/json")]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
         return True
+
+
+async def member_row(
+    request: Request, caller: Principal, resource: Resource[Any], row_id: UUID,
+    managers_only: bool,
+) -> Row:  # fmt: skip
+    """A signed-in member's read of one row of their company, in one round trip (403 if
+    they are no member, or no manager with ``managers_only``; 404 if there is none)."""
+    query, params = resource.table.fetch_current_query, {"id": row_id}
+    rows = await read_as_member(request, caller, query, params, managers_only=managers_only)
+    return found(resource, rows[0] if rows else None)
+
+
+async def member_page(
+    request: Request, caller: Principal, resource: Resource[M], paging: PageRequest,
+    filters: list[Filter], managers_only: bool,
+) -> Page[M]:  # fmt: skip
+    """``member_row`` for a page of a list (no exact count: that is a second statement)."""
+    query, params, _ = resource.table.list_statement(
+        None, filters=filters, limit=paging.limit, after=paging.after, offset=paging.offset
+    )
+    rows = await read_as_member(request, caller, query.as_bytes(), params,
+                                managers_only=managers_only)  # fmt: skip
+    listing = Listing.of(rows, paging.limit)
+    return page_from(listing, paging, resource.out, resource.table.time_column)
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -43,6 +43,11 @@ class Listing:
     has_more: bool
     total: int | None
 
+    @classmethod
+    def of(cls, rows: list[Row], limit: int, total: int | None = None) -> Listing:
+        """The page of a SELECT that asked for one row more than ``limit``."""
+        return cls(rows[:limit], len(rows) > limit, total)
+
 
 @dataclass(frozen=True)
 class TenantTable:
@@ -162,7 +167,8 @@ class TenantTable:
         offset: int = 0,
     ) -> tuple[sql.Composed, dict[str, Any], sql.Composable]:
         """The page's SELECT (newest first, one row more than ``limit``: whether there is
-        a next page), its parameters, and the filters' condition. ``company_id`` None:
+        a next page), its parameters (those of the filters' condition among them), and
+        the filters' condition. ``company_id`` None:
         the caller's company, found in the database (``private.current_company_id()``)."""
         company = (
             sql.SQL("private.current_company_id()") if company_id is None
@@ -176,12 +182,11 @@ class TenantTable:
         where = sql.SQL(" AND ").join(conditions)
         time_column = sql.Identifier(self.time_column)
         page_conditions = list(conditions)
-        page_params = dict(params)
         if after is not None:
             page_conditions.append(
                 sql.SQL("({t}, id) < (%(after_at)s, %(after_id)s)").format(t=time_column)
             )
-            page_params.update(after_at=after[0], after_id=after[1])
+            params.update(after_at=after[0], after_id=after[1])
         query = sql.SQL(
             "SELECT {cols} FROM {table} WHERE {where}"
             " ORDER BY {t} DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
@@ -191,8 +196,8 @@ class TenantTable:
             where=sql.SQL(" AND ").join(page_conditions),
             t=time_column,
         )
-        page_params.update(limit=limit + 1, offset=offset)
-        return query, page_params, where
+        params.update(limit=limit + 1, offset=offset)
+        return query, params, where
 
     async def list(
         self,
@@ -206,7 +211,6 @@ class TenantTable:
         exact_count: bool = False,
     ) -> Listing:
         """Newest first, ``limit`` rows after the keyset ``after`` (or ``offset`` rows)."""
-        filters = list(filters)
         query, params, where = self.list_statement(
             company_id, filters=filters, limit=limit, after=after, offset=offset
         )
@@ -216,9 +220,6 @@ class TenantTable:
             count_query = sql.SQL("SELECT count(*) AS n FROM {table} WHERE {where}").format(
                 table=self._table, where=where
             )
-            count_params = {"company_id": company_id}
-            for item in filters:
-                count_params.update(item.params)
-            counted = await (await conn.execute(count_query, count_params)).fetchone()
+            counted = await (await conn.execute(count_query, params)).fetchone()
             total = int(counted["n"]) if counted else 0
-        return Listing(rows[:limit], len(rows) > limit, total)
+        return Listing.of(rows, limit, total)
