@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None,
         description="This API's public base URL, in the links of auth mail; unset: the URL "
-        "of the request (set it in production, where the Host header is the client's).",
+        "of the request when it names this machine, else http://host:port (set it in "
+        "production: a client chooses the Host header, so it never makes a link).",
     )
     auth_token_lifetime_s: int = Field(
         default=3600, ge=60, le=7 * 24 * 3600,

@@ -83,6 +83,9 @@ def test_a_banned_user_cannot_sign_in_or_refresh_until_the_ban_is_lifted(
     with pytest.raises(AuthApiError) as bad:
         admin.update_user_by_id(user.id, {"ban_duration": "forever"})
     assert (bad.value.status, bad.value.code) == (400, "validation_failed")
+    with pytest.raises(AuthApiError) as huge:  # past year 9999: refused, not a 500
+        admin.update_user_by_id(user.id, {"ban_duration": "9" * 20 + "h"})
+    assert (huge.value.status, huge.value.code) == (400, "validation_failed")
     admin.update_user_by_id(user.id, {"ban_duration": "none"})
     assert auth_server.client().sign_in_with_password(
         {"email": email, "password": PASSWORD}

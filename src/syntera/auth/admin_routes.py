@@ -93,7 +93,12 @@ def ban_until(duration: str) -> datetime | None:
             400, "validation_failed", f'ban_duration {duration!r}: use "none" or e.g. "24h"'
         )
     seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+    try:
+        return datetime.now(UTC) + timedelta(seconds=seconds)
+    except OverflowError:  # past year 9999
+        raise GoTrueError(
+            400, "validation_failed", f"ban_duration {duration!r} is too long"
+        ) from None
 
 
 def _user_id(value: str) -> UUID:
@@ -125,7 +130,7 @@ async def list_users(
     request: Request,
     response: Response,
     _: Admin,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> UserList:
     """Every user, oldest first, a page at a time (``X-Total-Count`` and ``Link``
@@ -212,6 +217,9 @@ async def delete_user(
         if user is None:
             raise USER_NOT_FOUND
         await _hand_over_companies(conn, uid, user["email"])
+        # The mail asked about the address goes with the account (an ask names an
+        # address, not always the account).
+        await conn.execute(service.DELETE_MAIL_ASKS, {"email": user["email"]})
         if soft:
             await conn.execute(service.SOFT_DELETE_USER, {"id": uid})
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -11,6 +12,7 @@ from syntera.api.state import keys_of, settings_of
 from syntera.auth import service
 from syntera.auth.schemas import AuthError, AuthUser, Session
 from syntera.auth.tokens import issue_access_token
+from syntera.tenancy import Principal
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": AuthError, "description": "Invalid credentials or request"},
@@ -55,6 +57,20 @@ def weak_password(minimum: int) -> GoTrueError:
 
 
 INVALID_CREDENTIALS = GoTrueError(400, "invalid_credentials", "Invalid login credentials")
+
+
+def client_ip(request: Request) -> str:
+    """The client's address, as the per-address limits count it."""
+    return request.client.host if request.client else "unknown"
+
+
+def session_of(caller: Principal) -> UUID | None:
+    """The session an access token was issued for (None if it names none)."""
+    session_id = caller.claims.get("session_id")
+    try:
+        return UUID(str(session_id)) if session_id else None
+    except ValueError:
+        return None
 
 
 def auth_user(row: dict[str, Any]) -> AuthUser:

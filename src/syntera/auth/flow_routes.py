@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
 from uuid import UUID, uuid4
@@ -25,7 +26,15 @@ from syntera import __version__
 from syntera.api.deps import principal
 from syntera.api.state import keys_of, limiters_of, settings_of, system_transaction
 from syntera.auth import mail, onetime, service
-from syntera.auth.common_routes import ERRORS, GoTrueError, auth_user, new_session, weak_password
+from syntera.auth.common_routes import (
+    ERRORS,
+    GoTrueError,
+    auth_user,
+    client_ip,
+    new_session,
+    session_of,
+    weak_password,
+)
 from syntera.auth.passwords import hash_password, verify_password
 from syntera.auth.schemas import MAX_PASSWORD_LENGTH, AuthUser, Session
 from syntera.config import Settings
@@ -78,6 +87,7 @@ class VerifyRequest(_Body):
 # Redirects -------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
 def _glob(pattern: str) -> re.Pattern[str]:
     """GoTrue's redirect globs: ``**`` matches anything, ``*`` and ``?`` stop at ``.`` and
     ``/`` (so ``https://*.example.com`` does not match ``https://evil.com/.example.com``)."""
@@ -104,8 +114,20 @@ def allowed_redirect(settings: Settings, redirect_to: str | None) -> str:
     )
 
 
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def _public_base(request: Request) -> str:
-    return (settings_of(request).public_url or str(request.base_url)).rstrip("/")
+    """Where the links in mail point: SYNTERA_PUBLIC_URL; unset, the request's own URL
+    only when it names this machine (the embedded default) — anyone can send any Host
+    header, and a link to their host would hand them the token — otherwise the address
+    the API listens on."""
+    settings = settings_of(request)
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    if request.url.hostname in LOOPBACK:
+        return str(request.base_url).rstrip("/")
+    return f"http://{settings.host}:{settings.port}"
 
 
 def verify_link(request: Request, kind: str, token: str, redirect_to: str) -> str:
@@ -115,17 +137,13 @@ def verify_link(request: Request, kind: str, token: str, redirect_to: str) -> st
 # Limits ----------------------------------------------------------------------------------
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def limit_mail(request: Request, email: str) -> None:
     """One auth mail per address per SYNTERA_RATE_LIMIT_MAIL_PER_EMAIL_S, and so many per
     client address an hour: counted for every request, whether or not the address has
     an account, so the 429 tells nothing either."""
     limiters = limiters_of(request)
     for limiter, key in (
-        (limiters.mail_ip, global_key("mail-ip", digest(_client_ip(request)))),
+        (limiters.mail_ip, global_key("mail-ip", digest(client_ip(request)))),
         (limiters.mail_email, global_key("mail-email", digest(service.normalize_email(email)))),
     ):
         await _hit(limiter, key, "over_email_send_rate_limit", MAIL_WAIT)
@@ -212,8 +230,7 @@ async def update_user(
             changes["raw_user_meta_data"] = body.data
         user = await service.update_user(conn, caller.user_id, **changes)
         if new_hash is not None and settings.auth_password_change_signs_out_others:
-            session = caller.claims.get("session_id")
-            await service.end_sessions(conn, caller.user_id, _uuid(session), "others")
+            await service.end_sessions(conn, caller.user_id, session_of(caller), "others")
         new_email = None
         if email_change:
             assert body.email is not None
@@ -231,13 +248,6 @@ async def update_user(
         answer.new_email = new_email
         answer.email_change_sent_at = datetime.now(UTC)
     return answer
-
-
-def _uuid(value: object) -> UUID | None:
-    try:
-        return UUID(str(value)) if value else None
-    except ValueError:
-        return None
 
 
 # Mail that signs in ------------------------------------------------------------------------
@@ -310,7 +320,7 @@ async def _verify(
     session and the redirect stored with the token. Throttled: each attempt counts
     against the client's address (and the email, for codes) until one succeeds."""
     limiters = limiters_of(request)
-    limits = [(limiters.verify_ip, global_key("verify-ip", digest(_client_ip(request))))]
+    limits = [(limiters.verify_ip, global_key("verify-ip", digest(client_ip(request))))]
     if email is not None:
         email_key = global_key("verify-email", digest(service.normalize_email(email)))
         limits.append((limiters.verify_email, email_key))

@@ -53,8 +53,7 @@ VALUES (%(kid)s, %(private_key)s, %(public_jwk)s, now() + make_interval(secs => 
 """
 
 LIST = """
-SELECT kid, algorithm, created_at, signing_from, retired_at,
-       signing_from <= now() AND retired_at IS NULL AS verifies_and_may_sign
+SELECT kid, algorithm, created_at, signing_from, retired_at
   FROM syntera.signing_keys ORDER BY created_at
 """
 
@@ -77,7 +76,6 @@ class KeyRing:
     signing: SigningKey | None = None
     public: dict[str, Any] = field(default_factory=dict)  # kid -> public key object
     jwks: list[dict[str, Any]] = field(default_factory=list)
-    version: int = 0  # changes with every reload that changed the set
     # Verified claims by (token, kid), remembered like the HS256 ones (a client sends one
     # token for an hour); a new cache with every change, so a retired key's go with it.
     verified: Callable[[str, str], dict[str, Any]] = field(
@@ -98,7 +96,6 @@ class KeyRing:
         self.public, self.signing = public, signing
         self.jwks = [row["public_jwk"] for row in rows]
         if changed:
-            self.version += 1
             self.verified = lru_cache(maxsize=4096)(partial(_decode, public))
 
 
@@ -200,4 +197,4 @@ def retire(conn: psycopg.Connection[Any], kid: str) -> None:
 
 
 def listing(conn: psycopg.Connection[Any]) -> list[tuple[str, str, datetime, datetime, Any]]:
-    return [row[:5] for row in conn.execute(LIST).fetchall()]
+    return conn.execute(LIST).fetchall()

@@ -20,7 +20,9 @@ from syntera.auth.common_routes import (
     INVALID_CREDENTIALS,
     GoTrueError,
     auth_user,
+    client_ip,
     new_session,
+    session_of,
 )
 from syntera.auth.passwords import hash_password, verify_password
 from syntera.auth.schemas import AuthUser, Credentials, RefreshGrant, Session, SignUp
@@ -85,9 +87,8 @@ async def token(
 
 async def _password_grant(request: Request, body: Credentials) -> Session:
     limiters = limiters_of(request)
-    client_ip = request.client.host if request.client else "unknown"
-    await limiters.enforce(limiters.sign_in_ip, global_key("sign-in-ip", digest(client_ip)),
-                           "sign-in attempts from your address")  # fmt: skip
+    address_key = global_key("sign-in-ip", digest(client_ip(request)))
+    await limiters.enforce(limiters.sign_in_ip, address_key, "sign-in attempts from your address")
     failures = limiters.sign_in_email_failures
     throttle_key = global_key("sign-in-failures", digest(service.normalize_email(body.email)))
     # Check and count in one step (one Lua call): of any number of concurrent attempts,
@@ -159,11 +160,6 @@ async def logout(
 ) -> Response:
     """End this session (``local``), the others, or all of them (``global``, default);
     their refresh tokens stop working. Access tokens already issued run until expiry."""
-    session_id = caller.claims.get("session_id")
-    try:
-        session_uuid = UUID(str(session_id)) if session_id else None
-    except ValueError:
-        session_uuid = None
     async with system_transaction(request) as conn:
-        await service.end_sessions(conn, _user_id(caller), session_uuid, scope)
+        await service.end_sessions(conn, _user_id(caller), session_of(caller), scope)
     return Response(status_code=204)

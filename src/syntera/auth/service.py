@@ -81,6 +81,8 @@ UPDATE auth.users
  WHERE id = %(id)s
 """
 
+DELETE_MAIL_ASKS = "DELETE FROM syntera.mail_outbox WHERE email = lower(%(email)s)"
+
 # The companies a user owns, each with another owner who could take it over (or NULL)
 # and its member count.
 OWNED_COMPANIES = """
