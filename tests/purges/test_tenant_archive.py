@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -127,6 +129,27 @@ def tampered(archive: Path, output: Path, member: str, old: bytes, new: bytes) -
             copy.addfile(info, io.BytesIO(data))
 
 
+def smuggled(archive: Path, output: Path, member: str) -> None:
+    """A copy of ``archive`` with one more file, its checksum in the manifest (an archive
+    made to reach another company's storage, not a damaged one)."""
+    data = b"planted"
+    with tarfile.open(archive, "r:gz") as source, tarfile.open(output, "w:gz") as copy:
+        for info in source.getmembers():
+            extracted = source.extractfile(info)
+            assert extracted is not None
+            body = extracted.read()
+            if info.name == "manifest.json":
+                manifest = json.loads(body)
+                manifest["counts"][member] = 1
+                manifest["checksums"][member] = hashlib.sha256(data).hexdigest()
+                body = json.dumps(manifest).encode()
+                extra = tarfile.TarInfo(member)
+                extra.size = len(data)
+                copy.addfile(extra, io.BytesIO(data))
+                info.size = len(body)
+            copy.addfile(info, io.BytesIO(body))
+
+
 async def test_a_tampered_archive_is_refused_naming_the_file_and_nothing_written(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
@@ -152,6 +175,11 @@ async def test_a_tampered_archive_is_refused_naming_the_file_and_nothing_written
     assert refused.returncode == 1
     assert "postgres/public.contacts.jsonl" in refused.stderr
     assert "checksum" in refused.stderr
+    foreign = tmp_path / "foreign.tar.gz"
+    smuggled(archive, foreign, f"files/{uuid.uuid4()}/planted.txt")
+    planted = tenant_cli(target.env(stack), "import", "--input", str(foreign))
+    assert planted.returncode == 1
+    assert "planted.txt: holds data of another company" in planted.stderr
     too_new = tenant_cli(target.env(stack), "import", "--input", str(newer))
     assert too_new.returncode == 1
     assert "manifest.json" in too_new.stderr

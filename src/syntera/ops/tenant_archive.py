@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from uuid import UUID
 
 import bson
+import bson.errors
 import psycopg
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
@@ -230,6 +231,7 @@ def check_archive(path: Path, progress: Progress = lambda step, done, total: Non
     """The archive's manifest, once every member's checksum is verified (ArchiveError
     names the first member that does not match) — a whole read, before any write."""
     found: dict[str, str] = {}
+    owners: dict[str, set[str]] = {}  # member -> the companies its documents or file name
     checked = _Counter(progress, CHECKED, None)
     raw: dict[str, Any] | None = None
     for name, stream in _members(path):
@@ -239,10 +241,18 @@ def check_archive(path: Path, progress: Progress = lambda step, done, total: Non
             except ValueError as error:
                 raise ArchiveError(f"manifest.json: not JSON ({error})") from error
             continue
-        digest = hashlib.sha256()
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-        found[name] = digest.hexdigest()
+        reader = _HashingReader(stream)
+        if name.startswith("mongodb/"):
+            try:
+                stored = bson.decode_file_iter(cast(IO[bytes], reader), codec_options=_RAW)
+                owners[name] = {str(document.get("company_id")) for document in stored}
+            except bson.errors.BSONError as error:
+                raise ArchiveError(f"{name}: not BSON documents ({error})") from error
+        elif name.startswith("files/"):
+            owners[name] = {name.split("/")[1]}
+        while reader.read(_CHUNK):
+            pass
+        found[name] = reader.digest.hexdigest()
         checked(1)
     if not isinstance(raw, dict):
         raise ArchiveError(f"{path} has no manifest.json")
@@ -260,7 +270,24 @@ def check_archive(path: Path, progress: Progress = lambda step, done, total: Non
     for name in sorted(set(found) | set(manifest.checksums)):
         if found.get(name) is None or found.get(name) != manifest.checksums.get(name):
             raise ArchiveError(f"{name}: missing, unexpected or changed (checksum mismatch)")
+    # An archive moves one company: nothing in it may land in another's documents or
+    # files (its PostgreSQL rows are held to the same in the import's transaction).
+    for name, companies in sorted(owners.items()):
+        if companies - {str(manifest.company_id)}:
+            raise ArchiveError(f"{name}: holds data of another company")
     return manifest
+
+
+class _HashingReader:
+    """A member's stream, hashed as it is read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.digest = stream, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        return data
 
 
 def import_tenant(
@@ -288,12 +315,12 @@ def import_tenant(
                 collection = database[_known(name, "mongodb/", ".bson", COLLECTIONS)]
                 stored = bson.decode_file_iter(stream, codec_options=_RAW)
                 while batch := list(islice(stored, _BATCH)):
-                    collection.insert_many(batch)
+                    collection.insert_many(batch)  # of the company only (check_archive)
                     documents(len(batch))
             elif name.startswith("files/"):
                 target = files_root / name.removeprefix("files/")
-                if not target.resolve().is_relative_to(files_root.resolve()):
-                    raise ArchiveError(f"{name}: leaves the file storage")
+                if not target.resolve().is_relative_to((files_root / str(company)).resolve()):
+                    raise ArchiveError(f"{name}: not in the company's file storage")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with target.open("wb") as copy:
                     shutil.copyfileobj(stream, copy, _CHUNK)
@@ -314,13 +341,15 @@ def _load_postgres(
         # The archive is a consistent snapshot: no trigger may add rows of its own
         # (a new company's owner, workflow events); foreign keys hold by construction.
         conn.execute("SET LOCAL session_replication_role = replica")
+        inserted: dict[str, int] = {}
         for name, stream in _members(path):
             if name.startswith("postgres/"):
                 table = _known(name, "postgres/", ".jsonl", TABLES)
                 statement = _insert_statement(conn, table)
                 lines = (line for line in stream if line.strip())
                 while batch := list(islice(lines, 1000)):
-                    conn.execute(statement, ((b"[" + b",".join(batch) + b"]").decode(),))
+                    cursor = conn.execute(statement, ((b"[" + b",".join(batch) + b"]").decode(),))
+                    inserted[table] = inserted.get(table, 0) + cursor.rowcount
                     rows(len(batch))
         for table in TABLES:
             query = sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(
@@ -328,6 +357,8 @@ def _load_postgres(
             )
             row = conn.execute(query, {"company": manifest.company_id}).fetchone()
             expected = manifest.counts.get(_table_member(table), 0)
+            if row is not None and inserted.get(table, 0) != row[0]:  # rolled back
+                raise ArchiveError(f"{_table_member(table)}: holds rows of another company")
             if row is None or row[0] != expected:
                 raise ArchiveError(
                     f"{_table_member(table)}: {row and row[0]} rows loaded, {expected} expected"
