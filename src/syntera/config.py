@@ -201,6 +201,17 @@ class Settings(BaseSettings):
         description="Statements (and MongoDB operations) slower than this "
         "are logged as JSON lines and counted.",
     )
+    size_sample_s: float = Field(
+        default=3600,
+        ge=0,
+        description="The workers record every table's and collection's size this often, "
+        "for the operator's growth chart (0: never).",
+    )
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Where the operator's console looks for `syntera backup` archives "
+        "(default: the data dir's backups folder).",
+    )
 
     # The knowledge base: files, processing, embeddings, vectors.
     kb_storage: Literal["local", "s3"] = Field(

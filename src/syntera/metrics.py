@@ -94,6 +94,7 @@ class MongoPoolListener(monitoring.ConnectionPoolListener):
     def __init__(self) -> None:
         self.open = 0
         self.in_use = 0
+        self.check_out_failures = 0  # no connection within the wait, or the server away
 
     def connection_created(self, event: Any) -> None:
         self.open += 1
@@ -126,7 +127,7 @@ class MongoPoolListener(monitoring.ConnectionPoolListener):
         pass
 
     def connection_check_out_failed(self, event: Any) -> None:
-        pass
+        self.check_out_failures += 1
 
 
 MONGO_POOL = MongoPoolListener()

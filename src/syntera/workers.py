@@ -93,10 +93,11 @@ async def run_workers(
     workflows: int,
     purger: PurgeWorker | None = None,
     mailer: MailWorker | None = None,
+    sampler: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
     """Run ``documents`` document workers and ``workflows`` workflow runners (none for
-    a count of 0), and ``purger`` and ``mailer`` when given, until ``stop`` is set; work
-    in flight is left under its lease."""
+    a count of 0), and ``purger``, ``mailer`` and the size ``sampler`` when given, until
+    ``stop`` is set; work in flight is left under its lease."""
     async with httpx.AsyncClient(follow_redirects=False) as http:
         jobs: list[Coroutine[Any, Any, None]] = []
         if purger is not None:
@@ -107,6 +108,8 @@ async def run_workers(
             mail_wake = asyncio.Event()
             jobs.append(listen(listen_url, MAIL_CHANNEL, mail_wake, stop))
             jobs.append(poll("mail", mailer.run_once, stop, settings.kb_poll_s, mail_wake))
+        if sampler is not None:
+            jobs.append(poll("size sampler", sampler, stop, settings.size_sample_s))
         if documents:
             document_worker = DocumentWorker(pool, kb)
             jobs += [

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,7 @@ from syntera.cache import Cache, TimesToLive
 from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
+from syntera.console.routes import install_console
 from syntera.conversations.routes import routers as conversations
 from syntera.conversations.store import ConversationStore
 from syntera.conversations.store import indexes as conversation_indexes
@@ -55,6 +56,7 @@ from syntera.kb.routes import UPLOAD_PATH
 from syntera.kb.routes import routers as knowledge_base
 from syntera.metrics import watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
+from syntera.ops.operator import record_sizes
 from syntera.ops.routes import routers as admin
 from syntera.purges.routes import routers as purges
 from syntera.purges.worker import PurgeWorker
@@ -106,6 +108,20 @@ async def _prepare_mongo(settings: Settings, database: MongoDatabase) -> None:
 async def _warm_then_freeze(embedder: Embedder) -> None:
     await embedder.warm()
     gc.freeze()
+
+
+def size_sampler(settings: Settings, urls: StackUrls) -> Callable[[], Awaitable[bool]]:
+    """The workers' round that records the stores' sizes (at most one sample per period
+    across processes), for the operator's growth chart."""
+
+    async def sample() -> bool:
+        every_s = settings.size_sample_s * 0.9  # a round that starts a little early counts
+        await asyncio.to_thread(
+            record_sizes, urls.database_url, urls.mongodb_uri, settings.mongodb_db, every_s
+        )
+        return False  # then wait a period
+
+    return sample
 
 
 def resource_routers() -> list[APIRouter]:
@@ -171,12 +187,16 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
             purger = PurgeWorker(
                 pool, app.state.stores.conversations, app.state.kb, cache, settings.purge_lease_s
             )
+        sampler = None
+        if settings.size_sample_s > 0 and (documents or workflows or purger):
+            sampler = size_sampler(settings, urls)
         background = None
         if documents or workflows or purger or mailer:
             background = asyncio.create_task(
                 run_workers(
                     pool, listen_url(settings, urls), settings, app.state.kb, stop_workers,
                     documents=documents, workflows=workflows, purger=purger, mailer=mailer,
+                    sampler=sampler,
                 )
             )  # fmt: skip
         try:
@@ -203,6 +223,9 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         "workflows, calls, notifications, analytics and knowledge-base search, isolated per "
         "company.",
         lifespan=lifespan,
+        # Served from the package by install_console (Swagger UI); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_log_redaction()
     app.state.settings = settings
@@ -240,6 +263,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         """Prometheus text format (each worker process serves its own figures)."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    install_console(app)
     app.include_router(auth_router)
     app.include_router(auth_flows_router)
     app.include_router(auth_admin_router)

@@ -204,6 +204,18 @@ async def _system(tx: Annotated[TenantTransaction, _transaction]) -> TenantTrans
     return tx
 
 
+async def _operator(tx: Annotated[TenantTransaction, _transaction]) -> TenantTransaction:
+    if tx.principal.role == "service_role":
+        return tx
+    if tx.principal.role == "authenticated":
+        # Asked of the database at every request: a revoked operator's tokens stop at once.
+        cursor = await tx.conn.execute("SELECT private.is_operator() AS operator")
+        row = await cursor.fetchone()
+        if row is not None and row["operator"]:
+            return tx
+    raise Forbidden("only the platform's operators (syntera admin grant) and the service key")
+
+
 async def _service(tx: Annotated[TenantTransaction, Depends(_member)]) -> TenantTransaction:
     if tx.principal.role != "service_role":
         raise Forbidden("only the service key may do this")
@@ -216,3 +228,4 @@ Manager = Annotated[TenantTransaction, Depends(_manager)]
 Service = Annotated[TenantTransaction, Depends(_service)]
 StreamMember = Annotated[TenantTransaction, Depends(_stream_member)]  # Member, for streams
 System = Annotated[TenantTransaction, Depends(_system)]  # the service key, not in a company
+Operator = Annotated[TenantTransaction, Depends(_operator)]  # an operator, or the service key

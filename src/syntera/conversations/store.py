@@ -488,6 +488,23 @@ class ConversationStore:
         ]
         return await (await self._conversations.aggregate(pipeline)).to_list()
 
+    async def model_stats(self, company_id: UUID, since: datetime) -> list[Document]:
+        """AI messages since ``since`` per model: how many, tokens used, response time."""
+        pipeline: list[Document] = [
+            {"$match": scoped(company_id, created_at={"$gte": since},
+                              **{"ai_metadata.model": {"$type": "string"}})},
+            {
+                "$group": {
+                    "_id": "$ai_metadata.model",
+                    "messages": {"$sum": 1},
+                    "tokens_used": {"$sum": "$ai_metadata.tokens_used"},
+                    "average_response_time_ms": {"$avg": "$ai_metadata.response_time_ms"},
+                }
+            },
+            {"$sort": {"tokens_used": -1, "_id": 1}},
+        ]  # fmt: skip
+        return await (await self._messages.aggregate(pipeline)).to_list()
+
     async def message_stats(self, company_id: UUID, since: datetime) -> list[Document]:
         """Messages since ``since`` per sender type, with the average AI response time."""
         pipeline: list[Document] = [

@@ -45,12 +45,14 @@ DISTRIBUTED_TABLES = (
 )
 
 # On the coordinator only: the migrations ledger, the purge queue (claimed across
-# companies, and about companies whose rows are gone), the mail queue and the signing keys.
+# companies, and about companies whose rows are gone), the mail queue, the signing keys
+# and the operator's size history.
 LOCAL_TABLES = (
     "syntera.schema_migrations",
     "syntera.purges",
     "syntera.mail_outbox",
     "syntera.signing_keys",
+    "syntera.size_samples",
 )
 
 CITUS_DOCS = {
