@@ -223,7 +223,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         "workflows, calls, notifications, analytics and knowledge-base search, isolated per "
         "company.",
         lifespan=lifespan,
-        # Served from the package by install_console (Swagger UI); ReDoc would need a CDN.
+        # Served from the package by install_console, not from a CDN.
         docs_url=None,
         redoc_url=None,
     )

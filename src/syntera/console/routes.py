@@ -11,13 +11,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(str(resources.files("syntera.console") / "static"))
+# Swagger UI 5 and ReDoc, as fastapi-offline packages them (with their licences).
+DOCS_ASSETS = Path(str(resources.files("fastapi_offline") / "static"))
 
 # Only this origin: scripts, styles, fetches and event streams, and the widget preview's
 # frame (the widget demo page, served by the API itself).
@@ -46,19 +47,29 @@ async def console_slash() -> RedirectResponse:
 
 
 def install_console(app: FastAPI) -> None:
-    """Serve the console and its assets, and Swagger UI from the package at /docs."""
+    """Serve the console and its assets, and Swagger UI (/docs) and ReDoc (/redoc) from
+    the package."""
     app.include_router(console)
     app.mount("/console/assets", StaticFiles(directory=STATIC), name="console-assets")
-    app.mount(
-        "/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets"
-    )
+    app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=openapi_url,
             title=f"{app.title} API",
             swagger_js_url="/docs/assets/swagger-ui-bundle.js",
             swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+            swagger_favicon_url="/docs/assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            redoc_js_url="/docs/assets/redoc.standalone.js",
+            redoc_favicon_url="/docs/assets/favicon.png",
+            with_google_fonts=False,
         )
