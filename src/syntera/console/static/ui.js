@@ -147,14 +147,27 @@ export function number(value, digits = 0) {
   return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits });
 }
 
-/** A table from rows: ``columns`` is ``[[heading, row => cell], …]``. */
-export function table(columns, rows, { caption, empty = "None." } = {}) {
+/** A table from rows: ``columns`` is ``[[heading, row => cell], …]``; ``pageSize`` rows at a
+ * time, with a button for the next ones. */
+export function table(columns, rows, { caption, empty = "None.", pageSize = 20 } = {}) {
+  const body = h("tbody");
+  const more = h("button", { type: "button", class: "more", hidden: true });
+  let shown = 0;
+  const showMore = () => {
+    for (const row of rows.slice(shown, shown + pageSize)) {
+      body.append(h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row)))));
+    }
+    shown = Math.min(rows.length, shown + pageSize);
+    more.hidden = shown >= rows.length;
+    more.textContent = `Show ${Math.min(pageSize, rows.length - shown)} more of ${rows.length - shown}`;
+  };
+  more.addEventListener("click", showMore);
+  if (rows.length) showMore();
+  else body.append(h("tr", {}, h("td", { colspan: columns.length, class: "empty" }, empty)));
   return h("div", { class: "table-wrap" }, h("table", {},
     caption ? h("caption", {}, caption) : null,
     h("thead", {}, h("tr", {}, columns.map(([heading]) => h("th", { scope: "col" }, heading)))),
-    h("tbody", {}, rows.length
-      ? rows.map((row) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row)))))
-      : h("tr", {}, h("td", { colspan: columns.length, class: "empty" }, empty)))));
+    body), more);
 }
 
 /** Horizontal bars for a few categories (a chart where a number alone reads worse). */
