@@ -34,6 +34,14 @@ We ship to Norway and Sweden in two days, and to the rest of Europe in four.
 """
 
 
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((c) => c.type !== 'hidden' && !c.hidden && c.offsetParent !== null)
+    .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+                   && !c.getAttribute('title')
+                   && !(c.textContent || '').trim())
+    .map((c) => c.outerHTML.slice(0, 80))"""
+
+
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
     async for launched in launch_browser():
@@ -53,6 +61,10 @@ class Console:
         await self.page.goto(f"{self.base}/console#/{route}")
 
     async def shot(self, name: str) -> None:
+        """Save a screenshot of the page, after checking that every control on it has a
+        name a screen reader can say (a label, an aria-label or its text)."""
+        unnamed = await self.page.evaluate(UNNAMED_CONTROLS)
+        assert unnamed == [], f"controls without a label on {name}: {unnamed}"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
