@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.browser import launch_browser, needs_chromium
 from tests.console.conftest import SCREENSHOTS, Account, make_account, sign_in
@@ -94,7 +95,12 @@ async def first_agent(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
 
 
 async def test_member_works_the_console_live(
-    browser: Any, console_url: str, http: httpx.AsyncClient, demo: Account, tmp_path: Path
+    browser: Any,
+    console_url: str,
+    http: httpx.AsyncClient,
+    demo: Account,
+    tmp_path: Path,
+    owner_url: str,
 ) -> None:
     from playwright.async_api import expect
 
@@ -206,6 +212,23 @@ async def test_member_works_the_console_live(
     hit = page.get_by_label("Chunks found").locator("li").first
     await expect(hit).to_contain_text("score")
     await expect(hit).to_contain_text("Refunds")
+    # A file without text is refused, in words; a failed document says why.
+    blank = tmp_path / "blank.md"
+    blank.write_text(" \n\n   \n")
+    await page.get_by_label("File (text, Markdown, HTML, PDF, DOCX)").set_input_files(blank)
+    await page.get_by_role("button", name="Upload").click()
+    refusal = page.locator("form", has_text="Upload a document").get_by_role("alert")
+    await expect(refusal).to_contain_text("text")
+    with psycopg.connect(owner_url) as conn:
+        conn.execute(
+            "INSERT INTO public.knowledge_base_documents (company_id, name, file_path, status,"
+            " metadata) VALUES (%s, 'scan.pdf', 'kb/scan.pdf', 'failed', %s)",
+            (demo.company_id, Jsonb({"error": {"message": "the PDF cannot be read: no EOF"}})),
+        )
+    await page.reload()
+    failed = page.locator("li.document", has_text="scan.pdf")
+    await expect(failed).to_contain_text("Failed: the PDF cannot be read: no EOF")
+    await expect(failed.get_by_role("button", name="Process again")).to_be_visible()
     await console.shot("knowledge")
 
     # Agents: the widget key, its snippet and a live preview of the widget.

@@ -6,6 +6,12 @@ import { busy, bytes, field, fill, h, notice, number, pagedList, select } from "
 
 const WATCH_EVERY_MS = 1000;
 
+/** Why processing failed, as the worker recorded it (``metadata.error.message``). */
+function failure(document) {
+  const error = document.metadata && document.metadata.error;
+  return error && typeof error === "object" ? error.message : error;
+}
+
 export async function render(main) {
   const agents = (await api("GET", "/v1/agents", { query: { limit: 100 } })).data;
   const agentOptions = [["", "Shared by every agent"], ...agents.map((a) => [a.id, a.name])];
@@ -33,7 +39,7 @@ export async function render(main) {
       ["pending", "processing"].includes(document.status) ? [" ", bar,
         progress && progress.chunks_total ? ` ${progress.chunks_done} of ${progress.chunks_total} chunks` : ""] : "",
       document.status === "failed" ? h("p", { class: "notice error" },
-        `Failed: ${(document.metadata && document.metadata.error) || "no reason recorded"}`) : "",
+        `Failed: ${failure(document) || "no reason recorded"}`) : "",
       " ", document.status === "failed" ? retry : null, " ", remove, status);
     remove.addEventListener("click", () => busy(remove, status, async () => {
       await api("DELETE", `/v1/kb/documents/${document.id}`);
