@@ -32,9 +32,11 @@ class Account:
     company_id: uuid.UUID | None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_url(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
-    """The API with its workers, served by uvicorn in a thread."""
+    """The API with its knowledge-base worker, served by uvicorn in a thread. For one
+    module only: its worker processes every company's documents, which other tests
+    expect to find waiting."""
     served = settings.model_copy(update={
         "kb_worker_enabled": True, "kb_poll_s": 0.2, "rate_limits_enabled": False,
         "events_heartbeat_s": 1.0,

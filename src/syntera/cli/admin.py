@@ -35,7 +35,7 @@ def list_operators(data_dir: DataDirOption = None) -> None:
     rows = operator.operators(owner_database_url(settings_for(data_dir)))
     table = Table("email", "since")
     for row in rows:
-        table.add_row(row["email"], f"{row['created_at']:%Y-%m-%d}")
+        table.add_row(row["email"], f"{row['granted_at']:%Y-%m-%d}")
     console.print(table if rows else "no operators: `syntera admin grant EMAIL` makes one")
 
 

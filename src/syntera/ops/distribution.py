@@ -14,7 +14,7 @@ DISTRIBUTION_COLUMN = "company_id"
 # Replicated to every node: small, read by every tenant's queries, or global by nature.
 # auth.users and public.users are one row per person, and a person may belong to no
 # company yet (no distribution value); companies is the tenant list itself, which
-# public.users references; sessions and refresh tokens follow their user.
+# public.users references; sessions, refresh tokens and operators follow their user.
 # In foreign-key order: a table comes after those it references.
 REFERENCE_TABLES = (
     "auth.users",
@@ -23,6 +23,7 @@ REFERENCE_TABLES = (
     "syntera.auth_sessions",
     "syntera.refresh_tokens",
     "syntera.auth_tokens",
+    "syntera.operators",
 )
 
 # Each company's data, distributed by company_id and co-located (a tenant's rows of every

@@ -19,17 +19,20 @@ from pymongo import MongoClient
 from syntera.ops.stats import TABLE_SIZES
 
 USER_BY_EMAIL = """
-SELECT u.id, coalesce(u.is_super_admin, false) AS operator, p.company_id
-  FROM auth.users u LEFT JOIN public.users p ON p.id = u.id
- WHERE lower(u.email) = lower(%(email)s) AND u.deleted_at IS NULL
+SELECT u.id, o.user_id IS NOT NULL AS operator, p.company_id
+  FROM auth.users u
+  LEFT JOIN public.users p ON p.id = u.id
+  LEFT JOIN syntera.operators o ON o.user_id = u.id
+ WHERE lower(u.email) = lower(%(email)s)
 """
 
-SET_OPERATOR = "UPDATE auth.users SET is_super_admin = %(operator)s WHERE id = %(id)s"
+GRANT_OPERATOR = "INSERT INTO syntera.operators (user_id) VALUES (%(id)s) ON CONFLICT DO NOTHING"
+
+REVOKE_OPERATOR = "DELETE FROM syntera.operators WHERE user_id = %(id)s"
 
 OPERATORS = """
-SELECT u.email, u.created_at, p.company_id
-  FROM auth.users u LEFT JOIN public.users p ON p.id = u.id
- WHERE u.is_super_admin AND u.deleted_at IS NULL
+SELECT u.email, o.granted_at
+  FROM syntera.operators o JOIN auth.users u ON u.id = o.user_id
  ORDER BY u.email
 """
 
@@ -121,7 +124,7 @@ def set_operator(url: str, email: str, operator: bool) -> bool:
             )
         if user["operator"] == operator:
             return False
-        conn.execute(SET_OPERATOR, {"operator": operator, "id": user["id"]})
+        conn.execute(GRANT_OPERATOR if operator else REVOKE_OPERATOR, {"id": user["id"]})
     return True
 
 

@@ -1,22 +1,25 @@
 -- Platform operators and the size history they watch.
 --
--- An operator is a user marked by `syntera admin grant EMAIL`: auth.users.is_super_admin,
--- the column Supabase Auth has and leaves unused. An operator belongs to no company, so
--- row-level security shows them no company's rows; the operator views of /v1/admin read
--- statistics (sizes, queues, pools) through the owner connection, never business rows.
+-- An operator is a user marked by `syntera admin grant EMAIL`, listed here (a table of our
+-- own: auth.users is Supabase Auth's, and its columns are not ours to use). An operator
+-- belongs to no company, so row-level security shows them no company's rows; the
+-- operator views of /v1/admin read statistics (sizes, queues, pools) through the owner
+-- connection, never business rows.
+CREATE TABLE syntera.operators (
+    user_id uuid PRIMARY KEY REFERENCES auth.users (id) ON DELETE CASCADE,
+    granted_at timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE FUNCTION private.is_operator() RETURNS boolean
   LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = ''
   AS $$
-    SELECT coalesce(
-      (SELECT u.is_super_admin FROM auth.users u
-        WHERE u.id = auth.uid() AND u.deleted_at IS NULL
-          AND (u.banned_until IS NULL OR u.banned_until < now())
-          -- never both: an operator who joins a company sees it as a member only
-          AND NOT EXISTS (SELECT 1 FROM public.users p
-                           WHERE p.id = u.id AND p.company_id IS NOT NULL)),
-      false)
+    SELECT EXISTS (
+      SELECT 1 FROM syntera.operators o
+       WHERE o.user_id = auth.uid()
+         -- never both: an operator who joins a company sees it as a member only
+         AND NOT EXISTS (SELECT 1 FROM public.users p
+                          WHERE p.id = o.user_id AND p.company_id IS NOT NULL))
   $$;
 
 REVOKE ALL ON FUNCTION private.is_operator() FROM PUBLIC;
