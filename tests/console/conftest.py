@@ -34,11 +34,12 @@ class Account:
 
 @pytest.fixture(scope="module")
 def console_url(settings: Settings, api_urls: StackUrls) -> Iterator[str]:
-    """The API with its knowledge-base worker, served by uvicorn in a thread. For one
-    module only: its worker processes every company's documents, which other tests
-    expect to find waiting."""
+    """The API with its document and workflow workers, served by uvicorn in a thread. For
+    one module only: its workers process every company's documents and workflows, which
+    other tests expect to find waiting."""
     served = settings.model_copy(update={
         "kb_worker_enabled": True, "kb_poll_s": 0.2, "rate_limits_enabled": False,
+        "workflow_worker_enabled": True, "workflow_poll_s": 0.2,
         "events_heartbeat_s": 1.0,
     })  # fmt: skip
     with serving(create_app(served, api_urls)) as url:

@@ -157,8 +157,24 @@ async def test_member_works_the_console_live(
     )  # fmt: skip
     assert answered.status_code == 201, answered.text
 
-    # Contacts: search, then a contact's timeline across the stores.
+    # A workflow that tags new contacts, for the workflows page.
+    greeting = {
+        "name": "Greet new contacts", "trigger_type": "contact_created",
+        "nodes": [{"id": "start", "type": "trigger", "config": {}},
+                  {"id": "tag", "type": "add_tag", "config": {"tag": "greeted"}}],
+        "edges": [{"source": "start", "target": "tag"}],
+    }  # fmt: skip
+    made = await http.post("/v1/workflows", headers=headers, json=greeting)
+    assert made.status_code == 201, made.text
+    workflow_id = made.json()["id"]
+
+    # Contacts: one added in the console, search, a contact's timeline across the stores.
     await console.go("contacts")
+    await page.get_by_label("Email").fill("linus@example.com")
+    await page.get_by_label("First name").fill("Linus")
+    await page.get_by_label("Tags (comma-separated)").fill("lead, beta")
+    await page.get_by_role("button", name="Add contact").click()
+    await expect(page.get_by_text("Added Linus.")).to_be_visible()
     await page.get_by_label("Search").fill("ada")
     await page.get_by_role("link", name="Ada Lovelace").click()
     await expect(page.get_by_role("heading", name="Ada Lovelace")).to_be_visible()
@@ -241,12 +257,35 @@ async def test_member_works_the_console_live(
     await expect(preview.get_by_role("button", name="Chat with us")).to_be_visible()
     await console.shot("agents")
 
-    # Workflows: disable one; its executions are listed.
-    greeting = {"name": "Greet new contacts", "trigger_type": "contact_created"}
-    made = await http.post("/v1/workflows", headers=headers, json=greeting)
-    assert made.status_code == 201, made.text
-    workflow_id = made.json()["id"]
+    # Agents: created and edited in the console.
+    await console.go("agents")
+    await page.get_by_label("Name").fill("Sales")
+    await page.get_by_label("System prompt").fill("Sell kindly.")
+    await page.get_by_role("button", name="Create agent").click()
+    await expect(page.get_by_role("heading", name="Edit Sales")).to_be_visible()
+    await page.get_by_label("Name").fill("Sales desk")
+    await page.get_by_label("Temperature").fill("0.2")
+    await page.get_by_role("button", name="Save agent").click()
+    await expect(page.get_by_text("Saved.")).to_be_visible()
+    sales_id = page.url.rsplit("/", 1)[1]
+    sales = (await http.get(f"/v1/agents/{sales_id}", headers=headers)).json()
+    assert (sales["name"], sales["temperature"], sales["system_prompt"]) == (
+        "Sales desk",
+        "0.20",
+        "Sell kindly.",
+    )
+
+    # Workflows: the contact added above ran one, each step's result shown; disable it.
     await console.go(f"workflows/{workflow_id}")
+    execution = page.get_by_label("Executions").locator("li").first
+    for _ in range(50):  # the workflow worker runs it within a few polls
+        if "success" in (await execution.text_content() or ""):
+            break
+        await page.wait_for_timeout(200)
+        await console.go(f"workflows/{workflow_id}")
+    await expect(execution).to_contain_text("success")
+    step = execution.locator("tbody tr", has_text="add_tag")
+    await expect(step).to_contain_text("greeted")
     workflow = page.get_by_label("Workflows").locator("li", has_text="Greet new contacts")
     await workflow.get_by_role("button", name="Disable").click()
     await expect(page.get_by_text("Greet new contacts is disabled.")).to_be_visible()
