@@ -203,6 +203,8 @@ async def test_member_works_the_console_live(
     )
     moved = (await http.get(f"/v1/deals/{grace_id}", headers=headers)).json()
     assert moved["stage"] == "negotiation"
+    negotiation = page.locator('section.stage[data-stage="negotiation"]')
+    await expect(negotiation.get_by_text("No deals.")).to_have_count(0)
     await console.shot("deals")
 
     # Knowledge base: an upload shows its progress, completes, and can be searched.

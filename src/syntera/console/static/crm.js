@@ -109,10 +109,22 @@ export async function renderDeals(main) {
       h("span", {}, `${stage.stage}: ${stage.count} (${number(stage.value, 2)})`)));
   }
 
+  // A card into a column: the column's "No deals." goes, the one it left may get it.
+  function place(stage, card) {
+    const from = card.parentElement;
+    const into = columns.get(stage).list;
+    const placeholder = into.querySelector(".empty");
+    if (placeholder) placeholder.remove();
+    into.prepend(card);
+    if (from && from !== into && !from.querySelector("li.deal")) {
+      from.append(h("li", { class: "empty" }, "No deals."));
+    }
+  }
+
   async function move(deal, stage, card) {
     if (deal.stage === stage) return;
     const from = deal.stage;
-    columns.get(stage).list.prepend(card);
+    place(stage, card);
     try {
       const saved = await api("PATCH", `/v1/deals/${deal.id}`, { json: { stage } });
       Object.assign(deal, saved);
@@ -120,7 +132,7 @@ export async function renderDeals(main) {
       status.ok(`Moved “${deal.title}” to ${stage}.`);
       refreshTotals().catch(() => undefined);
     } catch (error) {
-      columns.get(from).list.prepend(card);
+      place(from, card);
       card.querySelector("select").value = from;
       status.error(error);
     }
@@ -167,7 +179,7 @@ export async function renderDeals(main) {
     event.preventDefault();
     busy(add, addStatus, async () => {
       const deal = await api("POST", "/v1/deals", { json: { title: title.value, value: value.value || null } });
-      columns.get(deal.stage).list.prepend(card(deal));
+      place(deal.stage, card(deal));
       form.reset();
       refreshTotals().catch(() => undefined);
     });
