@@ -244,7 +244,13 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Torch threads of the local model (default: all)."
     )
     kb_preload_model: bool = Field(
-        default=True, description="Load the embedding model in the background at start-up."
+        default=True, description="Load the embedding model at start-up (not at the first search)."
+    )
+    kb_model_loading: Literal["before_serving", "background"] = Field(
+        default="before_serving",
+        description="before_serving: a process accepts requests once its model is loaded "
+        "(bench/startup.py: serving at full rate from the first request); background: "
+        "serve at once while it loads (slower for the first seconds).",
     )
     kb_embedding_dimensions: int = Field(
         default=384, description="Must match the chunks table (384 for pgvector)."

@@ -158,11 +158,18 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         # Indexes are also made by `syntera migrate`; here in the background, so that a
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_prepare_mongo(settings, database))
-        # The embedding model loads in the background: the first search does not wait 5 s.
+        # The embedding model loads at start-up, so the first search does not wait 5 s;
+        # by default before the first request is accepted, since loading it beside the
+        # requests slowed them for its whole length (bench/startup.py).
         embedder = app.state.kb.embedder
-        warming = asyncio.create_task(
-            _warm_then_freeze(embedder) if settings.kb_preload_model else asyncio.sleep(0)
-        )
+        warming = asyncio.create_task(asyncio.sleep(0))
+        if settings.kb_preload_model and settings.kb_model_loading == "before_serving":
+            try:
+                await embedder.warm()
+            except Exception:  # serve anyway: the first search tries again and says why
+                log.exception("the embedding model did not load at start-up")
+        elif settings.kb_preload_model:
+            warming = asyncio.create_task(_warm_then_freeze(embedder))
         # What start-up made stays: the collector no longer walks it at every full pass.
         gc.freeze()
         stop_workers = asyncio.Event()
