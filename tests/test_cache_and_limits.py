@@ -23,8 +23,9 @@ from psycopg.types.json import Jsonb
 from syntera.api.app import create_app
 from syntera.config import Settings
 from syntera.embedded import REDIS, EmbeddedStack, StackUrls
+from syntera.errors import RateLimited
 from syntera.metrics import REDIS_FALLBACKS
-from syntera.ratelimit import SlidingWindow
+from syntera.ratelimit import LEASE_MAX, LEASE_SHARE, Limiters, SlidingWindow
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
 from tests.widget_helpers import open_chat
@@ -163,6 +164,50 @@ async def test_api_limit_per_user_answers_429_with_retry_after(
         assert 0 < int(refused.headers["retry-after"]) <= 60
         # Per user: a teammate is not limited by it.
         assert (await http.get("/v1/contacts", headers=auth(tenant.admin))).status_code == 200
+
+
+async def test_limit_leases_never_admit_more_than_the_limit_across_processes(
+    settings: Settings, stack: StackUrls
+) -> None:
+    """Two processes' limiters take leases of one user's minute: together they admit at
+    most the limit, and lose at most a lease's share of it to what they hold unspent."""
+    limit = 100
+    clients = [aioredis.Redis.from_url(stack.redis_url) for _ in range(2)]
+    tuned = settings.model_copy(update={"rate_limit_api_per_minute": limit})
+    processes = [Limiters.from_settings(tuned, client) for client in clients]
+    key = f"g:rate-user:{{{time.time_ns()}}}"
+    admitted = 0
+    try:
+        for turn in range(3 * limit):
+            limiters = processes[turn % 2]
+            try:
+                await limiters.enforce(limiters.api_user, key, "requests per user")
+                admitted += 1
+            except RateLimited:
+                pass
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert limit - 2 * (limit // LEASE_SHARE) <= admitted <= limit
+
+
+async def test_a_busy_user_costs_one_redis_round_trip_per_lease(
+    settings: Settings, stack: StackUrls
+) -> None:
+    client = aioredis.Redis.from_url(stack.redis_url)
+    limiters = Limiters.from_settings(settings.model_copy(update={
+        "rate_limit_api_per_minute": 10_000}), client)  # fmt: skip
+    key = f"g:rate-user:{{{time.time_ns()}}}"
+    try:
+        for _ in range(100):
+            await limiters.enforce(limiters.api_user, key, "requests per user")
+        window = int(time.time() // 60)
+        counted = int(await client.get(f"{key}:{window}") or 0)
+    finally:
+        await client.aclose()
+    # Two leases of LEASE_MAX (64) cover the 100 requests: two round trips, not a hundred.
+    # (A minute that turned over during the loop would start a third lease.)
+    assert counted in (2 * LEASE_MAX, LEASE_MAX), counted
 
 
 async def test_widget_session_limit_and_revocation(
