@@ -16,7 +16,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from syntera.api import fast_reads
-from syntera.api.deps import Manager, Member, member_transaction, principal
+from syntera.api.deps import Manager, Member, member_transaction, principal, write_as_member
 from syntera.api.pagination import page_request
 from syntera.db.tables import Filter, Row
 from syntera.kit.pagination import Page, PageRequest
@@ -60,12 +60,16 @@ def add_crud_routes(
     Filters = Annotated[list[Filter], Depends(filters)]
     Paging = Annotated[PageRequest, Depends(page_request)]
 
-    async def create(tx: Writer, body: create_model) -> model:  # type: ignore[valid-type]
+    async def create(request: Request, caller: Caller, body: create_model) -> model:  # type: ignore[valid-type]
         values = body.changes()  # type: ignore[attr-defined]
-        writer: TenantTransaction = tx
-        if creation_values is not None:
-            values.update(creation_values(writer))
-        return resource.out(await create_row(writer, resource, values))
+        if caller.role == "authenticated" and creation_values is None and not managers_write:
+            # The hot path: a signed-in member's create is one round trip (write_as_member).
+            query, params = resource.table.insert_current_statement(values)
+            return resource.out(await write_as_member(request, caller, query, params))
+        async with member_transaction(request, caller, managers_only=managers_write) as tx:
+            if creation_values is not None:
+                values.update(creation_values(tx))
+            return resource.out(await create_row(tx, resource, values))
 
     async def read(request: Request, caller: Caller, row_id: RowId) -> model:  # type: ignore[valid-type]
         # The hot path: a signed-in user's read is one round trip (read_as_member).

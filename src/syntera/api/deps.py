@@ -25,7 +25,7 @@ from psycopg.rows import DictRow
 from syntera.api.errors import Problem
 from syntera.api.state import cache_of, keys_of, limiters_of, publisher_of, stores_of
 from syntera.auth.tokens import InvalidToken, principal_from_bearer
-from syntera.db.postgres import open_transaction, read_as
+from syntera.db.postgres import open_transaction, read_as, write_as
 from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
 from syntera.errors import Forbidden, Unauthorized
@@ -122,6 +122,21 @@ async def read_as_member(
     if managers_only and not membership.manages_team:
         raise Forbidden(MANAGERS_ONLY)
     return rows
+
+
+async def write_as_member(
+    request: Request, caller: Principal, query: bytes, params: dict[str, Any]
+) -> DictRow:
+    """The row a signed-in member's one-statement write returns, in one round trip
+    (``write_as``); 403 as ``Member`` would answer when the caller is no member (the
+    statement, finding no company, wrote nothing)."""
+    route = request.scope.get("route")
+    ROUTE.set(getattr(route, "path", None))
+    membership, rows = await write_as(stores_of(request).postgres, caller, query, params)
+    TENANT.set(str(membership.company_id) if membership else None)
+    if membership is None or not rows:
+        raise Forbidden(NO_COMPANY)
+    return rows[0]
 
 
 @asynccontextmanager

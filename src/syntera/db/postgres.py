@@ -152,6 +152,28 @@ async def read_as(
         return await _membership(membership), await cursor.fetchall()
 
 
+async def write_as(
+    pool: AsyncConnectionPool[TenantConnection],
+    principal: Principal,
+    query: bytes | str,
+    params: Mapping[str, Any],
+) -> tuple[Membership | None, list[DictRow]]:
+    """``read_as`` for one write: BEGIN, the settings, the membership read, ``query`` and
+    COMMIT in one pipeline. A statement that fails stops the pipeline before COMMIT, and
+    the transaction is rolled back: nothing of it is kept."""
+    async with pool.connection() as conn:
+        try:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                membership = await _send_principal(conn, principal)
+                cursor = await conn.execute(query, params)
+                await conn.execute("COMMIT")
+        except BaseException:
+            await conn.rollback()
+            raise
+        return await _membership(membership), await cursor.fetchall()
+
+
 @asynccontextmanager
 async def open_transaction(
     pool: AsyncConnectionPool[TenantConnection], principal: Principal

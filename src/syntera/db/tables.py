@@ -124,6 +124,26 @@ class TenantTable:
         assert row is not None  # INSERT … RETURNING without ON CONFLICT returns the row
         return row
 
+    def insert_current_statement(self, values: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """``insert`` as one statement that finds the company in the database (the
+        caller's, ``private.current_company_id()``), for a pipeline that sets the caller
+        just before it: it inserts nothing for a caller of no company."""
+        params = self._adapt(values)
+        names = [sql.Identifier("company_id"), *map(sql.Identifier, params)]
+        query = sql.SQL(
+            "INSERT INTO {table} ({names}) SELECT {values} FROM"
+            " (SELECT (SELECT private.current_company_id()) AS company_id) AS caller"
+            " WHERE caller.company_id IS NOT NULL RETURNING {cols}"
+        ).format(
+            table=self._table,
+            names=sql.SQL(", ").join(names),
+            values=sql.SQL(", ").join(
+                [sql.SQL("caller.company_id"), *map(sql.Placeholder, params)]
+            ),
+            cols=self._returning,
+        )
+        return query.as_bytes(), params
+
     async def fetch(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> Row | None:
         """The row, or None when it does not exist or belongs to another company."""
         params = {"company_id": company_id, "id": row_id}
