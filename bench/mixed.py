@@ -185,6 +185,8 @@ def main() -> None:
         "--through-pgbouncer", action="store_true",
         help="run the workload a second time through PgBouncer and report the ratio",
     )  # fmt: skip
+    parser.add_argument("--embedding-threads", type=int, default=0,
+                        help="torch threads per API process (default: the server's)")  # fmt: skip
     args = parser.parse_args()
     per_route = max(1, args.connections // len(SCRIPTS))
 
@@ -217,7 +219,12 @@ def main() -> None:
         results = []
         for variant, extra in variants:
             with tempfile.TemporaryDirectory() as tmp:
-                server = start_server(db, args.workers, Path(tmp), {**ROOMY_LIMITS, **extra})
+                # As `syntera serve` runs by default: each process loads its model before
+                # it accepts requests (bench/startup.py), not at its first search.
+                served = {**ROOMY_LIMITS, "SYNTERA_KB_PRELOAD_MODEL": "true", **extra}
+                if args.embedding_threads:
+                    served["SYNTERA_KB_EMBEDDING_THREADS"] = str(args.embedding_threads)
+                server = start_server(db, args.workers, Path(tmp), served)
                 try:
                     chats = conversations(server.base_url, token, str(agent_id), 200)
                     # Every API process has its model loaded before the clock starts.
