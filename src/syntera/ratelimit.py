@@ -230,9 +230,10 @@ class Limiters:
             keys += [f"{key}:{window}", f"{key}:{window - 1}"]
             arguments += [limiter.limit, limiter.window_s]
         lease_key = tuple(keys[::2])
-        left = self.leases.get(lease_key, 0)
+        left = self.leases.pop(lease_key, 0)
         if left > 0:
-            self.leases[lease_key] = left - 1
+            if left > 1:
+                self.leases[lease_key] = left - 1
             return
         elapsed = (now % first.window_s) / first.window_s
         try:
@@ -249,7 +250,6 @@ class Limiters:
                     ) from error
             return
         if int(full):
-            self.leases.pop(lease_key, None)
             what = limits[int(full) - 1][2]
             seconds = max(1, math.ceil(float(retry_after)))
             raise RateLimited(f"rate limit of {what} reached; retry in {seconds} s", seconds)

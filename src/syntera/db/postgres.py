@@ -143,13 +143,7 @@ async def read_as(
     COMMIT, in one pipeline. ``query`` finds the caller's company in the database
     (``private.current_company_id()``, from the membership just read), not in Python, so
     nothing waits between them. The caller's membership and the rows."""
-    async with pool.connection() as conn:
-        async with conn.pipeline():
-            await conn.execute("BEGIN READ ONLY")
-            membership = await _send_principal(conn, principal)
-            cursor = await conn.execute(query, params)
-            await conn.execute("COMMIT")
-        return await _membership(membership), await cursor.fetchall()
+    return await _one_statement(pool, principal, "BEGIN READ ONLY", query, params)
 
 
 async def write_as(
@@ -158,13 +152,22 @@ async def write_as(
     query: bytes | str,
     params: Mapping[str, Any],
 ) -> tuple[Membership | None, list[DictRow]]:
-    """``read_as`` for one write: BEGIN, the settings, the membership read, ``query`` and
-    COMMIT in one pipeline. A statement that fails stops the pipeline before COMMIT, and
-    the transaction is rolled back: nothing of it is kept."""
+    """``read_as`` for one write. A statement that fails stops the pipeline before
+    COMMIT, and the transaction is rolled back: nothing of it is kept."""
+    return await _one_statement(pool, principal, "BEGIN", query, params)
+
+
+async def _one_statement(
+    pool: AsyncConnectionPool[TenantConnection],
+    principal: Principal,
+    begin: str,
+    query: bytes | str,
+    params: Mapping[str, Any],
+) -> tuple[Membership | None, list[DictRow]]:
     async with pool.connection() as conn:
         try:
             async with conn.pipeline():
-                await conn.execute("BEGIN")
+                await conn.execute(begin)
                 membership = await _send_principal(conn, principal)
                 cursor = await conn.execute(query, params)
                 await conn.execute("COMMIT")
