@@ -186,9 +186,13 @@ def main() -> None:
         help="run the workload a second time through PgBouncer and report the ratio",
     )  # fmt: skip
     parser.add_argument("--embedding-threads", type=int, default=0,
-                        help="torch threads per API process (default: the server's)")  # fmt: skip
+                        help="torch threads of the model process (default: all)")  # fmt: skip
+    parser.add_argument("--without", action="append", default=[], metavar="WORD",
+                        help="leave out the routes named with WORD (search, ...)")  # fmt: skip
     args = parser.parse_args()
-    per_route = max(1, args.connections // len(SCRIPTS))
+    routes = {name: script for name, script in SCRIPTS.items()
+              if not any(word in name for word in args.without)}  # fmt: skip
+    per_route = max(1, args.connections // len(routes))
 
     with bench_database(services=("mongodb", "redis")) as db:
         generate(db, args.contacts, 100)
@@ -241,7 +245,7 @@ def main() -> None:
                         "questions": lua_list([q.replace('"', "") for q, _ in QUESTIONS]),
                     }  # fmt: skip
                     scripts = []
-                    for index, (name, script) in enumerate(SCRIPTS.items()):
+                    for index, (name, script) in enumerate(routes.items()):
                         path = Path(tmp) / f"route{index}.lua"
                         path.write_text(script % values)
                         scripts.append((name, path))
@@ -287,7 +291,7 @@ def main() -> None:
             f"{machine()}; the mixed workload above, direct and with the API's connections "
             "through PgBouncer 1.18 (pool_mode = transaction, 20 server connections), "
             "one after the other in this run",
-            ["variant", "req/s, all four routes", "ratio"],
+            ["variant", "req/s, all routes", "ratio"],
             [["direct", f"{direct:,.0f}", "1.00x"],
              ["through PgBouncer", f"{pooled_rate:,.0f}", f"{pooled_rate / direct:.2f}x"]],
         )  # fmt: skip
@@ -306,13 +310,14 @@ def _report_variant(
          f"{o.p99_ms:.1f}", f"{o.errors} of {o.requests:,}"]
         for o in outcomes
     ]  # fmt: skip
-    rows.append(["all four at once", str(per_route * len(SCRIPTS)), f"{total_rate:,.0f}", "",
-                 "", f"{total_errors} of {sum(o.requests for o in outcomes):,}"])  # fmt: skip
+    rows.append([f"all {len(outcomes)} at once", str(per_route * len(outcomes)),
+                 f"{total_rate:,.0f}", "", "",
+                 f"{total_errors} of {sum(o.requests for o in outcomes):,}"])  # fmt: skip
     report(
         "mixed_workload" if variant == "direct" else "mixed_workload_through_pgbouncer",
         f"{machine()}; {args.contacts:,} contacts in 100 companies, one company driven: 1,000 "
         f"deals, 200 conversations, {chunks:,} knowledge-base chunks (MiniLM); `syntera serve "
-        f"--workers {args.workers} --no-worker`; four wrk -t1 processes at once, "
+        f"--workers {args.workers} --no-worker`; {len(outcomes)} wrk -t1 processes at once, "
         f"{per_route} connections each, {args.duration} s, 10 s timeout; "
         f"API CPU {server_cpu:.0f} s, wrk CPU {wrk_cpu:.1f} s; peak RSS of one API "
         f"process {memory.peak_per_process / 2**20:.0f} MB, all API processes "

@@ -252,6 +252,16 @@ class Settings(BaseSettings):
         "(bench/startup.py: serving at full rate from the first request); background: "
         "serve at once while it loads (slower for the first seconds).",
     )
+    kb_model_process: bool = Field(
+        default=True,
+        description="`syntera serve` and `up` run the local model in one process of its own, "
+        "shared by the API processes (bench/mixed.py: searches no longer stall the other "
+        "routes); false: each API process loads its own.",
+    )
+    kb_model_socket: str | None = Field(
+        default=None,
+        description="The Unix socket of a running model process; set by `syntera serve`.",
+    )
     kb_embedding_dimensions: int = Field(
         default=384, description="Must match the chunks table (384 for pgvector)."
     )

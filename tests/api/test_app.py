@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from fastapi import FastAPI
 
@@ -81,8 +82,15 @@ def test_syntera_serve_runs_several_workers_on_the_configured_stores(
         ready = wait_until_ready(f"http://127.0.0.1:{port}/readyz")
         assert ready.status_code == 200, ready.text
         assert (tmp_path / "jwt_secret").exists()  # generated once, shared by the workers
+        # One model process, shared by both API processes (syntera.kb.model_process).
+        models = [
+            child for child in psutil.Process(process.pid).children()
+            if "syntera.kb.model_process" in " ".join(child.cmdline())
+        ]  # fmt: skip
+        assert len(models) == 1
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=60)[0]
     assert process.returncode == 0, output
     assert output.count("Started server process") == 2, output
+    assert not models[0].is_running()

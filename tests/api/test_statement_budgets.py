@@ -5,6 +5,7 @@ and shows what the request now sends."""
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -140,3 +141,42 @@ async def test_posting_a_message_is_three_postgresql_and_three_redis_round_trips
     assert answer.status_code == 201, answer.text
     assert trips.postgres_trips == 3, trips.postgres
     assert trips.redis == 3, trips.redis
+
+
+def _api_routes(routes: list[Any]) -> Iterator[Any]:
+    from fastapi.routing import APIRoute
+
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):  # an included router (FastAPI >= 0.165)
+            yield from _api_routes(route.original_router.routes)
+
+
+def _runs_on_the_loop(call: Any) -> bool:
+    return any(
+        inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+        for target in (call, type(call).__call__ if not inspect.isfunction(call) else None)
+    )
+
+
+def test_no_route_or_dependency_hops_to_a_thread(settings: Settings, api_urls: StackUrls) -> None:
+    """FastAPI runs a plain-function endpoint or dependency in its thread pool: a thread
+    hand-off per request (bench/mixed.py found the conversation store's dependency so).
+    Every endpoint and dependency of the API is a coroutine function."""
+
+    def plain(dependant: Any) -> Iterator[str]:
+        for sub in dependant.dependencies:
+            if sub.call is not None and not _runs_on_the_loop(sub.call):
+                yield getattr(sub.call, "__qualname__", repr(sub.call))
+            yield from plain(sub)
+
+    routes = list(_api_routes(create_app(settings, api_urls).routes))
+    assert len(routes) > 100
+    found = {
+        f"{route.path}: {name}"
+        for route in routes
+        for name in ([] if _runs_on_the_loop(route.endpoint) else [route.name])
+        + list(plain(route.dependant))
+    }
+    assert not found, sorted(found)

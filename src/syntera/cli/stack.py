@@ -34,6 +34,7 @@ from syntera.db.postgres import create_api_pool
 from syntera.db.redis import connect_redis, create_redis
 from syntera.embedded import EmbeddedError, EmbeddedStack, StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.kb.model_process import shared_model
 from syntera.ops.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
 from syntera.purges.worker import PurgeWorker
 from syntera.workers import listen_url, run_workers
@@ -145,7 +146,8 @@ def serve(
     if no_worker:
         os.environ["SYNTERA_KB_WORKER_ENABLED"] = "false"
         os.environ["SYNTERA_WORKFLOW_WORKER_ENABLED"] = "false"
-    uvicorn.run(APP_FACTORY, **uvicorn_options(settings, host, port, workers))
+    with shared_model(settings):
+        uvicorn.run(APP_FACTORY, **uvicorn_options(settings, host, port, workers))
 
 
 def up(
@@ -191,7 +193,8 @@ def up(
             highlight=False,
         )
         if not stop.is_set():
-            server.run()
+            with shared_model(settings):
+                server.run()
     except MigrationError as error:
         errors.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error

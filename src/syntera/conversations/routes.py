@@ -22,7 +22,8 @@ conversations = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 analytics = APIRouter(prefix="/v1/analytics/conversations", tags=["analytics"])
 
 
-def conversation_store(request: Request) -> ConversationStore:
+async def conversation_store(request: Request) -> ConversationStore:
+    # async: FastAPI would run a plain function in a thread, a hop per request
     return stores_of(request).conversations
 
 

@@ -74,7 +74,12 @@ class LocalMiniLM:
         """Short inputs (search queries) that arrive while an encode runs are encoded
         together in the next one: under load, one forward pass serves many requests."""
         if len(texts) > QUERY_BATCH_LIMIT:
-            return await asyncio.to_thread(self.encode, texts)
+            # A document's chunks, a batch per encode: queries get their turn in between.
+            parts = [
+                await asyncio.to_thread(self.encode, texts[start : start + self.batch_size])
+                for start in range(0, len(texts), self.batch_size)
+            ]
+            return np.concatenate(parts)
         loop = asyncio.get_running_loop()
         batcher = self._batchers.get(loop)
         if batcher is None:
@@ -208,4 +213,8 @@ def embedder_from(settings: Settings) -> Embedder:
             settings.kb_embedding_dimensions,
             settings.openai_base_url,
         )
+    if settings.kb_model_socket is not None:
+        from syntera.kb.model_process import RemoteMiniLM
+
+        return RemoteMiniLM(settings.kb_model_socket)
     return LocalMiniLM(settings.kb_embedding_batch, settings.kb_embedding_threads)

@@ -12,7 +12,9 @@ from syntera.api.deps import Member, principal
 from syntera.api.errors import ProblemDetails
 from syntera.api.state import knowledge_base_of
 from syntera.db.tables import Filter
+from syntera.errors import Unavailable
 from syntera.kb import service
+from syntera.kb.embeddings import EmbeddingError
 from syntera.kb.schemas import DocumentStatus, KnowledgeDocument, SearchRequest, SearchResults
 from syntera.kit.schemas import Name
 from syntera.tenancy import Principal
@@ -85,7 +87,10 @@ async def query_vector(
 ) -> list[float]:
     """The query's embedding, made after the caller is known and before the request's
     transaction opens: no pooled connection waits on the model."""
-    vectors = await knowledge_base_of(request).embedder.embed([body.query])
+    try:
+        vectors = await knowledge_base_of(request).embedder.embed([body.query])
+    except EmbeddingError as error:
+        raise Unavailable(f"the embedding model is unavailable: {error}", 5) from error
     return [float(x) for x in vectors[0]]
 
 

@@ -1,0 +1,115 @@
+"""The model process that `syntera serve` and `syntera up` share among their API
+processes: the same vectors as the model in-process, concurrent queries answered each with
+its own row, errors told as errors, a dead process started again, and a search answered
+503 (not 500) while no model answers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from syntera.config import Settings
+from syntera.kb.embeddings import EmbeddingError, LocalMiniLM
+from syntera.kb.model_process import ModelProcess, RemoteMiniLM
+from tests.api_fixtures import AuthHeaders
+from tests.factories import SeededCompany
+from tests.kb.corpus import QUESTIONS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_process() -> Iterator[ModelProcess]:
+    os.environ["SYNTERA_KB_EMBEDDING_THREADS"] = "1"
+    model = ModelProcess(Settings())
+    try:
+        model.start(wait=True)
+        yield model
+    finally:
+        os.environ.pop("SYNTERA_KB_EMBEDDING_THREADS", None)
+        model.close()
+    assert not model.socket_path.parent.exists()
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalMiniLM:
+    return LocalMiniLM()
+
+
+async def test_the_vectors_are_those_of_the_model_in_process(
+    model_process: ModelProcess, local: LocalMiniLM
+) -> None:
+    texts = ["How do I get a refund?", "Où est ma commande ?", ""]
+    remote = await RemoteMiniLM(str(model_process.socket_path)).embed(texts)
+    assert remote.shape == (3, 384)
+    np.testing.assert_allclose(remote, local.encode(texts), atol=1e-5)
+
+
+async def test_concurrent_queries_each_get_their_own_vector(
+    model_process: ModelProcess, local: LocalMiniLM
+) -> None:
+    embedder = RemoteMiniLM(str(model_process.socket_path))
+    questions = [question for question, _ in QUESTIONS]
+    answers = await asyncio.gather(*(embedder.embed([q]) for q in questions))
+    np.testing.assert_allclose(np.concatenate(answers), local.encode(questions), atol=1e-5)
+    # A document's chunks (more than a query batch) come back whole and in order.
+    chunks = [f"chunk {n} of the handbook, about returns" for n in range(70)]
+    np.testing.assert_allclose(await embedder.embed(chunks), local.encode(chunks), atol=1e-5)
+
+
+async def test_a_malformed_request_is_answered_with_an_error(model_process: ModelProcess) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(model_process.socket_path))
+    payload = b'{"texts": 1}'
+    writer.write(struct.pack("!I", len(payload)) + payload)
+    status, length = struct.unpack("!BI", await reader.readexactly(5))
+    assert (status, (await reader.readexactly(length)).decode()) == (
+        1,
+        "a request is a JSON array of strings",
+    )
+    writer.close()
+
+
+async def test_a_model_process_that_dies_is_started_again(model_process: ModelProcess) -> None:
+    embedder = RemoteMiniLM(str(model_process.socket_path), wait_s=120)
+    await embedder.embed(["before"])  # leaves an idle connection to the process below
+    assert model_process.process is not None
+    first = model_process.process.pid
+    os.kill(first, signal.SIGKILL)
+    vectors = await embedder.embed(["after"])  # waits for the new process, then answers
+    assert vectors.shape == (1, 384)
+    assert model_process.process.pid != first
+
+
+async def test_no_model_process_is_an_embedding_error(tmp_path: Path) -> None:
+    embedder = RemoteMiniLM(str(tmp_path / "none.sock"), wait_s=0.2)
+    with pytest.raises(EmbeddingError, match="no model process answers"):
+        await embedder.embed(["anyone?"])
+
+
+async def test_a_search_without_a_model_is_a_503_naming_it(
+    app: FastAPI, client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    kept = app.state.kb
+    app.state.kb = dataclasses.replace(
+        kept, embedder=RemoteMiniLM(str(tmp_path / "none.sock"), wait_s=0.2)
+    )
+    try:
+        response = await client.post(
+            "/v1/kb/search", headers=auth(tenant.member), json={"query": "refunds"}
+        )
+    finally:
+        app.state.kb = kept
+    assert response.status_code == 503, response.text
+    assert "the embedding model is unavailable" in response.json()["detail"]
+    assert response.headers["retry-after"] == "5"
