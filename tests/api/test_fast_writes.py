@@ -1,6 +1,6 @@
-"""Creates by signed-in members in one round trip (BEGIN, the caller, the INSERT finding
-the company in the database, COMMIT): the same answers as before, for every kind of
-caller and every refusal, and nothing kept of a refused one."""
+"""Creates and changes by signed-in members in one round trip (BEGIN, the caller, the
+INSERT or UPDATE finding the company in the database, COMMIT): the same answers as
+before, for every kind of caller and every refusal, and nothing kept of a refused one."""
 
 from __future__ import annotations
 
@@ -81,3 +81,58 @@ async def test_the_service_key_still_creates_in_the_company_it_names(
     made = await client.post("/v1/deals", headers=service, json={"title": "By the service"})
     assert made.status_code == 201, made.text
     assert made.json()["company_id"] == str(tenant_a.company_id)
+
+
+async def test_a_member_changes_rows_of_their_company_only(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant_a: SeededCompany,
+    tenant_b: SeededCompany, owner_conn: psycopg.Connection,
+) -> None:  # fmt: skip
+    mine = await client.post("/v1/deals", headers=auth(tenant_a.member), json={"title": "A"})
+    theirs = await client.post("/v1/deals", headers=auth(tenant_b.member), json={"title": "B"})
+    deal_a, deal_b = mine.json()["id"], theirs.json()["id"]
+    moved = await client.patch(f"/v1/deals/{deal_a}", headers=auth(tenant_a.member),
+                               json={"stage": "qualified", "value": 1200})  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["stage"], moved.json()["value"]) == ("qualified", "1200.00")
+    # Another company's deal is not found, and stays as it was.
+    for body in ({"stage": "closed-lost"}, {"title": "taken over"}):
+        refused = await client.patch(f"/v1/deals/{deal_b}", headers=auth(tenant_a.owner),
+                                     json=body)  # fmt: skip
+        assert refused.status_code == 404, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert owner_conn.execute(
+        "SELECT title, stage FROM public.deals WHERE id = %s", (deal_b,)
+    ).fetchone() == ("B", "lead")
+    # Nor can a change move a row to another company: company_id is not a field.
+    smuggled = await client.patch(f"/v1/deals/{deal_a}", headers=auth(tenant_a.member),
+                                  json={"company_id": str(tenant_b.company_id)})  # fmt: skip
+    assert smuggled.status_code == 422
+    missing = await client.patch(f"/v1/deals/{uuid.uuid4()}", headers=auth(tenant_a.member),
+                                 json={"stage": "lead"})  # fmt: skip
+    assert missing.status_code == 404
+    assert "Deal" in missing.json()["detail"]
+
+
+async def test_a_refused_change_keeps_nothing_and_a_stranger_gets_403(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant_a: SeededCompany, settings: Settings,
+    owner_conn: psycopg.Connection,
+) -> None:  # fmt: skip
+    headers = auth(tenant_a.member)
+    deal = (await client.post("/v1/deals", headers=headers, json={"title": "Kept"})).json()
+    ghost = {"title": "Changed", "contact_id": str(uuid.uuid4())}  # no such contact
+    for _ in range(3):
+        refused = await client.patch(f"/v1/deals/{deal['id']}", headers=headers, json=ghost)
+        assert 400 <= refused.status_code < 500, refused.text
+        assert "contact_id" in refused.text
+    assert owner_conn.execute(
+        "SELECT title FROM public.deals WHERE id = %s", (deal["id"],)
+    ).fetchone() == ("Kept",)
+    loner = create_auth_user(owner_conn)
+    token = issue_access_token(
+        load_keys(settings), user_id=loner, email=None, session_id=uuid.uuid4(),
+        lifetime_s=600, issuer="test", user_metadata={}, app_metadata={},
+    ).token  # fmt: skip
+    stranger = await client.patch(f"/v1/deals/{deal['id']}", json={"title": "Mine"},
+                                  headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert stranger.status_code == 403
+    assert "not a member of any company" in stranger.json()["detail"]

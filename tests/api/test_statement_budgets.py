@@ -124,6 +124,20 @@ async def test_creating_a_contact_is_one_round_trip(
     assert trips.redis == 0
 
 
+async def test_changing_a_deal_is_one_round_trip(
+    one_connection_app: FastAPI, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    """A deal's stage move, as a board's drag: BEGIN, the caller, the UPDATE (finding the
+    company in the database) and COMMIT, pipelined."""
+    path = f"/v1/deals/{tenant.rows['deals']}"
+    answer, trips = await request(one_connection_app, "PATCH", path, auth(tenant.member),
+                                  {"stage": "proposal"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["stage"] == "proposal"
+    assert trips.postgres_trips == 1, trips.postgres
+    assert trips.redis == 0
+
+
 async def test_posting_a_message_is_three_postgresql_and_three_redis_round_trips(
     one_connection_app: FastAPI, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 
 from tests.api_fixtures import AuthHeaders
@@ -44,3 +46,28 @@ async def test_recording_and_call_life_cycle(
         "/v1/calls/history", headers=headers, params={"status": "completed", "agent_id": agent_id}
     )
     assert call.json()["id"] in [c["id"] for c in listed.json()["data"]]
+
+
+async def test_a_time_no_store_can_read_back_is_refused_and_nothing_changes(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    """9999-12-31T23:59:59-23:59 is year 10000 in UTC: PostgreSQL would store it, but no
+    response could be made of the row (a change that commits in one round trip would be
+    kept behind a 422). It is refused as the field it is."""
+    headers = auth(tenant.member)
+    made = await client.post("/v1/calls/recordings", headers=headers,
+                             json={"recording_url": "https://cdn.example.com/r/3.wav",
+                                   "started_at": "2026-11-01T10:00:00Z"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    beyond = "9999-12-31T23:59:59.999999-23:59"
+    for method, path in (("POST", "/v1/calls/recordings"),
+                         ("PATCH", f"/v1/calls/recordings/{made.json()['id']}"),
+                         ("POST", "/v1/calls/history"),
+                         ("PATCH", f"/v1/calls/history/{uuid.uuid4()}")):  # fmt: skip
+        body = {"recording_url": "https://cdn.example.com/r/4.wav", "direction": "inbound",
+                "started_at": beyond}  # fmt: skip
+        refused = await client.request(method, path, headers=headers, json=body)
+        assert refused.status_code == 422, (method, path, refused.text)
+        assert refused.json()["errors"][0]["field"] == "started_at"
+    again = await client.get(f"/v1/calls/recordings/{made.json()['id']}", headers=headers)
+    assert again.json()["started_at"] == "2026-11-01T10:00:00Z"

@@ -19,6 +19,7 @@ from syntera.api import fast_reads
 from syntera.api.deps import Manager, Member, member_transaction, principal, write_as_member
 from syntera.api.pagination import page_request
 from syntera.db.tables import Filter, Row
+from syntera.errors import not_found
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.resources import (
     M,
@@ -80,12 +81,21 @@ def add_crud_routes(
         async with member_transaction(request, caller, managers_only=managers_read) as tx:
             return resource.out(await access_row(tx, resource, row_id))
 
-    async def update(tx: Writer, row_id: RowId, body: update_model) -> model:  # type: ignore[valid-type]
+    async def update(request: Request, caller: Caller, row_id: RowId, body: update_model) -> model:  # type: ignore[valid-type]
         changes = body.changes()  # type: ignore[attr-defined]
-        row = await update_row(tx, resource, row_id, changes)
-        if on_change is not None:
-            on_change(tx, row)
-        return resource.out(row)
+        if (
+            caller.role == "authenticated" and changes and on_change is None
+            and not managers_write
+        ):  # fmt: skip
+            # The hot path, as for a create: one round trip (write_as_member).
+            query, params = resource.table.update_current_statement(row_id, changes)
+            row = await write_as_member(request, caller, query, params, not_found(resource.label))
+            return resource.out(row)
+        async with member_transaction(request, caller, managers_only=managers_write) as tx:
+            row = await update_row(tx, resource, row_id, changes)
+            if on_change is not None:
+                on_change(tx, row)
+            return resource.out(row)
 
     async def delete(tx: Writer, row_id: RowId) -> Response:  # type: ignore[valid-type]
         row = await delete_row(tx, resource, row_id)

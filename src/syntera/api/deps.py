@@ -28,7 +28,7 @@ from syntera.auth.tokens import InvalidToken, principal_from_bearer
 from syntera.db.postgres import open_transaction, read_as, write_as
 from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
-from syntera.errors import Forbidden, Unauthorized
+from syntera.errors import Forbidden, NotFound, Unauthorized
 from syntera.ratelimit import Limiters
 from syntera.tenancy import Membership, Principal, TenantTransaction
 
@@ -125,17 +125,24 @@ async def read_as_member(
 
 
 async def write_as_member(
-    request: Request, caller: Principal, query: bytes, params: dict[str, Any]
+    request: Request,
+    caller: Principal,
+    query: bytes,
+    params: dict[str, Any],
+    missing: NotFound | None = None,
 ) -> DictRow:
     """The row a signed-in member's one-statement write returns, in one round trip
     (``write_as``); 403 as ``Member`` would answer when the caller is no member (the
-    statement, finding no company, wrote nothing)."""
+    statement, finding no company, wrote nothing), ``missing`` when it touched no row."""
     route = request.scope.get("route")
     ROUTE.set(getattr(route, "path", None))
     membership, rows = await write_as(stores_of(request).postgres, caller, query, params)
     TENANT.set(str(membership.company_id) if membership else None)
-    if membership is None or not rows:
+    if membership is None or (not rows and missing is None):
         raise Forbidden(NO_COMPANY)
+    if not rows:
+        assert missing is not None
+        raise missing
     return rows[0]
 
 

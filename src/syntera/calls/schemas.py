@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from syntera.kit.schemas import ExternalId, Input, JsonObject, Output, Phone, Url
+from syntera.kit.schemas import ExternalId, Input, JsonObject, Output, Phone, StorableTime, Url
 
 Seconds = Annotated[int, Field(ge=0, le=7 * 24 * 3600)]
 Transcript = Annotated[str, Field(max_length=1_000_000)]
@@ -25,8 +25,8 @@ class RecordingCreate(Input):
     conversation_id: ExternalId | None = None
     duration_seconds: Seconds | None = None
     transcript: Transcript | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: StorableTime | None = None
+    ended_at: StorableTime | None = None
     metadata: JsonObject = Field(default_factory=dict)
 
 
@@ -37,8 +37,8 @@ class RecordingUpdate(Input):
     conversation_id: ExternalId | None = None
     duration_seconds: Seconds | None = None
     transcript: Transcript | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: StorableTime | None = None
+    ended_at: StorableTime | None = None
     metadata: JsonObject | None = None
 
 
@@ -68,8 +68,8 @@ class CallCreate(Input):
     from_number: Phone | None = None
     to_number: Phone | None = None
     duration_seconds: Seconds | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: StorableTime | None = None
+    ended_at: StorableTime | None = None
     metadata: JsonObject = Field(default_factory=dict)
 
 
@@ -83,8 +83,8 @@ class CallUpdate(Input):
     from_number: Phone | None = None
     to_number: Phone | None = None
     duration_seconds: Seconds | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: StorableTime | None = None
+    ended_at: StorableTime | None = None
     metadata: JsonObject | None = None
 
 

@@ -144,6 +144,24 @@ class TenantTable:
         )
         return query.as_bytes(), params
 
+    def update_current_statement(
+        self, row_id: UUID, values: Mapping[str, Any]
+    ) -> tuple[bytes, dict[str, Any]]:
+        """``update`` (of at least one column) as one statement that finds the company in
+        the database, like ``insert_current_statement``: it changes nothing for a caller
+        of no company."""
+        params = self._adapt(values)
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
+            for name in params
+        )
+        query = sql.SQL(
+            "UPDATE {table} SET {assignments} WHERE company_id ="
+            " (SELECT private.current_company_id()) AND id = %(id)s RETURNING {cols}"
+        ).format(table=self._table, assignments=assignments, cols=self._returning)
+        params["id"] = row_id
+        return query.as_bytes(), params
+
     async def fetch(self, conn: TenantConnection, company_id: UUID, row_id: UUID) -> Row | None:
         """The row, or None when it does not exist or belongs to another company."""
         params = {"company_id": company_id, "id": row_id}
