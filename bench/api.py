@@ -301,12 +301,16 @@ end
 """
 
 
-def start_anchor(db: BenchDatabase, workers: int, company_id: uuid.UUID, log: Path) -> Server:
-    """``bench.anchor`` under uvicorn (uvloop, httptools), as ``syntera serve`` runs."""
+def start_anchor(
+    db: BenchDatabase, workers: int, company_id: uuid.UUID, log: Path, model: bool = False
+) -> Server:
+    """``bench.anchor`` under uvicorn (uvloop, httptools), as ``syntera serve`` runs;
+    ``model``: with the embedding model loaded for its search route."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")}
     env.update(ANCHOR_DATABASE_URL=db.api_url, ANCHOR_MONGODB_URI=db.stack.mongodb_uri,
-               ANCHOR_JWT_SECRET=JWT_SECRET, ANCHOR_COMPANY_ID=str(company_id))  # fmt: skip
+               ANCHOR_JWT_SECRET=JWT_SECRET, ANCHOR_COMPANY_ID=str(company_id),
+               ANCHOR_MODEL="1" if model else "0")  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.anchor:app", "--workers", str(workers),
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",

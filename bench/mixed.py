@@ -7,8 +7,11 @@ On a throw-away embedded stack (PostgreSQL, the MongoDB-wire server, Valkey), on
 with ``--contacts`` contacts, 1,000 deals, 200 conversations and a knowledge base of
 real embedded chunks is served by ``syntera serve --workers N --no-worker``. Four wrk
 processes run at once, a quarter of the connections each, one per kind of request; each
-reports its own throughput and latency. Also reported: errors (the goal is zero), the CPU
-used by the load generators, and the peak resident memory of the API processes.
+reports its own throughput and latency. The same load then runs on bench/anchor.py (the
+same routes done bare: PyJWT, one pipelined psycopg round trip, orjson; its search embeds
+with the model in-process), and every figure is reported beside the anchor's of this run.
+Also reported: errors (the goal is zero), CPU per request, the CPU of the load generators,
+and the peak resident memory of the server's processes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ import psycopg
 from tests.kb.corpus import DOCUMENTS, QUESTIONS
 from tests.pgbouncer import start_pgbouncer
 
-from bench.api import ROOMY_LIMITS, Server, _milliseconds, access_token, start_server
+from bench.api import (
+    ROOMY_LIMITS,
+    Server,
+    _milliseconds,
+    access_token,
+    start_anchor,
+    start_server,
+)
 from bench.common import BenchDatabase, bench_database, machine, report
 from bench.kb import sentences, stdlib_prose
 from bench.rls import generate, pick_tenant
@@ -220,70 +230,42 @@ def main() -> None:
             pooled = {"SYNTERA_API_DATABASE_URL": next(bouncer),
                       "SYNTERA_PG_TRANSACTION_POOLER": "true"}  # fmt: skip
             variants.append(("through PgBouncer", pooled))
-        results = []
-        for variant, extra in variants:
-            with tempfile.TemporaryDirectory() as tmp:
-                # As `syntera serve` runs by default: each process loads its model before
-                # it accepts requests (bench/startup.py), not at its first search.
+        values = {
+            "contacts": lua_list(contacts), "deals": lua_list(deals),
+            "stages": lua_list(STAGES),
+            "questions": lua_list([q.replace('"', "") for q, _ in QUESTIONS]),
+        }  # fmt: skip
+        results: list[tuple[str, Drive]] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            chats: list[str] = []
+            for variant, extra in variants:
+                # As `syntera serve` runs by default: the model process loads its model
+                # before the API accepts requests (bench/startup.py).
                 served = {**ROOMY_LIMITS, "SYNTERA_KB_PRELOAD_MODEL": "true", **extra}
                 if args.embedding_threads:
                     served["SYNTERA_KB_EMBEDDING_THREADS"] = str(args.embedding_threads)
-                server = start_server(db, args.workers, Path(tmp), served)
+                server = start_server(db, args.workers, folder, served)
                 try:
-                    chats = conversations(server.base_url, token, str(agent_id), 200)
-                    # Every API process has its model loaded before the clock starts.
-                    with httpx.Client(base_url=server.base_url, timeout=60) as http:
-                        for question, _ in QUESTIONS * 2:
-                            http.post(
-                                "/v1/kb/search",
-                                json={"query": question},
-                                headers={"Authorization": f"Bearer {token}"},
-                            ).raise_for_status()
-                    values = {
-                        "contacts": lua_list(contacts), "deals": lua_list(deals),
-                        "stages": lua_list(STAGES), "conversations": lua_list(chats),
-                        "questions": lua_list([q.replace('"', "") for q, _ in QUESTIONS]),
-                    }  # fmt: skip
-                    scripts = []
-                    for index, (name, script) in enumerate(routes.items()):
-                        path = Path(tmp) / f"route{index}.lua"
-                        path.write_text(script % values)
-                        scripts.append((name, path))
-                    warm = [["wrk", "-t1", "-c2", "-d3s", "-H", f"Authorization: Bearer {token}",
-                             "-s", str(path), server.base_url] for _, path in scripts]  # fmt: skip
-                    for process in [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in warm]:
-                        process.wait()
-                    # A response slower than wrk's default 2 s would count as a socket error;
-                    # with 10 s it is counted as what it is, a slow answer (see the p99).
-                    commands = [["wrk", "-t1", f"-c{per_route}", f"-d{args.duration}s", "--latency",
-                                 "--timeout", "10s",
-                                 "-H", f"Authorization: Bearer {token}", "-s", str(path),
-                                 server.base_url] for _, path in scripts]  # fmt: skip
-                    cpu_before = server.cpu_seconds()
-                    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    with PeakMemory(server) as memory:
-                        running = [
-                            subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-                            for command in commands
-                        ]
-                        outputs = [process.communicate()[0] for process in running]
-                    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    wrk_cpu = (children.ru_utime - children_before.ru_utime) + (
-                        children.ru_stime - children_before.ru_stime
-                    )
-                    server_cpu = server.cpu_seconds() - cpu_before
+                    chats = chats or conversations(server.base_url, token, str(agent_id), 200)
+                    scripts = write_scripts(folder, routes, {**values,
+                                            "conversations": lua_list(chats)})  # fmt: skip
+                    results.append((variant, drive(server, token, scripts, args, per_route)))
                 finally:
                     server.process.terminate()
                     server.process.wait(30)
-            results.append((variant, scripts, outputs, server_cpu, wrk_cpu, memory))
+            # The anchor: the same load on bench/anchor.py, the same routes done bare.
+            anchor = start_anchor(db, args.workers, company_id, folder / "anchor.log", True)
+            try:
+                floor = drive(anchor, token, scripts, args, per_route)
+            finally:
+                anchor.process.terminate()
+                anchor.process.wait(30)
         if bouncer is not None:
             bouncer.close()
 
-    totals = {}
-    for variant, scripts, outputs, server_cpu, wrk_cpu, memory in results:
-        totals[variant] = _report_variant(
-            args, per_route, chunks, variant, scripts, outputs, server_cpu, wrk_cpu, memory
-        )
+    totals = {variant: _report_variant(args, per_route, chunks, variant, run, floor)
+              for variant, run in results}  # fmt: skip
     if "through PgBouncer" in totals:
         direct, pooled_rate = totals["direct"], totals["through PgBouncer"]
         report(
@@ -297,36 +279,96 @@ def main() -> None:
         )  # fmt: skip
 
 
-def _report_variant(
-    args: argparse.Namespace, per_route: int, chunks: int, variant: str, scripts: list[Any],
-    outputs: list[str], server_cpu: float, wrk_cpu: float, memory: Any,
-) -> float:  # fmt: skip
-    """Report one run of the mixed workload; its total request rate."""
+def write_scripts(folder: Path, routes: dict[str, str], values: dict[str, str]) -> list[Any]:
+    scripts = []
+    for index, (name, script) in enumerate(routes.items()):
+        path = folder / f"route{index}.lua"
+        path.write_text(script % values)
+        scripts.append((name, path))
+    return scripts
+
+
+@dataclass(frozen=True)
+class Drive:
+    outcomes: list[Outcome]
+    server_cpu_s: float
+    wrk_cpu_s: float
+    peak_per_process: int
+    peak_total: int
+
+    @property
+    def requests_per_s(self) -> float:
+        return sum(o.requests_per_s for o in self.outcomes)
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.server_cpu_s / max(1, sum(o.requests for o in self.outcomes))
+
+
+def drive(
+    server: Server, token: str, scripts: list[Any], args: argparse.Namespace, per_route: int
+) -> Drive:
+    """Every route's wrk at once against ``server``, after a warm-up of each (a search
+    per question twice, so every process has embedded before the clock starts)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        for question, _ in QUESTIONS * 2:
+            http.post("/v1/kb/search", json={"query": question}, headers=auth).raise_for_status()
+    warm = [["wrk", "-t1", "-c2", "-d3s", "-H", f"Authorization: Bearer {token}",
+             "-s", str(path), server.base_url] for _, path in scripts]  # fmt: skip
+    for process in [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in warm]:
+        process.wait()
+    # A response slower than wrk's default 2 s would count as a socket error; with 10 s
+    # it is counted as what it is, a slow answer (see the p99).
+    commands = [["wrk", "-t1", f"-c{per_route}", f"-d{args.duration}s", "--latency",
+                 "--timeout", "10s", "-H", f"Authorization: Bearer {token}", "-s", str(path),
+                 server.base_url] for _, path in scripts]  # fmt: skip
+    cpu_before = server.cpu_seconds()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with PeakMemory(server) as memory:
+        running = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in commands]
+        outputs = [process.communicate()[0] for process in running]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (children.ru_utime - children_before.ru_utime) + (
+        children.ru_stime - children_before.ru_stime
+    )
     outcomes = [parse(name, out) for (name, _), out in zip(scripts, outputs, strict=True)]
-    total_rate = sum(o.requests_per_s for o in outcomes)
-    total_errors = sum(o.errors for o in outcomes)
+    return Drive(outcomes, server.cpu_seconds() - cpu_before, wrk_cpu,
+                 memory.peak_per_process, memory.peak_total)  # fmt: skip
+
+
+def _report_variant(
+    args: argparse.Namespace, per_route: int, chunks: int, variant: str, run: Drive, floor: Drive
+) -> float:
+    """Report one run of the mixed workload beside the anchor's; its total request rate."""
     rows = [
-        [o.name, f"{per_route}", f"{o.requests_per_s:,.0f}", f"{o.p50_ms:.1f}",
-         f"{o.p99_ms:.1f}", f"{o.errors} of {o.requests:,}"]
-        for o in outcomes
+        [o.name, f"{o.requests_per_s:,.0f}", f"{a.requests_per_s:,.0f}",
+         f"{o.requests_per_s / max(a.requests_per_s, 1e-9):.2f}x",
+         f"{o.p50_ms:.0f} / {o.p99_ms:.0f}", f"{a.p50_ms:.0f} / {a.p99_ms:.0f}",
+         f"{o.errors} of {o.requests:,}"]
+        for o, a in zip(run.outcomes, floor.outcomes, strict=True)
     ]  # fmt: skip
-    rows.append([f"all {len(outcomes)} at once", str(per_route * len(outcomes)),
-                 f"{total_rate:,.0f}", "", "",
-                 f"{total_errors} of {sum(o.requests for o in outcomes):,}"])  # fmt: skip
+    errors = sum(o.errors for o in run.outcomes)
+    rows.append([f"all {len(run.outcomes)} at once", f"{run.requests_per_s:,.0f}",
+                 f"{floor.requests_per_s:,.0f}",
+                 f"{run.requests_per_s / floor.requests_per_s:.2f}x", "", "",
+                 f"{errors} of {sum(o.requests for o in run.outcomes):,}"])  # fmt: skip
     report(
         "mixed_workload" if variant == "direct" else "mixed_workload_through_pgbouncer",
         f"{machine()}; {args.contacts:,} contacts in 100 companies, one company driven: 1,000 "
         f"deals, 200 conversations, {chunks:,} knowledge-base chunks (MiniLM); `syntera serve "
-        f"--workers {args.workers} --no-worker`; {len(outcomes)} wrk -t1 processes at once, "
-        f"{per_route} connections each, {args.duration} s, 10 s timeout; "
-        f"API CPU {server_cpu:.0f} s, wrk CPU {wrk_cpu:.1f} s; peak RSS of one API "
-        f"process {memory.peak_per_process / 2**20:.0f} MB, all API processes "
-        f"{memory.peak_total / 2**20:.0f} MB",
-        ["route", "connections", "req/s", "p50 ms", "p99 ms", "errors"],
+        f"--workers {args.workers} --no-worker` (its model process included) and, after it "
+        f"in this run, bench/anchor.py (the same routes bare, its model in-process); "
+        f"{len(run.outcomes)} wrk -t1 processes at once, {per_route} connections each, "
+        f"{args.duration} s, 10 s timeout; CPU ms per request {run.cpu_ms_per_request:.2f} "
+        f"(anchor {floor.cpu_ms_per_request:.2f}); wrk CPU {run.wrk_cpu_s:.1f} s; peak RSS "
+        f"of one process {run.peak_per_process / 2**20:.0f} MB, all "
+        f"{run.peak_total / 2**20:.0f} MB (anchor {floor.peak_total / 2**20:.0f} MB)",
+        ["route", "req/s", "anchor req/s", "vs anchor", "p50 / p99 ms",
+         "anchor p50 / p99 ms", "errors"],
         rows,
-    )
-
-    return total_rate
+    )  # fmt: skip
+    return run.requests_per_s
 
 
 if __name__ == "__main__":
