@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -110,10 +111,16 @@ def mixed_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     conditions = mixed["conditions"]
     memory = conditions[conditions.index("peak RSS") :]
     out = []
+    connections = re.search(r"(\d+) connections each", conditions)
     for row in mixed["rows"]:
-        out.append([f"mixed load: {row[0]}", f"{row[1]} connections", row[3], f"p99 {row[4]}",
-                    f"{row[2]} req/s, errors {row[5]}"])  # fmt: skip
-    out.append(["API memory under the mixed load", "2 workers", "", "", memory])
+        p50, _, p99 = row[4].partition(" / ")
+        out.append([f"mixed load: {row[0]}",
+                    f"{connections.group(1) if connections else '?'} connections a route",
+                    p50, f"p99 {p99}" if p99 else "",
+                    f"{row[1]} req/s, {row[3]} of the anchor's {row[2]}, "
+                    f"errors {row[6]}"])  # fmt: skip
+    out.append(["memory under the mixed load", "2 API processes, the model process", "", "",
+                memory])  # fmt: skip
     return out
 
 

@@ -196,7 +196,7 @@ def main() -> None:
         help="run the workload a second time through PgBouncer and report the ratio",
     )  # fmt: skip
     parser.add_argument("--embedding-threads", type=int, default=0,
-                        help="torch threads of the model process (default: all)")  # fmt: skip
+                        help="torch threads of the model process (default: 1)")  # fmt: skip
     parser.add_argument("--without", action="append", default=[], metavar="WORD",
                         help="leave out the routes named with WORD (search, ...)")  # fmt: skip
     args = parser.parse_args()

@@ -241,7 +241,11 @@ class Settings(BaseSettings):
     kb_embedding_provider: Literal["local", "openai"] = "local"
     kb_embedding_batch: int = Field(default=32, ge=1, le=2048)
     kb_embedding_threads: int | None = Field(
-        default=None, ge=1, description="Torch threads of the local model (default: all)."
+        default=None,
+        ge=1,
+        description="Torch threads of the local model (default: 1 in the shared model "
+        "process, whose concurrent queries are batched: 10.7 ms CPU per query against 17.2 "
+        "with 2 threads on 2 cores; all cores in a process of its own, such as a worker).",
     )
     kb_preload_model: bool = Field(
         default=True, description="Load the embedding model at start-up (not at the first search)."

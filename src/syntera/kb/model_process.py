@@ -115,7 +115,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="model process: %(message)s")
     settings = get_settings()
-    model = LocalMiniLM(settings.kb_embedding_batch, settings.kb_embedding_threads)
+    # One torch thread unless told otherwise: the queries of a busy host come batched,
+    # and a second thread spent more CPU per query than it saved (kb_embedding_threads).
+    model = LocalMiniLM(settings.kb_embedding_batch, settings.kb_embedding_threads or 1)
     asyncio.run(serve_model(args.socket, model, settings.kb_preload_model))
 
 
