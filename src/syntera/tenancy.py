@@ -83,6 +83,7 @@ class Principal:
 
 
 AfterCommit = Callable[[], Awaitable[None]]
+Statement = tuple[bytes, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ class TenantTransaction:
     cache: Cache | None = None
     events: Publisher | None = None
     after_commit: list[AfterCommit] = field(default_factory=list)
+    # Statements sent with COMMIT, in its round trip (None: sent when written); set by
+    # the request's transaction, which sends them (db.postgres.open_transaction).
+    at_commit: list[Statement] | None = None
+    # What undoes, in the other stores, the writes of a transaction that is rolled back.
+    undo: list[AfterCommit] = field(default_factory=list)
 
     @classmethod
     def of_system(
@@ -130,6 +136,18 @@ class TenantTransaction:
                     await publisher.publish_ephemeral(event)
 
         self.after_commit.append(publish)
+
+    async def write_with_commit(self, query: bytes, params: dict[str, Any]) -> None:
+        """A write whose result nobody reads: sent with COMMIT, in its round trip, where
+        the transaction allows (a failure of it rolls everything back, ``undo`` too)."""
+        if self.at_commit is None:
+            await self.conn.execute(query, params)
+        else:
+            self.at_commit.append((query, params))
+
+    def undo_if_rolled_back(self, work: AfterCommit) -> None:
+        """Run ``work`` if the transaction does not commit (a write to another store)."""
+        self.undo.append(work)
 
     @property
     def company_id(self) -> UUID:

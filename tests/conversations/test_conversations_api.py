@@ -477,3 +477,24 @@ async def test_conversation_statistics_default_to_the_last_30_days(
     since = datetime.fromisoformat(answer.json()["since"])
     assert abs((datetime.now(UTC) - since) - timedelta(days=30)) < timedelta(minutes=5)
     assert sum(group["conversations"] for group in answer.json()["groups"]) >= 1
+
+
+async def test_a_message_whose_transaction_fails_is_taken_back_from_mongodb(
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany,
+    owner_conn: psycopg.Connection,
+) -> None:  # fmt: skip
+    """The analytics event of a message is sent with the COMMIT, after the message is in
+    MongoDB; when it fails (here: the conversation's agent was deleted under it, so the
+    event's reference is refused), nothing of the request stays: no event, no message."""
+    agent = await post(client, "/v1/agents", headers,
+                       {"name": "Short-lived", "system_prompt": "Be brief"})  # fmt: skip
+    conversation = await post(client, "/v1/conversations", headers, {"agent_id": agent["id"]})
+    url = f"/v1/conversations/{conversation['id']}/messages"
+    await post(client, url, headers, user_message("first"))  # caches the header
+    owner_conn.execute("DELETE FROM public.agent_configs WHERE id = %s", (agent["id"],))
+    refused = await client.post(url, headers=headers, json=user_message("second"))
+    assert 400 <= refused.status_code < 500, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    page = await client.get(url, headers=headers)
+    assert [m["content"] for m in page.json()["data"]] == ["first"]
+    assert events(owner_conn, conversation["id"]).count("message.received") == 1

@@ -13,6 +13,7 @@ answer is sent, and rolled back if anything raised.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -30,7 +31,7 @@ from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
 from syntera.errors import Forbidden, NotFound, Unauthorized
 from syntera.ratelimit import Limiters
-from syntera.tenancy import Membership, Principal, TenantTransaction
+from syntera.tenancy import AfterCommit, Membership, Principal, Statement, TenantTransaction
 
 COMPANY_HEADER = "X-Company-Id"
 
@@ -38,6 +39,8 @@ bearer = HTTPBearer(
     auto_error=False,
     description="An access token from /auth/v1/token, or the service key.",
 )
+
+log = logging.getLogger(__name__)
 
 
 async def principal(
@@ -91,14 +94,29 @@ MANAGERS_ONLY = "only the company's owner or an admin may do this"
 
 @asynccontextmanager
 async def _transaction_of(request: Request, caller: Principal) -> AsyncIterator[TenantTransaction]:
-    async with open_transaction(stores_of(request).postgres, caller) as (conn, membership):
-        if caller.role == "service_role":
-            membership = service_membership(request)
-        tx = TenantTransaction(conn, caller, membership, cache_of(request), publisher_of(request))
-        route = request.scope.get("route")
-        ROUTE.set(getattr(route, "path", None))
-        TENANT.set(str(membership.company_id) if membership else None)
-        yield tx
+    at_commit: list[Statement] = []
+    undo: list[AfterCommit] = []
+    try:
+        async with open_transaction(stores_of(request).postgres, caller, at_commit) as (
+            conn, membership,
+        ):  # fmt: skip
+            if caller.role == "service_role":
+                membership = service_membership(request)
+            tx = TenantTransaction(
+                conn, caller, membership, cache_of(request), publisher_of(request),
+                at_commit=at_commit, undo=undo,
+            )  # fmt: skip
+            route = request.scope.get("route")
+            ROUTE.set(getattr(route, "path", None))
+            TENANT.set(str(membership.company_id) if membership else None)
+            yield tx
+    except BaseException:
+        for work in reversed(undo):  # the other stores' writes of what was rolled back
+            try:
+                await work()
+            except Exception:
+                log.exception("could not undo a write of a rolled-back request")
+        raise
 
 
 async def read_as_member(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 from uuid import UUID
 
@@ -97,9 +98,9 @@ async def record_event(
     conversation: Document,
     properties: dict[str, Any] | None = None,
 ) -> None:
-    """An analytics_events row about the conversation, in the request's transaction."""
-    await EVENTS.table.insert(
-        tx.conn,
+    """An analytics_events row about the conversation, in the request's transaction
+    (sent with its COMMIT: nothing reads it back)."""
+    query, params = EVENTS.table.insert_statement(
         tx.company_id,
         {
             "event_type": event_type,
@@ -109,7 +110,9 @@ async def record_event(
             "conversation_id": str(conversation["_id"]),
             "properties": properties or {},
         },
+        returning=False,
     )
+    await tx.write_with_commit(query, params)
 
 
 # Cache: a conversation's header and its newest page of messages, each under its own
@@ -315,9 +318,22 @@ async def append(
         conversation["_id"],
         [{**value, "_id": message_id} for value, message_id in zip(values, ids, strict=True)],
     )
+    tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
     stored = [message_out(document) for document in documents]
     publish(tx, "message.created", *stored)
     return stored
+
+
+async def _take_back(
+    tx: TenantTransaction, store: ConversationStore, oid: ObjectId, documents: list[Document]
+) -> None:
+    """Undo an append whose transaction rolled back: the messages go, and a page read
+    meanwhile (that may hold them) is no longer served from the cache."""
+    await store.remove(tx.company_id, oid, documents)
+    if tx.cache is not None:
+        await tx.cache.invalidate(
+            *(_generation(tx.company_id, oid, part) for part in (HEADER, MESSAGES))
+        )
 
 
 async def list_messages(

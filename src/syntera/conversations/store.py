@@ -381,6 +381,29 @@ class ConversationStore:
             )  # $inc is atomic: concurrent appends never lose a count
         return documents
 
+    async def remove(
+        self, company_id: UUID, conversation_id: ObjectId, documents: list[Document]
+    ) -> None:
+        """Take back messages ``append`` stored (the request that stored them failed):
+        the messages, and their counts in their threads."""
+        await self._messages.delete_many(
+            scoped(
+                company_id,
+                conversation_id=str(conversation_id),
+                _id={"$in": [document["_id"] for document in documents]},
+            )
+        )
+        per_thread: dict[str, int] = {}
+        for document in documents:
+            if document["thread_id"] is not None:
+                per_thread[document["thread_id"]] = per_thread.get(document["thread_id"], 0) + 1
+        for thread_id, count in per_thread.items():
+            await self._conversations.update_one(
+                scoped(company_id, _id=conversation_id),
+                {"$inc": {"threads.$[thread].message_count": -count}},
+                array_filters=[{"thread.id": thread_id}],
+            )
+
     async def list_messages(
         self,
         company_id: UUID,

@@ -179,15 +179,25 @@ async def _one_statement(
 
 @asynccontextmanager
 async def open_transaction(
-    pool: AsyncConnectionPool[TenantConnection], principal: Principal
+    pool: AsyncConnectionPool[TenantConnection],
+    principal: Principal,
+    at_commit: list[tuple[bytes, dict[str, Any]]] | None = None,
 ) -> AsyncIterator[tuple[TenantConnection, Membership | None]]:
     """One transaction as ``principal``, with the caller's membership: committed when
     the block ends, rolled back if it raises. Everything run on the connection is
-    subject to row-level security as that principal (``service_role`` bypasses it)."""
+    subject to row-level security as that principal (``service_role`` bypasses it).
+    The statements in ``at_commit`` when the block ends are sent with the COMMIT, in
+    one round trip; if one fails, nothing is committed."""
     async with pool.connection() as conn:
         membership = await begin_as(conn, principal)
         try:
             yield conn, membership
+            if at_commit:
+                async with conn.pipeline():
+                    for query, params in at_commit:
+                        await conn.execute(query, params)
+                    await conn.execute("COMMIT")
+                return
         except BaseException:
             await conn.rollback()
             raise

@@ -107,18 +107,27 @@ class TenantTable:
             for key, value in values.items()
         }
 
+    def insert_statement(
+        self, company_id: UUID, values: Mapping[str, Any], *, returning: bool = True
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The INSERT of one row of ``company_id`` (returning the row as stored)."""
+        params = {**self._adapt(values), "company_id": company_id}
+        names = list(params)
+        query = sql.SQL("INSERT INTO {table} ({names}) VALUES ({values}){returning}").format(
+            table=self._table,
+            names=sql.SQL(", ").join(map(sql.Identifier, names)),
+            values=sql.SQL(", ").join(map(sql.Placeholder, names)),
+            returning=sql.SQL(" RETURNING {}").format(self._returning)
+            if returning
+            else sql.SQL(""),
+        )
+        return query.as_bytes(), params
+
     async def insert(
         self, conn: TenantConnection, company_id: UUID, values: Mapping[str, Any]
     ) -> Row:
         """Insert one row of ``company_id``; the row as stored."""
-        params = {**self._adapt(values), "company_id": company_id}
-        names = list(params)
-        query = sql.SQL("INSERT INTO {table} ({names}) VALUES ({values}) RETURNING {cols}").format(
-            table=self._table,
-            names=sql.SQL(", ").join(map(sql.Identifier, names)),
-            values=sql.SQL(", ").join(map(sql.Placeholder, names)),
-            cols=self._returning,
-        )
+        query, params = self.insert_statement(company_id, values)
         cursor = await conn.execute(query, params)
         row = await cursor.fetchone()
         assert row is not None  # INSERT … RETURNING without ON CONFLICT returns the row
