@@ -8,6 +8,7 @@ package, with Hugging Face's hub switched off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -87,7 +88,30 @@ class LocalMiniLM:
         return await batcher.embed(texts)
 
     async def warm(self) -> None:
-        await asyncio.to_thread(load_minilm, self.threads)
+        """Load the model in a daemon thread: a process that stops while it loads (the
+        background mode) exits without waiting for it, as asyncio's executor would."""
+        loop = asyncio.get_running_loop()
+        loaded: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if loaded.done():
+                return
+            if error is None:
+                loaded.set_result(None)
+            else:
+                loaded.set_exception(error)
+
+        def load() -> None:
+            error: BaseException | None = None
+            try:
+                load_minilm(self.threads)
+            except BaseException as raised:  # handed to the awaiting task
+                error = raised
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, error)
+
+        threading.Thread(target=load, name="minilm-load", daemon=True).start()
+        await loaded
 
 
 QUERY_BATCH_LIMIT = 8
