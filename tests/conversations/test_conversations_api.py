@@ -489,12 +489,17 @@ async def test_a_message_whose_transaction_fails_is_taken_back_from_mongodb(
     agent = await post(client, "/v1/agents", headers,
                        {"name": "Short-lived", "system_prompt": "Be brief"})  # fmt: skip
     conversation = await post(client, "/v1/conversations", headers, {"agent_id": agent["id"]})
-    url = f"/v1/conversations/{conversation['id']}/messages"
-    await post(client, url, headers, user_message("first"))  # caches the header
+    base = f"/v1/conversations/{conversation['id']}"
+    url = f"{base}/messages"
+    thread = await post(client, f"{base}/threads", headers, {"title": "Returns"})
+    await post(client, url, headers, user_message("first", thread_id=thread["id"]))
     owner_conn.execute("DELETE FROM public.agent_configs WHERE id = %s", (agent["id"],))
-    refused = await client.post(url, headers=headers, json=user_message("second"))
+    refused = await client.post(url, headers=headers,
+                                json=user_message("second", thread_id=thread["id"]))  # fmt: skip
     assert 400 <= refused.status_code < 500, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
     page = await client.get(url, headers=headers)
     assert [m["content"] for m in page.json()["data"]] == ["first"]
+    threads = (await client.get(f"{base}/threads", headers=headers)).json()
+    assert [t["message_count"] for t in threads] == [1]
     assert events(owner_conn, conversation["id"]).count("message.received") == 1

@@ -369,6 +369,13 @@ class ConversationStore:
             # Ordered: a failure stops at the first bad document, and what was acknowledged
             # is exactly what was stored.
             await self._messages.insert_many(documents, ordered=True)
+        await self._count_in_threads(company_id, conversation_id, documents, 1)
+        return documents
+
+    async def _count_in_threads(
+        self, company_id: UUID, conversation_id: ObjectId, documents: list[Document], sign: int
+    ) -> None:
+        """Add (``sign`` 1) or take (-1) the messages to or from their threads' counts."""
         per_thread: dict[str, int] = {}
         for document in documents:
             if document["thread_id"] is not None:
@@ -376,10 +383,9 @@ class ConversationStore:
         for thread_id, count in per_thread.items():
             await self._conversations.update_one(
                 scoped(company_id, _id=conversation_id),
-                {"$inc": {"threads.$[thread].message_count": count}},
+                {"$inc": {"threads.$[thread].message_count": sign * count}},
                 array_filters=[{"thread.id": thread_id}],
             )  # $inc is atomic: concurrent appends never lose a count
-        return documents
 
     async def remove(
         self, company_id: UUID, conversation_id: ObjectId, documents: list[Document]
@@ -393,16 +399,7 @@ class ConversationStore:
                 _id={"$in": [document["_id"] for document in documents]},
             )
         )
-        per_thread: dict[str, int] = {}
-        for document in documents:
-            if document["thread_id"] is not None:
-                per_thread[document["thread_id"]] = per_thread.get(document["thread_id"], 0) + 1
-        for thread_id, count in per_thread.items():
-            await self._conversations.update_one(
-                scoped(company_id, _id=conversation_id),
-                {"$inc": {"threads.$[thread].message_count": -count}},
-                array_filters=[{"thread.id": thread_id}],
-            )
+        await self._count_in_threads(company_id, conversation_id, documents, -1)
 
     async def list_messages(
         self,

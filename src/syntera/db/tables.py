@@ -153,6 +153,13 @@ class TenantTable:
         )
         return query.as_bytes(), params
 
+    @staticmethod
+    def _assignments(params: Mapping[str, Any]) -> sql.Composed:
+        return sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
+            for name in params
+        )
+
     def update_current_statement(
         self, row_id: UUID, values: Mapping[str, Any]
     ) -> tuple[bytes, dict[str, Any]]:
@@ -160,10 +167,7 @@ class TenantTable:
         the database, like ``insert_current_statement``: it changes nothing for a caller
         of no company."""
         params = self._adapt(values)
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
-            for name in params
-        )
+        assignments = self._assignments(params)
         query = sql.SQL(
             "UPDATE {table} SET {assignments} WHERE company_id ="
             " (SELECT private.current_company_id()) AND id = %(id)s RETURNING {cols}"
@@ -187,10 +191,7 @@ class TenantTable:
         if not values:
             return await self.fetch(conn, company_id, row_id)
         params = self._adapt(values)
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
-            for name in params
-        )
+        assignments = self._assignments(params)
         query = sql.SQL(
             "UPDATE {table} SET {assignments}"
             " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING {cols}"
