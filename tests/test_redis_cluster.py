@@ -156,3 +156,33 @@ async def test_a_fresh_cluster_client_takes_concurrent_limit_checks(
         ))  # fmt: skip
     finally:
         await client.aclose()
+
+
+async def test_a_command_that_times_out_fails_at_the_timeout_and_runs_at_most_once(
+    cluster_settings: Settings, cluster_url: str
+) -> None:
+    """redis-py's cluster client retries a timed-out command by default, with backoff,
+    where the single-node client is told not to: a request would wait on Redis beyond
+    ``redis_timeout_s``, and a write that was only slow (a publish, a limit's INCR) would
+    be applied again. Ours fails at the timeout, and the write is applied at most once
+    (here never: the server drops the command of the connection the client closed)."""
+    client = create_redis(cluster_settings, cluster_url)
+    await connect_redis(client)
+    key = global_key("test", uuid4().hex, "calls")
+    timeout_s = cluster_settings.redis_timeout_s
+    node = client.get_node_from_key(key)
+    pauser = aioredis.Redis(host=node.host, port=node.port)
+    try:
+        # The key's node holds writes for longer than the client waits.
+        await pauser.execute_command("CLIENT", "PAUSE", int(timeout_s * 1000) + 700, "WRITE")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(aioredis.RedisError):  # the timeout, as redis-py has it
+            await client.incr(key)
+        assert asyncio.get_running_loop().time() - started < timeout_s + 0.5
+        await asyncio.sleep(timeout_s + 2)  # the pause is over; a retry would have run
+        assert await client.get(key) in (None, b"1")
+    finally:
+        await pauser.execute_command("CLIENT", "UNPAUSE")
+        await pauser.aclose()
+        await client.delete(key)
+        await client.aclose()

@@ -43,10 +43,13 @@ def create_redis(settings: Settings, url: str) -> RedisClient:
     than ``redis_timeout_s``. With ``redis_cluster``, ``url`` names any node of a Redis
     Cluster and the client follows the cluster's slot map."""
     if settings.redis_cluster:
+        # No retries here either: redis-py's cluster client would otherwise retry a
+        # timed-out command with backoff (3 s before it gave up, tests/test_redis_cluster.py).
         return aioredis.RedisCluster.from_url(
             url,
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
+            retry=Retry(NoBackoff(), 0),
         )
     # A burst beyond the pool waits (up to the timeout) for a connection to come back,
     # rather than failing at once with "too many connections".
