@@ -129,7 +129,8 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class RemoteMiniLM:
     """all-MiniLM-L6-v2 as served by the model process at ``socket_path``. A request waits
     up to ``wait_s`` for the socket to appear (the model still loading, or the process
-    being restarted); a connection that breaks mid-request is retried once on a new one."""
+    being restarted); a connection that breaks mid-request is retried on a new one
+    within the same wait (an embedding can be asked for twice)."""
 
     name = LocalMiniLM.name
     dimensions = MINILM_DIMENSIONS
@@ -158,16 +159,22 @@ class RemoteMiniLM:
     async def _embed(self, texts: list[str]) -> Vectors:
         request = orjson.dumps(texts)
         idle = self._idle.setdefault(asyncio.get_running_loop(), [])
-        for attempt in (1, 2):
-            reader, writer = idle.pop() if idle else await self._connect()
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            reader, writer = idle.pop() if idle else await self._connect(deadline)
             try:
                 writer.write(LENGTH.pack(len(request)) + request)
                 status, length = ANSWER.unpack(await reader.readexactly(ANSWER.size))
                 body = await reader.readexactly(length)
             except (ConnectionError, asyncio.IncompleteReadError) as error:
-                writer.close()
-                if attempt == 2:
+                # The process died (a dying one may still accept): every idle connection
+                # is to it; ask again on a new one until the restarted process answers.
+                for _, stale in [(reader, writer), *idle]:
+                    stale.close()
+                idle.clear()
+                if time.monotonic() > deadline:
                     raise EmbeddingError(f"the model process went away: {error}") from error
+                await asyncio.sleep(0.1)
                 continue
             if len(idle) < self.MAX_IDLE:
                 idle.append((reader, writer))
@@ -177,10 +184,8 @@ class RemoteMiniLM:
                 raise EmbeddingError(body.decode(errors="replace"))
             vectors = np.frombuffer(body, dtype=np.float32)
             return vectors.reshape(len(texts), self.dimensions)
-        raise AssertionError("unreachable")
 
-    async def _connect(self) -> Connection:
-        deadline = time.monotonic() + self.wait_s
+    async def _connect(self, deadline: float) -> Connection:
         while True:
             try:
                 return await asyncio.open_unix_connection(self.socket_path)
