@@ -44,7 +44,7 @@ def create_redis(settings: Settings, url: str) -> RedisClient:
     Cluster and the client follows the cluster's slot map."""
     if settings.redis_cluster:
         # No retries here either: redis-py's cluster client would otherwise retry a
-        # timed-out command with backoff (3 s before it gave up, tests/test_redis_cluster.py).
+        # timed-out command up to 10 times with backoff (tests/test_redis_cluster.py).
         return aioredis.RedisCluster.from_url(
             url,
             socket_timeout=settings.redis_timeout_s,
