@@ -156,11 +156,10 @@ async def write_as_member(
     ROUTE.set(getattr(route, "path", None))
     membership, rows = await write_as(stores_of(request).postgres, caller, query, params)
     TENANT.set(str(membership.company_id) if membership else None)
-    if membership is None or (not rows and missing is None):
+    if membership is None:
         raise Forbidden(NO_COMPANY)
     if not rows:
-        assert missing is not None
-        raise missing
+        raise missing or Forbidden(NO_COMPANY)
     return rows[0]
 
 

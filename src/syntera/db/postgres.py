@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
 from syntera.db.slow import TimedCursor
-from syntera.tenancy import Membership, Principal
+from syntera.tenancy import Membership, Principal, Statement
 
 TenantConnection = AsyncConnection[DictRow]
 
@@ -181,7 +181,7 @@ async def _one_statement(
 async def open_transaction(
     pool: AsyncConnectionPool[TenantConnection],
     principal: Principal,
-    at_commit: list[tuple[bytes, dict[str, Any]]] | None = None,
+    at_commit: list[Statement] | None = None,
 ) -> AsyncIterator[tuple[TenantConnection, Membership | None]]:
     """One transaction as ``principal``, with the caller's membership: committed when
     the block ends, rolled back if it raises. Everything run on the connection is
