@@ -1,6 +1,7 @@
 """The shared model process: queries per second and CPU per query at 1, 4 and 16
-concurrent callers, with 1 and 2 torch threads, beside the anchor of this run (the same
-model encoding one query at a time in this process, one torch thread).
+concurrent callers, with queries on onnxruntime (the default) or torch, and 1 or 2
+threads, beside the anchor of this run (the same model encoding one query at a time in
+this process with torch, one thread).
 
     python -m bench.model_process [--seconds 8]
 
@@ -28,7 +29,7 @@ QUERIES = [question for question, _ in QUESTIONS]
 
 def anchor(seconds: float) -> tuple[float, float]:
     """Queries per second and CPU ms per query of the model in this process."""
-    model = LocalMiniLM(threads=1)
+    model = LocalMiniLM(threads=1, onnx=False)
     model.encode(QUERIES[:2])
     done, started, cpu = 0, time.monotonic(), time.process_time()
     while time.monotonic() - started < seconds:
@@ -62,17 +63,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     args = parser.parse_args()
     floor_rate, floor_cpu = anchor(args.seconds)
-    rows = [["in-process encode, 1 thread (anchor)", "1", f"{floor_rate:,.0f}",
+    rows = [["in-process torch encode, 1 thread (anchor)", "1", f"{floor_rate:,.0f}",
              f"{floor_cpu:.2f}", "1.00x"]]  # fmt: skip
-    for threads in (1, 2):
+    for runtime, threads in (("onnxruntime", 1), ("torch", 1), ("onnxruntime", 2)):
         os.environ["SYNTERA_KB_EMBEDDING_THREADS"] = str(threads)
+        os.environ["SYNTERA_KB_ONNX_QUERIES"] = str(runtime == "onnxruntime").lower()
         model = ModelProcess(Settings())
         try:
             model.start(wait=True)
             for count in (1, 4, 16):
                 rate, cpu = asyncio.run(callers(model, count, args.seconds))
-                rows.append([f"model process, {threads} thread(s)", str(count), f"{rate:,.0f}",
-                             f"{cpu:.2f}", f"{rate / floor_rate:.2f}x"])  # fmt: skip
+                name = f"model process, {runtime}, {threads} thread(s)"
+                rows.append([name, str(count), f"{rate:,.0f}", f"{cpu:.2f}",
+                             f"{rate / floor_rate:.2f}x"])  # fmt: skip
         finally:
             model.close()
     report(

@@ -17,7 +17,13 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from syntera.config import Settings
-from syntera.kb.embeddings import EmbeddingError, LocalMiniLM, OpenAIEmbedder, embedder_from
+from syntera.kb.embeddings import (
+    EmbeddingError,
+    LocalMiniLM,
+    OpenAIEmbedder,
+    embedder_from,
+    load_onnx_minilm,
+)
 from syntera.kb.storage import LocalStorage, S3Storage, file_key, storage_from
 
 
@@ -30,6 +36,27 @@ async def test_the_local_model_gives_normalised_384_dimension_vectors() -> None:
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2], "related texts are nearer"
     again = await model.embed(["refund policy"])
     assert np.allclose(again[0], vectors[0], atol=1e-5)
+
+
+def test_small_batches_run_on_onnxruntime_with_torchs_vectors() -> None:
+    """Queries (short, few) go through the ONNX export, long batches through torch; both
+    give the vectors of sentence-transformers, padding included."""
+    from syntera.kb.minilm_onnx import SMALL_BATCH_TOKENS
+
+    onnx, torch_only = LocalMiniLM(), LocalMiniLM(onnx=False)
+    exported = load_onnx_minilm()
+    queries = ["refund?", "how do I pair my bluetooth headphones with a new phone"]
+    assert exported.tokens(queries)["input_ids"].size <= SMALL_BATCH_TOKENS
+    vectors = onnx.encode(queries)
+    assert np.array_equal(vectors, exported.encode(exported.tokens(queries))), "onnx ran"
+    assert np.allclose(vectors, torch_only.encode(queries), atol=1e-5)
+    one = onnx.encode(queries[1:])  # alone, without the padding of the batch
+    assert np.allclose(one[0], vectors[1], atol=1e-5)
+
+    chunks = [f"chunk {i} of a long manual about returns, warranties and repairs " * 6
+              for i in range(8)]  # fmt: skip
+    assert exported.tokens(chunks)["input_ids"].size > SMALL_BATCH_TOKENS
+    assert np.array_equal(onnx.encode(chunks), torch_only.encode(chunks)), "torch ran"
 
 
 def openai_embeddings(request: Request) -> Response:

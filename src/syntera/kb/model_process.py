@@ -117,7 +117,11 @@ def main() -> None:
     settings = get_settings()
     # One torch thread unless told otherwise: the queries of a busy host come batched,
     # and a second thread spent more CPU per query than it saved (kb_embedding_threads).
-    model = LocalMiniLM(settings.kb_embedding_batch, settings.kb_embedding_threads or 1)
+    model = LocalMiniLM(
+        settings.kb_embedding_batch,
+        settings.kb_embedding_threads or 1,
+        settings.kb_onnx_queries,
+    )
     asyncio.run(serve_model(args.socket, model, settings.kb_preload_model))
 
 
