@@ -1,15 +1,16 @@
 """all-MiniLM-L6-v2 run by onnxruntime, for small batches such as search queries.
 
 A query of a few words costs torch far more in per-operator overhead than in arithmetic:
-``python -m bench.model_process`` measured onnxruntime at 0.35x torch's CPU for one
-query and about 0.6x for 8 short ones, while torch stays ahead on the long, full batches
-of a document's chunks (onnxruntime 1.1-1.5x there). So the local model encodes a batch
-of at most ``SMALL_BATCH_TOKENS`` tokens here and anything larger with torch; the two
-give the same vectors to within 2e-7.
+timed in one process, one thread, onnxruntime took 0.35x torch's CPU for one 8-word
+query and 0.56-0.68x for 8 short ones, while torch stayed ahead on the long, full batches
+of a document's chunks (onnxruntime 1.07x at 32 texts of 48 words, 1.2-1.5x at 192
+words); ``python -m bench.model_process`` measures the query side. So the local model
+encodes a batch of at most ``SMALL_BATCH_TOKENS`` tokens here and anything larger with
+torch; the two give the same vectors to within 2e-7.
 
 This module imports torch and onnxruntime: it is imported when the model loads.
 The ONNX graph is exported from the bundled weights when the model loads (in memory,
-about 2 s; nothing is downloaded or written): the same tokenizer, the BERT encoder, mean
+2-4 s here; nothing is downloaded or written): the same tokenizer, the BERT encoder, mean
 pooling over the attention mask and L2 normalisation, as sentence-transformers does.
 """
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from syntera.kb.embeddings import Vectors
 
-SMALL_BATCH_TOKENS = 256  # texts x padded length; bench/model_process.py found the crossover
+SMALL_BATCH_TOKENS = 256  # texts x padded length: below the crossover timed above
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -51,6 +52,11 @@ class OnnxMiniLM:
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
         )
         return {name: np.asarray(features[name], dtype=np.int64) for name in INPUTS}
+
+    @staticmethod
+    def takes(features: dict[str, np.ndarray]) -> bool:
+        """Whether a batch is small enough to be cheaper here than on torch."""
+        return bool(features["input_ids"].size <= SMALL_BATCH_TOKENS)
 
     def encode(self, features: dict[str, np.ndarray]) -> Vectors:
         (vectors,) = self.session.run(None, features)
