@@ -21,7 +21,7 @@ from syntera import __version__
 from syntera.agents.routes import routers as agents
 from syntera.analytics.routes import routers as analytics
 from syntera.api.errors import PROBLEM_RESPONSES, install_error_handlers, use_problem_media_type
-from syntera.api.fast_reads import FastReads
+from syntera.api.fast_paths import FastPaths
 from syntera.api.http_metrics import HttpMetrics
 from syntera.api.json_guard import JsonGuard
 from syntera.api.limits import BodySizeLimit
@@ -242,7 +242,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     # Room for the multipart framing around the largest file accepted.
     upload_limit = settings.kb_max_file_bytes + 64 * 1024
     # Innermost first: the JSON guard reads bodies the size limit has already bounded.
-    app.add_middleware(FastReads)  # the hot reads, beside FastAPI's routing
+    app.add_middleware(FastPaths)  # the hot routes, beside FastAPI's routing
     app.add_middleware(JsonGuard)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, uploads={UPLOAD_PATH: upload_limit}

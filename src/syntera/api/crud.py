@@ -15,7 +15,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from syntera.api import fast_reads
+from syntera.api import fast_paths
 from syntera.api.deps import Manager, Member, member_transaction, principal, write_as_member
 from syntera.api.pagination import page_request
 from syntera.db.tables import Filter, Row
@@ -64,7 +64,8 @@ def add_crud_routes(
     async def create(request: Request, caller: Caller, body: create_model) -> model:  # type: ignore[valid-type]
         values = body.changes()  # type: ignore[attr-defined]
         if caller.role == "authenticated" and creation_values is None and not managers_write:
-            # The hot path: a signed-in member's create is one round trip (write_as_member).
+            # A signed-in member's create is one round trip (write_as_member), as on the
+            # fast path (syntera.api.fast_paths), which answers most of them before this.
             query, params = resource.table.insert_current_statement(values)
             return resource.out(await write_as_member(request, caller, query, params))
         async with member_transaction(request, caller, managers_only=managers_write) as tx:
@@ -76,7 +77,7 @@ def add_crud_routes(
         # The hot path: a signed-in user's read is one round trip (read_as_member).
         if caller.role == "authenticated":
             return resource.out(
-                await fast_reads.member_row(request, caller, resource, row_id, managers_read)
+                await fast_paths.member_row(request, caller, resource, row_id, managers_read)
             )
         async with member_transaction(request, caller, managers_only=managers_read) as tx:
             return resource.out(await access_row(tx, resource, row_id))
@@ -107,7 +108,7 @@ def add_crud_routes(
         request: Request, caller: Caller, paging: Paging, where: Filters
     ) -> Page[model]:  # type: ignore[valid-type]
         if caller.role == "authenticated" and not paging.exact_count:  # one round trip
-            return await fast_reads.member_page(
+            return await fast_paths.member_page(
                 request, caller, resource, paging, where, managers_read
             )
         async with member_transaction(request, caller, managers_only=managers_read) as tx:
@@ -120,8 +121,11 @@ def add_crud_routes(
         "delete": (delete, "DELETE", "/{row_id}", 204, f"Delete a {name}."),
         "list": (list_, "GET", "", 200, f"Your company's {name}s, newest first, paginated."),
     }
-    fast_reads.register(router.prefix, resource, managers_read, read="read" in routes,
-                        filters=filters if "list" in routes else None)  # fmt: skip
+    fast_paths.register(
+        router.prefix, resource, managers_read, read="read" in routes,
+        filters=filters if "list" in routes else None,
+        create="create" in routes and creation_values is None and not managers_write,
+    )  # fmt: skip
     for route in routes:
         endpoint, method, path, status, summary = documented[route]
         router.add_api_route(

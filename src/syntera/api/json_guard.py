@@ -116,7 +116,7 @@ def check_query(query_string: bytes) -> None:
             raise
 
 
-def _is_json(scope: Scope) -> bool:
+def is_json(scope: Scope) -> bool:
     headers: dict[bytes, bytes] = dict(scope["headers"])
     content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
     return content_type == b"application/json" or content_type.endswith(b"+json")
@@ -137,7 +137,7 @@ class JsonGuard:
         except (Unacceptable, UnicodeDecodeError) as error:
             await self._refuse(scope, receive, send, error)
             return
-        if not _is_json(scope):
+        if not is_json(scope):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []

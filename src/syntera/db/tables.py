@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -138,20 +138,7 @@ class TenantTable:
         caller's, ``private.current_company_id()``), for a pipeline that sets the caller
         just before it: it inserts nothing for a caller of no company."""
         params = self._adapt(values)
-        names = [sql.Identifier("company_id"), *map(sql.Identifier, params)]
-        query = sql.SQL(
-            "INSERT INTO {table} ({names}) SELECT {values} FROM"
-            " (SELECT (SELECT private.current_company_id()) AS company_id) AS caller"
-            " WHERE caller.company_id IS NOT NULL RETURNING {cols}"
-        ).format(
-            table=self._table,
-            names=sql.SQL(", ").join(names),
-            values=sql.SQL(", ").join(
-                [sql.SQL("caller.company_id"), *map(sql.Placeholder, params)]
-            ),
-            cols=self._returning,
-        )
-        return query.as_bytes(), params
+        return _insert_current_query(self, tuple(params)), params
 
     @staticmethod
     def _assignments(params: Mapping[str, Any]) -> sql.Composed:
@@ -271,3 +258,21 @@ class TenantTable:
             counted = await (await conn.execute(count_query, params)).fetchone()
             total = int(counted["n"]) if counted else 0
         return Listing.of(rows, limit, total)
+
+
+@lru_cache(maxsize=1024)
+def _insert_current_query(table: TenantTable, names: tuple[str, ...]) -> bytes:
+    """The statement of ``TenantTable.insert_current_statement`` for the columns
+    ``names``, composed once per table and set of columns (the hot path of a create)."""
+    columns = [sql.Identifier("company_id"), *map(sql.Identifier, names)]
+    query = sql.SQL(
+        "INSERT INTO {table} ({names}) SELECT {values} FROM"
+        " (SELECT (SELECT private.current_company_id()) AS company_id) AS caller"
+        " WHERE caller.company_id IS NOT NULL RETURNING {cols}"
+    ).format(
+        table=table._table,
+        names=sql.SQL(", ").join(columns),
+        values=sql.SQL(", ").join([sql.SQL("caller.company_id"), *map(sql.Placeholder, names)]),
+        cols=table._returning,
+    )
+    return query.as_bytes()
