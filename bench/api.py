@@ -85,6 +85,27 @@ class Server:
             total += times.user + times.system
         return total
 
+    def stop(self, log: Path | None = None) -> None:
+        """SIGTERM, as Ctrl-C would; a server that has not stopped 30 s later is killed
+        with its processes, and the end of its ``log`` is shown, so a hung shutdown is
+        reported rather than left running."""
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        alive = [child for child in children if child.is_running()]
+        names = [" ".join(child.cmdline()[-4:]) for child in alive]
+        print(f"the server did not stop within 30 s of SIGTERM; still running: {names}",
+              file=sys.stderr)  # fmt: skip
+        if log is not None and log.exists():
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+        for proc in [*alive, self.process]:
+            proc.kill()
+        self.process.wait(10)
+
 
 def start_server(
     db: BenchDatabase, workers: int, data_dir: Path, settings: dict[str, str] | None = None
@@ -367,9 +388,8 @@ def side_by_side(
                 f"{ours.errors} / {floor.errors}",
             ])  # fmt: skip
     finally:
-        for server in (api, anchor):
-            server.process.terminate()
-            server.process.wait(30)
+        api.stop(folder / "server.log")
+        anchor.stop(folder / "anchor.log")
     return rows
 
 
@@ -422,8 +442,7 @@ def read_loads(
             args.connections, args.duration, None,
         )  # fmt: skip
     finally:
-        server.process.terminate()
-        server.process.wait(30)
+        server.stop(folder / "server.log")
     return single, page
 
 
