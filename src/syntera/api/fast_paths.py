@@ -198,11 +198,15 @@ async def member_page(
     filters: list[Filter], managers_only: bool,
 ) -> Page[M]:  # fmt: skip
     """``member_row`` for a page of a list (no exact count: that is a second statement)."""
-    query, params, _ = resource.table.list_statement(
-        None, filters=filters, limit=paging.limit, after=paging.after, offset=paging.offset
-    )
-    rows = await read_as_member(request, caller, query.as_bytes(), params,
-                                managers_only=managers_only)  # fmt: skip
+    table = resource.table
+    if filters or paging.after is not None:
+        statement, params, _ = table.list_statement(
+            None, filters=filters, limit=paging.limit, after=paging.after, offset=paging.offset
+        )
+        query = statement.as_bytes()
+    else:
+        query, params = table.first_page_query, {"limit": paging.limit + 1, "offset": paging.offset}
+    rows = await read_as_member(request, caller, query, params, managers_only=managers_only)
     listing = Listing.of(rows, paging.limit)
     return page_from(listing, paging, resource.out, resource.table.time_column)
 

@@ -119,15 +119,47 @@ def principal_from_bearer(credential: str, keys: Keys) -> Principal:
     if keys.service_key and hmac.compare_digest(credential.encode(), keys.service_key.encode()):
         return Principal.service()
     try:
-        header = jwt.get_unverified_header(credential)
+        header = _unverified_header(credential)
         if header.get("alg") == "ES256":
             claims = keys.ring.verified(credential, str(header.get("kid")))
+            expires, principal = _expiry(claims), _principal_of(claims)
         else:
-            claims = _verified_claims(credential, keys.jwt_secret)
+            expires, principal = _verified_principal(credential, keys.jwt_secret)
     except jwt.PyJWTError as error:
         raise InvalidToken(str(error)) from error
-    if not isinstance(claims["exp"], int | float) or claims["exp"] <= time.time():
+    if expires is None or expires <= time.time():
         raise InvalidToken("Signature has expired")  # checked again on every use
+    return principal
+
+
+# A client sends the same token with every request for an hour, and reading and
+# verifying it was a measurable share of a request's CPU (py-spy: 4-5% of a fast read),
+# so what a token says is remembered. Only what succeeded is remembered (failures
+# raise); expiry is checked by the caller on every use. ES256 tokens are verified by the
+# key ring on every use, since its keys can be rotated away.
+
+
+@lru_cache(maxsize=4096)
+def _unverified_header(credential: str) -> dict[str, Any]:
+    header: dict[str, Any] = jwt.get_unverified_header(credential)
+    return header
+
+
+@lru_cache(maxsize=4096)
+def _verified_principal(credential: str, secret: str) -> tuple[float | None, Principal]:
+    """The expiry and principal of a correctly signed HS256 token."""
+    claims: dict[str, Any] = jwt.decode(
+        credential, secret, algorithms=[ALGORITHM], options=DECODE_OPTIONS
+    )
+    return _expiry(claims), _principal_of(claims)
+
+
+def _expiry(claims: dict[str, Any]) -> float | None:
+    expires = claims["exp"]
+    return float(expires) if isinstance(expires, int | float) else None
+
+
+def _principal_of(claims: dict[str, Any]) -> Principal:
     role = claims.get("role")
     if role == "authenticated":
         return _user_principal(claims)
@@ -136,18 +168,6 @@ def principal_from_bearer(credential: str, keys: Keys) -> Principal:
     if role == "anon":
         return Principal.anonymous()
     raise InvalidToken(f"unknown role {role!r}")
-
-
-@lru_cache(maxsize=4096)
-def _verified_claims(credential: str, secret: str) -> dict[str, Any]:
-    """The claims of a correctly signed token, remembered: a client sends the same token
-    with every request for an hour, and verifying it is a measurable share of a
-    request's CPU. Failures are not cached (they raise); expiry is checked by the caller
-    on every use."""
-    claims: dict[str, Any] = jwt.decode(
-        credential, secret, algorithms=[ALGORITHM], options=DECODE_OPTIONS
-    )
-    return claims
 
 
 def _user_principal(claims: dict[str, Any]) -> Principal:
