@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import numpy as np
@@ -22,6 +23,7 @@ from syntera.kb.embeddings import (
     LocalMiniLM,
     OpenAIEmbedder,
     embedder_from,
+    load_minilm,
     load_onnx_minilm,
 )
 from syntera.kb.storage import LocalStorage, S3Storage, file_key, storage_from
@@ -57,6 +59,36 @@ def test_small_batches_run_on_onnxruntime_with_torchs_vectors() -> None:
               for i in range(8)]  # fmt: skip
     assert exported.tokens(chunks)["input_ids"].size > SMALL_BATCH_TOKENS
     assert np.array_equal(onnx.encode(chunks), torch_only.encode(chunks)), "torch ran"
+
+
+def test_the_exported_graph_is_kept_and_a_broken_one_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first load exports the graph and keeps it; the next reads it without
+    exporting; a cached file that is no graph is exported again and replaced."""
+    from syntera.kb import minilm_onnx
+
+    monkeypatch.setenv("SYNTERA_MODEL_CACHE_DIR", str(tmp_path))
+    model = load_minilm()
+    first = minilm_onnx.OnnxMiniLM(model, 1)
+    (kept,) = tmp_path.iterdir()
+    assert kept == minilm_onnx.cache_path()
+    assert kept.stat().st_size > 1_000_000
+    query = first.tokens(["where is my parcel?"])
+    expected = first.encode(query)
+
+    def no_export(_: object) -> bytes:
+        raise AssertionError("exported although the graph was cached")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(minilm_onnx, "_export", no_export)
+        assert np.array_equal(minilm_onnx.OnnxMiniLM(model, 1).encode(query), expected)
+
+    kept.write_bytes(b"half a graph")
+    again = minilm_onnx.OnnxMiniLM(model, 1)
+    assert np.array_equal(again.encode(query), expected)
+    assert kept.stat().st_size > 1_000_000, "the broken file was not replaced"
+    assert [path.name for path in tmp_path.iterdir()] == [kept.name]  # no partial left
 
 
 def openai_embeddings(request: Request) -> Response:
