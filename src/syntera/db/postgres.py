@@ -9,6 +9,8 @@ one pipelined round trip.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
@@ -56,9 +59,29 @@ async def _configure(conn: TenantConnection) -> None:
 
     Autocommit, because transactions are opened explicitly by ``begin_as``: an explicit
     BEGIN can share a pipeline with the settings, where psycopg's implicit BEGIN would
-    be answered before anything else is sent.
+    be answered before anything else is sent. JSON columns are read by ``load_json``.
     """
     await conn.set_autocommit(True)
+    set_json_loads(load_json, conn)
+
+
+# Nineteen digits in a row: perhaps an integer beyond 64 bits, which orjson would read
+# as a float (losing digits) where json keeps it exact.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def load_json(data: bytes | str) -> Any:
+    """A json/jsonb value as ``json.loads`` reads it, in a fifteenth of the time for
+    the common document: orjson, except where it would read differently (a number of
+    19 digits or more, which it reads as a float; anything it refuses, such as 1e400).
+    Profiling a page of 20 contacts put json.loads of their metadata at a fifth of the
+    request's CPU (cProfile, bench: 216 us of about 1 ms)."""
+    if isinstance(data, bytes) and _LONG_NUMBER.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
 
 
 def create_api_pool(

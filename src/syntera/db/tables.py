@@ -85,7 +85,7 @@ class TenantTable:
         return (
             sql.SQL(
                 "SELECT {cols} FROM {table}"
-                " WHERE company_id = private.current_company_id() AND id = %(id)s"
+                " WHERE company_id = (SELECT private.current_company_id()) AND id = %(id)s"
             )
             .format(cols=self._returning, table=self._table)
             .as_bytes()
@@ -213,8 +213,13 @@ class TenantTable:
         a next page), its parameters (those of the filters' condition among them), and
         the filters' condition. ``company_id`` None:
         the caller's company, found in the database (``private.current_company_id()``)."""
+        # As a sub-select, as the policies have it: evaluated once, an index condition.
+        # Written bare, the function is inlined into a per-row filter, and PostgreSQL,
+        # multiplying its selectivity with the policy's, expected 2 rows of a company of
+        # 200: it read all 200 and sorted them (0.96 ms) rather than walk the
+        # (company_id, created_at) index for the 21 of a page (0.11 ms).
         company = (
-            sql.SQL("private.current_company_id()") if company_id is None
+            sql.SQL("(SELECT private.current_company_id())") if company_id is None
             else sql.Placeholder("company_id")
         )  # fmt: skip
         conditions: list[sql.Composable] = [sql.SQL("company_id = {}").format(company)]
