@@ -36,11 +36,11 @@ from uuid import UUID
 import psycopg
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syntera.api.deps import count_request, read_as_member, write_as_member
 from syntera.api.errors import problem_from_database, problem_from_error
-from syntera.api.json_guard import is_json
+from syntera.api.json_guard import is_json, read_body, replaying
 from syntera.auth.tokens import InvalidToken, principal_from_bearer
 from syntera.db.tables import Filter, Listing, Row
 from syntera.errors import SynteraError
@@ -154,20 +154,14 @@ class FastPaths:
 
     async def _create(self, create: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a member's create, or hand it to FastAPI with its body replayed."""
-        chunks: list[bytes] = []
-        while True:  # JsonGuard, around this, has read and bounded the body: one message
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, receive, send)  # disconnected: the app sees it
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)  # JsonGuard, around this, has bounded it
+        if body is None:
+            await self.app(scope, receive, send)  # disconnected: the app sees it
+            return
         caller = _member_caller(scope)
         values = _create_values(create.resource, body) if caller is not None else None
         if caller is None or values is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         scope["route"] = create
         request = Request(scope)
@@ -255,20 +249,6 @@ async def _json(send: Send, status: int, body: bytes) -> None:
                 "headers": [(b"content-length", str(len(body)).encode()),
                             (b"content-type", b"application/json")]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that gives ``body`` whole once, then what ``receive`` gives."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -122,6 +122,32 @@ def is_json(scope: Scope) -> bool:
     return content_type == b"application/json" or content_type.endswith(b"+json")
 
 
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole body of a request; None if the client disconnected first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` whole once, then what ``receive`` gives."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class JsonGuard:
     """Check every JSON body and query string of a request (see the module's text)."""
 
@@ -140,36 +166,21 @@ class JsonGuard:
         if not is_json(scope):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
         try:
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    await self.app(scope, receive, send)  # disconnected: the app sees it
-                    return
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
+            body = await read_body(receive)
         except BodyTooLarge as error:  # raised by the size limit around this guard
             problem = Problem(413, "Content Too Large", str(error.detail))
             await problem.response(Request(scope, receive))(scope, receive, send)
             return
-        body = b"".join(chunks)
+        if body is None:
+            await self.app(scope, receive, send)  # disconnected: the app sees it
+            return
         try:
             check_body(body)
         except Unacceptable as error:
             await self._refuse(scope, receive, send, error)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
         if isinstance(error, Unacceptable):
