@@ -89,6 +89,8 @@ class Server:
         """SIGTERM, as Ctrl-C would; a server that has not stopped 30 s later is killed
         with its processes, and the end of its ``log`` is shown, so a hung shutdown is
         reported rather than left running."""
+        if self.process.poll() is not None:
+            return  # it has already ended (its failure is the error being reported)
         children = psutil.Process(self.process.pid).children(recursive=True)
         self.process.terminate()
         try:

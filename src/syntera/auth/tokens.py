@@ -139,8 +139,20 @@ def principal_from_bearer(credential: str, keys: Keys) -> Principal:
 # key ring on every use, since its keys can be rotated away.
 
 
-@lru_cache(maxsize=4096)
+# Anyone can send a token whose header parses, so only tokens of a plausible length have
+# their header remembered: the cache holds at most 4096 x 4 KiB.
+_REMEMBERED_HEADER_CHARS = 4096
+
+
 def _unverified_header(credential: str) -> dict[str, Any]:
+    if len(credential) > _REMEMBERED_HEADER_CHARS:
+        header: dict[str, Any] = jwt.get_unverified_header(credential)
+        return header
+    return _remembered_header(credential)
+
+
+@lru_cache(maxsize=4096)
+def _remembered_header(credential: str) -> dict[str, Any]:
     header: dict[str, Any] = jwt.get_unverified_header(credential)
     return header
 
