@@ -14,7 +14,7 @@ from syntera.db.redis import global_key, tenant_key
 from syntera.db.tables import Row
 from syntera.errors import not_found
 from syntera.kit.resources import Resource, access_row, update_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 PUBLIC_KEY_PREFIX = "pub_key_"
 

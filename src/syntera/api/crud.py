@@ -30,7 +30,8 @@ from syntera.kit.resources import (
     list_rows,
     update_row,
 )
-from syntera.tenancy import Principal, TenantTransaction
+from syntera.tenancy import Principal
+from syntera.unit_of_work import TenantTransaction
 
 RowId = Annotated[UUID, Path(description="The row's id.")]
 Caller = Annotated[Principal, Depends(principal)]

@@ -13,7 +13,6 @@ answer is sent, and rolled back if anything raised.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -26,12 +25,13 @@ from psycopg.rows import DictRow
 from syntera.api.errors import Problem
 from syntera.api.state import cache_of, keys_of, limiters_of, publisher_of, stores_of
 from syntera.auth.tokens import InvalidToken, principal_from_bearer
-from syntera.db.postgres import open_transaction, read_as, write_as
+from syntera.db.postgres import read_as, write_as
 from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
 from syntera.errors import Forbidden, NotFound, Unauthorized
 from syntera.ratelimit import Limiters
-from syntera.tenancy import AfterCommit, Membership, Principal, Statement, TenantTransaction
+from syntera.tenancy import Membership, Principal
+from syntera.unit_of_work import TenantTransaction, open_unit_of_work
 
 COMPANY_HEADER = "X-Company-Id"
 
@@ -39,8 +39,6 @@ bearer = HTTPBearer(
     auto_error=False,
     description="An access token from /auth/v1/token, or the service key.",
 )
-
-log = logging.getLogger(__name__)
 
 
 async def principal(
@@ -94,29 +92,20 @@ MANAGERS_ONLY = "only the company's owner or an admin may do this"
 
 @asynccontextmanager
 async def _transaction_of(request: Request, caller: Principal) -> AsyncIterator[TenantTransaction]:
-    at_commit: list[Statement] = []
-    undo: list[AfterCommit] = []
-    try:
-        async with open_transaction(stores_of(request).postgres, caller, at_commit) as (
-            conn, membership,
-        ):  # fmt: skip
-            if caller.role == "service_role":
-                membership = service_membership(request)
-            tx = TenantTransaction(
-                conn, caller, membership, cache_of(request), publisher_of(request),
-                at_commit=at_commit, undo=undo,
-            )  # fmt: skip
-            route = request.scope.get("route")
-            ROUTE.set(getattr(route, "path", None))
-            TENANT.set(str(membership.company_id) if membership else None)
-            yield tx
-    except BaseException:
-        for work in reversed(undo):  # the other stores' writes of what was rolled back
-            try:
-                await work()
-            except Exception:
-                log.exception("could not undo a write of a rolled-back request")
-        raise
+    """The request's unit of work as ``caller`` (the service key acts in the company its
+    X-Company-Id header names); after-commit work and undo are the unit of work's."""
+    company_id = None
+    if caller.role == "service_role":
+        membership = service_membership(request)
+        company_id = membership.company_id if membership else None
+    async with open_unit_of_work(
+        stores_of(request).postgres, caller, company_id=company_id,
+        cache=cache_of(request), events=publisher_of(request),
+    ) as tx:  # fmt: skip
+        route = request.scope.get("route")
+        ROUTE.set(getattr(route, "path", None))
+        TENANT.set(str(tx.membership.company_id) if tx.membership else None)
+        yield tx
 
 
 async def read_as_member(
@@ -173,7 +162,6 @@ async def member_transaction(
         if managers_only:
             await _manager(tx)
         yield tx
-    await tx.run_after_commit()
 
 
 async def transaction(
@@ -182,7 +170,6 @@ async def transaction(
     """The request's one transaction, as the caller."""
     async with _transaction_of(request, caller) as tx:
         yield tx
-    await tx.run_after_commit()
 
 
 async def stream_transaction(
@@ -191,7 +178,6 @@ async def stream_transaction(
     """``transaction`` for opening an event stream (committed before the stream starts)."""
     async with _transaction_of(request, caller) as tx:
         yield tx
-    await tx.run_after_commit()
 
 
 def service_membership(request: Request) -> Membership | None:

@@ -15,19 +15,19 @@ from typing import Any, cast
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
+from syntera import unit_of_work
 from syntera.auth.tokens import Keys
 from syntera.cache import Cache
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore
 from syntera.db.mongo import MongoClient
-from syntera.db.postgres import TenantConnection, transaction_as
+from syntera.db.postgres import TenantConnection
 from syntera.db.redis import RedisClient
 from syntera.embedded import StackUrls
 from syntera.events.bus import Publisher
 from syntera.events.streams import Events
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ratelimit import Limiters
-from syntera.tenancy import Principal
 
 
 @dataclass
@@ -84,5 +84,5 @@ def cache_of(request: Request) -> Cache | None:
 async def system_transaction(request: Request) -> AsyncIterator[TenantConnection]:
     """A transaction as the system (service_role), for the calls whose caller is not a
     user of a company: sign-in, the widget's key lookup, inbound webhooks."""
-    async with transaction_as(stores_of(request).postgres, Principal.service()) as conn:
+    async with unit_of_work.system_transaction(stores_of(request).postgres) as conn:
         yield conn

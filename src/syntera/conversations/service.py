@@ -42,7 +42,7 @@ from syntera.errors import Conflict, Forbidden, field_error, not_found
 from syntera.events.model import Event, EventType
 from syntera.kit.pagination import Cursor, Page
 from syntera.kit.resources import check_reference
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 
 def object_id(text: str, what: str) -> ObjectId:

@@ -24,7 +24,7 @@ from syntera.conversations.store import ConversationStore
 from syntera.crm.service import CONTACTS, DEALS
 from syntera.db.tables import Filter
 from syntera.kit.resources import Resource, access_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 PAGE = 500
 MESSAGE_BATCH = 1000

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -23,9 +23,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
 from syntera.db.slow import TimedCursor
-from syntera.tenancy import Membership, Principal, Statement
+from syntera.tenancy import Membership, Principal
 
 TenantConnection = AsyncConnection[DictRow]
+# A statement and its parameters, sent later (with a transaction's COMMIT).
+Statement = tuple[bytes, dict[str, Any]]
 
 # Transaction-local (third argument true): nothing survives into the next request that
 # borrows this connection from the pool.
@@ -234,12 +236,3 @@ async def transaction_as(
     """``open_transaction`` for callers that need only the connection."""
     async with open_transaction(pool, principal) as (conn, _):
         yield conn
-
-
-def system_transaction(
-    pool: AsyncConnectionPool[TenantConnection],
-) -> AbstractAsyncContextManager[TenantConnection]:
-    """One transaction as the system (service_role, which bypasses RLS): for workers and
-    for calls whose caller is no company's user. Every statement in it names its
-    company."""
-    return transaction_as(pool, Principal.service())

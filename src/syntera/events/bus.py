@@ -446,7 +446,7 @@ class Hub:
         self._pubsub = self._client = None
         try:
             if pubsub is not None:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             if client is not None:
                 await client.aclose()
         except REDIS_ERRORS:

@@ -18,7 +18,6 @@ from syntera.api.deps import StreamMember, service_membership
 from syntera.api.sse import EventStreamResponse
 from syntera.api.state import events_of, settings_of, stores_of
 from syntera.conversations import service
-from syntera.db.postgres import open_transaction
 from syntera.db.redis import tenant_key
 from syntera.events.model import Event, StreamPosition, parse_event_id, parse_types
 from syntera.events.streams import (
@@ -28,7 +27,7 @@ from syntera.events.streams import (
     company_scope,
     open_stream,
 )
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction, open_unit_of_work
 
 events = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -137,9 +136,9 @@ def member_recheck(request: Request, tx: TenantTransaction, conversation_id: str
     named = service_membership(request) if caller.role == "service_role" else None
 
     async def membership_check() -> str | None:
-        async with open_transaction(pool, caller) as (_, membership):
-            if caller.role == "service_role":
-                membership = named
+        company = named.company_id if named else None
+        async with open_unit_of_work(pool, caller, company_id=company) as tx:
+            membership = tx.membership
             if membership is None or membership.company_id != company_id:
                 return "you are no longer a member of this company"
         return None

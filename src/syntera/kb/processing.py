@@ -31,11 +31,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.db.leases import LeaseLost, lock_leased
-from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.db.postgres import TenantConnection
 from syntera.kb.embeddings import Vectors
 from syntera.kb.extract import ExtractionError, extract
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.metrics import KB_CHUNKS, KB_DOCUMENTS
+from syntera.unit_of_work import system_transaction
 
 log = logging.getLogger(__name__)
 

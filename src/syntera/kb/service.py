@@ -23,7 +23,7 @@ from syntera.kb.schemas import KnowledgeDocument, SearchHit, SearchRequest, Sear
 from syntera.kb.storage import file_key
 from syntera.kb.vectors import HybridUnsupported
 from syntera.kit.resources import Resource, delete_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 DOCUMENTS = Resource.of(
     "knowledge_base_documents",

@@ -25,10 +25,11 @@ from syntera.agents.service import public_key_cache_keys
 from syntera.conversations.service import conversation_cache_keys
 from syntera.conversations.store import ConversationStore
 from syntera.db.leases import LeaseLost, lock_leased
-from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.db.postgres import TenantConnection
 from syntera.db.redis import RedisClient, delete_tenant_keys
 from syntera.events.bus import stream_key
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.unit_of_work import system_transaction
 
 log = logging.getLogger(__name__)
 

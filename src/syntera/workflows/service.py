@@ -16,7 +16,7 @@ from syntera.db.tables import Filter
 from syntera.errors import Conflict, Unauthorized, field_error, not_found
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.resources import Resource, access_row, list_rows, update_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 from syntera.workflows import schemas
 from syntera.workflows.graph import (
     ConditionNode,
