@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in dollars per million tokens."""
+
+    prompt: Decimal = Field(ge=0)
+    completion: Decimal = Field(ge=0)
+
+
+# OpenAI's list prices of its two default-sized models (per 1M tokens); any other model
+# is priced by SYNTERA_LLM_PRICES, or has no cost recorded.
+DEFAULT_PRICES = {
+    "gpt-4o-mini": ModelPrice(prompt=Decimal("0.15"), completion=Decimal("0.60")),
+    "gpt-4o": ModelPrice(prompt=Decimal("2.50"), completion=Decimal("10.00")),
+}
 
 
 class Settings(BaseSettings):
@@ -289,6 +305,59 @@ class Settings(BaseSettings):
     )
     kb_search_ef: int = Field(default=100, ge=10, le=1000, description="hnsw.ef_search.")
 
+    # Agents: the chat models that answer, and what their prompts are made of.
+    llm_base_url: str | None = Field(
+        default=None,
+        description="Any OpenAI-compatible chat-completions endpoint (OpenAI, Azure, vLLM, "
+        "Ollama, llama.cpp's server); unset: the embedded local model answers.",
+    )
+    llm_api_key: str | None = None
+    llm_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="A model that sends nothing for this long (to connect, for its first "
+        "token, between two pieces) has failed.",
+    )
+    llm_models: str = Field(
+        default="",
+        description="Comma-separated models the endpoint serves (empty: it is asked for "
+        "whatever an agent names); an agent naming another is answered by the local model, "
+        "and told so.",
+    )
+    llm_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description='JSON: {"model": {"prompt": dollars per 1M tokens, "completion": …}}; '
+        "a dated snapshot (gpt-4o-mini-2024-07-18) takes its model's price; the local "
+        "model costs nothing.",
+    )
+    llm_local_context_tokens: int = Field(
+        default=4096, ge=512, le=8192, description="The local model's context window."
+    )
+    llm_local_threads: int | None = Field(
+        default=None, ge=1, description="llama.cpp's threads (default: every core)."
+    )
+    agent_max_tokens: int = Field(
+        default=512, ge=1, description="An answer's length when the agent sets no max_tokens."
+    )
+    agent_history_tokens: int = Field(
+        default=1024, ge=0, description="The conversation's newest turns kept in a prompt."
+    )
+    agent_sources: int = Field(
+        default=4, ge=0, le=20, description="Knowledge-base chunks put in a prompt, at most."
+    )
+    agent_min_similarity: float = Field(
+        default=0.3,
+        ge=-1,
+        le=1,
+        description="A chunk enters a prompt only if its cosine similarity to the question "
+        "is at least this.",
+    )
+    agent_search_mode: Literal["vector", "hybrid"] = Field(
+        default="hybrid",
+        description="How an agent searches the knowledge base (hybrid needs pgvector; "
+        "with Pinecone, vector).",
+    )
+
     # Workflows: the worker that runs them.
     workflow_worker_enabled: bool = Field(
         default=True, description="`syntera serve` runs a workflow worker in each process."
@@ -319,6 +388,10 @@ class Settings(BaseSettings):
     @property
     def auth_redirect_list(self) -> list[str]:
         return [part.strip() for part in self.auth_redirect_urls.split(",") if part.strip()]
+
+    @property
+    def llm_model_list(self) -> list[str]:
+        return [part.strip() for part in self.llm_models.split(",") if part.strip()]
 
     @property
     def trusted_proxy_list(self) -> list[str]:

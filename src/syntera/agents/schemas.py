@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, computed_field
+from pydantic import Field, StringConstraints, computed_field
 
 from syntera.kit.schemas import Input, JsonObject, Name, Output, Text, Url
 
@@ -68,3 +68,40 @@ class Agent(Output):
 class PublicKey(Output):
     agent_id: UUID
     public_key: str = Field(description="Shown once; only its digest is stored.")
+
+
+class PreviewRequest(Input):
+    question: Annotated[
+        str, StringConstraints(min_length=1, max_length=20_000, pattern=r"^[^\x00]*$")
+    ] = Field(description="A test question, as a visitor would ask it.")
+
+
+class PreviewSource(Output):
+    number: int = Field(description="How the answer cites it: [number].")
+    document_id: UUID
+    document_name: str
+    chunk_id: str
+    score: float = Field(description="Cosine similarity to the question.")
+    content: str
+
+
+class PreviewTokens(Output):
+    prompt: int
+    completion: int
+    total: int
+    counted: bool = Field(
+        description="Counted here with a tokenizer, the model's endpoint having reported none."
+    )
+
+
+class PreviewAnswer(Output):
+    answer: str
+    model: str = Field(description="The model that really answered.")
+    note: str | None = Field(description="Set when that is not the model the agent names, and why.")
+    sources: list[PreviewSource]
+    tokens: PreviewTokens
+    time_to_first_token_ms: float | None
+    response_time_ms: float
+    cost: Decimal | None = Field(
+        description="Dollars, at SYNTERA_LLM_PRICES; null when the model has no price."
+    )

@@ -54,6 +54,7 @@ from syntera.kb.embeddings import Embedder
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.routes import UPLOAD_PATH
 from syntera.kb.routes import routers as knowledge_base
+from syntera.llm.choice import ChatModels
 from syntera.metrics import watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
 from syntera.ops.operator import record_sizes
@@ -239,6 +240,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     app.state.urls = urls
     app.state.keys = load_keys(settings)
     app.state.kb = KnowledgeBase.from_settings(settings)
+    app.state.models = ChatModels.from_settings(settings)
     # Room for the multipart framing around the largest file accepted.
     upload_limit = settings.kb_max_file_bytes + 64 * 1024
     # Innermost first: the JSON guard reads bodies the size limit has already bounded.

@@ -27,6 +27,7 @@ from syntera.embedded import StackUrls
 from syntera.events.bus import Publisher
 from syntera.events.streams import Events
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.llm.choice import ChatModels
 from syntera.ratelimit import Limiters
 
 
@@ -58,6 +59,10 @@ def keys_of(request: Request) -> Keys:
 
 def knowledge_base_of(request: Request) -> KnowledgeBase:
     return cast(KnowledgeBase, _held(request, "kb"))
+
+
+def models_of(request: Request) -> ChatModels:
+    return cast(ChatModels, _held(request, "models"))
 
 
 def stores_of(request: Request) -> Stores:

@@ -1,4 +1,5 @@
-"""The local embedding model in a process of its own, shared by a host's API processes.
+"""The local models in a process of their own, shared by a host's API processes: the
+embedding model, and the local chat model (SmolLM2, syntera.llm.local).
 
 Inside an API process, encoding a query holds the GIL between torch kernels, so every
 forward pass stalls that process's event loop: under the mixed load of bench/mixed.py the
@@ -12,6 +13,14 @@ Frames on the socket: a request is a 4-byte big-endian length and a JSON array o
 strings; an answer is one status byte (0: vectors, 1: error), a 4-byte length, and either
 the float32 vectors (row-major, one row of 384 per text) or the error's message in UTF-8.
 An empty array is a ping: it is answered at once, without touching the model.
+
+A chat request is a JSON object ``{"chat": {"messages": [...], "max_tokens": n,
+"temperature": t}}`` on a connection of its own; it is answered by frames of the same
+form: status 2 with a piece of the answer (whole UTF-8 characters), until status 3 with
+the usage as JSON (``model``, ``prompt_tokens``, ``completion_tokens``), or status 1 with
+an error (4: the local model is not installed). Closing the connection stops the
+generation between two tokens. The chat model is loaded at its first request (llama.cpp
+maps the file: well under a second) and is in memory once per host.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +47,14 @@ import orjson
 
 from syntera.config import Settings, get_settings
 from syntera.kb.embeddings import MINILM_DIMENSIONS, EmbeddingError, LocalMiniLM, Vectors
+from syntera.llm.local import LocalModel, LocalModelMissing, LocalOptions
+from syntera.llm.models import ChatMessage, ChatStream, ModelError, Piece, Usage
 
 log = logging.getLogger(__name__)
 
 LENGTH = struct.Struct("!I")
 ANSWER = struct.Struct("!BI")
-VECTORS, ERROR = 0, 1
+VECTORS, ERROR, DELTA, DONE, MISSING = 0, 1, 2, 3, 4
 MAX_REQUEST_BYTES = 64 * 2**20
 
 
@@ -51,7 +62,10 @@ MAX_REQUEST_BYTES = 64 * 2**20
 
 
 async def _answer(
-    model: LocalMiniLM, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    model: LocalMiniLM,
+    chat: LocalModel,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
     """Answer one connection's requests, one after the other, until it closes."""
     try:
@@ -66,6 +80,9 @@ async def _answer(
                 await writer.drain()
                 return
             texts = orjson.loads(await reader.readexactly(length))
+            if isinstance(texts, dict) and isinstance(texts.get("chat"), dict):
+                await _answer_chat(chat, texts["chat"], writer)
+                continue
             if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                 status, body = ERROR, b"a request is a JSON array of strings"
             elif not texts:
@@ -84,13 +101,76 @@ async def _answer(
         writer.close()
 
 
-async def serve_model(socket_path: Path, model: LocalMiniLM, preload: bool) -> None:
+async def _answer_chat(
+    chat: LocalModel, request: dict[str, object], writer: asyncio.StreamWriter
+) -> None:
+    """Stream the local model's answer to one chat request (ConnectionError when the
+    caller went away: leaving the stream stops the generation)."""
+    try:
+        messages, max_tokens, temperature = _chat_request(request)
+    except ValueError as error:
+        body = str(error).encode()
+        writer.write(ANSWER.pack(ERROR, len(body)) + body)
+        await writer.drain()
+        return
+    stream = chat.stream(messages, model=chat.name, max_tokens=max_tokens, temperature=temperature)
+    async with stream:
+        try:
+            async for delta in stream:
+                body = delta.encode()
+                writer.write(ANSWER.pack(DELTA, len(body)) + body)
+                await writer.drain()
+        except ModelError as error:
+            if not isinstance(error, LocalModelMissing):
+                log.warning("the local model failed: %s", error.detail)
+            body = error.detail.encode()
+            status = MISSING if isinstance(error, LocalModelMissing) else ERROR
+            writer.write(ANSWER.pack(status, len(body)) + body)
+            await writer.drain()
+            return
+    usage = stream.usage
+    assert usage is not None
+    body = orjson.dumps(
+        {"model": usage.model, "prompt_tokens": usage.prompt_tokens,
+         "completion_tokens": usage.completion_tokens}
+    )  # fmt: skip
+    writer.write(ANSWER.pack(DONE, len(body)) + body)
+    await writer.drain()
+
+
+def _chat_request(request: dict[str, object]) -> tuple[list[ChatMessage], int, float]:
+    """The messages, max_tokens and temperature of a chat request; ValueError naming
+    what is wrong."""
+    messages = request.get("messages")
+    max_tokens = request.get("max_tokens")
+    temperature = request.get("temperature", 0.7)
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict)
+        and m.get("role") in ("system", "user", "assistant")
+        and isinstance(m.get("content"), str)
+        for m in messages
+    ):
+        raise ValueError("chat.messages is a list of {role, content}")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise ValueError("chat.max_tokens is a positive integer")
+    if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+        raise ValueError("chat.temperature is a number from 0 to 2")
+    chat_messages: list[ChatMessage] = [
+        {"role": m["role"], "content": m["content"]} for m in messages
+    ]
+    return chat_messages, max_tokens, float(temperature)
+
+
+async def serve_model(
+    socket_path: Path, model: LocalMiniLM, preload: bool, chat: LocalModel | None = None
+) -> None:
     """Load the model (if ``preload``), then answer on ``socket_path`` until cancelled or
     until SIGTERM/SIGINT. The socket appears only once the model is loaded."""
     if preload:
         await model.warm()
+    chat_model = chat or LocalModel(LocalOptions(), None)
     server = await asyncio.start_unix_server(
-        lambda reader, writer: _answer(model, reader, writer), path=str(socket_path)
+        lambda reader, writer: _answer(model, chat_model, reader, writer), path=str(socket_path)
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,7 +202,12 @@ def main() -> None:
         settings.kb_embedding_threads or 1,
         settings.kb_onnx_queries,
     )
-    asyncio.run(serve_model(args.socket, model, settings.kb_preload_model))
+    # The callers keep their own timeout (SYNTERA_LLM_TIMEOUT_S): none here.
+    chat = LocalModel(
+        LocalOptions(settings.llm_local_context_tokens, settings.llm_local_threads), None
+    )
+    preload = settings.kb_preload_model and settings.kb_embedding_provider == "local"
+    asyncio.run(serve_model(args.socket, model, preload, chat))
 
 
 # The API processes' side.
@@ -190,15 +275,78 @@ class RemoteMiniLM:
             return vectors.reshape(len(texts), self.dimensions)
 
     async def _connect(self, deadline: float) -> Connection:
-        while True:
-            try:
-                return await asyncio.open_unix_connection(self.socket_path)
-            except (FileNotFoundError, ConnectionRefusedError) as error:
-                if time.monotonic() > deadline:
-                    raise EmbeddingError(
-                        f"no model process answers at {self.socket_path}"
-                    ) from error
-                await asyncio.sleep(0.1)
+        return await _connect(self.socket_path, deadline)
+
+
+class RemoteChat:
+    """The local chat model as served by the model process at ``socket_path``: one
+    connection per answer, closed when the answer is (so a caller that stops reading
+    stops the generation). A connection that breaks mid-answer is a ModelError, never
+    retried here: part of the answer may already have been shown."""
+
+    label = "the local model"
+
+    def __init__(self, socket_path: str, timeout_s: float, wait_s: float = 30) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self.wait_s = wait_s
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+    ) -> ChatStream:
+        return ChatStream(
+            self._pieces(messages, max_tokens, temperature), self.timeout_s, self.label
+        )
+
+    async def _pieces(
+        self, messages: list[ChatMessage], max_tokens: int, temperature: float
+    ) -> AsyncGenerator[Piece, None]:
+        request = orjson.dumps(
+            {"chat": {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}}
+        )
+        try:
+            reader, writer = await _connect(self.socket_path, time.monotonic() + self.wait_s)
+        except EmbeddingError as error:
+            raise ModelError(str(error), unavailable=True) from error
+        try:
+            writer.write(LENGTH.pack(len(request)) + request)
+            while True:
+                status, length = ANSWER.unpack(await reader.readexactly(ANSWER.size))
+                body = await reader.readexactly(length)
+                if status == DELTA:
+                    yield body.decode()
+                elif status == DONE:
+                    usage = orjson.loads(body)
+                    yield Usage(
+                        str(usage["model"]),
+                        int(usage["prompt_tokens"]),
+                        int(usage["completion_tokens"]),
+                        None,
+                    )
+                    return
+                else:
+                    text = body.decode(errors="replace")
+                    raise ModelError(text, unavailable=status == MISSING)
+        except (ConnectionError, asyncio.IncompleteReadError) as error:
+            raise ModelError(f"the model process went away mid-answer: {error}") from error
+        finally:
+            writer.close()
+
+
+async def _connect(socket_path: str, deadline: float) -> Connection:
+    """A connection to the model process, waiting until ``deadline`` for it to appear."""
+    while True:
+        try:
+            return await asyncio.open_unix_connection(socket_path)
+        except (FileNotFoundError, ConnectionRefusedError) as error:
+            if time.monotonic() > deadline:
+                raise EmbeddingError(f"no model process answers at {socket_path}") from error
+            await asyncio.sleep(0.1)
 
 
 # The supervisor, in the process of `syntera serve` or `syntera up`.
@@ -264,12 +412,10 @@ class ModelProcess:
 
 
 def runs_model_process(settings: Settings) -> bool:
-    """Whether `syntera serve`/`up` run a shared model process for these settings."""
-    return (
-        settings.kb_embedding_provider == "local"
-        and settings.kb_model_process
-        and settings.kb_model_socket is None
-    )
+    """Whether `syntera serve`/`up` run a shared model process for these settings: a
+    local model is in use (embeddings, or chat with no endpoint configured)."""
+    uses_local = settings.kb_embedding_provider == "local" or settings.llm_base_url is None
+    return uses_local and settings.kb_model_process and settings.kb_model_socket is None
 
 
 @contextlib.contextmanager

@@ -31,11 +31,19 @@ RRF_K = 60
 
 @dataclass(frozen=True)
 class Hit:
+    """A chunk found: ``score`` ranks it in its search (cosine similarity, or the fused
+    rank of a hybrid search); ``similarity`` is its cosine similarity to the query in
+    either mode (what an agent's threshold compares); ``chunk_id`` names it in its store;
+    ``agent_id`` is its document's agent (None: shared by every agent)."""
+
     document_id: UUID
     chunk_index: int
     content: str
     score: float
     document_name: str
+    chunk_id: str = ""
+    agent_id: UUID | None = None
+    similarity: float | None = None
 
 
 class HybridUnsupported(ValueError):
@@ -99,7 +107,7 @@ HYBRID_POOL = 50
 # relaxed_order may return rows slightly out of order: the outer query sorts them again.
 NEAREST = """
 WITH nearest AS MATERIALIZED (
-  SELECT c.id, c.document_id, c.chunk_index, c.content,
+  SELECT c.id, c.document_id, c.chunk_index, c.content, c.agent_id,
          c.embedding <=> %(vector)s::vector AS distance
   FROM public.knowledge_base_chunks c
   WHERE c.company_id = %(company_id)s
@@ -108,7 +116,8 @@ WITH nearest AS MATERIALIZED (
   LIMIT %(limit)s
 )
 SELECT n.document_id, n.chunk_index, n.content, 1 - n.distance AS score,
-       d.name AS document_name
+       d.name AS document_name, n.id::text AS chunk_id, n.agent_id,
+       1 - n.distance AS similarity
 FROM nearest n JOIN public.knowledge_base_documents d ON d.id = n.document_id
 ORDER BY n.distance
 LIMIT %(top_k)s
@@ -152,7 +161,8 @@ fused AS (
   GROUP BY id
 )
 SELECT c.document_id, c.chunk_index, c.content, f.score::float8 AS score,
-       d.name AS document_name
+       d.name AS document_name, c.id::text AS chunk_id, c.agent_id,
+       1 - (c.embedding <=> %(vector)s::vector) AS similarity
 FROM fused f
 JOIN public.knowledge_base_chunks c ON c.id = f.id
 JOIN public.knowledge_base_documents d ON d.id = c.document_id
@@ -351,6 +361,11 @@ class PineconeStore:
                 match.metadata["content"],
                 float(match.score),
                 match.metadata["document_name"],
+                chunk_id=str(match.id),
+                agent_id=UUID(match.metadata["agent_id"])
+                if match.metadata.get("agent_id")
+                else None,
+                similarity=float(match.score),  # the index's metric is cosine
             )
             for match in answer.matches
         ]
