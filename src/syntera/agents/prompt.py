@@ -19,7 +19,7 @@ from uuid import UUID
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.vectors import Hit, HybridUnsupported, SearchMode
 from syntera.llm.models import ChatMessage
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 TokenCounter = Callable[[str], int]
 
