@@ -257,6 +257,16 @@ async def test_member_works_the_console_live(
     assert 'data-key="pub_key_' in snippet
     preview = page.frame_locator('iframe[title="Widget preview"]')
     await expect(preview.get_by_role("button", name="Chat with us")).to_be_visible()
+    # Try it: the agent answers a test question from the guide uploaded above; with no
+    # model endpoint configured the local model answers, and the panel says so.
+    await page.get_by_label("Question").fill("How long do refunds take?")
+    await page.get_by_role("button", name="Ask").click()
+    tried = page.locator(".try-answer")
+    await expect(tried).to_contain_text("SmolLM2-135M-Instruct", timeout=60_000)
+    await expect(tried).to_contain_text("is not served here")
+    await expect(tried.get_by_label("Sources").locator("li").first).to_contain_text(
+        "returns-guide.md"
+    )
     await console.shot("agents")
 
     # Agents: created and edited in the console.

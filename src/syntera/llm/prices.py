@@ -39,4 +39,6 @@ def cost_of(prices: Mapping[str, ModelPrice], usage: Usage) -> Decimal | None:
     cost = (
         price.prompt * usage.prompt_tokens + price.completion * usage.completion_tokens
     ) / MILLION
+    if cost == 0:
+        return Decimal(0)  # "0", not "0E-8"
     return cost.quantize(CENT_FRACTIONS)

@@ -1,5 +1,6 @@
-// Agents: create and edit; the widget key, the embed snippet and a live preview of the
-// widget (the API's own demo page, in a frame).
+// Agents: create and edit; try the agent on a test question (its answer, the sources it
+// was given, tokens, timings, cost, and which model really answered); the widget key, the
+// embed snippet and a live preview of the widget (the API's own demo page, in a frame).
 
 import { api } from "./api.js";
 import { busy, field, fill, h, notice } from "./ui.js";
@@ -14,6 +15,7 @@ export async function render(main, context, [agentId]) {
       : h("li", { class: "empty" }, "No agents yet.")),
     h("p", {}, h("a", { href: "#/agents" }, "New agent")),
     agentForm(chosen),
+    chosen ? tryPanel(chosen) : null,
     chosen ? widgetPanel(chosen) : null);
 }
 
@@ -46,6 +48,40 @@ function agentForm(agent) {
   field("Description", description), field("System prompt", prompt), field("Model", model),
   field("Temperature", temperature), field("Max tokens", maxTokens), field("Enabled", enabled),
   save, status);
+}
+
+function tryPanel(agent) {
+  const question = h("textarea", { required: true, rows: 2, maxlength: 20000 });
+  const status = notice();
+  const output = h("div", { class: "try-answer", "aria-live": "polite" });
+  const ask = h("button", { type: "submit" }, "Ask");
+  return h("form", { class: "card", onsubmit: (event) => {
+    event.preventDefault();
+    busy(ask, status, async () => {
+      fill(output);
+      const answer = await api("POST", `/v1/agents/${agent.id}/preview`, { json: { question: question.value } });
+      const { tokens } = answer;
+      const figures = [
+        `${answer.model}`,
+        `${tokens.prompt} + ${tokens.completion} = ${tokens.total} tokens${tokens.counted ? " (counted here)" : ""}`,
+        answer.time_to_first_token_ms === null ? null : `first token ${Math.round(answer.time_to_first_token_ms)} ms`,
+        `answered in ${Math.round(answer.response_time_ms)} ms`,
+        answer.cost === null ? "no price set" : `$${answer.cost}`,
+      ].filter(Boolean).join(" · ");
+      fill(output,
+        answer.note ? h("p", { class: "notice error", role: "note" }, answer.note) : null,
+        h("div", { class: "content answer" }, answer.answer || "(an empty answer)"),
+        h("p", { class: "meta" }, figures),
+        h("h3", {}, "Sources given to the model"),
+        h("ol", { class: "hits", "aria-label": "Sources" }, answer.sources.length
+          ? answer.sources.map((source) => h("li", {},
+            h("div", { class: "meta" }, `[${source.number}] ${source.document_name} · score ${source.score.toFixed(3)}`),
+            h("div", { class: "content" }, source.content)))
+          : h("li", { class: "empty" }, "No document matched the question.")));
+    }, "Asking…");
+  } }, h("h2", {}, "Try it"),
+  h("p", {}, "Ask a test question: the agent answers from your knowledge base, as it would a visitor (a disabled agent too)."),
+  field("Question", question), ask, status, output);
 }
 
 function widgetPanel(agent) {
