@@ -211,7 +211,8 @@ def _format(llama: Llama, messages: list[ChatMessage]) -> str:
     eos = llama.detokenize([llama.token_eos()], special=True).decode(errors="replace")
     bos = llama.detokenize([llama.token_bos()], special=True).decode(errors="replace")
     formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
-    return str(formatter(messages=list(messages)).prompt)
+    rows: Any = [dict(message) for message in messages]  # llama_cpp's own TypedDicts
+    return str(formatter(messages=rows).prompt)
 
 
 def _end_of_turn(llama: Llama) -> frozenset[int]:
