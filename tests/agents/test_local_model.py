@@ -174,3 +174,15 @@ async def test_an_agent_naming_an_unserved_model_is_answered_by_the_local_one_wh
     assert body["tokens"]["completion"] >= 1
     assert body["tokens"]["total"] == body["tokens"]["prompt"] + body["tokens"]["completion"]
     assert body["tokens"]["counted"] is False
+
+
+def test_a_model_process_runs_whenever_a_local_model_is_in_use() -> None:
+    from syntera.kb.model_process import runs_model_process
+
+    assert runs_model_process(Settings())
+    # Embeddings by an endpoint, chat by the local model: still one shared process.
+    assert runs_model_process(Settings(kb_embedding_provider="openai"))
+    assert not runs_model_process(
+        Settings(kb_embedding_provider="openai", llm_base_url="http://models.test/v1")
+    )
+    assert not runs_model_process(Settings(kb_model_process=False))
