@@ -186,3 +186,25 @@ def test_a_model_process_runs_whenever_a_local_model_is_in_use() -> None:
         Settings(kb_embedding_provider="openai", llm_base_url="http://models.test/v1")
     )
     assert not runs_model_process(Settings(kb_model_process=False))
+
+
+@needs_local_model
+@pytest.mark.slow
+async def test_a_caller_that_stops_reading_stops_the_generation() -> None:
+    import time
+
+    from syntera.llm import local
+
+    stream = LocalModel(LocalOptions(), 60).stream(
+        [{"role": "user", "content": "Count from one to one thousand in words."}],
+        model=LOCAL_MODEL, max_tokens=1000, temperature=0,
+    )  # fmt: skip
+    async with stream:
+        for _ in range(3):
+            await anext(stream)
+    closed = time.monotonic()
+    # 1,000 tokens take many seconds; a stopped generation lets go between two tokens.
+    assert await asyncio.to_thread(local._GENERATING.acquire, timeout=10)
+    local._GENERATING.release()
+    assert time.monotonic() - closed < 2
+    assert stream.usage is None  # never taken for a whole answer

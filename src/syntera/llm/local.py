@@ -87,6 +87,9 @@ class LocalOptions:
 
 
 _LOADING = threading.Lock()
+# One generation at a time in a process: every LocalModel of the process shares the
+# loaded model (load_llama), and a llama.cpp context serves one sequence at a time.
+_GENERATING = threading.Lock()
 
 
 def load_llama(options: LocalOptions) -> Llama:
@@ -143,13 +146,11 @@ class Generation:
     def __init__(
         self,
         llama: Llama,
-        lock: threading.Lock,
         messages: list[ChatMessage],
         max_tokens: int,
         temperature: float,
     ) -> None:
         self.llama = llama
-        self.lock = lock
         self.messages = messages
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -159,7 +160,9 @@ class Generation:
 
     def run(self, emit: Callable[[str], None]) -> None:
         """Generate, handing each piece of text to ``emit``; ModelError on failure."""
-        with self.lock:
+        with _GENERATING:
+            if self.cancelled.is_set():  # its caller gave up while it waited its turn
+                return
             llama = self.llama
             prompt = _format(llama, self.messages)
             tokens = llama.tokenize(prompt.encode(), add_bos=False, special=True)
@@ -235,7 +238,6 @@ class LocalModel:
     def __init__(self, options: LocalOptions, timeout_s: float | None) -> None:
         self.options = options
         self.timeout_s = timeout_s
-        self._lock = threading.Lock()
 
     def warm(self) -> None:
         """Load the model now rather than at the first question."""
@@ -259,7 +261,7 @@ class LocalModel:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         llama = await asyncio.to_thread(load_llama, self.options)
-        generation = Generation(llama, self._lock, messages, max_tokens, temperature)
+        generation = Generation(llama, messages, max_tokens, temperature)
 
         def put(item: str | BaseException | None) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
