@@ -137,3 +137,18 @@ def test_a_prompt_over_its_budget_drops_history_then_sources_then_cuts_the_quest
     )  # fmt: skip
     assert len(roomy.sources) == 3
     assert len(roomy.messages) == 3
+
+
+def test_a_reply_cites_the_sources_its_answer_names_else_all_it_was_given() -> None:
+    from syntera.agents.answers import Reply
+    from syntera.llm.models import Usage
+
+    sources = choose_sources(
+        [hit("a", 0.9, None, 1), hit("b", 0.8, None, 2), hit("c", 0.7, None, 3)], AGENT, 3, 0.3
+    )
+    usage = Usage("m", 1, 1, None)
+    cited = Reply("See [2] and [3].", usage, None, sources, None, 1.0).citations()
+    assert [c["document_name"] for c in cited] == ["doc 2", "doc 3"]
+    uncited = Reply("Yes.", usage, None, sources, None, 1.0).citations()
+    assert len(uncited) == 3
+    assert Reply("No.", usage, None, [], None, 1.0).citations() == []

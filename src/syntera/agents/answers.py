@@ -5,17 +5,22 @@ The caller reads what the answer needs (the agent, the sources) in a short trans
 of its own, closes it, and only then asks the model: a model never runs inside a request's
 or a job's database transaction. ::
 
-    async with tenant transaction as tx:
+    async with a tenant transaction as tx:        # short: read, then close it
         agent = await read_agent(tx, agent_id)
         sources = await find_sources(tx, kb, agent.id, question, vector, ...)
     plan = plan_answer(models, settings, agent, question, history, sources)
-    stream = plan.start()            # async iterator of deltas (publish them as they come)
-    async for delta in stream: ...
-    reply = plan.reply(stream, prices)   # text, tokens, model, note, timings, cost, citations
+    stream = plan.start()                          # nothing is sent before it is read
+    async with stream:
+        async for delta in stream: ...             # publish each delta as it comes
+    reply = plan.reply(stream, text, settings.llm_prices)
+    reply.ai_metadata(), reply.citations()         # what the stored message carries
+
+A ModelError from the iteration means no complete answer: store nothing of it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +35,8 @@ from syntera.llm.local import LOCAL_MODEL, count_text_tokens
 from syntera.llm.models import ChatMessage, ChatStream, Usage
 from syntera.llm.prices import cost_of
 
+CITATION = re.compile(r"\[(\d{1,2})\]")
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -41,6 +48,13 @@ class Reply:
     sources: list[Source]
     note: str | None
     response_time_ms: float
+
+    def citations(self) -> list[dict[str, Any]]:
+        """``metadata.citations`` of the stored reply: the sources the answer cites as
+        [n]; when it cites none (small models seldom do), every source it was given."""
+        cited = {int(number) for number in CITATION.findall(self.text)}
+        used = [source for source in self.sources if source.number in cited] or self.sources
+        return [source.citation() for source in used]
 
     def ai_metadata(self) -> dict[str, Any]:
         """The reply's ``ai_metadata`` as a stored message carries it."""
