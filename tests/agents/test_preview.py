@@ -5,7 +5,9 @@ that fails, stalls or cuts its stream is a 5xx problem naming it, never a 500.""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from syntera.kb.model_process import RemoteMiniLM
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
@@ -221,3 +224,24 @@ async def test_without_a_session_it_is_401(client: httpx.AsyncClient) -> None:
         "/v1/agents/00000000-0000-4000-8000-000000000000/preview", json={"question": "hi"}
     )
     assert response.status_code == 401
+
+
+async def test_an_agent_of_another_company_is_a_404_before_any_model_works(
+    app: FastAPI, client: httpx.AsyncClient, auth: AuthHeaders,
+    shops: tuple[SeededCompany, SeededCompany], tmp_path: Path,
+) -> None:  # fmt: skip
+    first, second = shops
+    agent = await make_agent(client, auth(first.member))
+    kept = app.state.kb
+    # No embedding model answers: a request that reached it would be a 503.
+    app.state.kb = dataclasses.replace(
+        kept, embedder=RemoteMiniLM(str(tmp_path / "none.sock"), wait_s=0.2)
+    )
+    try:
+        foreign = await preview(client, auth(second.member), agent["id"])
+        own = await preview(client, auth(first.member), agent["id"])
+    finally:
+        app.state.kb = kept
+    assert foreign.status_code == 404, foreign.text
+    assert own.status_code == 503, own.text
+    assert "the embedding model is unavailable" in own.json()["detail"]

@@ -70,14 +70,16 @@ async def preview_agent(
     timings, cost, and the model that really answered."""
     settings = settings_of(request)
     kb = knowledge_base_of(request)
-    try:  # before the transaction: no pooled connection waits on the embedding model
+    # Short transactions of their own, each closed before a model is asked: the agent
+    # first (an unknown one is a 404 before any model works), the question's embedding
+    # outside any transaction, then the search; the chat model after both.
+    async with member_transaction(request, caller) as tx:
+        agent = await service.read_agent(tx, row_id)
+    try:
         vector = [float(x) for x in (await kb.embedder.embed([body.question]))[0]]
     except EmbeddingError as error:
         raise Unavailable(f"the embedding model is unavailable: {error}", 5) from error
-    # A transaction of its own, closed before the model is asked: the model never runs
-    # while a PostgreSQL connection is held.
     async with member_transaction(request, caller) as tx:
-        agent = await service.read_agent(tx, row_id)
         sources = await find_sources(
             tx, kb, agent.id, body.question, vector,
             limit=settings.agent_sources, min_similarity=settings.agent_min_similarity,
