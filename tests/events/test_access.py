@@ -9,8 +9,8 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from syntera.api.app import create_app
 from syntera.api.log_redaction import redact
+from syntera.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
 from syntera.conversations.store import scoped
@@ -20,7 +20,7 @@ from tests.api_fixtures import AuthHeaders, serving
 from tests.events.test_member_streams import start
 from tests.events_helpers import refused, subscribe
 from tests.factories import SeededCompany
-from tests.widget_helpers import WidgetChat, open_chat, start_chat
+from tests.widget.helpers import WidgetChat, open_chat, start_chat
 
 
 async def chat_of(http: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany) -> WidgetChat:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from syntera.api.state import Stores
 from syntera.config import Settings
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.purges.registry import stored_elsewhere
 from syntera.purges.worker import PurgeWorker
 from tests.api_fixtures import AuthHeaders
 from tests.factories import SeededCompany
@@ -90,8 +91,12 @@ async def test_erasing_a_contact_removes_them_everywhere_and_nobody_else(
     assert deal.json()["contact_id"] is None  # the deal keeps its history, not the person
 
     stores: Stores = app.state.stores
-    worker = PurgeWorker(api_pool, stores.conversations, KnowledgeBase.from_settings(settings),
-                         stores.redis)  # fmt: skip
+    worker = PurgeWorker(
+        api_pool,
+        stored_elsewhere(
+            app.state.conversations, KnowledgeBase.from_settings(settings), stores.redis
+        ),
+    )
     while await worker.run_once():
         pass
     status = await client.get(f"/v1/purges/{purge['id']}", headers=admin)

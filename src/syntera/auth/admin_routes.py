@@ -18,10 +18,10 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from syntera.api.deps import principal
-from syntera.api.state import keys_of, settings_of, system_transaction
+from syntera.api.state import settings_of, system_transaction
 from syntera.auth import flow_routes as flows
 from syntera.auth import onetime, service
-from syntera.auth.common_routes import ERRORS, GoTrueError, auth_user
+from syntera.auth.common_routes import ERRORS, GoTrueError, auth_user, keys_of
 from syntera.auth.passwords import hash_password
 from syntera.auth.schemas import MAX_PASSWORD_LENGTH, AuthUser
 from syntera.db.postgres import TenantConnection

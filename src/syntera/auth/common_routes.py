@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from syntera.api.state import keys_of, settings_of
+from syntera.api.state import settings_of
 from syntera.auth import service
 from syntera.auth.schemas import AuthError, AuthUser, Session
-from syntera.auth.tokens import issue_access_token
+from syntera.auth.tokens import Keys, issue_access_token
 from syntera.tenancy import Principal
+
+
+def keys_of(request: Request) -> Keys:
+    """The secrets that decide who a bearer is (this process's, loaded with the app)."""
+    return cast(Keys, request.app.state.keys)
+
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": AuthError, "description": "Invalid credentials or request"},

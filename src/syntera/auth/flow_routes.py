@@ -24,13 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syntera import __version__
 from syntera.api.deps import principal
-from syntera.api.state import keys_of, limiters_of, settings_of, system_transaction
+from syntera.api.state import limiters_of, settings_of, system_transaction
 from syntera.auth import mail, onetime, service
 from syntera.auth.common_routes import (
     ERRORS,
     GoTrueError,
     auth_user,
     client_ip,
+    keys_of,
     new_session,
     session_of,
     weak_password,

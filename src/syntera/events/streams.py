@@ -89,11 +89,16 @@ class Events:
         await self.hub.close()
 
 
+def publisher_for(settings: Settings, redis: RedisClient) -> Publisher:
+    """Where this process publishes live events (a worker needs no more of them)."""
+    retention = Retention(settings.events_retention_count, settings.events_retention_s)
+    return Publisher(redis, retention, settings.redis_timeout_s)
+
+
 def create_events(settings: Settings, redis: RedisClient, redis_url: str) -> Events:
     """This process's live events, its hub started (it connects in the background)."""
-    retention = Retention(settings.events_retention_count, settings.events_retention_s)
     events = Events(
-        publisher=Publisher(redis, retention, settings.redis_timeout_s),
+        publisher=publisher_for(settings, redis),
         hub=Hub(redis_url, settings.redis_timeout_s),
         slots=StreamSlots(redis, settings.redis_timeout_s, settings.events_heartbeat_s * 3),
         settings=StreamSettings(

@@ -186,6 +186,7 @@
       return JSON.parse(event.data);
     }
     source.addEventListener("open", function () {
+      panel.setAttribute("data-live", "true"); // live events reach this chat from now on
       if (!state.ended) say("");
     });
     source.addEventListener("message.created", function (event) {
@@ -219,6 +220,7 @@
       end("This chat is no longer available.");
     });
     source.addEventListener("error", function () {
+      panel.setAttribute("data-live", "false");
       if (source.readyState === EventSource.CLOSED && !state.ended) {
         // The browser gives up on a refused stream (503, 429): try again, from where we were.
         say("Reconnecting…");

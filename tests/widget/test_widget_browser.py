@@ -11,7 +11,7 @@ import pytest
 from tests.api_fixtures import AuthHeaders
 from tests.browser import launch_browser, needs_chromium
 from tests.factories import SeededCompany
-from tests.widget_helpers import public_key
+from tests.widget.helpers import public_key
 
 pytestmark = needs_chromium
 
@@ -32,6 +32,9 @@ async def test_visitor_chats_in_the_browser_and_sees_the_reply_live(
     from playwright.async_api import Browser, expect
 
     assert isinstance(browser, Browser)
+    # A loaded machine (CI) can take longer than Playwright's 5 s to paint a change; each
+    # expectation still returns as soon as it holds.
+    expect.set_options(timeout=30_000)
     member = auth(tenant.member)
     key = await public_key(http, member, tenant.rows["agent_configs"])
     page = await browser.new_page(viewport={"width": 375, "height": 700})
@@ -48,6 +51,8 @@ async def test_visitor_chats_in_the_browser_and_sees_the_reply_live(
     await page.get_by_role("button", name="Send").click()
     mine = page.locator(".msg.user", has_text="Do you ship to Oslo?")
     await expect(mine).to_be_visible()
+    # Typing is ephemeral (never replayed): it reaches only a stream that is already open.
+    await expect(page.locator("[data-live=true]")).to_be_attached()
 
     listed = await http.get("/v1/conversations", headers=member, params={"limit": 1})
     conversation = listed.json()["data"][0]["id"]
