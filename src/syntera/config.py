@@ -184,7 +184,15 @@ class Settings(BaseSettings):
     pg_transaction_pooler: bool = Field(
         default=False,
         description="The API's URL goes through a transaction pooler (PgBouncer, "
-        "Supavisor): no server-side prepared statements.",
+        "Supavisor): its server connections serve other clients between transactions.",
+    )
+    database_prepared_statements: bool | None = Field(
+        default=None,
+        description="The API's connections prepare statements they run often (psycopg's "
+        "server-side prepared statements). Unset: on for a direct connection, off when "
+        "SYNTERA_PG_TRANSACTION_POOLER is set (PgBouncer before 1.21 and Supavisor in "
+        "transaction mode do not keep them); true behind PgBouncer >= 1.22 with "
+        "max_prepared_statements set.",
     )
     redis_cluster: bool = Field(
         default=False,
@@ -315,6 +323,14 @@ class Settings(BaseSettings):
         "X-Forwarded-For and X-Forwarded-Proto are believed; none by default, so a client "
         "cannot choose the address that per-address limits count.",
     )
+
+    @property
+    def prepared_statements(self) -> bool:
+        """Whether the API's connections use server-side prepared statements: as set, or
+        else only where no transaction pooler stands between them and PostgreSQL."""
+        if self.database_prepared_statements is not None:
+            return self.database_prepared_statements
+        return not self.pg_transaction_pooler
 
     @property
     def auth_redirect_list(self) -> list[str]:
