@@ -173,8 +173,16 @@ class Settings(BaseSettings):
         default=10, gt=0, description="A stream whose client reads nothing this long ends."
     )
     events_retry_ms: int = Field(default=3000, ge=100, description="The reconnect hint.")
-    events_streams_per_company: int = Field(default=1000, ge=1)
+    events_streams_per_company: int = Field(
+        default=1000, ge=1, description="Open streams of a company's team (GET /v1/events)."
+    )
     events_streams_per_user: int = Field(default=10, ge=1)
+    events_visitor_streams_per_company: int = Field(
+        default=1000,
+        ge=1,
+        description="Open streams of a company's widget visitors, apart from the team's: "
+        "anyone with the public key can open them, and they must not take the team's.",
+    )
     events_streams_per_widget_session: int = Field(default=3, ge=1)
 
     pg_pool_min_size: int = Field(default=2, ge=0)
