@@ -84,7 +84,7 @@ def load_json(data: bytes | str) -> Any:
     return json.loads(data)
 
 
-# psycopg's default: a statement is prepared on its fifth execution by a connection.
+# psycopg's default: a statement is prepared once a connection has run it this often.
 PREPARE_THRESHOLD = 5
 
 
