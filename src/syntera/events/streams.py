@@ -128,7 +128,14 @@ class StreamRequest:
 
 
 def company_scope(company_id: UUID, limit: int) -> tuple[str, int, str]:
+    """The slots of the company's team (members and the service key)."""
     return tenant_key(company_id, "streams"), limit, "per company"
+
+
+def visitor_scope(company_id: UUID, limit: int) -> tuple[str, int, str]:
+    """The slots of the company's widget visitors: a set of their own, since the public
+    key that opens them is anyone's, so visitors can never leave the team without one."""
+    return tenant_key(company_id, "streams-visitors"), limit, "of visitors per company"
 
 
 @dataclass

@@ -51,7 +51,7 @@ from syntera.events.routes import (
     resume_position,
     sse_response,
 )
-from syntera.events.streams import Recheck, StreamRequest, company_scope, open_stream
+from syntera.events.streams import Recheck, StreamRequest, open_stream, visitor_scope
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.tenancy import Principal
 from syntera.unit_of_work import TenantTransaction, open_unit_of_work, system_transaction
@@ -286,7 +286,7 @@ async def chat_events(
             company_id=company_id,
             view=lambda event: event.for_widget() if event.conversation_id == chat else None,
             scopes=[
-                company_scope(company_id, settings.events_streams_per_company),
+                visitor_scope(company_id, settings.events_visitor_streams_per_company),
                 (
                     tenant_key(company_id, "streams-session", session_id),
                     settings.events_streams_per_widget_session,
