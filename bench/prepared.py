@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from bench.api import JWT_SECRET, access_token, company_contact_ids
 from bench.common import BenchDatabase, bench_database, machine, report
 from bench.rls import generate, pick_tenant
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 
 

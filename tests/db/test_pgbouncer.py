@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.db.postgres import PREPARE_THRESHOLD, create_api_pool, transaction_as
 from syntera.embedded import StackUrls
@@ -25,7 +25,7 @@ from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 from tests.pgbouncer import MISSING, THROUGH_PGBOUNCER, pgbouncer_binary, start_pgbouncer
 from tests.subsession import run_session
-from tests.widget_helpers import open_chat
+from tests.widget.helpers import open_chat
 
 pytestmark = pytest.mark.skipif(pgbouncer_binary() is None, reason=MISSING)
 
