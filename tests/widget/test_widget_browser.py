@@ -3,6 +3,7 @@ arrive live through the event stream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -29,7 +30,7 @@ async def test_visitor_chats_in_the_browser_and_sees_the_reply_live(
     auth: AuthHeaders,
     tenant: SeededCompany,
 ) -> None:
-    from playwright.async_api import Browser, expect
+    from playwright.async_api import Browser, Route, expect
 
     assert isinstance(browser, Browser)
     # A loaded machine (CI) can take longer than Playwright's 5 s to paint a change; each
@@ -46,6 +47,12 @@ async def test_visitor_chats_in_the_browser_and_sees_the_reply_live(
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     await page.goto(f"{events_url}/widget-demo?key={key}")
+
+    async def start_slowly(route: Route) -> None:
+        await asyncio.sleep(1.5)  # as a loaded server would: the visitor types meanwhile
+        await route.continue_()
+
+    await page.route(f"{events_url}/v1/public/conversations", start_slowly)
     await page.get_by_role("button", name="Chat with us").click()
     await page.get_by_label("Your message").fill("Do you ship to Oslo?")
     await page.get_by_role("button", name="Send").click()
