@@ -14,6 +14,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
+from syntera.db.storable import jsonb
 
 REFRESH_TOKEN_BYTES = 32
 EMAIL_APP_METADATA = {"provider": "email", "providers": ["email"]}
@@ -186,8 +187,8 @@ async def create_user(
         "email": normalize_email(email),
         "password_hash": password_hash,
         "confirmed": confirmed,
-        "app_metadata": Jsonb({**(app_metadata or {}), **EMAIL_APP_METADATA}),
-        "user_metadata": Jsonb(user_metadata),
+        "app_metadata": jsonb("app_metadata", {**(app_metadata or {}), **EMAIL_APP_METADATA}),
+        "user_metadata": jsonb("data", user_metadata),
     }
     try:
         async with conn.transaction():  # a savepoint: the duplicate must not end the request
@@ -204,7 +205,7 @@ async def create_user_if_missing(
     """An unconfirmed account without a password for ``email``, unless it has one."""
     await conn.execute(CREATE_USER_IF_MISSING, {
         "email": normalize_email(email), "app_metadata": Jsonb(EMAIL_APP_METADATA),
-        "user_metadata": Jsonb(user_metadata),
+        "user_metadata": jsonb("data", user_metadata),
     })  # fmt: skip
 
 
@@ -234,7 +235,8 @@ async def update_user(conn: TenantConnection, user_id: UUID, **changes: Any) -> 
             assignments.append(sql.SQL("{0} = coalesce({0}, '{{}}') || %({1})s").format(
                 sql.Identifier(column), sql.SQL(column)
             ))  # fmt: skip
-            params[column] = Jsonb(value)
+            field = "data" if column == "raw_user_meta_data" else "app_metadata"
+            params[column] = jsonb(field, value)
         elif column == "email_confirmed_at" and value == "now":
             assignments.append(sql.SQL("email_confirmed_at = coalesce(email_confirmed_at, now())"))
         elif column in ("encrypted_password", "email", "email_confirmed_at", "banned_until"):
