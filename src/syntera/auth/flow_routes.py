@@ -101,17 +101,21 @@ def allowed_redirect(settings: Settings, redirect_to: str | None) -> str:
     allow-list admits it, the site URL if none was asked; 400 otherwise."""
     if not redirect_to:
         return settings.auth_site_url
-    site, asked = urlsplit(settings.auth_site_url), urlsplit(redirect_to)
-    if (asked.scheme, asked.netloc) == (site.scheme, site.netloc):
-        return redirect_to
-    if any(_glob(pattern).fullmatch(redirect_to) for pattern in settings.auth_redirect_list):
-        return redirect_to
-    raise GoTrueError(
+    refused = GoTrueError(
         400,
         "validation_failed",
         f"redirect_to {redirect_to!r} is not allowed: it must be on the site URL "
         "(SYNTERA_AUTH_SITE_URL) or match SYNTERA_AUTH_REDIRECT_URLS",
     )
+    try:
+        site, asked = urlsplit(settings.auth_site_url), urlsplit(redirect_to)
+    except ValueError:  # "http://[": not a URL, so on no allowed site either
+        raise refused from None
+    if (asked.scheme, asked.netloc) == (site.scheme, site.netloc):
+        return redirect_to
+    if any(_glob(pattern).fullmatch(redirect_to) for pattern in settings.auth_redirect_list):
+        return redirect_to
+    raise refused
 
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
