@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -149,6 +150,32 @@ UPDATE syntera.auth_sessions SET revoked_at = now()
 """
 
 
+# The first statement of a change of credentials or sessions: lock the account, so that
+# the changes of one user run one after another, and read it as the last committed change
+# left it (a locking read sees the newest version of its row).
+LOCK_USER = """
+SELECT coalesce(banned_until > now(), false) AS banned FROM auth.users
+ WHERE id = %(id)s AND deleted_at IS NULL
+   FOR NO KEY UPDATE
+"""
+
+# The second: whether the access token's session goes on (by primary key). A statement of
+# its own, after the lock, so that it sees a session ended by a change it waited for.
+SESSION_GOES_ON = """
+SELECT 1 AS live FROM syntera.auth_sessions
+ WHERE id = %(session_id)s AND user_id = %(id)s AND revoked_at IS NULL
+"""
+
+
+class SessionState(enum.Enum):
+    """Where the session of an access token stands (``hold_session``)."""
+
+    LIVE = "live"
+    ENDED = "ended"  # logged out, ended by a password change, or never existed here
+    BANNED = "banned"
+    NO_USER = "no_user"  # deleted
+
+
 class EmailTaken(Exception):
     """An account with this email exists."""
 
@@ -292,6 +319,22 @@ async def rotate_refresh_token(conn: TenantConnection, token: str) -> tuple[UUID
     await conn.execute(TOUCH_SESSION, {"id": row["session_id"]})
     new_token = await _issue_refresh_token(conn, row["session_id"], row["user_id"])
     return row["user_id"], NewSession(row["session_id"], new_token)
+
+
+async def hold_session(
+    conn: TenantConnection, user_id: UUID, session_id: UUID | None
+) -> SessionState:
+    """Where the session ``session_id`` of ``user_id`` stands, the account locked until
+    the transaction ends: what a change of credentials or sessions checks first, in its
+    own transaction, so that no change is made for a session that has ended before it
+    commits. An access token without a session names none that goes on."""
+    row = await (await conn.execute(LOCK_USER, {"id": user_id})).fetchone()
+    if row is None:
+        return SessionState.NO_USER
+    params = {"id": user_id, "session_id": session_id}
+    if session_id is None or await (await conn.execute(SESSION_GOES_ON, params)).fetchone() is None:
+        return SessionState.ENDED
+    return SessionState.BANNED if row["banned"] else SessionState.LIVE
 
 
 async def end_sessions(
