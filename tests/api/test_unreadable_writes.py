@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -96,12 +96,12 @@ class Target:
     places: dict[str, str]
     email: str
     user_headers: dict[str, str]
+    new_email: str = field(default_factory=lambda: f"otp-{uuid.uuid4().hex[:12]}@example.com")
 
     def fill(self, text: str) -> str:
         for name, value in self.places.items():
             text = text.replace("{" + name + "}", value)
-        new_email = f"otp-{uuid.uuid4().hex[:12]}@example.com"
-        return text.replace("{new_email}", new_email)
+        return text.replace("{new_email}", self.new_email)
 
     def request(self, attack: Attack) -> tuple[str, dict[str, str], bytes]:
         """The attack's URL, its headers (without a Content-Type) and its body."""
@@ -171,7 +171,9 @@ async def assert_nothing_unreadable(
         users = await client.get("/auth/v1/admin/users?per_page=1000", headers=SERVICE)
         assert users.status_code == 200, users.text
         made = owner_conn.execute(
-            "SELECT count(*) FROM auth.users WHERE raw_user_meta_data ? 'a'"
+            "SELECT count(*) FROM auth.users WHERE lower(email) IN (%s, %s)"
+            " AND raw_user_meta_data ? 'a'",
+            (target.email, target.new_email),
         ).fetchone()
         assert made == (0,)
 
