@@ -303,13 +303,6 @@ async def append(
     _check_threads(conversation, messages)
     values = [message.model_dump(exclude_none=True) for message in messages]
     ids = [ObjectId() for _ in values]
-    if record:
-        for message_id, message in zip(ids, messages, strict=True):
-            if message.sender_type == "user":
-                properties: dict[str, Any] = {"message_id": str(message_id)}
-                if message.metadata.intent is not None:
-                    properties["intent"] = message.metadata.intent
-                await record_event(tx, "message.received", conversation, properties)
     # Thread counts are part of the header; the newest page always changes.
     threaded = any(message.thread_id is not None for message in messages)
     invalidate_cached(tx, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
@@ -319,6 +312,14 @@ async def append(
         [{**value, "_id": message_id} for value, message_id in zip(values, ids, strict=True)],
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
+    # After the store, which refuses what it could not give back naming the client's field.
+    if record:
+        for message_id, message in zip(ids, messages, strict=True):
+            if message.sender_type == "user":
+                properties: dict[str, Any] = {"message_id": str(message_id)}
+                if message.metadata.intent is not None:
+                    properties["intent"] = message.metadata.intent
+                await record_event(tx, "message.received", conversation, properties)
     stored = [message_out(document) for document in documents]
     publish(tx, "message.created", *stored)
     return stored

@@ -16,9 +16,9 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
+from syntera.db.storable import jsonb
 
 Row = dict[str, Any]
 
@@ -110,8 +110,9 @@ class TenantTable:
         return query.as_bytes()
 
     def _adapt(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters of ``values``, JSON columns checked (``storable``) and as jsonb."""
         return {
-            key: Jsonb(value) if key in self.json_columns and value is not None else value
+            key: jsonb(key, value) if key in self.json_columns and value is not None else value
             for key, value in values.items()
         }
 
