@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from syntera.api.app import create_app
 
 from syntera.api.json_guard import JsonGuard
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from tests.api_fixtures import AuthHeaders
