@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 from tests.widget.helpers import open_chat
+from tests.workers import kill_worker_once
 
 pytestmark = pytest.mark.unscoped_mongo  # the checks scan whole collections on purpose
 
@@ -267,23 +267,13 @@ async def test_a_purge_worker_killed_mid_purge_is_taken_over(
         "SYNTERA_PURGE_LEASE_S": "2",
         "SYNTERA_KB_PRELOAD_MODEL": "false",
     }
-    process = subprocess.Popen(  # noqa: ASYNC220 (started once; the loop is idle meanwhile)
-        [sys.executable, "-m", "syntera", "worker"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        for _ in range(600):
-            if purge_of(owner_conn, leaving.company_id)["status"] == "running":
-                break
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the worker never claimed the purge")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    await kill_worker_once(
+        env,
+        lambda: purge_of(owner_conn, leaving.company_id)["status"] == "running",
+        "the worker never claimed the purge",
+        timeout_s=30,
+        poll_s=0.02,
+    )
     left = purge_of(owner_conn, leaving.company_id)
     assert left["status"] == "running", "killed mid-purge, not finished"
     assert await purger.claim() is None, "not taken while the dead worker's lease runs"
