@@ -180,12 +180,11 @@ def api_message_rate(db: BenchDatabase, duration_s: int) -> tuple[list[str], int
     generate(db, 1000, 10)
     company_id, owner_id = pick_tenant(db)
     with psycopg.connect(db.owner_url, autocommit=True) as conn:
-        row = conn.execute(
+        [(agent_id,)] = conn.execute(
             "INSERT INTO agent_configs (company_id, name, system_prompt)"
             " VALUES (%s, 'Bench', 'Be brief') RETURNING id",
             (company_id,),
-        ).fetchone()
-    assert row is not None
+        ).fetchall()
     token = access_token(owner_id)
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(db, 2, Path(tmp), ROOMY_LIMITS)  # measure the path, not limits
@@ -193,7 +192,7 @@ def api_message_rate(db: BenchDatabase, duration_s: int) -> tuple[list[str], int
             headers = {"Authorization": f"Bearer {token}"}
             ids = [
                 httpx.post(f"{server.base_url}/v1/conversations", headers=headers,
-                           json={"agent_id": str(row[0])}, timeout=30).json()["id"]
+                           json={"agent_id": str(agent_id)}, timeout=30).json()["id"]
                 for _ in range(100)
             ]  # fmt: skip
             script = Path(tmp) / "post.lua"
