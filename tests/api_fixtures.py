@@ -56,6 +56,18 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+@contextlib.asynccontextmanager
+async def served(
+    app: FastAPI, base_url: str = "http://api.test"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` with its lifespan running (its own pools, caches and workers), and an
+    in-process client of it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            yield http
+
+
 def token_for(settings: Settings, principal: Principal) -> str:
     """An access token for ``principal``, as /auth/v1/token would issue it."""
     if principal.role == "service_role":

@@ -36,11 +36,12 @@ from uuid import UUID
 import psycopg
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from syntera.api.deps import count_request, member_pool
 from syntera.api.errors import problem_from_database, problem_from_error
 from syntera.api.json_guard import is_json, read_body, replaying
+from syntera.api.middleware import HttpMiddleware
 from syntera.db.tables import Filter
 from syntera.errors import SynteraError, Unauthorized
 from syntera.kit.member import member_page, member_row, write_as_member
@@ -83,14 +84,8 @@ def register(
         CREATES[prefix] = FastRoute(resource, False, prefix)
 
 
-class FastPaths:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class FastPaths(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "POST":
             create = CREATES.get(scope["path"])
             if create is None or scope["query_string"] or not is_json(scope):

@@ -249,11 +249,7 @@ class ConversationStore:
         changes: Document = {"status": "archived", "updated_at": moment}
         if conversation.get("ended_at") is None:
             changes["ended_at"] = moment
-        return await self._conversations.find_one_and_update(
-            scoped(company_id, _id=conversation_id),
-            {"$set": changes},
-            return_document=ReturnDocument.AFTER,
-        )
+        return await self._set(company_id, conversation_id, changes)
 
     async def update(
         self, company_id: UUID, conversation_id: ObjectId, changes: Document
@@ -265,6 +261,12 @@ class ConversationStore:
         changes = {**changes, "updated_at": moment}
         if "summary" in changes:
             changes["summary_updated_at"] = moment
+        return await self._set(company_id, conversation_id, changes)
+
+    async def _set(
+        self, company_id: UUID, conversation_id: ObjectId, changes: Document
+    ) -> Document | None:
+        """Set ``changes`` on the company's conversation; the conversation after, or None."""
         return await self._conversations.find_one_and_update(
             scoped(company_id, _id=conversation_id),
             {"$set": changes},

@@ -37,6 +37,11 @@ class Filter:
         return cls(condition, {column: value})
 
 
+def equal_filters(**wanted: object) -> list[Filter]:
+    """``column = value`` for every column given a value (a list's optional filters)."""
+    return [Filter.equals(column, value) for column, value in wanted.items() if value is not None]
+
+
 @dataclass(frozen=True)
 class Listing:
     rows: list[Row]
