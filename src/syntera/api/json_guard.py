@@ -26,10 +26,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from syntera.api.errors import Problem, field_problem
 from syntera.api.limits import BodyTooLarge
+from syntera.api.middleware import HttpMiddleware
 from syntera.db.storable import MAX_DEPTH, Unacceptable, check_text, check_value
 
 MAX_QUERY_VALUE_CHARS = 10_000
@@ -123,16 +124,10 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class JsonGuard:
+class JsonGuard(HttpMiddleware):
     """Check every JSON body and query string of a request (see the module's text)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if len(content_types(scope)) > 1:
             # The guard, FastAPI and a proxy could each believe a different one.
             problem = Problem(400, "Bad Request", SEVERAL_CONTENT_TYPES)
