@@ -24,11 +24,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
 from bson import ObjectId
 
-from bench.api import JWT_SECRET, access_token, run_wrk, start_server
+from bench.api import JWT_SECRET, run_wrk, start_server
+from bench.cache import agents_of
 from bench.common import (
     ROOMY_LIMITS,
     BenchDatabase,
@@ -38,7 +37,7 @@ from bench.common import (
     summarize,
     timing_row,
 )
-from bench.rls import generate, pick_tenant
+from bench.mixed import conversations
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore, indexes, now
 from syntera.db.mongo import MongoDatabase, create_mongo_client, ensure_indexes
@@ -177,25 +176,11 @@ async def grow_and_probe(database: MongoDatabase, sizes: list[int], runs: int) -
 
 def api_message_rate(db: BenchDatabase, duration_s: int) -> tuple[list[str], int]:
     """POST /v1/conversations/{id}/messages under wrk; the row and the messages stored."""
-    generate(db, 1000, 10)
-    company_id, owner_id = pick_tenant(db)
-    with psycopg.connect(db.owner_url, autocommit=True) as conn:
-        row = conn.execute(
-            "INSERT INTO agent_configs (company_id, name, system_prompt)"
-            " VALUES (%s, 'Bench', 'Be brief') RETURNING id",
-            (company_id,),
-        ).fetchone()
-    assert row is not None
-    token = access_token(owner_id)
+    token, [agent_id] = agents_of(db, 1)
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(db, 2, Path(tmp), ROOMY_LIMITS)  # measure the path, not limits
         try:
-            headers = {"Authorization": f"Bearer {token}"}
-            ids = [
-                httpx.post(f"{server.base_url}/v1/conversations", headers=headers,
-                           json={"agent_id": str(row[0])}, timeout=30).json()["id"]
-                for _ in range(100)
-            ]  # fmt: skip
+            ids = conversations(server.base_url, token, agent_id, 100)
             script = Path(tmp) / "post.lua"
             script.write_text(POST_MESSAGE_SCRIPT % ", ".join(f'"{i}"' for i in ids))
             result = run_wrk(server, server.base_url, token, 32, duration_s, script)

@@ -43,7 +43,7 @@ from tests.kb.corpus import QUESTIONS
 
 from bench.api import ROOMY_LIMITS, access_token, start_server
 from bench.common import BenchDatabase, bench_database, machine, report
-from bench.mixed import STAGES, conversations, knowledge_base
+from bench.mixed import STAGES, conversations, crm_rows, knowledge_base
 from bench.rls import generate, pick_tenant
 from syntera.config import Settings
 from syntera.embedded import EmbeddedStack
@@ -209,22 +209,9 @@ async def kill_under_load(
 def prepare(db: BenchDatabase) -> tuple[uuid.UUID, str, list[str], list[str], str]:
     generate(db, 2000, 1)
     company, owner = pick_tenant(db)
-    with psycopg.connect(db.owner_url, autocommit=True) as conn:
-        contacts = [str(r[0]) for r in conn.execute(
-            "SELECT id FROM public.contacts WHERE company_id = %s LIMIT 1000", (company,)
-        )]  # fmt: skip
-        deals = [str(r[0]) for r in conn.execute(
-            "INSERT INTO public.deals (company_id, title, value)"
-            " SELECT %s, 'Deal ' || g, g FROM generate_series(1, 400) g RETURNING id",
-            (company,),
-        )]  # fmt: skip
-        [(agent,)] = conn.execute(
-            "INSERT INTO public.agent_configs (company_id, name, system_prompt)"
-            " VALUES (%s, 'Support', 'Be helpful') RETURNING id",
-            (company,),
-        ).fetchall()
+    contacts, deals, agent = crm_rows(db, company, 400)
     asyncio.run(knowledge_base(db, company))
-    return company, access_token(owner), contacts, deals, str(agent)
+    return company, access_token(owner), contacts, deals, agent
 
 
 def run_variant(

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from tests.factories import bulk_chunks
 
 from bench.common import BenchDatabase, bench_database, machine, report, summarize
 from syntera.config import Settings
@@ -45,7 +46,7 @@ from syntera.kb.embeddings import LocalMiniLM
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.service import store_document
 from syntera.kb.storage import LocalStorage
-from syntera.kb.vectors import PgVectorStore, vector_literal
+from syntera.kb.vectors import PgVectorStore
 from syntera.tenancy import Principal
 from syntera.unit_of_work import system_transaction
 from syntera.workers import run_workers
@@ -184,22 +185,6 @@ def mixed_vectors(base: Matrix, count: int, seed: int) -> Matrix:
     return (mixed / np.linalg.norm(mixed, axis=1, keepdims=True)).astype(np.float32)
 
 
-def load_chunks(conn: psycopg.Connection, company_id: uuid.UUID, vectors: Matrix) -> None:
-    [(document_id,)] = conn.execute(
-        "INSERT INTO public.knowledge_base_documents (company_id, name, file_path, status)"
-        " VALUES (%s, 'bulk', 'none', 'completed') RETURNING id",
-        (company_id,),
-    ).fetchall()
-    with conn.cursor().copy(
-        "COPY public.knowledge_base_chunks (company_id, document_id, chunk_index, content,"
-        " embedding) FROM STDIN"
-    ) as copy:
-        for index, vector in enumerate(vectors):
-            copy.write_row(
-                (company_id, document_id, index, f"chunk {index}", vector_literal(vector))
-            )
-
-
 async def search(db: BenchDatabase, total: int, queries: int) -> None:
     model = LocalMiniLM(128)
     found = sentences(stdlib_prose())
@@ -224,7 +209,7 @@ async def search(db: BenchDatabase, total: int, queries: int) -> None:
         for i, size in enumerate([large_size] + [small_size] * small_companies):
             company_id, user_id = company_with_owner(conn, f"search{i}")
             vectors = mixed_vectors(base, size, seed=i)
-            load_chunks(conn, company_id, vectors)
+            bulk_chunks(conn, company_id, vectors)
             tenants.append((company_id, user_id, vectors))
         conn.execute("VACUUM ANALYZE public.knowledge_base_chunks")
     load_s = time.perf_counter() - started

@@ -152,6 +152,28 @@ class PeakMemory:
         self.thread.join()
 
 
+def crm_rows(
+    db: BenchDatabase, company_id: uuid.UUID, deals: int
+) -> tuple[list[str], list[str], str]:
+    """The ids of up to 1,000 of the company's contacts, of ``deals`` new deals and of a new
+    agent: what the workload's requests name."""
+    with psycopg.connect(db.owner_url, autocommit=True) as conn:
+        contact_ids = [str(r[0]) for r in conn.execute(
+            "SELECT id FROM public.contacts WHERE company_id = %s LIMIT 1000", (company_id,)
+        )]  # fmt: skip
+        deal_ids = [str(r[0]) for r in conn.execute(
+            "INSERT INTO public.deals (company_id, title, value)"
+            " SELECT %s, 'Deal ' || g, g FROM generate_series(1, %s) g RETURNING id",
+            (company_id, deals),
+        )]  # fmt: skip
+        [(agent_id,)] = conn.execute(
+            "INSERT INTO public.agent_configs (company_id, name, system_prompt)"
+            " VALUES (%s, 'Support', 'Be helpful') RETURNING id",
+            (company_id,),
+        ).fetchall()
+    return contact_ids, deal_ids, str(agent_id)
+
+
 async def knowledge_base(db: BenchDatabase, company_id: uuid.UUID) -> int:
     """The corpus and 3,000 stdlib sentences as chunks of the company, really embedded."""
     model = LocalMiniLM(64)
@@ -209,20 +231,7 @@ def main() -> None:
         generate(db, args.contacts, 100)
         company_id, owner_id = pick_tenant(db)
         token = access_token(owner_id)
-        with psycopg.connect(db.owner_url, autocommit=True) as conn:
-            contacts = [str(r[0]) for r in conn.execute(
-                "SELECT id FROM public.contacts WHERE company_id = %s LIMIT 1000", (company_id,)
-            )]  # fmt: skip
-            deals = [str(r[0]) for r in conn.execute(
-                "INSERT INTO public.deals (company_id, title, value)"
-                " SELECT %s, 'Deal ' || g, g FROM generate_series(1, 1000) g RETURNING id",
-                (company_id,),
-            )]  # fmt: skip
-            [(agent_id,)] = conn.execute(
-                "INSERT INTO public.agent_configs (company_id, name, system_prompt)"
-                " VALUES (%s, 'Support', 'Be helpful') RETURNING id",
-                (company_id,),
-            ).fetchall()
+        contacts, deals, agent_id = crm_rows(db, company_id, 1000)
         chunks = asyncio.run(knowledge_base(db, company_id))
         variants = [("direct", {})]
         bouncer = None
@@ -248,7 +257,7 @@ def main() -> None:
                     served["SYNTERA_KB_EMBEDDING_THREADS"] = str(args.embedding_threads)
                 server = start_server(db, args.workers, folder, served)
                 try:
-                    chats = chats or conversations(server.base_url, token, str(agent_id), 200)
+                    chats = chats or conversations(server.base_url, token, agent_id, 200)
                     scripts = write_scripts(folder, routes, {**values,
                                             "conversations": lua_list(chats)})  # fmt: skip
                     results.append((variant, drive(server, token, scripts, args, per_route)))

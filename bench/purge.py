@@ -50,6 +50,7 @@ from syntera.db.postgres import create_api_pool
 from syntera.db.redis import create_redis, tenant_key
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ops.tenant_archive import check_archive
+from syntera.purges.registry import stored_elsewhere
 from syntera.purges.worker import PurgeWorker
 
 CONVERSATIONS = 1000
@@ -108,8 +109,10 @@ async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], l
             conn.execute("DELETE FROM public.companies WHERE id = %s", (leaving,))
         deleted_ms = (time.perf_counter() - started) * 1000
         async with create_api_pool(settings, urls.api_database_url) as pool:
-            worker = PurgeWorker(pool, ConversationStore(database),
-                                 KnowledgeBase.from_settings(settings), redis)  # fmt: skip
+            elsewhere = stored_elsewhere(
+                ConversationStore(database), KnowledgeBase.from_settings(settings), redis
+            )
+            worker = PurgeWorker(pool, elsewhere)
             started = time.perf_counter()
             while await worker.run_once():
                 pass
@@ -199,26 +202,31 @@ def move_company(db: Any, settings: Settings, company: uuid.UUID) -> list[list[s
     read_s, copy_s = raw_mongo_anchors(db.stack.mongodb_uri, settings.mongodb_db, company)
     rows, documents = manifest.total("postgres/"), manifest.total("mongodb/")
     size_mb = archive.stat().st_size / 1e6
+    whole = f"{rows:,} rows, {documents:,} documents ({size_mb:.0f} MB archive)"
+    return archive_step_rows(
+        "export", f"tenant export: {whole}, whole process", exported, rows, documents,
+        "raw find() of the same documents", read_s,
+    ) + archive_step_rows(
+        "import", "tenant import into a fresh database (checked first, one transaction, "
+        "counts verified), whole process", imported, rows, documents,
+        "raw copy of the same documents (find + insert_many)", copy_s,
+    )  # fmt: skip
+
+
+def archive_step_rows(
+    step: str, whole: str, run: Run, rows: int, documents: int, anchor: str, anchor_s: float
+) -> list[list[str]]:
+    """The table rows of a tenant export or import: the whole process, its PostgreSQL and
+    MongoDB parts, and the raw MongoDB anchor of the same documents."""
     return [
-        [f"tenant export: {rows:,} rows, {documents:,} documents ({size_mb:.0f} MB archive), "
-         "whole process", f"{exported.seconds:.1f} s", "-", "-", f"{exported.peak_mb:.0f} MB"],
-        ["  export: the PostgreSQL rows", f"{exported.rows_s:.1f} s",
-         f"{rows / exported.rows_s:,.0f} rows/s", "-", "-"],
-        ["  export: the MongoDB documents", f"{exported.documents_s:.1f} s",
-         f"{documents / exported.documents_s:,.0f} docs/s",
-         f"{exported.documents_s / read_s:.2f}x", "-"],
-        ["  anchor: raw find() of the same documents", f"{read_s:.1f} s",
-         f"{documents / read_s:,.0f} docs/s", "1.00x", "-"],
-        ["tenant import into a fresh database (checked first, one transaction, counts "
-         "verified), whole process", f"{imported.seconds:.1f} s", "-", "-",
-         f"{imported.peak_mb:.0f} MB"],
-        ["  import: the PostgreSQL rows", f"{imported.rows_s:.1f} s",
-         f"{rows / imported.rows_s:,.0f} rows/s", "-", "-"],
-        ["  import: the MongoDB documents", f"{imported.documents_s:.1f} s",
-         f"{documents / imported.documents_s:,.0f} docs/s",
-         f"{imported.documents_s / copy_s:.2f}x", "-"],
-        ["  anchor: raw copy of the same documents (find + insert_many)", f"{copy_s:.1f} s",
-         f"{documents / copy_s:,.0f} docs/s", "1.00x", "-"],
+        [whole, f"{run.seconds:.1f} s", "-", "-", f"{run.peak_mb:.0f} MB"],
+        [f"  {step}: the PostgreSQL rows", f"{run.rows_s:.1f} s",
+         f"{rows / run.rows_s:,.0f} rows/s", "-", "-"],
+        [f"  {step}: the MongoDB documents", f"{run.documents_s:.1f} s",
+         f"{documents / run.documents_s:,.0f} docs/s",
+         f"{run.documents_s / anchor_s:.2f}x", "-"],
+        [f"  anchor: {anchor}", f"{anchor_s:.1f} s",
+         f"{documents / anchor_s:,.0f} docs/s", "1.00x", "-"],
     ]  # fmt: skip
 
 

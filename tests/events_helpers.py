@@ -101,6 +101,12 @@ class EventStream:
             except EOFError:
                 return seen
 
+    async def end_reason(self, within: float = 10.0) -> str:
+        """Why the server ended the stream, checking the end was the only event it sent."""
+        seen = await self.until_end(within)
+        assert [event.event for event in seen] == ["end"]
+        return str(seen[0].data["reason"])
+
 
 @contextlib.asynccontextmanager
 async def subscribe(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.db.postgres import TenantConnection, transaction_as
+from syntera.kb.vectors import vector_literal
 from syntera.tenancy import Principal
 
 
@@ -164,3 +166,25 @@ async def create_tenant(
         assert row is not None
         params[table] = tenant.rows[table] = row[0]
     return tenant
+
+
+def bulk_chunks(
+    owner_conn: psycopg.Connection, company_id: uuid.UUID, vectors: Iterable[Sequence[float]]
+) -> uuid.UUID:
+    """A completed document of ``company_id`` with one chunk ("chunk N") per vector,
+    copied in without embedding anything; its id."""
+    [(document_id,)] = owner_conn.execute(
+        "INSERT INTO public.knowledge_base_documents (company_id, name, file_path, status)"
+        " VALUES (%s, 'bulk', 'none', 'completed') RETURNING id",
+        (company_id,),
+    ).fetchall()
+    with owner_conn.cursor().copy(
+        "COPY public.knowledge_base_chunks"
+        " (company_id, document_id, chunk_index, content, embedding) FROM STDIN"
+    ) as copy:
+        for index, vector in enumerate(vectors):
+            copy.write_row(
+                (company_id, document_id, index, f"chunk {index}", vector_literal(vector))
+            )
+    chunked: uuid.UUID = document_id
+    return chunked

@@ -9,37 +9,32 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 import redis.asyncio as aioredis
-from fastapi import FastAPI
 from psycopg.types.json import Jsonb
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import REDIS, EmbeddedStack, StackUrls
 from syntera.errors import RateLimited
 from syntera.metrics import REDIS_FALLBACKS
 from syntera.ratelimit import LEASE_MAX, LEASE_SHARE, Limiters, SlidingWindow
-from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.api_fixtures import AuthHeaders, MakeTenant, served
 from tests.factories import SeededCompany
-from tests.widget_helpers import open_chat
+from tests.widget.helpers import open_chat
 
 KEY_FORM = re.compile(r"^(t:\{[0-9a-f-]{36}\}|g:[a-z-]+:\{[^{}:]+\})(:|$)")
 
 
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running, and an in-process client of it."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://other") as http:
-            yield http
+@pytest.fixture
+def agent_url(tenant: SeededCompany) -> str:
+    """The URL of the tenant's seeded agent."""
+    return f"/v1/agents/{tenant.rows['agent_configs']}"
 
 
 async def test_agent_cache_is_never_stale_after_a_write_in_any_process(
@@ -48,54 +43,53 @@ async def test_agent_cache_is_never_stale_after_a_write_in_any_process(
     api_urls: StackUrls,
     auth: AuthHeaders,
     tenant: SeededCompany,
+    agent_url: str,
     owner_conn: psycopg.Connection,
 ) -> None:
     headers = auth(tenant.member)
-    url = f"/v1/agents/{tenant.rows['agent_configs']}"
-    assert (await client.get(url, headers=headers)).json()["name"] == "Support"
+    assert (await client.get(agent_url, headers=headers)).json()["name"] == "Support"
     # A change behind the API's back is not seen: the answer comes from the cache.
     owner_conn.execute(
         "UPDATE agent_configs SET name = 'Changed directly' WHERE id = %s",
         (tenant.rows["agent_configs"],),
     )
-    assert (await client.get(url, headers=headers)).json()["name"] == "Support"
+    assert (await client.get(agent_url, headers=headers)).json()["name"] == "Support"
 
     # Another API process (its own app, pools and cache) sees each write at once.
     other = create_app(settings, api_urls)
-    async with served(other) as other_client:
-        assert (await other_client.get(url, headers=headers)).json()["name"] == "Support"
-        patched = await client.patch(url, headers=headers, json={"name": "Renamed"})
+    async with served(other, "http://other") as other_client:
+        assert (await other_client.get(agent_url, headers=headers)).json()["name"] == "Support"
+        patched = await client.patch(agent_url, headers=headers, json={"name": "Renamed"})
         assert patched.status_code == 200
-        assert (await other_client.get(url, headers=headers)).json()["name"] == "Renamed"
-        await client.post(f"{url}/public-key", headers=headers)
-        assert (await other_client.get(url, headers=headers)).json()["has_public_key"] is True
-        await client.patch(url, headers=headers, json={"enabled": False})
-        assert (await other_client.get(url, headers=headers)).json()["enabled"] is False
-        assert (await client.delete(url, headers=headers)).status_code == 204
-        assert (await other_client.get(url, headers=headers)).status_code == 404
+        assert (await other_client.get(agent_url, headers=headers)).json()["name"] == "Renamed"
+        await client.post(f"{agent_url}/public-key", headers=headers)
+        assert (await other_client.get(agent_url, headers=headers)).json()["has_public_key"] is True
+        await client.patch(agent_url, headers=headers, json={"enabled": False})
+        assert (await other_client.get(agent_url, headers=headers)).json()["enabled"] is False
+        assert (await client.delete(agent_url, headers=headers)).status_code == 204
+        assert (await other_client.get(agent_url, headers=headers)).status_code == 404
 
 
 async def test_a_failed_write_does_not_invalidate_and_a_rolled_back_one_is_not_seen(
-    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany, agent_url: str
 ) -> None:
     headers = auth(tenant.member)
-    url = f"/v1/agents/{tenant.rows['agent_configs']}"
-    await client.get(url, headers=headers)
-    refused = await client.patch(url, headers=headers, json={"temperature": 5})
+    await client.get(agent_url, headers=headers)
+    refused = await client.patch(agent_url, headers=headers, json={"temperature": 5})
     assert refused.status_code == 422
-    assert (await client.get(url, headers=headers)).json()["temperature"] == "0.70"
+    assert (await client.get(agent_url, headers=headers)).json()["temperature"] == "0.70"
 
 
 async def test_cached_agents_of_one_company_never_reach_another(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
     tenant: SeededCompany,
+    agent_url: str,
     make_tenant: MakeTenant,
 ) -> None:
     other = await make_tenant()
-    mine = f"/v1/agents/{tenant.rows['agent_configs']}"
-    assert (await client.get(mine, headers=auth(tenant.member))).status_code == 200  # cached
-    assert (await client.get(mine, headers=auth(other.member))).status_code == 404
+    assert (await client.get(agent_url, headers=auth(tenant.member))).status_code == 200  # cached
+    assert (await client.get(agent_url, headers=auth(other.member))).status_code == 404
     keys = {}
     for who in (tenant, other):
         response = await client.post(
@@ -153,7 +147,7 @@ async def test_api_limit_per_user_answers_429_with_retry_after(
     settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: SeededCompany
 ) -> None:
     limited = create_app(settings.model_copy(update={"rate_limit_api_per_minute": 5}), api_urls)
-    async with served(limited) as http:
+    async with served(limited, "http://other") as http:
         codes = [
             (await http.get("/v1/contacts", headers=auth(tenant.member))).status_code
             for _ in range(6)
@@ -216,7 +210,7 @@ async def test_widget_session_limit_and_revocation(
     limited = create_app(
         settings.model_copy(update={"rate_limit_widget_session_per_minute": 3}), api_urls
     )
-    async with served(limited) as http:
+    async with served(limited, "http://other") as http:
         chat = await open_chat(http, auth(tenant.member), tenant.rows["agent_configs"])
         session, url = chat.session, chat.url
         codes = [
@@ -255,13 +249,13 @@ async def test_requests_keep_succeeding_while_redis_is_down_and_recover_after(
     api_urls: StackUrls,
     auth: AuthHeaders,
     tenant: SeededCompany,
+    agent_url: str,
     own_valkey: tuple[EmbeddedStack, str],
 ) -> None:
     valkey, redis_url = own_valkey
     app = create_app(settings, dataclasses.replace(api_urls, redis_url=redis_url))
     headers = auth(tenant.member)
-    agent_url = f"/v1/agents/{tenant.rows['agent_configs']}"
-    async with served(app) as http:
+    async with served(app, "http://other") as http:
         assert (await http.get(agent_url, headers=headers)).status_code == 200
         key = (await http.post(f"{agent_url}/public-key", headers=headers)).json()["public_key"]
         before = REDIS_FALLBACKS.labels("agent_read")._value.get()
@@ -305,7 +299,7 @@ async def test_conversation_header_and_newest_page_are_never_stale_after_a_write
     )
     url = f"/v1/conversations/{started.json()['id']}"
     other = create_app(settings, api_urls)
-    async with served(other) as reader:
+    async with served(other, "http://other") as reader:
 
         async def header() -> dict[str, object]:
             response = await reader.get(url, headers=headers)
@@ -389,12 +383,12 @@ async def test_a_value_json_cannot_hold_is_served_uncached(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
     tenant: SeededCompany,
+    agent_url: str,
     owner_conn: psycopg.Connection,
 ) -> None:
     headers = auth(tenant.member)
-    url = f"/v1/agents/{tenant.rows['agent_configs']}"
     huge = {"gain": 2**70}  # valid JSON and jsonb; beyond what the cache's encoder takes
-    refused = await client.patch(url, headers=headers, json={"voice_settings": huge})
+    refused = await client.patch(agent_url, headers=headers, json={"voice_settings": huge})
     assert refused.status_code == 422, "the API takes no integer beyond 64 bits"
     assert refused.json()["errors"][0]["field"] == "voice_settings.gain"
     # A row written by other means (an older version, SQL) still reads, uncached.
@@ -403,6 +397,6 @@ async def test_a_value_json_cannot_hold_is_served_uncached(
         (Jsonb(huge), tenant.rows["agent_configs"]),
     )
     for _ in range(2):
-        response = await client.get(url, headers=headers)
+        response = await client.get(agent_url, headers=headers)
         assert response.status_code == 200
         assert response.json()["voice_settings"] == huge

@@ -108,26 +108,14 @@ class MongoPoolListener(monitoring.ConnectionPoolListener):
     def connection_checked_in(self, event: Any) -> None:
         self.in_use -= 1
 
-    def pool_created(self, event: Any) -> None:
-        pass
-
-    def pool_ready(self, event: Any) -> None:
-        pass
-
-    def pool_cleared(self, event: Any) -> None:
-        pass
-
-    def pool_closed(self, event: Any) -> None:
-        pass
-
-    def connection_ready(self, event: Any) -> None:
-        pass
-
-    def connection_check_out_started(self, event: Any) -> None:
-        pass
-
     def connection_check_out_failed(self, event: Any) -> None:
         self.check_out_failures += 1
+
+    def _uncounted(self, event: Any) -> None:
+        """The events that change no count (the driver calls every method)."""
+
+    pool_created = pool_ready = pool_cleared = pool_closed = _uncounted
+    connection_ready = connection_check_out_started = _uncounted
 
 
 MONGO_POOL = MongoPoolListener()

@@ -15,9 +15,10 @@ import psutil
 import pytest
 from fastapi import FastAPI
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
+from tests.api_fixtures import served
 from tests.conftest import StackDatabase
 from tests.test_embedded import free_port, wait_until_ready
 
@@ -30,10 +31,8 @@ def closed_port() -> int:
 
 
 async def get(app: FastAPI, path: str) -> httpx.Response:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.get(path)
+    async with served(app, "http://test") as client:
+        return await client.get(path)
 
 
 @pytest.fixture

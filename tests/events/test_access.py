@@ -9,8 +9,8 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from syntera.api.app import create_app
 from syntera.api.log_redaction import redact
+from syntera.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
 from syntera.conversations.store import scoped
@@ -20,7 +20,7 @@ from tests.api_fixtures import AuthHeaders, serving
 from tests.events.test_member_streams import start
 from tests.events_helpers import refused, subscribe
 from tests.factories import SeededCompany
-from tests.widget_helpers import WidgetChat, open_chat, start_chat
+from tests.widget.helpers import WidgetChat, open_chat, start_chat
 
 
 async def chat_of(http: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany) -> WidgetChat:
@@ -111,9 +111,8 @@ async def test_revoked_widget_session_ends_its_stream(
     async with subscribe(http, f"{chat.url}/events", headers=chat.session) as stream:
         ended = await http.delete(f"{chat.url}/session", headers=chat.session)
         assert ended.status_code == 204
-        events = await stream.until_end(within=5)
-    assert [event.event for event in events] == ["end"]
-    assert "session" in events[0].data["reason"]
+        reason = await stream.end_reason(within=5)
+    assert "session" in reason
 
 
 async def test_disabled_agent_ends_its_widget_streams(
@@ -152,9 +151,8 @@ async def test_expired_token_ends_the_stream(
         user_metadata={}, app_metadata={},
     ).token  # fmt: skip
     async with subscribe(http, "/v1/events", params={"access_token": token}) as stream:
-        seen = await stream.until_end(within=6)
-    assert [event.event for event in seen] == ["end"]
-    assert "expired" in seen[0].data["reason"]
+        reason = await stream.end_reason(within=6)
+    assert "expired" in reason
 
 
 async def test_open_streams_are_limited_per_user_and_per_chat(
@@ -287,9 +285,7 @@ async def test_a_deleted_conversation_ends_its_streams(
             )
             assert deleted.deleted_count == 1
             for stream in (visitor, member):
-                ended = await stream.until_end(within=6)
-                assert [event.event for event in ended] == ["end"]
-                assert "conversation" in ended[0].data["reason"]
+                assert "conversation" in await stream.end_reason(within=6)
     finally:
         await mongo.close()
 
@@ -308,3 +304,36 @@ async def test_typing_on_a_path_that_is_no_conversation_is_404(
             json={"state": "start"},
         )  # fmt: skip
         assert visitor.status_code == 404, visitor.text
+
+
+async def test_visitors_have_their_own_stream_slots_and_never_take_the_teams(
+    stream_settings: Settings,
+    api_urls: StackUrls,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    tenant_b: SeededCompany,
+) -> None:
+    limits = {"events_streams_per_company": 2, "events_visitor_streams_per_company": 2}
+    app = create_app(stream_settings.model_copy(update=limits), api_urls)
+    with serving(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+            chat = await chat_of(http, auth, tenant)
+            other = await another_chat(http, chat)
+            async with (  # the visitors' every slot, with nothing but the public key
+                subscribe(http, f"{chat.url}/events", headers=chat.session),
+                subscribe(http, f"{other.url}/events", headers=other.session),
+            ):
+                async with (  # and still the whole team connects
+                    subscribe(http, "/v1/events", headers=auth(tenant.member)),
+                    subscribe(http, "/v1/events", headers=auth(tenant.admin)),
+                ):
+                    full = await refused(http, f"{other.url}/events", headers=other.session)
+                    assert full.status_code == 429
+                    assert "of visitors per company" in full.text
+                    team = await refused(http, "/v1/events", headers=auth(tenant.owner))
+                    assert team.status_code == 429  # the team's own limit holds
+                    assert "at most 2 open event streams per company" in team.text
+                # Another company's visitors count against their own company only.
+                theirs = await chat_of(http, auth, tenant_b)
+                async with subscribe(http, f"{theirs.url}/events", headers=theirs.session):
+                    pass

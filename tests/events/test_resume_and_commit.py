@@ -9,7 +9,7 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.conversations import service
 from syntera.conversations.schemas import MessageCreate

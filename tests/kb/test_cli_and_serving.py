@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 from uuid import UUID, uuid4
 
-import httpx
 import psycopg
 import pytest
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
-from tests.api_fixtures import AuthHeaders
+from tests.api_fixtures import AuthHeaders, served
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 from tests.kb import files
@@ -89,20 +88,18 @@ async def test_the_api_process_runs_a_worker_unless_told_not_to(
 ) -> None:
     serving = settings.model_copy(update={"kb_worker_enabled": True, "kb_poll_s": 0.1})
     app = create_app(serving, api_urls)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-            response = await client.post(
-                "/v1/kb/documents",
-                headers=auth(tenant.member),
-                files={"file": ("faq.md", files.MARKDOWN)},
-            )
-            document_id = UUID(response.json()["id"])
-            # Off the event loop: the app's worker runs on this loop and may hold the row
-            # this UPDATE waits for until the loop lets it commit.
-            await asyncio.to_thread(only_due, owner_conn, document_id)
-            for _ in range(300):
-                if row(owner_conn, document_id)["status"] == "completed":
-                    break
-                await asyncio.sleep(0.1)
+    async with served(app) as client:
+        response = await client.post(
+            "/v1/kb/documents",
+            headers=auth(tenant.member),
+            files={"file": ("faq.md", files.MARKDOWN)},
+        )
+        document_id = UUID(response.json()["id"])
+        # Off the event loop: the app's worker runs on this loop and may hold the row
+        # this UPDATE waits for until the loop lets it commit.
+        await asyncio.to_thread(only_due, owner_conn, document_id)
+        for _ in range(300):
+            if row(owner_conn, document_id)["status"] == "completed":
+                break
+            await asyncio.sleep(0.1)
     assert row(owner_conn, document_id)["status"] == "completed"

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import signal
-import subprocess
-import sys
-import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from uuid import UUID
 
@@ -27,6 +24,7 @@ from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 from tests.kb import files
 from tests.kb.conftest import Upload, documents
+from tests.workers import kill_worker_once
 
 LONG_TEXT = "\n\n".join(
     f"## Section {i}\n\n"
@@ -66,14 +64,39 @@ def expire_lease(
     )
 
 
+UploadDue = Callable[[str, bytes], Awaitable[UUID]]
+
+
 @pytest.fixture
-async def document_id(
+def upload_due(
     upload: Upload, auth: AuthHeaders, tenant: SeededCompany, owner_conn: psycopg.Connection
-) -> UUID:
+) -> UploadDue:
+    """Upload a document as a member and make it the only document a claim can take."""
+
+    async def upload_due(name: str, data: bytes) -> UUID:
+        document_id = await uploaded(upload, auth, tenant, name, data)
+        only_due(owner_conn, document_id)
+        return document_id
+
+    return upload_due
+
+
+@pytest.fixture
+async def document_id(upload_due: UploadDue) -> UUID:
     """A Markdown FAQ uploaded by a member, and the only document a claim can take."""
-    uploaded_id = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
-    only_due(owner_conn, uploaded_id)
-    return uploaded_id
+    return await upload_due("faq.md", files.MARKDOWN)
+
+
+def stored_file(settings: Settings, owner_conn: psycopg.Connection, document_id: UUID) -> Path:
+    """Where the file storage keeps the upload of ``document_id``."""
+    return settings.data_dir / "kb-files" / str(row(owner_conn, document_id)["file_path"])
+
+
+async def process_next(worker: DocumentWorker) -> None:
+    """Claim the next due document (there is one) and process it."""
+    claim = await worker.claim()
+    assert claim is not None
+    await worker.process(claim)
 
 
 def row(owner_conn: psycopg.Connection, document_id: UUID) -> dict[str, object]:
@@ -82,14 +105,13 @@ def row(owner_conn: psycopg.Connection, document_id: UUID) -> dict[str, object]:
 
 
 def chunk_count(owner_conn: psycopg.Connection, document_id: UUID) -> int:
-    counted = owner_conn.execute(
+    [(chunks, distinct)] = owner_conn.execute(
         "SELECT count(*), count(DISTINCT chunk_index) FROM public.knowledge_base_chunks"
         " WHERE document_id = %s",
         (document_id,),
-    ).fetchone()
-    assert counted is not None
-    assert counted[0] == counted[1], "no chunk is stored twice"
-    return int(counted[0])
+    ).fetchall()
+    assert chunks == distinct, "no chunk is stored twice"
+    return int(chunks)
 
 
 async def test_a_claim_leases_the_document_and_completion_releases_it(
@@ -159,17 +181,13 @@ async def test_an_expired_lease_is_taken_over_and_the_late_worker_writes_nothing
 
 
 async def test_failures_are_retried_then_the_document_fails_with_the_reason(
-    upload: Upload,
-    auth: AuthHeaders,
-    tenant: SeededCompany,
+    upload_due: UploadDue,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
     settings: Settings,
 ) -> None:
-    document_id = await uploaded(upload, auth, tenant, "gone.md", files.MARKDOWN)
-    only_due(owner_conn, document_id)
-    path = row(owner_conn, document_id)["file_path"]
-    (settings.data_dir / "kb-files" / str(path)).unlink()  # storage lost the file
+    document_id = await upload_due("gone.md", files.MARKDOWN)
+    stored_file(settings, owner_conn, document_id).unlink()  # storage lost the file
 
     attempts = []
     while (claim := await worker.claim()) is not None:
@@ -183,9 +201,7 @@ async def test_failures_are_retried_then_the_document_fails_with_the_reason(
 
 
 async def test_retries_back_off(
-    upload: Upload,
-    auth: AuthHeaders,
-    tenant: SeededCompany,
+    upload_due: UploadDue,
     api_pool: AsyncConnectionPool[TenantConnection],
     kb: KnowledgeBase,
     owner_conn: psycopg.Connection,
@@ -195,38 +211,27 @@ async def test_retries_back_off(
         api_pool,
         dataclasses.replace(kb, settings=kb.settings.model_copy(update={"kb_retry_base_s": 60})),
     )
-    document_id = await uploaded(upload, auth, tenant, "gone.md", files.MARKDOWN)
-    only_due(owner_conn, document_id)
-    (settings.data_dir / "kb-files" / str(row(owner_conn, document_id)["file_path"])).unlink()
-    claim = await patient.claim()
-    assert claim is not None
-    await patient.process(claim)
-    wait = owner_conn.execute(
+    document_id = await upload_due("gone.md", files.MARKDOWN)
+    stored_file(settings, owner_conn, document_id).unlink()
+    await process_next(patient)
+    [(wait,)] = owner_conn.execute(
         "SELECT extract(epoch FROM run_after - now()) FROM public.knowledge_base_documents"
         " WHERE id = %s",
         (document_id,),
-    ).fetchone()
-    assert wait is not None
-    assert 50 < wait[0] <= 60
+    ).fetchall()
+    assert 50 < wait <= 60
     assert await patient.claim() is None, "not due before its backoff"
 
 
 async def test_a_file_that_cannot_be_read_fails_at_once(
-    upload: Upload,
-    auth: AuthHeaders,
-    tenant: SeededCompany,
+    upload_due: UploadDue,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
     settings: Settings,
 ) -> None:
-    document_id = await uploaded(upload, auth, tenant, "terms.pdf", files.pdf_bytes("Fine."))
-    only_due(owner_conn, document_id)
-    (settings.data_dir / "kb-files" / str(row(owner_conn, document_id)["file_path"])).write_bytes(
-        b"%PDF-1.4 now corrupted"
-    )
-    claim = await worker.claim()
-    assert claim is not None
-    await worker.process(claim)
+    document_id = await upload_due("terms.pdf", files.pdf_bytes("Fine."))
+    stored_file(settings, owner_conn, document_id).write_bytes(b"%PDF-1.4 now corrupted")
+    await process_next(worker)
     failed = row(owner_conn, document_id)
     assert failed["status"] == "failed"
     assert failed["attempts"] == 1
@@ -239,9 +244,7 @@ async def test_a_document_whose_workers_keep_dying_fails_after_the_last_attempt(
     owner_conn: psycopg.Connection,
 ) -> None:
     expire_lease(owner_conn, document_id, attempts=3)
-    claim = await worker.claim()
-    assert claim is not None
-    await worker.process(claim)
+    await process_next(worker)
     failed = row(owner_conn, document_id)
     assert failed["status"] == "failed"
     assert "gave up after 3 attempts" in failed["metadata"]["error"]["message"]
@@ -249,17 +252,14 @@ async def test_a_document_whose_workers_keep_dying_fails_after_the_last_attempt(
 
 @pytest.mark.slow
 async def test_a_worker_killed_mid_document_is_replaced_without_duplicates(
-    upload: Upload,
-    auth: AuthHeaders,
-    tenant: SeededCompany,
+    upload_due: UploadDue,
     worker: DocumentWorker,
     owner_conn: psycopg.Connection,
     settings: Settings,
     database: StackDatabase,
     api_urls: StackUrls,
 ) -> None:
-    document_id = await uploaded(upload, auth, tenant, "handbook.md", LONG_TEXT)
-    only_due(owner_conn, document_id)
+    document_id = await upload_due("handbook.md", LONG_TEXT)
     env = {
         **os.environ,
         **api_urls.as_env(),
@@ -268,25 +268,14 @@ async def test_a_worker_killed_mid_document_is_replaced_without_duplicates(
         "SYNTERA_KB_LEASE_S": "2",
         "SYNTERA_KB_EMBEDDING_BATCH": "8",
     }
-    syntera = Path(sys.executable).with_name("syntera")
-    process = subprocess.Popen(  # noqa: ASYNC220 (started once; the loop is idle meanwhile)
-        [str(syntera), "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+
+    def reported_progress() -> bool:
+        progress = row(owner_conn, document_id)["metadata"].get("progress") or {}
+        return (progress.get("chunks_done") or 0) > 0
+
+    await kill_worker_once(
+        env, reported_progress, "the worker never reported progress", timeout_s=120, poll_s=0.1
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            progress = row(owner_conn, document_id)["metadata"].get("progress") or {}
-            if (progress.get("chunks_done") or 0) > 0:
-                break
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the worker never reported progress")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
     orphan = row(owner_conn, document_id)
     assert orphan["status"] == "processing", "killed mid-document, not finished"
     assert (

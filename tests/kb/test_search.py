@@ -13,7 +13,7 @@ import pytest
 
 from syntera.kb.vectors import vector_literal
 from tests.api_fixtures import AuthHeaders, MakeTenant
-from tests.factories import SeededCompany
+from tests.factories import SeededCompany, bulk_chunks
 from tests.kb.conftest import Process, Upload
 from tests.kb.corpus import DOCUMENTS, QUESTIONS
 
@@ -120,22 +120,9 @@ def insert_random_chunks(
     owner_conn: psycopg.Connection, tenant: SeededCompany, count: int, seed: int
 ) -> UUID:
     """A document of ``tenant`` with ``count`` chunks of random unit vectors."""
-    [(document_id,)] = owner_conn.execute(
-        "INSERT INTO public.knowledge_base_documents (company_id, name, file_path, status)"
-        " VALUES (%s, 'bulk', 'none', 'completed') RETURNING id",
-        (tenant.company_id,),
-    ).fetchall()
     vectors = np.random.default_rng(seed).normal(size=(count, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    with owner_conn.cursor().copy(
-        "COPY public.knowledge_base_chunks"
-        " (company_id, document_id, chunk_index, content, embedding) FROM STDIN"
-    ) as copy:
-        for index, vector in enumerate(vectors):
-            copy.write_row(
-                (tenant.company_id, document_id, index, f"chunk {index}", vector_literal(vector))
-            )
-    return document_id
+    return bulk_chunks(owner_conn, tenant.company_id, vectors)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -24,11 +24,13 @@ from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.purges.registry import stored_elsewhere
 from syntera.purges.worker import STEP_DONE, PurgeWorker
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
-from tests.widget_helpers import open_chat
+from tests.widget.helpers import open_chat
+from tests.workers import kill_worker_once
 
 pytestmark = pytest.mark.unscoped_mongo  # the checks scan whole collections on purpose
 
@@ -60,18 +62,40 @@ async def fill(client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompa
     return chat
 
 
-async def footprint(app: FastAPI, settings: Settings, company_id: UUID) -> Footprint:
+@pytest.fixture
+async def leaving(
+    client: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant
+) -> SeededCompany:
+    """A company with data in every store, about to be deleted."""
+    tenant = await make_tenant()
+    await fill(client, auth, tenant)
+    return tenant
+
+
+Footprints = Callable[[UUID], Awaitable[Footprint]]
+
+
+@pytest.fixture
+def footprint(app: FastAPI, settings: Settings) -> Footprints:
+    """What a company has left in the stores outside PostgreSQL."""
     stores: Stores = app.state.stores
-    database = stores.mongo[settings.mongodb_db]
-    documents = 0
-    for name in await database.list_collection_names():
-        documents += await database[name].count_documents({"company_id": str(company_id)})
-    files_root = settings.data_dir / "kb-files" / str(company_id)
-    files = sum(1 for path in files_root.rglob("*") if path.is_file()) if files_root.exists() else 0
-    keys = [
-        key.decode() async for key in stores.redis.scan_iter(match=f"*{company_id}*", count=1000)
-    ]
-    return Footprint(documents, files, keys)
+
+    async def footprint(company_id: UUID) -> Footprint:
+        database = stores.mongo[settings.mongodb_db]
+        documents = 0
+        for name in await database.list_collection_names():
+            documents += await database[name].count_documents({"company_id": str(company_id)})
+        files_root = settings.data_dir / "kb-files" / str(company_id)
+        files = (
+            sum(1 for path in files_root.rglob("*") if path.is_file()) if files_root.exists() else 0
+        )
+        keys = [
+            key.decode()
+            async for key in stores.redis.scan_iter(match=f"*{company_id}*", count=1000)
+        ]
+        return Footprint(documents, files, keys)
+
+    return footprint
 
 
 @pytest.fixture
@@ -79,8 +103,20 @@ def purger(
     app: FastAPI, api_pool: AsyncConnectionPool[TenantConnection], settings: Settings
 ) -> PurgeWorker:
     stores: Stores = app.state.stores
-    return PurgeWorker(api_pool, stores.conversations, KnowledgeBase.from_settings(settings),
-                      stores.redis)  # fmt: skip
+    return PurgeWorker(
+        api_pool,
+        stored_elsewhere(
+            app.state.conversations, KnowledgeBase.from_settings(settings), stores.redis
+        ),
+    )
+
+
+async def delete_company(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    """The owner deletes the company (its purge is recorded with the delete)."""
+    deleted = await client.delete("/v1/companies/current", headers=auth(tenant.owner))
+    assert deleted.status_code == 204
 
 
 def purge_of(owner_conn: psycopg.Connection, company_id: UUID) -> dict[str, Any]:
@@ -92,11 +128,21 @@ def purge_of(owner_conn: psycopg.Connection, company_id: UUID) -> dict[str, Any]
     return dict(zip(("status", "steps", "attempts", "key_digests"), row, strict=True))
 
 
+async def completed_by_the_next_worker(
+    owner_conn: psycopg.Connection, footprint: Footprints, company_id: UUID
+) -> dict[str, Any]:
+    """The company's purge, checked completed on its second attempt with nothing left."""
+    done = purge_of(owner_conn, company_id)
+    assert done["status"] == "completed"
+    assert done["attempts"] == 2
+    assert await footprint(company_id) == Footprint(0, 0, [])
+    return done
+
+
 async def test_deleting_a_company_removes_it_from_every_store_and_no_other(
-    app: FastAPI,
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    settings: Settings,
+    footprint: Footprints,
     make_tenant: MakeTenant,
     owner_conn: psycopg.Connection,
     purger: PurgeWorker,
@@ -104,14 +150,13 @@ async def test_deleting_a_company_removes_it_from_every_store_and_no_other(
     leaving, staying = await make_tenant(), await make_tenant()
     chat = await fill(client, auth, leaving)
     await fill(client, auth, staying)
-    kept_before = await footprint(app, settings, staying.company_id)
-    before = await footprint(app, settings, leaving.company_id)
+    kept_before = await footprint(staying.company_id)
+    before = await footprint(leaving.company_id)
     assert before.documents >= 3
     assert before.files == 1
     assert before.keys
 
-    deleted = await client.delete("/v1/companies/current", headers=auth(leaving.owner))
-    assert deleted.status_code == 204
+    await delete_company(client, auth, leaving)
     # What the company issued stops at the commit, before any purge ran.
     refused = await client.get(f"{chat.url}/messages", headers=chat.session)
     assert refused.status_code == 401
@@ -131,38 +176,33 @@ async def test_deleting_a_company_removes_it_from_every_store_and_no_other(
     assert done["steps"]["mongodb"]["conversations"] == 1
     assert done["steps"]["files"] == {"files": 1}
     assert done["steps"]["redis"]["keys"] >= 3
-    after = await footprint(app, settings, leaving.company_id)
+    after = await footprint(leaving.company_id)
     assert after == Footprint(0, 0, [])
     chunks = owner_conn.execute(
         "SELECT count(*) FROM public.knowledge_base_chunks WHERE company_id = %s",
         (leaving.company_id,),
     ).fetchone()
     assert chunks == (0,)
-    kept_after = await footprint(app, settings, staying.company_id)
+    kept_after = await footprint(staying.company_id)
     assert (kept_after.documents, kept_after.files) == (kept_before.documents, kept_before.files)
     assert set(kept_before.keys) <= set(kept_after.keys)
 
 
 async def test_a_purge_left_by_a_worker_that_stopped_is_taken_over(
-    app: FastAPI,
     client: httpx.AsyncClient,
     auth: AuthHeaders,
-    settings: Settings,
-    make_tenant: MakeTenant,
+    footprint: Footprints,
+    leaving: SeededCompany,
     owner_conn: psycopg.Connection,
     purger: PurgeWorker,
 ) -> None:
     """A worker claims the purge, finishes one store and is gone (its lease runs out):
     the next worker takes the purge over, skips the finished store, completes it."""
-    leaving = await make_tenant()
-    await fill(client, auth, leaving)
-    assert (
-        await client.delete("/v1/companies/current", headers=auth(leaving.owner))
-    ).status_code == 204
+    await delete_company(client, auth, leaving)
     claim = await purger.claim()
     assert claim is not None
     assert claim.company_id == leaving.company_id
-    counts = await purger.steps["mongodb"](claim)
+    counts = await purger.stores.company["mongodb"](claim.company_id, claim.key_digests)
     await purger._record(claim, STEP_DONE, step="mongodb", counts=Jsonb(counts), lease_s=60)
     assert (await purger.claim()) is None  # still under the first worker's lease
     owner_conn.execute(
@@ -170,11 +210,8 @@ async def test_a_purge_left_by_a_worker_that_stopped_is_taken_over(
         (claim.id,),
     )
     assert await purger.run_once()
-    done = purge_of(owner_conn, leaving.company_id)
-    assert done["status"] == "completed"
-    assert done["attempts"] == 2
+    done = await completed_by_the_next_worker(owner_conn, footprint, leaving.company_id)
     assert done["steps"]["mongodb"] == counts  # not redone
-    assert await footprint(app, settings, leaving.company_id) == Footprint(0, 0, [])
 
 
 async def test_a_rolled_back_delete_records_no_purge(
@@ -235,25 +272,22 @@ async def test_a_purge_worker_killed_mid_purge_is_taken_over(
     client: httpx.AsyncClient,
     auth: AuthHeaders,
     settings: Settings,
-    make_tenant: MakeTenant,
+    leaving: SeededCompany,
     owner_conn: psycopg.Connection,
     purger: PurgeWorker,
     database: StackDatabase,
     api_urls: StackUrls,
+    footprint: Footprints,
 ) -> None:
     """`syntera worker` is SIGKILLed while it purges a company with 30,000 messages; the
     purge stays running under the dead worker's lease, then another worker completes it."""
-    leaving = await make_tenant()
-    await fill(client, auth, leaving)
     stores: Stores = app.state.stores
     messages = stores.mongo[settings.mongodb_db]["messages"]
     filler = [{"company_id": str(leaving.company_id), "conversation_id": "filler", "n": i}
               for i in range(30_000)]  # fmt: skip
     for start in range(0, len(filler), 5000):
         await messages.insert_many(filler[start : start + 5000])
-    assert (
-        await client.delete("/v1/companies/current", headers=auth(leaving.owner))
-    ).status_code == 204
+    await delete_company(client, auth, leaving)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")},
         **api_urls.as_env(),
@@ -262,29 +296,16 @@ async def test_a_purge_worker_killed_mid_purge_is_taken_over(
         "SYNTERA_PURGE_LEASE_S": "2",
         "SYNTERA_KB_PRELOAD_MODEL": "false",
     }
-    process = subprocess.Popen(  # noqa: ASYNC220 (started once; the loop is idle meanwhile)
-        [sys.executable, "-m", "syntera", "worker"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        for _ in range(600):
-            if purge_of(owner_conn, leaving.company_id)["status"] == "running":
-                break
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the worker never claimed the purge")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    await kill_worker_once(
+        env,
+        lambda: purge_of(owner_conn, leaving.company_id)["status"] == "running",
+        "the worker never claimed the purge",
+        timeout_s=30,
+        poll_s=0.02,
+    )
     left = purge_of(owner_conn, leaving.company_id)
     assert left["status"] == "running", "killed mid-purge, not finished"
     assert await purger.claim() is None, "not taken while the dead worker's lease runs"
     await asyncio.sleep(2.1)
     assert await purger.run_once()
-    done = purge_of(owner_conn, leaving.company_id)
-    assert done["status"] == "completed"
-    assert done["attempts"] == 2
-    assert await footprint(app, settings, leaving.company_id) == Footprint(0, 0, [])
+    await completed_by_the_next_worker(owner_conn, footprint, leaving.company_id)

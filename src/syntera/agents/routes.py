@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Request
 
@@ -20,11 +20,20 @@ from syntera.agents.schemas import (
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Member, member_transaction, principal
 from syntera.api.errors import Problem, ProblemDetails
-from syntera.api.state import knowledge_base_of, models_of, settings_of
+from syntera.api.state import settings_of
 from syntera.errors import Unavailable
 from syntera.kb.embeddings import EmbeddingError
+from syntera.kb.routes import knowledge_base_of
+from syntera.llm.choice import ChatModels
 from syntera.llm.models import ModelError
 from syntera.tenancy import Principal
+
+
+def models_of(request: Request) -> ChatModels:
+    """This process's chat models (the configured endpoint, the local model), made with
+    the app."""
+    return cast(ChatModels, request.app.state.models)
+
 
 agents = APIRouter(prefix="/v1/agents", tags=["agents"])
 

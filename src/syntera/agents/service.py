@@ -10,7 +10,7 @@ from uuid import UUID
 from syntera.agents.schemas import Agent, AgentCreate, AgentUpdate, PublicKey
 from syntera.cache import CACHE_VERSION, Cache
 from syntera.db.postgres import TenantConnection
-from syntera.db.redis import global_key, tenant_key
+from syntera.db.redis import RedisClient, global_key, tenant_key
 from syntera.db.tables import Row
 from syntera.errors import not_found
 from syntera.kit.resources import Resource, access_row, update_row
@@ -62,6 +62,15 @@ def _public_key_generation(digest: str) -> str:
 def public_key_cache_keys(digest: str) -> tuple[str, str]:
     """The Redis keys that cache a widget key's agent (for a purge to remove)."""
     return _public_key_entry(digest), _public_key_generation(digest)
+
+
+async def forget_public_keys(redis: RedisClient, digests: list[str]) -> int:
+    """A deleted company's purge step: the cached agents of its widget keys, which live
+    under the keys' digests, not the company's tag (one call per digest); how many."""
+    removed = 0
+    for digest in digests:
+        removed += int(await redis.unlink(*public_key_cache_keys(digest)))
+    return removed
 
 
 def invalidate_public_key(tx: TenantTransaction, digest: str) -> None:

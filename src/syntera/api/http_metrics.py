@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from syntera.api.middleware import HttpMiddleware
 from syntera.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 
-class HttpMetrics:
+class HttpMetrics(HttpMiddleware):
     """Count and time every request by its route template (never the raw path, so ids do
     not explode the label set)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 

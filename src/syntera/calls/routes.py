@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from syntera.api.crud import add_crud_routes
 from syntera.calls import service
 from syntera.calls.schemas import CallStatus
-from syntera.db.tables import Filter
+from syntera.db.tables import Filter, equal_filters
 
 recordings = APIRouter(prefix="/v1/calls/recordings", tags=["calls"])
 history = APIRouter(prefix="/v1/calls/history", tags=["calls"])
@@ -25,14 +25,14 @@ async def call_filters(
     status: Annotated[CallStatus | None, Query(description="In this status.")] = None,
 ) -> list[Filter]:
     """The filters of GET /v1/calls/history."""
-    return service.equal_filters(agent_id=agent_id, contact_id=contact_id, status=status)
+    return equal_filters(agent_id=agent_id, contact_id=contact_id, status=status)
 
 
 async def recording_filters(
     agent_id: AgentFilter = None, contact_id: ContactFilter = None
 ) -> list[Filter]:
     """The filters of GET /v1/calls/recordings."""
-    return service.equal_filters(agent_id=agent_id, contact_id=contact_id)
+    return equal_filters(agent_id=agent_id, contact_id=contact_id)
 
 
 add_crud_routes(recordings, service.RECORDINGS, filters=recording_filters)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from syntera.calls import schemas
-from syntera.db.tables import Filter
 from syntera.kit.resources import Resource
 
 # Calls are listed by when they started.
@@ -25,8 +24,3 @@ CALLS = Resource.of(
     json_columns=frozenset({"metadata"}),
     time_column="started_at",
 )
-
-
-def equal_filters(**wanted: object) -> list[Filter]:
-    """``column = value`` for every column given a value (the filters of the call lists)."""
-    return [Filter.equals(column, value) for column, value in wanted.items() if value is not None]

@@ -227,6 +227,18 @@ async def start(
     return conversation
 
 
+def _published(
+    tx: TenantTransaction, event_type: EventType, changed: Document | None
+) -> Conversation:
+    """The conversation as a change left it (not found if it was gone), published as
+    ``event_type``."""
+    if changed is None:
+        raise not_found("Conversation")
+    conversation = conversation_out(changed)
+    publish(tx, event_type, conversation)
+    return conversation
+
+
 async def end(
     tx: TenantTransaction, store: ConversationStore, conversation_id: str
 ) -> Conversation:
@@ -237,11 +249,7 @@ async def end(
     await record_event(tx, "conversation.ended", current)
     invalidate_cached(tx, current["_id"], HEADER)
     ended = await store.end(tx.company_id, current["_id"])
-    if ended is None:
-        raise not_found("Conversation")
-    conversation = conversation_out(ended)
-    publish(tx, "conversation.ended", conversation)
-    return conversation
+    return _published(tx, "conversation.ended", ended)
 
 
 async def archive(
@@ -250,11 +258,7 @@ async def archive(
     current = await access_conversation(tx, store, conversation_id)
     invalidate_cached(tx, current["_id"], HEADER)
     archived = await store.archive(tx.company_id, current["_id"])
-    if archived is None:
-        raise not_found("Conversation")
-    conversation = conversation_out(archived)
-    publish(tx, "conversation.archived", conversation)
-    return conversation
+    return _published(tx, "conversation.archived", archived)
 
 
 async def update(
@@ -270,11 +274,7 @@ async def update(
             raise field_error(field, "may not be null")
     invalidate_cached(tx, current["_id"], HEADER)
     updated = await store.update(tx.company_id, current["_id"], changes)
-    if updated is None:
-        raise not_found("Conversation")
-    conversation = conversation_out(updated)
-    publish(tx, "conversation.updated", conversation)
-    return conversation
+    return _published(tx, "conversation.updated", updated)
 
 
 def _check_threads(conversation: Document, messages: list[MessageCreate]) -> None:
@@ -303,13 +303,6 @@ async def append(
     _check_threads(conversation, messages)
     values = [message.model_dump(exclude_none=True) for message in messages]
     ids = [ObjectId() for _ in values]
-    if record:
-        for message_id, message in zip(ids, messages, strict=True):
-            if message.sender_type == "user":
-                properties: dict[str, Any] = {"message_id": str(message_id)}
-                if message.metadata.intent is not None:
-                    properties["intent"] = message.metadata.intent
-                await record_event(tx, "message.received", conversation, properties)
     # Thread counts are part of the header; the newest page always changes.
     threaded = any(message.thread_id is not None for message in messages)
     invalidate_cached(tx, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
@@ -319,6 +312,14 @@ async def append(
         [{**value, "_id": message_id} for value, message_id in zip(values, ids, strict=True)],
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
+    # After the store, which refuses what it could not give back naming the client's field.
+    if record:
+        for message_id, message in zip(ids, messages, strict=True):
+            if message.sender_type == "user":
+                properties: dict[str, Any] = {"message_id": str(message_id)}
+                if message.metadata.intent is not None:
+                    properties["intent"] = message.metadata.intent
+                await record_event(tx, "message.received", conversation, properties)
     stored = [message_out(document) for document in documents]
     publish(tx, "message.created", *stored)
     return stored

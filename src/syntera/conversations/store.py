@@ -23,6 +23,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from syntera.db.mongo import Document, IndexSpec, MongoDatabase
+from syntera.db.storable import storable
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -211,11 +212,11 @@ class ConversationStore:
             status="active",
             started_at=moment,
             ended_at=None,
-            tags=tags or [],
+            tags=storable("tags", tags or []),
             threads=[],
             summary=None,
             summary_updated_at=None,
-            metadata=metadata or {},
+            metadata=storable("metadata", metadata or {}),
             created_at=moment,
             updated_at=moment,
         )
@@ -248,20 +249,24 @@ class ConversationStore:
         changes: Document = {"status": "archived", "updated_at": moment}
         if conversation.get("ended_at") is None:
             changes["ended_at"] = moment
-        return await self._conversations.find_one_and_update(
-            scoped(company_id, _id=conversation_id),
-            {"$set": changes},
-            return_document=ReturnDocument.AFTER,
-        )
+        return await self._set(company_id, conversation_id, changes)
 
     async def update(
         self, company_id: UUID, conversation_id: ObjectId, changes: Document
     ) -> Document | None:
         """Change contact, tags, metadata or summary (the summary's time is kept)."""
+        for field, value in changes.items():
+            storable(field, value)
         moment = now()
         changes = {**changes, "updated_at": moment}
         if "summary" in changes:
             changes["summary_updated_at"] = moment
+        return await self._set(company_id, conversation_id, changes)
+
+    async def _set(
+        self, company_id: UUID, conversation_id: ObjectId, changes: Document
+    ) -> Document | None:
+        """Set ``changes`` on the company's conversation; the conversation after, or None."""
         return await self._conversations.find_one_and_update(
             scoped(company_id, _id=conversation_id),
             {"$set": changes},
@@ -338,6 +343,8 @@ class ConversationStore:
     def _message(
         self, company_id: UUID, conversation_id: ObjectId, values: Document, at: datetime
     ) -> Document:
+        for field in ("content", "attachments", "ai_metadata", "metadata"):
+            storable(field, values.get(field))
         metadata = dict(values.get("metadata") or {})
         metadata.setdefault("reactions", [])
         return scoped(

@@ -10,7 +10,7 @@ from psycopg import sql
 
 from syntera.crm import schemas
 from syntera.db.postgres import TenantConnection
-from syntera.db.tables import Filter, Row
+from syntera.db.tables import Filter, Row, equal_filters
 from syntera.errors import not_found
 from syntera.kit.resources import Resource, create_row, update_row
 from syntera.unit_of_work import TenantTransaction
@@ -57,12 +57,7 @@ def contact_filters(tag: str | None, q: str | None) -> list[Filter]:
 
 def deal_filters(stage: schemas.DealStage | None, contact_id: UUID | None) -> list[Filter]:
     """The filters of GET /v1/deals."""
-    filters = []
-    if stage is not None:
-        filters.append(Filter.equals("stage", stage))
-    if contact_id is not None:
-        filters.append(Filter.equals("contact_id", contact_id))
-    return filters
+    return equal_filters(stage=stage, contact_id=contact_id)
 
 
 PIPELINE_TOTALS = """

@@ -86,15 +86,21 @@ def load_json(data: bytes | str) -> Any:
     return json.loads(data)
 
 
+# psycopg's default: a statement is prepared once a connection has run it this often.
+PREPARE_THRESHOLD = 5
+
+
 def create_api_pool(
     settings: Settings, conninfo: str, *, open: bool = False
 ) -> AsyncConnectionPool[TenantConnection]:
     """The API's pool, connected as ``authenticator`` (not opened unless ``open``)."""
     TransactionDefaults.statement_timeout_ms = settings.pg_statement_timeout_ms
     TimedCursor.threshold_ms = settings.slow_statement_ms
-    # Server-side prepared statements live in a server session, which a transaction
-    # pooler does not keep for us (PgBouncer before 1.21 does not track them).
-    prepare_threshold = None if settings.pg_transaction_pooler else 5
+    # Server-side prepared statements live in a server session. Behind a transaction
+    # pooler the next transaction may run on another client's server connection, where
+    # psycopg's names (_pg3_0, …) already exist or do not (PgBouncer before 1.21 does not
+    # track them): a statement would fail with "prepared statement … already exists".
+    prepare_threshold = PREPARE_THRESHOLD if settings.prepared_statements else None
     return AsyncConnectionPool(
         conninfo,
         min_size=settings.pg_pool_min_size,

@@ -16,9 +16,9 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
+from syntera.db.storable import jsonb
 
 Row = dict[str, Any]
 
@@ -35,6 +35,11 @@ class Filter:
         """``column = value``."""
         condition = sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
         return cls(condition, {column: value})
+
+
+def equal_filters(**wanted: object) -> list[Filter]:
+    """``column = value`` for every column given a value (a list's optional filters)."""
+    return [Filter.equals(column, value) for column, value in wanted.items() if value is not None]
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,9 @@ class TenantTable:
         return query.as_bytes()
 
     def _adapt(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters of ``values``, JSON columns checked (``storable``) and as jsonb."""
         return {
-            key: Jsonb(value) if key in self.json_columns and value is not None else value
+            key: jsonb(key, value) if key in self.json_columns and value is not None else value
             for key, value in values.items()
         }
 

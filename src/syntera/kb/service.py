@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg import sql
 
 from syntera.db.postgres import TenantConnection
-from syntera.db.tables import Filter, Row
+from syntera.db.tables import Filter, Row, equal_filters
 from syntera.errors import TooLarge, UnsupportedMediaType, field_error, not_found
 from syntera.kb.extract import ExtractionError, UnsupportedType, content_type_of, extract
 from syntera.kb.knowledge_base import KnowledgeBase
@@ -94,12 +94,8 @@ async def store_document(
 
 
 def status_filters(status: str | None, agent_id: UUID | None) -> list[Filter]:
-    filters = []
-    if status is not None:
-        filters.append(Filter.equals("status", status))
-    if agent_id is not None:
-        filters.append(Filter.equals("agent_id", agent_id))
-    return filters
+    """The filters of GET /v1/kb/documents."""
+    return equal_filters(status=status, agent_id=agent_id)
 
 
 async def delete_document(tx: TenantTransaction, kb: KnowledgeBase, document_id: UUID) -> None:

@@ -16,6 +16,7 @@ context is not shared between threads.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import contextlib
 import importlib.util
@@ -108,7 +109,11 @@ def _load_llama(options: LocalOptions) -> Llama:
     if options.threads is not None:
         kwargs["n_threads"] = options.threads
         kwargs["n_threads_batch"] = options.threads
-    return Llama(model_path=str(gguf_path()), **kwargs)
+    llama = Llama(model_path=str(gguf_path()), **kwargs)
+    # Freed before the interpreter tears llama_cpp's module down: freeing it later calls
+    # functions already gone (a TypeError printed at every exit).
+    atexit.register(llama.close)
+    return llama
 
 
 @cache
@@ -116,7 +121,9 @@ def _vocabulary() -> Llama:
     """The local model's tokenizer alone (no weights), for counting tokens."""
     from llama_cpp import Llama
 
-    return Llama(model_path=str(gguf_path()), vocab_only=True, verbose=False)
+    vocabulary = Llama(model_path=str(gguf_path()), vocab_only=True, verbose=False)
+    atexit.register(vocabulary.close)
+    return vocabulary
 
 
 def count_text_tokens(text: str) -> int:

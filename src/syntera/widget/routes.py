@@ -25,15 +25,14 @@ from syntera.agents.service import agent_by_public_key, public_key_digest
 from syntera.api.sse import EventStreamResponse
 from syntera.api.state import (
     cache_of,
-    events_of,
-    keys_of,
     limiters_of,
     publisher_of,
     settings_of,
     stores_of,
 )
+from syntera.auth.common_routes import keys_of
 from syntera.conversations import service
-from syntera.conversations.routes import ConversationId, CursorText, Store
+from syntera.conversations.routes import ConversationId, CursorText, Store, conversation_store_of
 from syntera.conversations.schemas import (
     ConversationCreate,
     Message,
@@ -48,10 +47,11 @@ from syntera.events.routes import (
     STREAM_RESPONSES,
     LastEventIdHeader,
     LastEventIdQuery,
+    events_of,
     resume_position,
     sse_response,
 )
-from syntera.events.streams import Recheck, StreamRequest, company_scope, open_stream
+from syntera.events.streams import Recheck, StreamRequest, open_stream, visitor_scope
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.tenancy import Principal
 from syntera.unit_of_work import TenantTransaction, open_unit_of_work, system_transaction
@@ -286,7 +286,7 @@ async def chat_events(
             company_id=company_id,
             view=lambda event: event.for_widget() if event.conversation_id == chat else None,
             scopes=[
-                company_scope(company_id, settings.events_streams_per_company),
+                visitor_scope(company_id, settings.events_visitor_streams_per_company),
                 (
                     tenant_key(company_id, "streams-session", session_id),
                     settings.events_streams_per_widget_session,
@@ -305,7 +305,7 @@ def _visitor_recheck(
 ) -> Recheck:
     """Whether the session is still live, the agent still enabled and the chat still
     there (the key is looked up without the cache: a disabled agent ends its streams)."""
-    store = stores_of(request).conversations
+    store = conversation_store_of(request)
     pool = stores_of(request).postgres
     sessions, key_digest = visitor.sessions, visitor.key_digest
     memo = events_of(request).checks

@@ -12,6 +12,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
+from syntera.db.storable import storable
 from syntera.db.tables import Filter
 from syntera.errors import Conflict, Unauthorized, field_error, not_found
 from syntera.kit.pagination import Page, PageRequest
@@ -168,7 +169,8 @@ async def receive_hook(
         raise Conflict("this workflow is not started by a webhook")
     if not row["enabled"]:
         raise Conflict("this workflow is disabled")
-    params = {"company_id": row["company_id"], "data": Jsonb({"payload": payload})}
+    data = Jsonb({"payload": storable("payload", payload)})
+    params = {"company_id": row["company_id"], "data": data}
     cursor = await conn.execute(ENQUEUE_HOOK, {**params, "workflow_id": workflow_id})
     event = await cursor.fetchone()
     assert event is not None  # INSERT … RETURNING

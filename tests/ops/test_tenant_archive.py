@@ -18,11 +18,11 @@ import httpx
 import psycopg
 import pytest
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.db.migrations import migrate
 from syntera.embedded import StackUrls
-from tests.api_fixtures import AuthHeaders
+from tests.api_fixtures import AuthHeaders, served
 from tests.conftest import StackDatabase, create_database
 from tests.factories import SeededCompany
 from tests.purges.test_contact_erasure import contact_with_history
@@ -59,10 +59,8 @@ def fresh_deployment(stack: StackUrls, tmp_path: Path) -> Deployment:
 
 
 async def answers(app: Any, headers: dict[str, str], paths: list[str]) -> list[Any]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-            return [(await http.get(path, headers=headers)).json() for path in paths]
+    async with served(app) as http:
+        return [(await http.get(path, headers=headers)).json() for path in paths]
 
 
 async def test_a_company_exported_then_imported_elsewhere_answers_the_same(
