@@ -49,9 +49,11 @@ class TransactionDefaults:
     statement_timeout_ms: int = 15_000
 
 
-# Run as the principal, after BECOME_PRINCIPAL: a copy of the caller's membership that
-# the policy helpers use instead of looking it up in every statement (migration 004).
-READ_MEMBERSHIP = "SELECT set_config('request.membership', private.membership(), true)"
+# Run as the principal, after BECOME_PRINCIPAL: the caller's membership, for the code
+# above (which company a statement names, what a role may try). The policies do not
+# use it: they read public.users themselves (migration 015), so nothing a transaction
+# sets can change what they decide.
+READ_MEMBERSHIP = "SELECT private.membership() AS membership"
 
 
 async def _configure(conn: TenantConnection) -> None:
@@ -134,7 +136,7 @@ async def _send_principal(
 
 async def _membership(cursor: AsyncCursor[DictRow] | None) -> Membership | None:
     row = await cursor.fetchone() if cursor is not None else None
-    return Membership.parse(row["set_config"]) if row else None
+    return Membership.parse(row["membership"]) if row else None
 
 
 async def become(conn: TenantConnection, principal: Principal) -> Membership | None:

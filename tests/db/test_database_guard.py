@@ -1,0 +1,121 @@
+"""The database as the only guard (issue 35): what a client could try once it sends its
+own SQL, as `/rest/v1` will let it.
+
+Every attack runs as the API runs a request: through the ``authenticator`` login, with
+``role`` set to ``authenticated`` (or ``anon``) and the caller's own claims in
+``request.jwt.claims`` (``syntera.db.postgres.become``), then the attacker's statements.
+Each is rolled back. Besides one test per cause, generic tests guard each class, so that
+a later migration cannot reopen it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.db.postgres import TenantConnection, become
+from syntera.tenancy import Principal
+from tests.factories import SeededCompany
+
+Pool = AsyncConnectionPool[TenantConnection]
+
+
+@asynccontextmanager
+async def attacker(pool: Pool, principal: Principal) -> AsyncIterator[TenantConnection]:
+    """A transaction as ``principal``, set up exactly as a request's, never committed."""
+    async with pool.connection() as conn, conn.transaction(force_rollback=True):
+        await become(conn, principal)
+        yield conn
+
+
+async def refused(conn: TenantConnection, query: Any, params: Any = None) -> psycopg.Error:
+    """Run ``query`` in a savepoint and return the error it must raise."""
+    try:
+        async with conn.transaction():
+            await conn.execute(query, params)
+    except psycopg.Error as error:
+        return error
+    raise AssertionError(f"not refused: {query!r}")
+
+
+async def rows(conn: TenantConnection, query: Any, params: Any = None) -> list[dict[str, Any]]:
+    return await (await conn.execute(query, params)).fetchall()
+
+
+# --- 3. request.membership is not trusted -----------------------------------------------------
+
+
+async def test_a_forged_membership_setting_gives_nothing(
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
+) -> None:
+    own = tenant_a.member.user_id
+    forged = f"{own}:{tenant_b.company_id}:owner"
+    async with attacker(api_pool, tenant_a.member) as conn:
+        await conn.execute("SELECT set_config('request.membership', %s, true)", (forged,))
+        contacts = await rows(conn, "SELECT company_id FROM public.contacts")
+        assert {row["company_id"] for row in contacts} == {tenant_a.company_id}
+        prompts = await rows(
+            conn,
+            "SELECT system_prompt FROM public.agent_configs WHERE company_id = %s",
+            (tenant_b.company_id,),
+        )
+        assert prompts == []
+        helpers = await rows(
+            conn,
+            "SELECT private.current_company_id() AS company, private.current_member_role() AS r",
+        )
+        assert helpers == [{"company": tenant_a.company_id, "r": "user"}]
+        invite = await refused(
+            conn,
+            "INSERT INTO public.invitations (company_id, email, role, invited_by)"
+            " VALUES (%s, 'mole@example.com', 'admin', %s)",
+            (tenant_b.company_id, own),
+        )
+        assert isinstance(invite, errors.InsufficientPrivilege)
+        remove = await refused(
+            conn, "SELECT public.remove_team_member(%s)", (tenant_b.admin.user_id,)
+        )
+        assert isinstance(remove, errors.InsufficientPrivilege)
+        deleted = await conn.execute(
+            "DELETE FROM public.companies WHERE id = %s", (tenant_b.company_id,)
+        )
+        assert deleted.rowcount == 0
+
+
+# Settings a definer function or policy may read: the verified claims (set with the role,
+# by the code that checked the token), the role itself (set only by SET ROLE, which needs
+# membership in it), and the workflow loop guard (a company can only slow its own runs).
+TRUSTED_SETTINGS = {
+    "request.jwt.claim.sub",
+    "request.jwt.claims",
+    "role",
+    "syntera.workflow_depth",
+    "syntera.workflow_execution",
+}
+
+
+def test_policies_and_helpers_read_no_forgeable_setting(owner_conn: psycopg.Connection) -> None:
+    """The class guard: no policy and no function of ``private`` or a definer reads a
+    setting a transaction could forge to change what it may reach."""
+    texts = owner_conn.execute(
+        "SELECT p.oid::regprocedure::text, p.prosrc FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE (n.nspname = 'private' OR p.prosecdef)"
+        "   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " UNION ALL SELECT policyname, coalesce(qual, '') || coalesce(with_check, '')"
+        " FROM pg_policies"
+    ).fetchall()
+    assert len(texts) > 50
+    read = {
+        (name, setting)
+        for name, text in texts
+        for setting in re.findall(r"current_setting\('([^']+)'", text)
+    }
+    assert {(name, s) for name, s in read if s not in TRUSTED_SETTINGS} == set()
