@@ -49,6 +49,66 @@ async def rows(conn: TenantConnection, query: Any, params: Any = None) -> list[d
     return await (await conn.execute(query, params)).fetchall()
 
 
+# --- 1. pg_temp inside SECURITY DEFINER functions ---------------------------------------------
+
+
+@pytest.mark.parametrize("principal", ["anon", "authenticated"])
+async def test_api_roles_cannot_create_temporary_objects(
+    api_pool: Pool, tenant_a: SeededCompany, principal: str
+) -> None:
+    who = Principal.anonymous() if principal == "anon" else tenant_a.member
+    async with attacker(api_pool, who) as conn:
+        error = await refused(conn, "CREATE DOMAIN pg_temp.uuid AS text CHECK (VALUE <> '')")
+        assert isinstance(error, errors.InsufficientPrivilege)
+        error = await refused(conn, "CREATE TEMPORARY TABLE t (x int)")
+        assert isinstance(error, errors.InsufficientPrivilege)
+
+
+def test_public_has_no_temporary_privilege(owner_conn: psycopg.Connection) -> None:
+    row = owner_conn.execute(
+        "SELECT has_database_privilege(r, current_database(), 'TEMPORARY')"
+        " FROM unnest(ARRAY['anon', 'authenticated', 'service_role', 'authenticator']) r"
+    ).fetchall()
+    assert row == [(False,)] * 4
+    acl = owner_conn.execute(
+        "SELECT a.privilege_type FROM pg_database d, aclexplode(d.datacl) a"
+        " WHERE d.datname = current_database() AND a.grantee = 0"  # PUBLIC
+    ).fetchall()
+    assert ("TEMPORARY",) not in acl
+
+
+def test_every_security_definer_function_puts_pg_temp_last(
+    owner_conn: psycopg.Connection,
+) -> None:
+    """The class guard: a definer function added later without the setting fails here."""
+    definers = owner_conn.execute(
+        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchall()
+    assert len(definers) >= 17
+    wrong = [
+        (name, config)
+        for name, config in definers
+        if "search_path=pg_catalog, pg_temp" not in (config or [])
+    ]
+    assert wrong == []
+
+
+def test_a_temporary_type_does_not_shadow_inside_a_definer(
+    owner_conn: psycopg.Connection, tenant_a: SeededCompany
+) -> None:
+    """Even a role that may create temporary objects (here the owner) cannot shadow a
+    type inside a definer function: pg_temp is searched last, after pg_catalog."""
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute("CREATE DOMAIN pg_temp.uuid AS text CHECK (VALUE IS NULL)")
+        owner_conn.execute(
+            "SELECT set_config('request.jwt.claim.sub', %s, true)", (str(tenant_a.owner.user_id),)
+        )
+        row = owner_conn.execute("SELECT private.lookup_company_id()").fetchone()
+    assert row == (tenant_a.company_id,)
+
+
 # --- 3. request.membership is not trusted -----------------------------------------------------
 
 
