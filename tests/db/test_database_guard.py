@@ -11,18 +11,19 @@ a later migration cannot reopen it.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.db.postgres import TenantConnection, become
 from syntera.tenancy import Principal
-from tests.factories import SeededCompany
+from tests.factories import SeededCompany, create_auth_user
 
 Pool = AsyncConnectionPool[TenantConnection]
 
@@ -179,3 +180,179 @@ def test_policies_and_helpers_read_no_forgeable_setting(owner_conn: psycopg.Conn
         for setting in re.findall(r"current_setting\('([^']+)'", text)
     }
     assert {(name, s) for name, s in read if s not in TRUSTED_SETTINGS} == set()
+
+
+# --- the column map: what members may write (causes 4, 5, 7 and the class) ---------------------
+
+
+def column_map(owner_conn: psycopg.Connection) -> dict[tuple[str, str], str]:
+    rows = owner_conn.execute(
+        "SELECT table_name, column_name, written_by FROM syntera.column_access"
+    ).fetchall()
+    return {(table, column): written_by for table, column, written_by in rows}
+
+
+def test_every_column_of_public_is_in_the_map(owner_conn: psycopg.Connection) -> None:
+    """A table or column added later without saying who writes it fails here."""
+    columns = {
+        (table, column)
+        for table, column in owner_conn.execute(
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')"
+            "   AND a.attnum > 0 AND NOT a.attisdropped"
+        ).fetchall()
+    }
+    assert columns == set(column_map(owner_conn))
+
+
+def test_the_privileges_follow_the_map(owner_conn: psycopg.Connection) -> None:
+    wrong = []
+    for (table, column), written_by in column_map(owner_conn).items():
+        for role in ("authenticated", "anon"):
+            for command, allowed in (
+                ("INSERT", {"client", "client_insert"}),
+                ("UPDATE", {"client", "client_update"}),
+            ):
+                [(has,)] = owner_conn.execute(
+                    "SELECT has_column_privilege(%s, %s, %s, %s)",
+                    (role, f"public.{table}", column, command),
+                ).fetchall()
+                if has != (role == "authenticated" and written_by in allowed):
+                    wrong.append((role, command, table, column, written_by))
+    assert wrong == []
+
+
+async def test_a_member_writes_no_system_column(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany
+) -> None:
+    """Each system column, by INSERT and by UPDATE, as the company's owner (the member
+    with the most rights): refused before any row is looked at."""
+    writes = []
+    for (table, column), written_by in sorted(column_map(owner_conn).items()):
+        target = sql.SQL("public.{}").format(sql.Identifier(table))
+        col = sql.Identifier(column)
+        if written_by in ("system", "client_update"):
+            writes.append(
+                sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {t} WHERE false").format(
+                    t=target, c=col
+                )
+            )
+        if written_by in ("system", "client_insert"):
+            writes.append(sql.SQL("UPDATE {t} SET {c} = {c} WHERE false").format(t=target, c=col))
+    assert len(writes) > 150
+    async with attacker(api_pool, tenant_a.owner) as conn:
+        for write in writes:
+            error = await refused(conn, write)
+            # A generated column is refused to everyone, before privileges are checked.
+            expected = (errors.InsufficientPrivilege, errors.GeneratedAlways)
+            assert isinstance(error, expected), write.as_string()
+
+
+def test_clients_never_choose_an_id(owner_conn: psycopg.Connection) -> None:
+    """No lookup by id alone can see two companies' rows: on every table keyed by
+    (company_id, id), and on companies, only the system writes id (it is generated)."""
+    keyed = owner_conn.execute(
+        "SELECT c.conrelid::regclass::text FROM pg_constraint c"
+        " WHERE c.contype = 'p' AND c.connamespace = 'public'::regnamespace"
+        "   AND array_length(c.conkey, 1) = 2"
+        "   AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a"
+        "         WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey))"
+        "       = ARRAY['company_id', 'id']"
+    ).fetchall()
+    tables = {name.removeprefix("public.") for (name,) in keyed} | {"companies"}
+    assert len(tables) >= 14
+    access = column_map(owner_conn)
+    assert {table: access[(table, "id")] for table in tables} == dict.fromkeys(tables, "system")
+
+
+async def test_a_company_id_cannot_be_chosen(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany
+) -> None:
+    """Neither a live company's id (the old "duplicate key" oracle) nor a new one."""
+    loner = Principal.user(create_auth_user(owner_conn))
+    async with attacker(api_pool, loner) as conn:
+        for company_id in (tenant_a.company_id, uuid.uuid4()):
+            error = await refused(
+                conn,
+                "INSERT INTO public.companies (id, name, owner_id) VALUES (%s, 'Mine', %s)",
+                (company_id, loner.user_id),
+            )
+            assert isinstance(error, errors.InsufficientPrivilege)
+
+
+async def test_rows_cannot_take_another_companys_id(
+    api_pool: Pool, tenant_a: SeededCompany, tenant_b: SeededCompany
+) -> None:
+    async with attacker(api_pool, tenant_a.owner) as conn:
+        for statement in (
+            "INSERT INTO public.workflows (id, company_id, name, trigger_type)"
+            " VALUES (%(workflows)s, %(company_id)s, 'W', 'webhook')",
+            "INSERT INTO public.invitations (id, company_id, email, invited_by)"
+            " VALUES (%(invitations)s, %(company_id)s, 'x@example.com', %(owner)s)",
+            "INSERT INTO public.contacts (id, company_id) VALUES (%(contacts)s, %(company_id)s)",
+        ):
+            params = {
+                **tenant_b.rows,
+                "company_id": tenant_a.company_id,
+                "owner": tenant_a.owner.user_id,
+            }
+            error = await refused(conn, statement, params)
+            assert isinstance(error, errors.InsufficientPrivilege)
+
+
+# --- 7. another company's file --------------------------------------------------------------
+
+
+async def test_a_member_cannot_point_a_document_at_another_companys_file(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, tenant_b: SeededCompany
+) -> None:
+    [(their_path,)] = owner_conn.execute(
+        "SELECT file_path FROM public.knowledge_base_documents WHERE company_id = %s AND id = %s",
+        (tenant_b.company_id, tenant_b.rows["knowledge_base_documents"]),
+    ).fetchall()
+    async with attacker(api_pool, tenant_a.member) as conn:
+        error = await refused(
+            conn,
+            "INSERT INTO public.knowledge_base_documents (company_id, name, file_path)"
+            " VALUES (%s, 'Stolen', %s)",
+            (tenant_a.company_id, their_path),
+        )
+        assert isinstance(error, errors.InsufficientPrivilege)
+        for assignment in ("file_path = %s", "status = 'pending'", "chunk_count = 0"):
+            error = await refused(
+                conn,
+                sql.SQL("UPDATE public.knowledge_base_documents SET {} WHERE id = %s").format(
+                    sql.SQL(assignment)  # type: ignore[arg-type]
+                ),
+                (their_path, tenant_a.rows["knowledge_base_documents"])
+                if "%s" in assignment
+                else (tenant_a.rows["knowledge_base_documents"],),
+            )
+            assert isinstance(error, errors.InsufficientPrivilege)
+        # The database names the path; a name that climbs out is refused.
+        queued = await rows(
+            conn,
+            "SELECT id, file_path FROM public.queue_document(%s, 'Doc', NULL, 'faq.md',"
+            " 'text/markdown', 10)",
+            (tenant_a.company_id,),
+        )
+        assert queued[0]["file_path"] == f"{tenant_a.company_id}/{queued[0]['id']}/faq.md"
+        for name in ("../x", "a/b", ".hidden", ""):
+            error = await refused(
+                conn,
+                "SELECT public.queue_document(%s, 'Doc', NULL, %s, 'text/plain', 1)",
+                (tenant_a.company_id, name),
+            )
+            assert isinstance(error, errors.InvalidParameterValue), name
+        error = await refused(
+            conn,
+            "SELECT public.queue_document(%s, 'Doc', NULL, 'x.md', 'text/plain', 1)",
+            (tenant_b.company_id,),
+        )
+        assert isinstance(error, errors.InsufficientPrivilege)
+        requeued = await rows(
+            conn,
+            "SELECT * FROM public.reprocess_document(%s, %s)",
+            (tenant_b.company_id, tenant_b.rows["knowledge_base_documents"]),
+        )
+        assert requeued == []

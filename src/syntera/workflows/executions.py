@@ -51,8 +51,8 @@ CLAIM_EXECUTION = """
 UPDATE public.workflow_executions e
 SET status = 'running', attempts = e.attempts + 1, lease_token = gen_random_uuid(),
     lease_expires_at = now() + make_interval(secs => %(lease_s)s)
-WHERE e.id = (
-  SELECT id FROM public.workflow_executions
+WHERE (e.company_id, e.id) = (
+  SELECT company_id, id FROM public.workflow_executions
   WHERE status IN ('pending', 'running') AND run_after <= now()
     AND (lease_expires_at IS NULL OR lease_expires_at < now())
   ORDER BY run_after
