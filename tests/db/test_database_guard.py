@@ -356,3 +356,57 @@ async def test_a_member_cannot_point_a_document_at_another_companys_file(
             (tenant_b.company_id, tenant_b.rows["knowledge_base_documents"]),
         )
         assert requeued == []
+
+
+# --- 6. widget keys ---------------------------------------------------------------------------
+
+
+AGENT_BY_KEY = (
+    "SELECT a.company_id, a.id FROM syntera.widget_keys k JOIN public.agent_configs a"
+    " ON a.company_id = k.company_id AND a.id = k.agent_id"
+    " WHERE k.digest = encode(sha256(convert_to(%s, 'UTF8')), 'hex')"
+)
+
+
+async def test_a_member_cannot_take_another_companys_widget_key(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, tenant_b: SeededCompany
+) -> None:
+    async with api_pool.connection() as conn, conn.transaction(force_rollback=True):
+        await become(conn, tenant_b.member)
+        [issued] = await rows(
+            conn,
+            "SELECT public.issue_widget_key(%s, %s) AS key",
+            (tenant_b.company_id, tenant_b.rows["agent_configs"]),
+        )
+        key = issued["key"]
+        assert key.startswith("pub_key_")
+        assert len(key) >= 40
+        await become(conn, tenant_a.member)
+        # Their digest, which their web page lets anyone compute, written on our agent:
+        error = await refused(
+            conn,
+            "UPDATE public.agent_configs"
+            " SET public_api_key = encode(sha256(convert_to(%s, 'UTF8')), 'hex') WHERE id = %s",
+            (key, tenant_a.rows["agent_configs"]),
+        )
+        assert isinstance(error, errors.InsufficientPrivilege)
+        # Nor can a member issue a key for their agent.
+        stolen = await rows(
+            conn,
+            "SELECT public.issue_widget_key(%s, %s) AS key",
+            (tenant_b.company_id, tenant_b.rows["agent_configs"]),
+        )
+        assert stolen == [{"key": None}]
+        await become(conn, Principal.service())
+        assert await rows(conn, AGENT_BY_KEY, (key,)) == [
+            {"company_id": tenant_b.company_id, "id": tenant_b.rows["agent_configs"]}
+        ]
+        # Even the system cannot give a second agent the same digest.
+        error = await refused(
+            conn,
+            "UPDATE public.agent_configs"
+            " SET public_api_key = encode(sha256(convert_to(%s, 'UTF8')), 'hex')"
+            " WHERE company_id = %s AND id = %s",
+            (key, tenant_a.company_id, tenant_a.rows["agent_configs"]),
+        )
+        assert isinstance(error, errors.UniqueViolation)
