@@ -20,10 +20,11 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
-
-from syntera.db.postgres import TenantConnection, become
-from syntera.tenancy import Principal
+from tests.api_fixtures import MakeTenant
 from tests.factories import SeededCompany, create_auth_user
+
+from syntera.db.postgres import TenantConnection, become, transaction_as
+from syntera.tenancy import Principal
 
 Pool = AsyncConnectionPool[TenantConnection]
 
@@ -410,3 +411,31 @@ async def test_a_member_cannot_take_another_companys_widget_key(
             (key, tenant_a.company_id, tenant_a.rows["agent_configs"]),
         )
         assert isinstance(error, errors.UniqueViolation)
+
+
+# --- 4. a deleted company's id ----------------------------------------------------------------
+
+
+async def test_a_deleted_companys_id_is_never_used_again(
+    api_pool: Pool, owner_conn: psycopg.Connection, make_tenant: MakeTenant
+) -> None:
+    doomed = await make_tenant()
+    async with transaction_as(api_pool, doomed.owner) as conn:
+        await conn.execute("DELETE FROM public.companies WHERE id = %s", (doomed.company_id,))
+    newcomer = create_auth_user(owner_conn)
+    async with attacker(api_pool, Principal.user(newcomer)) as conn:
+        error = await refused(
+            conn,
+            "INSERT INTO public.companies (id, name, owner_id) VALUES (%s, 'Reborn', %s)",
+            (doomed.company_id, newcomer),
+        )
+        assert isinstance(error, errors.InsufficientPrivilege)
+    # Not even the system, while the purge is pending or after.
+    async with attacker(api_pool, Principal.service()) as conn:
+        error = await refused(
+            conn,
+            "INSERT INTO public.companies (id, name) VALUES (%s, 'Reborn')",
+            (doomed.company_id,),
+        )
+        assert isinstance(error, errors.UniqueViolation)
+        assert "deleted company" in str(error)

@@ -15,13 +15,15 @@ DISTRIBUTION_COLUMN = "company_id"
 # auth.users and public.users are one row per person, and a person may belong to no
 # company yet (no distribution value); companies is the tenant list itself, which
 # public.users references; sessions, refresh tokens and operators follow their user; the
-# widget keys are looked up by digest before the company is known.
+# widget keys are looked up by digest before the company is known; deleted companies'
+# ids are checked whenever a company is created.
 # In foreign-key order: a table comes after those it references.
 REFERENCE_TABLES = (
     "auth.users",
     "public.companies",
     "public.users",
     "syntera.widget_keys",
+    "syntera.deleted_companies",
     "syntera.auth_sessions",
     "syntera.refresh_tokens",
     "syntera.auth_tokens",
