@@ -439,3 +439,57 @@ async def test_a_deleted_companys_id_is_never_used_again(
         )
         assert isinstance(error, errors.UniqueViolation)
         assert "deleted company" in str(error)
+
+
+# --- 8. references that cross companies ---------------------------------------------------------
+
+
+async def test_rows_name_only_their_own_companys_users(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, tenant_b: SeededCompany
+) -> None:
+    """Another company's user and a user who does not exist get the same answer."""
+    strangers = [tenant_b.member.user_id, uuid.uuid4()]
+    answers = []
+    async with attacker(api_pool, tenant_a.owner) as conn:
+        for stranger in strangers:
+            error = await refused(
+                conn,
+                "INSERT INTO public.workflows (company_id, name, trigger_type, created_by)"
+                " VALUES (%s, 'W', 'webhook', %s)",
+                (tenant_a.company_id, stranger),
+            )
+            assert isinstance(error, errors.ForeignKeyViolation)
+            answers.append((error.diag.message_primary, error.diag.column_name))
+        assert (
+            answers[0] == answers[1] == ("created_by is not a member of the company", "created_by")
+        )
+        # Into another company: the same refusal whether or not the user belongs to it.
+        for stranger in (tenant_b.owner.user_id, uuid.uuid4()):
+            error = await refused(
+                conn,
+                "INSERT INTO public.invitations (company_id, email, invited_by)"
+                " VALUES (%s, 'mole@example.com', %s)",
+                (tenant_b.company_id, stranger),
+            )
+            assert isinstance(error, errors.InsufficientPrivilege)
+        error = await refused(
+            conn,
+            "UPDATE public.invitations SET invited_by = %s WHERE id = %s",
+            (strangers[0], tenant_a.rows["invitations"]),
+        )
+        assert isinstance(error, errors.InsufficientPrivilege)
+        own = await rows(
+            conn,
+            "INSERT INTO public.workflows (company_id, name, trigger_type, created_by)"
+            " VALUES (%s, 'W', 'webhook', %s) RETURNING created_by",
+            (tenant_a.company_id, tenant_a.admin.user_id),
+        )
+        assert own == [{"created_by": tenant_a.admin.user_id}]
+    async with attacker(api_pool, Principal.service()) as conn:
+        error = await refused(
+            conn,
+            "INSERT INTO public.notifications (company_id, user_id, type, title)"
+            " VALUES (%s, %s, 'x', 'y')",
+            (tenant_a.company_id, tenant_b.member.user_id),
+        )
+        assert isinstance(error, errors.ForeignKeyViolation)
