@@ -21,6 +21,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
 from tests.api_fixtures import MakeTenant
+from tests.conftest import StackDatabase
 from tests.factories import SeededCompany, create_auth_user
 
 from syntera.db.postgres import TenantConnection, become, transaction_as
@@ -493,3 +494,71 @@ async def test_rows_name_only_their_own_companys_users(
             (tenant_a.company_id, tenant_b.member.user_id),
         )
         assert isinstance(error, errors.ForeignKeyViolation)
+
+
+# --- also: statistics, notifications, the system's functions ------------------------------------
+
+
+@pytest.mark.parametrize("principal", ["anon", "authenticated", "service_role"])
+async def test_statement_statistics_are_not_readable_by_api_roles(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, principal: str
+) -> None:
+    if owner_conn.execute("SELECT to_regclass('public.pg_stat_statements')").fetchone() == (None,):
+        pytest.skip("pg_stat_statements is not installed here")
+    who = {
+        "anon": Principal.anonymous(),
+        "authenticated": tenant_a.member,
+        "service_role": Principal.service(),
+    }[principal]
+    async with attacker(api_pool, who) as conn:
+        error = await refused(conn, "SELECT query FROM public.pg_stat_statements LIMIT 1")
+        assert isinstance(error, errors.InsufficientPrivilege)
+
+
+def test_purge_notifications_name_no_company(
+    database: StackDatabase, owner_conn: psycopg.Connection, tenant_a: SeededCompany
+) -> None:
+    with psycopg.connect(database.api_url, autocommit=True) as listener:
+        listener.execute("SET ROLE authenticated")
+        listener.execute("LISTEN syntera_purges")
+        with owner_conn.transaction():
+            owner_conn.execute(
+                "INSERT INTO public.contacts (company_id, email) VALUES (%s, 'x@example.com')",
+                (tenant_a.company_id,),
+            )
+            company = owner_conn.execute(
+                "INSERT INTO public.companies (name) VALUES ('Short-lived') RETURNING id"
+            ).fetchone()
+            assert company is not None
+            owner_conn.execute("DELETE FROM public.companies WHERE id = %s", company)
+        heard = list(listener.notifies(timeout=2, stop_after=1))
+    assert [notice.payload for notice in heard] == [""]
+
+
+async def test_claims_cannot_make_a_member_the_system(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, tenant_b: SeededCompany
+) -> None:
+    """erase_contact() and company_purge() ask the current role, not the claims."""
+    purge = owner_conn.execute(
+        "INSERT INTO syntera.purges (kind, company_id, contact_id) VALUES ('contact', %s, %s)"
+        " RETURNING id",
+        (tenant_b.company_id, uuid.uuid4()),
+    ).fetchone()
+    assert purge is not None
+    forged = Principal.user(tenant_a.member.user_id, role="service_role")
+    async with attacker(api_pool, forged) as conn:
+        error = await refused(
+            conn,
+            "SELECT public.erase_contact(%s, %s)",
+            (tenant_b.company_id, tenant_b.rows["contacts"]),
+        )
+        assert isinstance(error, errors.InsufficientPrivilege)
+        purges = await rows(
+            conn, "SELECT * FROM public.company_purge(%s, %s)", (tenant_b.company_id, purge[0])
+        )
+        assert purges == []
+    async with attacker(api_pool, Principal.service()) as conn:
+        purges = await rows(
+            conn, "SELECT id FROM public.company_purge(%s, %s)", (tenant_b.company_id, purge[0])
+        )
+        assert purges == [{"id": purge[0]}]
