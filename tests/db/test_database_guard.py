@@ -20,12 +20,12 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
-from tests.api_fixtures import MakeTenant
-from tests.conftest import StackDatabase
-from tests.factories import SeededCompany, create_auth_user
 
 from syntera.db.postgres import TenantConnection, become, transaction_as
 from syntera.tenancy import Principal
+from tests.api_fixtures import MakeTenant
+from tests.conftest import StackDatabase
+from tests.factories import SeededCompany, create_auth_user
 
 Pool = AsyncConnectionPool[TenantConnection]
 
@@ -96,6 +96,16 @@ def test_every_security_definer_function_puts_pg_temp_last(
         if "search_path=pg_catalog, pg_temp" not in (config or [])
     ]
     assert wrong == []
+
+
+def test_definer_functions_are_not_owned_by_a_superuser(owner_conn: psycopg.Connection) -> None:
+    owners = owner_conn.execute(
+        "SELECT p.oid::regprocedure::text, r.rolname, r.rolsuper FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles r ON r.oid = p.proowner"
+        " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchall()
+    assert {(name, owner, superuser) for name, owner, superuser in owners if superuser} == set()
+    assert {owner for _, owner, _ in owners} == {"syntera_definer"}
 
 
 def test_a_temporary_type_does_not_shadow_inside_a_definer(
