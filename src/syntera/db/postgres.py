@@ -243,5 +243,12 @@ def system_transaction(
 ) -> AbstractAsyncContextManager[TenantConnection]:
     """One transaction as the system (service_role, which bypasses RLS): for workers and
     for calls whose caller is no company's user. Every statement in it names its
-    company."""
+    company.
+
+    It borrows from the same pool as members' transactions: ``authenticator`` is a member
+    of ``service_role``, as on Supabase, so SQL a request could write itself could name
+    that role (``set_config('role', …)``). No request's SQL is written by its client
+    today; until one is (``/rest/v1``), the system keeps this pool (issue 35, cause 2:
+    a login and pool of its own would cost each process about 4 MiB of server memory
+    per idle connection and its own share of ``max_connections``)."""
     return transaction_as(pool, Principal.service())
