@@ -122,6 +122,22 @@ def test_a_temporary_type_does_not_shadow_inside_a_definer(
     assert row == (tenant_a.company_id,)
 
 
+# --- 2. the API's login and service_role -------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 35, cause 2, left open on purpose: authenticator is a member of service_role "
+    "(as on Supabase) until the system gets a login and pool of its own; safe while no "
+    "request's SQL is written by its client (see syntera.db.postgres.system_transaction)",
+)
+def test_the_api_login_cannot_become_the_system(owner_conn: psycopg.Connection) -> None:
+    [(member,)] = owner_conn.execute(
+        "SELECT pg_has_role('authenticator', 'service_role', 'MEMBER')"
+    ).fetchall()
+    assert member is False
+
+
 # --- 3. request.membership is not trusted -----------------------------------------------------
 
 
