@@ -39,7 +39,7 @@ from tests.pgbouncer import start_pgbouncer
 
 from bench.common import ROOMY_LIMITS, BenchDatabase, bench_database, machine, report
 from bench.rls import generate, pick_tenant
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
 

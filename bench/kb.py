@@ -39,7 +39,7 @@ import psycopg
 
 from bench.common import BenchDatabase, bench_database, machine, report, summarize
 from syntera.config import Settings
-from syntera.db.postgres import create_api_pool, system_transaction, transaction_as
+from syntera.db.postgres import create_api_pool, transaction_as
 from syntera.kb.chunking import Chunker, count_tokens
 from syntera.kb.embeddings import LocalMiniLM
 from syntera.kb.knowledge_base import KnowledgeBase
@@ -47,6 +47,7 @@ from syntera.kb.service import store_document
 from syntera.kb.storage import LocalStorage
 from syntera.kb.vectors import PgVectorStore, vector_literal
 from syntera.tenancy import Principal
+from syntera.unit_of_work import system_transaction
 from syntera.workers import run_workers
 
 Matrix = npt.NDArray[np.float32]

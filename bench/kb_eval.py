@@ -20,11 +20,12 @@ from tests.kb.corpus import DOCUMENTS, QUESTIONS
 from bench.common import BenchDatabase, bench_database, machine, report
 from bench.kb import company_with_owner
 from syntera.config import Settings
-from syntera.db.postgres import create_api_pool, system_transaction, transaction_as
+from syntera.db.postgres import create_api_pool, transaction_as
 from syntera.kb.chunking import Chunker
 from syntera.kb.embeddings import LocalMiniLM
 from syntera.kb.vectors import PgVectorStore, SearchMode
 from syntera.tenancy import Principal
+from syntera.unit_of_work import system_transaction
 
 
 async def evaluate(db: BenchDatabase) -> None:

@@ -46,9 +46,10 @@ from bench.common import BenchDatabase, bench_database, machine, report
 from bench.kb import sentences, stdlib_prose
 from bench.rls import generate, pick_tenant
 from syntera.config import Settings
-from syntera.db.postgres import create_api_pool, system_transaction
+from syntera.db.postgres import create_api_pool
 from syntera.kb.embeddings import LocalMiniLM
 from syntera.kb.vectors import PgVectorStore
+from syntera.unit_of_work import system_transaction
 
 STAGES = ["lead", "qualified", "proposal", "negotiation", "closed-won", "closed-lost"]
 

@@ -50,6 +50,7 @@ from syntera.db.postgres import create_api_pool
 from syntera.db.redis import create_redis, tenant_key
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ops.tenant_archive import check_archive
+from syntera.purges.registry import stored_elsewhere
 from syntera.purges.worker import PurgeWorker
 
 CONVERSATIONS = 1000
@@ -108,8 +109,10 @@ async def purge_and_anchor(args: argparse.Namespace) -> tuple[list[list[str]], l
             conn.execute("DELETE FROM public.companies WHERE id = %s", (leaving,))
         deleted_ms = (time.perf_counter() - started) * 1000
         async with create_api_pool(settings, urls.api_database_url) as pool:
-            worker = PurgeWorker(pool, ConversationStore(database),
-                                 KnowledgeBase.from_settings(settings), redis)  # fmt: skip
+            elsewhere = stored_elsewhere(
+                ConversationStore(database), KnowledgeBase.from_settings(settings), redis
+            )
+            worker = PurgeWorker(pool, elsewhere)
             started = time.perf_counter()
             while await worker.run_once():
                 pass

@@ -25,9 +25,10 @@ from tests.redis_cluster import start_cluster
 from bench.common import bench_database, machine, report
 from syntera.cache import Cache, TimesToLive
 from syntera.config import Settings
-from syntera.db.postgres import create_api_pool, system_transaction
+from syntera.db.postgres import create_api_pool
 from syntera.db.redis import connect_redis, create_redis, global_key, tenant_key
 from syntera.ratelimit import Limiters
+from syntera.unit_of_work import system_transaction
 
 Operation = Callable[[], Awaitable[object]]
 

@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
-    with bench_database() as db:
+    with bench_database(services=("mongodb", "redis")) as db:  # syntera worker needs all three
         run(db, args.events, args.rate, args.concurrency)
 
 

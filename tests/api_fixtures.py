@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
@@ -179,3 +179,34 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> StatementLog:
 
     monkeypatch.setattr(TimedCursor, "execute", counted)
     return sent
+
+
+# An API served over TCP (event streams need a real connection), with the stream timers
+# short enough for tests: heartbeats and access re-checks every second. For the event
+# streams' tests and the widget's.
+STREAM_SETTINGS = {
+    "events_heartbeat_s": 1.0,
+    "events_recheck_s": 1.0,
+    "events_send_timeout_s": 3.0,
+    "events_streams_per_user": 3,
+    "events_streams_per_widget_session": 2,
+    "rate_limit_typing_per_minute": 5,
+}
+
+
+@pytest.fixture(scope="session")
+def stream_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update=STREAM_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def events_url(stream_settings: Settings, api_urls: StackUrls) -> Iterator[str]:
+    """The API with short stream timers, served by uvicorn in a thread."""
+    with serving(create_app(stream_settings, api_urls)) as url:
+        yield url
+
+
+@pytest.fixture
+async def http(events_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=events_url, timeout=15) as client:
+        yield client

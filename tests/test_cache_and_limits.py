@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from psycopg.types.json import Jsonb
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import REDIS, EmbeddedStack, StackUrls
 from syntera.errors import RateLimited
@@ -28,7 +28,7 @@ from syntera.metrics import REDIS_FALLBACKS
 from syntera.ratelimit import LEASE_MAX, LEASE_SHARE, Limiters, SlidingWindow
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
-from tests.widget_helpers import open_chat
+from tests.widget.helpers import open_chat
 
 KEY_FORM = re.compile(r"^(t:\{[0-9a-f-]{36}\}|g:[a-z-]+:\{[^{}:]+\})(:|$)")
 

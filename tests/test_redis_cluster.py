@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.db.redis import connect_redis, create_redis, global_key
 from syntera.embedded import StackUrls
@@ -22,7 +22,7 @@ from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
 from tests.redis_cluster import THROUGH_CLUSTER, start_cluster
 from tests.subsession import run_session
-from tests.widget_helpers import open_chat
+from tests.widget.helpers import open_chat
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -173,8 +173,16 @@ class Settings(BaseSettings):
         default=10, gt=0, description="A stream whose client reads nothing this long ends."
     )
     events_retry_ms: int = Field(default=3000, ge=100, description="The reconnect hint.")
-    events_streams_per_company: int = Field(default=1000, ge=1)
+    events_streams_per_company: int = Field(
+        default=1000, ge=1, description="Open streams of a company's team (GET /v1/events)."
+    )
     events_streams_per_user: int = Field(default=10, ge=1)
+    events_visitor_streams_per_company: int = Field(
+        default=1000,
+        ge=1,
+        description="Open streams of a company's widget visitors, apart from the team's: "
+        "anyone with the public key can open them, and they must not take the team's.",
+    )
     events_streams_per_widget_session: int = Field(default=3, ge=1)
 
     pg_pool_min_size: int = Field(default=2, ge=0)
@@ -184,7 +192,15 @@ class Settings(BaseSettings):
     pg_transaction_pooler: bool = Field(
         default=False,
         description="The API's URL goes through a transaction pooler (PgBouncer, "
-        "Supavisor): no server-side prepared statements.",
+        "Supavisor): its server connections serve other clients between transactions.",
+    )
+    database_prepared_statements: bool | None = Field(
+        default=None,
+        description="The API's connections prepare statements they run often (psycopg's "
+        "server-side prepared statements). Unset: on for a direct connection, off when "
+        "SYNTERA_PG_TRANSACTION_POOLER is set (PgBouncer before 1.21 and Supavisor in "
+        "transaction mode do not keep them); true behind PgBouncer >= 1.22 with "
+        "max_prepared_statements set.",
     )
     redis_cluster: bool = Field(
         default=False,
@@ -315,6 +331,14 @@ class Settings(BaseSettings):
         "X-Forwarded-For and X-Forwarded-Proto are believed; none by default, so a client "
         "cannot choose the address that per-address limits count.",
     )
+
+    @property
+    def prepared_statements(self) -> bool:
+        """Whether the API's connections use server-side prepared statements: as set, or
+        else only where no transaction pooler stands between them and PostgreSQL."""
+        if self.database_prepared_statements is not None:
+            return self.database_prepared_statements
+        return not self.pg_transaction_pooler
 
     @property
     def auth_redirect_list(self) -> list[str]:

@@ -2,9 +2,9 @@
 starting and stopping them all.
 
 Each worker claims jobs under leases (``syntera.db.leases``) in system transactions
-(``syntera.db.postgres.system_transaction``) and says, per round, whether it found work.
+(``syntera.unit_of_work.system_transaction``) and says, per round, whether it found work.
 Workers run inside each API process (``syntera serve``) or alone (``syntera worker``);
-both start them through ``run_workers``.
+both build them with ``syntera.app.build_workers`` and start them through ``run_workers``.
 """
 
 from __future__ import annotations
@@ -12,24 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
-from syntera.auth.mail import CHANNEL as MAIL_CHANNEL
-from syntera.auth.mail import MailWorker
 from syntera.config import Settings
-from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
-from syntera.kb.knowledge_base import KnowledgeBase
-from syntera.kb.processing import DocumentWorker
-from syntera.purges.worker import CHANNEL as PURGES_CHANNEL
-from syntera.purges.worker import PurgeWorker
-from syntera.workflows.engine import CHANNEL, WorkflowWorker
 
 log = logging.getLogger(__name__)
 
@@ -82,46 +73,30 @@ def listen_url(settings: Settings, urls: StackUrls) -> str:
     return settings.worker_database_url or urls.database_url
 
 
-async def run_workers(
-    pool: AsyncConnectionPool[TenantConnection],
-    listen_url: str,
-    settings: Settings,
-    kb: KnowledgeBase,
-    stop: asyncio.Event,
-    *,
-    documents: int,
-    workflows: int,
-    purger: PurgeWorker | None = None,
-    mailer: MailWorker | None = None,
-    sampler: Callable[[], Awaitable[bool]] | None = None,
-) -> None:
-    """Run ``documents`` document workers and ``workflows`` workflow runners (none for
-    a count of 0), and ``purger``, ``mailer`` and the size ``sampler`` when given, until
-    ``stop`` is set; work in flight is left under its lease."""
-    async with httpx.AsyncClient(follow_redirects=False) as http:
-        jobs: list[Coroutine[Any, Any, None]] = []
-        if purger is not None:
-            purge_wake = asyncio.Event()
-            jobs.append(listen(listen_url, PURGES_CHANNEL, purge_wake, stop))
-            jobs.append(poll("purge", purger.run_once, stop, settings.kb_poll_s, purge_wake))
-        if mailer is not None:
-            mail_wake = asyncio.Event()
-            jobs.append(listen(listen_url, MAIL_CHANNEL, mail_wake, stop))
-            jobs.append(poll("mail", mailer.run_once, stop, settings.kb_poll_s, mail_wake))
-        if sampler is not None:
-            jobs.append(poll("size sampler", sampler, stop, settings.size_sample_s))
-        if documents:
-            document_worker = DocumentWorker(pool, kb)
-            jobs += [
-                poll("knowledge-base", document_worker.run_once, stop, settings.kb_poll_s)
-                for _ in range(documents)
-            ]
-        if workflows:
+@dataclass(frozen=True)
+class Worker:
+    """One kind of background work: a round that says whether it found work, how long to
+    wait when it found none, the NOTIFY channel that ends the wait early, and how many
+    copies run at once."""
+
+    name: str
+    run_once: Callable[[], Awaitable[bool]]
+    poll_s: float
+    channel: str | None = None
+    copies: int = 1
+
+
+async def run_workers(workers: Sequence[Worker], listen_url: str, stop: asyncio.Event) -> None:
+    """Run every worker (its copies sharing one LISTEN on its channel) until ``stop`` is
+    set; work in flight is left under its lease."""
+    jobs: list[Coroutine[Any, Any, None]] = []
+    for worker in workers:
+        wake = None
+        if worker.channel is not None:
             wake = asyncio.Event()
-            workflow_worker = WorkflowWorker(pool, settings, http)
-            jobs.append(listen(listen_url, CHANNEL, wake, stop))
-            jobs += [
-                poll("workflow", workflow_worker.run_once, stop, settings.workflow_poll_s, wake)
-                for _ in range(workflows)
-            ]
-        await asyncio.gather(*jobs)
+            jobs.append(listen(listen_url, worker.channel, wake, stop))
+        jobs += [
+            poll(worker.name, worker.run_once, stop, worker.poll_s, wake)
+            for _ in range(worker.copies)
+        ]
+    await asyncio.gather(*jobs)

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from fastapi import FastAPI
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from tests.conftest import StackDatabase

@@ -26,7 +26,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from psycopg import sql
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from tests.api.test_isolation import ROW_ROUTES

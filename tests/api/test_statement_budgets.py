@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio.connection import Connection as RedisConnection
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from tests.api_fixtures import AuthHeaders

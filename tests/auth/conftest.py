@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.auth.mail import OUTBOX_FOLDER, LocalOutbox
 from syntera.config import Settings
 from syntera.embedded import StackUrls

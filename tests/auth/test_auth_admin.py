@@ -38,6 +38,15 @@ def test_the_admin_client_creates_lists_changes_and_deletes_users(
         admin.get_user_by_id(str(uuid.uuid4()))
     assert (missing.value.status, missing.value.code) == (404, "user_not_found")
 
+    # Without arguments the client sends page=&per_page= (empty): GoTrue's defaults.
+    first_page = admin.list_users()
+    assert 1 <= len(first_page) <= 50
+    service = {"Authorization": f"Bearer {TEST_SERVICE_KEY}"}
+    not_a_number = httpx.get(f"{auth_server.url}/auth/v1/admin/users", params={"page": "x"},
+                             headers=service)  # fmt: skip
+    assert (not_a_number.status_code, not_a_number.json()["error_code"]) == (
+        400, "validation_failed",
+    )  # fmt: skip
     seen: set[str] = set()
     page = 1
     while batch := admin.list_users(page=page, per_page=2):

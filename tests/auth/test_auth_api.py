@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.cli.stack import proxy_options
 from syntera.config import Settings
 from syntera.db.redis import digest, global_key

@@ -13,12 +13,12 @@ import psycopg
 import pytest
 from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from tests.api_fixtures import StatementLog
 from tests.auth.conftest import ALLOWED, PASSWORD, SITE, AuthServer, new_email
-from tests.conftest import TEST_JWT_SECRET, StackDatabase
+from tests.conftest import TEST_JWT_SECRET, TEST_SERVICE_KEY, StackDatabase
 
 NEW_PASSWORD = "another horse battery"
 
@@ -243,6 +243,40 @@ def test_redirects_outside_the_allow_list_are_refused(auth_server: AuthServer) -
         params={"token": token, "type": "recovery", "redirect_to": "https://evil.example/"},
     )
     assert open_redirect.status_code == 400
+
+
+@pytest.mark.parametrize("redirect_to", ["http://[", "https://[::1/x", "http://[evil]/"])
+async def test_a_redirect_that_does_not_parse_is_refused_as_any_other(
+    client: httpx.AsyncClient, redirect_to: str
+) -> None:
+    email = new_email()
+    signed = await client.post("/auth/v1/signup", json={"email": email, "password": PASSWORD})
+    assert signed.status_code == 200, signed.text
+    user = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    service = {"Authorization": f"Bearer {TEST_SERVICE_KEY}"}
+    query = {"redirect_to": redirect_to}
+    link = {"type": "magiclink", "email": email}
+    answers = {
+        "recover": await client.post("/auth/v1/recover", params=query, json={"email": email}),
+        "otp": await client.post("/auth/v1/otp", params=query, json={"email": email}),
+        "resend": await client.post(
+            "/auth/v1/resend", params=query, json={"email": email, "type": "signup"}
+        ),
+        "verify": await client.get(
+            "/auth/v1/verify", params={**query, "token": "x" * 40, "type": "magiclink"}
+        ),
+        "user": await client.put("/auth/v1/user", params=query, headers=user, json={}),
+        "generate_link": await client.post(
+            "/auth/v1/admin/generate_link", params=query, headers=service, json=link
+        ),
+        "generate_link body": await client.post(
+            "/auth/v1/admin/generate_link", headers=service, json={**link, **query}
+        ),
+    }
+    for endpoint, answer in answers.items():
+        assert answer.status_code == 400, (endpoint, answer.text)
+        assert answer.json()["error_code"] == "validation_failed", endpoint
+        assert "redirect_to" in answer.json()["msg"], endpoint
 
 
 def test_wrong_codes_are_throttled(auth_server: AuthServer) -> None:

@@ -31,8 +31,9 @@ from psycopg_pool import AsyncConnectionPool
 from syntera.auth import mail, service
 from syntera.config import Settings
 from syntera.db.migrations import migrate
-from syntera.db.postgres import TenantConnection, create_api_pool, system_transaction
+from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.embedded import StackUrls
+from syntera.unit_of_work import system_transaction
 from tests.conftest import StackDatabase, create_database
 
 

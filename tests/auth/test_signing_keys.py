@@ -17,7 +17,7 @@ import httpx
 import jwt
 import pytest
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.auth import keys as signing_keys
 from syntera.config import Settings
 from syntera.db.migrations import migrate

@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from psycopg.types.json import Jsonb
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from syntera.ops.demo import seed_demo

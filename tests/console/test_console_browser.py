@@ -20,7 +20,7 @@ from tests.browser import launch_browser, needs_chromium
 from tests.console.conftest import SCREENSHOTS, Account, make_account, sign_in
 from tests.console.test_operator_api import syntera_admin
 from tests.events_helpers import subscribe
-from tests.widget_helpers import public_key, start_chat
+from tests.widget.helpers import public_key, start_chat
 
 pytestmark = needs_chromium
 

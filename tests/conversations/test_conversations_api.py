@@ -406,7 +406,7 @@ async def test_mongodb_down_is_a_503_and_nothing_is_recorded(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    from syntera.api.app import create_app
+    from syntera.app import create_app
 
     down = dataclasses.replace(
         api_urls, mongodb_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true"

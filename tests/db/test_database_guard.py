@@ -129,7 +129,7 @@ def test_a_temporary_type_does_not_shadow_inside_a_definer(
     strict=True,
     reason="issue 35, cause 2, left open on purpose: authenticator is a member of service_role "
     "(as on Supabase) until the system gets a login and pool of its own; safe while no "
-    "request's SQL is written by its client (see syntera.db.postgres.system_transaction)",
+    "request's SQL is written by its client (see syntera.unit_of_work.system_transaction)",
 )
 def test_the_api_login_cannot_become_the_system(owner_conn: psycopg.Connection) -> None:
     [(member,)] = owner_conn.execute(
@@ -595,7 +595,7 @@ def test_policies_read_the_membership_view_not_a_helper_function(
 ) -> None:
     """A helper function in a policy is called in every statement (it cannot be inlined);
     the view's sub-select is planned in: 1.1x rather than 1.6x the cost of an explicit
-    filter inside PostgreSQL (migration 023, bench/rls.py)."""
+    filter inside PostgreSQL (migration 024, bench/rls.py)."""
     policies = owner_conn.execute(
         "SELECT policyname, coalesce(qual, '') || coalesce(with_check, '') FROM pg_policies"
         " WHERE schemaname = 'public'"

@@ -63,7 +63,7 @@ MEMBER_TABLES: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Members create documents only through public.queue_document() (migration 017: the
+# Members create documents only through public.queue_document() (migration 018: the
 # file's path is the system's), never by INSERT.
 INSERTED_BY_MEMBERS = sorted(set(MEMBER_TABLES) - {"knowledge_base_documents"})
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from syntera.api.app import create_app
 from syntera.api.log_redaction import redact
+from syntera.app import create_app
 from syntera.auth.tokens import issue_access_token, load_keys
 from syntera.config import Settings
 from syntera.conversations.store import scoped
@@ -20,7 +20,7 @@ from tests.api_fixtures import AuthHeaders, serving
 from tests.events.test_member_streams import start
 from tests.events_helpers import refused, subscribe
 from tests.factories import SeededCompany
-from tests.widget_helpers import WidgetChat, open_chat, start_chat
+from tests.widget.helpers import WidgetChat, open_chat, start_chat
 
 
 async def chat_of(http: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany) -> WidgetChat:
@@ -308,3 +308,36 @@ async def test_typing_on_a_path_that_is_no_conversation_is_404(
             json={"state": "start"},
         )  # fmt: skip
         assert visitor.status_code == 404, visitor.text
+
+
+async def test_visitors_have_their_own_stream_slots_and_never_take_the_teams(
+    stream_settings: Settings,
+    api_urls: StackUrls,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    tenant_b: SeededCompany,
+) -> None:
+    limits = {"events_streams_per_company": 2, "events_visitor_streams_per_company": 2}
+    app = create_app(stream_settings.model_copy(update=limits), api_urls)
+    with serving(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+            chat = await chat_of(http, auth, tenant)
+            other = await another_chat(http, chat)
+            async with (  # the visitors' every slot, with nothing but the public key
+                subscribe(http, f"{chat.url}/events", headers=chat.session),
+                subscribe(http, f"{other.url}/events", headers=other.session),
+            ):
+                async with (  # and still the whole team connects
+                    subscribe(http, "/v1/events", headers=auth(tenant.member)),
+                    subscribe(http, "/v1/events", headers=auth(tenant.admin)),
+                ):
+                    full = await refused(http, f"{other.url}/events", headers=other.session)
+                    assert full.status_code == 429
+                    assert "of visitors per company" in full.text
+                    team = await refused(http, "/v1/events", headers=auth(tenant.owner))
+                    assert team.status_code == 429  # the team's own limit holds
+                    assert "at most 2 open event streams per company" in team.text
+                # Another company's visitors count against their own company only.
+                theirs = await chat_of(http, auth, tenant_b)
+                async with subscribe(http, f"{theirs.url}/events", headers=theirs.session):
+                    pass

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls, _valkey_binary
 from tests.api_fixtures import AuthHeaders, MakeTenant, serving
@@ -29,7 +29,7 @@ from tests.events.test_resume_and_commit import post
 from tests.events_helpers import EventStream, refused, subscribe
 from tests.factories import SeededCompany
 from tests.test_embedded import free_port, wait_until_ready
-from tests.widget_helpers import WidgetChat
+from tests.widget.helpers import WidgetChat
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,18 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.conversations import service
 from syntera.conversations.schemas import MessageCreate
 from syntera.conversations.store import ConversationStore
 from syntera.db.mongo import create_mongo_client
-from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.db.postgres import TenantConnection
 from syntera.db.redis import create_redis
 from syntera.embedded import StackUrls
 from syntera.events.bus import Publisher, Retention
-from syntera.tenancy import TenantTransaction
+from syntera.tenancy import Principal
+from syntera.unit_of_work import open_unit_of_work
 from tests.api_fixtures import AuthHeaders, serving
 from tests.events.test_member_streams import start
 from tests.events_helpers import subscribe
@@ -165,8 +166,9 @@ async def test_a_rolled_back_transaction_publishes_nothing(
         async with subscribe(http, "/v1/events", headers=member) as stream:
 
             async def write_then_fail() -> None:
-                async with system_transaction(api_pool) as conn:
-                    tx = TenantTransaction.of_system(conn, tenant.company_id, None, publisher)
+                async with open_unit_of_work(
+                    api_pool, Principal.service(), company_id=tenant.company_id, events=publisher
+                ) as tx:
                     await service.append(tx, store, conversation["id"], [message])
                     assert tx.after_commit  # the event waits for the commit
                     raise RuntimeError("the request failed after the write")
@@ -174,10 +176,10 @@ async def test_a_rolled_back_transaction_publishes_nothing(
             with pytest.raises(RuntimeError):
                 await write_then_fail()
             await stream.nothing_within(0.5)
-            async with system_transaction(api_pool) as conn:
-                tx = TenantTransaction.of_system(conn, tenant.company_id, None, publisher)
+            async with open_unit_of_work(
+                api_pool, Principal.service(), company_id=tenant.company_id, events=publisher
+            ) as tx:
                 [stored] = await service.append(tx, store, conversation["id"], [message])
-            await tx.run_after_commit()
             committed = await stream.next()
         assert committed.data["data"]["id"] == stored.id
     finally:

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from tests.api_fixtures import AuthHeaders

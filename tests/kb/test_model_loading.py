@@ -15,7 +15,7 @@ from syntera.embedded import StackUrls
 
 PROBE = """
 import asyncio
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from syntera.kb.embeddings import _load_minilm

@@ -24,11 +24,12 @@ from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.purges.registry import stored_elsewhere
 from syntera.purges.worker import STEP_DONE, PurgeWorker
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
-from tests.widget_helpers import open_chat
+from tests.widget.helpers import open_chat
 
 pytestmark = pytest.mark.unscoped_mongo  # the checks scan whole collections on purpose
 
@@ -79,8 +80,12 @@ def purger(
     app: FastAPI, api_pool: AsyncConnectionPool[TenantConnection], settings: Settings
 ) -> PurgeWorker:
     stores: Stores = app.state.stores
-    return PurgeWorker(api_pool, stores.conversations, KnowledgeBase.from_settings(settings),
-                      stores.redis)  # fmt: skip
+    return PurgeWorker(
+        api_pool,
+        stored_elsewhere(
+            app.state.conversations, KnowledgeBase.from_settings(settings), stores.redis
+        ),
+    )
 
 
 def purge_of(owner_conn: psycopg.Connection, company_id: UUID) -> dict[str, Any]:
@@ -162,7 +167,7 @@ async def test_a_purge_left_by_a_worker_that_stopped_is_taken_over(
     claim = await purger.claim()
     assert claim is not None
     assert claim.company_id == leaving.company_id
-    counts = await purger.steps["mongodb"](claim)
+    counts = await purger.stores.company["mongodb"](claim.company_id, claim.key_digests)
     await purger._record(claim, STEP_DONE, step="mongodb", counts=Jsonb(counts), lease_s=60)
     assert (await purger.claim()) is None  # still under the first worker's lease
     owner_conn.execute(

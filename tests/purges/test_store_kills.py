@@ -16,7 +16,7 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.db.migrations import migrate
 from syntera.db.postgres import create_api_pool

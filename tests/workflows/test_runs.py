@@ -624,7 +624,7 @@ async def test_a_worker_in_the_api_process_runs_workflows_soon_after_the_commit(
     owner_conn: psycopg.Connection,
     make_workflow: MakeWorkflow,
 ) -> None:
-    from syntera.api.app import create_app
+    from syntera.app import create_app
 
     workflow = await make_workflow(tenant, "contact_created", [tag_node("fast")])
     serving = settings.model_copy(update={"workflow_worker_enabled": True, "workflow_poll_s": 30})

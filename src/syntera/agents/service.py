@@ -9,11 +9,11 @@ from uuid import UUID
 from syntera.agents.schemas import Agent, AgentCreate, AgentUpdate, PublicKey
 from syntera.cache import CACHE_VERSION, Cache
 from syntera.db.postgres import TenantConnection
-from syntera.db.redis import global_key, tenant_key
+from syntera.db.redis import RedisClient, global_key, tenant_key
 from syntera.db.tables import Row
 from syntera.errors import not_found
 from syntera.kit.resources import Resource, access_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 PUBLIC_KEY_PREFIX = "pub_key_"
 
@@ -28,7 +28,7 @@ AGENTS = Resource.of(
 
 
 # The agent of a public key: syntera.widget_keys names one agent per digest (its primary
-# key, migration 018); the agent is then read by its full key.
+# key, migration 019); the agent is then read by its full key.
 AGENT_BY_PUBLIC_KEY = """
 SELECT a.id, a.company_id, a.enabled
 FROM syntera.widget_keys k
@@ -68,6 +68,15 @@ def _public_key_generation(digest: str) -> str:
 def public_key_cache_keys(digest: str) -> tuple[str, str]:
     """The Redis keys that cache a widget key's agent (for a purge to remove)."""
     return _public_key_entry(digest), _public_key_generation(digest)
+
+
+async def forget_public_keys(redis: RedisClient, digests: list[str]) -> int:
+    """A deleted company's purge step: the cached agents of its widget keys, which live
+    under the keys' digests, not the company's tag (one call per digest); how many."""
+    removed = 0
+    for digest in digests:
+        removed += int(await redis.unlink(*public_key_cache_keys(digest)))
+    return removed
 
 
 def invalidate_public_key(tx: TenantTransaction, digest: str) -> None:

@@ -12,7 +12,7 @@ from psycopg import sql
 from syntera.analytics.schemas import Event, EventCreate, EventType
 from syntera.db.tables import Filter
 from syntera.kit.resources import Resource
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 EVENTS = Resource.of(
     "analytics_events",

@@ -16,10 +16,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from syntera.api import fast_paths
-from syntera.api.deps import Manager, Member, member_transaction, principal, write_as_member
+from syntera.api.deps import Manager, Member, member_pool, member_transaction, principal
 from syntera.api.pagination import page_request
 from syntera.db.tables import Filter, Row
 from syntera.errors import not_found
+from syntera.kit.member import member_page, member_row, write_as_member
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.resources import (
     M,
@@ -30,7 +31,8 @@ from syntera.kit.resources import (
     list_rows,
     update_row,
 )
-from syntera.tenancy import Principal, TenantTransaction
+from syntera.tenancy import Principal
+from syntera.unit_of_work import TenantTransaction
 
 RowId = Annotated[UUID, Path(description="The row's id.")]
 Caller = Annotated[Principal, Depends(principal)]
@@ -67,7 +69,7 @@ def add_crud_routes(
             # A signed-in member's create is one round trip (write_as_member), as on the
             # fast path (syntera.api.fast_paths), which answers most of them before this.
             query, params = resource.table.insert_current_statement(values)
-            return resource.out(await write_as_member(request, caller, query, params))
+            return resource.out(await write_as_member(member_pool(request), caller, query, params))
         async with member_transaction(request, caller, managers_only=managers_write) as tx:
             if creation_values is not None:
                 values.update(creation_values(tx))
@@ -77,7 +79,7 @@ def add_crud_routes(
         # The hot path: a signed-in user's read is one round trip (read_as_member).
         if caller.role == "authenticated":
             return resource.out(
-                await fast_paths.member_row(request, caller, resource, row_id, managers_read)
+                await member_row(member_pool(request), caller, resource, row_id, managers_read)
             )
         async with member_transaction(request, caller, managers_only=managers_read) as tx:
             return resource.out(await access_row(tx, resource, row_id))
@@ -90,7 +92,9 @@ def add_crud_routes(
         ):  # fmt: skip
             # The hot path, as for a create: one round trip (write_as_member).
             query, params = resource.table.update_current_statement(row_id, changes)
-            row = await write_as_member(request, caller, query, params, not_found(resource.label))
+            row = await write_as_member(
+                member_pool(request), caller, query, params, not_found(resource.label)
+            )
             return resource.out(row)
         async with member_transaction(request, caller, managers_only=managers_write) as tx:
             row = await update_row(tx, resource, row_id, changes)
@@ -108,8 +112,8 @@ def add_crud_routes(
         request: Request, caller: Caller, paging: Paging, where: Filters
     ) -> Page[model]:  # type: ignore[valid-type]
         if caller.role == "authenticated" and not paging.exact_count:  # one round trip
-            return await fast_paths.member_page(
-                request, caller, resource, paging, where, managers_read
+            return await member_page(
+                member_pool(request), caller, resource, paging, where, managers_read
             )
         async with member_transaction(request, caller, managers_only=managers_read) as tx:
             return await list_rows(tx, resource, paging, where)

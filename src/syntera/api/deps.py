@@ -13,25 +13,25 @@ answer is sent, and rolled back if anything raised.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
 
 from syntera.api.errors import Problem
-from syntera.api.state import cache_of, keys_of, limiters_of, publisher_of, stores_of
-from syntera.auth.tokens import InvalidToken, principal_from_bearer
-from syntera.db.postgres import open_transaction, read_as, write_as
+from syntera.api.state import authenticate_of, cache_of, limiters_of, publisher_of, stores_of
+from syntera.db.postgres import TenantConnection
 from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE, TENANT
-from syntera.errors import Forbidden, NotFound, Unauthorized
+from syntera.errors import Forbidden, Unauthorized
+from syntera.kit.member import MANAGERS_ONLY, NO_COMPANY
 from syntera.ratelimit import Limiters
-from syntera.tenancy import AfterCommit, Membership, Principal, Statement, TenantTransaction
+from syntera.tenancy import Membership, Principal
+from syntera.unit_of_work import TenantTransaction, open_unit_of_work
 
 COMPANY_HEADER = "X-Company-Id"
 
@@ -39,8 +39,6 @@ bearer = HTTPBearer(
     auto_error=False,
     description="An access token from /auth/v1/token, or the service key.",
 )
-
-log = logging.getLogger(__name__)
 
 
 async def principal(
@@ -71,10 +69,7 @@ async def stream_principal(
 async def _caller(request: Request, credential: str | None) -> Principal:
     if credential is None:
         raise Unauthorized("missing bearer token")
-    try:
-        caller = principal_from_bearer(credential, keys_of(request))
-    except InvalidToken as error:
-        raise Unauthorized(f"invalid token: {error}") from error
+    caller = authenticate_of(request)(credential)
     if caller.role == "anon":
         raise Unauthorized("an anonymous key cannot call this endpoint; sign in")
     await count_request(limiters_of(request), caller)
@@ -88,79 +83,30 @@ async def count_request(limiters: Limiters, caller: Principal) -> None:
         await limiters.enforce(limiters.api_user, key, "requests per user")
 
 
-NO_COMPANY = "you are not a member of any company; create one with POST /v1/companies"
-MANAGERS_ONLY = "only the company's owner or an admin may do this"
-
-
 @asynccontextmanager
 async def _transaction_of(request: Request, caller: Principal) -> AsyncIterator[TenantTransaction]:
-    at_commit: list[Statement] = []
-    undo: list[AfterCommit] = []
-    try:
-        async with open_transaction(stores_of(request).postgres, caller, at_commit) as (
-            conn, membership,
-        ):  # fmt: skip
-            if caller.role == "service_role":
-                membership = service_membership(request)
-            tx = TenantTransaction(
-                conn, caller, membership, cache_of(request), publisher_of(request),
-                at_commit=at_commit, undo=undo,
-            )  # fmt: skip
-            route = request.scope.get("route")
-            ROUTE.set(getattr(route, "path", None))
-            TENANT.set(str(membership.company_id) if membership else None)
-            yield tx
-    except BaseException:
-        for work in reversed(undo):  # the other stores' writes of what was rolled back
-            try:
-                await work()
-            except Exception:
-                log.exception("could not undo a write of a rolled-back request")
-        raise
+    """The request's unit of work as ``caller`` (the service key acts in the company its
+    X-Company-Id header names); after-commit work and undo are the unit of work's."""
+    company_id = None
+    if caller.role == "service_role":
+        membership = service_membership(request)
+        company_id = membership.company_id if membership else None
+    async with open_unit_of_work(
+        stores_of(request).postgres, caller, company_id=company_id,
+        cache=cache_of(request), events=publisher_of(request),
+    ) as tx:  # fmt: skip
+        route = request.scope.get("route")
+        ROUTE.set(getattr(route, "path", None))
+        TENANT.set(str(tx.membership.company_id) if tx.membership else None)
+        yield tx
 
 
-async def read_as_member(
-    request: Request,
-    caller: Principal,
-    query: bytes,
-    params: dict[str, Any],
-    *,
-    managers_only: bool = False,
-) -> list[DictRow]:
-    """The rows of a read by a signed-in user, in one round trip (``read_as``); 403 as
-    ``Member`` (``Manager`` with ``managers_only``) would answer when the caller is no
-    member (or no manager). ``query`` finds the company with
-    ``private.current_company_id()``."""
-    membership, rows = await read_as(stores_of(request).postgres, caller, query, params)
+def member_pool(request: Request) -> AsyncConnectionPool[TenantConnection]:
+    """The pool a member's one-round-trip read or write runs on (``syntera.kit.member``),
+    with the request's route noted for the slow-statement log."""
     route = request.scope.get("route")
     ROUTE.set(getattr(route, "path", None))
-    TENANT.set(str(membership.company_id) if membership else None)
-    if membership is None:
-        raise Forbidden(NO_COMPANY)
-    if managers_only and not membership.manages_team:
-        raise Forbidden(MANAGERS_ONLY)
-    return rows
-
-
-async def write_as_member(
-    request: Request,
-    caller: Principal,
-    query: bytes,
-    params: dict[str, Any],
-    missing: NotFound | None = None,
-) -> DictRow:
-    """The row a signed-in member's one-statement write returns, in one round trip
-    (``write_as``); 403 as ``Member`` would answer when the caller is no member (the
-    statement, finding no company, wrote nothing), ``missing`` when it touched no row."""
-    route = request.scope.get("route")
-    ROUTE.set(getattr(route, "path", None))
-    membership, rows = await write_as(stores_of(request).postgres, caller, query, params)
-    TENANT.set(str(membership.company_id) if membership else None)
-    if membership is None:
-        raise Forbidden(NO_COMPANY)
-    if not rows:
-        raise missing or Forbidden(NO_COMPANY)
-    return rows[0]
+    return stores_of(request).postgres
 
 
 @asynccontextmanager
@@ -173,7 +119,6 @@ async def member_transaction(
         if managers_only:
             await _manager(tx)
         yield tx
-    await tx.run_after_commit()
 
 
 async def transaction(
@@ -182,7 +127,6 @@ async def transaction(
     """The request's one transaction, as the caller."""
     async with _transaction_of(request, caller) as tx:
         yield tx
-    await tx.run_after_commit()
 
 
 async def stream_transaction(
@@ -191,7 +135,6 @@ async def stream_transaction(
     """``transaction`` for opening an event stream (committed before the stream starts)."""
     async with _transaction_of(request, caller) as tx:
         yield tx
-    await tx.run_after_commit()
 
 
 def service_membership(request: Request) -> Membership | None:

@@ -6,13 +6,13 @@ Profiling ``GET /v1/contacts/{id}`` under load (py-spy, 2 API processes) put a t
 each request's CPU in FastAPI's routing, its dependency solving and the validation of
 the answer, against a quarter in the database round trip itself. This middleware
 answers the common case the same way with less: it verifies the token (the same
-``principal_from_bearer``), counts the per-user limit, reads in one round trip as the
+authenticator as the dependencies), counts the per-user limit, reads in one round trip as the
 caller (``read_as``: RLS decides, the company found in SQL), and writes the row through
 the resource's model (``model_dump_json``, the bytes FastAPI would send). Anything else
 — no or another kind of credential, the service key, another query string — goes on to
 FastAPI unchanged. Errors (403, 404, 429, a database error) are the same
-problem+json documents, from the same functions (``member_row``, ``member_page``, which
-the routes call too).
+problem+json documents, from the same functions (``syntera.kit.member``, which the
+routes call too).
 
 A create is answered here only when its body is a valid create of the resource: the
 token and the body are checked first (neither has an effect), then the request is
@@ -38,14 +38,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from syntera.api.deps import count_request, read_as_member, write_as_member
+from syntera.api.deps import count_request, member_pool
 from syntera.api.errors import problem_from_database, problem_from_error
 from syntera.api.json_guard import is_json, read_body, replaying
-from syntera.auth.tokens import InvalidToken, principal_from_bearer
-from syntera.db.tables import Filter, Listing, Row
-from syntera.errors import SynteraError
-from syntera.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest, page_from
-from syntera.kit.resources import M, Resource, found
+from syntera.db.tables import Filter
+from syntera.errors import SynteraError, Unauthorized
+from syntera.kit.member import member_page, member_row, write_as_member
+from syntera.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
+from syntera.kit.resources import Resource
 from syntera.tenancy import Principal
 
 
@@ -138,12 +138,14 @@ class FastPaths:
         try:
             await count_request(state.limiters, caller)
             if row_id is not None:
-                row = await member_row(request, caller, read.resource, row_id, read.managers_only)
+                row = await member_row(
+                    member_pool(request), caller, read.resource, row_id, read.managers_only
+                )
                 body = read.resource.out(row).model_dump_json().encode()
             else:
                 assert read.filters is not None
                 paging = PageRequest(limit, None, 0, False)
-                page = await member_page(request, caller, read.resource, paging,
+                page = await member_page(member_pool(request), caller, read.resource, paging,
                                          await read.filters(), read.managers_only)  # fmt: skip
                 body = page.model_dump_json().encode()
         except (SynteraError, psycopg.Error) as error:
@@ -168,41 +170,12 @@ class FastPaths:
         try:
             await count_request(scope["app"].state.limiters, caller)
             query, params = create.resource.table.insert_current_statement(values)
-            row = await write_as_member(request, caller, query, params)
+            row = await write_as_member(member_pool(request), caller, query, params)
             answer = create.resource.out(row).model_dump_json().encode()
         except (SynteraError, psycopg.Error) as error:
             await _problem(error, request, send)
             return
         await _json(send, 201, answer)
-
-
-async def member_row(
-    request: Request, caller: Principal, resource: Resource[Any], row_id: UUID,
-    managers_only: bool,
-) -> Row:  # fmt: skip
-    """A signed-in member's read of one row of their company, in one round trip (403 if
-    they are no member, or no manager with ``managers_only``; 404 if there is none)."""
-    query, params = resource.table.fetch_current_query, {"id": row_id}
-    rows = await read_as_member(request, caller, query, params, managers_only=managers_only)
-    return found(resource, rows[0] if rows else None)
-
-
-async def member_page(
-    request: Request, caller: Principal, resource: Resource[M], paging: PageRequest,
-    filters: list[Filter], managers_only: bool,
-) -> Page[M]:  # fmt: skip
-    """``member_row`` for a page of a list (no exact count: that is a second statement)."""
-    table = resource.table
-    if filters or paging.after is not None:
-        statement, params, _ = table.list_statement(
-            None, filters=filters, limit=paging.limit, after=paging.after, offset=paging.offset
-        )
-        query = statement.as_bytes()
-    else:
-        query, params = table.first_page_query, {"limit": paging.limit + 1, "offset": paging.offset}
-    rows = await read_as_member(request, caller, query, params, managers_only=managers_only)
-    listing = Listing.of(rows, paging.limit)
-    return page_from(listing, paging, resource.out, resource.table.time_column)
 
 
 def _member_caller(scope: Scope) -> Principal | None:
@@ -212,8 +185,8 @@ def _member_caller(scope: Scope) -> Principal | None:
     if credential is None:
         return None
     try:
-        caller = principal_from_bearer(credential, scope["app"].state.keys)
-    except InvalidToken:
+        caller: Principal = scope["app"].state.authenticate(credential)
+    except Unauthorized:
         return None
     if caller.role != "authenticated" or caller.user_id is None:
         return None

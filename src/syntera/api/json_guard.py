@@ -8,12 +8,20 @@ int64 and float comparisons handle), no NaN or Infinity. A body that breaks a bo
 webhook payload) or half-written, and nothing stored can later fail to serialise.
 Query strings are held to the same rules for their values.
 
+A request with more than one Content-Type header is refused (400) whatever its route:
+the guard, FastAPI's body parser and any proxy in between could each believe a
+different one, and JSON the guard took for text would reach the stores unchecked. Of
+one header, the guard and the fast paths judge "JSON" by FastAPI's own rule. The stores
+hold what they write to the same bounds again (``syntera.db.storable``).
+
 Malformed JSON is passed through: FastAPI answers it with 400.
 """
 
 from __future__ import annotations
 
+import email.message
 import json
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,68 +30,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syntera.api.errors import Problem, field_problem
 from syntera.api.limits import BodyTooLarge
+from syntera.db.storable import MAX_DEPTH, Unacceptable, check_text, check_value
 
-MAX_DEPTH = 32
-MAX_STRING_CHARS = 200_000
-MAX_KEY_CHARS = 256
 MAX_QUERY_VALUE_CHARS = 10_000
-INT64 = range(-(2**63), 2**63)
-
-
-class Unacceptable(ValueError):
-    """A JSON value outside the bounds; ``parts`` is where (keys and indexes, outermost
-    first), filled in as the error travels out of the nested values."""
-
-    def __init__(self, message: str, *parts: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.parts = list(parts)
-
-    @property
-    def path(self) -> str:
-        shown = self.parts[:12] + (["…"] if len(self.parts) > 12 else [])
-        # A key may itself hold the lone surrogate being reported: show it escaped.
-        text = ".".join(part[:40] for part in shown) or "body"
-        return text.encode("utf-8", "backslashreplace").decode()
+SEVERAL_CONTENT_TYPES = "the request has more than one Content-Type header; send one"
 
 
 def _reject_constant(name: str) -> Any:
     raise Unacceptable(f"{name} is not a JSON number")
-
-
-def _check_text(text: str, limit: int) -> None:
-    if len(text) > limit:
-        raise Unacceptable(f"longer than {limit} characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise Unacceptable("not valid Unicode (a lone surrogate)") from error
-
-
-def check_value(value: Any, depth: int = 0) -> None:
-    """Raise Unacceptable for the first part of ``value`` outside the bounds. The path
-    is only built for an error, so a good body costs one walk and no allocations."""
-    if depth > MAX_DEPTH:
-        raise Unacceptable(f"nested more than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            try:
-                _check_text(key, MAX_KEY_CHARS)
-                check_value(item, depth + 1)
-            except Unacceptable as error:
-                error.parts.insert(0, key)
-                raise
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            try:
-                check_value(item, depth + 1)
-            except Unacceptable as error:
-                error.parts.insert(0, str(index))
-                raise
-    elif isinstance(value, str):
-        _check_text(value, MAX_STRING_CHARS)
-    elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
-        raise Unacceptable("integers must fit in 64 bits")
 
 
 def check_body(body: bytes) -> None:
@@ -110,16 +64,37 @@ def check_query(query_string: bytes) -> None:
         if "\x00" in value or "\x00" in name:
             raise Unacceptable("no NUL characters", name)
         try:
-            _check_text(value, MAX_QUERY_VALUE_CHARS)
+            check_text(value, MAX_QUERY_VALUE_CHARS)
         except Unacceptable as error:
             error.parts.insert(0, name)
             raise
 
 
+def content_types(scope: Scope) -> list[bytes]:
+    """The values of the request's Content-Type headers (ASGI names are lower case)."""
+    return [value for name, value in scope["headers"] if name == b"content-type"]
+
+
 def is_json(scope: Scope) -> bool:
-    headers: dict[bytes, bytes] = dict(scope["headers"])
-    content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-    return content_type == b"application/json" or content_type.endswith(b"+json")
+    """Whether FastAPI reads the body as JSON: the request's Content-Type (the first;
+    JsonGuard refuses a request with more) by FastAPI's own rule."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value == b"application/json" or _json_media_type(value)
+    return False  # FastAPI's strict content type: no header is not JSON
+
+
+@lru_cache(maxsize=64)
+def _json_media_type(value: bytes) -> bool:
+    """FastAPI's test of a Content-Type (``fastapi.routing``, read by the email package):
+    ``application/json`` or ``application/*+json``, whatever the case, spacing and
+    parameters."""
+    message = email.message.Message()
+    message["content-type"] = value.decode("latin-1")
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 async def read_body(receive: Receive) -> bytes | None:
@@ -157,6 +132,11 @@ class JsonGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if len(content_types(scope)) > 1:
+            # The guard, FastAPI and a proxy could each believe a different one.
+            problem = Problem(400, "Bad Request", SEVERAL_CONTENT_TYPES)
+            await problem.response(Request(scope, receive))(scope, receive, send)
             return
         try:
             check_query(scope.get("query_string", b""))

@@ -2,12 +2,14 @@
 
 ``create_app`` puts the configuration on ``app.state`` when the application is made, and
 the lifespan adds the open stores; routes and dependencies read them through the
-functions here rather than through untyped ``request.app.state`` attributes.
+functions here rather than through untyped ``request.app.state`` attributes. What belongs
+to one domain (the knowledge base, the conversation store, the event hub, the signing
+keys) is read by that domain's routes, through accessors of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -15,19 +17,16 @@ from typing import Any, cast
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.auth.tokens import Keys
+from syntera import unit_of_work
 from syntera.cache import Cache
 from syntera.config import Settings
-from syntera.conversations.store import ConversationStore
 from syntera.db.mongo import MongoClient
-from syntera.db.postgres import TenantConnection, transaction_as
+from syntera.db.postgres import TenantConnection
 from syntera.db.redis import RedisClient
 from syntera.embedded import StackUrls
-from syntera.events.bus import Publisher
-from syntera.events.streams import Events
-from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.ratelimit import Limiters
 from syntera.tenancy import Principal
+from syntera.unit_of_work import Publisher
 
 
 @dataclass
@@ -37,7 +36,6 @@ class Stores:
     postgres: AsyncConnectionPool[TenantConnection]
     mongo: MongoClient
     redis: RedisClient
-    conversations: ConversationStore
 
 
 def _held(request: Request, name: str) -> Any:
@@ -52,14 +50,6 @@ def urls_of(request: Request) -> StackUrls:
     return cast(StackUrls, _held(request, "urls"))
 
 
-def keys_of(request: Request) -> Keys:
-    return cast(Keys, _held(request, "keys"))
-
-
-def knowledge_base_of(request: Request) -> KnowledgeBase:
-    return cast(KnowledgeBase, _held(request, "kb"))
-
-
 def stores_of(request: Request) -> Stores:
     return cast(Stores, _held(request, "stores"))
 
@@ -68,12 +58,19 @@ def limiters_of(request: Request) -> Limiters:
     return cast(Limiters, _held(request, "limiters"))
 
 
-def events_of(request: Request) -> Events:
-    return cast(Events, _held(request, "events"))
-
-
 def publisher_of(request: Request) -> Publisher:
-    return events_of(request).publisher
+    """Where the request's unit of work publishes its live events."""
+    return cast(Publisher, _held(request, "publisher"))
+
+
+# Who a bearer credential stands for; Unauthorized when it stands for no one. Set by the
+# application (the auth domain's tokens, over this process's keys): the HTTP layer knows
+# no domain.
+Authenticate = Callable[[str], Principal]
+
+
+def authenticate_of(request: Request) -> Authenticate:
+    return cast(Authenticate, _held(request, "authenticate"))
 
 
 def cache_of(request: Request) -> Cache | None:
@@ -84,5 +81,5 @@ def cache_of(request: Request) -> Cache | None:
 async def system_transaction(request: Request) -> AsyncIterator[TenantConnection]:
     """A transaction as the system (service_role), for the calls whose caller is not a
     user of a company: sign-in, the widget's key lookup, inbound webhooks."""
-    async with transaction_as(stores_of(request).postgres, Principal.service()) as conn:
+    async with unit_of_work.system_transaction(stores_of(request).postgres) as conn:
         yield conn

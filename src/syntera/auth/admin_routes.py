@@ -10,18 +10,19 @@ owns a company hands it to another owner of it, or the delete is refused saying 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from syntera.api.deps import principal
-from syntera.api.state import keys_of, settings_of, system_transaction
+from syntera.api.state import settings_of, system_transaction
 from syntera.auth import flow_routes as flows
 from syntera.auth import onetime, service
-from syntera.auth.common_routes import ERRORS, GoTrueError, auth_user
+from syntera.auth.common_routes import ERRORS, GoTrueError, auth_user, keys_of
 from syntera.auth.passwords import hash_password
 from syntera.auth.schemas import MAX_PASSWORD_LENGTH, AuthUser
 from syntera.db.postgres import TenantConnection
@@ -125,16 +126,26 @@ async def _changes(request: Request, body: UserAttributes) -> dict[str, Any]:
     return changes
 
 
+def _blank_as(default: int) -> Callable[[Any], Any]:
+    """A query value, or ``default`` for an empty one."""
+
+    def value_or_default(value: Any) -> Any:
+        return default if value == "" else value
+
+    return value_or_default
+
+
 @router.get("/users", response_model=UserList, responses=ERRORS)
 async def list_users(
     request: Request,
     response: Response,
     _: Admin,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=1000)] = 50,
+    page: Annotated[int, BeforeValidator(_blank_as(1)), Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, BeforeValidator(_blank_as(50)), Query(ge=1, le=1000)] = 50,
 ) -> UserList:
     """Every user, oldest first, a page at a time (``X-Total-Count`` and ``Link``
-    headers, as GoTrue)."""
+    headers, as GoTrue). An empty ``page`` or ``per_page`` is the default, as GoTrue
+    reads it (``supabase-auth``'s ``list_users()`` sends ``page=&per_page=``)."""
     async with system_transaction(request) as conn:
         rows = await (await conn.execute(service.LIST_USERS,
                                          {"limit": per_page, "offset": (page - 1) * per_page})

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from syntera.api.state import keys_of, settings_of
+from syntera.api.state import settings_of
 from syntera.auth import service
 from syntera.auth.schemas import AuthError, AuthUser, Session
-from syntera.auth.tokens import issue_access_token
+from syntera.auth.tokens import Keys, issue_access_token
+from syntera.db.postgres import TenantConnection
 from syntera.tenancy import Principal
+
+
+def keys_of(request: Request) -> Keys:
+    """The secrets that decide who a bearer is (this process's, loaded with the app)."""
+    return cast(Keys, request.app.state.keys)
+
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": AuthError, "description": "Invalid credentials or request"},
@@ -71,6 +78,27 @@ def session_of(caller: Principal) -> UUID | None:
         return UUID(str(session_id)) if session_id else None
     except ValueError:
         return None
+
+
+async def hold_live_session(
+    conn: TenantConnection, caller: Principal, *, banned_may: bool = False
+) -> None:
+    """Go on only if the caller's access token names a session that goes on (and, unless
+    ``banned_may``, a user who is not banned), the account locked until ``conn``'s
+    transaction ends; otherwise GoTrue's answers: 403 ``session_not_found`` (logged out,
+    ended by a password change), 403 ``user_banned``, 404 ``user_not_found``. What the
+    endpoints that change credentials or sessions check; the others trust an access
+    token until it expires."""
+    assert caller.user_id is not None
+    state = await service.hold_session(conn, caller.user_id, session_of(caller))
+    if state is service.SessionState.NO_USER:
+        raise GoTrueError(404, "user_not_found", "User from sub claim in JWT does not exist")
+    if state is service.SessionState.ENDED:
+        raise GoTrueError(
+            403, "session_not_found", "Session from session_id claim in JWT does not exist"
+        )
+    if state is service.SessionState.BANNED and not banned_may:
+        raise GoTrueError(403, "user_banned", "User is banned")
 
 
 def auth_user(row: dict[str, Any]) -> AuthUser:

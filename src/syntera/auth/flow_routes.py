@@ -24,13 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syntera import __version__
 from syntera.api.deps import principal
-from syntera.api.state import keys_of, limiters_of, settings_of, system_transaction
+from syntera.api.state import limiters_of, settings_of, system_transaction
 from syntera.auth import mail, onetime, service
 from syntera.auth.common_routes import (
     ERRORS,
     GoTrueError,
     auth_user,
     client_ip,
+    hold_live_session,
+    keys_of,
     new_session,
     session_of,
     weak_password,
@@ -101,17 +103,21 @@ def allowed_redirect(settings: Settings, redirect_to: str | None) -> str:
     allow-list admits it, the site URL if none was asked; 400 otherwise."""
     if not redirect_to:
         return settings.auth_site_url
-    site, asked = urlsplit(settings.auth_site_url), urlsplit(redirect_to)
-    if (asked.scheme, asked.netloc) == (site.scheme, site.netloc):
-        return redirect_to
-    if any(_glob(pattern).fullmatch(redirect_to) for pattern in settings.auth_redirect_list):
-        return redirect_to
-    raise GoTrueError(
+    refused = GoTrueError(
         400,
         "validation_failed",
         f"redirect_to {redirect_to!r} is not allowed: it must be on the site URL "
         "(SYNTERA_AUTH_SITE_URL) or match SYNTERA_AUTH_REDIRECT_URLS",
     )
+    try:
+        site, asked = urlsplit(settings.auth_site_url), urlsplit(redirect_to)
+    except ValueError:  # "http://[": not a URL, so on no allowed site either
+        raise refused from None
+    if (asked.scheme, asked.netloc) == (site.scheme, site.netloc):
+        return redirect_to
+    if any(_glob(pattern).fullmatch(redirect_to) for pattern in settings.auth_redirect_list):
+        return redirect_to
+    raise refused
 
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -199,19 +205,22 @@ async def update_user(
 ) -> AuthUser:
     """Change the signed-in user's password (ending their other sessions, by default),
     email (takes effect once the link sent to the new address is followed) or metadata
-    (merged into what is there)."""
+    (merged into what is there). Only with the access token of a session that goes on,
+    of a user who is not banned (403 ``session_not_found``, ``user_banned``)."""
     settings = settings_of(request)
     if caller.user_id is None:
         raise GoTrueError(403, "no_authorization", "This endpoint requires a user token")
     redirect = allowed_redirect(settings, redirect_to)
+    # Before any password is hashed or compared: an ended session learns nothing here.
+    async with system_transaction(request) as conn:
+        await hold_live_session(conn, caller)
+        user = await service.find_user(conn, caller.user_id)
+    if user is None:
+        raise GoTrueError(404, "user_not_found", "User from sub claim in JWT does not exist")
     new_hash = None
     if body.password is not None:
         check_password(settings, body.password)
         new_hash = await hash_password(body.password)  # before the transaction opens
-    async with system_transaction(request) as conn:
-        user = await service.find_user(conn, caller.user_id)
-    if user is None:
-        raise GoTrueError(404, "user_not_found", "User from sub claim in JWT does not exist")
     if body.password is not None and await verify_password(
         user["encrypted_password"], body.password
     ):
@@ -223,6 +232,9 @@ async def update_user(
         assert body.email is not None
         await limit_mail(request, body.email)
     async with system_transaction(request) as conn:
+        # Again, in the transaction that changes: the session may have ended meanwhile
+        # (another session's password change, waited for by the lock).
+        await hold_live_session(conn, caller)
         changes: dict[str, Any] = {}
         if new_hash is not None:
             changes["encrypted_password"] = new_hash

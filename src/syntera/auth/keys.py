@@ -31,7 +31,8 @@ from jwt.types import Options
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.db.postgres import TenantConnection
+from syntera.unit_of_work import system_transaction
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.auth import onetime, service
 from syntera.config import Settings
-from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.db.postgres import TenantConnection
+from syntera.unit_of_work import system_transaction
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from syntera.auth.common_routes import (
     GoTrueError,
     auth_user,
     client_ip,
+    hold_live_session,
     new_session,
     session_of,
 )
@@ -159,7 +160,11 @@ async def logout(
     scope: Annotated[Literal["global", "local", "others"], Query()] = "global",
 ) -> Response:
     """End this session (``local``), the others, or all of them (``global``, default);
-    their refresh tokens stop working. Access tokens already issued run until expiry."""
+    their refresh tokens stop working, and their access tokens can no longer change
+    credentials or sessions (403 ``session_not_found``); other endpoints accept them until
+    they expire. A session that has ended ends no other."""
+    user_id = _user_id(caller)
     async with system_transaction(request) as conn:
-        await service.end_sessions(conn, _user_id(caller), session_of(caller), scope)
+        await hold_live_session(conn, caller, banned_may=True)
+        await service.end_sessions(conn, user_id, session_of(caller), scope)
     return Response(status_code=204)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
+from syntera.db.storable import jsonb
 
 REFRESH_TOKEN_BYTES = 32
 EMAIL_APP_METADATA = {"provider": "email", "providers": ["email"]}
@@ -148,6 +150,32 @@ UPDATE syntera.auth_sessions SET revoked_at = now()
 """
 
 
+# The first statement of a change of credentials or sessions: lock the account, so that
+# the changes of one user run one after another, and read it as the last committed change
+# left it (a locking read sees the newest version of its row).
+LOCK_USER = """
+SELECT coalesce(banned_until > now(), false) AS banned FROM auth.users
+ WHERE id = %(id)s AND deleted_at IS NULL
+   FOR NO KEY UPDATE
+"""
+
+# The second: whether the access token's session goes on (by primary key). A statement of
+# its own, after the lock, so that it sees a session ended by a change it waited for.
+SESSION_GOES_ON = """
+SELECT 1 AS live FROM syntera.auth_sessions
+ WHERE id = %(session_id)s AND user_id = %(id)s AND revoked_at IS NULL
+"""
+
+
+class SessionState(enum.Enum):
+    """Where the session of an access token stands (``hold_session``)."""
+
+    LIVE = "live"
+    ENDED = "ended"  # logged out, ended by a password change, or never existed here
+    BANNED = "banned"
+    NO_USER = "no_user"  # deleted
+
+
 class EmailTaken(Exception):
     """An account with this email exists."""
 
@@ -186,8 +214,8 @@ async def create_user(
         "email": normalize_email(email),
         "password_hash": password_hash,
         "confirmed": confirmed,
-        "app_metadata": Jsonb({**(app_metadata or {}), **EMAIL_APP_METADATA}),
-        "user_metadata": Jsonb(user_metadata),
+        "app_metadata": jsonb("app_metadata", {**(app_metadata or {}), **EMAIL_APP_METADATA}),
+        "user_metadata": jsonb("data", user_metadata),
     }
     try:
         async with conn.transaction():  # a savepoint: the duplicate must not end the request
@@ -204,7 +232,7 @@ async def create_user_if_missing(
     """An unconfirmed account without a password for ``email``, unless it has one."""
     await conn.execute(CREATE_USER_IF_MISSING, {
         "email": normalize_email(email), "app_metadata": Jsonb(EMAIL_APP_METADATA),
-        "user_metadata": Jsonb(user_metadata),
+        "user_metadata": jsonb("data", user_metadata),
     })  # fmt: skip
 
 
@@ -234,7 +262,8 @@ async def update_user(conn: TenantConnection, user_id: UUID, **changes: Any) -> 
             assignments.append(sql.SQL("{0} = coalesce({0}, '{{}}') || %({1})s").format(
                 sql.Identifier(column), sql.SQL(column)
             ))  # fmt: skip
-            params[column] = Jsonb(value)
+            field = "data" if column == "raw_user_meta_data" else "app_metadata"
+            params[column] = jsonb(field, value)
         elif column == "email_confirmed_at" and value == "now":
             assignments.append(sql.SQL("email_confirmed_at = coalesce(email_confirmed_at, now())"))
         elif column in ("encrypted_password", "email", "email_confirmed_at", "banned_until"):
@@ -290,6 +319,22 @@ async def rotate_refresh_token(conn: TenantConnection, token: str) -> tuple[UUID
     await conn.execute(TOUCH_SESSION, {"id": row["session_id"]})
     new_token = await _issue_refresh_token(conn, row["session_id"], row["user_id"])
     return row["user_id"], NewSession(row["session_id"], new_token)
+
+
+async def hold_session(
+    conn: TenantConnection, user_id: UUID, session_id: UUID | None
+) -> SessionState:
+    """Where the session ``session_id`` of ``user_id`` stands, the account locked until
+    the transaction ends: what a change of credentials or sessions checks first, in its
+    own transaction, so that no change is made for a session that has ended before it
+    commits. An access token without a session names none that goes on."""
+    row = await (await conn.execute(LOCK_USER, {"id": user_id})).fetchone()
+    if row is None:
+        return SessionState.NO_USER
+    params = {"id": user_id, "session_id": session_id}
+    if session_id is None or await (await conn.execute(SESSION_GOES_ON, params)).fetchone() is None:
+        return SessionState.ENDED
+    return SessionState.BANNED if row["banned"] else SessionState.LIVE
 
 
 async def end_sessions(

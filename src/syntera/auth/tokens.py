@@ -15,6 +15,7 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ import jwt
 
 from syntera.auth.keys import DECODE_OPTIONS, KeyRing
 from syntera.config import Settings
+from syntera.errors import Unauthorized
 from syntera.tenancy import Principal
 
 ALGORITHM = "HS256"
@@ -130,6 +132,19 @@ def principal_from_bearer(credential: str, keys: Keys) -> Principal:
     if expires is None or expires <= time.time():
         raise InvalidToken("Signature has expired")  # checked again on every use
     return principal
+
+
+def authenticator(keys: Keys) -> Callable[[str], Principal]:
+    """``principal_from_bearer`` over ``keys``, for the HTTP layer: a credential that
+    stands for no one is Unauthorized."""
+
+    def authenticate(credential: str) -> Principal:
+        try:
+            return principal_from_bearer(credential, keys)
+        except InvalidToken as error:
+            raise Unauthorized(f"invalid token: {error}") from error
+
+    return authenticate
 
 
 # A client sends the same token with every request for an hour, and reading and

@@ -21,7 +21,8 @@ from syntera.cli.common import (
     settings_for,
 )
 from syntera.ops.retention import purge_archived_conversations, purge_events
-from syntera.purges.worker import COMPANY_STEPS, LIST, SEND_BACK
+from syntera.purges.registry import COMPANY_STEPS
+from syntera.purges.worker import LIST, SEND_BACK
 
 maintenance_app = typer.Typer(help="Periodic maintenance.", no_args_is_help=True)
 

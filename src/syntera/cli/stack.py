@@ -13,7 +13,6 @@ import typer
 import uvicorn
 from rich.table import Table
 
-from syntera.auth.mail import MailWorker, mailer_for
 from syntera.auth.tokens import load_keys
 from syntera.cli.common import (
     DataDirOption,
@@ -33,10 +32,11 @@ from syntera.db.mongo import create_mongo_client
 from syntera.db.postgres import create_api_pool
 from syntera.db.redis import connect_redis, create_redis
 from syntera.embedded import EmbeddedError, EmbeddedStack, StackUrls
+from syntera.events.streams import publisher_for
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.model_process import shared_model
 from syntera.ops.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
-from syntera.purges.worker import PurgeWorker
+from syntera.purges.registry import stored_elsewhere
 from syntera.workers import listen_url, run_workers
 
 services_app = typer.Typer(
@@ -92,7 +92,7 @@ HostOption = Annotated[str | None, typer.Option("--host", help="Address to liste
 PortOption = Annotated[
     int | None, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
 ]
-APP_FACTORY = "syntera.api.app:app_from_environment"
+APP_FACTORY = "syntera.app:app_from_environment"
 
 
 def uvicorn_options(
@@ -219,6 +219,8 @@ def worker(
     urls = resolve_urls(settings, None)
     count = concurrency or settings.kb_worker_concurrency
 
+    from syntera.app import build_workers, cache_for  # FastAPI and every route: only here
+
     async def work() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -230,25 +232,15 @@ def worker(
         await connect_redis(redis)
         try:
             async with create_api_pool(settings, urls.api_database_url) as pool:
-                purger = None
-                if settings.purge_worker_enabled:
-                    store = ConversationStore(mongo[settings.mongodb_db])
-                    purger = PurgeWorker(pool, store, kb, redis, settings.purge_lease_s)
-                mailer = None
-                if settings.mail_worker_enabled:
-                    mailer = MailWorker(
-                        pool, mailer_for(settings), settings, load_keys(settings).jwt_secret
-                    )
-                console.print(
-                    f"worker: {count} documents and {settings.workflow_worker_concurrency} "
-                    "workflow runs at once" + (", purges" if purger else "")
-                    + (", mail" if mailer else "") + "; Ctrl-C stops it"
+                workers = build_workers(
+                    settings, urls, pool, kb,
+                    stored_elsewhere(ConversationStore(mongo[settings.mongodb_db]), kb, redis),
+                    jwt_secret=load_keys(settings).jwt_secret, documents=count,
+                    cache=cache_for(settings, redis), events=publisher_for(settings, redis),
                 )  # fmt: skip
-                await run_workers(
-                    pool, listen_url(settings, urls), settings, kb, stop,
-                    documents=count, workflows=settings.workflow_worker_concurrency,
-                    purger=purger, mailer=mailer,
-                )  # fmt: skip
+                names = ", ".join(f"{w.name} x{w.copies}" for w in workers)
+                console.print(f"worker: {names}; Ctrl-C stops it")
+                await run_workers(workers, listen_url(settings, urls), stop)
         finally:
             await redis.aclose()
             await mongo.close()

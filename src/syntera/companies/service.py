@@ -25,7 +25,7 @@ from syntera.companies.schemas import (
 )
 from syntera.errors import Conflict, Forbidden, not_found
 from syntera.kit.resources import Resource
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 MEMBERS = Resource.of("users", TeamMember, "member")
 INVITATIONS = Resource.of("invitations", Invitation, "invitation", InvitationCreate)

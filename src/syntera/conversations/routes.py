@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from syntera.api.deps import Member
-from syntera.api.state import limiters_of, stores_of
+from syntera.api.state import limiters_of
 from syntera.conversations import schemas, service
 from syntera.conversations.store import ConversationStore, Direction
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
@@ -22,9 +22,14 @@ conversations = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 analytics = APIRouter(prefix="/v1/analytics/conversations", tags=["analytics"])
 
 
+def conversation_store_of(request: Request) -> ConversationStore:
+    """This process's conversation store (MongoDB), put on the app by its lifespan."""
+    return cast(ConversationStore, request.app.state.conversations)
+
+
 async def conversation_store(request: Request) -> ConversationStore:
     # async: FastAPI would run a plain function in a thread, a hop per request
-    return stores_of(request).conversations
+    return conversation_store_of(request)
 
 
 Store = Annotated[ConversationStore, Depends(conversation_store)]

@@ -42,7 +42,7 @@ from syntera.errors import Conflict, Forbidden, field_error, not_found
 from syntera.events.model import Event, EventType
 from syntera.kit.pagination import Cursor, Page
 from syntera.kit.resources import check_reference
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 
 def object_id(text: str, what: str) -> ObjectId:
@@ -303,13 +303,6 @@ async def append(
     _check_threads(conversation, messages)
     values = [message.model_dump(exclude_none=True) for message in messages]
     ids = [ObjectId() for _ in values]
-    if record:
-        for message_id, message in zip(ids, messages, strict=True):
-            if message.sender_type == "user":
-                properties: dict[str, Any] = {"message_id": str(message_id)}
-                if message.metadata.intent is not None:
-                    properties["intent"] = message.metadata.intent
-                await record_event(tx, "message.received", conversation, properties)
     # Thread counts are part of the header; the newest page always changes.
     threaded = any(message.thread_id is not None for message in messages)
     invalidate_cached(tx, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
@@ -319,6 +312,14 @@ async def append(
         [{**value, "_id": message_id} for value, message_id in zip(values, ids, strict=True)],
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
+    # After the store, which refuses what it could not give back naming the client's field.
+    if record:
+        for message_id, message in zip(ids, messages, strict=True):
+            if message.sender_type == "user":
+                properties: dict[str, Any] = {"message_id": str(message_id)}
+                if message.metadata.intent is not None:
+                    properties["intent"] = message.metadata.intent
+                await record_event(tx, "message.received", conversation, properties)
     stored = [message_out(document) for document in documents]
     publish(tx, "message.created", *stored)
     return stored

@@ -23,6 +23,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from syntera.db.mongo import Document, IndexSpec, MongoDatabase
+from syntera.db.storable import storable
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -211,11 +212,11 @@ class ConversationStore:
             status="active",
             started_at=moment,
             ended_at=None,
-            tags=tags or [],
+            tags=storable("tags", tags or []),
             threads=[],
             summary=None,
             summary_updated_at=None,
-            metadata=metadata or {},
+            metadata=storable("metadata", metadata or {}),
             created_at=moment,
             updated_at=moment,
         )
@@ -258,6 +259,8 @@ class ConversationStore:
         self, company_id: UUID, conversation_id: ObjectId, changes: Document
     ) -> Document | None:
         """Change contact, tags, metadata or summary (the summary's time is kept)."""
+        for field, value in changes.items():
+            storable(field, value)
         moment = now()
         changes = {**changes, "updated_at": moment}
         if "summary" in changes:
@@ -338,6 +341,8 @@ class ConversationStore:
     def _message(
         self, company_id: UUID, conversation_id: ObjectId, values: Document, at: datetime
     ) -> Document:
+        for field in ("content", "attachments", "ai_metadata", "metadata"):
+            storable(field, values.get(field))
         metadata = dict(values.get("metadata") or {})
         metadata.setdefault("reactions", [])
         return scoped(

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Query
 
 from syntera.api.crud import add_crud_routes
 from syntera.api.deps import Member
-from syntera.api.state import stores_of
-from syntera.crm import export, service
+from syntera.crm import service
 from syntera.crm.schemas import DealStage, Pipeline
 from syntera.db.tables import Filter
 
@@ -44,26 +42,6 @@ async def deal_filters(
 ) -> list[Filter]:
     """The filters of GET /v1/deals."""
     return service.deal_filters(stage, contact_id)
-
-
-@contacts.get(
-    "/{contact_id}/export",
-    responses={200: {"description": "One JSON document: the contact, their deals, "
-                     "analytics events, calls, and conversations with every message.",
-                     "content": {"application/json": {}}}},
-)  # fmt: skip
-async def export_contact(
-    request: Request, tx: Member, contact_id: Annotated[UUID, Path()]
-) -> StreamingResponse:
-    """Everything stored about a contact (the right of access), streamed."""
-    records = await export.read_records(tx, contact_id)
-    document = export.export_document(records, stores_of(request).conversations, contact_id)
-    filename = f"contact-{contact_id}.json"
-    return StreamingResponse(
-        document,
-        media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
 
 
 add_crud_routes(contacts, service.CONTACTS, filters=contact_filters)

@@ -13,7 +13,7 @@ from syntera.db.postgres import TenantConnection
 from syntera.db.tables import Filter, Row
 from syntera.errors import not_found
 from syntera.kit.resources import Resource, create_row, update_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 CONTACTS = Resource.of(
     "contacts",

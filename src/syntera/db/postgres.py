@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -23,9 +23,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
 from syntera.db.slow import TimedCursor
-from syntera.tenancy import Membership, Principal, Statement
+from syntera.tenancy import Membership, Principal
 
 TenantConnection = AsyncConnection[DictRow]
+# A statement and its parameters, sent later (with a transaction's COMMIT).
+Statement = tuple[bytes, dict[str, Any]]
 
 # Transaction-local (third argument true): nothing survives into the next request that
 # borrows this connection from the pool.
@@ -51,7 +53,7 @@ class TransactionDefaults:
 
 # Run as the principal, after BECOME_PRINCIPAL: the caller's membership, for the code
 # above (which company a statement names, what a role may try). The policies do not
-# use it: they read public.users themselves (migration 015), so nothing a transaction
+# use it: they read public.users themselves (migration 016), so nothing a transaction
 # sets can change what they decide.
 READ_MEMBERSHIP = "SELECT private.membership() AS membership"
 
@@ -86,15 +88,21 @@ def load_json(data: bytes | str) -> Any:
     return json.loads(data)
 
 
+# psycopg's default: a statement is prepared once a connection has run it this often.
+PREPARE_THRESHOLD = 5
+
+
 def create_api_pool(
     settings: Settings, conninfo: str, *, open: bool = False
 ) -> AsyncConnectionPool[TenantConnection]:
     """The API's pool, connected as ``authenticator`` (not opened unless ``open``)."""
     TransactionDefaults.statement_timeout_ms = settings.pg_statement_timeout_ms
     TimedCursor.threshold_ms = settings.slow_statement_ms
-    # Server-side prepared statements live in a server session, which a transaction
-    # pooler does not keep for us (PgBouncer before 1.21 does not track them).
-    prepare_threshold = None if settings.pg_transaction_pooler else 5
+    # Server-side prepared statements live in a server session. Behind a transaction
+    # pooler the next transaction may run on another client's server connection, where
+    # psycopg's names (_pg3_0, …) already exist or do not (PgBouncer before 1.21 does not
+    # track them): a statement would fail with "prepared statement … already exists".
+    prepare_threshold = PREPARE_THRESHOLD if settings.prepared_statements else None
     return AsyncConnectionPool(
         conninfo,
         min_size=settings.pg_pool_min_size,
@@ -236,19 +244,3 @@ async def transaction_as(
     """``open_transaction`` for callers that need only the connection."""
     async with open_transaction(pool, principal) as (conn, _):
         yield conn
-
-
-def system_transaction(
-    pool: AsyncConnectionPool[TenantConnection],
-) -> AbstractAsyncContextManager[TenantConnection]:
-    """One transaction as the system (service_role, which bypasses RLS): for workers and
-    for calls whose caller is no company's user. Every statement in it names its
-    company.
-
-    It borrows from the same pool as members' transactions: ``authenticator`` is a member
-    of ``service_role``, as on Supabase, so SQL a request could write itself could name
-    that role (``set_config('role', …)``). No request's SQL is written by its client
-    today; until one is (``/rest/v1``), the system keeps this pool (issue 35, cause 2:
-    a login and pool of its own would cost each process about 4 MiB of server memory
-    per idle connection and its own share of ``max_connections``)."""
-    return transaction_as(pool, Principal.service())

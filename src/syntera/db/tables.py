@@ -16,11 +16,11 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
+from syntera.db.storable import jsonb
 
-# The caller's company, found in the database, as the policies find it (migration 023): a
+# The caller's company, found in the database, as the policies find it (migration 024): a
 # sub-select on the view of the caller's own public.users row, planned into the statement
 # (an InitPlan: once per statement, then an index condition).
 CALLER_COMPANY = "(SELECT m.company_id FROM private.caller_membership m)"
@@ -112,8 +112,9 @@ class TenantTable:
         return query.as_bytes()
 
     def _adapt(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters of ``values``, JSON columns checked (``storable``) and as jsonb."""
         return {
-            key: Jsonb(value) if key in self.json_columns and value is not None else value
+            key: jsonb(key, value) if key in self.json_columns and value is not None else value
             for key, value in values.items()
         }
 

@@ -320,11 +320,17 @@ class Hub:
         self._client: aioredis.Redis | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-hub")
 
     async def close(self) -> None:
+        # The flag ends the loops too: a cancellation that arrives while redis-py waits
+        # for a message under its own timeout can be taken for that timeout and lost
+        # (seen as a process that never stopped after the model loaded beside it: the
+        # hub was "cancelling" forever). The read then returns within a second.
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -363,7 +369,7 @@ class Hub:
 
     async def _run(self) -> None:
         backoff = 0.2
-        while True:
+        while not self._closing:
             try:
                 await self._connect()
                 backoff = 0.2
@@ -392,7 +398,7 @@ class Hub:
     async def _read(self) -> None:
         assert self._pubsub is not None
         idle_since = time.monotonic()
-        while True:
+        while not self._closing:
             message = await self._pubsub.get_message(timeout=1.0)
             if message is None:
                 if time.monotonic() - idle_since > 30:
@@ -446,7 +452,7 @@ class Hub:
         self._pubsub = self._client = None
         try:
             if pubsub is not None:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             if client is not None:
                 await client.aclose()
         except REDIS_ERRORS:

@@ -10,25 +10,32 @@ event. The widget's stream is ``/v1/public/conversations/{id}/events`` (widget r
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Header, Query, Request
 
 from syntera.api.deps import StreamMember, service_membership
 from syntera.api.sse import EventStreamResponse
-from syntera.api.state import events_of, settings_of, stores_of
+from syntera.api.state import settings_of, stores_of
 from syntera.conversations import service
-from syntera.db.postgres import open_transaction
+from syntera.conversations.routes import conversation_store_of
 from syntera.db.redis import tenant_key
 from syntera.events.model import Event, StreamPosition, parse_event_id, parse_types
 from syntera.events.streams import (
+    Events,
     OpenStream,
     Recheck,
     StreamRequest,
     company_scope,
     open_stream,
 )
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction, open_unit_of_work
+
+
+def events_of(request: Request) -> Events:
+    """This process's live events: publisher, hub, stream slots (made by the lifespan)."""
+    return cast(Events, request.app.state.events)
+
 
 events = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -88,7 +95,7 @@ async def company_events(
     messages created, reacted to and read; typing."""
     wanted = parse_types(types)
     resume_from = resume_position(last_event_id_header, last_event_id)
-    store = stores_of(request).conversations
+    store = conversation_store_of(request)
     if conversation_id is not None:
         conversation = await service.access_conversation(tx, store, conversation_id)
         conversation_id = str(conversation["_id"])
@@ -131,15 +138,15 @@ def member_view(conversation_id: str | None, wanted: frozenset[str] | None) -> E
 def member_recheck(request: Request, tx: TenantTransaction, conversation_id: str | None) -> Recheck:
     """Whether the caller still belongs to the company (and the conversation still is)."""
     pool = stores_of(request).postgres
-    store = stores_of(request).conversations
+    store = conversation_store_of(request)
     memo = events_of(request).checks
     caller, company_id = tx.principal, tx.company_id
     named = service_membership(request) if caller.role == "service_role" else None
 
     async def membership_check() -> str | None:
-        async with open_transaction(pool, caller) as (_, membership):
-            if caller.role == "service_role":
-                membership = named
+        company = named.company_id if named else None
+        async with open_unit_of_work(pool, caller, company_id=company) as tx:
+            membership = tx.membership
             if membership is None or membership.company_id != company_id:
                 return "you are no longer a member of this company"
         return None

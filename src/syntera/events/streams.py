@@ -89,11 +89,16 @@ class Events:
         await self.hub.close()
 
 
+def publisher_for(settings: Settings, redis: RedisClient) -> Publisher:
+    """Where this process publishes live events (a worker needs no more of them)."""
+    retention = Retention(settings.events_retention_count, settings.events_retention_s)
+    return Publisher(redis, retention, settings.redis_timeout_s)
+
+
 def create_events(settings: Settings, redis: RedisClient, redis_url: str) -> Events:
     """This process's live events, its hub started (it connects in the background)."""
-    retention = Retention(settings.events_retention_count, settings.events_retention_s)
     events = Events(
-        publisher=Publisher(redis, retention, settings.redis_timeout_s),
+        publisher=publisher_for(settings, redis),
         hub=Hub(redis_url, settings.redis_timeout_s),
         slots=StreamSlots(redis, settings.redis_timeout_s, settings.events_heartbeat_s * 3),
         settings=StreamSettings(
@@ -123,7 +128,14 @@ class StreamRequest:
 
 
 def company_scope(company_id: UUID, limit: int) -> tuple[str, int, str]:
+    """The slots of the company's team (members and the service key)."""
     return tenant_key(company_id, "streams"), limit, "per company"
+
+
+def visitor_scope(company_id: UUID, limit: int) -> tuple[str, int, str]:
+    """The slots of the company's widget visitors: a set of their own, since the public
+    key that opens them is anyone's, so visitors can never leave the team without one."""
+    return tenant_key(company_id, "streams-visitors"), limit, "of visitors per company"
 
 
 @dataclass

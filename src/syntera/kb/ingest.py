@@ -13,11 +13,12 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.config import Settings
-from syntera.db.postgres import TenantConnection, create_api_pool, system_transaction
+from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.errors import SynteraError
 from syntera.kb.extract import BY_SUFFIX
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.service import store_document
+from syntera.unit_of_work import system_transaction
 
 Progress = Callable[[str, int, int], None]
 

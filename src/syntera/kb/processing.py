@@ -31,12 +31,13 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.db.leases import LeaseLost, lock_leased
-from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.db.postgres import TenantConnection
 from syntera.kb.embeddings import Vectors
 from syntera.kb.extract import ExtractionError, extract
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.storage import belongs_to
 from syntera.metrics import KB_CHUNKS, KB_DOCUMENTS
+from syntera.unit_of_work import system_transaction
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class DocumentWorker:
 
     async def _chunks(self, claim: Claim) -> list[str]:
         if not belongs_to(claim.file_path, claim.company_id):
-            # Paths are the database's (migration 017); one written otherwise is refused.
+            # Paths are the database's (migration 018); one written otherwise is refused.
             raise PermanentFailure("the document's file is not under its company's folder")
         data = await self.kb.storage.get(claim.file_path)
         try:

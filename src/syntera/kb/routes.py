@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -10,14 +10,20 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Member, principal
 from syntera.api.errors import ProblemDetails
-from syntera.api.state import knowledge_base_of
 from syntera.db.tables import Filter
 from syntera.errors import Unavailable
 from syntera.kb import service
 from syntera.kb.embeddings import EmbeddingError
+from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.schemas import DocumentStatus, KnowledgeDocument, SearchRequest, SearchResults
 from syntera.kit.schemas import Name
 from syntera.tenancy import Principal
+
+
+def knowledge_base_of(request: Request) -> KnowledgeBase:
+    """This process's knowledge base (files, embedder, vector store), made with the app."""
+    return cast(KnowledgeBase, request.app.state.kb)
+
 
 documents = APIRouter(prefix="/v1/kb/documents", tags=["knowledge base"])
 search_router = APIRouter(prefix="/v1/kb", tags=["knowledge base"])

@@ -22,7 +22,7 @@ from syntera.kb.schemas import KnowledgeDocument, SearchHit, SearchRequest, Sear
 from syntera.kb.storage import file_name
 from syntera.kb.vectors import HybridUnsupported
 from syntera.kit.resources import Resource, delete_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 DOCUMENTS = Resource.of(
     "knowledge_base_documents",
@@ -58,7 +58,7 @@ def check_upload(kb: KnowledgeBase, filename: str, declared: str | None, data: b
     return content_type
 
 
-# The database chooses the document's id and path (migration 017): a member cannot name
+# The database chooses the document's id and path (migration 018): a member cannot name
 # another company's file.
 QUEUE_DOCUMENT = sql.SQL(
     "SELECT {cols} FROM public.queue_document(%(company_id)s, %(name)s, %(agent_id)s,"

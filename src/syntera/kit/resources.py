@@ -14,7 +14,7 @@ from syntera.db.tables import Filter, Row, TenantTable
 from syntera.errors import field_error, not_found
 from syntera.kit.pagination import Page, PageRequest, page_from
 from syntera.kit.schemas import Input, Output
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 M = TypeVar("M", bound=Output)
 

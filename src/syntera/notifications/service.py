@@ -13,7 +13,7 @@ from syntera.db.tables import Filter
 from syntera.errors import field_error, not_found
 from syntera.kit.resources import Resource
 from syntera.notifications import schemas
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 NOTIFICATIONS = Resource.of(
     "notifications",

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from syntera.errors import not_found
 from syntera.purges.schemas import Purge
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 
 ERASE_CONTACT = "SELECT public.erase_contact(%(company)s, %(contact)s) AS purge_id"
 READ_PURGE = "SELECT * FROM public.company_purge(%(company)s, %(purge)s)"

@@ -1,5 +1,5 @@
-"""The purge worker: a deleted company's data leaves MongoDB, the file storage, the
-vector store and Redis.
+"""The purge worker: a deleted company's (or an erased contact's) data leaves every store
+outside PostgreSQL, step by step, as ``syntera.purges.registry`` lists them.
 
 The purge row is written by the database in the transaction that deleted the company
 (migration 011). A worker claims the oldest due purge under a lease (``FOR UPDATE SKIP
@@ -15,20 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.agents.service import public_key_cache_keys
-from syntera.conversations.service import conversation_cache_keys
-from syntera.conversations.store import ConversationStore
 from syntera.db.leases import LeaseLost, lock_leased
-from syntera.db.postgres import TenantConnection, system_transaction
-from syntera.db.redis import RedisClient, delete_tenant_keys
-from syntera.events.bus import stream_key
-from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.db.postgres import TenantConnection
+from syntera.purges.registry import StoredElsewhere
+from syntera.unit_of_work import system_transaction
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +100,9 @@ WHERE id = %(id)s AND status = 'failed'
 RETURNING id
 """
 
-# The stores a purge goes through, in order (the names of its steps). A contact's
-# PostgreSQL rows went in the erasing transaction (its "postgres" step is recorded then);
-# MongoDB holds their conversations, and the step also drops those conversations' caches.
-COMPANY_STEPS = ("mongodb", "files", "vectors", "redis")
-CONTACT_STEPS = ("conversations",)
-STEPS = {"company": COMPANY_STEPS, "contact": CONTACT_STEPS}
 
-Step = Callable[["Claim"], Awaitable[dict[str, int]]]
-
-
+# A contact's PostgreSQL rows went in the erasing transaction (its "postgres" step is
+# recorded then); the steps in the other stores are the registry's.
 @dataclass(frozen=True)
 class Claim:
     id: UUID
@@ -126,28 +116,18 @@ class Claim:
 
 
 class PurgeWorker:
-    """Claims and carries out purges."""
+    """Claims and carries out purges, through the steps of every store that holds
+    company data outside PostgreSQL (``syntera.purges.registry``)."""
 
     def __init__(
         self,
         pool: AsyncConnectionPool[TenantConnection],
-        conversations: ConversationStore,
-        kb: KnowledgeBase,
-        redis: RedisClient,
+        stores: StoredElsewhere,
         lease_s: float = LEASE_S,
     ) -> None:
         self.pool = pool
         self.lease_s = lease_s
-        self.conversations = conversations
-        self.kb = kb
-        self.redis = redis
-        self.steps: dict[str, Step] = {
-            "mongodb": self._mongodb,
-            "files": self._files,
-            "vectors": self._vectors,
-            "redis": self._redis,
-            "conversations": self._contact_conversations,
-        }
+        self.stores = stores
 
     async def run_once(self) -> bool:
         """Claim and carry out one purge; False when none was due."""
@@ -164,10 +144,10 @@ class PurgeWorker:
 
     async def carry_out(self, claim: Claim) -> None:
         try:
-            for name in STEPS[claim.kind]:
+            for name, step in self._steps(claim).items():
                 if name in claim.steps:
                     continue  # done by an earlier attempt
-                counts = await self.steps[name](claim)
+                counts = await step()
                 await self._record(claim, STEP_DONE, step=name, counts=Jsonb(counts),
                                    lease_s=self.lease_s)  # fmt: skip
             await self._record(claim, COMPLETE)
@@ -194,30 +174,15 @@ class PurgeWorker:
             await lock_leased(conn, LOCK_LEASED, lease)
             await conn.execute(statement, {**lease, **params})
 
-    async def _mongodb(self, claim: Claim) -> dict[str, int]:
-        conversations, messages = await self.conversations.purge_company(claim.company_id)
-        return {"conversations": conversations, "messages": messages}
-
-    async def _contact_conversations(self, claim: Claim) -> dict[str, int]:
-        assert claim.contact_id is not None
-        ids, messages = await self.conversations.purge_contact(claim.company_id, claim.contact_id)
-        keys = [key for oid in ids for key in conversation_cache_keys(claim.company_id, oid)]
-        if keys:  # one company: one hash tag, one call
-            # The company's event stream holds copies of those messages too: it goes
-            # (resumes from before the erasure get `reset`, as after any lost position).
-            await self.redis.unlink(*keys, stream_key(claim.company_id))
-        return {"conversations": len(ids), "messages": messages}
-
-    async def _files(self, claim: Claim) -> dict[str, int]:
-        return {"files": await self.kb.storage.delete_company(claim.company_id)}
-
-    async def _vectors(self, claim: Claim) -> dict[str, int]:
-        return {"vectors": await self.kb.vectors.delete_company(claim.company_id)}
-
-    async def _redis(self, claim: Claim) -> dict[str, int]:
-        """Every key under the company's tag (caches, sessions, limits, event streams),
-        and the widget keys' cache entries, which live under the keys' digests."""
-        removed = await delete_tenant_keys(self.redis, claim.company_id)
-        for digest in claim.key_digests:  # under the digest's tag: one call per digest
-            removed += int(await self.redis.unlink(*public_key_cache_keys(digest)))
-        return {"keys": removed}
+    def _steps(self, claim: Claim) -> dict[str, Callable[[], Awaitable[dict[str, int]]]]:
+        """The claim's steps, in order, bound to what it purges."""
+        if claim.kind == "contact":
+            assert claim.contact_id is not None
+            return {
+                name: partial(step, claim.company_id, claim.contact_id)
+                for name, step in self.stores.contact.items()
+            }
+        return {
+            name: partial(step, claim.company_id, claim.key_digests)
+            for name, step in self.stores.company.items()
+        }

@@ -25,16 +25,14 @@ from syntera.agents.service import agent_by_public_key, public_key_digest
 from syntera.api.sse import EventStreamResponse
 from syntera.api.state import (
     cache_of,
-    events_of,
-    keys_of,
     limiters_of,
     publisher_of,
     settings_of,
     stores_of,
-    system_transaction,
 )
+from syntera.auth.common_routes import keys_of
 from syntera.conversations import service
-from syntera.conversations.routes import ConversationId, CursorText, Store
+from syntera.conversations.routes import ConversationId, CursorText, Store, conversation_store_of
 from syntera.conversations.schemas import (
     ConversationCreate,
     Message,
@@ -43,19 +41,20 @@ from syntera.conversations.schemas import (
     WidgetMessage,
     WidgetSession,
 )
-from syntera.db.postgres import transaction_as
 from syntera.db.redis import tenant_key
 from syntera.errors import Forbidden, NotFound, Unauthorized, field_error
 from syntera.events.routes import (
     STREAM_RESPONSES,
     LastEventIdHeader,
     LastEventIdQuery,
+    events_of,
     resume_position,
     sse_response,
 )
-from syntera.events.streams import Recheck, StreamRequest, company_scope, open_stream
+from syntera.events.streams import Recheck, StreamRequest, open_stream, visitor_scope
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
-from syntera.tenancy import Principal, TenantTransaction
+from syntera.tenancy import Principal
+from syntera.unit_of_work import TenantTransaction, open_unit_of_work, system_transaction
 from syntera.widget.sessions import SessionStore, unauthorized
 
 public = APIRouter(prefix="/v1/public/conversations", tags=["widget"])
@@ -85,14 +84,16 @@ async def _visitor(request: Request, api_key: str | None) -> AsyncIterator[Widge
         stores_of(request).redis, keys_of(request).jwt_secret, settings_of(request).redis_timeout_s
     )
     digest = public_key_digest(api_key)
-    async with system_transaction(request) as conn:
-        agent = await agent_by_public_key(conn, cache, digest)
+    pool = stores_of(request).postgres
+    async with open_unit_of_work(
+        pool, Principal.service(), cache=cache, events=publisher_of(request)
+    ) as system:
+        agent = await agent_by_public_key(system.conn, cache, digest)
         if agent is None:
             raise unauthorized("invalid public key")
         if not agent["enabled"]:
             raise Forbidden("this agent is disabled")
-        tx = TenantTransaction.of_system(conn, agent["company_id"], cache, publisher_of(request))
-        yield WidgetCall(tx, agent["id"], sessions, digest)
+        yield WidgetCall(system.acting_in(agent["company_id"]), agent["id"], sessions, digest)
 
 
 async def widget_call(
@@ -106,7 +107,6 @@ async def widget_call(
     key."""
     async with _visitor(request, api_key) as visitor:
         yield visitor
-    await visitor.tx.run_after_commit()
 
 
 async def stream_widget_call(
@@ -122,7 +122,6 @@ async def stream_widget_call(
     """``widget_call`` for the event stream: the key may come as a query parameter."""
     async with _visitor(request, api_key if api_key is not None else key) as visitor:
         yield visitor
-    await visitor.tx.run_after_commit()
 
 
 Visitor = Annotated[WidgetCall, Depends(widget_call, scope="function")]
@@ -287,7 +286,7 @@ async def chat_events(
             company_id=company_id,
             view=lambda event: event.for_widget() if event.conversation_id == chat else None,
             scopes=[
-                company_scope(company_id, settings.events_streams_per_company),
+                visitor_scope(company_id, settings.events_visitor_streams_per_company),
                 (
                     tenant_key(company_id, "streams-session", session_id),
                     settings.events_streams_per_widget_session,
@@ -306,7 +305,7 @@ def _visitor_recheck(
 ) -> Recheck:
     """Whether the session is still live, the agent still enabled and the chat still
     there (the key is looked up without the cache: a disabled agent ends its streams)."""
-    store = stores_of(request).conversations
+    store = conversation_store_of(request)
     pool = stores_of(request).postgres
     sessions, key_digest = visitor.sessions, visitor.key_digest
     memo = events_of(request).checks
@@ -322,7 +321,7 @@ def _visitor_recheck(
         )
 
     async def agent_check() -> str | None:
-        async with transaction_as(pool, Principal.service()) as conn:
+        async with system_transaction(pool) as conn:
             agent = await agent_by_public_key(conn, None, key_digest)
         if agent is None or not agent["enabled"]:
             return "the agent is no longer available"

@@ -28,7 +28,7 @@ import orjson
 from syntera.crm import service as crm
 from syntera.errors import NotFound
 from syntera.notifications import service as notifications
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 from syntera.workflows.graph import (
     ConditionNode,
     CreateDealNode,

@@ -32,11 +32,13 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
+from syntera.cache import Cache
 from syntera.config import Settings
 from syntera.db.leases import LeaseLost
-from syntera.db.postgres import TenantConnection, system_transaction
+from syntera.db.postgres import TenantConnection
 from syntera.metrics import WORKFLOW_EXECUTIONS
-from syntera.tenancy import TenantTransaction
+from syntera.tenancy import Principal
+from syntera.unit_of_work import Publisher, open_unit_of_work, system_transaction
 from syntera.workflows import actions, executions
 from syntera.workflows.actions import ActionFailed, Run
 from syntera.workflows.executions import CHANNEL, ExecutionClaim
@@ -76,10 +78,17 @@ class WorkflowWorker:
         pool: AsyncConnectionPool[TenantConnection],
         settings: Settings,
         http: httpx.AsyncClient | None = None,
+        *,
+        cache: Cache | None = None,
+        events: Publisher | None = None,
     ) -> None:
         self.pool = pool
         self.settings = settings
         self.http = http or httpx.AsyncClient(follow_redirects=False)
+        # What an action's after-commit work reaches: the caches it makes stale and the
+        # live events it publishes (none when not given).
+        self.cache = cache
+        self.events = events
 
     async def run_once(self) -> bool:
         """Fan out due events, then run one due execution; False when idle."""
@@ -182,7 +191,11 @@ class WorkflowWorker:
 
         started = time.perf_counter()
         lease_s = self.settings.workflow_lease_s
-        async with system_transaction(self.pool) as conn:
+        async with open_unit_of_work(
+            self.pool, Principal.service(), company_id=claim.company_id,
+            cache=self.cache, events=self.events,
+        ) as tx:  # fmt: skip
+            conn = tx.conn
             held = await executions.lock_execution(conn, claim)
             frontier = list(held["frontier"])
             if not frontier or frontier[0] != node.id:
@@ -192,10 +205,9 @@ class WorkflowWorker:
                 await executions.record_step(conn, claim, None, rest, lease_s)
                 return True
             await executions.mark_action(conn, claim)
-            tx = TenantTransaction.of_system(conn, claim.company_id)
             failure: str | None = None
             try:
-                async with conn.transaction():  # a failed action leaves nothing behind
+                async with tx.savepoint():  # a failed action leaves nothing behind
                     result, following = await actions.apply(tx, run, graph, node, outside)
             except ActionFailed as error:
                 failure = str(error)

@@ -1,6 +1,6 @@
 """The workflow queue's statements, one function per operation on events and executions.
 
-Everything here runs as service_role (``syntera.db.postgres.system_transaction``) and names
+Everything here runs as service_role (``syntera.unit_of_work.system_transaction``) and names
 the company or the lease it acts under. Events are claimed with ``FOR UPDATE SKIP
 LOCKED`` (workers never wait for each other); an execution is claimed under a lease, and
 every later write checks the lease token, so a worker whose lease ran out writes nothing.

@@ -11,11 +11,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from syntera.db.postgres import TenantConnection
+from syntera.db.storable import storable
 from syntera.db.tables import Filter
 from syntera.errors import Conflict, Unauthorized, field_error, not_found
 from syntera.kit.pagination import Page, PageRequest
 from syntera.kit.resources import Resource, access_row, list_rows, update_row
-from syntera.tenancy import TenantTransaction
+from syntera.unit_of_work import TenantTransaction
 from syntera.workflows import schemas
 from syntera.workflows.graph import (
     ConditionNode,
@@ -128,7 +129,7 @@ async def dry_run(
     return schemas.WorkflowTestResult(matches_trigger=matches, path=path)
 
 
-# The secret is a system column (migration 017): the database makes it.
+# The secret is a system column (migration 018): the database makes it.
 ROTATE_SECRET = "SELECT public.rotate_workflow_secret(%(company_id)s, %(id)s) AS secret"  # noqa: S105 (SQL)
 
 
@@ -141,7 +142,7 @@ async def rotate_secret(tx: TenantTransaction, workflow_id: UUID) -> str:
     return str(row["secret"])
 
 
-# By id alone: the URL names no company. Clients never choose ids (migration 017), and
+# By id alone: the URL names no company. Clients never choose ids (migration 018), and
 # should two companies still share one, the hook answers as for an unknown workflow
 # (LIMIT 2 tells).
 HOOK_TARGET = (
@@ -170,7 +171,8 @@ async def receive_hook(
         raise Conflict("this workflow is not started by a webhook")
     if not row["enabled"]:
         raise Conflict("this workflow is disabled")
-    params = {"company_id": row["company_id"], "data": Jsonb({"payload": payload})}
+    data = Jsonb({"payload": storable("payload", payload)})
+    params = {"company_id": row["company_id"], "data": data}
     cursor = await conn.execute(ENQUEUE_HOOK, {**params, "workflow_id": workflow_id})
     event = await cursor.fetchone()
     assert event is not None  # INSERT … RETURNING

@@ -28,6 +28,7 @@
     typingTimer: null,
     typingSent: 0,
     ended: false,
+    starting: null,
   };
 
   // ---- the page elements, in a shadow root so the site's styles do not reach them ----
@@ -186,6 +187,7 @@
       return JSON.parse(event.data);
     }
     source.addEventListener("open", function () {
+      panel.setAttribute("data-live", "true"); // live events reach this chat from now on
       if (!state.ended) say("");
     });
     source.addEventListener("message.created", function (event) {
@@ -219,6 +221,7 @@
       end("This chat is no longer available.");
     });
     source.addEventListener("error", function () {
+      panel.setAttribute("data-live", "false");
       if (source.readyState === EventSource.CLOSED && !state.ended) {
         // The browser gives up on a refused stream (503, 429): try again, from where we were.
         say("Reconnecting…");
@@ -255,6 +258,7 @@
           return startChat();
         })
       : startChat();
+    state.starting = ready; // what a message sent meanwhile waits for
     ready
       .then(function () {
         say("");
@@ -294,10 +298,16 @@
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var text = input.value.trim();
-    if (!text || !state.conversationId || state.ended) return;
+    if (!text || state.ended) return;
     input.value = "";
     state.typingSent = 0;
-    call("POST", chatPath("/messages"), { content: text })
+    // A message sent while the chat is still starting goes once it has started (it was
+    // dropped before, with its text left in the box, when the API answered slowly).
+    (state.starting || Promise.resolve())
+      .then(function () {
+        if (!state.conversationId) throw new Error("the chat has not started");
+        return call("POST", chatPath("/messages"), { content: text });
+      })
       .then(show)
       .catch(function (error) {
         input.value = text;

@@ -3,7 +3,7 @@
 -- agent_configs.public_api_key (the key's SHA-256) was writable by members and, since
 -- 010 dropped its unique index for Citus, no longer unique: a plain user of A could give
 -- A's agent the digest of B's key (which B's web pages show to everyone), and B's
--- visitors could be served by A's agent. Now the column is the system's (017), a key is
+-- visitors could be served by A's agent. Now the column is the system's (018), a key is
 -- made only by public.issue_widget_key(), and the widget finds its agent through
 -- syntera.widget_keys, whose primary key is the digest: a reference table (every node has
 -- it), so the lookup needs no company and a second agent with the same digest cannot be

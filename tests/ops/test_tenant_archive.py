@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from syntera.api.app import create_app
+from syntera.app import create_app
 from syntera.config import Settings
 from syntera.db.migrations import migrate
 from syntera.embedded import StackUrls

@@ -3,6 +3,7 @@ arrive live through the event stream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from tests.api_fixtures import AuthHeaders
 from tests.browser import launch_browser, needs_chromium
 from tests.factories import SeededCompany
-from tests.widget_helpers import public_key
+from tests.widget.helpers import public_key
 
 pytestmark = needs_chromium
 
@@ -29,9 +30,12 @@ async def test_visitor_chats_in_the_browser_and_sees_the_reply_live(
     auth: AuthHeaders,
     tenant: SeededCompany,
 ) -> None:
-    from playwright.async_api import Browser, expect
+    from playwright.async_api import Browser, Route, expect
 
     assert isinstance(browser, Browser)
+    # A loaded machine (CI) can take longer than Playwright's 5 s to paint a change; each
+    # expectation still returns as soon as it holds.
+    expect.set_options(timeout=30_000)
     member = auth(tenant.member)
     key = await public_key(http, member, tenant.rows["agent_configs"])
     page = await browser.new_page(viewport={"width": 375, "height": 700})
@@ -43,11 +47,19 @@ async def test_visitor_chats_in_the_browser_and_sees_the_reply_live(
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     await page.goto(f"{events_url}/widget-demo?key={key}")
+
+    async def start_slowly(route: Route) -> None:
+        await asyncio.sleep(1.5)  # as a loaded server would: the visitor types meanwhile
+        await route.continue_()
+
+    await page.route(f"{events_url}/v1/public/conversations", start_slowly)
     await page.get_by_role("button", name="Chat with us").click()
     await page.get_by_label("Your message").fill("Do you ship to Oslo?")
     await page.get_by_role("button", name="Send").click()
     mine = page.locator(".msg.user", has_text="Do you ship to Oslo?")
     await expect(mine).to_be_visible()
+    # Typing is ephemeral (never replayed): it reaches only a stream that is already open.
+    await expect(page.locator("[data-live=true]")).to_be_attached()
 
     listed = await http.get("/v1/conversations", headers=member, params={"limit": 1})
     conversation = listed.json()["data"][0]["id"]

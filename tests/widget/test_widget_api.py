@@ -7,7 +7,7 @@ import psycopg
 
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
-from tests.widget_helpers import public_key, start_chat
+from tests.widget.helpers import public_key, start_chat
 
 
 async def test_visitor_chats_through_the_widget_and_the_company_sees_it(
@@ -100,3 +100,44 @@ async def test_widget_message_validation(
         url, headers=visitor, json={"content": "hi", "sender_type": "agent"}
     )
     assert as_agent.status_code == 422  # a visitor cannot speak for the agent
+
+
+async def test_a_widget_message_whose_commit_fails_leaves_nothing_in_mongodb(
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    owner_conn: psycopg.Connection,
+) -> None:
+    """The widget's transaction is a unit of work like a member's: when its COMMIT fails
+    (here a deferred check refuses the message's analytics event at commit), the message
+    already appended to MongoDB is taken back."""
+    key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
+    chat = await start_chat(client, key)
+    conversation = chat["conversation"]["id"]
+    visitor = {"X-Api-Key": key, "X-Widget-Session": chat["session_token"]}
+    url = f"/v1/public/conversations/{conversation}/messages"
+    kept = await client.post(url, headers=visitor, json={"content": "kept"})
+    assert kept.status_code == 201, kept.text
+    refuse_at_commit = f"refuse_events_{tenant.company_id.hex}"
+    owner_conn.execute(f"""
+        CREATE FUNCTION public.{refuse_at_commit}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+        CREATE CONSTRAINT TRIGGER {refuse_at_commit} AFTER INSERT ON public.analytics_events
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.company_id = '{tenant.company_id}')
+        EXECUTE FUNCTION public.{refuse_at_commit}();
+    """)  # fmt: skip
+    try:
+        failed = await client.post(url, headers=visitor, json={"content": "taken back"})
+    finally:
+        owner_conn.execute(f"""
+            DROP TRIGGER {refuse_at_commit} ON public.analytics_events;
+            DROP FUNCTION public.{refuse_at_commit}();
+        """)  # fmt: skip
+    assert failed.status_code >= 500, failed.text
+    history = await client.get(url, headers=visitor)
+    assert [m["content"] for m in history.json()["data"]] == ["kept"]
+    company_view = await client.get(
+        f"/v1/conversations/{conversation}/messages", headers=auth(tenant.member)
+    )
+    assert [m["content"] for m in company_view.json()["data"]] == ["kept"]

@@ -19,15 +19,13 @@ from pydantic import BaseModel
 
 from syntera.analytics.service import EVENTS
 from syntera.calls.service import CALLS, RECORDINGS
-from syntera.conversations.service import conversation_out, message_out
-from syntera.conversations.store import ConversationStore
 from syntera.crm.service import CONTACTS, DEALS
 from syntera.db.tables import Filter
 from syntera.kit.resources import Resource, access_row
-from syntera.tenancy import TenantTransaction
+from syntera.purges.registry import StoredElsewhere
+from syntera.unit_of_work import TenantTransaction
 
 PAGE = 500
-MESSAGE_BATCH = 1000
 
 # The parts read from PostgreSQL, in the order they appear in the document.
 RELATED: tuple[tuple[str, Resource[Any]], ...] = (
@@ -73,27 +71,17 @@ def _json(model: BaseModel) -> bytes:
 
 
 async def export_document(
-    records: ContactRecords, store: ConversationStore, contact_id: UUID
+    records: ContactRecords, elsewhere: StoredElsewhere, contact_id: UUID
 ) -> AsyncIterator[bytes]:
-    """The export as JSON text, piece by piece."""
+    """The export as JSON text, piece by piece: the PostgreSQL records, then each part
+    that another store holds (``syntera.purges.registry``), as an array of its own."""
     yield b'{"exported_at":' + orjson.dumps(datetime.now().astimezone().isoformat())
     yield b',"contact":' + _json(records.contact)
     for name, rows in records.related.items():
         yield b',"' + name.encode() + b'":[' + b",".join(_json(row) for row in rows) + b"]"
-    yield b',"conversations":['
-    first = True
-    async for conversation in store.conversations_of_contact(records.company_id, contact_id):
-        header = _json(conversation_out(conversation))
-        yield (b"" if first else b",") + header[:-1] + b',"messages":['
-        first = False
-        batch: list[bytes] = []
-        started = False
-        async for message in store.all_messages(records.company_id, conversation["_id"]):
-            batch.append(_json(message_out(message)))
-            if len(batch) >= MESSAGE_BATCH:
-                yield (b"," if started else b"") + b",".join(batch)
-                started, batch = True, []
-        if batch:
-            yield (b"," if started else b"") + b",".join(batch)
-        yield b"]}"
-    yield b"]}"
+    for name, part in elsewhere.export.items():
+        yield b',"' + name.encode() + b'":['
+        async for piece in part(records.company_id, contact_id):
+            yield piece
+        yield b"]"
+    yield b"}"

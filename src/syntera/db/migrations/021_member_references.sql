@@ -6,7 +6,7 @@
 -- user, and the foreign key's error told which user ids exist. A trigger now refuses,
 -- before the foreign key is checked, any user who is not a member of the row's company,
 -- with one answer whether that user exists elsewhere or not at all. Whoever writes:
--- members (who also cannot change these columns after the insert, 017) and the system
+-- members (who also cannot change these columns after the insert, 018) and the system
 -- (the service key names a company and a user). A member's row for another company is
 -- left to the policies, which refuse it without saying anything about its users.
 

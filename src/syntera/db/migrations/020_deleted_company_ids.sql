@@ -3,7 +3,7 @@
 -- While a company's purge was pending, inserting a company with its id succeeded: the
 -- newcomer would have been served the deleted company's documents in the other stores,
 -- and the purge would then have deleted the newcomer's. Clients no longer choose a
--- company's id at all (017); this keeps the system (service_role, a tenant import) from
+-- company's id at all (018); this keeps the system (service_role, a tenant import) from
 -- reusing one either. Every deleted company leaves its id here, recorded by the same
 -- trigger, in the same transaction, as its purge.
 

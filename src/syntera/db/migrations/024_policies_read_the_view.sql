@@ -1,6 +1,6 @@
 -- The policies read the caller's membership straight from private.caller_membership.
 --
--- Since 015 the helpers private.current_company_id() and current_member_role() read the
+-- Since 016 the helpers private.current_company_id() and current_member_role() read the
 -- view; called from a policy as `(SELECT private.f())` each is still a function call in
 -- every statement (a SQL function with a FROM clause is not inlined), which made a
 -- member's newest-20 page cost 1.6x the same query with an explicit company filter inside

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
 from pymongo.errors import PyMongoError
 
 from syntera import __version__
@@ -32,9 +33,10 @@ from syntera.auth import keys as signing_keys
 from syntera.auth.admin_routes import router as auth_admin_router
 from syntera.auth.common_routes import GoTrueError
 from syntera.auth.flow_routes import router as auth_flows_router
+from syntera.auth.mail import CHANNEL as MAIL_CHANNEL
 from syntera.auth.mail import MailWorker, mailer_for
 from syntera.auth.routes import router as auth_router
-from syntera.auth.tokens import load_keys
+from syntera.auth.tokens import authenticator, load_keys
 from syntera.cache import Cache, TimesToLive
 from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
@@ -45,24 +47,30 @@ from syntera.conversations.store import ConversationStore
 from syntera.conversations.store import indexes as conversation_indexes
 from syntera.crm.routes import routers as crm
 from syntera.db.mongo import MongoDatabase, create_mongo_client, prepare_database
-from syntera.db.postgres import create_api_pool
-from syntera.db.redis import connect_redis, create_redis
+from syntera.db.postgres import TenantConnection, create_api_pool
+from syntera.db.redis import RedisClient, connect_redis, create_redis
 from syntera.embedded import StackUrls, configured_urls
 from syntera.events.routes import routers as events
 from syntera.events.streams import create_events
 from syntera.kb.embeddings import Embedder
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.kb.processing import DocumentWorker
 from syntera.kb.routes import UPLOAD_PATH
 from syntera.kb.routes import routers as knowledge_base
 from syntera.metrics import watch_postgres_pool
 from syntera.notifications.routes import routers as notifications
 from syntera.ops.operator import record_sizes
 from syntera.ops.routes import routers as admin
+from syntera.purges.registry import StoredElsewhere, stored_elsewhere
 from syntera.purges.routes import routers as purges
+from syntera.purges.worker import CHANNEL as PURGES_CHANNEL
 from syntera.purges.worker import PurgeWorker
 from syntera.ratelimit import Limiters
+from syntera.unit_of_work import Publisher
 from syntera.widget.routes import routers as widget
-from syntera.workers import listen_url, run_workers
+from syntera.workers import Worker, listen_url, run_workers
+from syntera.workflows.engine import CHANNEL as WORKFLOWS_CHANNEL
+from syntera.workflows.engine import WorkflowWorker
 from syntera.workflows.routes import routers as workflows
 
 READINESS_TIMEOUT_S = 2.0
@@ -124,6 +132,51 @@ def size_sampler(settings: Settings, urls: StackUrls) -> Callable[[], Awaitable[
     return sample
 
 
+def cache_for(settings: Settings, redis: RedisClient) -> Cache | None:
+    """The read cache of this process (None when the settings turn it off)."""
+    if not settings.cache_enabled:
+        return None
+    ttl = TimesToLive(
+        settings.cache_agent_ttl_s, settings.cache_conversation_ttl_s, settings.cache_messages_ttl_s
+    )
+    return Cache(redis, settings.redis_timeout_s, ttl)
+
+
+def build_workers(
+    settings: Settings,
+    urls: StackUrls,
+    pool: AsyncConnectionPool[TenantConnection],
+    kb: KnowledgeBase,
+    stored: StoredElsewhere,
+    *,
+    jwt_secret: str,
+    documents: int,
+    cache: Cache | None = None,
+    events: Publisher | None = None,
+) -> list[Worker]:
+    """The background work of one process, as the settings turn it on: ``documents``
+    document workers, the workflow runners, the purger, the mailer and the size sampler.
+    The API's lifespan and ``syntera worker`` both run what this returns."""
+    workers: list[Worker] = []
+    if documents:
+        document_worker = DocumentWorker(pool, kb)
+        workers.append(Worker("knowledge-base", document_worker.run_once, settings.kb_poll_s,
+                              copies=documents))  # fmt: skip
+    if settings.workflow_worker_enabled and settings.workflow_worker_concurrency:
+        engine = WorkflowWorker(pool, settings, cache=cache, events=events)
+        workers.append(Worker("workflow", engine.run_once, settings.workflow_poll_s,
+                              WORKFLOWS_CHANNEL, settings.workflow_worker_concurrency))  # fmt: skip
+    if settings.purge_worker_enabled:
+        purger = PurgeWorker(pool, stored, settings.purge_lease_s)
+        workers.append(Worker("purge", purger.run_once, settings.kb_poll_s, PURGES_CHANNEL))
+    if settings.mail_worker_enabled:
+        mailer = MailWorker(pool, mailer_for(settings), settings, jwt_secret)
+        workers.append(Worker("mail", mailer.run_once, settings.kb_poll_s, MAIL_CHANNEL))
+    if workers and settings.size_sample_s > 0:
+        workers.append(Worker("size sampler", size_sampler(settings, urls), settings.size_sample_s))
+    return workers
+
+
 def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
     return [
@@ -142,19 +195,15 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         watch_postgres_pool(pool)
         mongo = create_mongo_client(settings, urls.mongodb_uri)
         database = mongo[settings.mongodb_db]
-        cache = create_redis(settings, urls.redis_url)
-        await connect_redis(cache)
-        app.state.stores = Stores(pool, mongo, cache, ConversationStore(database))
-        app.state.limiters = Limiters.from_settings(settings, cache)
-        app.state.events = create_events(settings, cache, urls.redis_url)
-        ttl = TimesToLive(
-            settings.cache_agent_ttl_s,
-            settings.cache_conversation_ttl_s,
-            settings.cache_messages_ttl_s,
-        )
-        app.state.cache = (
-            Cache(cache, settings.redis_timeout_s, ttl) if settings.cache_enabled else None
-        )
+        redis = create_redis(settings, urls.redis_url)
+        await connect_redis(redis)
+        app.state.stores = Stores(pool, mongo, redis)
+        app.state.conversations = ConversationStore(database)
+        app.state.stored_elsewhere = stored_elsewhere(app.state.conversations, app.state.kb, redis)
+        app.state.limiters = Limiters.from_settings(settings, redis)
+        app.state.events = create_events(settings, redis, urls.redis_url)
+        app.state.publisher = app.state.events.publisher
+        app.state.cache = cache_for(settings, redis)
         # Indexes are also made by `syntera migrate`; here in the background, so that a
         # MongoDB that is down delays nothing (/readyz reports it).
         indexing = asyncio.create_task(_prepare_mongo(settings, database))
@@ -174,7 +223,6 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         gc.freeze()
         stop_workers = asyncio.Event()
         documents = settings.kb_worker_concurrency if settings.kb_worker_enabled else 0
-        workflows = settings.workflow_worker_concurrency if settings.workflow_worker_enabled else 0
         ring = app.state.keys.ring
         ring.signs = settings.jwt_signing == "ES256"
         keys_tried = asyncio.Event()
@@ -186,26 +234,16 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         # still answers) the loading goes on in the background.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(keys_tried.wait(), 2)
-        mailer = None
-        if settings.mail_worker_enabled:
-            mailer = MailWorker(pool, mailer_for(settings), settings, app.state.keys.jwt_secret)
-        purger = None
-        if settings.purge_worker_enabled:
-            purger = PurgeWorker(
-                pool, app.state.stores.conversations, app.state.kb, cache, settings.purge_lease_s
-            )
-        sampler = None
-        if settings.size_sample_s > 0 and (documents or workflows or purger):
-            sampler = size_sampler(settings, urls)
+        workers = build_workers(
+            settings, urls, pool, app.state.kb, app.state.stored_elsewhere,
+            jwt_secret=app.state.keys.jwt_secret, documents=documents,
+            cache=app.state.cache, events=app.state.events.publisher,
+        )  # fmt: skip
         background = None
-        if documents or workflows or purger or mailer:
+        if workers:
             background = asyncio.create_task(
-                run_workers(
-                    pool, listen_url(settings, urls), settings, app.state.kb, stop_workers,
-                    documents=documents, workflows=workflows, purger=purger, mailer=mailer,
-                    sampler=sampler,
-                )
-            )  # fmt: skip
+                run_workers(workers, listen_url(settings, urls), stop_workers)
+            )
         try:
             yield
         finally:
@@ -219,7 +257,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
             warming.cancel()
             refreshing.cancel()
             await app.state.events.close()
-            await cache.aclose()
+            await redis.aclose()
             await mongo.close()
             await pool.close()
 
@@ -238,6 +276,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     app.state.settings = settings
     app.state.urls = urls
     app.state.keys = load_keys(settings)
+    app.state.authenticate = authenticator(app.state.keys)
     app.state.kb = KnowledgeBase.from_settings(settings)
     # Room for the multipart framing around the largest file accepted.
     upload_limit = settings.kb_max_file_bytes + 64 * 1024
