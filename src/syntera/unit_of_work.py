@@ -175,11 +175,11 @@ async def system_transaction(
     workers and for calls whose caller is no company's user; its connection. Every
     statement in it names its company.
 
-    It borrows from the same pool as members' transactions: ``authenticator`` is a member
-    of ``service_role``, as on Supabase, so SQL a request could write itself could name
-    that role (``set_config('role', …)``). No request's SQL is written by its client
-    today; until one is (``/rest/v1``), the system keeps this pool (issue 35, cause 2:
-    a login and pool of its own would cost each process about 4 MiB of server memory
-    per idle connection and its own share of ``max_connections``)."""
+    Its connection comes from the system's own pool (``syntera_system``, see
+    ``syntera.db.postgres.pool_for``), not the API's: ``authenticator`` is no member of
+    ``service_role`` (issue 35, cause 2), so SQL run on a member's connection cannot name
+    that role. The cost: the system's pool keeps one idle connection per process (about
+    2 MiB of private server memory) and may open up to SYNTERA_PG_POOL_MAX_SIZE more
+    connections of ``max_connections``."""
     async with open_unit_of_work(pool, Principal.service()) as tx:
         yield tx.conn

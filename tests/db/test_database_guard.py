@@ -21,7 +21,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection, become, transaction_as
+from syntera.db.postgres import TenantConnection, become, pool_for, transaction_as
 from syntera.tenancy import Principal
 from tests.api_fixtures import MakeTenant
 from tests.conftest import StackDatabase
@@ -33,7 +33,10 @@ Pool = AsyncConnectionPool[TenantConnection]
 @asynccontextmanager
 async def attacker(pool: Pool, principal: Principal) -> AsyncIterator[TenantConnection]:
     """A transaction as ``principal``, set up exactly as a request's, never committed."""
-    async with pool.connection() as conn, conn.transaction(force_rollback=True):
+    async with (
+        pool_for(pool, principal).connection() as conn,
+        conn.transaction(force_rollback=True),
+    ):
         await become(conn, principal)
         yield conn
 
@@ -125,17 +128,32 @@ def test_a_temporary_type_does_not_shadow_inside_a_definer(
 # --- 2. the API's login and service_role -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 35, cause 2, left open on purpose: authenticator is a member of service_role "
-    "(as on Supabase) until the system gets a login and pool of its own; safe while no "
-    "request's SQL is written by its client (see syntera.unit_of_work.system_transaction)",
-)
 def test_the_api_login_cannot_become_the_system(owner_conn: psycopg.Connection) -> None:
     [(member,)] = owner_conn.execute(
         "SELECT pg_has_role('authenticator', 'service_role', 'MEMBER')"
     ).fetchall()
     assert member is False
+
+
+async def test_a_members_transaction_cannot_name_service_role(
+    api_pool: Pool, tenant_a: SeededCompany
+) -> None:
+    async with attacker(api_pool, tenant_a.member) as conn:
+        for attempt in (
+            "SELECT set_config('role', 'service_role', true)",
+            "SET LOCAL ROLE service_role",
+        ):
+            error = await refused(conn, attempt)
+            assert isinstance(error, errors.InsufficientPrivilege)
+
+
+async def test_the_system_runs_on_its_own_login(api_pool: Pool, tenant_a: SeededCompany) -> None:
+    async with transaction_as(api_pool, Principal.service()) as conn:
+        who = await rows(conn, "SELECT session_user AS login, current_user AS role")
+    assert who == [{"login": "syntera_system", "role": "service_role"}]
+    async with transaction_as(api_pool, tenant_a.member) as conn:
+        who = await rows(conn, "SELECT session_user AS login, current_user AS role")
+    assert who == [{"login": "authenticator", "role": "authenticated"}]
 
 
 # --- 3. request.membership is not trusted -----------------------------------------------------
@@ -397,19 +415,19 @@ AGENT_BY_KEY = (
 
 
 async def test_a_member_cannot_take_another_companys_widget_key(
-    api_pool: Pool, owner_conn: psycopg.Connection, tenant_a: SeededCompany, tenant_b: SeededCompany
+    api_pool: Pool, tenant_a: SeededCompany, make_tenant: MakeTenant
 ) -> None:
-    async with api_pool.connection() as conn, conn.transaction(force_rollback=True):
-        await become(conn, tenant_b.member)
+    victim = await make_tenant()
+    async with transaction_as(api_pool, victim.member) as conn:
         [issued] = await rows(
             conn,
             "SELECT public.issue_widget_key(%s, %s) AS key",
-            (tenant_b.company_id, tenant_b.rows["agent_configs"]),
+            (victim.company_id, victim.rows["agent_configs"]),
         )
-        key = issued["key"]
-        assert key.startswith("pub_key_")
-        assert len(key) >= 40
-        await become(conn, tenant_a.member)
+    key = issued["key"]
+    assert key.startswith("pub_key_")
+    assert len(key) >= 40
+    async with attacker(api_pool, tenant_a.member) as conn:
         # Their digest, which their web page lets anyone compute, written on our agent:
         error = await refused(
             conn,
@@ -422,12 +440,12 @@ async def test_a_member_cannot_take_another_companys_widget_key(
         stolen = await rows(
             conn,
             "SELECT public.issue_widget_key(%s, %s) AS key",
-            (tenant_b.company_id, tenant_b.rows["agent_configs"]),
+            (victim.company_id, victim.rows["agent_configs"]),
         )
         assert stolen == [{"key": None}]
-        await become(conn, Principal.service())
+    async with attacker(api_pool, Principal.service()) as conn:
         assert await rows(conn, AGENT_BY_KEY, (key,)) == [
-            {"company_id": tenant_b.company_id, "id": tenant_b.rows["agent_configs"]}
+            {"company_id": victim.company_id, "id": victim.rows["agent_configs"]}
         ]
         # Even the system cannot give a second agent the same digest.
         error = await refused(

@@ -16,7 +16,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
 
-from syntera.db.postgres import TenantConnection, become, transaction_as
+from syntera.db.postgres import TenantConnection, become, pool_for, transaction_as
 from syntera.tenancy import Principal
 from tests.factories import SeededCompany, create_auth_user, invite_and_sign_up
 
@@ -82,7 +82,10 @@ TENANT_ROW_TABLES = [
 @asynccontextmanager
 async def rolled_back(pool: Pool, principal: Principal) -> AsyncIterator[TenantConnection]:
     """Like transaction_as, but never commits: the database is left as it was."""
-    async with pool.connection() as conn, conn.transaction(force_rollback=True):
+    async with (
+        pool_for(pool, principal).connection() as conn,
+        conn.transaction(force_rollback=True),
+    ):
         await become(conn, principal)
         yield conn
 
