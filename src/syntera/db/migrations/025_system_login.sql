@@ -12,14 +12,23 @@
 -- Supabase's `authenticator` is the platform's (its PostgREST serves service keys on it):
 -- there it keeps its memberships, and the API still uses its own login for the system.
 
+-- Where the migration's role may not create the login or grant service_role (a managed
+-- server's), a NOTICE says so; SYNTERA_SYSTEM_DATABASE_URL then names a login that may
+-- become service_role (by default the owner's, SYNTERA_DATABASE_URL), and authenticator
+-- keeps its membership.
 DO $system$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'syntera_system') THEN
-    CREATE ROLE syntera_system LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE;
-  END IF;
-  IF NOT pg_has_role('syntera_system', 'service_role', 'MEMBER') THEN
-    GRANT service_role TO syntera_system;
-  END IF;
+  BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'syntera_system') THEN
+      CREATE ROLE syntera_system LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE;
+    END IF;
+    IF NOT pg_has_role('syntera_system', 'service_role', 'MEMBER') THEN
+      GRANT service_role TO syntera_system;
+    END IF;
+  EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'no syntera_system login: %', SQLERRM;
+    RETURN;
+  END;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_admin')
      AND pg_has_role('authenticator', 'service_role', 'MEMBER') THEN
     REVOKE service_role FROM authenticator;
