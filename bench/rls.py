@@ -7,7 +7,7 @@ the newest 20 contacts of one company and the tenant's count(*) three ways:
 
 * explicit ``WHERE company_id = …`` as the table owner (RLS not applied) - the baseline;
 * RLS alone, as an ``authenticated`` user, with this project's policy
-  ``company_id = (SELECT private.current_company_id())``;
+  ``company_id = (SELECT m.company_id FROM private.caller_membership m)``;
 * RLS alone with the seed's policy form
   ``company_id IN (SELECT company_id FROM users WHERE id = auth.uid())``, swapped in
   inside a transaction that is rolled back.

@@ -46,7 +46,7 @@ def start_pgbouncer(api_url: str, directory: Path, pool_size: int = 4) -> Iterat
     target = conninfo_to_dict(api_url)
     port = _free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "users.txt").write_text('"authenticator" ""\n')
+    (directory / "users.txt").write_text('"authenticator" ""\n"syntera_system" ""\n')
     config = directory / "pgbouncer.ini"
     config.write_text(
         "[databases]\n"

@@ -191,7 +191,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = create_api_pool(settings, urls.api_database_url)
+        pool = create_api_pool(settings, urls.api_database_url, system_conninfo=urls.system_url())
         await pool.open(wait=False)
         watch_postgres_pool(pool)
         mongo = create_mongo_client(settings, urls.mongodb_uri)

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         default=None,
         description="Connection as the low-privilege `authenticator` role, used by the API.",
     )
+    system_database_url: str | None = Field(
+        default=None,
+        description="Connection as the system's login `syntera_system` (a member of "
+        "service_role), for workers and service-key requests. Defaults to "
+        "SYNTERA_DATABASE_URL where that is set, the embedded stack's otherwise.",
+    )
     mongodb_uri: str | None = None
     mongodb_db: str = "syntera"
     mongodb_write_concern: str = Field(

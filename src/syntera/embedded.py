@@ -43,6 +43,7 @@ from urllib.parse import quote
 import psutil
 
 from syntera.config import Settings
+from syntera.db.postgres import system_conninfo_of
 
 POSTGRES = "postgres"
 MONGODB = "mongodb"
@@ -77,12 +78,19 @@ class StackUrls:
     api_database_url: str
     mongodb_uri: str
     redis_url: str
+    # The system's login (syntera_system); None: the API's URL as that user.
+    system_database_url: str | None = None
+
+    def system_url(self) -> str:
+        """Where the system's transactions connect."""
+        return self.system_database_url or system_conninfo_of(self.api_database_url)
 
     def as_env(self) -> dict[str, str]:
         """The ``SYNTERA_*`` variables that point a process at this stack."""
         return {
             "SYNTERA_DATABASE_URL": self.database_url,
             "SYNTERA_API_DATABASE_URL": self.api_database_url,
+            "SYNTERA_SYSTEM_DATABASE_URL": self.system_url(),
             "SYNTERA_MONGODB_URI": self.mongodb_uri,
             "SYNTERA_REDIS_URL": self.redis_url,
         }
@@ -582,4 +590,9 @@ def configured_urls(settings: Settings, stack_urls: StackUrls | None = None) -> 
         api_database_url=api_url,
         mongodb_uri=settings.mongodb_uri or stack_urls.mongodb_uri,
         redis_url=settings.redis_url or stack_urls.redis_url,
+        # Without a login of its own, the system uses the owner's connection (which may
+        # become service_role), never the API's.
+        system_database_url=settings.system_database_url
+        or settings.database_url
+        or stack_urls.system_url(),
     )

@@ -173,6 +173,13 @@ async def system_transaction(
 ) -> AsyncIterator[TenantConnection]:
     """A unit of work as the system (service_role, which bypasses RLS) in no company, for
     workers and for calls whose caller is no company's user; its connection. Every
-    statement in it names its company."""
+    statement in it names its company.
+
+    Its connection comes from the system's own pool (``syntera_system``, see
+    ``syntera.db.postgres.pool_for``), not the API's: ``authenticator`` is no member of
+    ``service_role`` (issue 35, cause 2), so SQL run on a member's connection cannot name
+    that role. The cost: the system's pool keeps one idle connection per process (about
+    2 MiB of private server memory) and may open up to SYNTERA_PG_POOL_MAX_SIZE more
+    connections of ``max_connections``."""
     async with open_unit_of_work(pool, Principal.service()) as tx:
         yield tx.conn

@@ -291,7 +291,15 @@ def test_api_roles_have_supabase_attributes(owner_conn: psycopg.Connection) -> N
         "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
         " WHERE m.member = 'authenticator'::regrole ORDER BY 1"
     ).fetchall()
-    assert [name for (name,) in members] == ["anon", "authenticated", "service_role"]
+    # service_role is the system's login's alone (migration 025, issue 35 cause 2).
+    assert [name for (name,) in members] == ["anon", "authenticated"]
+    system = owner_conn.execute(
+        "SELECT r.rolcanlogin, r.rolinherit, r.rolsuper, r.rolbypassrls,"
+        " array(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+        "       WHERE m.member = r.oid ORDER BY 1)"
+        " FROM pg_roles r WHERE r.rolname = 'syntera_system'"
+    ).fetchall()
+    assert system == [(True, False, False, False, ["service_role"])]
 
 
 def test_auth_users_insertable_with_id_and_email(tx: psycopg.Connection) -> None:

@@ -19,7 +19,7 @@ from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.processing import DocumentWorker
-from tests.api_fixtures import AuthHeaders
+from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 from tests.kb import files
@@ -296,3 +296,30 @@ async def test_a_worker_killed_mid_document_is_replaced_without_duplicates(
     assert done["status"] == "completed"
     assert done["chunk_count"] == done["vector_count"] == chunk_count(owner_conn, document_id)
     assert done["chunk_count"] == orphan["metadata"]["progress"]["chunks_total"]
+
+
+async def test_the_worker_refuses_a_file_outside_the_documents_company(
+    upload: Upload,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+    make_tenant: MakeTenant,
+    worker: DocumentWorker,
+    owner_conn: psycopg.Connection,
+) -> None:
+    """Should a document's path still name another company's file (written before paths
+    became the system's, issue 35), the worker fails it without reading the file."""
+    victim = await make_tenant()
+    theirs = await uploaded(upload, auth, victim, "secret.md", files.MARKDOWN)
+    ours = await uploaded(upload, auth, tenant, "faq.md", files.MARKDOWN)
+    owner_conn.execute(
+        "UPDATE public.knowledge_base_documents SET file_path = %s WHERE id = %s",
+        (row(owner_conn, theirs)["file_path"], ours),
+    )
+    only_due(owner_conn, ours)
+    claim = await worker.claim()
+    assert claim is not None
+    await worker.process(claim)
+    failed = row(owner_conn, ours)
+    assert failed["status"] == "failed"
+    assert "not under its company's folder" in failed["metadata"]["error"]["message"]
+    assert chunk_count(owner_conn, ours) == 0

@@ -746,3 +746,28 @@ async def test_no_webhook_payload_can_make_the_execution_history_unreadable(
     assert listed.status_code == 200, listed.text
     [run] = listed.json()["data"]
     assert run["status"] == "success"
+
+
+async def test_a_webhook_whose_id_two_companies_share_starts_nothing(
+    flows: Flows, make_tenant: MakeTenant
+) -> None:
+    """Clients no longer choose ids (issue 35); a pair made before that (here by the
+    owner) is ambiguous, and the hook answers as for an unknown workflow."""
+    hooked = await flows.make_workflow(flows.tenant, "webhook", [tag_node("hooked")])
+    secret = (
+        await flows.client.post(
+            f"/v1/workflows/{hooked['id']}/secret", headers=flows.auth(flows.tenant.owner)
+        )
+    ).json()["secret"]
+    other = await make_tenant()
+    flows.owner_conn.execute(
+        "INSERT INTO public.workflows (id, company_id, name, trigger_type, secret)"
+        " VALUES (%s, %s, 'Twin', 'webhook', %s)",
+        (hooked["id"], other.company_id, secret),
+    )
+    answer = await flows.client.post(
+        f"/v1/hooks/{hooked['id']}", json={}, headers={"X-Webhook-Secret": secret}
+    )
+    assert answer.status_code == 401
+    await flows.drain()
+    assert flows.runs(hooked["id"]) == []

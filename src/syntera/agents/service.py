@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +12,7 @@ from syntera.db.postgres import TenantConnection
 from syntera.db.redis import RedisClient, global_key, tenant_key
 from syntera.db.tables import Row
 from syntera.errors import not_found
-from syntera.kit.resources import Resource, access_row, update_row
+from syntera.kit.resources import Resource, access_row
 from syntera.unit_of_work import TenantTransaction
 
 PUBLIC_KEY_PREFIX = "pub_key_"
@@ -28,10 +27,17 @@ AGENTS = Resource.of(
 )
 
 
-# The agent of a public key: the digest is unique (partial index of migration 003).
+# The agent of a public key: syntera.widget_keys names one agent per digest (its primary
+# key, migration 019); the agent is then read by its full key.
 AGENT_BY_PUBLIC_KEY = """
-SELECT id, company_id, enabled FROM public.agent_configs WHERE public_api_key = %(digest)s
+SELECT a.id, a.company_id, a.enabled
+FROM syntera.widget_keys k
+JOIN public.agent_configs a ON a.company_id = k.company_id AND a.id = k.agent_id
+WHERE k.digest = %(digest)s
 """
+
+# Keys are made by the database, which stores their digest (a system column).
+ISSUE_PUBLIC_KEY = "SELECT public.issue_widget_key(%(company_id)s, %(id)s) AS key"
 
 
 def public_key_digest(key: str) -> str:
@@ -133,9 +139,12 @@ async def agent_by_public_key(
 
 async def rotate_public_key(tx: TenantTransaction, agent_id: UUID) -> PublicKey:
     """Create or replace the agent's widget key; the old key stops working at once."""
-    key = PUBLIC_KEY_PREFIX + secrets.token_urlsafe(24)
     before = await access_row(tx, AGENTS, agent_id)
-    after = await update_row(tx, AGENTS, agent_id, {"public_api_key": public_key_digest(key)})
+    params = {"company_id": tx.company_id, "id": agent_id}
+    row = await (await tx.conn.execute(ISSUE_PUBLIC_KEY, params)).fetchone()
+    if row is None or row["key"] is None:
+        raise not_found(AGENTS.label)
+    key = str(row["key"])
     invalidate_agent(tx, before)
-    invalidate_agent(tx, after)
+    invalidate_agent(tx, {**before, "public_api_key": public_key_digest(key)})
     return PublicKey(agent_id=agent_id, public_key=key)

@@ -43,7 +43,14 @@ def kb_ingest(
         with progress_bars() as progress:
             report = asyncio.run(
                 ingest_directory(
-                    settings, urls.api_database_url, directory, company, agent, wait, progress
+                    settings,
+                    urls.api_database_url,
+                    directory,
+                    company,
+                    agent,
+                    wait,
+                    progress,
+                    system_database_url=urls.system_url(),
                 )
             )
     except ValueError as error:

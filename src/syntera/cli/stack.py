@@ -231,7 +231,9 @@ def worker(
         redis = create_redis(settings, urls.redis_url)
         await connect_redis(redis)
         try:
-            async with create_api_pool(settings, urls.api_database_url) as pool:
+            async with create_api_pool(
+                settings, urls.api_database_url, system_conninfo=urls.system_url()
+            ) as pool:
                 workers = build_workers(
                     settings, urls, pool, kb,
                     stored_elsewhere(ConversationStore(mongo[settings.mongodb_db]), kb, redis),

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from psycopg import AsyncConnection, AsyncCursor
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
@@ -51,9 +52,11 @@ class TransactionDefaults:
     statement_timeout_ms: int = 15_000
 
 
-# Run as the principal, after BECOME_PRINCIPAL: a copy of the caller's membership that
-# the policy helpers use instead of looking it up in every statement (migration 004).
-READ_MEMBERSHIP = "SELECT set_config('request.membership', private.membership(), true)"
+# Run as the principal, after BECOME_PRINCIPAL: the caller's membership, for the code
+# above (which company a statement names, what a role may try). The policies do not
+# use it: they read public.users themselves (migration 016), so nothing a transaction
+# sets can change what they decide.
+READ_MEMBERSHIP = "SELECT private.membership() AS membership"
 
 
 async def _configure(conn: TenantConnection) -> None:
@@ -90,10 +93,57 @@ def load_json(data: bytes | str) -> Any:
 PREPARE_THRESHOLD = 5
 
 
-def create_api_pool(
-    settings: Settings, conninfo: str, *, open: bool = False
+SYSTEM_LOGIN = "syntera_system"
+
+
+class ApiPool(AsyncConnectionPool[TenantConnection]):
+    """The API's pool, connected as ``authenticator``, carrying the system's pool,
+    connected as ``syntera_system``: a transaction as ``service_role`` borrows from the
+    latter (``pool_for``), so ``authenticator`` need not be a member of ``service_role``
+    and SQL run on its connections cannot become it (issue 35, cause 2). Opened and
+    closed together."""
+
+    system: AsyncConnectionPool[TenantConnection]
+
+    # The signatures are psycopg_pool's, whose timeouts these methods pass on.
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Open both pools."""
+        await super().open(wait=wait, timeout=timeout)
+        await self.system.open(wait=wait, timeout=timeout)
+
+    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Close both pools."""
+        try:
+            await self.system.close(timeout=timeout)
+        finally:
+            await super().close(timeout=timeout)
+
+
+def pool_for(
+    pool: AsyncConnectionPool[TenantConnection], principal: Principal
 ) -> AsyncConnectionPool[TenantConnection]:
-    """The API's pool, connected as ``authenticator`` (not opened unless ``open``)."""
+    """Where a transaction as ``principal`` borrows its connection: the system's pool for
+    ``service_role``, the API's for everyone else."""
+    if principal.role == "service_role" and isinstance(pool, ApiPool):
+        return pool.system
+    return pool
+
+
+def system_conninfo_of(conninfo: str) -> str:
+    """The system's login at the API's server: ``conninfo`` with ``syntera_system`` as
+    the user (what the embedded stack trusts; other deployments set
+    SYNTERA_SYSTEM_DATABASE_URL)."""
+    return make_conninfo(conninfo, user=SYSTEM_LOGIN)
+
+
+def create_api_pool(
+    settings: Settings,
+    conninfo: str,
+    *,
+    system_conninfo: str | None = None,
+) -> ApiPool:
+    """The API's pool, connected as ``authenticator``, and the system's, connected as
+    ``system_conninfo`` (by default ``conninfo`` as ``syntera_system``); not opened."""
     TransactionDefaults.statement_timeout_ms = settings.pg_statement_timeout_ms
     TimedCursor.threshold_ms = settings.slow_statement_ms
     # Server-side prepared statements live in a server session. Behind a transaction
@@ -101,22 +151,37 @@ def create_api_pool(
     # psycopg's names (_pg3_0, …) already exist or do not (PgBouncer before 1.21 does not
     # track them): a statement would fail with "prepared statement … already exists".
     prepare_threshold = PREPARE_THRESHOLD if settings.prepared_statements else None
-    return AsyncConnectionPool(
-        conninfo,
-        min_size=settings.pg_pool_min_size,
-        max_size=settings.pg_pool_max_size,
-        timeout=settings.pg_pool_timeout_s,
-        kwargs={
-            "row_factory": dict_row,
-            "cursor_factory": TimedCursor,
-            "prepare_threshold": prepare_threshold,
-            "application_name": "syntera-api",
-        },
-        configure=_configure,
-        connection_class=AsyncConnection[DictRow],
-        open=open,
-        name="syntera-api",
+
+    def make(url: str, name: str, min_size: int) -> dict[str, Any]:
+        return {
+            "conninfo": url,
+            "min_size": min_size,
+            "max_size": settings.pg_pool_max_size,
+            "timeout": settings.pg_pool_timeout_s,
+            "kwargs": {
+                "row_factory": dict_row,
+                "cursor_factory": TimedCursor,
+                "prepare_threshold": prepare_threshold,
+                "application_name": name,
+            },
+            "configure": _configure,
+            "connection_class": AsyncConnection[DictRow],
+            "open": False,
+            "name": name,
+        }
+
+    # The system's transactions are the fewer (workers, sign-in, service keys): one idle
+    # connection at most is kept for them.
+    system: AsyncConnectionPool[TenantConnection] = AsyncConnectionPool(
+        **make(
+            system_conninfo or system_conninfo_of(conninfo),
+            "syntera-system",
+            min(settings.pg_pool_min_size, 1),
+        )
     )
+    pool = ApiPool(**make(conninfo, "syntera-api", settings.pg_pool_min_size))
+    pool.system = system
+    return pool
 
 
 def principal_settings(principal: Principal) -> dict[str, str]:
@@ -142,7 +207,7 @@ async def _send_principal(
 
 async def _membership(cursor: AsyncCursor[DictRow] | None) -> Membership | None:
     row = await cursor.fetchone() if cursor is not None else None
-    return Membership.parse(row["set_config"]) if row else None
+    return Membership.parse(row["membership"]) if row else None
 
 
 async def become(conn: TenantConnection, principal: Principal) -> Membership | None:
@@ -195,7 +260,7 @@ async def _one_statement(
     query: bytes | str,
     params: Mapping[str, Any],
 ) -> tuple[Membership | None, list[DictRow]]:
-    async with pool.connection() as conn:
+    async with pool_for(pool, principal).connection() as conn:
         try:
             async with conn.pipeline():
                 await conn.execute(begin)
@@ -219,7 +284,7 @@ async def open_transaction(
     subject to row-level security as that principal (``service_role`` bypasses it).
     The statements in ``at_commit`` when the block ends are sent with the COMMIT, in
     one round trip; if one fails, nothing is committed."""
-    async with pool.connection() as conn:
+    async with pool_for(pool, principal).connection() as conn:
         membership = await begin_as(conn, principal)
         try:
             yield conn, membership

@@ -57,13 +57,16 @@ async def ingest_directory(
     agent: str | None,
     wait: bool,
     progress: Progress,
+    system_database_url: str | None = None,
 ) -> IngestReport:
     company_id = _uuid(company, "--company")
     agent_id = _uuid(agent, "--agent") if agent else None
     files = await asyncio.to_thread(_files_under, directory)
     kb = KnowledgeBase.from_settings(settings)
     report = IngestReport()
-    async with create_api_pool(settings, api_database_url) as pool:
+    async with create_api_pool(
+        settings, api_database_url, system_conninfo=system_database_url
+    ) as pool:
         async with system_transaction(pool) as conn:
             found = await conn.execute(
                 "SELECT 1 FROM public.companies WHERE id = %s", (company_id,)

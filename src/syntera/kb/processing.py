@@ -35,6 +35,7 @@ from syntera.db.postgres import TenantConnection
 from syntera.kb.embeddings import Vectors
 from syntera.kb.extract import ExtractionError, extract
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.kb.storage import belongs_to
 from syntera.metrics import KB_CHUNKS, KB_DOCUMENTS
 from syntera.unit_of_work import system_transaction
 
@@ -47,8 +48,8 @@ SET status = 'processing',
     lease_token = gen_random_uuid(),
     lease_expires_at = now() + make_interval(secs => %(lease_s)s),
     metadata = d.metadata || '{"progress": {"chunks_done": 0, "chunks_total": null}}'
-WHERE d.id = (
-  SELECT id FROM public.knowledge_base_documents
+WHERE (d.company_id, d.id) = (
+  SELECT company_id, id FROM public.knowledge_base_documents
   WHERE status IN ('pending', 'processing')
     AND run_after <= now()
     AND (status = 'pending' OR lease_expires_at < now())
@@ -65,12 +66,12 @@ UPDATE public.knowledge_base_documents
 SET lease_expires_at = now() + make_interval(secs => %(lease_s)s),
     metadata = metadata || jsonb_build_object(
       'progress', jsonb_build_object('chunks_done', %(done)s::int, 'chunks_total', %(total)s::int))
-WHERE id = %(id)s AND lease_token = %(token)s
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
 LOCK_LEASED_DOCUMENT = """
 SELECT id FROM public.knowledge_base_documents
-WHERE id = %(id)s AND lease_token = %(token)s FOR UPDATE
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s FOR UPDATE
 """
 
 COMPLETE = """
@@ -82,7 +83,7 @@ SET status = 'completed', chunk_count = %(chunks)s, vector_count = %(vectors)s,
                                      'chunks_total', %(chunks)s::int),
       'embedding_model', %(model)s::text,
       'processing_ms', %(elapsed_ms)s::int)
-WHERE id = %(id)s AND lease_token = %(token)s
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
 # Back to the queue after a delay, or failed for good.
@@ -91,14 +92,14 @@ UPDATE public.knowledge_base_documents
 SET status = 'pending', run_after = now() + make_interval(secs => %(delay_s)s),
     lease_token = NULL, lease_expires_at = NULL,
     metadata = metadata || jsonb_build_object('error', %(error)s::jsonb)
-WHERE id = %(id)s AND lease_token = %(token)s
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
 FAIL = """
 UPDATE public.knowledge_base_documents
 SET status = 'failed', lease_token = NULL, lease_expires_at = NULL, processed_at = now(),
     metadata = metadata || jsonb_build_object('error', %(error)s::jsonb)
-WHERE id = %(id)s AND lease_token = %(token)s
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
 
@@ -165,6 +166,9 @@ class DocumentWorker:
                 await self._retry(claim, f"{type(error).__name__}: {error}")
 
     async def _chunks(self, claim: Claim) -> list[str]:
+        if not belongs_to(claim.file_path, claim.company_id):
+            # Paths are the database's (migration 018); one written otherwise is refused.
+            raise PermanentFailure("the document's file is not under its company's folder")
         data = await self.kb.storage.get(claim.file_path)
         try:
             extracted = await asyncio.to_thread(extract, data, claim.content_type)
@@ -193,6 +197,7 @@ class DocumentWorker:
                     "lease_s": self.settings.kb_lease_s,
                     "done": done,
                     "total": total,
+                    "company_id": claim.company_id,
                     "id": claim.id,
                     "token": claim.lease_token,
                 },
@@ -205,7 +210,9 @@ class DocumentWorker:
     ) -> None:
         async with system_transaction(self.pool) as conn:
             await lock_leased(
-                conn, LOCK_LEASED_DOCUMENT, {"id": claim.id, "token": claim.lease_token}
+                conn,
+                LOCK_LEASED_DOCUMENT,
+                {"company_id": claim.company_id, "id": claim.id, "token": claim.lease_token},
             )
             confirmed = await self.kb.vectors.replace_document(
                 conn, claim.company_id, claim.id, claim.agent_id, claim.name, chunks, vectors
@@ -217,6 +224,7 @@ class DocumentWorker:
                     "vectors": confirmed,
                     "model": self.kb.embedder.name,
                     "elapsed_ms": int((time.perf_counter() - started) * 1000),
+                    "company_id": claim.company_id,
                     "id": claim.id,
                     "token": claim.lease_token,
                 },
@@ -238,5 +246,11 @@ class DocumentWorker:
         async with system_transaction(self.pool) as conn:
             await conn.execute(
                 statement,
-                {"error": Jsonb(error), "id": claim.id, "token": claim.lease_token, **extra},
+                {
+                    "error": Jsonb(error),
+                    "company_id": claim.company_id,
+                    "id": claim.id,
+                    "token": claim.lease_token,
+                    **extra,
+                },
             )

@@ -9,7 +9,6 @@ a worker (``syntera.kb.processing``) does the rest.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from uuid import UUID
 
 from psycopg import sql
@@ -20,7 +19,7 @@ from syntera.errors import TooLarge, UnsupportedMediaType, field_error, not_foun
 from syntera.kb.extract import ExtractionError, UnsupportedType, content_type_of, extract
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.schemas import KnowledgeDocument, SearchHit, SearchRequest, SearchResults
-from syntera.kb.storage import file_key
+from syntera.kb.storage import file_name
 from syntera.kb.vectors import HybridUnsupported
 from syntera.kit.resources import Resource, delete_row
 from syntera.unit_of_work import TenantTransaction
@@ -59,6 +58,14 @@ def check_upload(kb: KnowledgeBase, filename: str, declared: str | None, data: b
     return content_type
 
 
+# The database chooses the document's id and path (migration 018): a member cannot name
+# another company's file.
+QUEUE_DOCUMENT = sql.SQL(
+    "SELECT {cols} FROM public.queue_document(%(company_id)s, %(name)s, %(agent_id)s,"
+    " %(file_name)s, %(content_type)s, %(size_bytes)s)"
+).format(cols=sql.SQL(", ").join(map(sql.Identifier, DOCUMENTS.table.columns)))
+
+
 async def store_document(
     kb: KnowledgeBase,
     conn: TenantConnection,
@@ -70,27 +77,24 @@ async def store_document(
     name: str | None,
     agent_id: UUID | None,
 ) -> Row:
-    """Check, store and queue one file of ``company_id`` in the transaction of ``conn``.
+    """Check, queue and store one file of ``company_id`` in the transaction of ``conn``.
 
-    The file is written before the row exists, so a worker never claims a document
-    without its file."""
+    The row is inserted first (the database names the file) and the file written before
+    the transaction commits, so a worker never claims a document without its file."""
     content_type = await asyncio.to_thread(check_upload, kb, filename, declared_type, data)
-    document_id = uuid.uuid4()
-    key = file_key(company_id, document_id, filename)
-    await kb.storage.put(key, data)
-    values = {
-        "id": document_id,
+    params = {
+        "company_id": company_id,
         "name": (name or filename).strip() or "document",
         "agent_id": agent_id,
-        "file_path": key,
+        "file_name": file_name(filename),
         "content_type": content_type,
         "size_bytes": len(data),
     }
-    try:
-        return await DOCUMENTS.table.insert(conn, company_id, values)
-    except BaseException:
-        await kb.storage.delete(key)
-        raise
+    row = await (await conn.execute(QUEUE_DOCUMENT, params)).fetchone()
+    if row is None:  # the function answers a row or raises
+        raise not_found("Company")
+    await kb.storage.put(row["file_path"], data)
+    return row
 
 
 def status_filters(status: str | None, agent_id: UUID | None) -> list[Filter]:
@@ -111,18 +115,14 @@ async def delete_document(tx: TenantTransaction, kb: KnowledgeBase, document_id:
     tx.after_commit.append(remove_file)
 
 
-REQUEUE = sql.SQL(
-    "UPDATE public.knowledge_base_documents"
-    " SET status = 'pending', attempts = 0, run_after = now(), lease_token = NULL,"
-    " lease_expires_at = NULL, metadata = metadata - 'error' - 'progress'"
-    " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING {cols}"
+REQUEUE = sql.SQL("SELECT {cols} FROM public.reprocess_document(%(company_id)s, %(id)s)").format(
+    cols=sql.SQL(", ").join(map(sql.Identifier, DOCUMENTS.table.columns))
 )
 
 
 async def reprocess(tx: TenantTransaction, document_id: UUID) -> KnowledgeDocument:
     """Queue the document again (a worker holding it loses its lease)."""
-    query = REQUEUE.format(cols=sql.SQL(", ").join(map(sql.Identifier, DOCUMENTS.table.columns)))
-    cursor = await tx.conn.execute(query, {"company_id": tx.company_id, "id": document_id})
+    cursor = await tx.conn.execute(REQUEUE, {"company_id": tx.company_id, "id": document_id})
     row = await cursor.fetchone()
     if row is None:
         raise not_found(DOCUMENTS.label)

@@ -16,9 +16,22 @@ from syntera.config import Settings
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def file_name(filename: str) -> str:
+    """An uploaded file's name reduced to a safe basename (letters, digits, ".", "_",
+    "-"; at most 120), the last part of its key."""
+    return (UNSAFE.sub("_", Path(filename).name).strip("._") or "file")[:120]
+
+
 def file_key(company_id: UUID, document_id: UUID, filename: str) -> str:
-    base = UNSAFE.sub("_", Path(filename).name).strip("._") or "file"
-    return f"{company_id}/{document_id}/{base[:120]}"
+    """The key of a document's file: ``<company>/<document>/<file name>``."""
+    return f"{company_id}/{document_id}/{file_name(filename)}"
+
+
+def belongs_to(key: str, company_id: UUID) -> bool:
+    """Whether ``key`` names a file of ``company_id`` (under ``<company>/``, nothing that
+    climbs out of it)."""
+    parts = key.split("/")
+    return len(parts) >= 2 and parts[0] == str(company_id) and ".." not in parts and "" not in parts
 
 
 class FileStorage(Protocol):

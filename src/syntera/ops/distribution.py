@@ -14,12 +14,16 @@ DISTRIBUTION_COLUMN = "company_id"
 # Replicated to every node: small, read by every tenant's queries, or global by nature.
 # auth.users and public.users are one row per person, and a person may belong to no
 # company yet (no distribution value); companies is the tenant list itself, which
-# public.users references; sessions, refresh tokens and operators follow their user.
+# public.users references; sessions, refresh tokens and operators follow their user; the
+# widget keys are looked up by digest before the company is known; deleted companies'
+# ids are checked whenever a company is created.
 # In foreign-key order: a table comes after those it references.
 REFERENCE_TABLES = (
     "auth.users",
     "public.companies",
     "public.users",
+    "syntera.widget_keys",
+    "syntera.deleted_companies",
     "syntera.auth_sessions",
     "syntera.refresh_tokens",
     "syntera.auth_tokens",
@@ -46,10 +50,11 @@ DISTRIBUTED_TABLES = (
 )
 
 # On the coordinator only: the migrations ledger, the purge queue (claimed across
-# companies, and about companies whose rows are gone), the mail queue, the signing keys
-# and the operator's size history.
+# companies, and about companies whose rows are gone), the mail queue, the signing keys,
+# the operator's size history and the map of who writes which column.
 LOCAL_TABLES = (
     "syntera.schema_migrations",
+    "syntera.column_access",
     "syntera.purges",
     "syntera.mail_outbox",
     "syntera.signing_keys",

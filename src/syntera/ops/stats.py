@@ -158,7 +158,6 @@ def explain_as_user(url: str, statement: str, email: str | None) -> str:
                 raise LookupError(f"no user with email {email}")
             claims = {"sub": str(row[0]), "role": "authenticated", "aud": "authenticated"}
             conn.execute(EXPLAIN_AS, {"claims": orjson.dumps(claims).decode(), "sub": str(row[0])})
-            conn.execute("SELECT set_config('request.membership', private.membership(), true)")
         plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}").fetchall()
         conn.rollback()  # ANALYZE ran it: whatever it changed is undone
     return "\n".join(line[0] for line in plan)

@@ -1,6 +1,6 @@
 """The workflow queue's statements, one function per operation on events and executions.
 
-Everything here runs as service_role (``syntera.db.postgres.system_transaction``) and names
+Everything here runs as service_role (``syntera.unit_of_work.system_transaction``) and names
 the company or the lease it acts under. Events are claimed with ``FOR UPDATE SKIP
 LOCKED`` (workers never wait for each other); an execution is claimed under a lease, and
 every later write checks the lease token, so a worker whose lease ran out writes nothing.
@@ -51,8 +51,8 @@ CLAIM_EXECUTION = """
 UPDATE public.workflow_executions e
 SET status = 'running', attempts = e.attempts + 1, lease_token = gen_random_uuid(),
     lease_expires_at = now() + make_interval(secs => %(lease_s)s)
-WHERE e.id = (
-  SELECT id FROM public.workflow_executions
+WHERE (e.company_id, e.id) = (
+  SELECT company_id, id FROM public.workflow_executions
   WHERE status IN ('pending', 'running') AND run_after <= now()
     AND (lease_expires_at IS NULL OR lease_expires_at < now())
   ORDER BY run_after

@@ -4,7 +4,6 @@ system writes the audit trail), dry runs, secrets and inbound webhooks."""
 from __future__ import annotations
 
 import hmac
-import secrets
 from typing import Any
 from uuid import UUID
 
@@ -130,23 +129,25 @@ async def dry_run(
     return schemas.WorkflowTestResult(matches_trigger=matches, path=path)
 
 
-ROTATE_SECRET = (
-    "UPDATE public.workflows SET secret = %(secret)s"  # noqa: S105 (SQL, not a password)
-    " WHERE company_id = %(company_id)s AND id = %(id)s RETURNING secret"
-)
+# The secret is a system column (migration 018): the database makes it.
+ROTATE_SECRET = "SELECT public.rotate_workflow_secret(%(company_id)s, %(id)s) AS secret"  # noqa: S105 (SQL)
 
 
 async def rotate_secret(tx: TenantTransaction, workflow_id: UUID) -> str:
-    new = secrets.token_hex(32)
-    params = {"secret": new, "company_id": tx.company_id, "id": workflow_id}
+    """A new secret for the workflow (owners and admins), returned once."""
+    params = {"company_id": tx.company_id, "id": workflow_id}
     row = await (await tx.conn.execute(ROTATE_SECRET, params)).fetchone()
-    if row is None:
+    if row is None or row["secret"] is None:
         raise not_found(WORKFLOWS.label)
-    return new
+    return str(row["secret"])
 
 
+# By id alone: the URL names no company. Clients never choose ids (migration 018), and
+# should two companies still share one, the hook answers as for an unknown workflow
+# (LIMIT 2 tells).
 HOOK_TARGET = (
-    "SELECT company_id, secret, enabled, trigger_type FROM public.workflows WHERE id = %(id)s"
+    "SELECT company_id, secret, enabled, trigger_type FROM public.workflows"
+    " WHERE id = %(id)s LIMIT 2"
 )
 ENQUEUE_HOOK = (
     "INSERT INTO public.workflow_events (company_id, event_type, data, workflow_id)"
@@ -162,7 +163,8 @@ async def receive_hook(
     unauthorized = Unauthorized("missing or wrong X-Webhook-Secret", scheme="X-Webhook-Secret")
     if not presented:
         raise unauthorized
-    row = await (await conn.execute(HOOK_TARGET, {"id": workflow_id})).fetchone()
+    found = await (await conn.execute(HOOK_TARGET, {"id": workflow_id})).fetchall()
+    row = found[0] if len(found) == 1 else None
     if row is None or not hmac.compare_digest(row["secret"].encode(), presented.encode()):
         raise unauthorized
     if row["trigger_type"] != "webhook":
