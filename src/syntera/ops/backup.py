@@ -48,7 +48,10 @@ from syntera.embedded import postgres_bin_dir
 FORMAT = 1
 # Schemas whose data is ours; `auth` only where our migration created it (plain PostgreSQL).
 DATA_SCHEMAS = ("public", "auth", "syntera")
+# Tables the migrations themselves fill (the ledger, the map of who writes which column):
+# the target's own migrations write them, so they are neither backed up nor restored.
 LEDGER = "syntera.schema_migrations"
+MIGRATION_TABLES = (LEDGER, "syntera.column_access")
 BATCH = 1000
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -86,14 +89,14 @@ def _sha256(path: Path) -> str:
 
 
 def _tables(conn: psycopg.Connection[Any]) -> list[str]:
-    """Our tables, schema-qualified, the migration ledger excepted."""
+    """Our tables, schema-qualified, except those the migrations fill."""
     rows = conn.execute(
         "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%s) ORDER BY 1",
         (list(DATA_SCHEMAS),),
     ).fetchall()
-    return [row[0] for row in rows if row[0] != LEDGER]
+    return [row[0] for row in rows if row[0] not in MIGRATION_TABLES]
 
 
 def _count(conn: psycopg.Connection[Any], table: str) -> int:
@@ -145,7 +148,7 @@ def backup(targets: Targets, output: Path, progress: Progress | None = None) -> 
             dumped = subprocess.run(
                 [_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
                  f"--snapshot={snapshot_row[0]}", "--file", str(work / "postgres.dump"),
-                 f"--exclude-table-data={LEDGER}",  # the target's own migrations write it
+                 *(f"--exclude-table-data={table}" for table in MIGRATION_TABLES),
                  *(f"--schema={schema}" for schema in DATA_SCHEMAS),
                  "--dbname", targets.database_url],
                 capture_output=True, text=True, check=False,
