@@ -13,9 +13,9 @@ import uuid
 import httpx
 import jwt
 
+from tests.auth.test_auth_api import PASSWORD, sign_in, sign_up
 from tests.conftest import TEST_JWT_SECRET, TEST_SERVICE_KEY
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "another horse battery"
 THIRD_PASSWORD = "a third horse battery"
 SERVICE = {"Authorization": f"Bearer {TEST_SERVICE_KEY}"}
@@ -27,20 +27,6 @@ def new_email() -> str:
 
 def bearer(session: dict[str, object]) -> dict[str, str]:
     return {"Authorization": f"Bearer {session['access_token']}"}
-
-
-async def sign_up(client: httpx.AsyncClient, email: str) -> dict[str, object]:
-    answer = await client.post("/auth/v1/signup", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    session: dict[str, object] = answer.json()
-    return session
-
-
-async def sign_in(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
-    return await client.post(
-        "/auth/v1/token", params={"grant_type": "password"},
-        json={"email": email, "password": password},
-    )  # fmt: skip
 
 
 async def refresh(client: httpx.AsyncClient, session: dict[str, object]) -> httpx.Response:

@@ -48,7 +48,7 @@ import orjson
 from syntera.config import Settings, get_settings
 from syntera.kb.embeddings import MINILM_DIMENSIONS, EmbeddingError, LocalMiniLM, Vectors
 from syntera.llm.local import LocalModel, LocalModelMissing, LocalOptions
-from syntera.llm.models import ChatMessage, ChatStream, ModelError, Piece, Usage
+from syntera.llm.models import ChatMessage, ModelError, Piece, StreamingModel, Usage
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class RemoteMiniLM:
         return await _connect(self.socket_path, deadline)
 
 
-class RemoteChat:
+class RemoteChat(StreamingModel):
     """The local chat model as served by the model process at ``socket_path``: one
     connection per answer, closed when the answer is (so a caller that stops reading
     stops the generation). A connection that breaks mid-answer is a ModelError, never
@@ -291,20 +291,8 @@ class RemoteChat:
         self.timeout_s = timeout_s
         self.wait_s = wait_s
 
-    def stream(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str,
-        max_tokens: int,
-        temperature: float,
-    ) -> ChatStream:
-        return ChatStream(
-            self._pieces(messages, max_tokens, temperature), self.timeout_s, self.label
-        )
-
     async def _pieces(
-        self, messages: list[ChatMessage], max_tokens: int, temperature: float
+        self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
     ) -> AsyncGenerator[Piece, None]:
         request = orjson.dumps(
             {"chat": {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}}

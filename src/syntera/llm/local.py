@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syntera.llm.models import ChatMessage, ChatStream, ModelError, Piece, Usage
+from syntera.llm.models import ChatMessage, ModelError, Piece, StreamingModel, Usage
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -235,7 +235,7 @@ def _end_of_turn(llama: Llama) -> frozenset[int]:
     return frozenset(ends)
 
 
-class LocalModel:
+class LocalModel(StreamingModel):
     """The local model in this process, generating in a thread (llama.cpp releases the
     GIL while it computes, so the event loop goes on)."""
 
@@ -250,20 +250,8 @@ class LocalModel:
         """Load the model now rather than at the first question."""
         load_llama(self.options)
 
-    def stream(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str,
-        max_tokens: int,
-        temperature: float,
-    ) -> ChatStream:
-        return ChatStream(
-            self._pieces(messages, max_tokens, temperature), self.timeout_s, self.label
-        )
-
     async def _pieces(
-        self, messages: list[ChatMessage], max_tokens: int, temperature: float
+        self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
     ) -> AsyncGenerator[Piece, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()

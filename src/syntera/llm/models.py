@@ -148,3 +148,30 @@ class ChatModel(Protocol):
         """Start answering ``messages`` as ``model``; nothing is sent before the first
         iteration."""
         ...
+
+
+class StreamingModel:
+    """A ``ChatModel`` whose answer is the pieces of ``_pieces``, each awaited within
+    ``timeout_s`` (the adapters say only how they get their pieces)."""
+
+    label: str
+    timeout_s: float | None
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+    ) -> ChatStream:
+        """Start answering ``messages`` as ``model``; nothing is sent before the first
+        iteration."""
+        return ChatStream(
+            self._pieces(messages, model, max_tokens, temperature), self.timeout_s, self.label
+        )
+
+    def _pieces(
+        self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
+    ) -> AsyncGenerator[Piece, None]:
+        raise NotImplementedError

@@ -14,12 +14,12 @@ from collections.abc import AsyncGenerator, Callable
 from functools import cache
 from typing import Any
 
-from syntera.llm.models import ChatMessage, ChatStream, ModelError, Piece, Usage
+from syntera.llm.models import ChatMessage, ModelError, Piece, StreamingModel, Usage
 
 TokenCounter = Callable[[list[ChatMessage], str], tuple[int, int]]
 
 
-class OpenAICompatible:
+class OpenAICompatible(StreamingModel):
     """The chat-completions endpoint at ``base_url``. ``timeout_s`` bounds every wait:
     connecting, the first token and each pause between two chunks."""
 
@@ -40,18 +40,6 @@ class OpenAICompatible:
             api_key=api_key or "unused",  # servers such as Ollama or vLLM take none
             timeout=timeout_s,
             max_retries=0,
-        )
-
-    def stream(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str,
-        max_tokens: int,
-        temperature: float,
-    ) -> ChatStream:
-        return ChatStream(
-            self._pieces(messages, model, max_tokens, temperature), self.timeout_s, self.label
         )
 
     async def _pieces(
