@@ -374,6 +374,27 @@ class Settings(BaseSettings):
         "with Pinecone, vector).",
     )
 
+    reply_worker_enabled: bool = Field(
+        default=True,
+        description="Agents answer visitors: each process runs reply workers that write "
+        "the answers of enabled agents.",
+    )
+    reply_worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Replies one process writes at once."
+    )
+    reply_lease_s: float = Field(
+        default=120, gt=0, description="How long a reply being written stays a worker's."
+    )
+    reply_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries of a reply before it is given up."
+    )
+    reply_delta_interval_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="The answer's pieces go to the streams batched over this long.",
+    )
+
     # Workflows: the worker that runs them.
     workflow_worker_enabled: bool = Field(
         default=True, description="`syntera serve` runs a workflow worker in each process."

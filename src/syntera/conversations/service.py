@@ -320,9 +320,76 @@ async def append(
                 if message.metadata.intent is not None:
                     properties["intent"] = message.metadata.intent
                 await record_event(tx, "message.received", conversation, properties)
+        await _request_reply(tx, conversation, ids, messages)
     stored = [message_out(document) for document in documents]
     publish(tx, "message.created", *stored)
     return stored
+
+
+# The reply job of a visitor's turn, recorded (or folded into the one waiting) with the
+# message; nothing for a disabled agent. Sent with COMMIT: nothing reads it back.
+REQUEST_REPLY = (
+    b"SELECT private.request_agent_reply(%(company_id)s::uuid, %(conversation_id)s, "
+    b"%(agent_id)s::uuid, %(message_id)s)"
+)
+
+
+async def _request_reply(
+    tx: TenantTransaction,
+    conversation: Document,
+    ids: list[ObjectId],
+    messages: list[MessageCreate],
+) -> None:
+    """Ask the conversation's agent to answer the visitor's newest message, if the
+    conversation is in the agent's hands."""
+    if conversation.get("handled_by", "agent") != "agent":
+        return
+    visitor = [oid for oid, m in zip(ids, messages, strict=True) if m.sender_type == "user"]
+    if not visitor:
+        return
+    params = {
+        "company_id": tx.company_id,
+        "conversation_id": str(conversation["_id"]),
+        "agent_id": conversation["agent_id"],
+        "message_id": str(visitor[-1]),
+    }
+    await tx.write_with_commit(REQUEST_REPLY, params)
+
+
+async def append_reply(
+    tx: TenantTransaction, store: ConversationStore, conversation_id: ObjectId, document: Document
+) -> Message:
+    """Store an agent's (or the system's) message whose _id the caller chose, whole, and
+    publish it; DuplicateKeyError if that _id is already stored (an earlier attempt)."""
+    invalidate_cached(tx, conversation_id, MESSAGES)
+    documents = await store.append(tx.company_id, conversation_id, [document])
+    tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
+    message = message_out(documents[0])
+    publish(tx, "message.created", message)
+    return message
+
+
+HandledBy = Literal["agent", "human"]
+
+
+async def hand_off(
+    tx: TenantTransaction,
+    store: ConversationStore,
+    conversation_id: str,
+    to: HandledBy,
+    line: str | None = None,
+) -> Conversation:
+    """Put the conversation in the agent's or people's hands (``handled_by``), with
+    ``line`` told to the visitor as a system message; ``conversation.updated`` after."""
+    current = await access_conversation(tx, store, conversation_id)
+    if current.get("handled_by", "agent") == to:
+        return conversation_out(current)
+    invalidate_cached(tx, current["_id"], HEADER)
+    changed = await store.update(tx.company_id, current["_id"], {"handled_by": to})
+    if line is not None and current["status"] == "active":
+        system = {"sender_type": "system", "role": "system", "content": line}
+        await append_reply(tx, store, current["_id"], system)
+    return _published(tx, "conversation.updated", changed)
 
 
 async def _take_back(
