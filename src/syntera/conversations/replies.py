@@ -199,7 +199,7 @@ class ReplyWorker:
         await self._ephemeral(job, "typing", {"state": "start", "by": "agent"})
         parts: list[str] = []
         pending: list[str] = []
-        last_sent = time.monotonic()
+        last_sent = 0.0  # the first piece goes at once: the visitor sees the answer start
         stream = plan.start()
         try:
             async with stream:
