@@ -395,6 +395,13 @@ class Settings(BaseSettings):
         description="The answer's pieces go to the streams batched over this long.",
     )
 
+    agent_handoff_phrases: str = Field(
+        default="human,real person,a person,someone real,representative,operator,"
+        "talk to an agent,speak to an agent,live agent,customer service,support team",
+        description="Comma-separated: a visitor's message holding one of these (any case) "
+        "passes the conversation from the agent to people.",
+    )
+
     # Workflows: the worker that runs them.
     workflow_worker_enabled: bool = Field(
         default=True, description="`syntera serve` runs a workflow worker in each process."
@@ -433,6 +440,11 @@ class Settings(BaseSettings):
     @property
     def auth_redirect_list(self) -> list[str]:
         return [part.strip() for part in self.auth_redirect_urls.split(",") if part.strip()]
+
+    @property
+    def handoff_phrase_list(self) -> list[str]:
+        """The phrases that pass a conversation to people, lowercased."""
+        return [p.strip().lower() for p in self.agent_handoff_phrases.split(",") if p.strip()]
 
     @property
     def llm_model_list(self) -> list[str]:

@@ -6,70 +6,15 @@ when the model keeps failing — after which the agent says nothing more."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import httpx
-import pytest
-from fastapi import FastAPI
 
-from syntera.conversations.replies import ReplyWorker
+from tests.agents.chats import ASK, MakeWorker, conversation, messages, say
 from tests.agents.shops import POLICY_A, POLICY_B, make_agent
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders
 from tests.events_helpers import Received, subscribe
 from tests.factories import SeededCompany
-from tests.widget.helpers import WidgetChat, open_chat
-
-ASK = "How do I get a refund for my order?"
-
-MakeWorker = Callable[..., ReplyWorker]
-
-
-@pytest.fixture
-def make_worker(app_on_standin: FastAPI) -> MakeWorker:
-    """A reply worker on the app's stores and the stand-in model (settings overridable)."""
-    app = app_on_standin
-
-    def make(**settings: Any) -> ReplyWorker:
-        return ReplyWorker(
-            app.state.stores.postgres, app.state.settings.model_copy(update=settings),
-            app.state.conversations, app.state.kb, app.state.models,
-            cache=app.state.cache, events=app.state.publisher,
-        )  # fmt: skip
-
-    return make
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    """Wait until ``check()`` holds (returning as soon as it does)."""
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        await asyncio.sleep(0.05)
-
-
-async def say(http: httpx.AsyncClient, chat: WidgetChat, text: str) -> None:
-    sent = await http.post(f"{chat.url}/messages", headers=chat.session, json={"content": text})
-    assert sent.status_code == 201, sent.text
-
-
-async def messages(http: httpx.AsyncClient, chat: WidgetChat) -> list[dict[str, Any]]:
-    page = await http.get(f"{chat.url}/messages", headers=chat.session, params={"limit": 100})
-    assert page.status_code == 200, page.text
-    data: list[dict[str, Any]] = page.json()["data"]
-    return data
-
-
-async def conversation(
-    http: httpx.AsyncClient, headers: dict[str, str], chat: WidgetChat
-) -> dict[str, Any]:
-    found = await http.get(f"/v1/conversations/{chat.url.rsplit('/', 1)[1]}", headers=headers)
-    assert found.status_code == 200, found.text
-    body: dict[str, Any] = found.json()
-    return body
+from tests.widget.helpers import open_chat
 
 
 async def test_the_agent_streams_its_answer_then_stores_it_with_usage_and_citations(

@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "syntera_agent_replies"
 HISTORY_MESSAGES = 50
-HANDOFF_LINE = "I'm passing you to a member of our team, who will answer here shortly."
 
 CLAIM = """
 UPDATE syntera.agent_replies r
@@ -273,7 +272,12 @@ class ReplyWorker:
                 await tx.conn.execute(FAIL, {**job.lease, "error": reason})
                 if isinstance(error, ModelError):
                     await service.hand_off(
-                        tx, self.store, job.conversation_id, "human", HANDOFF_LINE
+                        tx,
+                        self.store,
+                        job.conversation_id,
+                        "human",
+                        service.HANDOFF_LINE,
+                        reason="the model failed",
                     )
         except LeaseLost:
             pass

@@ -208,6 +208,10 @@ class WidgetSession(Output):
     session_token: str = Field(description="Send as `X-Widget-Session` with later calls.")
 
 
+class HandOff(Input):
+    to: Literal["agent", "human"] = Field(description="Who answers the visitor from now on.")
+
+
 class TypingUpdate(Input):
     state: Literal["start", "stop"]
 
