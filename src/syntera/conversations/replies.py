@@ -78,6 +78,12 @@ SELECT id FROM syntera.agent_replies
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s FOR UPDATE
 """
 
+RENEW = """
+UPDATE syntera.agent_replies
+SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+"""
+
 DONE = """
 UPDATE syntera.agent_replies
 SET status = 'done', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
@@ -183,6 +189,9 @@ class ReplyWorker:
         question, history = _turn(recent.documents, job.last_message_id)
         vector = [float(x) for x in (await self.kb.embedder.embed([question]))[0]]
         async with self._unit(job) as tx:
+            # Still ours, for a whole lease from now: the model's time is what it covers.
+            await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+            await tx.conn.execute(RENEW, {**job.lease, "lease_s": self.settings.reply_lease_s})
             sources = await find_sources(
                 tx, self.kb, agent.id, question, vector,
                 limit=self.settings.agent_sources,
