@@ -382,6 +382,9 @@ class Settings(BaseSettings):
     reply_worker_concurrency: int = Field(
         default=2, ge=1, le=64, description="Replies one process writes at once."
     )
+    reply_company_concurrency: int = Field(
+        default=4, ge=1, le=1000, description="Replies one company's agents write at once."
+    )
     reply_lease_s: float = Field(
         default=120, gt=0, description="How long a reply being written stays a worker's."
     )

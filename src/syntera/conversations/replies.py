@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from pymongo.errors import DuplicateKeyError
 
 from syntera.agents.answers import AnswerPlan, Reply, plan_answer
-from syntera.agents.prompt import find_sources
+from syntera.agents.prompt import Source, find_sources
 from syntera.agents.schemas import Agent
 from syntera.agents.service import read_agent
 from syntera.cache import Cache
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "syntera_agent_replies"
 HISTORY_MESSAGES = 50
+EMPTY_RETRIEVALS = 2  # turns in a row with no source above the threshold: hand off
 
 CLAIM = """
 UPDATE syntera.agent_replies r
@@ -65,6 +66,12 @@ WHERE (r.company_id, r.id) = (
         AND o.status = 'running' AND o.id <> j.id
         AND (o.lease_expires_at >= now() OR o.created_at < j.created_at)
     )
+    -- The company's cap on replies being written at once.
+    AND (
+      SELECT count(*) FROM syntera.agent_replies w
+      WHERE w.company_id = j.company_id AND w.status = 'running'
+        AND w.lease_expires_at >= now() AND w.run_after <= now() AND w.id <> j.id
+    ) < %(company_cap)s
   ORDER BY j.run_after
   LIMIT 1
   FOR UPDATE SKIP LOCKED
@@ -86,7 +93,8 @@ WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 
 DONE = """
 UPDATE syntera.agent_replies
-SET status = 'done', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+SET status = 'done', finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
+    tokens_used = %(tokens)s
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
@@ -97,6 +105,17 @@ UPDATE syntera.agent_replies
 SET last_error = %(error)s, run_after = now() + make_interval(secs => %(delay_s)s),
     lease_expires_at = now() + make_interval(secs => %(delay_s)s)
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+"""
+
+# The company's monthly token budget (NULL: unlimited) and what its replies used this
+# month (UTC).
+BUDGET = """
+SELECT c.monthly_token_budget AS budget,
+       (SELECT coalesce(sum(r.tokens_used), 0) FROM syntera.agent_replies r
+         WHERE r.company_id = c.id AND r.tokens_used > 0
+           AND r.finished_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+       ) AS spent
+FROM public.companies c WHERE c.id = %(company_id)s
 """
 
 FAIL = """
@@ -161,7 +180,11 @@ class ReplyWorker:
 
     async def claim(self) -> Job | None:
         async with open_unit_of_work(self.pool, Principal.service()) as tx:
-            params = {"lease_s": self.settings.reply_lease_s, "reply_id": str(ObjectId())}
+            params = {
+                "lease_s": self.settings.reply_lease_s,
+                "reply_id": str(ObjectId()),
+                "company_cap": self.settings.reply_company_concurrency,
+            }
             row = await (await tx.conn.execute(CLAIM, params)).fetchone()
         return None if row is None else Job(**row)
 
@@ -180,7 +203,10 @@ class ReplyWorker:
             agent = await _agent(tx, job.agent_id)
             if done is not None or not _answerable(conversation, agent):
                 await lock_leased(tx.conn, LOCK_LEASED, job.lease)
-                await tx.conn.execute(DONE, job.lease)
+                await tx.conn.execute(DONE, {**job.lease, "tokens": 0})
+                return
+            if await _budget_spent(tx):
+                await self._hand_off(tx, job, "the monthly token budget is spent")
                 return
             assert agent is not None
             recent = await self.store.list_messages(
@@ -198,6 +224,9 @@ class ReplyWorker:
                 min_similarity=self.settings.agent_min_similarity,
                 mode=self.settings.agent_search_mode,
             )  # fmt: skip
+            if await self._nothing_found_twice(tx, job, conversation_oid, sources):
+                await self._hand_off(tx, job, "the knowledge base had nothing on it twice")
+                return
         plan = plan_answer(self.models, self.settings, agent, question, history, sources)
         text = await self._stream(job, plan)
         await self._store(job, conversation_oid, reply_oid, text)
@@ -264,7 +293,27 @@ class ReplyWorker:
                     await service.append_reply(tx, self.store, conversation_oid, document)
                 except DuplicateKeyError:
                     log.info("reply %s was stored by an earlier attempt", job.id)
-            await tx.conn.execute(DONE, job.lease)
+            await tx.conn.execute(DONE, {**job.lease, "tokens": reply.usage.total_tokens})
+
+    async def _hand_off(self, tx: TenantTransaction, job: Job, reason: str) -> None:
+        """Pass the conversation to people instead of answering; the job is done."""
+        await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+        await tx.conn.execute(DONE, {**job.lease, "tokens": 0})
+        await service.hand_off(
+            tx, self.store, job.conversation_id, "human", service.HANDOFF_LINE, reason=reason
+        )
+
+    async def _nothing_found_twice(
+        self, tx: TenantTransaction, job: Job, oid: ObjectId, sources: list[Source]
+    ) -> bool:
+        """Count the turns in a row whose search found nothing above the threshold (kept
+        on the conversation); True at the second."""
+        conversation = await self.store.get_conversation(job.company_id, oid)
+        before = int((conversation or {}).get("empty_retrievals", 0))
+        count = 0 if sources else before + 1
+        if count != before:
+            await self.store.update(job.company_id, oid, {"empty_retrievals": count})
+        return count >= EMPTY_RETRIEVALS
 
     async def _failed(self, job: Job, error: Exception) -> None:
         log.warning("reply %s failed (attempt %s): %r", job.id, job.attempts, error)
@@ -290,6 +339,11 @@ class ReplyWorker:
                     )
         except LeaseLost:
             pass
+
+
+async def _budget_spent(tx: TenantTransaction) -> bool:
+    row = await (await tx.conn.execute(BUDGET, {"company_id": tx.company_id})).fetchone()
+    return row is not None and row["budget"] is not None and row["spent"] >= row["budget"]
 
 
 async def _agent(tx: TenantTransaction, agent_id: UUID) -> Agent | None:

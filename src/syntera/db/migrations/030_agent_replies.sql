@@ -66,3 +66,13 @@ $$;
 REVOKE ALL ON FUNCTION private.request_agent_reply(uuid, text, uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION private.request_agent_reply(uuid, text, uuid, text)
   TO authenticated, service_role;
+
+-- The tokens a finished reply used (what the company's monthly budget counts).
+ALTER TABLE syntera.agent_replies ADD COLUMN tokens_used bigint NOT NULL DEFAULT 0;
+CREATE INDEX agent_replies_finished ON syntera.agent_replies (company_id, finished_at)
+  WHERE tokens_used > 0;
+
+-- A company's monthly token budget for its agents (NULL: unlimited); its managers set it.
+ALTER TABLE public.companies ADD COLUMN monthly_token_budget bigint
+  CHECK (monthly_token_budget >= 0);
+GRANT UPDATE (monthly_token_budget) ON public.companies TO authenticated;
