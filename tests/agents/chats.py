@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -21,8 +22,10 @@ MakeWorker = Callable[..., ReplyWorker]
 
 
 @pytest.fixture
-def make_worker(app_on_standin: FastAPI) -> MakeWorker:
-    """A reply worker on the app's stores and the stand-in model (settings overridable)."""
+def make_worker(app_on_standin: FastAPI, owner_conn: psycopg.Connection) -> MakeWorker:
+    """A reply worker on the app's stores and the stand-in model (settings overridable),
+    on an empty queue: the jobs other tests' visitors left are not this test's."""
+    owner_conn.execute("DELETE FROM syntera.agent_replies")
     app = app_on_standin
 
     def make(**settings: Any) -> ReplyWorker:

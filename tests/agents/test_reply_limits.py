@@ -13,6 +13,8 @@ from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
 from tests.widget.helpers import open_chat
 
+STATS = "/v1/analytics/conversations"
+
 
 async def test_a_spent_monthly_budget_hands_the_next_turn_to_people(
     http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
@@ -41,6 +43,14 @@ async def test_a_spent_monthly_budget_hands_the_next_turn_to_people(
         "user", "agent", "user", "system",
     ]  # fmt: skip
     assert (await conversation(http, headers, chat))["handled_by"] == "human"
+    # The analytics of tokens per model count the stored reply.
+    stats = await http.get(STATS, headers=headers)
+    assert stats.status_code == 200, stats.text
+    [model] = stats.json()["models"]
+    assert (model["model"], model["messages"], model["tokens_used"]) == (
+        "gpt-4o-mini-2024-07-18", 1, 328,
+    )  # fmt: skip
+    assert model["average_response_time_ms"] > 0
 
 
 async def test_a_company_writes_no_more_replies_at_once_than_its_cap(
