@@ -6,6 +6,8 @@ when the model keeps failing — after which the agent says nothing more."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from tests.agents.chats import ASK, MakeWorker, conversation, messages, say
@@ -145,3 +147,23 @@ async def test_a_model_that_keeps_failing_hands_the_chat_to_people_who_alone_ans
     assert not await worker.run_once()
     assert standin.requests == []
     assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "system", "user"]
+
+
+async def test_a_model_that_fails_once_is_asked_again_after_a_backoff(
+    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
+    standin: StandIn, make_worker: MakeWorker,
+) -> None:  # fmt: skip
+    first, _ = shops
+    headers = auth(first.member)
+    agent = await make_agent(http, headers, model="gpt-4o-mini")
+    chat = await open_chat(http, headers, agent["id"])
+    standin.reset(behaviour="refuse", status=500)
+    worker = make_worker(reply_max_attempts=2)
+    await say(http, chat, ASK)
+    assert await worker.run_once()
+    assert await worker.claim() is None, "not before its backoff (2 s)"
+    standin.reset()
+    await asyncio.sleep(2.2)
+    assert await worker.run_once()
+    assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "agent"]
+    assert (await conversation(http, headers, chat))["handled_by"] == "agent"

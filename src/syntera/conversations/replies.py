@@ -8,12 +8,16 @@ streams the answer to the widget's and the team's streams as ephemeral ``message
 events; then, in one unit of work under the lease, stores the reply whole and marks the
 job done. A worker killed mid-answer leaves the job under a lease that runs out: the next
 claim asks again, and a reply already stored under the job's _id is never stored twice.
-A model that fails is retried with backoff; after the last try the conversation passes
-to people (``handled_by: "human"``) with one polite line to the visitor.
+A model that fails (or any other failure) is retried with backoff; after the last try
+the conversation passes to people (``handled_by: "human"``) with one polite line to the
+visitor. A spent monthly token budget, or a knowledge base with nothing on the question
+twice in a row, passes it to people too; a company writes at most
+``reply_company_concurrency`` replies at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -328,15 +332,14 @@ class ReplyWorker:
             async with self._unit(job) as tx:
                 await lock_leased(tx.conn, LOCK_LEASED, job.lease)
                 await tx.conn.execute(FAIL, {**job.lease, "error": reason})
-                if isinstance(error, ModelError):
-                    await service.hand_off(
-                        tx,
-                        self.store,
-                        job.conversation_id,
-                        "human",
-                        service.HANDOFF_LINE,
-                        reason="the model failed",
-                    )
+                # The visitor is never left waiting for an answer that will not come.
+                why = "the model failed" if isinstance(error, ModelError) else "an error"
+                with contextlib.suppress(NotFound):  # the conversation is gone: no one waits
+                    async with tx.savepoint():
+                        await service.hand_off(
+                            tx, self.store, job.conversation_id, "human", service.HANDOFF_LINE,
+                            reason=why,
+                        )  # fmt: skip
         except LeaseLost:
             pass
 
