@@ -134,7 +134,9 @@ def serve(
     data_dir: DataDirOption = None,
     no_worker: Annotated[
         bool,
-        typer.Option("--no-worker", help="No document or workflow worker in the API processes."),
+        typer.Option(
+            "--no-worker", help="No document, workflow or agent-reply worker in the API processes."
+        ),
     ] = False,
 ) -> None:
     """Serve the HTTP API, with a document and a workflow worker in each process (the
@@ -147,6 +149,7 @@ def serve(
     if no_worker:
         os.environ["SYNTERA_KB_WORKER_ENABLED"] = "false"
         os.environ["SYNTERA_WORKFLOW_WORKER_ENABLED"] = "false"
+        os.environ["SYNTERA_REPLY_WORKER_ENABLED"] = "false"
     with shared_model(settings):
         uvicorn.run(APP_FACTORY, **uvicorn_options(settings, host, port, workers))
 
