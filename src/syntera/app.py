@@ -42,6 +42,8 @@ from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
 from syntera.console.routes import install_console
+from syntera.conversations.replies import CHANNEL as REPLIES_CHANNEL
+from syntera.conversations.replies import ReplyWorker
 from syntera.conversations.routes import routers as conversations
 from syntera.conversations.store import ConversationStore
 from syntera.conversations.store import indexes as conversation_indexes
@@ -154,9 +156,12 @@ def build_workers(
     documents: int,
     cache: Cache | None = None,
     events: Publisher | None = None,
+    conversations: ConversationStore | None = None,
+    models: ChatModels | None = None,
 ) -> list[Worker]:
     """The background work of one process, as the settings turn it on: ``documents``
-    document workers, the workflow runners, the purger, the mailer and the size sampler.
+    document workers, the workflow runners, the purger, the mailer, the agents' reply
+    writers (given the conversations and the models) and the size sampler.
     The API's lifespan and ``syntera worker`` both run what this returns."""
     workers: list[Worker] = []
     if documents:
@@ -173,6 +178,11 @@ def build_workers(
     if settings.mail_worker_enabled:
         mailer = MailWorker(pool, mailer_for(settings), settings, jwt_secret)
         workers.append(Worker("mail", mailer.run_once, settings.kb_poll_s, MAIL_CHANNEL))
+    if settings.reply_worker_enabled and conversations is not None and models is not None:
+        replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
+                              events=events)  # fmt: skip
+        workers.append(Worker("agent reply", replier.run_once, settings.kb_poll_s,
+                              REPLIES_CHANNEL, settings.reply_worker_concurrency))  # fmt: skip
     if workers and settings.size_sample_s > 0:
         workers.append(Worker("size sampler", size_sampler(settings, urls), settings.size_sample_s))
     return workers
@@ -239,6 +249,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
             settings, urls, pool, app.state.kb, app.state.stored_elsewhere,
             jwt_secret=app.state.keys.jwt_secret, documents=documents,
             cache=app.state.cache, events=app.state.events.publisher,
+            conversations=app.state.conversations, models=app.state.models,
         )  # fmt: skip
         background = None
         if workers:

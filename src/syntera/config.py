@@ -380,6 +380,37 @@ class Settings(BaseSettings):
         "with Pinecone, vector).",
     )
 
+    reply_worker_enabled: bool = Field(
+        default=True,
+        description="Agents answer visitors: each process runs reply workers that write "
+        "the answers of enabled agents.",
+    )
+    reply_worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Replies one process writes at once."
+    )
+    reply_company_concurrency: int = Field(
+        default=4, ge=1, le=1000, description="Replies one company's agents write at once."
+    )
+    reply_lease_s: float = Field(
+        default=120, gt=0, description="How long a reply being written stays a worker's."
+    )
+    reply_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries of a reply before it is given up."
+    )
+    reply_delta_interval_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="The answer's pieces go to the streams batched over this long.",
+    )
+
+    agent_handoff_phrases: str = Field(
+        default="human,real person,a person,someone real,representative,operator,"
+        "talk to an agent,speak to an agent,live agent,customer service,support team",
+        description="Comma-separated: a visitor's message holding one of these (any case) "
+        "passes the conversation from the agent to people.",
+    )
+
     # Workflows: the worker that runs them.
     workflow_worker_enabled: bool = Field(
         default=True, description="`syntera serve` runs a workflow worker in each process."
@@ -418,6 +449,11 @@ class Settings(BaseSettings):
     @property
     def auth_redirect_list(self) -> list[str]:
         return [part.strip() for part in self.auth_redirect_urls.split(",") if part.strip()]
+
+    @property
+    def handoff_phrase_list(self) -> list[str]:
+        """The phrases that pass a conversation to people, lowercased."""
+        return [p.strip().lower() for p in self.agent_handoff_phrases.split(",") if p.strip()]
 
     @property
     def llm_model_list(self) -> list[str]:

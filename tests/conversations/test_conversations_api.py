@@ -350,6 +350,7 @@ async def test_user_of_other_company_gets_404_for_every_conversation_endpoint(
         ("POST", "/messages/{message_id}/reactions"): {"emoji": "x"},
         ("PATCH", ""): {"summary": "stolen"},
         ("POST", "/typing"): {"state": "start"},
+        ("POST", "/handoff"): {"to": "human"},
     }
     tried = 0
     for path, operations in app.openapi()["paths"].items():

@@ -35,6 +35,7 @@ from syntera.embedded import EmbeddedError, EmbeddedStack, StackUrls
 from syntera.events.streams import publisher_for
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.model_process import shared_model
+from syntera.llm.choice import ChatModels
 from syntera.ops.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
 from syntera.purges.registry import stored_elsewhere
 from syntera.workers import listen_url, run_workers
@@ -133,7 +134,9 @@ def serve(
     data_dir: DataDirOption = None,
     no_worker: Annotated[
         bool,
-        typer.Option("--no-worker", help="No document or workflow worker in the API processes."),
+        typer.Option(
+            "--no-worker", help="No document, workflow or agent-reply worker in the API processes."
+        ),
     ] = False,
 ) -> None:
     """Serve the HTTP API, with a document and a workflow worker in each process (the
@@ -146,6 +149,7 @@ def serve(
     if no_worker:
         os.environ["SYNTERA_KB_WORKER_ENABLED"] = "false"
         os.environ["SYNTERA_WORKFLOW_WORKER_ENABLED"] = "false"
+        os.environ["SYNTERA_REPLY_WORKER_ENABLED"] = "false"
     with shared_model(settings):
         uvicorn.run(APP_FACTORY, **uvicorn_options(settings, host, port, workers))
 
@@ -230,15 +234,17 @@ def worker(
         mongo = create_mongo_client(settings, urls.mongodb_uri)
         redis = create_redis(settings, urls.redis_url)
         await connect_redis(redis)
+        conversations = ConversationStore(mongo[settings.mongodb_db])
         try:
             async with create_api_pool(
                 settings, urls.api_database_url, system_conninfo=urls.system_url()
             ) as pool:
                 workers = build_workers(
                     settings, urls, pool, kb,
-                    stored_elsewhere(ConversationStore(mongo[settings.mongodb_db]), kb, redis),
+                    stored_elsewhere(conversations, kb, redis),
                     jwt_secret=load_keys(settings).jwt_secret, documents=count,
                     cache=cache_for(settings, redis), events=publisher_for(settings, redis),
+                    conversations=conversations, models=ChatModels.from_settings(settings),
                 )  # fmt: skip
                 names = ", ".join(f"{w.name} x{w.copies}" for w in workers)
                 console.print(f"worker: {names}; Ctrl-C stops it")

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
+from pydantic import Field
+
 from syntera.kit.schemas import Email, Input, Name, Output
 from syntera.tenancy import MemberRole
 
@@ -18,6 +20,13 @@ class CompanyCreate(Input):
 
 class CompanyUpdate(Input):
     name: Name | None = None
+    monthly_token_budget: int | None = Field(
+        default=None,
+        ge=0,
+        le=10**15,
+        description="Tokens the company's agents may use per calendar month (UTC); null: "
+        "unlimited. When spent, conversations pass to people.",
+    )
 
 
 class Company(Output):
@@ -25,6 +34,7 @@ class Company(Output):
     name: str
     owner_id: UUID | None
     subscription_tier: Literal["starter", "professional", "enterprise"]
+    monthly_token_budget: int | None = None
     created_at: datetime
     updated_at: datetime
 

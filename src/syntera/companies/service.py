@@ -23,7 +23,7 @@ from syntera.companies.schemas import (
     TeamMember,
     TeamMemberUpdate,
 )
-from syntera.errors import Conflict, Forbidden, not_found
+from syntera.errors import Conflict, Forbidden, field_error, not_found
 from syntera.kit.resources import Resource
 from syntera.unit_of_work import TenantTransaction
 
@@ -40,10 +40,6 @@ CREATE_COMPANY = sql.SQL(
 READ_COMPANY = sql.SQL("SELECT {columns} FROM public.companies WHERE id = %(id)s").format(
     columns=COMPANY_COLUMNS
 )
-
-RENAME_COMPANY = sql.SQL(
-    "UPDATE public.companies SET name = %(name)s WHERE id = %(id)s RETURNING {columns}"
-).format(columns=COMPANY_COLUMNS)
 
 DELETE_COMPANY = "DELETE FROM public.companies WHERE id = %(id)s"
 KEY_DIGESTS = """
@@ -71,10 +67,19 @@ async def current_company(tx: TenantTransaction) -> Company:
 
 
 async def update_company(tx: TenantTransaction, body: CompanyUpdate) -> Company:
-    if body.name is None:
+    """Rename the company or set its monthly token budget (null: unlimited)."""
+    changes = body.changes()
+    if changes.get("name", "") is None:
+        raise field_error("name", "may not be null")
+    if not changes:
         return await current_company(tx)
-    params = {"name": body.name, "id": tx.company_id}
-    row = await (await tx.conn.execute(RENAME_COMPANY, params)).fetchone()
+    statement = sql.SQL("UPDATE public.companies SET {sets} WHERE id = %(id)s RETURNING {columns}")
+    sets = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in changes
+    )
+    params = {**changes, "id": tx.company_id}
+    query = statement.format(sets=sets, columns=COMPANY_COLUMNS)
+    row = await (await tx.conn.execute(query, params)).fetchone()
     if row is None:
         raise not_found("Company")
     return Company.model_validate(row)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from syntera.api.deps import Member
-from syntera.api.state import limiters_of
+from syntera.api.state import limiters_of, settings_of
 from syntera.conversations import schemas, service
 from syntera.conversations.store import ConversationStore, Direction
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
@@ -119,11 +119,27 @@ async def archive_conversation(
 
 @conversations.post("/{conversation_id}/messages", status_code=201, response_model=schemas.Message)
 async def post_message(
-    tx: Member, store: Store, conversation_id: ConversationId, body: schemas.MessageCreate
+    request: Request,
+    tx: Member,
+    store: Store,
+    conversation_id: ConversationId,
+    body: schemas.MessageCreate,
 ) -> schemas.Message:
-    """Add a message (a customer's message records `message.received`)."""
-    [message] = await service.append(tx, store, conversation_id, [body])
+    """Add a message (a customer's message records `message.received` and, while the
+    agent handles the conversation, asks it to answer; a signed-in member's message as
+    `agent` takes the conversation over from the agent)."""
+    phrases = settings_of(request).handoff_phrase_list
+    [message] = await service.append(tx, store, conversation_id, [body], handoff_phrases=phrases)
     return message
+
+
+@conversations.post("/{conversation_id}/handoff", response_model=schemas.Conversation)
+async def hand_off(
+    tx: Member, store: Store, conversation_id: ConversationId, body: schemas.HandOff
+) -> schemas.Conversation:
+    """Put the conversation in the agent's hands (`{"to": "agent"}`) or the team's
+    (`{"to": "human"}`): `conversation.updated` carries the new `handled_by`."""
+    return await service.hand_off(tx, store, conversation_id, body.to)
 
 
 @conversations.post(

@@ -69,6 +69,9 @@ class Conversation(Output):
     summary: str | None = None
     summary_updated_at: datetime | None = None
     metadata: dict[str, Any]
+    handled_by: Literal["agent", "human"] = Field(
+        default="agent", description="Who answers the visitor: the agent or people."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -146,6 +149,11 @@ class StoredMessageMetadata(Output):
     intent: dict[str, Any] | None = None
     sentiment: dict[str, Any] | None = None
     reactions: list[Reaction] = Field(default_factory=list)
+    citations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Of an agent's answer: the sources it used "
+        "({document_id, document_name, chunk_id, score}).",
+    )
 
 
 class Message(Output):
@@ -198,6 +206,10 @@ class ConversationStats(Output):
 class WidgetSession(Output):
     conversation: Conversation
     session_token: str = Field(description="Send as `X-Widget-Session` with later calls.")
+
+
+class HandOff(Input):
+    to: Literal["agent", "human"] = Field(description="Who answers the visitor from now on.")
 
 
 class TypingUpdate(Input):

@@ -10,7 +10,8 @@ event, never an event without its document.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from syntera.errors import Conflict, Forbidden, field_error, not_found
 from syntera.events.model import Event, EventType
 from syntera.kit.pagination import Cursor, Page
 from syntera.kit.resources import check_reference
+from syntera.notifications.service import notify_members
 from syntera.unit_of_work import TenantTransaction
 
 
@@ -294,9 +296,13 @@ async def append(
     messages: list[MessageCreate],
     *,
     record: bool = True,
+    handoff_phrases: Sequence[str] = (),
 ) -> list[Message]:
     """Add messages to a conversation that has not ended. ``record``: a message from the
-    customer (sender ``user``) records a ``message.received`` event; an import does not."""
+    customer (sender ``user``) records a ``message.received`` event and, in a conversation
+    in the agent's hands, asks the agent to answer (or passes the conversation to people
+    when the visitor's words hold one of ``handoff_phrases``, or a teammate wrote); an
+    import does neither."""
     conversation = await access_conversation(tx, store, conversation_id)
     if conversation["status"] != "active":
         raise Conflict(f"the conversation is {conversation['status']}")
@@ -320,9 +326,118 @@ async def append(
                 if message.metadata.intent is not None:
                     properties["intent"] = message.metadata.intent
                 await record_event(tx, "message.received", conversation, properties)
+    if record and conversation.get("handled_by", "agent") == "agent":
+        await _agent_turn(tx, store, conversation, ids, messages, handoff_phrases)
     stored = [message_out(document) for document in documents]
     publish(tx, "message.created", *stored)
     return stored
+
+
+# The reply job of a visitor's turn, recorded (or folded into the one waiting) with the
+# message; nothing for a disabled agent. Sent with COMMIT: nothing reads it back.
+REQUEST_REPLY = (
+    b"SELECT private.request_agent_reply(%(company_id)s::uuid, %(conversation_id)s, "
+    b"%(agent_id)s::uuid, %(message_id)s)"
+)
+
+
+HANDOFF_LINE = "I'm passing you to a member of our team, who will answer here shortly."
+
+
+def asks_for_people(text: str, phrases: Sequence[str]) -> bool:
+    """Whether the visitor's words hold one of the hand-off phrases (whole words, any
+    case)."""
+    lowered = text.lower()
+    return any(re.search(rf"\b{re.escape(phrase)}\b", lowered) for phrase in phrases)
+
+
+async def _agent_turn(
+    tx: TenantTransaction,
+    store: ConversationStore,
+    conversation: Document,
+    ids: list[ObjectId],
+    messages: list[MessageCreate],
+    handoff_phrases: Sequence[str],
+) -> None:
+    """What new messages mean for a conversation in the agent's hands: a teammate's
+    answer (a signed-in member writing as the agent; the system's key writing as the
+    agent is the agent itself) takes it over; a visitor asking for a person is handed
+    to people; any other visitor's message asks the agent for a reply."""
+    oid = str(conversation["_id"])
+    if tx.principal.role == "authenticated" and any(m.sender_type == "agent" for m in messages):
+        await hand_off(tx, store, oid, "human", reason="a teammate replied")
+        return
+    visitor_text = "\n".join(m.content for m in messages if m.sender_type == "user")
+    if visitor_text and asks_for_people(visitor_text, handoff_phrases):
+        await hand_off(tx, store, oid, "human", HANDOFF_LINE, reason="the visitor asked")
+        return
+    await _request_reply(tx, conversation, ids, messages)
+
+
+async def _request_reply(
+    tx: TenantTransaction,
+    conversation: Document,
+    ids: list[ObjectId],
+    messages: list[MessageCreate],
+) -> None:
+    """Ask the conversation's agent to answer the visitor's newest message."""
+    visitor = [oid for oid, m in zip(ids, messages, strict=True) if m.sender_type == "user"]
+    if not visitor:
+        return
+    params = {
+        "company_id": tx.company_id,
+        "conversation_id": str(conversation["_id"]),
+        "agent_id": conversation["agent_id"],
+        "message_id": str(visitor[-1]),
+    }
+    await tx.write_with_commit(REQUEST_REPLY, params)
+
+
+async def append_reply(
+    tx: TenantTransaction, store: ConversationStore, conversation_id: ObjectId, document: Document
+) -> Message:
+    """Store an agent's (or the system's) message whose _id the caller chose, whole, and
+    publish it; DuplicateKeyError if that _id is already stored (an earlier attempt)."""
+    invalidate_cached(tx, conversation_id, MESSAGES)
+    documents = await store.append(tx.company_id, conversation_id, [document])
+    tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
+    message = message_out(documents[0])
+    publish(tx, "message.created", message)
+    return message
+
+
+HandledBy = Literal["agent", "human"]
+
+
+async def hand_off(
+    tx: TenantTransaction,
+    store: ConversationStore,
+    conversation_id: str,
+    to: HandledBy,
+    line: str | None = None,
+    *,
+    reason: str = "a teammate asked",
+) -> Conversation:
+    """Put the conversation in the agent's or people's hands (``handled_by``), with
+    ``line`` told to the visitor as a system message; ``conversation.updated`` after.
+    Handed to people by the system (the visitor asked, the model failed), the company's
+    owners and admins are notified (a member's own hand-off needs no notice)."""
+    current = await access_conversation(tx, store, conversation_id)
+    if current.get("handled_by", "agent") == to:
+        return conversation_out(current)
+    invalidate_cached(tx, current["_id"], HEADER)
+    changed = await store.update(tx.company_id, current["_id"], {"handled_by": to})
+    if line is not None and current["status"] == "active":
+        system = {"sender_type": "system", "role": "system", "content": line}
+        await append_reply(tx, store, current["_id"], system)
+    if to == "human" and tx.principal.role == "service_role":
+        await notify_members(
+            tx, "managers", kind="conversation.handoff",
+            title="A conversation needs a person",
+            body=f"The agent handed a conversation to the team: {reason}.",
+            data={"conversation_id": str(current["_id"]), "reason": reason},
+        )  # fmt: skip
+    return _published(tx, "conversation.updated", changed)
 
 
 async def _take_back(

@@ -408,6 +408,14 @@ class ConversationStore:
         )
         await self._count_in_threads(company_id, conversation_id, documents, -1)
 
+    async def get_message(
+        self, company_id: UUID, conversation_id: ObjectId, message_id: ObjectId
+    ) -> Document | None:
+        """One message of the conversation; None if it is not there."""
+        return await self._messages.find_one(
+            scoped(company_id, conversation_id=str(conversation_id), _id=message_id)
+        )
+
     async def list_messages(
         self,
         company_id: UUID,

@@ -29,6 +29,7 @@ EventType = Literal[
     "message.reaction",
     "message.read",
     "typing",
+    "message.delta",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
@@ -36,7 +37,7 @@ EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 # widget's REST API returns them), typing, and that the chat has ended. Not
 # conversation.updated: tags, summary, contact and metadata are the team's notes.
 WIDGET_TYPES: frozenset[str] = frozenset(
-    ("message.created", "message.reaction", "message.read", "typing",
+    ("message.created", "message.reaction", "message.read", "typing", "message.delta",
      "conversation.ended", "conversation.archived")
 )  # fmt: skip
 # Of a conversation, what the widget is shown when it ends or is archived.

@@ -193,7 +193,10 @@ async def send_message(
         message_type=body.message_type,
         attachments=body.attachments,
     )
-    [stored] = await service.append(visitor.tx, store, conversation_id, [message])
+    phrases = settings_of(request).handoff_phrase_list
+    [stored] = await service.append(
+        visitor.tx, store, conversation_id, [message], handoff_phrases=phrases
+    )
     return stored
 
 

@@ -25,6 +25,7 @@
     lastEventId: null,
     source: null,
     seen: {},
+    growing: {},
     typingTimer: null,
     typingSent: 0,
     ended: false,
@@ -168,9 +169,32 @@
     if (state.seen[message.id]) return;
     state.seen[message.id] = true;
     var kind = message.sender_type === "user" ? "user" : message.sender_type;
+    var growing = state.growing[message.id];
+    if (growing) {
+      // The answer streamed in: the stored reply replaces what the pieces made.
+      growing.textContent = message.content;
+      growing.removeAttribute("data-growing");
+      delete state.growing[message.id];
+      return;
+    }
     var node = element("div", "msg " + kind, message.content);
     node.setAttribute("data-message-id", message.id);
     log.appendChild(node);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  // A piece of the agent's answer, as it is written (the stored reply follows).
+  function grow(delta) {
+    if (state.seen[delta.message_id]) return;
+    var node = state.growing[delta.message_id];
+    if (!node) {
+      node = element("div", "msg agent", "");
+      node.setAttribute("data-message-id", delta.message_id);
+      node.setAttribute("data-growing", "true");
+      state.growing[delta.message_id] = node;
+      log.appendChild(node);
+    }
+    node.textContent += delta.delta;
     log.scrollTop = log.scrollHeight;
   }
 
@@ -194,6 +218,9 @@
       var envelope = track(event);
       show(envelope.data);
       if (envelope.data.sender_type !== "user") say("");
+    });
+    source.addEventListener("message.delta", function (event) {
+      grow(JSON.parse(event.data).data); // ephemeral: no id to resume from
     });
     source.addEventListener("typing", function (event) {
       var envelope = track(event);

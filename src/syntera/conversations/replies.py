@@ -1,0 +1,386 @@
+"""The reply worker: an enabled agent answers the visitor, durably and exactly once.
+
+The visitor's message records a reply job in its own transaction (migration 030,
+``service._request_reply``). A worker claims the job under a lease, choosing at the first
+claim the MongoDB _id of the reply (kept by every later claim); reads the agent, the
+conversation and the sources in short units of work, closed before the model is asked;
+streams the answer to the widget's and the team's streams as ephemeral ``message.delta``
+events; then, in one unit of work under the lease, stores the reply whole and marks the
+job done. A worker killed mid-answer leaves the job under a lease that runs out: the next
+claim asks again, and a reply already stored under the job's _id is never stored twice.
+A model that fails (or any other failure) is retried with backoff; after the last try
+the conversation passes to people (``handled_by: "human"``) with one polite line to the
+visitor. A spent monthly token budget, or a knowledge base with nothing on the question
+twice in a row, passes it to people too; a company writes at most
+``reply_company_concurrency`` replies at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from bson import ObjectId
+from psycopg_pool import AsyncConnectionPool
+from pymongo.errors import DuplicateKeyError
+
+from syntera.agents.answers import AnswerPlan, Reply, plan_answer
+from syntera.agents.prompt import Source, find_sources
+from syntera.agents.schemas import Agent
+from syntera.agents.service import read_agent
+from syntera.cache import Cache
+from syntera.config import Settings
+from syntera.conversations import service
+from syntera.conversations.store import ConversationStore
+from syntera.db.leases import LeaseLost, lock_leased
+from syntera.db.mongo import Document
+from syntera.db.postgres import TenantConnection
+from syntera.errors import NotFound
+from syntera.events.model import Event
+from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.llm.choice import ChatModels
+from syntera.llm.models import ChatMessage, ModelError
+from syntera.tenancy import Principal
+from syntera.unit_of_work import Publisher, TenantTransaction, open_unit_of_work
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "syntera_agent_replies"
+HISTORY_MESSAGES = 50
+EMPTY_RETRIEVALS = 2  # turns in a row with no source above the threshold: hand off
+
+CLAIM = """
+UPDATE syntera.agent_replies r
+SET status = 'running', attempts = r.attempts + 1,
+    lease_token = gen_random_uuid(),
+    lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+    reply_id = coalesce(r.reply_id, %(reply_id)s)
+WHERE (r.company_id, r.id) = (
+  SELECT j.company_id, j.id FROM syntera.agent_replies j
+  WHERE j.status IN ('pending', 'running') AND j.run_after <= now()
+    AND (j.status = 'pending' OR j.lease_expires_at < now())
+    AND NOT EXISTS (
+      SELECT 1 FROM syntera.agent_replies o
+      WHERE o.company_id = j.company_id AND o.conversation_id = j.conversation_id
+        AND o.status = 'running' AND o.id <> j.id
+        AND (o.lease_expires_at >= now() OR o.created_at < j.created_at)
+    )
+    -- The company's cap on replies being written at once.
+    AND (
+      SELECT count(*) FROM syntera.agent_replies w
+      WHERE w.company_id = j.company_id AND w.status = 'running'
+        AND w.lease_expires_at >= now() AND w.run_after <= now() AND w.id <> j.id
+    ) < %(company_cap)s
+  ORDER BY j.run_after
+  LIMIT 1
+  FOR UPDATE SKIP LOCKED
+)
+RETURNING r.company_id, r.id, r.conversation_id, r.agent_id, r.last_message_id,
+          r.first_message_at, r.reply_id, r.attempts, r.lease_token
+"""
+
+LOCK_LEASED = """
+SELECT id FROM syntera.agent_replies
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s FOR UPDATE
+"""
+
+RENEW = """
+UPDATE syntera.agent_replies
+SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+"""
+
+DONE = """
+UPDATE syntera.agent_replies
+SET status = 'done', finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
+    tokens_used = %(tokens)s
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+"""
+
+# Still 'running' (a conversation has one job waiting at most: a new one may be there),
+# under a lease that runs out when the job is due again.
+RETRY = """
+UPDATE syntera.agent_replies
+SET last_error = %(error)s, run_after = now() + make_interval(secs => %(delay_s)s),
+    lease_expires_at = now() + make_interval(secs => %(delay_s)s)
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+"""
+
+# The company's monthly token budget (NULL: unlimited) and what its replies used this
+# month (UTC).
+BUDGET = """
+SELECT c.monthly_token_budget AS budget,
+       (SELECT coalesce(sum(r.tokens_used), 0) FROM syntera.agent_replies r
+         WHERE r.company_id = c.id AND r.tokens_used > 0
+           AND r.finished_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+       ) AS spent
+FROM public.companies c WHERE c.id = %(company_id)s
+"""
+
+FAIL = """
+UPDATE syntera.agent_replies
+SET status = 'failed', last_error = %(error)s, finished_at = now(),
+    lease_token = NULL, lease_expires_at = NULL
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    company_id: UUID
+    id: UUID
+    conversation_id: str
+    agent_id: UUID
+    last_message_id: str
+    first_message_at: datetime
+    reply_id: str
+    attempts: int
+    lease_token: UUID
+
+    @property
+    def lease(self) -> dict[str, Any]:
+        return {"company_id": self.company_id, "id": self.id, "token": self.lease_token}
+
+
+class ReplyWorker:
+    """Claims reply jobs and writes the agents' answers."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[TenantConnection],
+        settings: Settings,
+        store: ConversationStore,
+        kb: KnowledgeBase,
+        models: ChatModels,
+        *,
+        cache: Cache | None = None,
+        events: Publisher | None = None,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.store = store
+        self.kb = kb
+        self.models = models
+        self.cache = cache
+        self.events = events
+
+    async def run_once(self) -> bool:
+        """Claim and answer one reply job; False when none was due."""
+        job = await self.claim()
+        if job is None:
+            return False
+        try:
+            await self.carry_out(job)
+        except LeaseLost:
+            log.warning("reply %s: lease lost, another worker has it", job.id)
+        except Exception as error:  # the model, a store: tried again, then handed off
+            await self._failed(job, error)
+        return True
+
+    async def claim(self) -> Job | None:
+        async with open_unit_of_work(self.pool, Principal.service()) as tx:
+            params = {
+                "lease_s": self.settings.reply_lease_s,
+                "reply_id": str(ObjectId()),
+                "company_cap": self.settings.reply_company_concurrency,
+            }
+            row = await (await tx.conn.execute(CLAIM, params)).fetchone()
+        return None if row is None else Job(**row)
+
+    def _unit(self, job: Job) -> Any:
+        return open_unit_of_work(
+            self.pool, Principal.service(), company_id=job.company_id,
+            cache=self.cache, events=self.events,
+        )  # fmt: skip
+
+    async def carry_out(self, job: Job) -> None:
+        conversation_oid = ObjectId(job.conversation_id)
+        reply_oid = ObjectId(job.reply_id)
+        async with self._unit(job) as tx:
+            conversation = await self.store.get_conversation(job.company_id, conversation_oid)
+            done = await self.store.get_message(job.company_id, conversation_oid, reply_oid)
+            agent = await _agent(tx, job.agent_id)
+            if done is not None or not _answerable(conversation, agent):
+                await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+                await tx.conn.execute(DONE, {**job.lease, "tokens": 0})
+                return
+            if await _budget_spent(tx):
+                await self._hand_off(tx, job, "the monthly token budget is spent")
+                return
+            assert agent is not None
+            recent = await self.store.list_messages(
+                job.company_id, conversation_oid, limit=HISTORY_MESSAGES
+            )
+        question, history = _turn(recent.documents, job.last_message_id)
+        vector = [float(x) for x in (await self.kb.embedder.embed([question]))[0]]
+        async with self._unit(job) as tx:
+            # Still ours, for a whole lease from now: the model's time is what it covers.
+            await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+            await tx.conn.execute(RENEW, {**job.lease, "lease_s": self.settings.reply_lease_s})
+            sources = await find_sources(
+                tx, self.kb, agent.id, question, vector,
+                limit=self.settings.agent_sources,
+                min_similarity=self.settings.agent_min_similarity,
+                mode=self.settings.agent_search_mode,
+            )  # fmt: skip
+            if await self._nothing_found_twice(tx, job, conversation_oid, sources):
+                await self._hand_off(tx, job, "the knowledge base had nothing on it twice")
+                return
+        plan = plan_answer(self.models, self.settings, agent, question, history, sources)
+        text = await self._stream(job, plan)
+        await self._store(job, conversation_oid, reply_oid, text)
+
+    async def _stream(self, job: Job, plan: AnswerPlan) -> tuple[str, Reply]:
+        """Ask the model and publish its answer as it grows; the whole text and reply."""
+        await self._ephemeral(job, "typing", {"state": "start", "by": "agent"})
+        parts: list[str] = []
+        pending: list[str] = []
+        last_sent = 0.0  # the first piece goes at once: the visitor sees the answer start
+        stream = plan.start()
+        try:
+            async with stream:
+                async for delta in stream:
+                    parts.append(delta)
+                    pending.append(delta)
+                    if time.monotonic() - last_sent >= self.settings.reply_delta_interval_s:
+                        await self._delta(job, "".join(pending))
+                        pending.clear()
+                        last_sent = time.monotonic()
+            if pending:
+                await self._delta(job, "".join(pending))
+        finally:
+            await self._ephemeral(job, "typing", {"state": "stop", "by": "agent"})
+        text = "".join(parts)
+        return text, plan.reply(stream, text, self.settings.llm_prices)
+
+    async def _delta(self, job: Job, delta: str) -> None:
+        data = {"message_id": job.reply_id, "conversation_id": job.conversation_id,
+                "delta": delta}  # fmt: skip
+        await self._ephemeral(job, "message.delta", data)
+
+    async def _ephemeral(self, job: Job, event_type: Any, data: dict[str, Any]) -> None:
+        if self.events is None:
+            return
+        event = Event.new(event_type, job.company_id, job.conversation_id, data)
+        try:
+            await self.events.publish_ephemeral(event)
+        except Exception:  # a live signal lost is no reason to drop the answer
+            log.warning("reply %s: a %s event was not published", job.id, event_type)
+
+    async def _store(
+        self, job: Job, conversation_oid: ObjectId, reply_oid: ObjectId, answered: tuple[str, Reply]
+    ) -> None:
+        text, reply = answered
+        ai_metadata = reply.ai_metadata()
+        ai_metadata["response_time_ms"] = round(
+            (datetime.now(UTC) - job.first_message_at).total_seconds() * 1000, 1
+        )
+        document = {
+            "_id": reply_oid,
+            "sender_type": "agent",
+            "role": "assistant",
+            "content": text,
+            "ai_metadata": ai_metadata,
+            "metadata": {"citations": reply.citations()},
+        }
+        async with self._unit(job) as tx:
+            await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+            conversation = await self.store.get_conversation(job.company_id, conversation_oid)
+            agent = await _agent(tx, job.agent_id)
+            if _answerable(conversation, agent):  # else dropped: disabled, handed off, ended
+                try:
+                    await service.append_reply(tx, self.store, conversation_oid, document)
+                except DuplicateKeyError:
+                    log.info("reply %s was stored by an earlier attempt", job.id)
+            await tx.conn.execute(DONE, {**job.lease, "tokens": reply.usage.total_tokens})
+
+    async def _hand_off(self, tx: TenantTransaction, job: Job, reason: str) -> None:
+        """Pass the conversation to people instead of answering; the job is done."""
+        await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+        await tx.conn.execute(DONE, {**job.lease, "tokens": 0})
+        await service.hand_off(
+            tx, self.store, job.conversation_id, "human", service.HANDOFF_LINE, reason=reason
+        )
+
+    async def _nothing_found_twice(
+        self, tx: TenantTransaction, job: Job, oid: ObjectId, sources: list[Source]
+    ) -> bool:
+        """Count the turns in a row whose search found nothing above the threshold (kept
+        on the conversation); True at the second."""
+        conversation = await self.store.get_conversation(job.company_id, oid)
+        before = int((conversation or {}).get("empty_retrievals", 0))
+        count = 0 if sources else before + 1
+        if count != before:
+            await self.store.update(job.company_id, oid, {"empty_retrievals": count})
+        return count >= EMPTY_RETRIEVALS
+
+    async def _failed(self, job: Job, error: Exception) -> None:
+        log.warning("reply %s failed (attempt %s): %r", job.id, job.attempts, error)
+        reason = repr(error)[:2000]
+        try:
+            if job.attempts < self.settings.reply_max_attempts:
+                async with self._unit(job) as tx:
+                    await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+                    delay = min(2**job.attempts, 60)
+                    await tx.conn.execute(RETRY, {**job.lease, "error": reason, "delay_s": delay})
+                return
+            async with self._unit(job) as tx:
+                await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+                await tx.conn.execute(FAIL, {**job.lease, "error": reason})
+                # The visitor is never left waiting for an answer that will not come.
+                why = "the model failed" if isinstance(error, ModelError) else "an error"
+                with contextlib.suppress(NotFound):  # the conversation is gone: no one waits
+                    async with tx.savepoint():
+                        await service.hand_off(
+                            tx, self.store, job.conversation_id, "human", service.HANDOFF_LINE,
+                            reason=why,
+                        )  # fmt: skip
+        except LeaseLost:
+            pass
+
+
+async def _budget_spent(tx: TenantTransaction) -> bool:
+    row = await (await tx.conn.execute(BUDGET, {"company_id": tx.company_id})).fetchone()
+    return row is not None and row["budget"] is not None and row["spent"] >= row["budget"]
+
+
+async def _agent(tx: TenantTransaction, agent_id: UUID) -> Agent | None:
+    try:
+        return await read_agent(tx, agent_id)
+    except NotFound:
+        return None
+
+
+def _answerable(conversation: Document | None, agent: Agent | None) -> bool:
+    """Whether the agent still answers here: enabled, the chat active and its own."""
+    return (
+        conversation is not None
+        and agent is not None
+        and bool(agent.enabled)
+        and conversation.get("status") == "active"
+        and conversation.get("handled_by", "agent") == "agent"
+    )
+
+
+def _turn(newest_first: list[Document], last_message_id: str) -> tuple[str, list[ChatMessage]]:
+    """The visitor's turn (their messages since the last answer, up to the job's newest
+    one) as the question, and the conversation before it, oldest first."""
+    messages = list(reversed(newest_first))
+    ids = [str(m["_id"]) for m in messages]
+    end = ids.index(last_message_id) + 1 if last_message_id in ids else len(messages)
+    messages = messages[:end]
+    start = end
+    while start > 0 and messages[start - 1]["sender_type"] == "user":
+        start -= 1
+    question = "\n".join(m["content"] for m in messages[start:end]) or ""
+    history: list[ChatMessage] = [
+        {"role": "user" if m["sender_type"] == "user" else "assistant", "content": m["content"]}
+        for m in messages[:start]
+        if m["sender_type"] in ("user", "agent")
+    ]
+    return question, history

@@ -1,0 +1,99 @@
+"""The limits of agents' replies: a company's monthly token budget (once spent, the
+conversation passes to people), its cap on replies written at once, and a knowledge base
+that has nothing on the question twice in a row (handed to people too)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.agents.chats import ASK, MakeWorker, conversation, messages, say
+from tests.agents.shops import make_agent
+from tests.agents.standin import StandIn
+from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.factories import SeededCompany
+from tests.widget.helpers import open_chat
+
+STATS = "/v1/analytics/conversations"
+
+
+async def test_a_spent_monthly_budget_hands_the_next_turn_to_people(
+    http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    standin: StandIn, make_worker: MakeWorker,
+) -> None:  # fmt: skip
+    shop = await make_tenant()
+    set_budget = await http.patch(
+        "/v1/companies/current", headers=auth(shop.owner), json={"monthly_token_budget": 300}
+    )
+    assert set_budget.status_code == 200, set_budget.text
+    assert set_budget.json()["monthly_token_budget"] == 300
+    refused = await http.patch(
+        "/v1/companies/current", headers=auth(shop.owner), json={"monthly_token_budget": -1}
+    )
+    assert refused.status_code == 422
+    headers = auth(shop.member)
+    agent = await make_agent(http, headers, model="gpt-4o-mini")
+    chat = await open_chat(http, headers, agent["id"])
+    worker = make_worker()
+    await say(http, chat, ASK)
+    assert await worker.run_once()  # 328 tokens: the budget of 300 is now spent
+    await say(http, chat, "And for a gift?")
+    assert await worker.run_once()
+    assert len(standin.requests) == 1
+    assert [m["sender_type"] for m in await messages(http, chat)] == [
+        "user", "agent", "user", "system",
+    ]  # fmt: skip
+    assert (await conversation(http, headers, chat))["handled_by"] == "human"
+    # The analytics of tokens per model count the stored reply.
+    stats = await http.get(STATS, headers=headers)
+    assert stats.status_code == 200, stats.text
+    [model] = stats.json()["models"]
+    assert (model["model"], model["messages"], model["tokens_used"]) == (
+        "gpt-4o-mini-2024-07-18", 1, 328,
+    )  # fmt: skip
+    assert model["average_response_time_ms"] > 0
+
+
+async def test_a_company_writes_no_more_replies_at_once_than_its_cap(
+    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
+    standin: StandIn, make_worker: MakeWorker,
+) -> None:  # fmt: skip
+    first, second = shops
+    worker = make_worker(reply_company_concurrency=1)
+    chats = []
+    for shop in (first, first, second):
+        headers = auth(shop.member)
+        agent = await make_agent(http, headers, model="gpt-4o-mini")
+        chat = await open_chat(http, headers, agent["id"])
+        await say(http, chat, ASK)
+        chats.append(chat)
+    one = await worker.claim()
+    other = await worker.claim()
+    assert one is not None
+    assert other is not None
+    assert one.company_id != other.company_id, "the first company's second reply waits"
+    assert await worker.claim() is None
+    for job in (one, other):
+        await worker.carry_out(job)
+    assert await worker.run_once(), "then it is written"
+    for chat in chats:
+        assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "agent"]
+
+
+async def test_nothing_in_the_knowledge_base_twice_in_a_row_hands_off(
+    http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    standin: StandIn, make_worker: MakeWorker,
+) -> None:  # fmt: skip
+    empty = await make_tenant()
+    headers = auth(empty.member)
+    agent = await make_agent(http, headers, model="gpt-4o-mini")
+    chat = await open_chat(http, headers, agent["id"])
+    worker = make_worker()
+    await say(http, chat, ASK)
+    assert await worker.run_once()
+    await say(http, chat, "What about returns?")
+    assert await worker.run_once()
+    assert len(standin.requests) == 1
+    assert [m["sender_type"] for m in await messages(http, chat)] == [
+        "user", "agent", "user", "system",
+    ]  # fmt: skip
+    assert (await conversation(http, headers, chat))["handled_by"] == "human"
