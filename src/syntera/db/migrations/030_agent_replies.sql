@@ -48,10 +48,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON syntera.agent_replies TO service_role;
 CREATE FUNCTION private.request_agent_reply(
   p_company uuid, p_conversation text, p_agent uuid, p_message text
 ) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF auth.role() IS DISTINCT FROM 'service_role'
-     AND p_company IS DISTINCT FROM private.current_company_id() THEN
+  -- The current role and the caller's own users row decide (migration 018), never a
+  -- claim the transaction could set.
+  IF NOT private.acts_for(p_company) THEN
     RAISE EXCEPTION 'not a member of this company' USING ERRCODE = '42501';
   END IF;
   INSERT INTO syntera.agent_replies (company_id, conversation_id, agent_id, last_message_id)
@@ -66,6 +67,18 @@ $$;
 REVOKE ALL ON FUNCTION private.request_agent_reply(uuid, text, uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION private.request_agent_reply(uuid, text, uuid, text)
   TO authenticated, service_role;
+-- Owned by the definer role, as every definer function (migration 023), where it exists.
+DO $owner$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'syntera_definer') THEN
+    GRANT CREATE ON SCHEMA private TO syntera_definer;
+    ALTER FUNCTION private.request_agent_reply(uuid, text, uuid, text) OWNER TO syntera_definer;
+    REVOKE CREATE ON SCHEMA private FROM syntera_definer;
+  END IF;
+EXCEPTION WHEN insufficient_privilege OR feature_not_supported THEN
+  RAISE NOTICE 'private.request_agent_reply keeps its owner: %', SQLERRM;
+END
+$owner$;
 
 -- The tokens a finished reply used (what the company's monthly budget counts).
 ALTER TABLE syntera.agent_replies ADD COLUMN tokens_used bigint NOT NULL DEFAULT 0;
@@ -75,4 +88,6 @@ CREATE INDEX agent_replies_finished ON syntera.agent_replies (company_id, finish
 -- A company's monthly token budget for its agents (NULL: unlimited); its managers set it.
 ALTER TABLE public.companies ADD COLUMN monthly_token_budget bigint
   CHECK (monthly_token_budget >= 0);
-GRANT UPDATE (monthly_token_budget) ON public.companies TO authenticated;
+INSERT INTO syntera.column_access (table_name, column_name, written_by)
+VALUES ('companies', 'monthly_token_budget', 'client_update');
+SELECT syntera.apply_column_access();
