@@ -1,6 +1,6 @@
 """The reply worker: an enabled agent answers the visitor, durably and exactly once.
 
-The visitor's message records a reply job in its own transaction (migration 030,
+The visitor's message records a reply job in its own transaction (migration 026,
 ``service._request_reply``). A worker claims the job under a lease, choosing at the first
 claim the MongoDB _id of the reply (kept by every later claim); reads the agent, the
 conversation and the sources in short units of work, closed before the model is asked;
