@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,7 +15,10 @@ import pytest
 from fastapi import FastAPI
 
 from syntera.conversations.replies import ReplyWorker
-from tests.widget.helpers import WidgetChat
+from tests.agents.shops import make_agent
+from tests.api_fixtures import AuthHeaders
+from tests.factories import SeededCompany
+from tests.widget.helpers import WidgetChat, open_chat
 
 ASK = "How do I get a refund for my order?"
 
@@ -65,3 +69,64 @@ async def conversation(
     assert found.status_code == 200, found.text
     body: dict[str, Any] = found.json()
     return body
+
+
+@dataclass
+class AgentChat:
+    """A visitor's chat with a new gpt-4o-mini agent, and the headers of the member who
+    made the agent (to read the conversation as the team sees it)."""
+
+    http: httpx.AsyncClient
+    headers: dict[str, str]
+    chat: WidgetChat
+
+    async def say(self, text: str) -> None:
+        """The visitor sends ``text``."""
+        await say(self.http, self.chat, text)
+
+    async def senders(self) -> list[str]:
+        """Who sent each stored message, oldest first."""
+        return [m["sender_type"] for m in await messages(self.http, self.chat)]
+
+    async def handled_by(self) -> str:
+        """Who has the conversation: ``"agent"`` or ``"human"``."""
+        handler: str = (await conversation(self.http, self.headers, self.chat))["handled_by"]
+        return handler
+
+
+async def open_agent_chat(
+    http: httpx.AsyncClient, headers: dict[str, str], **agent: Any
+) -> AgentChat:
+    """A new gpt-4o-mini agent made by ``headers``' member, and a visitor's chat with it."""
+    made = await make_agent(http, headers, model="gpt-4o-mini", **agent)
+    return AgentChat(http, headers, await open_chat(http, headers, made["id"]))
+
+
+@pytest.fixture
+def headers(
+    auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany], app_on_standin: FastAPI
+) -> dict[str, str]:
+    """The first shop's member's headers, with the app's models on the stand-in."""
+    first, _ = shops
+    return auth(first.member)
+
+
+@pytest.fixture
+async def agent_chat(http: httpx.AsyncClient, headers: dict[str, str]) -> AgentChat:
+    """A visitor's chat with a new agent of the first shop, made by its member."""
+    return await open_agent_chat(http, headers)
+
+
+async def start_conversation(http: httpx.AsyncClient, headers: dict[str, str], **agent: Any) -> str:
+    """A new gpt-4o-mini agent and a conversation ``headers``' member started with it
+    through the members' API: the URL of its messages."""
+    made = await make_agent(http, headers, model="gpt-4o-mini", **agent)
+    started = await http.post("/v1/conversations", headers=headers, json={"agent_id": made["id"]})
+    assert started.status_code == 201, started.text
+    return f"/v1/conversations/{started.json()['id']}/messages"
+
+
+async def post_as_user(http: httpx.AsyncClient, headers: dict[str, str], url: str) -> None:
+    """A member posts ``ASK`` as the user (the visitor) to the messages at ``url``."""
+    sent = await http.post(url, headers=headers, json={"sender_type": "user", "content": ASK})
+    assert sent.status_code == 201, sent.text

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from syntera.llm.choice import ChatModels
 from syntera.llm.local import count_tokens
 from syntera.llm.openai_compatible import OpenAICompatible
-from tests.agents.chats import make_worker  # noqa: F401  (a fixture)
+from tests.agents.chats import agent_chat, headers, make_worker  # noqa: F401  (fixtures)
 from tests.agents.shops import shops  # noqa: F401  (a fixture)
 from tests.agents.standin import StandIn
 from tests.api_fixtures import serving

@@ -9,13 +9,11 @@ from typing import Any
 
 import httpx
 
-from tests.agents.chats import ASK, MakeWorker, conversation, messages, say
-from tests.agents.shops import make_agent
+from tests.agents.chats import ASK, AgentChat, MakeWorker
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders
 from tests.events_helpers import EventStream, subscribe
 from tests.factories import SeededCompany
-from tests.widget.helpers import open_chat
 
 
 async def handed_over(stream: EventStream) -> dict[str, Any]:
@@ -29,28 +27,24 @@ async def handed_over(stream: EventStream) -> dict[str, Any]:
 
 async def test_a_visitor_asking_for_a_person_is_handed_over_and_the_agent_says_no_more(
     http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
+    agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker,
 ) -> None:  # fmt: skip
     first, second = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
     async with (
-        subscribe(http, "/v1/events", headers=headers) as team,
+        subscribe(http, "/v1/events", headers=agent_chat.headers) as team,
         subscribe(http, "/v1/events", headers=auth(second.member)) as other,
     ):
-        await say(http, chat, ASK)  # a reply job waits…
-        await say(http, chat, "Can I talk to a HUMAN please?")
+        await agent_chat.say(ASK)  # a reply job waits…
+        await agent_chat.say("Can I talk to a HUMAN please?")
         assert (await handed_over(team))["handled_by"] == "human"
         await other.nothing_within(0.5)
     # …and is dropped: the agent answers nothing once people have the conversation.
     await make_worker().run_once()
-    await say(http, chat, "Hello?")
+    await agent_chat.say("Hello?")
     assert not await make_worker().run_once()
     assert standin.requests == []
-    stored = await messages(http, chat)
-    assert [m["sender_type"] for m in stored] == ["user", "user", "system", "user"]
-    assert (await conversation(http, headers, chat))["handled_by"] == "human"
+    assert await agent_chat.senders() == ["user", "user", "system", "user"]
+    assert await agent_chat.handled_by() == "human"
     found = await http.get("/v1/notifications", headers=auth(first.owner))
     assert found.status_code == 200, found.text
     kinds = [n["type"] for n in found.json()["data"]]
@@ -58,37 +52,30 @@ async def test_a_visitor_asking_for_a_person_is_handed_over_and_the_agent_says_n
 
 
 async def test_a_teammates_reply_takes_the_conversation_over(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
-    conversation_id = chat.url.rsplit("/", 1)[1]
-    await say(http, chat, ASK)
+    http: httpx.AsyncClient, agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker
+) -> None:
+    conversation_id = agent_chat.chat.url.rsplit("/", 1)[1]
+    await agent_chat.say(ASK)
     sent = await http.post(
-        f"/v1/conversations/{conversation_id}/messages", headers=headers,
+        f"/v1/conversations/{conversation_id}/messages", headers=agent_chat.headers,
         json={"sender_type": "agent", "content": "Hi, I'm Sam from the team."},
     )  # fmt: skip
     assert sent.status_code == 201, sent.text
-    assert (await conversation(http, headers, chat))["handled_by"] == "human"
+    assert await agent_chat.handled_by() == "human"
     await make_worker().run_once()  # the waiting job is dropped
-    await say(http, chat, "Thanks Sam")
+    await agent_chat.say("Thanks Sam")
     assert not await make_worker().run_once()
     assert standin.requests == []
-    assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "agent", "user"]
+    assert await agent_chat.senders() == ["user", "agent", "user"]
 
 
 async def test_members_hand_it_back_and_forth_and_another_company_cannot(
     http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
+    agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker,
 ) -> None:  # fmt: skip
-    first, second = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
-    url = f"/v1/conversations/{chat.url.rsplit('/', 1)[1]}/handoff"
+    _, second = shops
+    headers = agent_chat.headers
+    url = f"/v1/conversations/{agent_chat.chat.url.rsplit('/', 1)[1]}/handoff"
     foreign = await http.post(url, headers=auth(second.owner), json={"to": "human"})
     assert foreign.status_code == 404, foreign.text
     bad = await http.post(url, headers=headers, json={"to": "robot"})
@@ -96,10 +83,10 @@ async def test_members_hand_it_back_and_forth_and_another_company_cannot(
     taken = await http.post(url, headers=headers, json={"to": "human"})
     assert taken.status_code == 200, taken.text
     assert taken.json()["handled_by"] == "human"
-    await say(http, chat, ASK)
+    await agent_chat.say(ASK)
     assert not await make_worker().run_once()
     back = await http.post(url, headers=headers, json={"to": "agent"})
     assert back.json()["handled_by"] == "agent"
-    await say(http, chat, ASK)
+    await agent_chat.say(ASK)
     assert await make_worker().run_once()
-    assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "user", "agent"]
+    assert await agent_chat.senders() == ["user", "user", "agent"]

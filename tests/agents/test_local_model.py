@@ -6,9 +6,6 @@ and the answer says so; no model process is a 503, not a 500."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +18,10 @@ from syntera.kb.model_process import ModelProcess, RemoteChat
 from syntera.llm.choice import ChatModels
 from syntera.llm.local import LOCAL_MODEL, PACKAGE, LocalModel, LocalOptions, installed
 from syntera.llm.models import ChatMessage, ChatStream, ModelError
+from tests.agents.streams import read
 from tests.api_fixtures import AuthHeaders
 from tests.factories import SeededCompany
+from tests.kb.model_socket import raw_answer, running_model_process, state_replaced
 
 needs_local_model = pytest.mark.skipif(
     not installed(),
@@ -35,21 +34,11 @@ MESSAGES: list[ChatMessage] = [
 ]
 
 
-async def read(stream: ChatStream) -> str:
-    async with stream:
-        return "".join([delta async for delta in stream])
-
-
 @pytest.fixture(scope="module")
 def model_process() -> Iterator[ModelProcess]:
-    os.environ["SYNTERA_KB_PRELOAD_MODEL"] = "false"  # the chat model is what is tested
-    model = ModelProcess(Settings())
-    try:
-        model.start(wait=True)
+    # No embedding model: the chat model is what is tested.
+    with running_model_process("SYNTERA_KB_PRELOAD_MODEL", "false") as model:
         yield model
-    finally:
-        os.environ.pop("SYNTERA_KB_PRELOAD_MODEL", None)
-        model.close()
 
 
 @needs_local_model
@@ -99,15 +88,11 @@ async def test_answers_asked_at_once_each_get_their_own(model_process: ModelProc
 async def test_a_malformed_chat_request_is_answered_with_an_error(
     model_process: ModelProcess,
 ) -> None:
-    reader, writer = await asyncio.open_unix_connection(str(model_process.socket_path))
     payload = b'{"chat": {"messages": "hello", "max_tokens": 5}}'
-    writer.write(struct.pack("!I", len(payload)) + payload)
-    status, length = struct.unpack("!BI", await reader.readexactly(5))
-    assert (status, (await reader.readexactly(length)).decode()) == (
+    assert await raw_answer(model_process, payload) == (
         1,
         "chat.messages is a list of {role, content}",
     )
-    writer.close()
 
 
 async def test_no_model_process_is_an_unavailable_model(tmp_path: Path) -> None:
@@ -131,20 +116,15 @@ async def test_a_preview_without_a_model_is_a_503(
     app: FastAPI, client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    kept = app.state.models
-    app.state.models = dataclasses.replace(
-        kept, local=RemoteChat(str(tmp_path / "none.sock"), 5, wait_s=0.2)
-    )
     headers = auth(tenant.member)
-    agent = (await client.post("/v1/agents", headers=headers, json={
-        "name": "Local", "system_prompt": "Be brief.", "model": "local",
-    })).json()  # fmt: skip
-    try:
+    nothing = RemoteChat(str(tmp_path / "none.sock"), 5, wait_s=0.2)
+    with state_replaced(app, "models", local=nothing):
+        agent = (await client.post("/v1/agents", headers=headers, json={
+            "name": "Local", "system_prompt": "Be brief.", "model": "local",
+        })).json()  # fmt: skip
         response = await client.post(
             f"/v1/agents/{agent['id']}/preview", headers=headers, json={"question": "Hi"}
         )
-    finally:
-        app.state.models = kept
     assert response.status_code == 503, response.text
     assert "no model process answers" in response.json()["detail"]
     assert response.headers["retry-after"] == "5"

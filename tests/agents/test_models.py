@@ -17,16 +17,12 @@ from syntera.llm.openai_compatible import OpenAICompatible
 from syntera.llm.prices import cost_of, price_of
 from tests.agents.conftest import STANDIN_TIMEOUT_S
 from tests.agents.standin import StandIn
+from tests.agents.streams import read
 
 MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You answer questions about refunds."},
     {"role": "user", "content": "How long do refunds take?"},
 ]
-
-
-async def read(stream: ChatStream) -> str:
-    async with stream:
-        return "".join([delta async for delta in stream])
 
 
 def ask(endpoint: OpenAICompatible, model: str = "gpt-4o-mini") -> ChatStream:

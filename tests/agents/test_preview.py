@@ -30,11 +30,8 @@ async def preview(
 
 
 async def test_the_answer_comes_from_the_companys_own_chunks_with_reported_usage(
-    client: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, app_on_standin: FastAPI,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
+    client: httpx.AsyncClient, headers: dict[str, str], standin: StandIn
+) -> None:
     agent = await make_agent(client, headers, model="gpt-4o-mini", temperature=0.2)
     response = await preview(client, headers, agent["id"])
     assert response.status_code == 200, response.text
@@ -65,11 +62,8 @@ async def test_the_answer_comes_from_the_companys_own_chunks_with_reported_usage
 
 
 async def test_no_database_connection_is_held_while_the_model_writes(
-    client: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, app_on_standin: FastAPI,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
+    client: httpx.AsyncClient, headers: dict[str, str], standin: StandIn, app_on_standin: FastAPI
+) -> None:
     agent = await make_agent(client, headers)
     pool = app_on_standin.state.stores.postgres
     in_use: list[int] = []
@@ -94,12 +88,9 @@ async def test_no_database_connection_is_held_while_the_model_writes(
     ],
 )
 async def test_a_failing_model_is_a_clear_5xx_not_a_500(
-    client: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, app_on_standin: FastAPI,
+    client: httpx.AsyncClient, headers: dict[str, str], standin: StandIn,
     script: dict[str, Any], status: int, words: str,
 ) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
     agent = await make_agent(client, headers)
     standin.reset(**script)
     response = await preview(client, headers, agent["id"])
@@ -125,24 +116,18 @@ async def test_another_companys_member_gets_404_and_the_model_is_not_asked(
 
 
 async def test_a_disabled_agent_can_still_be_tried(
-    client: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, app_on_standin: FastAPI,
-) -> None:  # fmt: skip
-    first, _ = shops
-    agent = await make_agent(client, auth(first.member), enabled=False)
-    response = await preview(client, auth(first.member), agent["id"])
+    client: httpx.AsyncClient, headers: dict[str, str], standin: StandIn
+) -> None:
+    agent = await make_agent(client, headers, enabled=False)
+    response = await preview(client, headers, agent["id"])
     assert response.status_code == 200, response.text
 
 
 async def test_a_question_off_the_knowledge_base_gets_no_source(
-    client: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, app_on_standin: FastAPI,
-) -> None:  # fmt: skip
-    first, _ = shops
-    agent = await make_agent(client, auth(first.member))
-    response = await preview(
-        client, auth(first.member), agent["id"], "Which planet has the most moons?"
-    )
+    client: httpx.AsyncClient, headers: dict[str, str], standin: StandIn
+) -> None:
+    agent = await make_agent(client, headers)
+    response = await preview(client, headers, agent["id"], "Which planet has the most moons?")
     assert response.status_code == 200, response.text
     assert response.json()["sources"] == []
     assert "No document of the knowledge base matches" in standin.prompt_text()
@@ -171,13 +156,11 @@ async def test_a_bad_question_is_a_422_naming_it(
 
 
 async def test_a_question_of_20000_characters_is_answered(
-    client: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, app_on_standin: FastAPI,
-) -> None:  # fmt: skip
-    first, _ = shops
-    agent = await make_agent(client, auth(first.member))
+    client: httpx.AsyncClient, headers: dict[str, str], standin: StandIn
+) -> None:
+    agent = await make_agent(client, headers)
     question = ("refund " * 3000)[:20_000]
-    response = await preview(client, auth(first.member), agent["id"], question)
+    response = await preview(client, headers, agent["id"], question)
     assert response.status_code == 200, response.text
 
 

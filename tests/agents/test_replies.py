@@ -10,26 +10,35 @@ import asyncio
 
 import httpx
 
-from tests.agents.chats import ASK, MakeWorker, conversation, messages, say
-from tests.agents.shops import POLICY_A, POLICY_B, make_agent
+from syntera.conversations.replies import ReplyWorker
+from tests.agents.chats import (
+    ASK,
+    AgentChat,
+    MakeWorker,
+    post_as_user,
+    start_conversation,
+)
+from tests.agents.shops import POLICY_A, POLICY_B
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders
 from tests.events_helpers import Received, subscribe
 from tests.factories import SeededCompany
-from tests.widget.helpers import open_chat
+
+
+async def asked_of_a_refusing_model(chat: AgentChat, standin: StandIn, worker: ReplyWorker) -> None:
+    """The visitor asks ``ASK`` while the model answers 500; the worker takes the turn."""
+    standin.reset(behaviour="refuse", status=500)
+    await chat.say(ASK)
+    assert await worker.run_once()
 
 
 async def test_the_agent_streams_its_answer_then_stores_it_with_usage_and_citations(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
+    http: httpx.AsyncClient, agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker
+) -> None:
+    chat = agent_chat.chat
     worker = make_worker()
     async with subscribe(http, f"{chat.url}/events", headers=chat.session) as stream:
-        await say(http, chat, ASK)
+        await agent_chat.say(ASK)
         assert await worker.run_once()
         seen: list[Received] = []
         while not any(
@@ -60,25 +69,18 @@ async def test_the_agent_streams_its_answer_then_stores_it_with_usage_and_citati
     assert POLICY_A.split("\n")[0] in prompt or "ALPHA" in prompt
     # Exactly one reply; no job left.
     assert not await worker.run_once()
-    stored = await messages(http, chat)
-    assert [m["sender_type"] for m in stored] == ["user", "agent"]
+    assert await agent_chat.senders() == ["user", "agent"]
 
 
 async def test_a_flood_of_messages_gets_one_answer_per_turn(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
+    agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker
+) -> None:
     for text in ("Hello?", "Anyone there?", ASK):
-        await say(http, chat, text)
+        await agent_chat.say(text)
     worker = make_worker()
     assert await worker.run_once()
     assert not await worker.run_once()
-    stored = await messages(http, chat)
-    assert [m["sender_type"] for m in stored] == ["user", "user", "user", "agent"]
+    assert await agent_chat.senders() == ["user", "user", "user", "agent"]
     # The turn was answered together: the question holds all three messages.
     last = standin.requests[-1]["messages"][-1]["content"]
     assert "Anyone there?" in last
@@ -86,37 +88,25 @@ async def test_a_flood_of_messages_gets_one_answer_per_turn(
 
 
 async def test_no_reply_is_asked_of_a_disabled_agent(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini", enabled=False)
-    started = await http.post("/v1/conversations", headers=headers, json={"agent_id": agent["id"]})
-    assert started.status_code == 201, started.text
-    url = f"/v1/conversations/{started.json()['id']}/messages"
-    sent = await http.post(url, headers=headers, json={"sender_type": "user", "content": ASK})
-    assert sent.status_code == 201, sent.text
+    http: httpx.AsyncClient, headers: dict[str, str], standin: StandIn, make_worker: MakeWorker
+) -> None:
+    url = await start_conversation(http, headers, enabled=False)
+    await post_as_user(http, headers, url)
     assert not await make_worker().run_once()
     assert standin.requests == []
 
 
 async def test_the_members_api_asks_the_agent_too_and_another_company_cannot_hear_it(
     http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
+    headers: dict[str, str], standin: StandIn, make_worker: MakeWorker,
 ) -> None:  # fmt: skip
-    first, second = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    started = await http.post("/v1/conversations", headers=headers, json={"agent_id": agent["id"]})
-    conversation_id = started.json()["id"]
-    url = f"/v1/conversations/{conversation_id}/messages"
+    _, second = shops
+    url = await start_conversation(http, headers)
     async with (
         subscribe(http, "/v1/events", headers=headers) as team,
         subscribe(http, "/v1/events", headers=auth(second.member)) as other,
     ):
-        sent = await http.post(url, headers=headers, json={"sender_type": "user", "content": ASK})
-        assert sent.status_code == 201, sent.text
+        await post_as_user(http, headers, url)
         assert await make_worker().run_once()
         seen = [await team.next(within=15) for _ in range(4)]
         assert "message.delta" in [e.event for e in seen]
@@ -127,43 +117,28 @@ async def test_the_members_api_asks_the_agent_too_and_another_company_cannot_hea
 
 
 async def test_a_model_that_keeps_failing_hands_the_chat_to_people_who_alone_answer_then(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
-    standin.reset(behaviour="refuse", status=500)
+    agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker
+) -> None:
     worker = make_worker(reply_max_attempts=1)
-    await say(http, chat, ASK)
-    assert await worker.run_once()
-    assert (await conversation(http, headers, chat))["handled_by"] == "human"
-    stored = await messages(http, chat)
-    assert [m["sender_type"] for m in stored] == ["user", "system"]
+    await asked_of_a_refusing_model(agent_chat, standin, worker)
+    assert await agent_chat.handled_by() == "human"
+    assert await agent_chat.senders() == ["user", "system"]
     # Handed off: the visitor's next message asks nothing of the agent.
     standin.reset()
-    await say(http, chat, "Hello again")
+    await agent_chat.say("Hello again")
     assert not await worker.run_once()
     assert standin.requests == []
-    assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "system", "user"]
+    assert await agent_chat.senders() == ["user", "system", "user"]
 
 
 async def test_a_model_that_fails_once_is_asked_again_after_a_backoff(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, make_worker: MakeWorker,
-) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
-    standin.reset(behaviour="refuse", status=500)
+    agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker
+) -> None:
     worker = make_worker(reply_max_attempts=2)
-    await say(http, chat, ASK)
-    assert await worker.run_once()
+    await asked_of_a_refusing_model(agent_chat, standin, worker)
     assert await worker.claim() is None, "not before its backoff (2 s)"
     standin.reset()
     await asyncio.sleep(2.2)
     assert await worker.run_once()
-    assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "agent"]
-    assert (await conversation(http, headers, chat))["handled_by"] == "agent"
+    assert await agent_chat.senders() == ["user", "agent"]
+    assert await agent_chat.handled_by() == "agent"

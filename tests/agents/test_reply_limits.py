@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import httpx
 
-from tests.agents.chats import ASK, MakeWorker, conversation, messages, say
-from tests.agents.shops import make_agent
+from syntera.conversations.replies import ReplyWorker
+from tests.agents.chats import ASK, AgentChat, MakeWorker, open_agent_chat
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
-from tests.widget.helpers import open_chat
 
 STATS = "/v1/analytics/conversations"
+
+
+async def two_turns(chat: AgentChat, worker: ReplyWorker, then: str) -> None:
+    """The visitor asks ``ASK``, then ``then``; the worker takes each turn."""
+    await chat.say(ASK)
+    assert await worker.run_once()
+    await chat.say(then)
+    assert await worker.run_once()
 
 
 async def test_a_spent_monthly_budget_hands_the_next_turn_to_people(
@@ -31,18 +38,11 @@ async def test_a_spent_monthly_budget_hands_the_next_turn_to_people(
     )
     assert refused.status_code == 422
     headers = auth(shop.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
-    worker = make_worker()
-    await say(http, chat, ASK)
-    assert await worker.run_once()  # 328 tokens: the budget of 300 is now spent
-    await say(http, chat, "And for a gift?")
-    assert await worker.run_once()
+    chat = await open_agent_chat(http, headers)
+    await two_turns(chat, make_worker(), "And for a gift?")  # 328 tokens spend the 300
     assert len(standin.requests) == 1
-    assert [m["sender_type"] for m in await messages(http, chat)] == [
-        "user", "agent", "user", "system",
-    ]  # fmt: skip
-    assert (await conversation(http, headers, chat))["handled_by"] == "human"
+    assert await chat.senders() == ["user", "agent", "user", "system"]
+    assert await chat.handled_by() == "human"
     # The analytics of tokens per model count the stored reply.
     stats = await http.get(STATS, headers=headers)
     assert stats.status_code == 200, stats.text
@@ -61,10 +61,8 @@ async def test_a_company_writes_no_more_replies_at_once_than_its_cap(
     worker = make_worker(reply_company_concurrency=1)
     chats = []
     for shop in (first, first, second):
-        headers = auth(shop.member)
-        agent = await make_agent(http, headers, model="gpt-4o-mini")
-        chat = await open_chat(http, headers, agent["id"])
-        await say(http, chat, ASK)
+        chat = await open_agent_chat(http, auth(shop.member))
+        await chat.say(ASK)
         chats.append(chat)
     one = await worker.claim()
     other = await worker.claim()
@@ -76,7 +74,7 @@ async def test_a_company_writes_no_more_replies_at_once_than_its_cap(
         await worker.carry_out(job)
     assert await worker.run_once(), "then it is written"
     for chat in chats:
-        assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "agent"]
+        assert await chat.senders() == ["user", "agent"]
 
 
 async def test_nothing_in_the_knowledge_base_twice_in_a_row_hands_off(
@@ -84,16 +82,8 @@ async def test_nothing_in_the_knowledge_base_twice_in_a_row_hands_off(
     standin: StandIn, make_worker: MakeWorker,
 ) -> None:  # fmt: skip
     empty = await make_tenant()
-    headers = auth(empty.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
-    worker = make_worker()
-    await say(http, chat, ASK)
-    assert await worker.run_once()
-    await say(http, chat, "What about returns?")
-    assert await worker.run_once()
+    chat = await open_agent_chat(http, auth(empty.member))
+    await two_turns(chat, make_worker(), "What about returns?")
     assert len(standin.requests) == 1
-    assert [m["sender_type"] for m in await messages(http, chat)] == [
-        "user", "agent", "user", "system",
-    ]  # fmt: skip
-    assert (await conversation(http, headers, chat))["handled_by"] == "human"
+    assert await chat.senders() == ["user", "agent", "user", "system"]
+    assert await chat.handled_by() == "human"

@@ -7,36 +7,27 @@ from __future__ import annotations
 import asyncio
 import os
 
-import httpx
 from bson import ObjectId
 from fastapi import FastAPI
 
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore
 from syntera.embedded import StackUrls
-from tests.agents.chats import ASK, MakeWorker, messages, say
-from tests.agents.shops import make_agent
+from tests.agents.chats import ASK, AgentChat, MakeWorker, messages
 from tests.agents.standin import StandIn
-from tests.api_fixtures import AuthHeaders
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
-from tests.widget.helpers import open_chat
 from tests.workers import kill_worker_once
 
 LEASE_S = 2
 
 
 async def test_a_reply_worker_killed_mid_answer_is_taken_over_and_answers_once(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
-    standin: StandIn, standin_server: tuple[StandIn, str], make_worker: MakeWorker,
-    settings: Settings, database: StackDatabase, api_urls: StackUrls,
+    agent_chat: AgentChat, standin: StandIn, standin_server: tuple[StandIn, str],
+    make_worker: MakeWorker, settings: Settings, database: StackDatabase, api_urls: StackUrls,
 ) -> None:  # fmt: skip
-    first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
     standin.reset(behaviour="stall", stall_s=60)
-    await say(http, chat, ASK)
+    await agent_chat.say(ASK)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SYNTERA_")},
         **api_urls.as_env(),
@@ -57,7 +48,7 @@ async def test_a_reply_worker_killed_mid_answer_is_taken_over_and_answers_once(
         env, lambda: len(standin.requests) > 0, "the worker never asked the model",
         timeout_s=90, poll_s=0.05,
     )  # fmt: skip
-    assert [m["sender_type"] for m in await messages(http, chat)] == ["user"]
+    assert await agent_chat.senders() == ["user"]
     standin.reset()
     worker = make_worker()
     assert await worker.claim() is None, "not taken while the dead worker's lease runs"
@@ -65,22 +56,19 @@ async def test_a_reply_worker_killed_mid_answer_is_taken_over_and_answers_once(
     claimed = await worker.claim()
     assert claimed is not None
     await worker.carry_out(claimed)
-    stored = await messages(http, chat)
+    stored = await messages(agent_chat.http, agent_chat.chat)
     assert [m["sender_type"] for m in stored] == ["user", "agent"]
     assert stored[1]["id"] == claimed.reply_id
     assert not await worker.run_once()
-    assert len(await messages(http, chat)) == 2
+    assert len(await messages(agent_chat.http, agent_chat.chat)) == 2
 
 
 async def test_a_reply_stored_by_a_worker_killed_before_its_commit_is_not_made_again(
-    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
+    shops: tuple[SeededCompany, SeededCompany], agent_chat: AgentChat,
     standin: StandIn, make_worker: MakeWorker, app: FastAPI,
 ) -> None:  # fmt: skip
     first, _ = shops
-    headers = auth(first.member)
-    agent = await make_agent(http, headers, model="gpt-4o-mini")
-    chat = await open_chat(http, headers, agent["id"])
-    await say(http, chat, ASK)
+    await agent_chat.say(ASK)
     worker = make_worker()
     claimed = await worker.claim()
     assert claimed is not None
@@ -93,5 +81,5 @@ async def test_a_reply_stored_by_a_worker_killed_before_its_commit_is_not_made_a
     )  # fmt: skip
     await worker.carry_out(claimed)
     assert standin.requests == [], "the model is not asked again"
-    assert [m["sender_type"] for m in await messages(http, chat)] == ["user", "agent"]
+    assert await agent_chat.senders() == ["user", "agent"]
     assert not await worker.run_once()

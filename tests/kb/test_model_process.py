@@ -6,10 +6,8 @@ its own row, errors told as errors, a dead process started again, and a search a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,26 +16,20 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from syntera.config import Settings
 from syntera.kb.embeddings import EmbeddingError, LocalMiniLM
 from syntera.kb.model_process import ModelProcess, RemoteMiniLM
 from tests.api_fixtures import AuthHeaders
 from tests.factories import SeededCompany
 from tests.kb.corpus import QUESTIONS
+from tests.kb.model_socket import raw_answer, running_model_process, state_replaced
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def model_process() -> Iterator[ModelProcess]:
-    os.environ["SYNTERA_KB_EMBEDDING_THREADS"] = "1"
-    model = ModelProcess(Settings())
-    try:
-        model.start(wait=True)
+    with running_model_process("SYNTERA_KB_EMBEDDING_THREADS", "1") as model:
         yield model
-    finally:
-        os.environ.pop("SYNTERA_KB_EMBEDDING_THREADS", None)
-        model.close()
     assert not model.socket_path.parent.exists()
 
 
@@ -68,15 +60,10 @@ async def test_concurrent_queries_each_get_their_own_vector(
 
 
 async def test_a_malformed_request_is_answered_with_an_error(model_process: ModelProcess) -> None:
-    reader, writer = await asyncio.open_unix_connection(str(model_process.socket_path))
-    payload = b'{"texts": 1}'
-    writer.write(struct.pack("!I", len(payload)) + payload)
-    status, length = struct.unpack("!BI", await reader.readexactly(5))
-    assert (status, (await reader.readexactly(length)).decode()) == (
+    assert await raw_answer(model_process, b'{"texts": 1}') == (
         1,
         "a request is a JSON array of strings",
     )
-    writer.close()
 
 
 async def test_a_model_process_that_dies_is_started_again(model_process: ModelProcess) -> None:
@@ -100,16 +87,11 @@ async def test_a_search_without_a_model_is_a_503_naming_it(
     app: FastAPI, client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    kept = app.state.kb
-    app.state.kb = dataclasses.replace(
-        kept, embedder=RemoteMiniLM(str(tmp_path / "none.sock"), wait_s=0.2)
-    )
-    try:
+    nothing = RemoteMiniLM(str(tmp_path / "none.sock"), wait_s=0.2)
+    with state_replaced(app, "kb", embedder=nothing):
         response = await client.post(
             "/v1/kb/search", headers=auth(tenant.member), json={"query": "refunds"}
         )
-    finally:
-        app.state.kb = kept
     assert response.status_code == 503, response.text
     assert "the embedding model is unavailable" in response.json()["detail"]
     assert response.headers["retry-after"] == "5"
