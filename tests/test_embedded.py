@@ -165,6 +165,7 @@ def test_cli_services_start_prints_eval_lines_and_status_reports(stack: Embedded
     assert set(lines) == {
         "SYNTERA_DATABASE_URL",
         "SYNTERA_API_DATABASE_URL",
+        "SYNTERA_SYSTEM_DATABASE_URL",
         "SYNTERA_MONGODB_URI",
         "SYNTERA_REDIS_URL",
     }

@@ -129,7 +129,7 @@ async def test_one_companys_keys_share_a_node_and_companies_spread(
 @pytest.mark.skipif(THROUGH_CLUSTER, reason="already on the cluster")
 def test_the_widget_agent_conversation_and_event_tests_pass_on_a_cluster() -> None:
     modules = [
-        "tests/conversations/test_widget_api.py",
+        "tests/widget/test_widget_api.py",
         "tests/agents",
         "tests/conversations/test_conversations_api.py",
         # Live events on a cluster: streams, Pub/Sub across nodes, two API processes.
