@@ -57,8 +57,12 @@ def test_the_parser_and_builder_raise_only_rest_errors(
             assert refused.code
 
 
-@examples(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@examples(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     key=st.sampled_from(KEYS), value=grammar_text, relation=st.sampled_from(["authors", "books"])
 )
