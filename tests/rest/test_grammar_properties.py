@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from syntera.rest.errors import RestError
 from syntera.rest.grammar import parse_query
-from syntera.rest.query import build_read
+from syntera.rest.query import build_read, read_values
 from syntera.rest.schema import SchemaCache
 
 PIECES = [
@@ -48,8 +48,10 @@ def test_the_parser_and_builder_raise_only_rest_errors(
         refused: RestError | None = None
         try:
             query = parse_query(query_string)
-            build_read(fixture_cache, fixture_cache.relation("rest_fixtures", relation), query,
-                       limit=10, offset=0, count="exact", max_rows=None)  # fmt: skip
+            built = build_read(fixture_cache, fixture_cache.relation("rest_fixtures", relation),
+                               query, limit=10, offset=3, count="exact", max_rows=None)  # fmt: skip
+            # A statement cached for this shape is given the same values.
+            assert built.params.items() <= read_values(query, 10, 3).items()
         except RestError as error:
             refused = error
         if refused is not None:

@@ -267,3 +267,12 @@ async def test_a_media_type_that_cannot_be_produced_is_406(books: Books) -> None
 async def test_views_are_served(books: Books) -> None:
     rows = await books.rows("recent_books?select=title&order=id")
     assert rows == [{"title": "Lilith's Brood"}]
+
+
+async def test_a_statement_cached_for_a_shape_takes_each_request_s_values(books: Books) -> None:
+    shape = ("authors?select=id,books!author_id(id)&or=(id.eq.{a},name.like.{b}*)"
+             "&books.limit={n}&books.order=id&order=id&offset={o}")  # fmt: skip
+    first = await books.rows(shape.format(a=1, b="Oct", n=1, o=0))
+    second = await books.rows(shape.format(a=3, b="Urs", n=2, o=1))
+    assert first == [{"id": 1, "books": [{"id": 1}]}, {"id": 2, "books": [{"id": 3}]}]
+    assert second == [{"id": 3, "books": [{"id": 5}]}]
