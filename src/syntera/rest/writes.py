@@ -1,0 +1,406 @@
+"""``POST``, ``PATCH`` and ``DELETE`` on ``/rest/v1/<table>``: one statement, one round
+trip, PostgREST's semantics.
+
+The body travels as one bound JSON parameter and PostgreSQL reads it into the table's
+row type (``json_populate_recordset(NULL::table, body)``, as PostgREST does), so every
+value is converted by the column's own input function and nothing is formatted into
+SQL; the column names are the schema cache's, quoted. The mutation is the source of the
+answer::
+
+    WITH pgrst_source AS (INSERT … RETURNING …)
+    SELECT count(*) AS page_total, <the representation> AS body FROM …
+
+``Prefer: return=representation`` renders the returned rows with the read's builder
+(``select=`` with its embeds); ``minimal`` and ``headers-only`` return only a count (and
+the primary key, for ``Location``). When one object is asked for
+(``application/vnd.pgrst.object+json``) and another number of rows changed, the statement
+itself fails, so the change is rolled back in the same round trip (PostgREST's rule).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote as url_quote
+
+import psycopg
+from starlette.types import Receive
+
+from syntera.rest.errors import RestError, singular_error
+from syntera.rest.grammar import Column, Embed, QueryParameters, SelectItem, Star, parse_query
+from syntera.rest.handler import Answer, Rest
+from syntera.rest.query import Builder, Params, quote
+from syntera.rest.request import OBJECT, RestRequest, media_type_of
+from syntera.rest.schema import Relation, SchemaCache
+
+OBJECT_UTF8 = b"application/vnd.pgrst.object+json; charset=utf-8"
+# The singular check fails the statement with this text in a cast error (22P02): the
+# only way plain SQL can abort its own transaction, and so roll the change back in the
+# same round trip. The row count follows the marker.
+SINGULAR_MARKER = "pgrst116:"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A write's body: its JSON text (an array of objects) and the columns it sets."""
+
+    json: str
+    columns: tuple[str, ...]
+    rows: int
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (its size is bounded by the body-size middleware)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _invalid_body(details: str) -> RestError:
+    return RestError(400, "PGRST102", "Empty or invalid json", details)
+
+
+def unknown_column(relation: Relation, name: str) -> RestError:
+    """400 PGRST204: a column in ``columns=`` or the body that the table does not have."""
+    return RestError(
+        400, "PGRST204",
+        f"Could not find the '{name}' column of '{relation.name}' in the schema cache",
+    )  # fmt: skip
+
+
+def parse_payload(
+    body: bytes, relation: Relation, columns_parameter: str | None, *, many: bool
+) -> Payload:
+    """The body of a POST (an object or an array of objects; ``many``) or PATCH (one
+    object), checked against ``relation``: with ``columns=``, those columns (other keys
+    are ignored); without, the keys of the objects, which must all be the same."""
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
+        raise _invalid_body("The request body is empty")
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise _invalid_body(str(error)) from error
+    if isinstance(document, dict):
+        objects = [document]
+        text = f"[{text}]"
+    elif isinstance(document, list) and many:
+        objects = document
+    else:
+        expected = "a JSON object or an array of objects" if many else "a JSON object"
+        raise _invalid_body(f"The body must be {expected}")
+    if not all(isinstance(item, dict) for item in objects):
+        raise _invalid_body("Every element of the array must be a JSON object")
+    if columns_parameter is not None:
+        names = tuple(dict.fromkeys(part.strip().strip('"') for part in columns_parameter.split(",")))
+        if any(not name for name in names):
+            raise RestError(400, "PGRST100", "failed to parse columns parameter",
+                            f"an empty column name in ({columns_parameter})")  # fmt: skip
+    else:
+        first = tuple(objects[0]) if objects else ()
+        if any(set(item) != set(first) for item in objects[1:]):
+            raise RestError(400, "PGRST102", "All object keys must match")
+        names = first
+    for name in names:
+        if name not in relation.columns:
+            raise unknown_column(relation, name)
+    return Payload(text, names, len(objects))
+
+
+def _returned_columns(cache: SchemaCache, relation: Relation, items: Sequence[SelectItem]) -> list[str]:
+    """The columns a representation reads from the changed rows: those it selects and
+    those its embeds join on (RETURNING only these: a role may lack SELECT on others)."""
+    wanted: dict[str, None] = {}
+    for item in items:
+        if isinstance(item, Star):
+            return list(relation.columns)
+        if isinstance(item, Column):
+            relation.column(item.field.name)
+            wanted[item.field.name] = None
+        elif isinstance(item, Embed):
+            for relationship in cache.relationships(relation, item.name, item.hint):
+                wanted.update(dict.fromkeys(relationship.columns))
+    return list(wanted)
+
+
+def _representation_query(query: QueryParameters) -> QueryParameters:
+    """The query the changed rows are rendered with: the top level's filters, order and
+    range chose the rows to change, so only the embeds' remain."""
+    return replace(
+        query,
+        where={path: value for path, value in query.where.items() if path},
+        order={path: value for path, value in query.order.items() if path},
+        limit={path: value for path, value in query.limit.items() if path},
+        offset={path: value for path, value in query.offset.items() if path},
+    )
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a write answers: the representation, only the primary key (for Location),
+    or only a count."""
+
+    kind: str  # "representation" | "headers-only" | "minimal"
+    singular: bool
+
+
+def _answer_sql(
+    cache: SchemaCache, relation: Relation, query: QueryParameters, shape: Shape,
+    params: Params, target: str,
+) -> tuple[str, str]:  # fmt: skip
+    """(RETURNING list, the SELECT over ``pgrst_source`` that answers); ``target`` is
+    the changed table's alias in the statement."""
+    if shape.kind == "representation":
+        returning = ", ".join(
+            f"{target}.{quote(c)}" for c in _returned_columns(cache, relation, query.select)
+        )
+        builder = Builder(cache, _representation_query(query), params)
+        level = builder.level(relation, query.select, (), source="pgrst_source")
+        body = f"(SELECT coalesce(json_agg(_r), '[]')::text FROM ({level.select()}) _r)"
+    elif shape.kind == "headers-only" and relation.primary_key:
+        returning = ", ".join(f"{target}.{quote(c)}" for c in relation.primary_key)
+        body = "(SELECT json_agg(pgrst_source)::text FROM pgrst_source)"
+    else:
+        returning, body = "1", "NULL::text"
+    count = "(SELECT pg_catalog.count(*) FROM pgrst_source)"
+    check = "NULL::int"
+    if shape.singular:
+        # Fails (22P02, with the marker and the count) unless exactly one row changed.
+        check = (f"(CASE WHEN {count} = 1 THEN '1' ELSE '{SINGULAR_MARKER}' || {count} END)"
+                 "::int")  # fmt: skip
+    return returning or "1", f"SELECT {count} AS page_total, {body} AS body, {check} AS singular"
+
+
+def _columns_sql(names: Iterable[str]) -> str:
+    return ", ".join(quote(name) for name in names)
+
+
+def _default_sql(relation: Relation, name: str) -> str:
+    """The column's default expression (the catalog's own text) or NULL; ``%`` doubled
+    for the driver's placeholders."""
+    default = relation.columns[name].default
+    return default.replace("%", "%%") if default is not None else "NULL"
+
+
+def build_insert(
+    cache: SchemaCache, relation: Relation, query: QueryParameters, payload: Payload,
+    request: RestRequest, shape: Shape,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The statement of a POST: an insert (or upsert) and its answer."""
+    params = Params()
+    table = f"{quote(relation.schema)}.{quote(relation.name)}"
+    body = params.add(payload.json)
+    preferences = request.preferences
+    if preferences.missing == "default" and "columns" in query.other:
+        # Per row: a key the object lacks takes the column's default, not NULL.
+        values = ", ".join(
+            f"CASE WHEN _j.value::jsonb ? {params.add(name)} THEN _r.{quote(name)}"
+            f" ELSE {_default_sql(relation, name)} END"
+            for name in payload.columns
+        )
+        source = (f"SELECT {values} FROM json_array_elements({body}::json) _j,"
+                  f" LATERAL json_populate_record(NULL::{table}, _j.value) _r")  # fmt: skip
+    else:
+        selected = ", ".join(f"_r.{quote(name)}" for name in payload.columns)
+        source = f"SELECT {selected} FROM json_populate_recordset(NULL::{table}, {body}::json) _r"
+    target = f"{table} AS pgrst_target"
+    if payload.columns:
+        target += f" ({_columns_sql(payload.columns)})"
+    conflict = ""
+    if preferences.resolution is not None:
+        on = query.other.get("on_conflict")
+        keys = tuple(part.strip() for part in on.split(",")) if on else relation.primary_key
+        if not keys:
+            raise RestError(400, "PGRST100", "failed to parse on_conflict parameter",
+                            f"'{relation.name}' has no primary key: name the columns in "
+                            "on_conflict")  # fmt: skip
+        for key in keys:
+            if key not in relation.columns:
+                raise unknown_column(relation, key)
+        conflict = f" ON CONFLICT ({_columns_sql(keys)})"
+        # The conflict's own columns are equal by definition: setting them would only
+        # ask for an UPDATE privilege on them that a role need not have.
+        updates = [name for name in payload.columns if name not in keys]
+        if preferences.resolution == "ignore-duplicates" or not updates:
+            conflict += " DO NOTHING"
+        else:
+            conflict += " DO UPDATE SET " + ", ".join(
+                f"{quote(name)} = EXCLUDED.{quote(name)}" for name in updates
+            )
+        request.applied.append(f"resolution={preferences.resolution}")
+    returning, answer = _answer_sql(cache, relation, query, shape, params, "pgrst_target")
+    sql = (f"WITH pgrst_source AS (INSERT INTO {target} {source}{conflict}"
+           f" RETURNING {returning}) {answer}")  # fmt: skip
+    return sql, params.values
+
+
+def _filtered(
+    builder: Builder, relation: Relation, query: QueryParameters, alias: str
+) -> tuple[str, str]:
+    """(WHERE clause, ctid restriction for ``limit``) of a PATCH or DELETE."""
+    level = builder.level(relation, (), (), alias=alias, limit=query.limit.get(()),
+                          offset=query.offset.get(()))  # fmt: skip
+    where = " AND ".join(level.where) if level.where else "TRUE"
+    if level.limit is None and level.offset is None:
+        return where, ""
+    table = f"{quote(relation.schema)}.{quote(relation.name)}"
+    inner = f"SELECT {alias}.ctid FROM {table} {alias} WHERE {where}"
+    if level.order:
+        inner += " ORDER BY " + ", ".join(level.order)
+    if level.limit is not None:
+        inner += f" LIMIT {level.limit}"
+    if level.offset is not None:
+        inner += f" OFFSET {level.offset}"
+    return where, f" AND {alias}.ctid = ANY(ARRAY({inner}))"
+
+
+def build_update(
+    cache: SchemaCache, relation: Relation, query: QueryParameters, payload: Payload,
+    shape: Shape,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The statement of a PATCH: the update of the filtered rows and its answer."""
+    params = Params()
+    table = f"{quote(relation.schema)}.{quote(relation.name)}"
+    body = params.add(payload.json)
+    builder = Builder(cache, query, params)
+    alias = "pgrst_target"
+    where, limited = _filtered(builder, relation, query, alias)
+    sets = ", ".join(f"{quote(name)} = _r.{quote(name)}" for name in payload.columns)
+    returning, answer = _answer_sql(cache, relation, query, shape, params, alias)
+    sql = (f"WITH pgrst_source AS (UPDATE {table} {alias} SET {sets}"
+           f" FROM (SELECT * FROM json_populate_recordset(NULL::{table}, {body}::json)"
+           f" LIMIT 1) _r WHERE {where}{limited} RETURNING {returning}) {answer}")  # fmt: skip
+    return sql, params.values
+
+
+def build_delete(
+    cache: SchemaCache, relation: Relation, query: QueryParameters, shape: Shape
+) -> tuple[str, dict[str, Any]]:
+    """The statement of a DELETE: the filtered rows removed and its answer."""
+    params = Params()
+    table = f"{quote(relation.schema)}.{quote(relation.name)}"
+    builder = Builder(cache, query, params)
+    alias = "pgrst_target"
+    where, limited = _filtered(builder, relation, query, alias)
+    returning, answer = _answer_sql(cache, relation, query, shape, params, alias)
+    sql = (f"WITH pgrst_source AS (DELETE FROM {table} {alias} WHERE {where}{limited}"
+           f" RETURNING {returning}) {answer}")  # fmt: skip
+    return sql, params.values
+
+
+def _shape(request: RestRequest, singular: bool) -> Shape:
+    returned = request.preferences.return_
+    if returned is not None:
+        request.applied.append(f"return={returned}")
+    return Shape(returned or "minimal", singular)
+
+
+def _writable(relation: Relation) -> None:
+    if relation.kind not in ("r", "p", "v", "f"):
+        raise RestError(405, "PGRST117", f"Unsupported HTTP method on '{relation.name}'")
+
+
+async def _execute(
+    rest: Rest, request: RestRequest, statement: tuple[str, dict[str, Any]]
+) -> dict[str, Any]:
+    try:
+        results = await rest.run(request, [statement], read_only=False)
+    except psycopg.errors.InvalidTextRepresentation as error:
+        message = error.diag.message_primary or ""
+        if SINGULAR_MARKER in message:
+            rows = message.split(SINGULAR_MARKER, 1)[1].rstrip('"')
+            raise singular_error(int(rows) if rows.isdigit() else 0) from error
+        raise
+    row: dict[str, Any] = dict(results[0][0])
+    return row
+
+
+def _content_range(request: RestRequest, rows: int, *, insert: bool) -> bytes:
+    total = str(rows) if request.preferences.count == "exact" else "*"
+    if insert or rows == 0:
+        return f"*/{total}".encode()
+    return f"0-{rows - 1}/{total}".encode()
+
+
+def _answer(
+    request: RestRequest, shape: Shape, row: dict[str, Any], status: int, *, insert: bool
+) -> Answer:
+    rows: int = row["page_total"]
+    headers = [(b"content-range", _content_range(request, rows, insert=insert))]
+    if shape.kind != "representation":
+        return Answer(status if insert else 204, b"", headers)
+    body: str = row["body"]
+    if shape.singular:
+        return Answer(status, body[1:-1].strip().encode(), headers, OBJECT_UTF8)
+    return Answer(status, body.encode(), headers)
+
+
+def _location(request: RestRequest, relation: Relation, row: dict[str, Any]) -> bytes | None:
+    """``/table?pk=eq.value`` of the one row a POST created (PostgREST's Location)."""
+    keys = json.loads(row["body"]) if row.get("body") else None
+    if not keys or len(keys) != 1 or not relation.primary_key:
+        return None
+    key = keys[0]
+    query = "&".join(
+        f"{url_quote(name)}=eq.{url_quote(str(key[name]), safe='')}" for name in relation.primary_key
+    )
+    return f"/{url_quote(relation.name)}?{query}".encode()
+
+
+async def _target(rest: Rest, request: RestRequest) -> tuple[SchemaCache, Relation, QueryParameters, bool]:
+    singular = media_type_of(request.header("accept"), csv=False) == OBJECT
+    cache = await rest.schema.current()
+    relation = cache.relation(request.schema, request.name)
+    _writable(relation)
+    query = parse_query(request.query_string)
+    return cache, relation, query, singular
+
+
+async def insert(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
+    """Answer a POST: insert one row or many, or upsert them (``Prefer: resolution``)."""
+    cache, relation, query, singular = await _target(rest, request)
+    payload = parse_payload(await read_body(receive), relation, query.other.get("columns"),
+                            many=True)  # fmt: skip
+    if request.preferences.missing == "default":
+        request.applied.append("missing=default")
+    shape = _shape(request, singular)
+    statement = build_insert(cache, relation, query, payload, request, shape)
+    row = await _execute(rest, request, statement)
+    answer = _answer(request, shape, row, 201, insert=True)
+    if shape.kind == "headers-only":
+        location = _location(request, relation, row)
+        if location is not None:
+            answer.headers.append((b"location", location))
+    return answer
+
+
+async def update(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
+    """Answer a PATCH: set the body's columns on the rows the filters choose."""
+    cache, relation, query, singular = await _target(rest, request)
+    payload = parse_payload(await read_body(receive), relation, query.other.get("columns"),
+                            many=False)  # fmt: skip
+    shape = _shape(request, singular)
+    if not payload.columns:
+        # Nothing to set: PostgREST changes nothing and answers as for no row.
+        empty = {"page_total": 0, "body": "[]"}
+        if shape.singular:
+            raise singular_error(0)
+        return _answer(request, shape, empty, 200, insert=False)
+    row = await _execute(rest, request, build_update(cache, relation, query, payload, shape))
+    return _answer(request, shape, row, 200, insert=False)
+
+
+async def delete(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
+    """Answer a DELETE: remove the rows the filters choose."""
+    cache, relation, query, singular = await _target(rest, request)
+    shape = _shape(request, singular)
+    row = await _execute(rest, request, build_delete(cache, relation, query, shape))
+    return _answer(request, shape, row, 200, insert=False)
