@@ -69,6 +69,8 @@ from syntera.purges.routes import routers as purges
 from syntera.purges.worker import CHANNEL as PURGES_CHANNEL
 from syntera.purges.worker import PurgeWorker
 from syntera.ratelimit import Limiters
+from syntera.rest.mount import PREFIX as REST_PREFIX
+from syntera.rest.mount import rest_app, serving_rest
 from syntera.unit_of_work import Publisher
 from syntera.widget.routes import routers as widget
 from syntera.workers import Worker, listen_url, run_workers
@@ -212,6 +214,9 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         app.state.conversations = ConversationStore(database)
         app.state.stored_elsewhere = stored_elsewhere(app.state.conversations, app.state.kb, redis)
         app.state.limiters = Limiters.from_settings(settings, redis)
+        any_role = authenticator(app.state.keys, any_role=True)
+        rest = serving_rest(settings, pool, urls.api_database_url, any_role, app.state.limiters)
+        app.state.rest = await rest.__aenter__()
         app.state.events = create_events(settings, redis, urls.redis_url)
         app.state.publisher = app.state.events.publisher
         app.state.cache = cache_for(settings, redis)
@@ -268,6 +273,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
             indexing.cancel()
             warming.cancel()
             refreshing.cancel()
+            await rest.__aexit__(None, None, None)
             await app.state.events.close()
             await redis.aclose()
             await mongo.close()
@@ -323,6 +329,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     install_console(app)
+    app.mount(REST_PREFIX, rest_app())
     app.include_router(auth_router)
     app.include_router(auth_flows_router)
     app.include_router(auth_admin_router)

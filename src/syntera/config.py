@@ -429,6 +429,24 @@ class Settings(BaseSettings):
         description="Let send_webhook reach private, loopback and link-local addresses.",
     )
 
+    # The data API (/rest/v1), PostgREST's grammar over the exposed schemas.
+    rest_schemas: str = Field(
+        default="public",
+        description="Comma-separated schemas /rest/v1 serves; the first is the default "
+        "(Accept-Profile / Content-Profile pick another).",
+    )
+    rest_anon_role: str = Field(
+        default="anon", min_length=1, description="The role of a /rest/v1 request without a token."
+    )
+    rest_max_rows: int | None = Field(
+        default=None, ge=1, description="At most this many rows in one /rest/v1 answer."
+    )
+    rest_tx_end: Literal["commit", "commit-allow-override"] = Field(
+        default="commit",
+        description="commit-allow-override honours `Prefer: tx=rollback` (PostgREST's "
+        "db-tx-end), for tests.",
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     trusted_proxies: str = Field(
@@ -458,6 +476,11 @@ class Settings(BaseSettings):
     @property
     def llm_model_list(self) -> list[str]:
         return [part.strip() for part in self.llm_models.split(",") if part.strip()]
+
+    @property
+    def rest_schema_list(self) -> list[str]:
+        """The schemas /rest/v1 serves, the default first."""
+        return [part.strip() for part in self.rest_schemas.split(",") if part.strip()] or ["public"]
 
     @property
     def trusted_proxy_list(self) -> list[str]:

@@ -44,11 +44,13 @@ class Membership:
 class Principal:
     """The caller of one request or job.
 
-    ``role`` is the PostgreSQL role the transaction runs as; ``claims`` are the JWT claims
-    handed to the database as ``request.jwt.claims`` (``auth.uid()`` reads ``sub``).
+    ``role`` is the PostgreSQL role the transaction runs as (one of ``DatabaseRole``,
+    except on /rest/v1, where a token may name any role the API's login may become, as
+    PostgREST allows); ``claims`` are the JWT claims handed to the database as
+    ``request.jwt.claims`` (``auth.uid()`` reads ``sub``).
     """
 
-    role: DatabaseRole
+    role: str
     user_id: UUID | None = None
     claims: dict[str, Any] = field(default_factory=dict)
 

@@ -23,16 +23,18 @@ def member(auth: AuthHeaders, tenant: SeededCompany) -> dict[str, str]:
 
 
 def contact(tenant: SeededCompany, **values: Any) -> dict[str, Any]:
-    return {"company_id": str(tenant.company_id), "email": f"{uuid.uuid4().hex[:8]}@x.io",
-            **values}  # fmt: skip
+    return {"company_id": str(tenant.company_id), "email": f"{uuid.uuid4().hex[:8]}@x.io", **values}
 
 
 async def test_insert_one_row_answers_its_representation_with_select(
     rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
 ) -> None:
     row = contact(tenant, first_name="Bea", tags=["new"], metadata={"a": {"b": 1}})
-    response = await rest_app.post("/rest/v1/contacts?select=id,first_name,tags,metadata,email",
-                                   json=row, headers={**member, **REPRESENTATION})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts?select=id,first_name,tags,metadata,email",
+        json=row,
+        headers={**member, **REPRESENTATION},
+    )
     assert response.status_code == 201, response.text
     [created] = response.json()
     assert created["first_name"] == "Bea"
@@ -47,21 +49,26 @@ async def test_insert_many_rows_minimal_answers_201_without_a_body(
     rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
 ) -> None:
     rows = [contact(tenant, first_name=f"Many {i}") for i in range(3)]
-    response = await rest_app.post("/rest/v1/contacts", json=rows,
-                                   headers={**member, "Prefer": "return=minimal,count=exact"})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts", json=rows, headers={**member, "Prefer": "return=minimal,count=exact"}
+    )
     assert response.status_code == 201, response.text
     assert response.content == b""
     assert response.headers["content-range"] == "*/3"
-    listed = await rest_app.get("/rest/v1/contacts?first_name=like.Many*&select=first_name",
-                                headers=member)  # fmt: skip
+    listed = await rest_app.get(
+        "/rest/v1/contacts?first_name=like.Many*&select=first_name", headers=member
+    )
     assert sorted(r["first_name"] for r in listed.json()) == ["Many 0", "Many 1", "Many 2"]
 
 
 async def test_headers_only_answers_the_location_of_the_new_row(
     rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
 ) -> None:
-    response = await rest_app.post("/rest/v1/contacts", json=contact(tenant),
-                                   headers={**member, "Prefer": "return=headers-only"})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts",
+        json=contact(tenant),
+        headers={**member, "Prefer": "return=headers-only"},
+    )
     assert response.status_code == 201, response.text
     location = response.headers["location"]
     assert location.startswith("/contacts?")
@@ -93,8 +100,9 @@ async def test_unknown_columns_are_pgrst204(
     assert response.status_code == 400
     assert response.json()["code"] == "PGRST204"
     assert "'nickname' column of 'contacts'" in response.json()["message"]
-    by_columns = await rest_app.post("/rest/v1/contacts?columns=email,nope", json=body,
-                                     headers=member)  # fmt: skip
+    by_columns = await rest_app.post(
+        "/rest/v1/contacts?columns=email,nope", json=body, headers=member
+    )
     assert by_columns.json()["code"] == "PGRST204"
 
 
@@ -104,8 +112,9 @@ async def test_unknown_columns_are_pgrst204(
 async def test_bad_bodies_are_400(
     rest_app: httpx.AsyncClient, member: dict[str, str], body: str
 ) -> None:
-    response = await rest_app.post("/rest/v1/contacts", content=body,
-                                   headers={**member, "Content-Type": "application/json"})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts", content=body, headers={**member, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "PGRST102"
 
@@ -114,12 +123,14 @@ async def test_a_hostile_body_is_stopped_by_the_json_guard(
     rest_app: httpx.AsyncClient, member: dict[str, str]
 ) -> None:
     deep = "[" * 200 + "]" * 200
-    response = await rest_app.post("/rest/v1/contacts", content=deep,
-                                   headers={**member, "Content-Type": "application/json"})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts", content=deep, headers={**member, "Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     lone = b'{"email": "\\ud800"}'
-    response = await rest_app.post("/rest/v1/contacts", content=lone,
-                                   headers={**member, "Content-Type": "application/json"})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts", content=lone, headers={**member, "Content-Type": "application/json"}
+    )
     assert response.status_code == 422
 
 
@@ -129,21 +140,28 @@ async def test_upserts_merge_or_ignore_duplicates(
     service = auth(Principal.service())
     contact_id = str(tenant.rows["contacts"])
     merge = {"Prefer": "return=representation,resolution=merge-duplicates"}
-    body = [{"id": contact_id, "company_id": str(tenant.company_id), "first_name": "Merged"},
-            {"id": str(uuid.uuid4()), "company_id": str(tenant.company_id), "first_name": "New"}]  # fmt: skip
-    merged = await rest_app.post("/rest/v1/contacts?select=first_name", json=body,
-                                 headers={**service, **merge})  # fmt: skip
+    body = [
+        {"id": contact_id, "company_id": str(tenant.company_id), "first_name": "Merged"},
+        {"id": str(uuid.uuid4()), "company_id": str(tenant.company_id), "first_name": "New"},
+    ]
+    merged = await rest_app.post(
+        "/rest/v1/contacts?select=first_name", json=body, headers={**service, **merge}
+    )
     assert merged.status_code == 201, merged.text
     assert merged.json() == [{"first_name": "Merged"}, {"first_name": "New"}]
     assert "resolution=merge-duplicates" in merged.headers["preference-applied"]
     ignore = {"Prefer": "return=representation,resolution=ignore-duplicates"}
     body[0]["first_name"] = "Ignored"
-    ignored = await rest_app.post("/rest/v1/contacts?on_conflict=company_id,id&select=first_name",
-                                  json=body[:1], headers={**service, **ignore})  # fmt: skip
+    ignored = await rest_app.post(
+        "/rest/v1/contacts?on_conflict=company_id,id&select=first_name",
+        json=body[:1],
+        headers={**service, **ignore},
+    )
     assert ignored.status_code == 201, ignored.text
     assert ignored.json() == []
-    again = await rest_app.get(f"/rest/v1/contacts?id=eq.{contact_id}&select=first_name",
-                               headers=service)  # fmt: skip
+    again = await rest_app.get(
+        f"/rest/v1/contacts?id=eq.{contact_id}&select=first_name", headers=service
+    )
     assert again.json() == [{"first_name": "Merged"}]
 
 
@@ -151,15 +169,20 @@ async def test_an_owner_ignores_a_duplicate_invitation_on_its_unique_key(
     rest_app: httpx.AsyncClient, tenant: SeededCompany, auth: AuthHeaders
 ) -> None:
     owner = auth(tenant.owner)
-    invitation = {"company_id": str(tenant.company_id), "email": "twice@example.com",
-                  "role": "user", "invited_by": str(tenant.owner.user_id)}  # fmt: skip
+    invitation = {
+        "company_id": str(tenant.company_id),
+        "email": "twice@example.com",
+        "role": "user",
+        "invited_by": str(tenant.owner.user_id),
+    }
     path = "/rest/v1/invitations?on_conflict=company_id,email&select=email,role"
     prefer = {"Prefer": "return=representation,resolution=ignore-duplicates"}
     first = await rest_app.post(path, json=invitation, headers={**owner, **prefer})
     assert first.status_code == 201, first.text
     assert first.json() == [{"email": "twice@example.com", "role": "user"}]
-    second = await rest_app.post(path, json={**invitation, "role": "admin"},
-                                 headers={**owner, **prefer})  # fmt: skip
+    second = await rest_app.post(
+        path, json={**invitation, "role": "admin"}, headers={**owner, **prefer}
+    )
     assert second.status_code == 201, second.text
     assert second.json() == []
     duplicate = await rest_app.post("/rest/v1/invitations", json=invitation, headers=owner)
@@ -200,8 +223,9 @@ async def test_patch_changes_the_filtered_rows_and_answers_them(
     assert response.status_code == 200, response.text
     assert response.json() == [{"id": str(contact_id), "last_name": "Patched"}]
     assert response.headers["content-range"] == "0-0/*"
-    minimal = await rest_app.patch(f"/rest/v1/contacts?id=eq.{uuid.uuid4()}",
-                                   json={"last_name": "Nobody"}, headers=member)  # fmt: skip
+    minimal = await rest_app.patch(
+        f"/rest/v1/contacts?id=eq.{uuid.uuid4()}", json={"last_name": "Nobody"}, headers=member
+    )
     assert minimal.status_code == 204
     assert minimal.headers["content-range"] == "*/*"
 
@@ -217,8 +241,9 @@ async def test_delete_removes_the_filtered_rows_and_answers_them(
     )
     assert one.status_code == 200, one.text
     assert one.json() == [{"email": min(r["email"] for r in rows)}]
-    rest = await rest_app.delete("/rest/v1/contacts?first_name=eq.Gone",
-                                 headers={**member, "Prefer": "count=exact"})  # fmt: skip
+    rest = await rest_app.delete(
+        "/rest/v1/contacts?first_name=eq.Gone", headers={**member, "Prefer": "count=exact"}
+    )
     assert rest.status_code == 204
     assert rest.headers["content-range"] == "0-1/2"
 
@@ -226,10 +251,17 @@ async def test_delete_removes_the_filtered_rows_and_answers_them(
 async def test_an_insert_answers_embeds_of_the_new_rows(
     rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
 ) -> None:
-    deal = {"company_id": str(tenant.company_id), "title": "Embedded",
-            "contact_id": str(tenant.rows["contacts"]), "value": 10.5}  # fmt: skip
-    response = await rest_app.post("/rest/v1/deals?select=title,value,contacts(email)",
-                                   json=deal, headers={**member, **REPRESENTATION})  # fmt: skip
+    deal = {
+        "company_id": str(tenant.company_id),
+        "title": "Embedded",
+        "contact_id": str(tenant.rows["contacts"]),
+        "value": 10.5,
+    }
+    response = await rest_app.post(
+        "/rest/v1/deals?select=title,value,contacts(email)",
+        json=deal,
+        headers={**member, **REPRESENTATION},
+    )
     assert response.status_code == 201, response.text
     assert response.json() == [
         {"title": "Embedded", "value": 10.5, "contacts": {"email": "ann@example.com"}}
@@ -242,16 +274,21 @@ async def test_a_singular_write_of_several_rows_is_406_and_rolled_back(
     rows = [contact(tenant, first_name="Twin") for _ in range(2)]
     await rest_app.post("/rest/v1/contacts", json=rows, headers=member)
     singular = {**member, **REPRESENTATION, "Accept": "application/vnd.pgrst.object+json"}
-    response = await rest_app.patch("/rest/v1/contacts?first_name=eq.Twin",
-                                    json={"last_name": "Changed"}, headers=singular)  # fmt: skip
+    response = await rest_app.patch(
+        "/rest/v1/contacts?first_name=eq.Twin", json={"last_name": "Changed"}, headers=singular
+    )
     assert response.status_code == 406, response.text
     assert response.json()["code"] == "PGRST116"
     assert response.json()["details"] == "The result contains 2 rows"
-    kept = await rest_app.get("/rest/v1/contacts?first_name=eq.Twin&select=last_name",
-                              headers=member)  # fmt: skip
+    kept = await rest_app.get(
+        "/rest/v1/contacts?first_name=eq.Twin&select=last_name", headers=member
+    )
     assert kept.json() == [{"last_name": None}, {"last_name": None}]
-    one = await rest_app.post("/rest/v1/contacts?select=first_name", json=contact(tenant,
-                              first_name="Single"), headers=singular)  # fmt: skip
+    one = await rest_app.post(
+        "/rest/v1/contacts?select=first_name",
+        json=contact(tenant, first_name="Single"),
+        headers=singular,
+    )
     assert one.status_code == 201, one.text
     assert one.json() == {"first_name": "Single"}
 
@@ -260,8 +297,9 @@ async def test_tx_rollback_leaves_nothing(
     rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
 ) -> None:
     prefer = {"Prefer": "return=representation, tx=rollback"}
-    response = await rest_app.post("/rest/v1/contacts", json=contact(tenant, first_name="Ghost"),
-                                   headers={**member, **prefer})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts", json=contact(tenant, first_name="Ghost"), headers={**member, **prefer}
+    )
     assert response.status_code == 201, response.text
     found = await rest_app.get("/rest/v1/contacts?first_name=eq.Ghost", headers=member)
     assert found.json() == []
@@ -271,7 +309,10 @@ async def test_the_service_role_writes_any_company(
     rest_app: httpx.AsyncClient, tenant: SeededCompany, auth: AuthHeaders
 ) -> None:
     service = auth(Principal.service())
-    response = await rest_app.post("/rest/v1/contacts?select=company_id",
-                                   json=contact(tenant), headers={**service, **REPRESENTATION})  # fmt: skip
+    response = await rest_app.post(
+        "/rest/v1/contacts?select=company_id",
+        json=contact(tenant),
+        headers={**service, **REPRESENTATION},
+    )
     assert response.status_code == 201, response.text
     assert response.json() == [{"company_id": str(tenant.company_id)}]

@@ -136,17 +136,19 @@ def api_key(keys: Keys, role: ApiKeyRole) -> str:
     return jwt.encode(claims, keys.jwt_secret, algorithm=ALGORITHM)
 
 
-def principal_from_bearer(credential: str, keys: Keys) -> Principal:
-    """The principal a bearer credential stands for; InvalidToken if it stands for none."""
+def principal_from_bearer(credential: str, keys: Keys, *, any_role: bool = False) -> Principal:
+    """The principal a bearer credential stands for; InvalidToken if it stands for none.
+    With ``any_role`` (the data API, as PostgREST), a token may name any other role: the
+    database decides whether the API's login may become it."""
     if keys.service_key and hmac.compare_digest(credential.encode(), keys.service_key.encode()):
         return Principal.service()
     try:
         header = _unverified_header(credential)
         if header.get("alg") == "ES256":
             claims = keys.ring.verified(credential, str(header.get("kid")))
-            expires, principal = _expiry(claims), _principal_of(claims)
+            expires, principal = _expiry(claims), _principal_of(claims, any_role)
         else:
-            expires, principal = _verified_principal(credential, keys.jwt_secret)
+            expires, principal = _verified_principal(credential, keys.jwt_secret, any_role)
     except jwt.PyJWTError as error:
         raise InvalidToken(str(error)) from error
     if expires is None or expires <= time.time():
@@ -154,13 +156,13 @@ def principal_from_bearer(credential: str, keys: Keys) -> Principal:
     return principal
 
 
-def authenticator(keys: Keys) -> Callable[[str], Principal]:
+def authenticator(keys: Keys, *, any_role: bool = False) -> Callable[[str], Principal]:
     """``principal_from_bearer`` over ``keys``, for the HTTP layer: a credential that
     stands for no one is Unauthorized."""
 
     def authenticate(credential: str) -> Principal:
         try:
-            return principal_from_bearer(credential, keys)
+            return principal_from_bearer(credential, keys, any_role=any_role)
         except InvalidToken as error:
             raise Unauthorized(f"invalid token: {error}") from error
 
@@ -193,12 +195,14 @@ def _remembered_header(credential: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4096)
-def _verified_principal(credential: str, secret: str) -> tuple[float | None, Principal]:
+def _verified_principal(
+    credential: str, secret: str, any_role: bool = False
+) -> tuple[float | None, Principal]:
     """The expiry and principal of a correctly signed HS256 token."""
     claims: dict[str, Any] = jwt.decode(
         credential, secret, algorithms=[ALGORITHM], options=DECODE_OPTIONS
     )
-    return _expiry(claims), _principal_of(claims)
+    return _expiry(claims), _principal_of(claims, any_role)
 
 
 def _expiry(claims: dict[str, Any]) -> float | None:
@@ -206,7 +210,7 @@ def _expiry(claims: dict[str, Any]) -> float | None:
     return float(expires) if isinstance(expires, int | float) else None
 
 
-def _principal_of(claims: dict[str, Any]) -> Principal:
+def _principal_of(claims: dict[str, Any], any_role: bool = False) -> Principal:
     role = claims.get("role")
     if role == "authenticated":
         return _user_principal(claims)
@@ -214,6 +218,8 @@ def _principal_of(claims: dict[str, Any]) -> Principal:
         return Principal.service()
     if role == "anon":
         return Principal.anonymous()
+    if any_role and isinstance(role, str) and role:
+        return Principal(role, None, claims)
     raise InvalidToken(f"unknown role {role!r}")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -260,17 +260,53 @@ async def _one_statement(
     query: bytes | str,
     params: Mapping[str, Any],
 ) -> tuple[Membership | None, list[DictRow]]:
+    membership, results = await run_as(
+        pool, principal, [(query, params)], read_only=begin == "BEGIN READ ONLY"
+    )
+    return membership, results[0]
+
+
+async def run_as(
+    pool: AsyncConnectionPool[TenantConnection],
+    principal: Principal,
+    statements: Sequence[tuple[bytes | str, Mapping[str, Any]]],
+    *,
+    read_only: bool = False,
+    commit: bool = True,
+    settings: Mapping[str, str] | None = None,
+) -> tuple[Membership | None, list[list[DictRow]]]:
+    """Statements in one transaction as ``principal``, in one round trip: BEGIN (READ
+    ONLY), the principal's settings, ``settings`` (more transaction-local settings, such
+    as PostgREST's ``request.method``), each statement, then COMMIT — or ROLLBACK when
+    ``commit`` is false (nothing is kept, yet every statement ran). A statement that
+    fails stops the pipeline and the transaction is rolled back. The caller's
+    membership and each statement's rows."""
     async with pool_for(pool, principal).connection() as conn:
         try:
             async with conn.pipeline():
-                await conn.execute(begin)
+                await conn.execute("BEGIN READ ONLY" if read_only else "BEGIN")
                 membership = await _send_principal(conn, principal)
-                cursor = await conn.execute(query, params)
-                await conn.execute("COMMIT")
+                if settings:
+                    await conn.execute(_settings_query(len(settings)), _flat(settings))
+                cursors = [await conn.execute(query, params) for query, params in statements]
+                await conn.execute("COMMIT" if commit else "ROLLBACK")
         except BaseException:
             await conn.rollback()
             raise
-        return await _membership(membership), await cursor.fetchall()
+        rows = [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        return await _membership(membership), rows
+
+
+def _settings_query(count: int) -> str:
+    calls = ", ".join(f"set_config(%(n{i})s, %(v{i})s, true)" for i in range(count))
+    return f"SELECT {calls}"
+
+
+def _flat(settings: Mapping[str, str]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for index, (name, value) in enumerate(settings.items()):
+        flat[f"n{index}"], flat[f"v{index}"] = name, value
+    return flat
 
 
 @asynccontextmanager

@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import Receive
 
@@ -58,26 +57,34 @@ def _not_found(schema: str, name: str, arguments: list[str], cache: SchemaCache)
     others = [n for s, n in cache.functions if s == schema and n != name]
     close = difflib.get_close_matches(name, others, n=1, cutoff=0.75)
     return RestError(
-        404, "PGRST202",
+        404,
+        "PGRST202",
         f"Could not find the function {signature} in the schema cache",
         f"Searched for the function {schema}.{name} {searched} or with a single unnamed "
         "json/jsonb parameter, but no matches were found in the schema cache.",
         f"Perhaps you meant to call the function {schema}.{close[0]}" if close else None,
-    )  # fmt: skip
+    )
 
 
 def choose(
-    cache: SchemaCache, schema: str, name: str, arguments: list[str], *, body: bool,
+    cache: SchemaCache,
+    schema: str,
+    name: str,
+    arguments: list[str],
+    *,
+    body: bool,
     single_object: bool,
-) -> Call:  # fmt: skip
+) -> Call:
     """The overload of ``schema.name`` that ``arguments`` (names) call."""
     candidates = cache.functions.get((schema, name), [])
     given = set(arguments)
     found: list[Call] = []
     for function in candidates:
         inputs = _inputs(function)
-        if body and len(inputs) == 1 and (
-            single_object or (not inputs[0].name and inputs[0].type in JSON_TYPES)
+        if (
+            body
+            and len(inputs) == 1
+            and (single_object or (not inputs[0].name and inputs[0].type in JSON_TYPES))
         ):
             found.append(Call(function, (), whole=True))
             continue
@@ -89,20 +96,28 @@ def choose(
         raise _not_found(schema, name, arguments, cache)
     if len(found) > 1:
         # Fewer unused defaults first, as PostgreSQL's own resolution would pick.
-        found.sort(key=lambda call: len(_inputs(call.function)) - len(call.names))
-        if len(_inputs(found[0].function)) - len(found[0].names) == len(
-            _inputs(found[1].function)
-        ) - len(found[1].names):
+        found.sort(key=_unused_defaults)
+        if _unused_defaults(found[0]) == _unused_defaults(found[1]):
             raise RestError(
-                300, "PGRST203",
-                f"Could not choose the best candidate function between: "
-                + ", ".join(f"{schema}.{name}({', '.join(f'{p.name} => {p.type}' for p in _inputs(c.function))})"
-                            for c in found),
+                300,
+                "PGRST203",
+                "Could not choose the best candidate function between: "
+                + ", ".join(_signature(call) for call in found),
                 None,
                 "Try renaming the parameters or the function itself in the database so "
                 "function overloading can be resolved",
-            )  # fmt: skip
+            )
     return found[0]
+
+
+def _unused_defaults(call: Call) -> int:
+    return len(_inputs(call.function)) - len(call.names)
+
+
+def _signature(call: Call) -> str:
+    function = call.function
+    parameters = ", ".join(f"{p.name} => {p.type}" for p in _inputs(function))
+    return f"{function.schema}.{function.name}({parameters})"
 
 
 def _output_relation(cache: SchemaCache, function: Function) -> Relation | None:
@@ -140,7 +155,9 @@ def _call_sql(call: Call, params: Params, arguments_json: str) -> tuple[str, str
     return arguments, f"{name}({passed})"
 
 
-def _arguments(request: RestRequest, raw: bytes, cache: SchemaCache) -> tuple[str, list[str], QueryParameters, bool]:
+def _arguments(
+    request: RestRequest, raw: bytes, cache: SchemaCache
+) -> tuple[str, list[str], QueryParameters, bool]:
     """(the arguments as JSON text, their names, the query's other parameters, whether
     they came in the body)."""
     candidates = cache.functions.get((request.schema, request.name), [])
@@ -172,8 +189,9 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     single = request.preferences.raw.get("params") == "single-object"
     chosen = choose(cache, request.schema, request.name, names, body=body, single_object=single)
     if chosen.whole is False and body and not names and text.lstrip()[:1] not in ("{", ""):
-        raise RestError(400, "PGRST102", "Empty or invalid json",
-                        "The arguments must be a JSON object")  # fmt: skip
+        raise RestError(
+            400, "PGRST102", "Empty or invalid json", "The arguments must be a JSON object"
+        )
     if chosen.whole and single:
         request.applied.append("params=single-object")
     function = chosen.function
@@ -185,11 +203,11 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     if relation is None:
         return await _values(rest, request, function, prelude, invocation, params, read_only)
     max_rows = rest.settings.rest_max_rows
-    rows = row_range(request.header("range"), query.limit.get(()), query.offset.get(()),
-                     max_rows)  # fmt: skip
+    rows = row_range(request.header("range"), query.limit.get(()), query.offset.get(()), max_rows)
     builder = Builder(cache, query, params)
-    level = builder.level(relation, query.select, (), source="pgrst_call",
-                          limit=rows.limit, offset=rows.offset)  # fmt: skip
+    level = builder.level(
+        relation, query.select, (), source="pgrst_call", limit=rows.limit, offset=rows.offset
+    )
     total = "NULL::bigint"
     if request.preferences.count == "exact":
         total = f"(SELECT pg_catalog.count(*) {level.from_where()})"
@@ -217,7 +235,9 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
         if 1 + upper - lower < total_rows:
             status = 206
     shown = "*" if total_rows is None else str(total_rows)
-    headers = [(b"content-range", (f"{lower}-{upper}/{shown}" if page_total else f"*/{shown}").encode())]
+    headers = [
+        (b"content-range", (f"{lower}-{upper}/{shown}" if page_total else f"*/{shown}").encode())
+    ]
     if media == OBJECT:
         if page_total != 1:
             raise singular_error(page_total)
@@ -226,25 +246,34 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
 
 
 async def _values(
-    rest: Rest, request: RestRequest, function: Function, prelude: str, invocation: str,
-    params: Params, read_only: bool,
-) -> Answer:  # fmt: skip
+    rest: Rest,
+    request: RestRequest,
+    function: Function,
+    prelude: str,
+    invocation: str,
+    params: Params,
+    read_only: bool,
+) -> Answer:
     """A function whose result has no known columns: a scalar (or one composite) as its
     JSON value, a set as the array of them."""
     if function.returns_set:
-        sql = (f"{prelude}pgrst_call AS MATERIALIZED (SELECT {invocation} AS v FROM pgrst_args)"
-               " SELECT coalesce(json_agg(v), '[]')::text AS body, count(*) AS page_total"
-               " FROM pgrst_call")  # fmt: skip
+        sql = (
+            f"{prelude}pgrst_call AS MATERIALIZED (SELECT {invocation} AS v FROM pgrst_args)"
+            " SELECT coalesce(json_agg(v), '[]')::text AS body, count(*) AS page_total"
+            " FROM pgrst_call"
+        )
     else:
-        sql = (f"{prelude}pgrst_call AS MATERIALIZED (SELECT {invocation} AS v FROM pgrst_args)"
-               " SELECT to_json(v)::text AS body, 1 AS page_total FROM pgrst_call")  # fmt: skip
+        sql = (
+            f"{prelude}pgrst_call AS MATERIALIZED (SELECT {invocation} AS v FROM pgrst_args)"
+            " SELECT to_json(v)::text AS body, 1 AS page_total FROM pgrst_call"
+        )
     results = await rest.run(request, [(sql, params.values)], read_only=read_only)
     if function.return_type == "void":
         return Answer(204)
-    row = results[0][0] if results[0] else {"body": "null", "page_total": 0}
-    body: str = row["body"] if row["body"] is not None else "null"
+    row = results[0][0] if results[0] else None
+    body: str = row["body"] if row is not None and row["body"] is not None else "null"
     if function.returns_set:
-        count = int(row["page_total"])
+        count = int(row["page_total"]) if row is not None else 0
         range_header = f"0-{count - 1}/*" if count else "*/*"
         return Answer(200, body.encode(), [(b"content-range", range_header.encode())])
     return Answer(200, body.encode())

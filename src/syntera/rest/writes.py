@@ -28,6 +28,7 @@ from urllib.parse import quote as url_quote
 import psycopg
 from starlette.types import Receive
 
+from syntera.api import json_guard
 from syntera.rest.errors import RestError, singular_error
 from syntera.rest.grammar import Column, Embed, QueryParameters, SelectItem, Star, parse_query
 from syntera.rest.handler import Answer, Rest
@@ -52,16 +53,9 @@ class Payload:
 
 
 async def read_body(receive: Receive) -> bytes:
-    """The whole request body (its size is bounded by the body-size middleware)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+    """The whole request body (bounded already by the JSON guard); empty if the client
+    went away."""
+    return await json_guard.read_body(receive) or b""
 
 
 def _invalid_body(details: str) -> RestError:
@@ -71,9 +65,10 @@ def _invalid_body(details: str) -> RestError:
 def unknown_column(relation: Relation, name: str) -> RestError:
     """400 PGRST204: a column in ``columns=`` or the body that the table does not have."""
     return RestError(
-        400, "PGRST204",
+        400,
+        "PGRST204",
         f"Could not find the '{name}' column of '{relation.name}' in the schema cache",
-    )  # fmt: skip
+    )
 
 
 def parse_payload(
@@ -100,10 +95,16 @@ def parse_payload(
     if not all(isinstance(item, dict) for item in objects):
         raise _invalid_body("Every element of the array must be a JSON object")
     if columns_parameter is not None:
-        names = tuple(dict.fromkeys(part.strip().strip('"') for part in columns_parameter.split(",")))
+        names = tuple(
+            dict.fromkeys(part.strip().strip('"') for part in columns_parameter.split(","))
+        )
         if any(not name for name in names):
-            raise RestError(400, "PGRST100", "failed to parse columns parameter",
-                            f"an empty column name in ({columns_parameter})")  # fmt: skip
+            raise RestError(
+                400,
+                "PGRST100",
+                "failed to parse columns parameter",
+                f"an empty column name in ({columns_parameter})",
+            )
     else:
         first = tuple(objects[0]) if objects else ()
         if any(set(item) != set(first) for item in objects[1:]):
@@ -115,7 +116,9 @@ def parse_payload(
     return Payload(text, names, len(objects))
 
 
-def _returned_columns(cache: SchemaCache, relation: Relation, items: Sequence[SelectItem]) -> list[str]:
+def _returned_columns(
+    cache: SchemaCache, relation: Relation, items: Sequence[SelectItem]
+) -> list[str]:
     """The columns a representation reads from the changed rows: those it selects and
     those its embeds join on (RETURNING only these: a role may lack SELECT on others)."""
     wanted: dict[str, None] = {}
@@ -153,9 +156,13 @@ class Shape:
 
 
 def _answer_sql(
-    cache: SchemaCache, relation: Relation, query: QueryParameters, shape: Shape,
-    params: Params, target: str,
-) -> tuple[str, str]:  # fmt: skip
+    cache: SchemaCache,
+    relation: Relation,
+    query: QueryParameters,
+    shape: Shape,
+    params: Params,
+    target: str,
+) -> tuple[str, str]:
     """(RETURNING list, the SELECT over ``pgrst_source`` that answers); ``target`` is
     the changed table's alias in the statement."""
     if shape.kind == "representation":
@@ -174,8 +181,7 @@ def _answer_sql(
     check = "NULL::int"
     if shape.singular:
         # Fails (22P02, with the marker and the count) unless exactly one row changed.
-        check = (f"(CASE WHEN {count} = 1 THEN '1' ELSE '{SINGULAR_MARKER}' || {count} END)"
-                 "::int")  # fmt: skip
+        check = f"(CASE WHEN {count} = 1 THEN '1' ELSE '{SINGULAR_MARKER}' || {count} END)::int"
     return returning or "1", f"SELECT {count} AS page_total, {body} AS body, {check} AS singular"
 
 
@@ -191,9 +197,13 @@ def _default_sql(relation: Relation, name: str) -> str:
 
 
 def build_insert(
-    cache: SchemaCache, relation: Relation, query: QueryParameters, payload: Payload,
-    request: RestRequest, shape: Shape,
-) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    cache: SchemaCache,
+    relation: Relation,
+    query: QueryParameters,
+    payload: Payload,
+    request: RestRequest,
+    shape: Shape,
+) -> tuple[str, dict[str, Any]]:
     """The statement of a POST: an insert (or upsert) and its answer."""
     params = Params()
     table = f"{quote(relation.schema)}.{quote(relation.name)}"
@@ -206,8 +216,10 @@ def build_insert(
             f" ELSE {_default_sql(relation, name)} END"
             for name in payload.columns
         )
-        source = (f"SELECT {values} FROM json_array_elements({body}::json) _j,"
-                  f" LATERAL json_populate_record(NULL::{table}, _j.value) _r")  # fmt: skip
+        source = (
+            f"SELECT {values} FROM json_array_elements({body}::json) _j,"
+            f" LATERAL json_populate_record(NULL::{table}, _j.value) _r"
+        )
     else:
         selected = ", ".join(f"_r.{quote(name)}" for name in payload.columns)
         source = f"SELECT {selected} FROM json_populate_recordset(NULL::{table}, {body}::json) _r"
@@ -219,9 +231,12 @@ def build_insert(
         on = query.other.get("on_conflict")
         keys = tuple(part.strip() for part in on.split(",")) if on else relation.primary_key
         if not keys:
-            raise RestError(400, "PGRST100", "failed to parse on_conflict parameter",
-                            f"'{relation.name}' has no primary key: name the columns in "
-                            "on_conflict")  # fmt: skip
+            raise RestError(
+                400,
+                "PGRST100",
+                "failed to parse on_conflict parameter",
+                f"'{relation.name}' has no primary key: name the columns in on_conflict",
+            )
         for key in keys:
             if key not in relation.columns:
                 raise unknown_column(relation, key)
@@ -237,8 +252,10 @@ def build_insert(
             )
         request.applied.append(f"resolution={preferences.resolution}")
     returning, answer = _answer_sql(cache, relation, query, shape, params, "pgrst_target")
-    sql = (f"WITH pgrst_source AS (INSERT INTO {target} {source}{conflict}"
-           f" RETURNING {returning}) {answer}")  # fmt: skip
+    sql = (
+        f"WITH pgrst_source AS (INSERT INTO {target} {source}{conflict}"
+        f" RETURNING {returning}) {answer}"
+    )
     return sql, params.values
 
 
@@ -246,8 +263,9 @@ def _filtered(
     builder: Builder, relation: Relation, query: QueryParameters, alias: str
 ) -> tuple[str, str]:
     """(WHERE clause, ctid restriction for ``limit``) of a PATCH or DELETE."""
-    level = builder.level(relation, (), (), alias=alias, limit=query.limit.get(()),
-                          offset=query.offset.get(()))  # fmt: skip
+    level = builder.level(
+        relation, (), (), alias=alias, limit=query.limit.get(()), offset=query.offset.get(())
+    )
     where = " AND ".join(level.where) if level.where else "TRUE"
     if level.limit is None and level.offset is None:
         return where, ""
@@ -263,9 +281,12 @@ def _filtered(
 
 
 def build_update(
-    cache: SchemaCache, relation: Relation, query: QueryParameters, payload: Payload,
+    cache: SchemaCache,
+    relation: Relation,
+    query: QueryParameters,
+    payload: Payload,
     shape: Shape,
-) -> tuple[str, dict[str, Any]]:  # fmt: skip
+) -> tuple[str, dict[str, Any]]:
     """The statement of a PATCH: the update of the filtered rows and its answer."""
     params = Params()
     table = f"{quote(relation.schema)}.{quote(relation.name)}"
@@ -275,9 +296,11 @@ def build_update(
     where, limited = _filtered(builder, relation, query, alias)
     sets = ", ".join(f"{quote(name)} = _r.{quote(name)}" for name in payload.columns)
     returning, answer = _answer_sql(cache, relation, query, shape, params, alias)
-    sql = (f"WITH pgrst_source AS (UPDATE {table} {alias} SET {sets}"
-           f" FROM (SELECT * FROM json_populate_recordset(NULL::{table}, {body}::json)"
-           f" LIMIT 1) _r WHERE {where}{limited} RETURNING {returning}) {answer}")  # fmt: skip
+    sql = (
+        f"WITH pgrst_source AS (UPDATE {table} {alias} SET {sets}"
+        f" FROM (SELECT * FROM json_populate_recordset(NULL::{table}, {body}::json)"
+        f" LIMIT 1) _r WHERE {where}{limited} RETURNING {returning}) {answer}"
+    )
     return sql, params.values
 
 
@@ -291,8 +314,10 @@ def build_delete(
     alias = "pgrst_target"
     where, limited = _filtered(builder, relation, query, alias)
     returning, answer = _answer_sql(cache, relation, query, shape, params, alias)
-    sql = (f"WITH pgrst_source AS (DELETE FROM {table} {alias} WHERE {where}{limited}"
-           f" RETURNING {returning}) {answer}")  # fmt: skip
+    sql = (
+        f"WITH pgrst_source AS (DELETE FROM {table} {alias} WHERE {where}{limited}"
+        f" RETURNING {returning}) {answer}"
+    )
     return sql, params.values
 
 
@@ -350,12 +375,15 @@ def _location(request: RestRequest, relation: Relation, row: dict[str, Any]) -> 
         return None
     key = keys[0]
     query = "&".join(
-        f"{url_quote(name)}=eq.{url_quote(str(key[name]), safe='')}" for name in relation.primary_key
+        f"{url_quote(name)}=eq.{url_quote(str(key[name]), safe='')}"
+        for name in relation.primary_key
     )
     return f"/{url_quote(relation.name)}?{query}".encode()
 
 
-async def _target(rest: Rest, request: RestRequest) -> tuple[SchemaCache, Relation, QueryParameters, bool]:
+async def _target(
+    rest: Rest, request: RestRequest
+) -> tuple[SchemaCache, Relation, QueryParameters, bool]:
     singular = media_type_of(request.header("accept"), csv=False) == OBJECT
     cache = await rest.schema.current()
     relation = cache.relation(request.schema, request.name)
@@ -367,8 +395,9 @@ async def _target(rest: Rest, request: RestRequest) -> tuple[SchemaCache, Relati
 async def insert(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer a POST: insert one row or many, or upsert them (``Prefer: resolution``)."""
     cache, relation, query, singular = await _target(rest, request)
-    payload = parse_payload(await read_body(receive), relation, query.other.get("columns"),
-                            many=True)  # fmt: skip
+    payload = parse_payload(
+        await read_body(receive), relation, query.other.get("columns"), many=True
+    )
     if request.preferences.missing == "default":
         request.applied.append("missing=default")
     shape = _shape(request, singular)
@@ -385,8 +414,9 @@ async def insert(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
 async def update(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer a PATCH: set the body's columns on the rows the filters choose."""
     cache, relation, query, singular = await _target(rest, request)
-    payload = parse_payload(await read_body(receive), relation, query.other.get("columns"),
-                            many=False)  # fmt: skip
+    payload = parse_payload(
+        await read_body(receive), relation, query.other.get("columns"), many=False
+    )
     shape = _shape(request, singular)
     if not payload.columns:
         # Nothing to set: PostgREST changes nothing and answers as for no row.

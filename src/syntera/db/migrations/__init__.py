@@ -153,6 +153,9 @@ def migrate(
                         )
                 except psycopg.Error as error:
                     raise MigrationError(f"{migration.filename} failed: {error}") from error
+            if pending:
+                # The data API's schema caches read the new schema (PostgREST's channel).
+                conn.execute("NOTIFY pgrst, 'reload schema'")
             return pending
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))

@@ -1,0 +1,189 @@
+"""The /rest/v1 application: a plain ASGI app mounted by ``syntera.app``, beside
+FastAPI's routing (which would add a third to each request's CPU, see
+``syntera.api.fast_paths``), inside the same middlewares as /v1 (CORS, metrics, body
+size, the JSON guard).
+
+Each request: its headers read (``syntera.rest.request``), its caller found from the
+bearer token (the same authenticator as /v1; no token is ``SYNTERA_REST_ANON_ROLE``), the
+handler for its method and kind (a relation or ``rpc/<function>``) called, and a
+``RestError`` or database error answered as PostgREST does. A handler runs its
+statements with ``Rest.run``: one transaction as the caller, in one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
+from starlette.types import Receive, Scope, Send
+
+from syntera.api.deps import count_request
+from syntera.config import Settings
+from syntera.db.postgres import TenantConnection, run_as
+from syntera.db.slow import ROUTE
+from syntera.errors import RateLimited, Unauthorized
+from syntera.ratelimit import Limiters
+from syntera.rest.errors import JSON_UTF8, RestError, from_database
+from syntera.rest.request import Preferences, RestRequest, headers_of, schema_of, target_of
+from syntera.rest.schema import SchemaHolder
+from syntera.tenancy import Principal
+
+PREFIX = "/rest/v1"
+
+
+@dataclass
+class Answer:
+    """What a handler answers: status, body and headers (Content-Type among them)."""
+
+    status: int
+    body: bytes = b""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_type: bytes = JSON_UTF8
+
+
+# A handler: the request's context, the request, and its body's receive (writes read it).
+Handler = Callable[["Rest", RestRequest, Receive], Awaitable[Answer]]
+
+
+@dataclass
+class Rest:
+    """What every /rest/v1 handler works with: the pool, the schema cache, the settings."""
+
+    pool: AsyncConnectionPool[TenantConnection]
+    schema: SchemaHolder
+    settings: Settings
+    authenticate: Callable[[str], Principal]
+    limiters: Limiters | None = None
+
+    async def run(
+        self,
+        request: RestRequest,
+        statements: Sequence[tuple[str | bytes, Mapping[str, Any]]],
+        *,
+        read_only: bool,
+    ) -> list[list[DictRow]]:
+        """``statements`` in one transaction as the request's caller, in one round trip
+        (BEGIN, the role and claims, PostgREST's request settings, the statements,
+        COMMIT — or ROLLBACK for ``Prefer: tx=rollback`` where SYNTERA_REST_TX_END
+        allows it, noted for Preference-Applied). Each statement's rows."""
+        commit = True
+        if (
+            request.preferences.tx is not None
+            and self.settings.rest_tx_end == "commit-allow-override"
+        ):
+            commit = request.preferences.tx == "commit"
+            request.applied.append(f"tx={request.preferences.tx}")
+        settings = {
+            "request.method": request.method,
+            "request.path": PREFIX + request.path,
+            "request.headers": orjson.dumps(request.headers).decode(),
+        }
+        _, results = await run_as(
+            self.pool, request.principal, statements, read_only=read_only, commit=commit,
+            settings=settings,
+        )  # fmt: skip
+        return results
+
+
+def credential_of(headers: Mapping[str, str]) -> str | None:
+    """The credential of a request, as Supabase's gateway reads it: the bearer token if
+    it sent one (a user's token wins over the API key beside it), else the ``apikey``
+    header (the project's anon or service-role key alone acts as its role)."""
+    authorization = headers.get("authorization")
+    if authorization is None:
+        return headers.get("apikey") or None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise RestError(401, "PGRST301", "Empty JWT is sent in Authorization header",
+                        headers=[(b"www-authenticate", b"Bearer")])  # fmt: skip
+    return token.strip()
+
+
+def _jwt_error(error: Unauthorized) -> RestError:
+    expired = "expired" in error.detail.lower()
+    message = "JWT expired" if expired else error.detail.removeprefix("invalid token: ")
+    challenge = f'Bearer error="invalid_token", error_description="{message}"'.encode()
+    return RestError(401, "PGRST303" if expired else "PGRST301", message,
+                     headers=[(b"www-authenticate", challenge)])  # fmt: skip
+
+
+class RestApp:
+    """The ASGI app of /rest/v1: ``handlers`` by (is it an RPC, method)."""
+
+    def __init__(self, handlers: Mapping[tuple[bool, str], Handler]) -> None:
+        self.handlers = dict(handlers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        rest: Rest = scope["app"].state.rest
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        elif path.startswith(PREFIX):
+            path = path[len(PREFIX) :]
+        authenticated = False
+        try:
+            headers = headers_of(scope["headers"])
+            name, rpc = target_of(path)
+            method = scope["method"]
+            ROUTE.set(PREFIX + ("/rpc/{function}" if rpc else "/{relation}"))
+            handler = self.handlers.get((rpc, method))
+            if handler is None:
+                raise RestError(405, "PGRST117", f"Unsupported HTTP method: {method}")
+            credential = credential_of(headers)
+            authenticated = credential is not None
+            principal = await _principal(rest, credential)
+            request = RestRequest(
+                method, path, scope["query_string"].decode("latin-1"), headers,
+                schema_of(headers, method, rest.settings.rest_schema_list), name, rpc,
+                principal, authenticated,
+                Preferences.parse([headers["prefer"]] if "prefer" in headers else []),
+            )  # fmt: skip
+            answer = await handler(rest, request, receive)
+            if request.applied:
+                answer.headers.append((b"preference-applied", ", ".join(request.applied).encode()))
+        except RestError as error:
+            answer = Answer(error.status, error.body(), error.headers)
+        except psycopg.Error as error:
+            failure = from_database(error, authenticated)
+            answer = Answer(failure.status, failure.body(), failure.headers)
+        except RateLimited as error:
+            limited = RestError(
+                429,
+                "PGRST429",
+                "Too many requests",
+                error.detail,
+                headers=[(b"retry-after", str(error.retry_after_s).encode())],
+            )
+            answer = Answer(429, limited.body(), limited.headers)
+        await _send(send, answer, head=scope["method"] == "HEAD")
+
+
+async def _principal(rest: Rest, credential: str | None) -> Principal:
+    if credential is None:
+        role = rest.settings.rest_anon_role
+        return Principal(role, None, {"role": role})
+    try:
+        caller = rest.authenticate(credential)
+    except Unauthorized as error:
+        raise _jwt_error(error) from error
+    if rest.limiters is not None:
+        await count_request(rest.limiters, caller)
+    return caller
+
+
+async def _send(send: Send, answer: Answer, *, head: bool) -> None:
+    headers = [
+        (b"content-type", answer.content_type),
+        (b"content-length", str(len(answer.body)).encode()),
+        *answer.headers,
+    ]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else answer.body})

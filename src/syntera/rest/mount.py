@@ -1,0 +1,59 @@
+"""What the application does to serve /rest/v1: the handlers of each method, the app to
+mount, and the schema cache kept fresh for the application's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.config import Settings
+from syntera.db.postgres import TenantConnection
+from syntera.ratelimit import Limiters
+from syntera.rest.handler import PREFIX, Handler, Rest, RestApp
+from syntera.rest.reads import read
+from syntera.rest.rpc import call
+from syntera.rest.schema import SchemaHolder
+from syntera.rest.writes import delete, insert, update
+from syntera.tenancy import Principal
+
+__all__ = ["PREFIX", "handlers", "rest_app", "serving_rest"]
+
+
+def handlers() -> Mapping[tuple[bool, str], Handler]:
+    """The handler of each (is it an RPC, method): reads here; writes and RPC plug in
+    beside them."""
+    return {
+        (False, "GET"): read, (False, "HEAD"): read,
+        (False, "POST"): insert, (False, "PATCH"): update, (False, "DELETE"): delete,
+        (True, "GET"): call, (True, "HEAD"): call, (True, "POST"): call,
+    }  # fmt: skip
+
+
+def rest_app() -> RestApp:
+    """The ASGI app to mount at ``PREFIX``."""
+    return RestApp(handlers())
+
+
+@asynccontextmanager
+async def serving_rest(
+    settings: Settings,
+    pool: AsyncConnectionPool[TenantConnection],
+    listen_conninfo: str,
+    authenticate: Callable[[str], Principal],
+    limiters: Limiters | None,
+) -> AsyncIterator[Rest]:
+    """The data API's state while the application serves: the schema cache, read in
+    the background at start and again at each ``NOTIFY pgrst, 'reload schema'``."""
+    holder = SchemaHolder(pool, settings.rest_schema_list)
+    stop = asyncio.Event()
+    listening = asyncio.create_task(holder.listen(listen_conninfo, stop))
+    try:
+        yield Rest(pool, holder, settings, authenticate, limiters)
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(listening, 5)

@@ -1,0 +1,380 @@
+"""The SQL of a read: one statement, its JSON built by PostgreSQL.
+
+A request's parsed parameters (``syntera.rest.grammar``) and the schema cache give a
+``SELECT`` whose identifiers are the cache's (always quoted) and whose values are bound
+parameters. Embedded resources are ``LEFT JOIN LATERAL`` subqueries along the foreign
+key (``json_agg`` for to-many, ``row_to_json`` for to-one); ``!inner`` and
+``rel=not.is.null`` keep the rows whose embed is not empty.
+
+The top statement, as PostgREST's::
+
+    WITH pgrst_source AS (SELECT … FROM … WHERE … ORDER BY … LIMIT … OFFSET …)
+    SELECT <total>, count(*) AS page_total, coalesce(json_agg(_r), '[]')::text AS body
+      FROM pgrst_source _r
+
+``build_level`` is the reusable part for writes: it renders one level (and its embeds)
+over any source, such as a ``WITH pgrst_source AS (INSERT … RETURNING *)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from syntera.rest.errors import RestError
+from syntera.rest.grammar import (
+    Column,
+    Condition,
+    Embed,
+    EmbedPath,
+    Field,
+    Logic,
+    OrderTerm,
+    Predicate,
+    QueryParameters,
+    SelectItem,
+    Star,
+)
+from syntera.rest.schema import Relation, Relationship, SchemaCache
+
+CountKind = Literal["exact", "planned", "estimated"]
+
+COMPARISONS = {
+    "eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "like": "LIKE",
+    "ilike": "ILIKE", "match": "~", "imatch": "~*", "cs": "@>", "cd": "<@", "ov": "&&",
+    "sl": "<<", "sr": ">>", "nxr": "&<", "nxl": "&>", "adj": "-|-",
+}  # fmt: skip
+FTS_FUNCTIONS = {
+    "fts": "to_tsquery", "plfts": "plainto_tsquery", "phfts": "phraseto_tsquery",
+    "wfts": "websearch_to_tsquery",
+}  # fmt: skip
+IS_SQL = {"null": "IS NULL", "not_null": "IS NOT NULL", "true": "IS TRUE", "false": "IS FALSE",
+          "unknown": "IS UNKNOWN"}  # fmt: skip
+
+
+def quote(name: str) -> str:
+    """An identifier, quoted (names come from the schema cache, quoting keeps them exact)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A string literal (JSON keys of a path); ``%`` doubled for psycopg's placeholders."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+
+class Params:
+    """The values of a statement, bound as ``%(pN)s`` in the order they are added."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"%({name})s"
+
+
+@dataclass
+class Level:
+    """One level of a read rendered: its select list (and the labels of its output
+    columns), its FROM with the embeds' joins, its WHERE, ORDER BY, LIMIT and OFFSET."""
+
+    columns: list[str]
+    labels: list[str]
+    joins: list[str]
+    where: list[str]
+    order: list[str]
+    limit: str | None = None
+    offset: str | None = None
+    alias: str = "t0"
+    source: str = ""
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    def from_where(self) -> str:
+        """``FROM … [JOIN …] [WHERE …]``: what a count of this level reads."""
+        text = f"FROM {self.source} {self.alias}"
+        if self.joins:
+            text += " " + " ".join(self.joins)
+        if self.where:
+            text += " WHERE " + " AND ".join(self.where)
+        return text
+
+    def select(self) -> str:
+        """The whole SELECT of this level."""
+        text = f"SELECT {', '.join(self.columns) or 'NULL'} {self.from_where()}"
+        if self.order:
+            text += " ORDER BY " + ", ".join(self.order)
+        if self.limit is not None:
+            text += f" LIMIT {self.limit}"
+        if self.offset is not None:
+            text += f" OFFSET {self.offset}"
+        return text
+
+
+def field_sql(alias: str, relation: Relation, target: Field) -> str:
+    """A column (checked against the cache) and its JSON path, as SQL."""
+    relation.column(target.name)
+    sql = f"{alias}.{quote(target.name)}"
+    for step in target.path:
+        key = step.key if step.key.lstrip("-").isdigit() else literal(step.key)
+        sql += ("->>" if step.as_text else "->") + key
+    return sql
+
+
+def _array_literal(items: Sequence[str]) -> str:
+    return (
+        "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items) + "}"
+    )
+
+
+def condition_sql(lhs: str, condition: Condition, params: Params) -> str:
+    """One filter as SQL over ``lhs``."""
+    operator, value = condition.operator, condition.value
+    if operator == "is":
+        sql = f"{lhs} {IS_SQL[str(value)]}"
+    elif operator == "in":
+        items = value if isinstance(value, tuple) else (value,)
+        sql = f"{lhs} IN ({', '.join(params.add(i) for i in items)})" if items else "FALSE"
+    elif operator == "isdistinct":
+        sql = f"{lhs} IS DISTINCT FROM {params.add(value)}"
+    elif operator in FTS_FUNCTIONS:
+        function = FTS_FUNCTIONS[operator]
+        query = params.add(value)
+        config = f"{params.add(condition.config)}::regconfig, " if condition.config else ""
+        sql = f"{lhs} @@ {function}({config}{query})"
+    else:
+        symbol = COMPARISONS[operator]
+        if condition.quantifier is not None:
+            text = _array_literal(value) if isinstance(value, tuple) else str(value)
+            if operator in ("like", "ilike"):
+                text = text.replace("*", "%")
+            sql = f"{lhs} {symbol} {condition.quantifier.upper()}({params.add(text)})"
+        else:
+            text = str(value)
+            if operator in ("like", "ilike"):
+                text = text.replace("*", "%")
+            sql = f"{lhs} {symbol} {params.add(text)}"
+    return f"NOT ({sql})" if condition.negated else sql
+
+
+class Builder:
+    """Renders the levels of one request over the schema cache."""
+
+    def __init__(self, cache: SchemaCache, query: QueryParameters, params: Params) -> None:
+        self.cache = cache
+        self.query = query
+        self.params = params
+        self.counter = 0
+
+    def _alias(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def level(
+        self,
+        relation: Relation,
+        items: Sequence[SelectItem],
+        path: EmbedPath,
+        *,
+        source: str | None = None,
+        alias: str | None = None,
+        correlation: list[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Level:
+        """Render ``relation`` (or ``source``, rows shaped as it) selecting ``items``,
+        with the filters, order and range of ``path`` (``limit``/``offset`` given for
+        the top, where the Range header and max-rows join in)."""
+        alias = alias or self._alias("t")
+        level = Level(
+            [],
+            [],
+            [],
+            list(correlation or []),
+            [],
+            alias=alias,
+            source=source or f"{quote(relation.schema)}.{quote(relation.name)}",
+        )
+        embeds: dict[str, tuple[str, Relationship, Embed, Level]] = {}
+        for item in items:
+            if isinstance(item, Star):
+                for name in relation.columns:
+                    level.columns.append(f"{alias}.{quote(name)}")
+                    level.labels.append(name)
+            elif isinstance(item, Column):
+                sql = field_sql(alias, relation, item.field)
+                if item.cast:
+                    sql = f"({sql})::{item.cast}"
+                label = item.alias or item.field.label
+                level.columns.append(f"{sql} AS {quote(label)}")
+                level.labels.append(label)
+            else:
+                embeds[item.key] = self._embed(relation, alias, item, (*path, item.key), level)
+        for predicate in self.query.where.get(path, []):
+            level.where.append(self._predicate(relation, alias, predicate, embeds))
+        for term in self.query.order.get(path, ()):
+            level.order.append(self._order(relation, alias, term))
+        if path:
+            limit, offset = self.query.limit.get(path), self.query.offset.get(path)
+        if limit is not None:
+            level.limit = self.params.add(limit)
+        if offset:
+            level.offset = self.params.add(offset)
+        return level
+
+    def _embed(
+        self, origin: Relation, alias: str, embed: Embed, path: EmbedPath, parent: Level
+    ) -> tuple[str, Relationship, Embed, Level]:
+        relationship = self._relationship(origin, embed)
+        target = self.cache.relation(origin.schema, relationship.foreign_table)
+        child_alias = self._alias("t")
+        correlation = [
+            f"{child_alias}.{quote(theirs)} = {alias}.{quote(ours)}"
+            for ours, theirs in zip(relationship.columns, relationship.foreign_columns, strict=True)
+        ]
+        child = self.level(target, embed.items, path, alias=child_alias, correlation=correlation)
+        join = self._alias("e")
+        if embed.spread:
+            if not relationship.to_one:
+                raise RestError(
+                    400, "PGRST119",
+                    f"A spread operation on '{embed.name}' is not possible",
+                    f"'{origin.name}' and '{embed.name}' do not form a many-to-one or "
+                    "one-to-one relationship",
+                )  # fmt: skip
+            parent.joins.append(f"LEFT JOIN LATERAL ({child.select()}) {join} ON TRUE")
+            for label in child.labels:
+                parent.columns.append(f"{join}.{quote(label)} AS {quote(label)}")
+                parent.labels.append(label)
+        elif relationship.to_one:
+            parent.joins.append(
+                f"LEFT JOIN LATERAL (SELECT row_to_json(_x) AS body FROM ({child.select()}) _x)"
+                f" {join} ON TRUE"
+            )
+            parent.columns.append(f"{join}.body AS {quote(embed.key)}")
+            parent.labels.append(embed.key)
+        else:
+            parent.joins.append(
+                f"LEFT JOIN LATERAL (SELECT json_agg(_x) AS body FROM ({child.select()}) _x)"
+                f" {join} ON TRUE"
+            )
+            parent.columns.append(f"coalesce({join}.body, '[]') AS {quote(embed.key)}")
+            parent.labels.append(embed.key)
+        if embed.join == "inner":
+            presence = child.alias if embed.spread else f"{join}.body"
+            parent.where.append(
+                f"EXISTS (SELECT 1 {child.from_where()})"
+                if embed.spread
+                else f"{presence} IS NOT NULL"
+            )
+        return join, relationship, embed, child
+
+    def _relationship(self, origin: Relation, embed: Embed) -> Relationship:
+        found = self.cache.relationships(origin, embed.name, embed.hint)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            hint = f"' using the hint '{embed.hint}" if embed.hint else ""
+            raise RestError(
+                400, "PGRST200",
+                f"Could not find a relationship between '{origin.name}' and '{embed.name}' "
+                "in the schema cache",
+                f"Searched for a foreign key relationship between '{origin.name}' and "
+                f"'{embed.name}{hint}' in the schema '{origin.schema}', but no matches were found.",
+            )  # fmt: skip
+        raise RestError(
+            300, "PGRST201",
+            f"Could not embed because more than one relationship was found for "
+            f"'{origin.name}' and '{embed.name}'",
+            [relationship.described() for relationship in found],
+            f"Try changing '{embed.name}' to one of the following: "
+            + ", ".join(f"'{embed.name}!{r.constraint}'" for r in found)
+            + ". Find the desired relationship in the 'details' key.",
+        )  # fmt: skip
+
+    def _predicate(
+        self,
+        relation: Relation,
+        alias: str,
+        predicate: Predicate,
+        embeds: dict[str, tuple[str, Relationship, Embed, Level]],
+    ) -> str:
+        if isinstance(predicate, Logic):
+            parts = [
+                self._predicate(relation, alias, child, embeds) for child in predicate.children
+            ]
+            joined = f" {predicate.operator.upper()} ".join(f"({part})" for part in parts)
+            return f"NOT ({joined})" if predicate.negated else f"({joined})"
+        name = predicate.field.name
+        if name in embeds and not predicate.field.path and name not in relation.columns:
+            return self._embed_presence(embeds[name], predicate)
+        return condition_sql(field_sql(alias, relation, predicate.field), predicate, self.params)
+
+    def _embed_presence(
+        self, embedded: tuple[str, Relationship, Embed, Level], condition: Condition
+    ) -> str:
+        """``rel=is.null`` / ``rel=not.is.null``: rows whose embed is empty / not."""
+        join, _, embed, child = embedded
+        if condition.operator != "is" or condition.value not in ("null", "not_null"):
+            raise RestError(
+                400, "PGRST120", f"Bad operator on the '{embed.key}' embedded resource",
+                "Only is null or not is null filters are allowed on embedded resources",
+            )  # fmt: skip
+        present = (condition.value == "not_null") != condition.negated
+        exists = (
+            f"EXISTS (SELECT 1 {child.from_where()})"
+            if embed.spread
+            else f"{join}.body IS NOT NULL"
+        )
+        return exists if present else f"NOT ({exists})"
+
+    def _order(self, relation: Relation, alias: str, term: OrderTerm) -> str:
+        sql = field_sql(alias, relation, term.field)
+        sql += " DESC" if term.descending else " ASC"
+        if term.nulls:
+            sql += f" NULLS {term.nulls.upper()}"
+        return sql
+
+
+@dataclass(frozen=True)
+class ReadStatement:
+    """A read's statement(s): ``query`` answers ``total`` (exact count or NULL),
+    ``page_total`` and ``body`` (the JSON array, as text); ``plan`` (for planned and
+    estimated counts) is an EXPLAIN whose row estimate is the total."""
+
+    query: str
+    params: dict[str, Any]
+    plan: str | None = None
+
+
+def build_read(
+    cache: SchemaCache,
+    relation: Relation,
+    query: QueryParameters,
+    *,
+    limit: int | None,
+    offset: int,
+    count: CountKind | None,
+    max_rows: int | None,
+) -> ReadStatement:
+    """The statement of ``GET /rest/v1/<relation>``."""
+    params = Params()
+    builder = Builder(cache, query, params)
+    level = builder.level(relation, query.select, (), limit=limit, offset=offset)
+    total = "NULL::bigint"
+    plan = None
+    if count == "exact":
+        total = f"(SELECT pg_catalog.count(*) {level.from_where()})"
+    elif count in ("planned", "estimated"):
+        plan = f"EXPLAIN (FORMAT JSON) SELECT 1 {level.from_where()}"
+        if count == "estimated" and max_rows is not None:
+            # Exact up to max-rows, the planner's estimate beyond (PostgREST's rule).
+            total = (f"(SELECT pg_catalog.count(*) FROM (SELECT 1 {level.from_where()} "
+                     f"LIMIT {int(max_rows) + 1}) _c)")  # fmt: skip
+    sql = (
+        f"WITH pgrst_source AS ({level.select()}) "
+        f"SELECT {total} AS total, pg_catalog.count(_r) AS page_total, "
+        "coalesce(json_agg(_r), '[]')::text AS body FROM pgrst_source _r"
+    )
+    return ReadStatement(sql, params.values, plan)

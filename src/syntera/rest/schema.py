@@ -1,0 +1,386 @@
+"""The schema cache: the exposed schemas' tables, views, columns, keys, relationships,
+functions and privileges, read from ``pg_catalog`` — never hard-coded — and read again
+on ``NOTIFY pgrst, 'reload schema'`` (PostgREST's channel and payload; ``syntera
+migrate`` sends it after applying migrations).
+
+Every identifier a request names is looked up here before it reaches SQL, and quoted
+there: a name the cache does not hold never becomes part of a statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.db.postgres import TenantConnection
+from syntera.rest.errors import RestError, column_not_found, table_not_found
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "pgrst"
+Cardinality = Literal["many-to-one", "one-to-many", "one-to-one"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type(): "uuid", "text", "timestamp with time zone", ...
+    nullable: bool
+    default: str | None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key of ``schema.table`` (``columns``) to ``foreign_schema.foreign_table``
+    (``foreign_columns``), in the order of the constraint."""
+
+    constraint: str
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    foreign_schema: str
+    foreign_table: str
+    foreign_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """How rows of ``table`` reach rows of ``foreign_table``: ``columns`` of the former
+    equal ``foreign_columns`` of the latter."""
+
+    constraint: str
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    foreign_table: str
+    foreign_columns: tuple[str, ...]
+    cardinality: Cardinality
+
+    @property
+    def to_one(self) -> bool:
+        return self.cardinality != "one-to-many"
+
+    def described(self) -> dict[str, str]:
+        """PostgREST's description of the relationship, in an ambiguity's details."""
+        return {
+            "cardinality": self.cardinality,
+            "embedding": f"{self.table} with {self.foreign_table}",
+            "relationship": f"{self.constraint} using {self.table}({', '.join(self.columns)})"
+            f" and {self.foreign_table}({', '.join(self.foreign_columns)})",
+        }
+
+
+@dataclass
+class Relation:
+    """A table, view, materialized view or foreign table of an exposed schema."""
+
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind
+    columns: dict[str, Column]
+    primary_key: tuple[str, ...] = ()
+    unique: list[tuple[str, ...]] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    # (grantee, privilege): ("anon", "SELECT"), ("PUBLIC", "SELECT"), ...
+    privileges: frozenset[tuple[str, str]] = frozenset()
+
+    @property
+    def is_table(self) -> bool:
+        return self.kind in ("r", "p")
+
+    def column(self, name: str) -> Column:
+        """The column ``name``; 400 (PostgreSQL's 42703) if there is none."""
+        try:
+            return self.columns[name]
+        except KeyError:
+            raise column_not_found(self.name, name) from None
+
+    def is_unique(self, columns: Iterable[str]) -> bool:
+        wanted = set(columns)
+        keys = [self.primary_key, *self.unique] if self.primary_key else self.unique
+        return any(key and set(key) <= wanted for key in keys)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    mode: str  # i, o, b, v, t (pg_proc.proargmodes)
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function of an exposed schema, for /rest/v1/rpc."""
+
+    schema: str
+    name: str
+    oid: int
+    parameters: tuple[Parameter, ...]
+    volatility: Literal["i", "s", "v"]  # immutable, stable, volatile
+    returns_set: bool
+    return_type: str
+    # The table or view whose rows it returns (RETURNS SETOF table), if any.
+    return_relation: tuple[str, str] | None
+
+
+@dataclass
+class SchemaCache:
+    """Everything /rest/v1 knows of the database; ``generation`` grows at each reload
+    (statements cached per shape are keyed by it)."""
+
+    schemas: tuple[str, ...]
+    relations: dict[tuple[str, str], Relation]
+    functions: dict[tuple[str, str], list[Function]]
+    generation: int = 0
+
+    def relation(self, schema: str, name: str) -> Relation:
+        """The table or view ``schema.name``; 404 PGRST205 if the cache has none."""
+        found = self.relations.get((schema, name))
+        if found is None:
+            names = [n for s, n in self.relations if s == schema]
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+            hint = f"Perhaps you meant the table '{schema}.{close[0]}'" if close else None
+            raise table_not_found(schema, name, hint)
+        return found
+
+    def relationships(self, origin: Relation, target: str, hint: str | None) -> list[Relationship]:
+        """The relationships by which ``origin`` embeds ``target`` (a table or view of its
+        schema, or a foreign key's column or constraint name), narrowed by the embed's
+        ``hint`` (a constraint or column name)."""
+        found: list[Relationship] = []
+        for key in origin.foreign_keys:  # origin -> target: many-to-one
+            if key.foreign_schema != origin.schema:
+                continue
+            names = (key.foreign_table, key.constraint, *(key.columns[-1:]))
+            if target in names:
+                one = origin.is_unique(key.columns)
+                found.append(Relationship(key.constraint, origin.schema, origin.name, key.columns,
+                                          key.foreign_table, key.foreign_columns,
+                                          "one-to-one" if one else "many-to-one"))  # fmt: skip
+        other = self.relations.get((origin.schema, target))
+        if other is not None:
+            for key in other.foreign_keys:  # target -> origin: one-to-many
+                if key.foreign_schema == origin.schema and key.foreign_table == origin.name:
+                    one = other.is_unique(key.columns)
+                    found.append(Relationship(
+                        key.constraint, origin.schema, origin.name, key.foreign_columns,
+                        other.name, key.columns, "one-to-one" if one else "one-to-many",
+                    ))  # fmt: skip
+        if hint is not None:
+            found = [
+                r for r in found
+                if hint in (r.constraint, r.foreign_table) or hint in r.columns
+                or hint in r.foreign_columns
+            ]  # fmt: skip
+        unique: dict[tuple[str, str, Cardinality], Relationship] = {}
+        for relationship in found:
+            unique.setdefault(
+                (relationship.constraint, relationship.foreign_table, relationship.cardinality),
+                relationship,
+            )
+        return list(unique.values())
+
+    def target_relation(self, origin: Relation, relationship: Relationship) -> Relation:
+        return self.relation(origin.schema, relationship.foreign_table)
+
+
+RELATIONS = """
+SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind,
+       coalesce(
+         (SELECT json_agg(json_build_object(
+                   'name', a.attname,
+                   'type', format_type(a.atttypid, a.atttypmod),
+                   'nullable', NOT a.attnotnull,
+                   'default', pg_get_expr(d.adbin, d.adrelid)) ORDER BY a.attnum)
+            FROM pg_attribute a
+            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+         '[]') AS columns,
+       coalesce(
+         (SELECT json_agg(json_build_array(coalesce(r.rolname, 'PUBLIC'), acl.privilege_type))
+            FROM aclexplode(c.relacl) acl
+            LEFT JOIN pg_roles r ON r.oid = acl.grantee),
+         '[]') AS privileges
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+
+# Keys with their columns in the constraint's order (unnest ... WITH ORDINALITY).
+CONSTRAINTS = """
+SELECT con.conname AS name, con.contype AS type,
+       n.nspname AS schema, c.relname AS table,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, i)
+               JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+              ORDER BY k.i) AS columns,
+       fn.nspname AS foreign_schema, fc.relname AS foreign_table,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(attnum, i)
+               JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+              ORDER BY k.i) AS foreign_columns
+  FROM pg_constraint con
+  JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+  LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+ WHERE con.contype IN ('p', 'u', 'f') AND n.nspname = ANY(%(schemas)s)
+ ORDER BY con.conname
+"""
+
+FUNCTIONS = """
+SELECT n.nspname AS schema, p.proname AS name, p.oid::int8 AS oid,
+       p.provolatile AS volatility, p.proretset AS returns_set,
+       format_type(p.prorettype, NULL) AS return_type,
+       rn.nspname AS return_schema, rc.relname AS return_table,
+       coalesce(p.proargnames, '{}') AS arg_names,
+       coalesce(p.proargmodes::text[], '{}') AS arg_modes,
+       ARRAY(SELECT format_type(t.oid, NULL)
+               FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]))
+                    WITH ORDINALITY u(type_oid, i)
+               JOIN pg_type t ON t.oid = u.type_oid
+              ORDER BY u.i) AS arg_types,
+       p.pronargs AS input_count, p.pronargdefaults AS default_count
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_type rt ON rt.oid = p.prorettype
+  LEFT JOIN pg_class rc ON rc.oid = rt.typrelid AND rc.relkind IN ('r', 'p', 'v', 'm', 'f')
+  LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND p.prokind = 'f'
+"""
+
+
+async def read_schema(conn: TenantConnection, schemas: list[str], generation: int) -> SchemaCache:
+    """Read the schema cache of ``schemas`` from ``pg_catalog`` on ``conn``."""
+    params = {"schemas": schemas}
+    relations: dict[tuple[str, str], Relation] = {}
+    for row in await (await conn.execute(RELATIONS, params)).fetchall():
+        described = {c["name"]: Column(c["name"], c["type"], c["nullable"], c["default"])
+                     for c in row["columns"]}  # fmt: skip
+        privileges = frozenset((grantee, kind) for grantee, kind in row["privileges"])
+        relations[(row["schema"], row["name"])] = Relation(
+            row["schema"], row["name"], row["kind"], described, privileges=privileges
+        )
+    for row in await (await conn.execute(CONSTRAINTS, params)).fetchall():
+        relation = relations.get((row["schema"], row["table"]))
+        if relation is None:
+            continue
+        columns = tuple(row["columns"])
+        if row["type"] == "p":
+            relation.primary_key = columns
+        elif row["type"] == "u":
+            relation.unique.append(columns)
+        elif row["foreign_table"] is not None:
+            relation.foreign_keys.append(ForeignKey(
+                row["name"], row["schema"], row["table"], columns, row["foreign_schema"],
+                row["foreign_table"], tuple(row["foreign_columns"]),
+            ))  # fmt: skip
+    functions: dict[tuple[str, str], list[Function]] = {}
+    for row in await (await conn.execute(FUNCTIONS, params)).fetchall():
+        functions.setdefault((row["schema"], row["name"]), []).append(_function(row))
+    return SchemaCache(tuple(schemas), relations, functions, generation)
+
+
+def _function(row: dict[str, Any]) -> Function:
+    types: list[str] = row["arg_types"]
+    names: list[str] = row["arg_names"]
+    modes: list[str] = row["arg_modes"] or ["i"] * len(types)
+    inputs = [index for index, mode in enumerate(modes) if mode in ("i", "b", "v")]
+    # The last pronargdefaults input parameters have defaults.
+    defaulted = set(inputs[len(inputs) - row["default_count"] :]) if row["default_count"] else set()
+    parameters = tuple(
+        Parameter(names[i] if i < len(names) else "", types[i], modes[i], i in defaulted)
+        for i in range(len(types))
+    )
+    returned = (row["return_schema"], row["return_table"]) if row["return_table"] else None
+    return Function(row["schema"], row["name"], row["oid"], parameters, row["volatility"],
+                    row["returns_set"], row["return_type"], returned)  # fmt: skip
+
+
+class SchemaHolder:
+    """The process's current schema cache, replaced whole at each reload."""
+
+    def __init__(self, pool: AsyncConnectionPool[TenantConnection], schemas: list[str]) -> None:
+        self.pool = pool
+        self.schemas = schemas
+        self._current: SchemaCache | None = None
+        self._generation = 0
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> SchemaCache:
+        """The schema cache, read now if it never was (503 PGRST002 if that fails)."""
+        if self._current is None:
+            await self.reload()
+        assert self._current is not None
+        return self._current
+
+    async def reload(self) -> SchemaCache:
+        """Read the schema cache again."""
+        async with self._lock:
+            self._generation += 1
+            try:
+                async with self.pool.connection() as conn:
+                    cache = await read_schema(conn, self.schemas, self._generation)
+            except psycopg.Error as error:
+                log.warning("the /rest/v1 schema cache could not be read: %s", error)
+                if self._current is not None:
+                    return self._current
+                raise RestError(
+                    503, "PGRST002", "Could not query the database for the schema cache. Retrying."
+                ) from error
+            self._current = cache
+            return cache
+
+    async def listen(self, conninfo: str, stop: asyncio.Event) -> None:
+        """Reload on ``NOTIFY pgrst, 'reload schema'`` (or an empty payload, as PostgREST)
+        until ``stop``; a lost connection is made again, and the cache read again (a
+        notification may have been missed meanwhile)."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, row_factory=dict_row
+                )
+            except psycopg.Error as error:
+                log.warning("/rest/v1 cannot listen for schema reloads: %s", error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30)
+                continue
+            delay = 0.5
+            try:
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    # Read now: at start, and after a lost connection (a reload may
+                    # have been missed meanwhile).
+                    with contextlib.suppress(RestError):
+                        await self.reload()
+                    await self._wait_for_reloads(conn, stop)
+            except psycopg.Error as error:
+                log.warning("/rest/v1 schema listener lost its connection: %s", error)
+
+    async def _wait_for_reloads(
+        self, conn: psycopg.AsyncConnection[Any], stop: asyncio.Event
+    ) -> None:
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            generator = conn.notifies()
+            while True:
+                notified = asyncio.ensure_future(anext(generator))
+                done, _ = await asyncio.wait({notified, stopping}, return_when="FIRST_COMPLETED")
+                if stopping in done:
+                    notified.cancel()
+                    return
+                notify = notified.result()
+                if notify.payload in ("", "reload schema"):
+                    await self.reload()
+        finally:
+            stopping.cancel()
