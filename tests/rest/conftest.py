@@ -7,24 +7,86 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
-from fastapi import FastAPI
 
 from syntera.config import Settings
 from syntera.embedded import StackUrls
 from syntera.tenancy import Principal
 from tests.api_fixtures import AuthHeaders, served
 
+FIXTURES = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rest_reader') THEN
+    CREATE ROLE rest_reader NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rest_stranger') THEN
+    CREATE ROLE rest_stranger NOLOGIN;
+  END IF;
+END $$;
+GRANT rest_reader TO authenticator;
+DROP SCHEMA IF EXISTS rest_fixtures CASCADE;
+CREATE SCHEMA rest_fixtures;
+GRANT USAGE ON SCHEMA rest_fixtures TO anon, authenticated, rest_reader, rest_stranger;
+CREATE TABLE rest_fixtures.authors (
+  id int PRIMARY KEY, name text NOT NULL, born date, data jsonb, tags text[],
+  tsv tsvector, score numeric, span int4range, nickname text
+);
+CREATE TABLE rest_fixtures.books (
+  id int PRIMARY KEY, title text NOT NULL, year int,
+  author_id int REFERENCES rest_fixtures.authors (id),
+  editor_id int REFERENCES rest_fixtures.authors (id)
+);
+CREATE TABLE rest_fixtures.reviews (
+  id int PRIMARY KEY, book_id int NOT NULL REFERENCES rest_fixtures.books (id), stars int
+);
+CREATE TABLE rest_fixtures.secrets (id int PRIMARY KEY, secret text);
+CREATE VIEW rest_fixtures.recent_books AS SELECT id, title, year FROM rest_fixtures.books
+  WHERE year >= 2000;
+CREATE VIEW rest_fixtures.whoami AS
+  SELECT current_user::text AS role, current_setting('request.jwt.claims', true) AS claims,
+         current_setting('request.method', true) AS method,
+         current_setting('request.path', true) AS path,
+         current_setting('request.headers', true)::json->>'x-probe' AS probe;
+GRANT SELECT ON rest_fixtures.authors, rest_fixtures.books, rest_fixtures.reviews,
+  rest_fixtures.recent_books, rest_fixtures.whoami TO anon, authenticated, rest_reader;
+GRANT SELECT (id) ON rest_fixtures.secrets TO anon, authenticated;
+INSERT INTO rest_fixtures.authors VALUES
+  (1, 'Ursula', '1929-10-21', '{"city": "Berkeley", "awards": {"hugo": 5}}', '{sf,fantasy}',
+   to_tsvector('english', 'the wizard of earthsea'), 9.5, '[1,10)', NULL),
+  (2, 'Octavia', '1947-06-22', '{"city": "Pasadena", "awards": {"hugo": 2}}', '{sf}',
+   to_tsvector('english', 'the parable of the sower'), 9.1, '[5,20)', 'O.'),
+  (3, 'Italo', '1923-10-15', '{"city": "Sanremo"}', '{fable}',
+   to_tsvector('english', 'invisible cities and winter nights'), 8.7, '[30,40)', NULL);
+INSERT INTO rest_fixtures.books VALUES
+  (1, 'A Wizard of Earthsea', 1968, 1, 2), (2, 'The Dispossessed', 1974, 1, NULL),
+  (3, 'Kindred', 1979, 2, 1), (4, 'Parable of the Sower', 1993, 2, NULL),
+  (5, 'Invisible Cities', 1972, 3, NULL), (6, 'Lilith''s Brood', 2000, 2, 3);
+INSERT INTO rest_fixtures.reviews VALUES (1, 1, 5), (2, 1, 4), (3, 3, 5), (4, 5, 3);
+INSERT INTO rest_fixtures.secrets VALUES (1, 'hidden');
+"""
+
 
 @pytest.fixture(scope="session")
-async def rest_app(settings: Settings, api_urls: StackUrls) -> AsyncIterator[httpx.AsyncClient]:
-    """An application whose /rest/v1 honours ``Prefer: tx=rollback`` and caps pages at
-    1,000 rows, as the conformance suite runs it."""
+def rest_fixtures(owner_conn: psycopg.Connection) -> str:
+    """A schema of books and authors, exposed beside public (the conformance suite's
+    kind of fixtures: no RLS, grants to the API roles)."""
+    owner_conn.execute(FIXTURES)
+    return "rest_fixtures"
+
+
+@pytest.fixture(scope="session")
+async def rest_app(
+    settings: Settings, api_urls: StackUrls, rest_fixtures: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An application whose /rest/v1 exposes public and the fixtures, honours
+    ``Prefer: tx=rollback`` and caps pages at 1,000 rows, as the conformance suite runs
+    it."""
     from syntera.app import create_app
 
     configured = settings.model_copy(
         update={"rest_tx_end": "commit-allow-override", "rest_max_rows": 1000,
-                "rate_limits_enabled": False}
+                "rate_limits_enabled": False, "rest_schemas": f"public,{rest_fixtures}"}
     )  # fmt: skip
     async with served(create_app(configured, api_urls)) as client:
         yield client
@@ -57,9 +119,14 @@ def rest_as(rest_app: httpx.AsyncClient, auth: AuthHeaders) -> Any:
     return make
 
 
-@pytest.fixture(scope="session")
-def app_settings(settings: Settings) -> Settings:
-    return settings
+class Books(Rest):
+    """GETs of the fixtures' schema (Accept-Profile: rest_fixtures)."""
+
+    async def get(self, path: str, **headers: str) -> httpx.Response:
+        return await super().get(path, accept_profile="rest_fixtures", **headers)
 
 
-__all__ = ["FastAPI", "Rest"]
+@pytest.fixture
+def books(rest_app: httpx.AsyncClient) -> Books:
+    """The fixtures' schema, as the anonymous role."""
+    return Books(rest_app, {})

@@ -19,7 +19,7 @@ from starlette.types import Receive
 from syntera.rest.errors import range_error, singular_error
 from syntera.rest.grammar import parse_query
 from syntera.rest.handler import Answer, Rest
-from syntera.rest.query import build_read
+from syntera.rest.query import cached_read
 from syntera.rest.request import CSV, OBJECT, RestRequest, media_type_of, row_range
 
 OBJECT_UTF8 = b"application/vnd.pgrst.object+json; charset=utf-8"
@@ -35,7 +35,7 @@ async def read(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     max_rows = rest.settings.rest_max_rows
     rows = row_range(request.header("range"), query.limit.get(()), query.offset.get(()), max_rows)
     count = request.preferences.count
-    statement = build_read(cache, relation, query, limit=rows.limit, offset=rows.offset,
+    statement = cached_read(cache, relation, query, limit=rows.limit, offset=rows.offset,
                            count=count, max_rows=max_rows)  # fmt: skip
     statements: list[tuple[str, dict[str, Any]]] = [(statement.query, statement.params)]
     if statement.plan is not None:

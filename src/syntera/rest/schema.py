@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from syntera.rest.errors import RestError, column_not_found, table_not_found
 log = logging.getLogger(__name__)
 
 CHANNEL = "pgrst"
+# Unique across the process's schema caches: statements are cached by generation.
+_GENERATIONS = itertools.count(1)
 Cardinality = Literal["many-to-one", "one-to-many", "one-to-one"]
 
 
@@ -312,7 +315,6 @@ class SchemaHolder:
         self.pool = pool
         self.schemas = schemas
         self._current: SchemaCache | None = None
-        self._generation = 0
         self._lock = asyncio.Lock()
 
     async def current(self) -> SchemaCache:
@@ -325,10 +327,9 @@ class SchemaHolder:
     async def reload(self) -> SchemaCache:
         """Read the schema cache again."""
         async with self._lock:
-            self._generation += 1
             try:
                 async with self.pool.connection() as conn:
-                    cache = await read_schema(conn, self.schemas, self._generation)
+                    cache = await read_schema(conn, self.schemas, next(_GENERATIONS))
             except psycopg.Error as error:
                 log.warning("the /rest/v1 schema cache could not be read: %s", error)
                 if self._current is not None:

@@ -1,0 +1,99 @@
+"""What /rest/v1 answers to what it cannot serve: PostgREST's codes and statuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.rest.conftest import Books
+
+
+@pytest.mark.parametrize(
+    ("query", "position"),
+    [
+        ("select=id,", 4),
+        ("select=books(id", 9),
+        ("select=id::", 5),
+        ("select=...id", 6),
+        ("id=gtx.1", 1),
+        ("id=in.(1,2", 8),
+        ("nickname=is.maybe", 4),
+        ("or=(id.eq.1", 9),
+        ("or=(id.eqq.1)", 5),
+        ("order=id.sideways", 4),
+        ("limit=ten", 1),
+    ],
+)
+async def test_malformed_parameters_are_400_pgrst100_naming_the_position(
+    books: Books, query: str, position: int
+) -> None:
+    response = await books.get(f"authors?{query}")
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == "PGRST100"
+    assert body["message"].startswith("failed to parse")
+    assert f"at position {position}," in body["details"]
+
+
+async def test_unknown_column_is_400_42703(books: Books) -> None:
+    for query in ("select=nope", "nope=eq.1", "order=nope", "or=(nope.eq.1)"):
+        response = await books.get(f"authors?{query}")
+        assert response.status_code == 400
+        assert response.json() == {
+            "code": "42703", "message": "column authors.nope does not exist",
+            "details": None, "hint": None,
+        }  # fmt: skip
+
+
+async def test_unknown_relation_is_404_pgrst205_with_a_hint(books: Books) -> None:
+    response = await books.get("author")
+    assert response.status_code == 404
+    assert response.json() == {
+        "code": "PGRST205",
+        "message": "Could not find the table 'rest_fixtures.author' in the schema cache",
+        "details": None,
+        "hint": "Perhaps you meant the table 'rest_fixtures.authors'",
+    }
+
+
+async def test_a_value_of_the_wrong_type_is_postgresql_s_400(books: Books) -> None:
+    response = await books.get("authors?id=eq.one")
+    assert response.status_code == 400
+    assert response.json()["code"] == "22P02"
+
+
+async def test_a_column_the_role_may_not_read_is_refused_by_postgresql(books: Books) -> None:
+    response = await books.get("secrets?select=id")
+    assert response.status_code == 200
+    for query in ("select=secret", "secret=eq.hidden", "select=id&order=secret"):
+        response = await books.get(f"secrets?{query}")
+        assert response.status_code == 401, query  # anonymous: 401, as PostgREST
+        assert response.json()["code"] == "42501"
+
+
+async def test_an_unexposed_schema_is_406_pgrst106(books: Books) -> None:
+    response = await books.client.get("/rest/v1/users", headers={"accept-profile": "auth"})
+    assert response.status_code == 406
+    assert response.json() == {
+        "code": "PGRST106", "message": "Invalid schema: auth", "details": None,
+        "hint": "Only the following schemas are exposed: public, rest_fixtures",
+    }  # fmt: skip
+
+
+async def test_public_is_the_default_profile(books: Books) -> None:
+    response = await books.client.get("/rest/v1/authors")
+    assert response.status_code == 404  # authors is in rest_fixtures, not public
+    response = await books.client.get("/rest/v1/authors", headers={"accept-profile": "public"})
+    assert response.status_code == 404
+
+
+async def test_a_bad_token_is_401_and_a_bad_path_404(books: Books) -> None:
+    response = await books.client.get("/rest/v1/books", headers={"authorization": "Bearer x.y.z"})
+    assert response.status_code == 401
+    assert response.json()["code"] == "PGRST301"
+    response = await books.client.get("/rest/v1/a/b/c")
+    assert (response.status_code, response.json()["code"]) == (404, "PGRST125")
+
+
+async def test_an_unsupported_method_is_405(books: Books) -> None:
+    response = await books.client.request("TRACE", "/rest/v1/books")
+    assert response.status_code == 405
