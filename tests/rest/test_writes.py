@@ -316,3 +316,18 @@ async def test_the_service_role_writes_any_company(
     )
     assert response.status_code == 201, response.text
     assert response.json() == [{"company_id": str(tenant.company_id)}]
+
+
+async def test_a_patch_filters_its_rows_and_its_representation_s_embeds_apart(
+    rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
+) -> None:
+    deal_id = tenant.rows["deals"]
+    path = (
+        f"/rest/v1/deals?id=eq.{deal_id}&select=title,contacts(email)"
+        "&contacts.email=eq.nobody@example.com"
+    )
+    response = await rest_app.patch(
+        path, json={"title": "Both filters"}, headers={**member, **REPRESENTATION}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == [{"title": "Both filters", "contacts": None}]

@@ -32,7 +32,7 @@ from syntera.api import json_guard
 from syntera.rest.errors import RestError, singular_error
 from syntera.rest.grammar import Column, Embed, QueryParameters, SelectItem, Star, parse_query
 from syntera.rest.handler import Answer, Rest
-from syntera.rest.query import Builder, Params, quote
+from syntera.rest.query import Builder, Params, path_ids, quote
 from syntera.rest.request import OBJECT, RestRequest, media_type_of
 from syntera.rest.schema import Relation, SchemaCache
 
@@ -170,6 +170,9 @@ def _answer_sql(
             f"{target}.{quote(c)}" for c in _returned_columns(cache, relation, query.select)
         )
         builder = Builder(cache, _representation_query(query), params)
+        # The embeds' values named as in the whole request, apart from the top level's
+        # filters, which choose the rows in the same statement.
+        builder.path_ids = path_ids(query)
         level = builder.level(relation, query.select, (), source="pgrst_source")
         body = f"(SELECT coalesce(json_agg(_r), '[]')::text FROM ({level.select()}) _r)"
     elif shape.kind == "headers-only" and relation.primary_key:
