@@ -331,3 +331,29 @@ async def test_a_patch_filters_its_rows_and_its_representation_s_embeds_apart(
     )
     assert response.status_code == 200, response.text
     assert response.json() == [{"title": "Both filters", "contacts": None}]
+
+
+async def test_a_statement_kept_for_a_shape_takes_each_request_s_own_values(
+    rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
+) -> None:
+    names = []
+    for name in ("First", "Second"):
+        created = await rest_app.post(
+            "/rest/v1/contacts?select=id,first_name,deals(title)&deals.title=eq.none",
+            json=contact(tenant, first_name=name),
+            headers={**member, **REPRESENTATION},
+        )
+        assert created.json()[0]["first_name"] == name, created.text
+        names.append(created.json()[0]["id"])
+    for contact_id, name in zip(names, ("One", "Two"), strict=True):
+        patched = await rest_app.patch(
+            f"/rest/v1/contacts?id=eq.{contact_id}&limit=1&order=id",
+            json={"last_name": name},
+            headers={**member, **REPRESENTATION},
+        )
+        assert [(row["id"], row["last_name"]) for row in patched.json()] == [(contact_id, name)]
+    for contact_id in names:
+        deleted = await rest_app.delete(
+            f"/rest/v1/contacts?id=eq.{contact_id}&select=id", headers={**member, **REPRESENTATION}
+        )
+        assert deleted.json() == [{"id": contact_id}]
