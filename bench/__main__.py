@@ -72,6 +72,14 @@ def api_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+def rest_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [
+        [row[0], "2 workers, wrk 32 connections", row[4].split(" / ")[0], f"p99 {row[4]}",
+         f"{row[1]} req/s vs anchor {row[2]} = {row[3]} (goal 0.8x)"]
+        for row in results["rest_vs_anchor"]["rows"]
+    ]  # fmt: skip
+
+
 def conversation_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     out = []
     for row in results["messages_api"]["rows"]:
@@ -181,6 +189,9 @@ def plan(full: bool) -> list[Step]:
         Step("bench.api", ["--contacts", "100000" if full else "10000",
                            "--duration", "20" if full else "5"],
              ["api_throughput", "api_round_trips"], api_rows),
+        Step("bench.rest", ["--contacts", "100000" if full else "10000",
+                            "--duration", "20" if full else "5"],
+             ["rest_vs_anchor"], rest_rows),
         Step("bench.conversations", ["--sizes", "10000,100000,1000000" if full else "10000",
                                      "--runs", "300" if full else "50"],
              ["messages_api", "messages_newest_page"], conversation_rows),

@@ -18,7 +18,10 @@ the answer. No validation beyond parsing, no limiter, no metrics, no error shape
 - ``PATCH /v1/deals/{id}``: the deal's new stage (``bench.mixed``);
 - ``POST /v1/kb/search``: the query embedded by all-MiniLM-L6-v2 loaded in the process
   and run in a thread (one torch thread), then the nearest five chunks (``bench.mixed``,
-  with ``ANCHOR_MODEL=1``).
+  with ``ANCHOR_MODEL=1``);
+- ``GET /rest/v1/contacts?id=eq.<id>``, ``GET /rest/v1/contacts?order=created_at.desc&
+  limit=20`` (with its exact count) and ``GET /rest/v1/deals?select=*,contacts(*)&limit=20``:
+  PostgREST's one statement, its JSON built by PostgreSQL, as ``bench.rest`` asks.
 """
 
 from __future__ import annotations
@@ -58,6 +61,33 @@ NEAREST = """SELECT c.document_id, c.chunk_index, c.content,
  ORDER BY c.embedding <=> %s::vector LIMIT 5"""
 EVENT = ("INSERT INTO public.analytics_events (company_id, event_type, properties) "
          "VALUES (private.current_company_id(), 'message.received', %s)")  # fmt: skip
+
+# PostgREST's statements for bench.rest's three reads, spelled out.
+REST_ONE = """WITH pgrst_source AS (
+  SELECT t1.id, t1.company_id, t1.email, t1.phone, t1.first_name, t1.last_name, t1.tags,
+         t1.metadata, t1.created_at, t1.updated_at
+    FROM public.contacts t1 WHERE t1.id = %s)
+SELECT NULL::bigint AS total, pg_catalog.count(_r) AS page_total,
+       coalesce(json_agg(_r), '[]')::text AS body FROM pgrst_source _r"""
+REST_PAGE = """WITH pgrst_source AS (
+  SELECT t1.id, t1.company_id, t1.email, t1.phone, t1.first_name, t1.last_name, t1.tags,
+         t1.metadata, t1.created_at, t1.updated_at
+    FROM public.contacts t1 ORDER BY t1.created_at DESC LIMIT 20)
+SELECT (SELECT pg_catalog.count(*) FROM public.contacts t1) AS total,
+       pg_catalog.count(_r) AS page_total,
+       coalesce(json_agg(_r), '[]')::text AS body FROM pgrst_source _r"""
+REST_EMBED = """WITH pgrst_source AS (
+  SELECT t1.*, e1.body AS contacts
+    FROM public.deals t1
+    LEFT JOIN LATERAL (
+      SELECT row_to_json(_x) AS body
+        FROM (SELECT t2.id, t2.company_id, t2.email, t2.phone, t2.first_name, t2.last_name,
+                     t2.tags, t2.metadata, t2.created_at, t2.updated_at
+                FROM public.contacts t2
+               WHERE t2.company_id = t1.company_id AND t2.id = t1.contact_id) _x) e1 ON TRUE
+   LIMIT 20)
+SELECT NULL::bigint AS total, pg_catalog.count(_r) AS page_total,
+       coalesce(json_agg(_r), '[]')::text AS body FROM pgrst_source _r"""
 
 state: dict[str, Any] = {}
 
@@ -110,6 +140,19 @@ async def respond(send: Any, status: int, body: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+async def respond_rest(send: Any, row: dict[str, Any]) -> None:
+    """PostgREST's answer: the body PostgreSQL built, and the Content-Range."""
+    total = "*" if row["total"] is None else str(row["total"])
+    page = row["page_total"]
+    content_range = f"0-{page - 1}/{total}" if page else f"*/{total}"
+    payload = row["body"].encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json; charset=utf-8"),
+                            (b"content-range", content_range.encode()),
+                            (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
 async def read_body(receive: Any) -> bytes:
     chunks = []
     while True:
@@ -139,7 +182,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await respond(send, 401, {"message": "bad token"})
         return
     path, method = scope["path"], scope["method"]
-    if method == "GET" and path == "/v1/contacts":
+    if method == "GET" and path.startswith("/rest/v1/"):
+        query = scope["query_string"].decode()
+        if path == "/rest/v1/deals":
+            rows = await run(claims, REST_EMBED, ())
+        elif query.startswith("id=eq."):
+            rows = await run(claims, REST_ONE, (UUID(query[6:42]),))
+        else:
+            rows = await run(claims, REST_PAGE, ())
+        await respond_rest(send, rows[0])
+    elif method == "GET" and path == "/v1/contacts":
         rows = await run(claims, PAGE, ())
         await respond(send, 200, {"data": rows[:20], "next_cursor": None})
     elif method == "GET" and path.startswith("/v1/contacts/"):

@@ -276,3 +276,17 @@ async def test_a_statement_cached_for_a_shape_takes_each_request_s_values(books:
     second = await books.rows(shape.format(a=3, b="Urs", n=2, o=1))
     assert first == [{"id": 1, "books": [{"id": 1}]}, {"id": 2, "books": [{"id": 3}]}]
     assert second == [{"id": 3, "books": [{"id": 5}]}]
+
+
+async def test_a_read_is_four_statements_in_one_round_trip(
+    rest_as: Any, tenant_a: SeededCompany, statements: list[str]
+) -> None:
+    """BEGIN READ ONLY, the role with the claims and the request's settings, the read,
+    COMMIT: sent in one pipeline (db.postgres.run_as), no membership read."""
+    rest = rest_as(tenant_a.member)
+    await rest.rows(f"contacts?id=eq.{tenant_a.rows['contacts']}")
+    assert len(statements) == 4, statements
+    assert statements[0] == "BEGIN READ ONLY"
+    assert statements[1].startswith("SELECT set_config('role'")
+    assert statements[2].startswith("WITH pgrst_source AS")
+    assert statements[3] == "COMMIT"

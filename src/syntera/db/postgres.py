@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -195,14 +196,30 @@ def principal_settings(principal: Principal) -> dict[str, str]:
 
 
 async def _send_principal(
-    conn: TenantConnection, principal: Principal
+    conn: TenantConnection,
+    principal: Principal,
+    settings: Mapping[str, str] | None = None,
+    *,
+    membership: bool = True,
 ) -> AsyncCursor[DictRow] | None:
-    """Send the statements that make the transaction run as ``principal``; the cursor
-    that will hold an authenticated user's membership, or None for other roles."""
-    await conn.execute(BECOME_PRINCIPAL, principal_settings(principal))
-    if principal.role != "authenticated":  # anon has no rows; service_role bypasses RLS
-        return None
+    """Send the statements that make the transaction run as ``principal`` (with more
+    transaction-local ``settings`` in the same statement); the cursor that will hold an
+    authenticated user's membership (if ``membership``), or None for other roles."""
+    if settings:
+        await conn.execute(_become_query(len(settings)),
+                           {**principal_settings(principal), **_flat(settings)})  # fmt: skip
+    else:
+        await conn.execute(BECOME_PRINCIPAL, principal_settings(principal))
+    if principal.role != "authenticated" or not membership:
+        return None  # anon has no rows; service_role bypasses RLS
     return await conn.execute(READ_MEMBERSHIP)
+
+
+@lru_cache(maxsize=8)
+def _become_query(count: int) -> str:
+    """BECOME_PRINCIPAL and ``count`` more settings, in one statement."""
+    more = "".join(f",\n       set_config(%(n{i})s, %(v{i})s, true)" for i in range(count))
+    return BECOME_PRINCIPAL.rstrip() + more + "\n"
 
 
 async def _membership(cursor: AsyncCursor[DictRow] | None) -> Membership | None:
@@ -274,32 +291,27 @@ async def run_as(
     read_only: bool = False,
     commit: bool = True,
     settings: Mapping[str, str] | None = None,
+    membership: bool = True,
 ) -> tuple[Membership | None, list[list[DictRow]]]:
     """Statements in one transaction as ``principal``, in one round trip: BEGIN (READ
-    ONLY), the principal's settings, ``settings`` (more transaction-local settings, such
-    as PostgREST's ``request.method``), each statement, then COMMIT — or ROLLBACK when
-    ``commit`` is false (nothing is kept, yet every statement ran). A statement that
-    fails stops the pipeline and the transaction is rolled back. The caller's
-    membership and each statement's rows."""
+    ONLY), the principal's settings with ``settings`` (more transaction-local settings,
+    such as PostgREST's ``request.method``) in the same statement, the membership read
+    (unless ``membership`` is false: the data API has no use for it), each statement,
+    then COMMIT — or ROLLBACK when ``commit`` is false (nothing is kept, yet every
+    statement ran). A statement that fails stops the pipeline and the transaction is
+    rolled back. The caller's membership and each statement's rows."""
     async with pool_for(pool, principal).connection() as conn:
         try:
             async with conn.pipeline():
                 await conn.execute("BEGIN READ ONLY" if read_only else "BEGIN")
-                membership = await _send_principal(conn, principal)
-                if settings:
-                    await conn.execute(_settings_query(len(settings)), _flat(settings))
+                member = await _send_principal(conn, principal, settings, membership=membership)
                 cursors = [await conn.execute(query, params) for query, params in statements]
                 await conn.execute("COMMIT" if commit else "ROLLBACK")
         except BaseException:
             await conn.rollback()
             raise
         rows = [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
-        return await _membership(membership), rows
-
-
-def _settings_query(count: int) -> str:
-    calls = ", ".join(f"set_config(%(n{i})s, %(v{i})s, true)" for i in range(count))
-    return f"SELECT {calls}"
+        return await _membership(member), rows
 
 
 def _flat(settings: Mapping[str, str]) -> dict[str, str]:

@@ -85,7 +85,7 @@ class Rest:
         }
         _, results = await run_as(
             self.pool, request.principal, statements, read_only=read_only, commit=commit,
-            settings=settings,
+            settings=settings, membership=False,
         )  # fmt: skip
         return results
 
