@@ -19,13 +19,13 @@ itself fails, so the change is rolled back in the same round trip (PostgREST's r
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote as url_quote
 
+import orjson
 import psycopg
 from starlette.types import Receive
 
@@ -82,8 +82,10 @@ def parse_payload(
     if not text:
         raise _invalid_body("The request body is empty")
     try:
-        document = json.loads(text)
-    except ValueError as error:
+        # orjson: the body is parsed only for its shape and keys (PostgreSQL reads the
+        # values from the text), and it is several times faster than json here.
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
         raise _invalid_body(str(error)) from error
     if isinstance(document, dict):
         objects = [document]
@@ -402,7 +404,7 @@ def _answer(
 
 def _location(request: RestRequest, relation: Relation, row: dict[str, Any]) -> bytes | None:
     """``/table?pk=eq.value`` of the one row a POST created (PostgREST's Location)."""
-    keys = json.loads(row["body"]) if row.get("body") else None
+    keys = orjson.loads(row["body"]) if row.get("body") else None
     if not keys or len(keys) != 1 or not relation.primary_key:
         return None
     key = keys[0]
