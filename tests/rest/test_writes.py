@@ -357,3 +357,25 @@ async def test_a_statement_kept_for_a_shape_takes_each_request_s_own_values(
             f"/rest/v1/contacts?id=eq.{contact_id}&select=id", headers={**member, **REPRESENTATION}
         )
         assert deleted.json() == [{"id": contact_id}]
+
+
+async def test_put_creates_then_replaces_the_row_its_primary_key_names(
+    rest_app: httpx.AsyncClient, tenant: SeededCompany, auth: AuthHeaders
+) -> None:
+    service = {**auth(Principal.service()), **REPRESENTATION}
+    contact_id, company_id = str(uuid.uuid4()), str(tenant.company_id)
+    path = f"/rest/v1/contacts?company_id=eq.{company_id}&id=eq.{contact_id}&select=first_name"
+    body = {"id": contact_id, "company_id": company_id, "first_name": "Put"}
+    created = await rest_app.put(path, json=body, headers=service)
+    assert created.status_code == 200, created.text
+    assert created.json() == [{"first_name": "Put"}]
+    replaced = await rest_app.put(path, json={**body, "first_name": "Again"}, headers=service)
+    assert replaced.json() == [{"first_name": "Again"}]
+    mismatch = await rest_app.put(path, json={**body, "id": str(uuid.uuid4())}, headers=service)
+    assert mismatch.status_code == 400
+    assert mismatch.json()["code"] == "PGRST115"
+    partial = await rest_app.put(
+        f"/rest/v1/contacts?id=eq.{contact_id}", json=body, headers=service
+    )
+    assert partial.status_code == 405
+    assert partial.json()["code"] == "PGRST105"

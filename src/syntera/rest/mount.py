@@ -17,7 +17,7 @@ from syntera.rest.handler import PREFIX, Handler, Rest, RestApp
 from syntera.rest.reads import read
 from syntera.rest.rpc import call
 from syntera.rest.schema import SchemaHolder
-from syntera.rest.writes import delete, insert, update
+from syntera.rest.writes import delete, insert, put, update
 from syntera.tenancy import Principal
 
 __all__ = ["PREFIX", "handlers", "rest_app", "serving_rest"]
@@ -29,6 +29,7 @@ def handlers() -> Mapping[tuple[bool, str], Handler]:
     return {
         (False, "GET"): read, (False, "HEAD"): read,
         (False, "POST"): insert, (False, "PATCH"): update, (False, "DELETE"): delete,
+        (False, "PUT"): put,
         (True, "GET"): call, (True, "HEAD"): call, (True, "POST"): call,
     }  # fmt: skip
 

@@ -31,7 +31,15 @@ from starlette.types import Receive
 
 from syntera.api import json_guard
 from syntera.rest.errors import RestError, singular_error
-from syntera.rest.grammar import Column, Embed, QueryParameters, SelectItem, Star, parse_query
+from syntera.rest.grammar import (
+    Column,
+    Condition,
+    Embed,
+    QueryParameters,
+    SelectItem,
+    Star,
+    parse_query,
+)
 from syntera.rest.handler import Answer, Rest
 from syntera.rest.query import Builder, Params, literal, path_ids, quote, read_shape, read_values
 from syntera.rest.request import OBJECT, RestRequest, media_type_of
@@ -207,15 +215,18 @@ def build_insert(
     relation: Relation,
     query: QueryParameters,
     payload: Payload,
-    request: RestRequest,
     shape: Shape,
+    *,
+    missing_default: bool = False,
+    resolution: str | None = None,
+    on_conflict: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The statement of a POST: an insert (or upsert) and its answer."""
+    """The statement of a POST (an insert, or an upsert with ``resolution``) or a PUT,
+    and its answer."""
     params = Params()
     table = f"{quote(relation.schema)}.{quote(relation.name)}"
     body = params.put("body", payload.json)
-    preferences = request.preferences
-    if preferences.missing == "default" and "columns" in query.other:
+    if missing_default and "columns" in query.other:
         # Per row: a key the object lacks takes the column's default, not NULL.
         values = ", ".join(
             f"CASE WHEN _j.value::jsonb ? {literal(name)} THEN _r.{quote(name)}"
@@ -233,8 +244,8 @@ def build_insert(
     if payload.columns:
         target += f" ({_columns_sql(payload.columns)})"
     conflict = ""
-    if preferences.resolution is not None:
-        on = query.other.get("on_conflict")
+    if resolution is not None:
+        on = on_conflict
         keys = tuple(part.strip() for part in on.split(",")) if on else relation.primary_key
         if not keys:
             raise RestError(
@@ -250,7 +261,7 @@ def build_insert(
         # The conflict's own columns are equal by definition: setting them would only
         # ask for an UPDATE privilege on them that a role need not have.
         updates = [name for name in payload.columns if name not in keys]
-        if preferences.resolution == "ignore-duplicates" or not updates:
+        if resolution == "ignore-duplicates" or not updates:
             conflict += " DO NOTHING"
         else:
             conflict += " DO UPDATE SET " + ", ".join(
@@ -441,7 +452,12 @@ async def insert(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
         ("POST", payload.columns, "columns" in query.other, request.preferences.missing,
          request.preferences.resolution, query.other.get("on_conflict")),
         cache, relation, query, shape, payload,
-        lambda: build_insert(cache, relation, query, payload, request, shape),
+        lambda: build_insert(
+            cache, relation, query, payload, shape,
+            missing_default=request.preferences.missing == "default",
+            resolution=request.preferences.resolution,
+            on_conflict=query.other.get("on_conflict"),
+        ),
     )  # fmt: skip
     row = await _execute(rest, request, statement)
     answer = _answer(request, shape, row, 201, insert=True)
@@ -483,3 +499,63 @@ async def delete(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     )  # fmt: skip
     row = await _execute(rest, request, statement)
     return _answer(request, shape, row, 200, insert=False)
+
+
+def _put_key(relation: Relation, query: QueryParameters) -> dict[str, str]:
+    """The primary key a PUT names: its filters must be exactly ``eq`` on every column of
+    the primary key (405 PGRST105 otherwise, PostgREST's rule)."""
+    invalid = RestError(
+        405, "PGRST105", "Filters must include all and only primary key columns with 'eq' operators"
+    )
+    named: dict[str, str] = {}
+    for predicate in query.where.get((), []):
+        if (
+            not isinstance(predicate, Condition)
+            or predicate.operator != "eq"
+            or predicate.negated
+            or predicate.quantifier is not None
+            or predicate.field.path
+            or predicate.field.name in named
+            or not isinstance(predicate.value, str)
+        ):
+            raise invalid
+        named[predicate.field.name] = predicate.value
+    if not relation.primary_key or set(named) != set(relation.primary_key):
+        raise invalid
+    if query.limit.get(()) is not None or query.offset.get(()):
+        raise RestError(
+            400, "PGRST114", "limit/offset querystring parameters are not allowed for PUT"
+        )
+    return named
+
+
+async def put(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
+    """Answer a PUT: create or replace the one row the primary-key filters name (the
+    body's key must be the same)."""
+    cache, relation, query, singular = await _target(rest, request)
+    key = _put_key(relation, query)
+    raw = await read_body(receive)
+    payload = parse_payload(raw, relation, query.other.get("columns"), many=False)
+    document = orjson.loads(payload.json)[0]
+    for column, value in key.items():
+        given = document.get(column)
+        if given is None or _as_text(given) != value:
+            raise RestError(
+                400, "PGRST115", "Payload values do not match URL in primary key column(s)"
+            )
+    shape = _shape(request, singular)
+    on_conflict = ",".join(relation.primary_key)
+    statement = _cached(
+        ("PUT", payload.columns), cache, relation, query, shape, payload,
+        lambda: build_insert(cache, relation, query, payload, shape,
+                             resolution="merge-duplicates", on_conflict=on_conflict),
+    )  # fmt: skip
+    row = await _execute(rest, request, statement)
+    return _answer(request, shape, row, 200, insert=False)
+
+
+def _as_text(value: Any) -> str:
+    """A JSON value as a filter's text would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
