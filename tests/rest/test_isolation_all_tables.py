@@ -2,7 +2,7 @@
 lists it (a table a migration adds is covered without a change here): another company's
 owner and member read nothing of company A (by id, by company, counted, embedded from
 their own rows along every foreign key) and change nothing of it (PATCH, DELETE, upserts
-onto A's primary keys) — A's rows, read as the schema owner, are the same afterwards."""
+and PUTs onto A's primary keys) — A's rows, read as the schema owner, are the same afterwards."""
 
 from __future__ import annotations
 
@@ -170,6 +170,13 @@ async def test_another_company_reads_and_changes_nothing_of_company_a(
         rows_of_a = before[table.name][0]
         if rows_of_a and table.primary_key:
             target = {key: rows_of_a[0][key] for key in table.primary_key}
+            keyed = "&".join(f"{key}=eq.{value}" for key, value in target.items())
+            check(
+                f"PUT onto {table.name}",
+                await rest_app.put(f"{base}?{keyed}", json={**target, **change},
+                                   headers={**headers, "Prefer": "return=representation"}),
+                reads=False,
+            )  # fmt: skip
             for resolution in ("merge-duplicates", "ignore-duplicates"):
                 prefer = {"Prefer": f"return=representation,resolution={resolution}"}
                 check(
