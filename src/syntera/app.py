@@ -69,8 +69,7 @@ from syntera.purges.routes import routers as purges
 from syntera.purges.worker import CHANNEL as PURGES_CHANNEL
 from syntera.purges.worker import PurgeWorker
 from syntera.ratelimit import Limiters
-from syntera.rest.mount import PREFIX as REST_PREFIX
-from syntera.rest.mount import rest_app, serving_rest
+from syntera.rest.mount import RestPaths, handlers, serving_rest
 from syntera.unit_of_work import Publisher
 from syntera.widget.routes import routers as widget
 from syntera.workers import Worker, listen_url, run_workers
@@ -301,6 +300,7 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
     upload_limit = settings.kb_max_file_bytes + 64 * 1024
     # Innermost first: the JSON guard reads bodies the size limit has already bounded.
     app.add_middleware(FastPaths)  # the hot routes, beside FastAPI's routing
+    app.add_middleware(RestPaths, handlers=handlers())  # /rest/v1, beside it too
     app.add_middleware(JsonGuard)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, uploads={UPLOAD_PATH: upload_limit}
@@ -329,7 +329,6 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     install_console(app)
-    app.mount(REST_PREFIX, rest_app())
     app.include_router(auth_router)
     app.include_router(auth_flows_router)
     app.include_router(auth_admin_router)

@@ -97,3 +97,13 @@ async def test_a_bad_token_is_401_and_a_bad_path_404(books: Books) -> None:
 async def test_an_unsupported_method_is_405(books: Books) -> None:
     response = await books.client.request("TRACE", "/rest/v1/books")
     assert response.status_code == 405
+
+
+async def test_deep_nesting_is_refused_not_a_recursion_error(books: Books) -> None:
+    for query in (
+        "or=(" + "and(" * 1600 + "id.eq.1" + ")" * 1601,
+        "select=" + "books(" * 1400 + "id" + ")" * 1400,
+    ):
+        response = await books.get(f"authors?{query}")
+        assert response.status_code == 400, response.text
+        assert "nested more than 16 levels" in response.json()["details"]

@@ -51,7 +51,7 @@ def test_the_parser_and_builder_raise_only_rest_errors(
             built = build_read(fixture_cache, fixture_cache.relation("rest_fixtures", relation),
                                query, limit=10, offset=3, count="exact", max_rows=None)  # fmt: skip
             # A statement cached for this shape is given the same values.
-            assert built.params.items() <= read_values(query, 10, 3).items()
+            assert built.params.items() <= read_values(query).items()
         except RestError as error:
             refused = error
         if refused is not None:

@@ -290,3 +290,20 @@ async def test_a_read_is_four_statements_in_one_round_trip(
     assert statements[1].startswith("SELECT set_config('role'")
     assert statements[2].startswith("WITH pgrst_source AS")
     assert statements[3] == "COMMIT"
+
+
+async def test_views_embed_along_their_tables_keys(books: Books) -> None:
+    """recent_books shows books' id: reviews' key to books reaches it (view lineage)."""
+    rows = await books.rows("recent_books?select=title,reviews(stars)")
+    assert rows == [{"title": "Lilith's Brood", "reviews": []}]
+    rows = await books.rows("reviews?select=stars,recent_books(title)&order=id")
+    assert [row["recent_books"] for row in rows] == [None, None, None, None]
+    rows = await books.rows("reviews?select=stars,book_id(title)&id=eq.1")
+    assert rows == [{"stars": 5, "book_id": {"title": "A Wizard of Earthsea"}}]
+
+
+async def test_public_s_views_keep_embeds_by_column_unambiguous(
+    rest_as: Any, tenant_a: SeededCompany
+) -> None:
+    rows = await rest_as(tenant_a.member).rows("deals?select=title,contact_id(first_name)")
+    assert rows == [{"title": "Renewal", "contact_id": {"first_name": "Ann"}}]

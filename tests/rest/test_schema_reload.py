@@ -7,6 +7,9 @@ import asyncio
 
 import psycopg
 
+from syntera.db.migrations import load_migrations, migrate
+from syntera.embedded import StackUrls
+from tests.conftest import create_database
 from tests.rest.conftest import Books
 
 
@@ -30,3 +33,16 @@ async def test_a_new_table_is_served_after_notify(
             break
         await asyncio.sleep(0.1)
     assert (response.status_code, response.json()) == (200, [{"note": "new"}])
+
+
+def test_syntera_migrate_tells_the_schema_caches_to_reload(stack: StackUrls) -> None:
+    """A migration applied sends NOTIFY pgrst, 'reload schema' (nothing pending: none)."""
+    database = create_database(stack, "restmigrate")
+    first = load_migrations()[:1]
+    with psycopg.connect(database.owner_url, autocommit=True) as listener:
+        listener.execute("LISTEN pgrst")
+        migrate(database.owner_url, migrations=first)
+        heard = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+        assert heard == ["reload schema"]
+        migrate(database.owner_url, migrations=first)
+        assert [n.payload for n in listener.notifies(timeout=0.5, stop_after=1)] == []

@@ -145,6 +145,11 @@ class QueryParameters:
     select_given: bool = False
 
 
+# Embeds and logic trees nest at most this deep: deeper is refused (400), never a
+# recursion error.
+MAX_NESTING = 16
+
+
 class _Text:
     """A cursor over one parameter's text; failures name the position."""
 
@@ -152,6 +157,17 @@ class _Text:
         self.text = text
         self.at = 0
         self.what = what
+        self.depth = 0
+
+    def enter(self) -> None:
+        """One level deeper (an embed's or a logic tree's parentheses)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise parse_error(
+                f"failed to parse {self.what} ({self.text})",
+                f"nested more than {MAX_NESTING} levels at position {self.at + 1}, "
+                "expecting less nesting",
+            )
 
     def peek(self, count: int = 1) -> str:
         return self.text[self.at : self.at + count]
@@ -292,9 +308,11 @@ def _embed(text: _Text, name: str, alias: str | None, spread: bool) -> Embed:
         else:
             raise text.fail('"inner", "left" or "("')
     text.expect("(")
+    text.enter()
     text.spaces()
     items: tuple[SelectItem, ...] = (Star(),) if text.peek() == ")" else _select_items(text)
     text.expect(")")
+    text.depth -= 1
     return Embed(name, items, alias, hint, join, spread)
 
 
@@ -393,12 +411,14 @@ def parse_logic(key: str, value: str) -> Logic:
 
 def _tree(text: _Text, operator: Literal["and", "or"], negated: bool) -> Logic:
     text.expect("(")
+    text.enter()
     children: list[Predicate] = []
     while True:
         text.spaces()
         children.append(_logic_member(text))
         text.spaces()
         if text.take(")"):
+            text.depth -= 1
             return Logic(operator, tuple(children), negated)
         text.expect(",")
 

@@ -1,7 +1,6 @@
-"""The /rest/v1 application: a plain ASGI app mounted by ``syntera.app``, beside
-FastAPI's routing (which would add a third to each request's CPU, see
-``syntera.api.fast_paths``), inside the same middlewares as /v1 (CORS, metrics, body
-size, the JSON guard).
+"""The /rest/v1 application: a middleware that ``syntera.app`` installs beside the fast
+paths, answering below /rest/v1 beside FastAPI's routing, inside the same middlewares
+as /v1 (CORS, metrics, body size, the JSON guard).
 
 Each request: its headers read (``syntera.rest.request``), its caller found from the
 bearer token (the same authenticator as /v1; no token is ``SYNTERA_REST_ANON_ROLE``), the
@@ -20,9 +19,10 @@ import orjson
 import psycopg
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syntera.api.deps import count_request
+from syntera.api.middleware import HttpMiddleware
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection, run_as
 from syntera.db.slow import ROUTE
@@ -34,6 +34,17 @@ from syntera.rest.schema import SchemaHolder
 from syntera.tenancy import Principal
 
 PREFIX = "/rest/v1"
+
+
+@dataclass(frozen=True)
+class RestRoute:
+    """The route template of a request (what the metrics and the slow-statement log read)."""
+
+    path: str
+
+
+RELATION_ROUTE = RestRoute(PREFIX + "/{relation}")
+RPC_ROUTE = RestRoute(PREFIX + "/rpc/{function}")
 
 
 @dataclass
@@ -112,28 +123,34 @@ def _jwt_error(error: Unauthorized) -> RestError:
                      headers=[(b"www-authenticate", challenge)])  # fmt: skip
 
 
-class RestApp:
-    """The ASGI app of /rest/v1: ``handlers`` by (is it an RPC, method)."""
+class RestPaths(HttpMiddleware):
+    """Answers every request below ``PREFIX`` with ``handlers`` (by: is it an RPC, the
+    method), beside FastAPI's routing as ``syntera.api.fast_paths`` does: py-spy put a
+    sixth of a read's CPU in the router, its mount and the exception middlewares between
+    this middleware and the app. Anything else goes on to FastAPI."""
 
-    def __init__(self, handlers: Mapping[tuple[bool, str], Handler]) -> None:
+    def __init__(self, app: ASGIApp, handlers: Mapping[tuple[bool, str], Handler]) -> None:
+        super().__init__(app)
         self.handlers = dict(handlers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith(PREFIX) and (len(path) == len(PREFIX) or path[len(PREFIX)] == "/"):
+            await self.answer(scope, receive, send, path[len(PREFIX) :])
+        else:
+            await self.app(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Answer one request of /rest/v1 (``path`` below it)."""
         rest: Rest = scope["app"].state.rest
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        elif path.startswith(PREFIX):
-            path = path[len(PREFIX) :]
         authenticated = False
         try:
             headers = headers_of(scope["headers"])
             name, rpc = target_of(path)
             method = scope["method"]
-            ROUTE.set(PREFIX + ("/rpc/{function}" if rpc else "/{relation}"))
+            route = RPC_ROUTE if rpc else RELATION_ROUTE
+            scope["route"] = route  # the template HttpMetrics labels the request with
+            ROUTE.set(route.path)
             handler = self.handlers.get((rpc, method))
             if handler is None:
                 raise RestError(405, "PGRST117", f"Unsupported HTTP method: {method}")

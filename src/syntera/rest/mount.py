@@ -1,5 +1,6 @@
-"""What the application does to serve /rest/v1: the handlers of each method, the app to
-mount, and the schema cache kept fresh for the application's lifetime."""
+"""What the application does to serve /rest/v1: the handlers of each method (for the
+``RestPaths`` middleware) and the schema cache kept fresh for the application's
+lifetime."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from psycopg_pool import AsyncConnectionPool
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.ratelimit import Limiters
-from syntera.rest.handler import PREFIX, Handler, Rest, RestApp
+from syntera.rest.handler import PREFIX, Handler, Rest, RestPaths
 from syntera.rest.reads import read
 from syntera.rest.rpc import call
 from syntera.rest.schema import SchemaHolder
 from syntera.rest.writes import delete, insert, put, update
 from syntera.tenancy import Principal
 
-__all__ = ["PREFIX", "handlers", "rest_app", "serving_rest"]
+__all__ = ["PREFIX", "RestPaths", "handlers", "serving_rest"]
 
 
 def handlers() -> Mapping[tuple[bool, str], Handler]:
@@ -32,11 +33,6 @@ def handlers() -> Mapping[tuple[bool, str], Handler]:
         (False, "PUT"): put,
         (True, "GET"): call, (True, "HEAD"): call, (True, "POST"): call,
     }  # fmt: skip
-
-
-def rest_app() -> RestApp:
-    """The ASGI app to mount at ``PREFIX``."""
-    return RestApp(handlers())
 
 
 @asynccontextmanager

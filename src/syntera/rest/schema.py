@@ -179,6 +179,9 @@ class SchemaCache:
                         key.constraint, origin.schema, origin.name, key.foreign_columns,
                         other.name, key.columns, "one-to-one" if one else "one-to-many",
                     ))  # fmt: skip
+        if other is None and any(self._is_table(r) for r in found):
+            # Named by a column or constraint: a table's key, not its copies on views.
+            found = [r for r in found if self._is_table(r)]
         if hint is not None:
             found = [
                 r for r in found
@@ -192,6 +195,10 @@ class SchemaCache:
                 relationship,
             )
         return list(unique.values())
+
+    def _is_table(self, relationship: Relationship) -> bool:
+        target = self.relations.get((relationship.schema, relationship.foreign_table))
+        return target is not None and target.is_table
 
     def target_relation(self, origin: Relation, relationship: Relationship) -> Relation:
         return self.relation(origin.schema, relationship.foreign_table)
@@ -237,6 +244,24 @@ SELECT con.conname AS name, con.contype AS type,
   LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
  WHERE con.contype IN ('p', 'u', 'f') AND n.nspname = ANY(%(schemas)s)
  ORDER BY con.conname
+"""
+
+# The base-table columns each view of the exposed schemas reads (its rewrite rule's
+# dependencies): a view column of the same name as exactly one of them is taken to be it,
+# so that foreign keys reach views as PostgREST's view lineage lets them (a renamed or
+# computed column has none).
+VIEW_COLUMNS = """
+SELECT DISTINCT vn.nspname AS schema, v.relname AS view, tn.nspname AS table_schema,
+       t.relname AS table, a.attname AS column
+  FROM pg_rewrite r
+  JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
+  JOIN pg_namespace vn ON vn.oid = v.relnamespace
+  JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
+                  AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+  JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid AND t.relkind IN ('r', 'p')
+  JOIN pg_namespace tn ON tn.oid = t.relnamespace
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+ WHERE vn.nspname = ANY(%(schemas)s)
 """
 
 FUNCTIONS = """
@@ -286,10 +311,52 @@ async def read_schema(conn: TenantConnection, schemas: list[str], generation: in
                 row["name"], row["schema"], row["table"], columns, row["foreign_schema"],
                 row["foreign_table"], tuple(row["foreign_columns"]),
             ))  # fmt: skip
+    _view_lineage(relations, await (await conn.execute(VIEW_COLUMNS, params)).fetchall())
     functions: dict[tuple[str, str], list[Function]] = {}
     for row in await (await conn.execute(FUNCTIONS, params)).fetchall():
         functions.setdefault((row["schema"], row["name"]), []).append(_function(row))
     return SchemaCache(tuple(schemas), relations, functions, generation)
+
+
+def _view_lineage(relations: dict[tuple[str, str], Relation], rows: list[Any]) -> None:
+    """Give views the keys of the tables their columns come from: the primary key and
+    foreign keys whose columns the view shows under the same names, and the foreign
+    keys of other relations that point at them."""
+    sources: dict[tuple[str, str], dict[str, set[tuple[str, str]]]] = {}
+    for row in rows:
+        by_name = sources.setdefault((row["schema"], row["view"]), {})
+        by_name.setdefault(row["column"], set()).add((row["table_schema"], row["table"]))
+    originals = {key: list(relation.foreign_keys) for key, relation in relations.items()}
+    for key, by_name in sources.items():
+        view = relations.get(key)
+        if view is None:
+            continue
+        # Each base table, and the view columns that are its columns.
+        tables: dict[tuple[str, str], set[str]] = {}
+        for name, owners in by_name.items():
+            if name in view.columns and len(owners) == 1:
+                tables.setdefault(next(iter(owners)), set()).add(name)
+        for table_key, shown in tables.items():
+            table = relations.get(table_key)
+            if table is None:
+                continue
+            if table.primary_key and set(table.primary_key) <= shown and not view.primary_key:
+                view.primary_key = table.primary_key
+            for fk in originals.get(table_key, []):
+                if set(fk.columns) <= shown:
+                    view.foreign_keys.append(ForeignKey(
+                        fk.constraint, view.schema, view.name, fk.columns, fk.foreign_schema,
+                        fk.foreign_table, fk.foreign_columns,
+                    ))  # fmt: skip
+            for other_key, keys in originals.items():
+                for fk in keys:
+                    if (fk.foreign_schema, fk.foreign_table) == table_key and set(
+                        fk.foreign_columns
+                    ) <= shown:
+                        relations[other_key].foreign_keys.append(ForeignKey(
+                            fk.constraint, fk.schema, fk.table, fk.columns, view.schema,
+                            view.name, fk.foreign_columns,
+                        ))  # fmt: skip
 
 
 def _function(row: dict[str, Any]) -> Function:
