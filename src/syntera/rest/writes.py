@@ -360,7 +360,7 @@ def _cached(
             _STATEMENTS.popitem(last=False)
         return sql, values
     _STATEMENTS.move_to_end(key)
-    values = read_values(query, query.limit.get(()), query.offset.get(()) or 0)
+    values = read_values(query)
     if payload is not None:
         values["body"] = payload.json
     return found, values

@@ -16,7 +16,7 @@ const supabase = createClient(url, anonKey, {
 const steps = {};
 async function step(name, query) {
   const { data, error, count, status } = await query;
-  steps[name] = { data, error: error ? (error.code ?? error.message) : null, count, status };
+  steps[name] = { data, error: error ? (error.code ?? error.message ?? "") : null, count, status };
   return data;
 }
 
