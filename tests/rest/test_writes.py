@@ -379,3 +379,22 @@ async def test_put_creates_then_replaces_the_row_its_primary_key_names(
     )
     assert partial.status_code == 405
     assert partial.json()["code"] == "PGRST105"
+
+
+async def test_a_csv_body_inserts_its_rows(
+    rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
+) -> None:
+    company = tenant.company_id
+    body = f'company_id,email,first_name\n{company},c1@x.io,"Csv, One"\n{company},c2@x.io,NULL\n'
+    headers = {**member, **REPRESENTATION, "Content-Type": "text/csv"}
+    response = await rest_app.post(
+        "/rest/v1/contacts?select=email,first_name", content=body, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    assert response.json() == [
+        {"email": "c1@x.io", "first_name": "Csv, One"},
+        {"email": "c2@x.io", "first_name": None},
+    ]
+    ragged = await rest_app.post("/rest/v1/contacts", content="email\na,b\n", headers=headers)
+    assert ragged.status_code == 400
+    assert ragged.json()["code"] == "PGRST102"

@@ -19,6 +19,8 @@ itself fails, so the change is rolled back in the same round trip (PostgREST's r
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -78,6 +80,26 @@ def unknown_column(relation: Relation, name: str) -> RestError:
         "PGRST204",
         f"Could not find the '{name}' column of '{relation.name}' in the schema cache",
     )
+
+
+def csv_rows(body: bytes) -> bytes:
+    """A ``text/csv`` body as the JSON array of its rows (the first line names the
+    columns; ``NULL`` is null), as PostgREST reads one; every value stays text for the
+    column's own input function."""
+    try:
+        lines = list(csv.reader(io.StringIO(body.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise RestError(400, "PGRST102", "Invalid CSV", str(error)) from error
+    if not lines:
+        raise _invalid_body("The request body is empty")
+    header, rows = lines[0], [line for line in lines[1:] if line]
+    if any(len(row) != len(header) for row in rows):
+        raise RestError(400, "PGRST102", "All lines must have same number of fields")
+    objects = [
+        {name: None if value == "NULL" else value for name, value in zip(header, row, strict=True)}
+        for row in rows
+    ]
+    return orjson.dumps(objects)
 
 
 def parse_payload(
@@ -440,9 +462,10 @@ async def _target(
 async def insert(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer a POST: insert one row or many, or upsert them (``Prefer: resolution``)."""
     cache, relation, query, singular = await _target(rest, request)
-    payload = parse_payload(
-        await read_body(receive), relation, query.other.get("columns"), many=True
-    )
+    raw = await read_body(receive)
+    if (request.header("content-type") or "").lower().startswith("text/csv"):
+        raw = csv_rows(raw)
+    payload = parse_payload(raw, relation, query.other.get("columns"), many=True)
     if request.preferences.missing == "default":
         request.applied.append("missing=default")
     shape = _shape(request, singular)
