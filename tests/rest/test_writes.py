@@ -398,3 +398,22 @@ async def test_a_csv_body_inserts_its_rows(
     ragged = await rest_app.post("/rest/v1/contacts", content="email\na,b\n", headers=headers)
     assert ragged.status_code == 400
     assert ragged.json()["code"] == "PGRST102"
+
+
+async def test_max_affected_with_strict_handling_refuses_and_rolls_back_more_rows(
+    rest_app: httpx.AsyncClient, tenant: SeededCompany, member: dict[str, str]
+) -> None:
+    await rest_app.post(
+        "/rest/v1/contacts", json=[contact(tenant, first_name="Capped") for _ in range(3)],
+        headers=member,
+    )  # fmt: skip
+    strict = {**member, "Prefer": "handling=strict, max-affected=2"}
+    refused = await rest_app.delete("/rest/v1/contacts?first_name=eq.Capped", headers=strict)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "PGRST124"
+    assert refused.json()["details"] == "The query affects 3 rows"
+    kept = await rest_app.get("/rest/v1/contacts?first_name=eq.Capped", headers=member)
+    assert len(kept.json()) == 3
+    lenient = {**member, "Prefer": "max-affected=2"}  # without handling=strict: ignored
+    done = await rest_app.delete("/rest/v1/contacts?first_name=eq.Capped", headers=lenient)
+    assert done.status_code == 204

@@ -52,6 +52,7 @@ OBJECT_UTF8 = b"application/vnd.pgrst.object+json; charset=utf-8"
 # only way plain SQL can abort its own transaction, and so roll the change back in the
 # same round trip. The row count follows the marker.
 SINGULAR_MARKER = "pgrst116:"
+MAX_AFFECTED_MARKER = "pgrst124:"
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ class Shape:
 
     kind: str  # "representation" | "headers-only" | "minimal"
     singular: bool
+    # Prefer: max-affected=N with handling=strict (PATCH and DELETE): more rows fail.
+    max_affected: int | None = None
 
 
 def _answer_sql(
@@ -218,6 +221,12 @@ def _answer_sql(
     if shape.singular:
         # Fails (22P02, with the marker and the count) unless exactly one row changed.
         check = f"(CASE WHEN {count} = 1 THEN '1' ELSE '{SINGULAR_MARKER}' || {count} END)::int"
+    elif shape.max_affected is not None:
+        # Fails the same way when more rows changed than the client allows.
+        check = (
+            f"(CASE WHEN {count} <= {int(shape.max_affected)} THEN '1'"
+            f" ELSE '{MAX_AFFECTED_MARKER}' || {count} END)::int"
+        )
     return returning or "1", f"SELECT {count} AS page_total, {body} AS body, {check} AS singular"
 
 
@@ -388,11 +397,16 @@ def _cached(
     return found, values
 
 
-def _shape(request: RestRequest, singular: bool) -> Shape:
-    returned = request.preferences.return_
+def _shape(request: RestRequest, singular: bool, *, limited: bool = False) -> Shape:
+    preferences = request.preferences
+    returned = preferences.return_
     if returned is not None:
         request.applied.append(f"return={returned}")
-    return Shape(returned or "minimal", singular)
+    maximum = None
+    if limited and preferences.handling == "strict" and preferences.max_affected is not None:
+        maximum = preferences.max_affected
+        request.applied.extend(["handling=strict", f"max-affected={maximum}"])
+    return Shape(returned or "minimal", singular, maximum)
 
 
 def _writable(relation: Relation) -> None:
@@ -410,6 +424,14 @@ async def _execute(
         if SINGULAR_MARKER in message:
             rows = message.split(SINGULAR_MARKER, 1)[1].rstrip('"')
             raise singular_error(int(rows) if rows.isdigit() else 0) from error
+        if MAX_AFFECTED_MARKER in message:
+            rows = message.split(MAX_AFFECTED_MARKER, 1)[1].rstrip('"')
+            raise RestError(
+                400,
+                "PGRST124",
+                "Query result exceeds max-affected preference constraint",
+                f"The query affects {rows} rows",
+            ) from error
         raise
     row: dict[str, Any] = dict(results[0][0])
     return row
@@ -497,7 +519,7 @@ async def update(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     payload = parse_payload(
         await read_body(receive), relation, query.other.get("columns"), many=False
     )
-    shape = _shape(request, singular)
+    shape = _shape(request, singular, limited=True)
     if not payload.columns:
         # Nothing to set: PostgREST changes nothing and answers as for no row.
         empty = {"page_total": 0, "body": "[]"}
@@ -515,7 +537,7 @@ async def update(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
 async def delete(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer a DELETE: remove the rows the filters choose."""
     cache, relation, query, singular = await _target(rest, request)
-    shape = _shape(request, singular)
+    shape = _shape(request, singular, limited=True)
     statement = _cached(
         ("DELETE",), cache, relation, query, shape, None,
         lambda: build_delete(cache, relation, query, shape),
