@@ -107,3 +107,16 @@ async def test_deep_nesting_is_refused_not_a_recursion_error(books: Books) -> No
         response = await books.get(f"authors?{query}")
         assert response.status_code == 400, response.text
         assert "nested more than 16 levels" in response.json()["details"]
+
+
+async def test_unknown_preferences_are_refused_only_when_strict(books: Books) -> None:
+    response = await books.get("books?select=id", prefer="handling=strict, count=exact, foo")
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "PGRST122", "message": "Invalid preferences given with handling=strict",
+        "details": "Invalid preferences: foo", "hint": None,
+    }  # fmt: skip
+    lenient = "tx=rollback, foo, count=exact, handling=lenient"
+    response = await books.get("books?select=id&limit=1", prefer=lenient)
+    assert response.status_code == 206
+    assert response.headers["preference-applied"] == "count=exact, tx=rollback, handling=lenient"

@@ -29,7 +29,14 @@ from syntera.db.slow import ROUTE
 from syntera.errors import RateLimited, Unauthorized
 from syntera.ratelimit import Limiters
 from syntera.rest.errors import JSON_UTF8, RestError, from_database
-from syntera.rest.request import Preferences, RestRequest, headers_of, schema_of, target_of
+from syntera.rest.request import (
+    Preferences,
+    RestRequest,
+    applied_header,
+    headers_of,
+    schema_of,
+    target_of,
+)
 from syntera.rest.schema import SchemaHolder
 from syntera.tenancy import Principal
 
@@ -163,9 +170,12 @@ class RestPaths(HttpMiddleware):
                 principal, authenticated,
                 Preferences.parse([headers["prefer"]] if "prefer" in headers else []),
             )  # fmt: skip
+            request.preferences.check()
+            if request.preferences.handling is not None:
+                request.applied.append(f"handling={request.preferences.handling}")
             answer = await handler(rest, request, receive)
             if request.applied:
-                answer.headers.append((b"preference-applied", ", ".join(request.applied).encode()))
+                answer.headers.append((b"preference-applied", applied_header(request.applied)))
         except RestError as error:
             answer = Answer(error.status, error.body(), error.headers)
         except psycopg.Error as error:

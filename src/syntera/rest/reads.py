@@ -35,6 +35,8 @@ async def read(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     max_rows = rest.settings.rest_max_rows
     rows = row_range(request.header("range"), query.limit.get(()), query.offset.get(()), max_rows)
     count = request.preferences.count
+    if count is not None:
+        request.applied.append(f"count={count}")
     statement = cached_read(cache, relation, query, limit=rows.limit, offset=rows.offset,
                            count=count, max_rows=max_rows)  # fmt: skip
     statements: list[tuple[str, dict[str, Any]]] = [(statement.query, statement.params)]

@@ -20,9 +20,24 @@ MediaType = Literal["application/json", "application/vnd.pgrst.object+json", "te
 _RANGE = re.compile(r"^(?:items=)?\s*(\d+)\s*-\s*(\d*)\s*$")
 
 
+PREFERENCES: dict[str, tuple[str, ...]] = {
+    "resolution": ("merge-duplicates", "ignore-duplicates"),
+    "missing": ("default", "null"),
+    "return": ("representation", "minimal", "headers-only"),
+    "params": ("single-object",),
+    "count": ("exact", "planned", "estimated"),
+    "tx": ("commit", "rollback"),
+    "handling": ("strict", "lenient"),
+}
+# The order PostgREST lists applied preferences in (Preference-Applied).
+APPLIED_ORDER = ("resolution", "missing", "return", "params", "count", "tx", "handling",
+                 "timezone", "max-affected")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Preferences:
-    """The ``Prefer`` header, as PostgREST reads it (unknown preferences are ignored)."""
+    """The ``Prefer`` headers, as PostgREST reads them: comma-separated, the first of a
+    kind wins, anything unknown is kept in ``invalid`` (refused with ``handling=strict``)."""
 
     count: Literal["exact", "planned", "estimated"] | None = None
     return_: Literal["minimal", "headers-only", "representation"] | None = None
@@ -31,33 +46,54 @@ class Preferences:
     tx: Literal["commit", "rollback"] | None = None
     handling: Literal["strict", "lenient"] | None = None
     max_affected: int | None = None
-    raw: dict[str, str] = field(default_factory=dict)
+    params: str | None = None
+    invalid: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, values: list[str]) -> Preferences:
-        raw: dict[str, str] = {}
+        chosen: dict[str, str] = {}
+        invalid: list[str] = []
         for value in values:
             for part in value.split(","):
-                name, _, setting = part.strip().partition("=")
-                if name:
-                    raw[name.strip().lower()] = setting.strip()
-        count = raw.get("count")
-        returned = raw.get("return")
-        resolution = raw.get("resolution")
-        missing = raw.get("missing")
-        tx = raw.get("tx")
-        handling = raw.get("handling")
-        affected = raw.get("max-affected", "")
+                preference = part.strip()
+                if not preference:
+                    continue
+                name, _, setting = preference.partition("=")
+                known = setting in PREFERENCES.get(name, ())
+                if known or (name == "max-affected" and setting.isdigit()):
+                    chosen.setdefault(name, setting)
+                else:
+                    invalid.append(preference)
+        affected = chosen.get("max-affected")
         return cls(
-            count if count in ("exact", "planned", "estimated") else None,  # type: ignore[arg-type]
-            returned if returned in ("minimal", "headers-only", "representation") else None,  # type: ignore[arg-type]
-            resolution if resolution in ("merge-duplicates", "ignore-duplicates") else None,  # type: ignore[arg-type]
-            missing if missing in ("default", "null") else None,  # type: ignore[arg-type]
-            tx if tx in ("commit", "rollback") else None,  # type: ignore[arg-type]
-            handling if handling in ("strict", "lenient") else None,  # type: ignore[arg-type]
-            int(affected) if affected.isdigit() else None,
-            raw,
+            chosen.get("count"),  # type: ignore[arg-type]
+            chosen.get("return"),  # type: ignore[arg-type]
+            chosen.get("resolution"),  # type: ignore[arg-type]
+            chosen.get("missing"),  # type: ignore[arg-type]
+            chosen.get("tx"),  # type: ignore[arg-type]
+            chosen.get("handling"),  # type: ignore[arg-type]
+            int(affected) if affected else None,
+            chosen.get("params"),
+            tuple(invalid),
         )
+
+    def check(self) -> None:
+        """400 PGRST122 for unknown preferences under ``handling=strict``."""
+        if self.handling == "strict" and self.invalid:
+            raise RestError(
+                400, "PGRST122", "Invalid preferences given with handling=strict",
+                "Invalid preferences: " + ", ".join(self.invalid),
+            )  # fmt: skip
+
+
+def applied_header(applied: list[str]) -> bytes:
+    """Preference-Applied's value: the applied preferences in PostgREST's order."""
+
+    def rank(preference: str) -> int:
+        name = preference.partition("=")[0]
+        return APPLIED_ORDER.index(name) if name in APPLIED_ORDER else len(APPLIED_ORDER)
+
+    return ", ".join(sorted(dict.fromkeys(applied), key=rank)).encode()
 
 
 @dataclass
