@@ -169,7 +169,7 @@ def _arguments(
             document = json.loads(text)
         except ValueError as error:
             raise RestError(400, "PGRST102", "Empty or invalid json", str(error)) from error
-        single = request.preferences.raw.get("params") == "single-object"
+        single = request.preferences.params == "single-object"
         if not isinstance(document, dict) and not single:
             # A JSON array or scalar can only be the one json/jsonb argument.
             return text, [], query, True
@@ -186,7 +186,7 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     cache = await rest.schema.current()
     raw = await read_body(receive) if request.method == "POST" else b""
     text, names, query, body = _arguments(request, raw, cache)
-    single = request.preferences.raw.get("params") == "single-object"
+    single = request.preferences.params == "single-object"
     chosen = choose(cache, request.schema, request.name, names, body=body, single_object=single)
     if chosen.whole is False and body and not names and text.lstrip()[:1] not in ("{", ""):
         raise RestError(
