@@ -21,7 +21,9 @@ the answer. No validation beyond parsing, no limiter, no metrics, no error shape
   with ``ANCHOR_MODEL=1``);
 - ``GET /rest/v1/contacts?id=eq.<id>``, ``GET /rest/v1/contacts?order=created_at.desc&
   limit=20`` (with its exact count) and ``GET /rest/v1/deals?select=*,contacts(*)&limit=20``:
-  PostgREST's one statement, its JSON built by PostgreSQL, as ``bench.rest`` asks.
+  PostgREST's one statement, its JSON built by PostgreSQL, as ``bench.rest`` asks;
+- ``POST /rest/v1/contacts`` with ``Prefer: return=representation``: PostgREST's insert
+  (the body read by ``json_populate_recordset``) and the new row's JSON, in one statement.
 """
 
 from __future__ import annotations
@@ -88,6 +90,15 @@ REST_EMBED = """WITH pgrst_source AS (
    LIMIT 20)
 SELECT NULL::bigint AS total, pg_catalog.count(_r) AS page_total,
        coalesce(json_agg(_r), '[]')::text AS body FROM pgrst_source _r"""
+REST_INSERT = """WITH pgrst_source AS (
+  INSERT INTO public.contacts AS pgrst_target (company_id, email, first_name)
+  SELECT _r.company_id, _r.email, _r.first_name
+    FROM json_populate_recordset(NULL::public.contacts, %s::json) _r
+  RETURNING pgrst_target.id, pgrst_target.company_id, pgrst_target.email, pgrst_target.phone,
+            pgrst_target.first_name, pgrst_target.last_name, pgrst_target.tags,
+            pgrst_target.metadata, pgrst_target.created_at, pgrst_target.updated_at)
+SELECT NULL::bigint AS total, (SELECT pg_catalog.count(*) FROM pgrst_source) AS page_total,
+       (SELECT coalesce(json_agg(_r), '[]')::text FROM pgrst_source _r) AS body"""
 
 state: dict[str, Any] = {}
 
@@ -140,13 +151,13 @@ async def respond(send: Any, status: int, body: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def respond_rest(send: Any, row: dict[str, Any]) -> None:
+async def respond_rest(send: Any, row: dict[str, Any], status: int = 200) -> None:
     """PostgREST's answer: the body PostgreSQL built, and the Content-Range."""
     total = "*" if row["total"] is None else str(row["total"])
     page = row["page_total"]
     content_range = f"0-{page - 1}/{total}" if page else f"*/{total}"
     payload = row["body"].encode()
-    await send({"type": "http.response.start", "status": 200,
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json; charset=utf-8"),
                             (b"content-range", content_range.encode()),
                             (b"content-length", str(len(payload)).encode())]})  # fmt: skip
@@ -182,7 +193,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await respond(send, 401, {"message": "bad token"})
         return
     path, method = scope["path"], scope["method"]
-    if method == "GET" and path.startswith("/rest/v1/"):
+    if method == "POST" and path == "/rest/v1/contacts":
+        body = await read_body(receive)
+        rows = await run(claims, REST_INSERT, ("[" + body.decode() + "]",))
+        await respond_rest(send, rows[0], 201)
+    elif method == "GET" and path.startswith("/rest/v1/"):
         query = scope["query_string"].decode()
         if path == "/rest/v1/deals":
             rows = await run(claims, REST_EMBED, ())

@@ -11,7 +11,8 @@ company:
 
 * ``GET /rest/v1/contacts?id=eq.<id>`` for random contacts of the company;
 * ``GET /rest/v1/contacts?order=created_at.desc&limit=20`` with ``Prefer: count=exact``;
-* ``GET /rest/v1/deals?select=*,contacts(*)&limit=20``: deals with their contact embedded.
+* ``GET /rest/v1/deals?select=*,contacts(*)&limit=20``: deals with their contact embedded;
+* ``POST /rest/v1/contacts`` of one new contact with ``Prefer: return=representation``.
 
 Goal: each at least 0.8x of its anchor, and the single-row read at least 2,068 req/s
 (PostgREST's best published figure for it on a small instance, its database on another
@@ -57,6 +58,18 @@ request = function()
 end
 """
 
+INSERT = """
+local n = 0
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Prefer"] = "return=representation"
+request = function()
+  n = n + 1
+  local body = '{"company_id": "%s", "email": "rest-' .. n .. '-' .. math.random(1000000000) ..
+               '@example.com", "first_name": "Bench"}'
+  return wrk.format("POST", "/rest/v1/contacts", nil, body)
+end
+"""
+
 
 def add_deals(db: BenchDatabase, company_id: uuid.UUID, count: int) -> None:
     """``count`` deals of the company, each with one of its contacts."""
@@ -91,6 +104,7 @@ def main() -> None:
             "GET /rest/v1/contacts?id=eq.<id>": SINGLE % ", ".join(f'"{i}"' for i in ids),
             "GET /rest/v1/contacts?order=created_at.desc&limit=20, count=exact": PAGE,
             "GET /rest/v1/deals?select=*,contacts(*)&limit=20": EMBED,
+            "POST /rest/v1/contacts, return=representation": INSERT % company_id,
         }
         api = start_server(db, args.workers, folder, ROOMY_LIMITS)
         anchor = start_anchor(db, args.workers, company_id, folder / "anchor.log")

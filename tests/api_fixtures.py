@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -222,3 +225,26 @@ def events_url(stream_settings: Settings, api_urls: StackUrls) -> Iterator[str]:
 async def http(events_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=events_url, timeout=15) as client:
         yield client
+
+
+SUPABASE_JS = Path(__file__).parent / "auth" / "js"
+
+
+@pytest.fixture(scope="session")
+def supabase_js(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/auth/js (``@supabase/supabase-js`` and the scripts run with it) installed with
+    ``npm ci`` (from the lock file) in a folder of the session; its path."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        pytest.skip("needs node and npm (Debian's nodejs and npm packages)")
+    folder = tmp_path_factory.mktemp("supabase-js")
+    for source in [SUPABASE_JS / "package.json", SUPABASE_JS / "package-lock.json",
+                   *SUPABASE_JS.glob("*.mjs")]:  # fmt: skip
+        shutil.copy(source, folder / source.name)
+    command = [npm, "ci", "--no-audit", "--no-fund"]
+    installed = subprocess.run(
+        command, cwd=folder, capture_output=True, text=True, timeout=300, check=False
+    )
+    if installed.returncode != 0:
+        pytest.fail(f"npm ci of @supabase/supabase-js failed:\n{installed.stderr[-2000:]}")
+    return folder

@@ -1,5 +1,6 @@
 """The official JavaScript client, ``@supabase/supabase-js`` from npm, run by node against
-the API unchanged: sign up, sign in, change the password, sign in again."""
+the API unchanged: sign up, sign in, change the password, sign in again (the client is
+installed by the ``supabase_js`` fixture of ``tests.api_fixtures``)."""
 
 from __future__ import annotations
 
@@ -8,32 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.auth.conftest import PASSWORD, AuthServer, new_email
 from tests.auth.test_auth_api import supabase_style_token
 from tests.conftest import TEST_JWT_SECRET
-
-HERE = Path(__file__).parent / "js"
-
-
-@pytest.fixture(scope="session")
-def supabase_js(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/auth/js installed with ``npm ci`` (from the lock file) in a folder of the
-    session; its path."""
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if npm is None or node is None:
-        pytest.skip("needs node and npm (Debian's nodejs and npm packages)")
-    folder = tmp_path_factory.mktemp("supabase-js")
-    for name in ("package.json", "package-lock.json", "e2e.mjs"):
-        shutil.copy(HERE / name, folder / name)
-    command = [npm, "ci", "--no-audit", "--no-fund"]
-    installed = subprocess.run(
-        command, cwd=folder, capture_output=True, text=True, timeout=300, check=False
-    )
-    if installed.returncode != 0:
-        pytest.fail(f"npm ci of @supabase/supabase-js failed:\n{installed.stderr[-2000:]}")
-    return folder
 
 
 def test_supabase_js_signs_up_signs_in_changes_the_password_and_signs_in_again(

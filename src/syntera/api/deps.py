@@ -34,6 +34,9 @@ from syntera.tenancy import Membership, Principal
 from syntera.unit_of_work import TenantTransaction, open_unit_of_work
 
 COMPANY_HEADER = "X-Company-Id"
+# Supabase's clients send the project's API key in this header with every request, and
+# the user's access token (or the same key) as the bearer.
+API_KEY_HEADER = "apikey"
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -45,8 +48,18 @@ async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The caller named by the bearer credential; 401 without a valid one."""
-    return await _caller(request, credentials.credentials if credentials else None)
+    """The caller named by the bearer credential (or the ``apikey`` header); 401
+    without a valid one."""
+    return await _caller(request, credential_of(request, credentials))
+
+
+def credential_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The caller's credential as Supabase's gateway reads it: the ``Authorization``
+    bearer when there is one (a signed-in user's token wins over the API key sent
+    beside it), else the ``apikey`` header (the key alone acts as its role)."""
+    if credentials is not None:
+        return credentials.credentials
+    return request.headers.get(API_KEY_HEADER)
 
 
 async def stream_principal(
@@ -63,7 +76,7 @@ async def stream_principal(
 ) -> Principal:
     """``principal`` for event streams: the credential may also come as a query
     parameter."""
-    return await _caller(request, credentials.credentials if credentials else access_token)
+    return await _caller(request, credential_of(request, credentials) or access_token)
 
 
 async def _caller(request: Request, credential: str | None) -> Principal:

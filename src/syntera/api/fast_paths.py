@@ -220,11 +220,17 @@ async def _json(send: Send, status: int, body: bytes) -> None:
 
 
 def _bearer(scope: Scope) -> str | None:
+    """The credential as ``syntera.api.deps.credential_of`` reads it: the bearer, else
+    the ``apikey`` header."""
+    api_key: str | None = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, credential = value.decode("latin-1").partition(" ")
-            return credential.strip() if scheme.lower() == "bearer" and credential else None
-    return None
+            scheme, _, credential = bytes(value).decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credential:
+                return credential.strip()
+        elif name == b"apikey":
+            api_key = bytes(value).decode("latin-1")
+    return api_key
 
 
 async def _no_receive() -> dict[str, Any]:  # the answers below never read the body

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import jwt
@@ -114,6 +114,26 @@ def issue_access_token(
     else:
         token = jwt.encode(claims, keys.jwt_secret, algorithm=ALGORITHM)
     return AccessToken(token, lifetime_s, now + lifetime_s)
+
+
+# Supabase's API keys are long-lived HS256 JWTs of the project's secret that carry only
+# the issuer, the project, the role and the times. Ours are a function of the secret
+# (fixed times), so `syntera auth keys` prints the same keys every time and a new secret
+# revokes them; ES256 rotations leave them alone, as on Supabase.
+API_KEY_ISSUER = "supabase"
+API_KEY_PROJECT = "syntera"
+API_KEY_ISSUED_AT = 1_735_689_600  # 2025-01-01T00:00:00Z
+API_KEY_EXPIRES_AT = 2_051_222_400  # 2035-01-01T00:00:00Z
+ApiKeyRole = Literal["anon", "service_role"]
+
+
+def api_key(keys: Keys, role: ApiKeyRole) -> str:
+    """The project's ``anon`` or ``service_role`` API key, as a Supabase project's: a
+    JWT of that role signed with the HS256 secret. The service-role key bypasses
+    row-level security (the role has BYPASSRLS): it is a secret of the servers."""
+    claims = {"iss": API_KEY_ISSUER, "ref": API_KEY_PROJECT, "role": role,
+              "iat": API_KEY_ISSUED_AT, "exp": API_KEY_EXPIRES_AT}  # fmt: skip
+    return jwt.encode(claims, keys.jwt_secret, algorithm=ALGORITHM)
 
 
 def principal_from_bearer(credential: str, keys: Keys, *, any_role: bool = False) -> Principal:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from syntera.auth import keys
 from syntera.auth.mail import OUTBOX_FOLDER, LocalOutbox
+from syntera.auth.tokens import api_key, load_keys
 from syntera.cli.common import DataDirOption, console, errors, owner_database_url, settings_for
 
 auth_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
@@ -26,7 +27,11 @@ mail_app = typer.Typer(
 
 @auth_app.command("keys")
 def list_keys(data_dir: DataDirOption = None) -> None:
-    """The signing keys: which signs, which only verify, which are retired."""
+    """The signing keys (which signs, which only verify, which are retired), then the
+    project's API keys as Supabase's clients take them: SUPABASE_ANON_KEY (the ``anon``
+    role, for browsers) and SUPABASE_SERVICE_ROLE_KEY (``service_role``, which bypasses
+    row-level security: keep it on servers). Both are JWTs of the HS256 secret, the same
+    every time for the same secret."""
     settings = settings_for(data_dir)
     with psycopg.connect(owner_database_url(settings)) as conn:
         rows = keys.listing(conn)
@@ -36,6 +41,10 @@ def list_keys(data_dir: DataDirOption = None) -> None:
                       f"{signing_from:%Y-%m-%d %H:%M:%S}",
                       f"{retired:%Y-%m-%d %H:%M:%S}" if retired else "-")  # fmt: skip
     console.print(table if rows else "no signing keys: tokens are signed with the HS256 secret")
+    secrets = load_keys(settings)
+    # Plain lines a shell can eval, never wrapped (a wrapped key would not paste).
+    print(f"SUPABASE_ANON_KEY={api_key(secrets, 'anon')}")
+    print(f"SUPABASE_SERVICE_ROLE_KEY={api_key(secrets, 'service_role')}")
 
 
 @auth_app.command("rotate-key")

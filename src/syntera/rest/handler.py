@@ -109,10 +109,12 @@ class Rest:
 
 
 def credential_of(headers: Mapping[str, str]) -> str | None:
-    """The bearer token of a request, if it sent one."""
+    """The credential of a request, as Supabase's gateway reads it: the bearer token if
+    it sent one (a user's token wins over the API key beside it), else the ``apikey``
+    header (the project's anon or service-role key alone acts as its role)."""
     authorization = headers.get("authorization")
     if authorization is None:
-        return None
+        return headers.get("apikey") or None
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise RestError(401, "PGRST301", "Empty JWT is sent in Authorization header",

@@ -16,7 +16,9 @@ from syntera.db.postgres import TenantConnection
 from syntera.ratelimit import Limiters
 from syntera.rest.handler import PREFIX, Handler, Rest, RestPaths
 from syntera.rest.reads import read
+from syntera.rest.rpc import call
 from syntera.rest.schema import SchemaHolder
+from syntera.rest.writes import delete, insert, put, update
 from syntera.tenancy import Principal
 
 __all__ = ["PREFIX", "RestPaths", "handlers", "serving_rest"]
@@ -25,7 +27,12 @@ __all__ = ["PREFIX", "RestPaths", "handlers", "serving_rest"]
 def handlers() -> Mapping[tuple[bool, str], Handler]:
     """The handler of each (is it an RPC, method): reads here; writes and RPC plug in
     beside them."""
-    return {(False, "GET"): read, (False, "HEAD"): read}
+    return {
+        (False, "GET"): read, (False, "HEAD"): read,
+        (False, "POST"): insert, (False, "PATCH"): update, (False, "DELETE"): delete,
+        (False, "PUT"): put,
+        (True, "GET"): call, (True, "HEAD"): call, (True, "POST"): call,
+    }  # fmt: skip
 
 
 @asynccontextmanager
