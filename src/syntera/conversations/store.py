@@ -33,7 +33,6 @@ NOTES = "conversation_notes"
 PREVIEW_CHARS = 140
 # The inbox's list reads back in time windows (``ConversationStore._by_activity``).
 ACTIVITY_WINDOW = timedelta(seconds=4)
-ACTIVITY_WINDOW_GROWTH = 4
 ACTIVITY_UNBOUNDED = timedelta(days=365 * 20)
 
 Direction = Literal["backward", "forward"]
@@ -177,6 +176,15 @@ async def _page(
         rest = collection.find(query).sort([(time_field, order), ("_id", order)])
         documents += await rest.limit(wanted - len(documents)).to_list()
     return Slice(documents[:limit], len(documents) > limit)
+
+
+def _next_span(span: timedelta, found: int, missing: int) -> timedelta:
+    """The next window of the activity list: as long as the last one's density says the
+    missing conversations need, and half again (at most 16 times longer); 8 times longer
+    after an empty one."""
+    if found == 0:
+        return span * 8
+    return span * min(16.0, max(1.0, 1.5 * missing / found))
 
 
 class ConversationStore:
@@ -375,10 +383,10 @@ class ConversationStore:
         fetches every match and sorts it, so a plain sorted page costs the company's whole
         inbox (3 s at 10,000 conversations). It does use an index's range on
         ``last_activity_at``, so the page is read window by window back from the cursor
-        (4 s, then each window four times the last, unbounded past 20 years), each an
-        index range of few documents; on MongoDB each is an index range too. Archived
-        conversations are dropped here rather than by ``$ne``, which SecantusDB answers
-        with a collection scan.
+        (4 s first, each next one as long as the last one's density says is missing:
+        ``_next_span``; unbounded past 20 years), each an index range of few documents;
+        on MongoDB each is an index range too. Archived conversations are dropped here
+        rather than by ``$ne``, which SecantusDB answers with a collection scan.
         """
         wanted = limit + 1
         found: list[Document] = []
@@ -424,7 +432,8 @@ class ConversationStore:
                 continue
             if lower is None:  # nothing older is left
                 break
-            at, last_id, span = lower, None, span * ACTIVITY_WINDOW_GROWTH
+            at, last_id = lower, None
+            span = _next_span(span, len(documents), needed - len(documents))
         return Slice(found[:limit], len(found) > limit)
 
     # Assignment and rating ---------------------------------------------------------------
