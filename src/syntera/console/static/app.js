@@ -10,6 +10,7 @@ import * as knowledge from "./knowledge.js";
 import * as agents from "./agents.js";
 import * as workflows from "./workflows.js";
 import * as analytics from "./analytics.js";
+import * as reports from "./reports.js";
 import * as team from "./team.js";
 import * as operator from "./operator.js";
 
@@ -26,6 +27,7 @@ const PAGES = [
   ["agents", "Agents", agents.render, "member"],
   ["workflows", "Workflows", workflows.render, "member"],
   ["analytics", "Analytics", analytics.render, "member"],
+  ["reports", "Reports", reports.render, "member"],
   ["team", "Team", team.renderTeam, "manager"],
   ["settings", "Settings", team.renderSettings, "manager"],
   ["operator", "Operator", operator.render, "operator"],
@@ -33,6 +35,10 @@ const PAGES = [
 
 let context = null;
 let stopPage = null;
+// A page that routes inside itself (the inbox opening a conversation) keeps its state:
+// render may return {stop, navigate(rest)} instead of a stop function.
+let navigatePage = null;
+let shownPage = null;
 
 function allowed(audience) {
   if (!context) return false;
@@ -127,6 +133,14 @@ function noCompanyPage() {
 }
 
 async function show() {
+  const [, wanted, ...within] = location.hash.split("/");
+  if (navigatePage && shownPage === wanted && context) {
+    renderNav();
+    navigatePage(within.map(decodeURIComponent));
+    return;
+  }
+  navigatePage = null;
+  shownPage = null;
   if (stopPage) { stopPage(); stopPage = null; }
   if (!signedIn()) { signInPage(); return; }
   try {
@@ -153,7 +167,14 @@ async function show() {
   renderNav();
   fill(main);
   try {
-    stopPage = (await page[2](main, context, rest.map(decodeURIComponent))) || null;
+    const started = (await page[2](main, context, rest.map(decodeURIComponent))) || null;
+    if (started && typeof started === "object") {
+      stopPage = started.stop;
+      navigatePage = started.navigate;
+      shownPage = path;
+    } else {
+      stopPage = started;
+    }
   } catch (error) {
     main.append(h("p", { class: "notice error", role: "alert" }, error.message));
   }
