@@ -30,17 +30,43 @@ export function contactLabel(conversation) {
 /** Who said a message, in words: the contact, the agent (its name) or the teammate (their
  * name); never "user". */
 export function senderLabel(message, conversation, directory) {
-  if (message.sender_type === "user") return contactLabel(conversation);
+  if (message.sender_type === "user") return message.sender_name || contactLabel(conversation);
   if (message.sender_type === "system") return "System";
+  const userId = teammateOf(message);
+  if (userId) return userId === directory.me ? "You" : message.sender_name || personName(directory.people.get(userId));
   if (message.sender_name) return message.sender_name;
-  const userId = message.sender_user_id || message.user_id;
-  if (userId) return userId === directory.me ? "You" : personName(directory.people.get(userId));
-  if (message.ai || message.ai_metadata) return directory.agentName.get(conversation.agent_id) || "The agent";
+  if (isAgent(message)) return directory.agentName.get(conversation.agent_id) || "The agent";
   return "A teammate";
+}
+
+/** The teammate who wrote a message, if one did (``sender_id``). */
+function teammateOf(message) {
+  return message.sender_id || message.sender_user_id || null;
+}
+
+/** Whether the agent wrote ``message``: an agent message no teammate wrote (a server
+ * without ``sender_id``: one with the model's ``ai_metadata``). */
+function isAgent(message) {
+  if (message.sender_type !== "agent" || teammateOf(message)) return false;
+  return "sender_id" in message || Boolean(message.ai_metadata) || Boolean(message.ai);
 }
 
 export function personName(person) {
   return person ? person.name || person.email : "a teammate";
+}
+
+/** A conversation as an event tells it, over what the list knew: events may leave the
+ * names out (null), which the list then keeps. */
+export function mergeEvent(known, data) {
+  const merged = { ...(known || {}), ...data };
+  if (!known) return merged;
+  if (!data.contact_name && known.contact_name) merged.contact_name = known.contact_name;
+  const before = known.last_message;
+  const after = data.last_message;
+  if (after === undefined || (after === null && before)) merged.last_message = before;
+  else if (after && before && after.id === before.id && !after.sender_name) merged.last_message = { ...after, sender_name: before.sender_name };
+  if (!data.last_activity_at && known.last_activity_at) merged.last_activity_at = known.last_activity_at;
+  return merged;
 }
 
 export async function conversationView(pane, id, context, directory, { atMessage, changed }) {
@@ -90,10 +116,15 @@ export async function conversationView(pane, id, context, directory, { atMessage
     older.hidden = !cursor;
     if (first && answer.data.length) markRead(answer.data[0]);
   }
-  function markRead(latest) {
-    if (!latest.read_by.some((receipt) => receipt.user_id === context.user.id)) {
-      api("POST", `/v1/conversations/${id}/messages/${latest.id}/read`).catch(() => undefined);
+  let readWhole = true; // POST …/read (every message); else the newest message's receipt
+  async function markRead(latest) {
+    if (latest.read_by.some((receipt) => receipt.user_id === context.user.id)) return;
+    if (readWhole) {
+      const done = await optional(api("POST", `/v1/conversations/${id}/read`)).catch(() => null);
+      if (done !== undefined) return;
+      readWhole = false;
     }
+    api("POST", `/v1/conversations/${id}/messages/${latest.id}/read`).catch(() => undefined);
   }
   older.addEventListener("click", () => busy(older, status, () => loadPage(false)));
   thread.addEventListener("change", () => loadPage(true).catch((error) => status.error(error)));
@@ -181,7 +212,7 @@ export async function conversationView(pane, id, context, directory, { atMessage
     if (canAssign) fillAssignees();
   }
   function update(next) {
-    conversation = { ...conversation, ...next };
+    conversation = mergeEvent(conversation, next);
     paintHeader();
     changed(conversation);
   }
@@ -232,7 +263,7 @@ export async function conversationView(pane, id, context, directory, { atMessage
       } else if (event.type.startsWith("note.") && notes) {
         notes.onEvent(event);
       } else if (event.type.startsWith("conversation.")) {
-        conversation = { ...conversation, ...event.data };
+        conversation = mergeEvent(conversation, event.data);
         paintHeader();
         if (event.type === "conversation.ended" || event.type === "conversation.archived") {
           if (form.isConnected) form.replaceWith(h("p", {}, "This conversation has ended."));
@@ -272,7 +303,7 @@ function messageView(message, conversation, directory, status) {
   const readers = message.read_by.length;
   const sender = senderLabel(message, conversation, directory);
   const kind = message.sender_type === "user" ? "contact" : message.sender_type === "system" ? "system"
-    : message.ai_metadata ? "agent" : "teammate";
+    : isAgent(message) ? "agent" : "teammate";
   const intent = message.metadata.intent;
   const sentiment = message.metadata.sentiment;
   const citations = message.metadata.citations || [];

@@ -6,7 +6,7 @@
 
 import { api, ApiError, follow } from "./api.js";
 import { field, fill, h, notice, select, when } from "./ui.js";
-import { conversationView, contactLabel, optional, personName, senderLabel } from "./conversation.js";
+import { conversationView, contactLabel, mergeEvent, optional, personName, senderLabel } from "./conversation.js";
 
 const VIEWS = [["", "All"], ["mine", "Mine"], ["unassigned", "Unassigned"], ["needs_person", "Needs a person"]];
 const STATUSES = [["", "Any status"], ["active", "Active"], ["ended", "Ended"], ["archived", "Archived"]];
@@ -167,8 +167,9 @@ export async function render(main, context, [openId, atMessage]) {
       }
       return false;
     }
-    for (const member of answer) people.set(member.user_id, { ...member, name: member.name || member.email });
-    fill(presence, answer.map((member) => h("li", {},
+    const members = Array.isArray(answer) ? answer : answer.data || [];
+    for (const member of members) people.set(member.user_id, { ...member, name: member.name || member.email });
+    fill(presence, members.map((member) => h("li", {},
       h("span", { class: `dot ${member.online ? "online" : "offline"}`, "aria-hidden": "true" }),
       `${member.name || member.email}${member.user_id === context.user.id ? " (you)" : ""}`,
       h("span", { class: "visually-hidden" }, member.online ? " online" : " offline"),
@@ -309,8 +310,9 @@ export async function render(main, context, [openId, atMessage]) {
     const data = event.data || {};
     if (event.type.startsWith("conversation.") && data.id) {
       const known = conversations.get(data.id);
+      const merged = mergeEvent(known, data);
       // Events are the company's: the unread count in them is nobody's in particular.
-      const merged = { ...(known || {}), ...data, unread_count: known ? known.unread_count : (data.id === currentId ? 0 : Number(data.unread_count || 0)) };
+      merged.unread_count = known ? known.unread_count : (data.id === currentId ? 0 : Number(data.unread_count || 0));
       if (known && !matches(merged)) {
         conversations.delete(data.id);
         order = order.filter((id) => id !== data.id);
@@ -326,10 +328,11 @@ export async function render(main, context, [openId, atMessage]) {
         remember(fetched);
         known = fetched;
       } else {
-        const fromMe = data.sender_type !== "user" && !data.ai_metadata && data.sender_user_id === context.user.id;
+        const fromMe = data.sender_id === context.user.id;
         known.last_message = {
           id: data.id, content_preview: data.content.slice(0, 140), sender_type: data.sender_type,
-          sender_name: data.sender_name || null, created_at: data.created_at, ai: Boolean(data.ai_metadata),
+          sender_id: data.sender_id || null, sender_name: data.sender_name || null,
+          created_at: data.created_at, ai: Boolean(data.ai_metadata),
         };
         known.last_activity_at = data.created_at;
         if (data.conversation_id !== currentId && !fromMe) known.unread_count = Number(known.unread_count || 0) + 1;
