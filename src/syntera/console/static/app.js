@@ -11,6 +11,7 @@ import * as agents from "./agents.js";
 import * as workflows from "./workflows.js";
 import * as analytics from "./analytics.js";
 import * as reports from "./reports.js";
+import * as replies from "./replies.js";
 import * as team from "./team.js";
 import * as operator from "./operator.js";
 
@@ -21,6 +22,7 @@ const who = document.getElementById("who");
 // [path, label, render, who may see it]
 const PAGES = [
   ["inbox", "Inbox", inbox.render, "member"],
+  ["replies", "Saved replies", replies.render, "member"],
   ["contacts", "Contacts", crm.renderContacts, "member"],
   ["deals", "Deals", crm.renderDeals, "member"],
   ["knowledge", "Knowledge base", knowledge.render, "member"],
