@@ -42,6 +42,7 @@ from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
 from syntera.console.routes import install_console
+from syntera.conversations.inbox_routes import routers as inbox
 from syntera.conversations.replies import CHANNEL as REPLIES_CHANNEL
 from syntera.conversations.replies import ReplyWorker
 from syntera.conversations.routes import routers as conversations
@@ -69,6 +70,7 @@ from syntera.purges.routes import routers as purges
 from syntera.purges.worker import CHANNEL as PURGES_CHANNEL
 from syntera.purges.worker import PurgeWorker
 from syntera.ratelimit import Limiters
+from syntera.saved_replies.routes import routers as saved_replies
 from syntera.unit_of_work import Publisher
 from syntera.widget.routes import routers as widget
 from syntera.workers import Worker, listen_url, run_workers
@@ -190,9 +192,10 @@ def build_workers(
 
 def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
+    # The inbox's before the companies' (/v1/team/presence before /v1/team/{id}).
     return [
-        *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics,
-        *conversations, *events, *widget, *knowledge_base, *purges, *admin,
+        *inbox, *saved_replies, *companies, *agents, *crm, *workflows, *calls, *notifications,
+        *analytics, *conversations, *events, *widget, *knowledge_base, *purges, *admin,
     ]  # fmt: skip
 
 

@@ -62,6 +62,11 @@ class Cache:
         self.ttl = ttl or TimesToLive()
         self._loading: dict[str, asyncio.Future[Any]] = {}
 
+    @property
+    def redis(self) -> RedisClient:
+        """The Redis client the cache reads (for the few reads that share it: presence)."""
+        return self._redis
+
     async def read(
         self,
         name: str,

@@ -351,6 +351,8 @@ async def test_user_of_other_company_gets_404_for_every_conversation_endpoint(
         ("PATCH", ""): {"summary": "stolen"},
         ("POST", "/typing"): {"state": "start"},
         ("POST", "/handoff"): {"to": "human"},
+        ("POST", "/assign"): {"assignee_id": None},
+        ("POST", "/notes"): {"body": "x"},
     }
     tried = 0
     for path, operations in app.openapi()["paths"].items():
@@ -358,7 +360,9 @@ async def test_user_of_other_company_gets_404_for_every_conversation_endpoint(
             continue
         rest = path.removeprefix("/v1/conversations/{conversation_id}")
         for method in operations:
-            concrete = url + rest.format(thread_id=thread["id"], message_id=message["id"])
+            concrete = url + rest.format(
+                thread_id=thread["id"], message_id=message["id"], note_id=message["id"]
+            )
             body = bodies.get((method.upper(), rest), {})
             response = await client.request(method.upper(), concrete, headers=stranger, json=body)
             assert response.status_code == 404, (method, path, response.text)

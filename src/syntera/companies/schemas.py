@@ -27,6 +27,11 @@ class CompanyUpdate(Input):
         description="Tokens the company's agents may use per calendar month (UTC); null: "
         "unlimited. When spent, conversations pass to people.",
     )
+    auto_assign_handoffs: bool | None = Field(
+        default=None,
+        description="A conversation handed to people goes to the online member with the "
+        "fewest open conversations (else it waits in needs_person).",
+    )
 
 
 class Company(Output):
@@ -35,6 +40,7 @@ class Company(Output):
     owner_id: UUID | None
     subscription_tier: Literal["starter", "professional", "enterprise"]
     monthly_token_budget: int | None = None
+    auto_assign_handoffs: bool = False
     created_at: datetime
     updated_at: datetime
 

@@ -69,8 +69,9 @@ async def current_company(tx: TenantTransaction) -> Company:
 async def update_company(tx: TenantTransaction, body: CompanyUpdate) -> Company:
     """Rename the company or set its monthly token budget (null: unlimited)."""
     changes = body.changes()
-    if changes.get("name", "") is None:
-        raise field_error("name", "may not be null")
+    for field in ("name", "auto_assign_handoffs"):
+        if field in changes and changes[field] is None:
+            raise field_error(field, "may not be null")
     if not changes:
         return await current_company(tx)
     statement = sql.SQL("UPDATE public.companies SET {sets} WHERE id = %(id)s RETURNING {columns}")

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from syntera.api.deps import Member
 from syntera.api.state import limiters_of, settings_of
-from syntera.conversations import schemas, service
+from syntera.conversations import inbox, schemas, service
 from syntera.conversations.store import ConversationStore, Direction
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.kit.schemas import StorableTime, Tag
@@ -61,6 +61,13 @@ async def start_conversation(
 async def list_conversations(
     tx: Member,
     store: Store,
+    view: Annotated[
+        schemas.InboxView | None,
+        Query(
+            description="`mine`: assigned to you; `unassigned`; `needs_person`: handed "
+            "to people and assigned to nobody."
+        ),
+    ] = None,
     status: Annotated[schemas.Status | None, Query()] = None,
     channel: Annotated[schemas.Channel | None, Query()] = None,
     agent_id: Annotated[UUID | None, Query()] = None,
@@ -70,7 +77,9 @@ async def list_conversations(
     limit: Limit = 20,
     cursor: CursorText = None,
 ) -> Page[schemas.Conversation]:
-    """Your company's conversations, newest first; archived ones are hidden unless asked."""
+    """Your company's conversations, newest activity first, each with its contact's name,
+    its last message and how many messages you have not read; archived ones are hidden
+    unless asked."""
     piece = await store.list_conversations(
         tx.company_id,
         status=status,
@@ -81,16 +90,17 @@ async def list_conversations(
         include_archived=include_archived,
         limit=limit,
         after=service.keyset(_cursor(cursor)),
+        **inbox.view_filters(view, tx.user_id),
     )
-    return service.page_of(piece, service.conversation_out, "started_at")
+    return await inbox.page_of_inbox(tx, store, piece)
 
 
 @conversations.get("/{conversation_id}", response_model=schemas.Conversation)
 async def read_conversation(
     tx: Member, store: Store, conversation_id: ConversationId
 ) -> schemas.Conversation:
-    """One conversation of your company (archived ones too)."""
-    return service.conversation_out(await service.access_conversation(tx, store, conversation_id))
+    """One conversation of your company (archived ones too), as the inbox shows it."""
+    return await inbox.read_conversation(tx, store, conversation_id)
 
 
 @conversations.patch("/{conversation_id}", response_model=schemas.Conversation)

@@ -54,6 +54,27 @@ class Thread(Output):
     message_count: int
 
 
+class LastMessage(Output):
+    """What the inbox shows of a conversation's newest message."""
+
+    id: str
+    content_preview: str = Field(description="The first 140 characters.")
+    sender_type: SenderType
+    sender_id: UUID | None = Field(default=None, description="The teammate who wrote it.")
+    sender_name: str | None = Field(
+        default=None,
+        description="The contact's name (or \"Visitor …\"), the agent's name, or the "
+        "teammate's; set in lists and reads (events may leave it null).",
+    )
+    created_at: datetime
+
+
+class Rating(Output):
+    score: int = Field(ge=1, le=5)
+    comment: str | None = None
+    rated_at: datetime
+
+
 class Conversation(Output):
     id: str
     company_id: UUID
@@ -72,6 +93,22 @@ class Conversation(Output):
     handled_by: Literal["agent", "human"] = Field(
         default="agent", description="Who answers the visitor: the agent or people."
     )
+    assignee_id: UUID | None = Field(default=None, description="The member who has it.")
+    contact_name: str | None = Field(
+        default=None,
+        description='The contact\'s name (first and last, else email), or "Visitor" and a '
+        "short id for an anonymous chat; set in lists and reads (events may leave it null).",
+    )
+    last_message: LastMessage | None = None
+    last_activity_at: datetime | None = Field(
+        default=None, description="The newest message's time (else the start): the list's order."
+    )
+    message_count: int = 0
+    unread_count: int | None = Field(
+        default=None,
+        description="Messages the signed-in member has not read (null for the service key).",
+    )
+    rating: Rating | None = Field(default=None, description="The visitor's rating, once ended.")
     created_at: datetime
     updated_at: datetime
 
@@ -169,6 +206,9 @@ class Message(Output):
     ai_metadata: dict[str, Any] | None = None
     metadata: StoredMessageMetadata
     read_by: list[ReadReceipt] = Field(default_factory=list)
+    sender_id: UUID | None = Field(
+        default=None, description="The signed-in teammate who wrote it, if one did."
+    )
     created_at: datetime
 
 
@@ -220,3 +260,36 @@ class WidgetMessage(Input):
     content: Content
     message_type: MessageType = "text"
     attachments: list[Attachment] = Field(default_factory=list, max_length=20)
+
+
+InboxView = Literal["mine", "unassigned", "needs_person"]
+
+
+class Assignment(Input):
+    assignee_id: UUID | None = Field(description="A member of the company; null to clear.")
+
+
+class NoteCreate(Input):
+    body: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+
+
+class Note(Output):
+    id: str
+    conversation_id: str
+    author_id: UUID | None
+    author_name: str | None = None
+    body: str
+    created_at: datetime
+
+
+class RatingCreate(Input):
+    score: int = Field(ge=1, le=5, description="1 (bad) to 5 (excellent).")
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class MemberPresence(Output):
+    user_id: UUID
+    name: str
+    email: str
+    online: bool = Field(description="One of their event streams is open.")
+    open_conversations: int = Field(description="Active conversations assigned to them.")

@@ -23,6 +23,7 @@ from bson.json_util import JSONMode, JSONOptions
 from syntera.agents.service import AGENTS
 from syntera.analytics.service import EVENTS
 from syntera.cache import CACHE_VERSION
+from syntera.conversations.assignment import route_to_people
 from syntera.conversations.schemas import (
     ChannelStats,
     Conversation,
@@ -43,7 +44,6 @@ from syntera.errors import Conflict, Forbidden, field_error, not_found
 from syntera.events.model import Event, EventType
 from syntera.kit.pagination import Cursor, Page
 from syntera.kit.resources import check_reference
-from syntera.notifications.service import notify_members
 from syntera.unit_of_work import TenantTransaction
 
 
@@ -312,10 +312,12 @@ async def append(
     # Thread counts are part of the header; the newest page always changes.
     threaded = any(message.thread_id is not None for message in messages)
     invalidate_cached(tx, conversation["_id"], MESSAGES, *([HEADER] if threaded else []))
+    author = {"sender_id": str(tx.user_id)} if tx.user_id is not None else {}
     documents = await store.append(
         tx.company_id,
         conversation["_id"],
-        [{**value, "_id": message_id} for value, message_id in zip(values, ids, strict=True)],
+        [{**value, **author, "_id": oid} for value, oid in zip(values, ids, strict=True)],
+        reader=tx.user_id,
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
     # After the store, which refuses what it could not give back naming the client's field.
@@ -420,8 +422,8 @@ async def hand_off(
 ) -> Conversation:
     """Put the conversation in the agent's or people's hands (``handled_by``), with
     ``line`` told to the visitor as a system message; ``conversation.updated`` after.
-    Handed to people by the system (the visitor asked, the model failed), the company's
-    owners and admins are notified (a member's own hand-off needs no notice)."""
+    Handed to people by the system (the visitor asked, the model failed), it is assigned
+    or queued (``assignment.route_to_people``; a member's own hand-off needs neither)."""
     current = await access_conversation(tx, store, conversation_id)
     if current.get("handled_by", "agent") == to:
         return conversation_out(current)
@@ -430,13 +432,8 @@ async def hand_off(
     if line is not None and current["status"] == "active":
         system = {"sender_type": "system", "role": "system", "content": line}
         await append_reply(tx, store, current["_id"], system)
-    if to == "human" and tx.principal.role == "service_role":
-        await notify_members(
-            tx, "managers", kind="conversation.handoff",
-            title="A conversation needs a person",
-            body=f"The agent handed a conversation to the team: {reason}.",
-            data={"conversation_id": str(current["_id"]), "reason": reason},
-        )  # fmt: skip
+    if to == "human" and tx.principal.role == "service_role" and changed is not None:
+        changed = await route_to_people(tx, store, changed, reason) or changed
     return _published(tx, "conversation.updated", changed)
 
 
@@ -559,6 +556,9 @@ async def mark_read(
     )
     if document is None:
         raise not_found("Message")
+    # The member's read position (the inbox's unread count) moves up to that message.
+    position = await store.position_of(tx.company_id, conversation["_id"], document)
+    await store.read_up_to(tx.company_id, conversation["_id"], tx.user_id, position)
     message = message_out(document)
     publish(tx, "message.read", message)
     return message

@@ -27,6 +27,13 @@ from syntera.db.storable import storable
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
+# Each member's read position in a conversation (how many of its messages they have
+# read), so an unread count is a subtraction, never a scan of messages.
+READS = "conversation_reads"
+# The team's private notes on a conversation: beside the conversation, so they live and
+# leave with it (a contact's erasure and a company's purge reach them in the same step).
+NOTES = "conversation_notes"
+PREVIEW_CHARS = 140
 
 Direction = Literal["backward", "forward"]
 
@@ -43,6 +50,8 @@ Direction = Literal["backward", "forward"]
 SHARD_KEYS: dict[str, list[tuple[str, int]]] = {
     "conversations": [("company_id", 1), ("_id", 1)],
     "messages": [("company_id", 1), ("conversation_id", 1)],
+    "conversation_reads": [("company_id", 1), ("conversation_id", 1)],
+    "conversation_notes": [("company_id", 1), ("conversation_id", 1)],
 }
 
 
@@ -91,6 +100,31 @@ def indexes(message_retention_days: int | None = None) -> list[IndexSpec]:
                   [("company_id", 1), ("ai_metadata.model", 1), ("created_at", -1)]),
         # Message statistics since a date.
         IndexSpec(MESSAGES, "company_created", [("company_id", 1), ("created_at", -1)]),
+        # The inbox: newest activity first, unfiltered and by each of its filters.
+        IndexSpec(CONVERSATIONS, "company_activity",
+                  [("company_id", 1), ("last_activity_at", -1), ("_id", -1)]),
+        IndexSpec(CONVERSATIONS, "company_status_activity",
+                  [("company_id", 1), ("status", 1), ("last_activity_at", -1), ("_id", -1)]),
+        IndexSpec(CONVERSATIONS, "company_assignee_activity",
+                  [("company_id", 1), ("assignee_id", 1), ("last_activity_at", -1),
+                   ("_id", -1)]),
+        IndexSpec(CONVERSATIONS, "company_handled_assignee_activity",
+                  [("company_id", 1), ("handled_by", 1), ("assignee_id", 1),
+                   ("last_activity_at", -1), ("_id", -1)]),
+        IndexSpec(CONVERSATIONS, "company_agent_activity",
+                  [("company_id", 1), ("agent_id", 1), ("last_activity_at", -1), ("_id", -1)]),
+        IndexSpec(CONVERSATIONS, "company_channel_activity",
+                  [("company_id", 1), ("channel", 1), ("last_activity_at", -1), ("_id", -1)]),
+        IndexSpec(CONVERSATIONS, "company_tags_activity",
+                  [("company_id", 1), ("tags", 1), ("last_activity_at", -1), ("_id", -1)]),
+        # A member's open conversations (who gets the next hand-off).
+        IndexSpec(CONVERSATIONS, "company_assignee_status",
+                  [("company_id", 1), ("assignee_id", 1), ("status", 1)]),
+        IndexSpec(READS, "company_conversation_user",
+                  [("company_id", 1), ("conversation_id", 1), ("user_id", 1)],
+                  {"unique": True}),
+        IndexSpec(NOTES, "company_conversation_created",
+                  [("company_id", 1), ("conversation_id", 1), ("created_at", 1), ("_id", 1)]),
     ]  # fmt: skip
     if message_retention_days is not None:
         specs.append(
@@ -98,6 +132,17 @@ def indexes(message_retention_days: int | None = None) -> list[IndexSpec]:
                       {"expireAfterSeconds": message_retention_days * 86_400})
         )  # fmt: skip
     return specs
+
+
+def preview(message: Document) -> Document:
+    """What the inbox shows of a conversation's newest message."""
+    return {
+        "id": str(message["_id"]),
+        "content_preview": message["content"][:PREVIEW_CHARS],
+        "sender_type": message["sender_type"],
+        "sender_id": message.get("sender_id"),
+        "created_at": message["created_at"],
+    }
 
 
 @dataclass(frozen=True)
@@ -143,12 +188,16 @@ class ConversationStore:
     def __init__(self, db: MongoDatabase) -> None:
         self._conversations = db[CONVERSATIONS]
         self._messages = db[MESSAGES]
+        self._reads = db[READS]
+        self._notes = db[NOTES]
 
     async def purge_company(self, company_id: UUID) -> tuple[int, int]:
         """Delete every conversation and message of a (deleted) company: (conversations,
         messages) removed. Messages first, so a purge interrupted between the two leaves
         no message whose conversation is gone."""
         messages = await self._messages.delete_many(scoped(company_id))
+        await self._reads.delete_many(scoped(company_id))
+        await self._notes.delete_many(scoped(company_id))
         conversations = await self._conversations.delete_many(scoped(company_id))
         return conversations.deleted_count, messages.deleted_count
 
@@ -164,9 +213,12 @@ class ConversationStore:
         ]
         if not ids:
             return [], 0
+        texts = [str(oid) for oid in ids]
         messages = await self._messages.delete_many(
-            scoped(company_id, conversation_id={"$in": [str(oid) for oid in ids]})
+            scoped(company_id, conversation_id={"$in": texts})
         )
+        await self._reads.delete_many(scoped(company_id, conversation_id={"$in": texts}))
+        await self._notes.delete_many(scoped(company_id, conversation_id={"$in": texts}))
         await self._conversations.delete_many(scoped(company_id, _id={"$in": ids}))
         return ids, messages.deleted_count
 
@@ -217,6 +269,11 @@ class ConversationStore:
             summary=None,
             summary_updated_at=None,
             metadata=storable("metadata", metadata or {}),
+            assignee_id=None,
+            last_message=None,
+            last_activity_at=moment,
+            message_count=0,
+            rating=None,
             created_at=moment,
             updated_at=moment,
         )
@@ -282,12 +339,20 @@ class ConversationStore:
         agent_id: UUID | None = None,
         contact_id: UUID | None = None,
         tag: str | None = None,
+        assignee: UUID | Literal["any"] | None = "any",
+        handled_by: str | None = None,
         include_archived: bool = False,
         limit: int = 20,
         after: tuple[datetime, ObjectId] | None = None,
     ) -> Slice:
-        """Newest first by start time; archived ones only when asked for (or by status)."""
+        """Newest activity first (a new message moves a conversation to the top);
+        archived ones only when asked for (or by status). ``assignee``: a member's, None
+        for the unassigned, "any" for all."""
         conditions: Document = {}
+        if assignee != "any":
+            conditions["assignee_id"] = str(assignee) if assignee is not None else None
+        if handled_by is not None:
+            conditions["handled_by"] = handled_by
         if agent_id is not None:
             conditions["agent_id"] = str(agent_id)
         if contact_id is not None:
@@ -301,7 +366,133 @@ class ConversationStore:
         elif not include_archived:
             conditions["status"] = {"$ne": "archived"}
         query = scoped(company_id, **conditions)
-        return await _page(self._conversations, query, "started_at", after, "backward", limit)
+        return await _page(self._conversations, query, "last_activity_at", after, "backward", limit)
+
+    # Assignment and rating ---------------------------------------------------------------
+
+    async def assign(
+        self, company_id: UUID, conversation_id: ObjectId, assignee_id: UUID | None
+    ) -> Document | None:
+        """Set (or clear, with None) the conversation's assignee; the conversation after."""
+        return await self._set(
+            company_id,
+            conversation_id,
+            {"assignee_id": str(assignee_id) if assignee_id else None, "updated_at": now()},
+        )
+
+    async def assign_if_unassigned(
+        self, company_id: UUID, conversation_id: ObjectId, assignee_id: UUID
+    ) -> Document | None:
+        """Assign the conversation unless someone already has it (a member who took it
+        meanwhile keeps it); the conversation after, or None if it was taken."""
+        return await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id, assignee_id=None),
+            {"$set": {"assignee_id": str(assignee_id), "updated_at": now()}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def open_conversations_of(
+        self, company_id: UUID, user_ids: list[UUID]
+    ) -> dict[UUID, int]:
+        """How many active conversations each of these members is assigned."""
+        counts = {user_id: 0 for user_id in user_ids}
+        if not user_ids:
+            return counts
+        pipeline: list[Document] = [
+            {"$match": scoped(company_id, assignee_id={"$in": [str(u) for u in user_ids]},
+                              status="active")},
+            {"$group": {"_id": "$assignee_id", "open": {"$sum": 1}}},
+        ]  # fmt: skip
+        for group in await (await self._conversations.aggregate(pipeline)).to_list():
+            counts[UUID(group["_id"])] = group["open"]
+        return counts
+
+    async def rate(
+        self, company_id: UUID, conversation_id: ObjectId, rating: Document
+    ) -> Document | None:
+        """Store the visitor's rating of an ended conversation (a later one replaces
+        it); None if the conversation is not ended (or not there)."""
+        return await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id, status={"$in": ["ended", "archived"]}),
+            {"$set": {"rating": storable("rating", rating)}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    # Read positions ----------------------------------------------------------------------
+
+    async def read_positions(
+        self, company_id: UUID, user_id: UUID, conversation_ids: list[str]
+    ) -> dict[str, int]:
+        """How many messages of each of these conversations the member has read."""
+        if not conversation_ids:
+            return {}
+        cursor = self._reads.find(
+            scoped(company_id, conversation_id={"$in": conversation_ids}, user_id=str(user_id)),
+            {"conversation_id": 1, "read_count": 1, "_id": 0},
+        )
+        return {document["conversation_id"]: document["read_count"] async for document in cursor}
+
+    async def read_up_to(
+        self, company_id: UUID, conversation_id: ObjectId, user_id: UUID, count: int
+    ) -> None:
+        """The member has read the conversation's first ``count`` messages (a position
+        never moves back)."""
+        await self._reads.update_one(
+            scoped(company_id, conversation_id=str(conversation_id), user_id=str(user_id)),
+            {"$max": {"read_count": count}, "$set": {"read_at": now()}},
+            upsert=True,
+        )
+
+    async def position_of(
+        self, company_id: UUID, conversation_id: ObjectId, message: Document
+    ) -> int:
+        """How many messages of the conversation come up to and including ``message``
+        (by time, then id: messages of one batch share their time)."""
+        query = scoped(company_id, conversation_id=str(conversation_id))
+        before = await self._messages.count_documents(
+            {**query, "created_at": {"$lt": message["created_at"]}}
+        )
+        ties = await self._messages.count_documents(
+            {**query, "created_at": message["created_at"], "_id": {"$lte": message["_id"]}}
+        )
+        return before + ties
+
+    # Notes -------------------------------------------------------------------------------
+
+    async def add_note(
+        self, company_id: UUID, conversation_id: ObjectId, author_id: UUID | None, body: str
+    ) -> Document:
+        """A private note of the team on the conversation."""
+        document = scoped(
+            company_id,
+            conversation_id=str(conversation_id),
+            _id=ObjectId(),
+            author_id=str(author_id) if author_id else None,
+            body=body,
+            created_at=now(),
+        )
+        await self._notes.insert_one(document)
+        return document
+
+    async def list_notes(
+        self,
+        company_id: UUID,
+        conversation_id: ObjectId,
+        *,
+        limit: int = 50,
+        after: tuple[datetime, ObjectId] | None = None,
+    ) -> Slice:
+        """The conversation's notes, oldest first."""
+        query = scoped(company_id, conversation_id=str(conversation_id))
+        return await _page(self._notes, query, "created_at", after, "forward", limit)
+
+    async def delete_note(
+        self, company_id: UUID, conversation_id: ObjectId, note_id: ObjectId
+    ) -> Document | None:
+        """Delete a note; the note as it was, or None."""
+        return await self._notes.find_one_and_delete(
+            scoped(company_id, conversation_id=str(conversation_id), _id=note_id)
+        )
 
     # Threads -----------------------------------------------------------------------------
 
@@ -359,15 +550,23 @@ class ConversationStore:
             attachments=values.get("attachments") or [],
             ai_metadata=values.get("ai_metadata"),
             metadata=metadata,
+            sender_id=values.get("sender_id"),
             read_by=[],
             created_at=at,
         )
 
     async def append(
-        self, company_id: UUID, conversation_id: ObjectId, messages: list[Document]
+        self,
+        company_id: UUID,
+        conversation_id: ObjectId,
+        messages: list[Document],
+        *,
+        reader: UUID | None = None,
     ) -> list[Document]:
-        """Store messages of a conversation (one insert, or one bulk insert for many), and
-        count them in their threads. The caller has checked the conversation exists."""
+        """Store messages of a conversation (one insert, or one bulk insert for many),
+        count them in their threads, and make the newest the conversation's last message.
+        ``reader``: the member who wrote them, who has read the conversation up to them.
+        The caller has checked the conversation exists."""
         at = now()
         documents = [self._message(company_id, conversation_id, m, at) for m in messages]
         if len(documents) == 1:
@@ -377,6 +576,18 @@ class ConversationStore:
             # is exactly what was stored.
             await self._messages.insert_many(documents, ordered=True)
         await self._count_in_threads(company_id, conversation_id, documents, 1)
+        # The inbox's preview, order and unread counts, kept with the messages.
+        after = await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id),
+            {
+                "$inc": {"message_count": len(documents)},
+                "$set": {"last_message": preview(documents[-1]), "last_activity_at": at},
+            },
+            projection={"message_count": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        if reader is not None and after is not None:
+            await self.read_up_to(company_id, conversation_id, reader, after["message_count"])
         return documents
 
     async def _count_in_threads(
@@ -407,6 +618,9 @@ class ConversationStore:
             )
         )
         await self._count_in_threads(company_id, conversation_id, documents, -1)
+        await self._conversations.update_one(
+            scoped(company_id, _id=conversation_id), {"$inc": {"message_count": -len(documents)}}
+        )
 
     async def get_message(
         self, company_id: UUID, conversation_id: ObjectId, message_id: ObjectId
@@ -491,10 +705,13 @@ class ConversationStore:
             ids = [document["_id"] async for document in cursor]
             if not ids:
                 return conversations, messages
+            texts = [str(i) for i in ids]
             deleted = await self._messages.delete_many(
-                scoped(company_id, conversation_id={"$in": [str(i) for i in ids]})
+                scoped(company_id, conversation_id={"$in": texts})
             )
             messages += deleted.deleted_count
+            await self._reads.delete_many(scoped(company_id, conversation_id={"$in": texts}))
+            await self._notes.delete_many(scoped(company_id, conversation_id={"$in": texts}))
             gone = await self._conversations.delete_many(scoped(company_id, _id={"$in": ids}))
             conversations += gone.deleted_count
 

@@ -30,12 +30,15 @@ EventType = Literal[
     "message.read",
     "typing",
     "message.delta",
+    "note.created",
+    "note.deleted",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 # What a visitor in the widget may receive about their own chat: the messages (as the
 # widget's REST API returns them), typing, and that the chat has ended. Not
-# conversation.updated: tags, summary, contact and metadata are the team's notes.
+# conversation.updated: tags, summary, contact and metadata are the team's notes; never
+# note.*: private notes are the team's alone.
 WIDGET_TYPES: frozenset[str] = frozenset(
     ("message.created", "message.reaction", "message.read", "typing", "message.delta",
      "conversation.ended", "conversation.archived")

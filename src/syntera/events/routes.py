@@ -19,8 +19,8 @@ from syntera.api.sse import EventStreamResponse
 from syntera.api.state import settings_of, stores_of
 from syntera.conversations import service
 from syntera.conversations.routes import conversation_store_of
-from syntera.db.redis import tenant_key
 from syntera.events.model import Event, StreamPosition, parse_event_id, parse_types
+from syntera.events.presence import user_streams_key
 from syntera.events.streams import (
     Events,
     OpenStream,
@@ -104,7 +104,7 @@ async def company_events(
     scopes = [company_scope(company_id, settings.events_streams_per_company)]
     if tx.user_id is not None:
         scopes.append((
-            tenant_key(company_id, "streams-user", str(tx.user_id)),
+            user_streams_key(company_id, tx.user_id),
             settings.events_streams_per_user,
             "per user",
         ))  # fmt: skip

@@ -101,6 +101,14 @@ SELECT company_id, id, %(type)s, %(title)s, %(body)s, %(data)s
 RETURNING user_id
 """
 
+NOTIFY_EVERY_MEMBER = """
+INSERT INTO public.notifications (company_id, user_id, type, title, body, data)
+SELECT company_id, id, %(type)s, %(title)s, %(body)s, %(data)s
+  FROM public.users
+ WHERE company_id = %(company_id)s
+RETURNING user_id
+"""
+
 NOTIFY_MEMBER = """
 INSERT INTO public.notifications (company_id, user_id, type, title, body, data)
 SELECT company_id, id, %(type)s, %(title)s, %(body)s, %(data)s
@@ -112,15 +120,15 @@ RETURNING user_id
 
 async def notify_members(
     tx: TenantTransaction,
-    to: UUID | Literal["managers"],
+    to: UUID | Literal["managers", "members"],
     *,
     kind: str,
     title: str,
     body: str | None,
     data: dict[str, Any],
 ) -> list[UUID]:
-    """Notify every owner and admin (``"managers"``) or one member of the company; the
-    users notified (none when ``to`` is not a member)."""
+    """Notify every owner and admin (``"managers"``), every member (``"members"``) or
+    one member of the company; the users notified (none when ``to`` is not a member)."""
     params = {
         "company_id": tx.company_id,
         "type": kind,
@@ -130,6 +138,8 @@ async def notify_members(
     }
     if to == "managers":
         cursor = await tx.conn.execute(NOTIFY_MANAGERS, params)
+    elif to == "members":
+        cursor = await tx.conn.execute(NOTIFY_EVERY_MEMBER, params)
     else:
         cursor = await tx.conn.execute(NOTIFY_MEMBER, {**params, "user_id": to})
     return [row["user_id"] for row in await cursor.fetchall()]

@@ -31,12 +31,14 @@ from syntera.api.state import (
     stores_of,
 )
 from syntera.auth.common_routes import keys_of
-from syntera.conversations import service
+from syntera.conversations import inbox, service
 from syntera.conversations.routes import ConversationId, CursorText, Store, conversation_store_of
 from syntera.conversations.schemas import (
     ConversationCreate,
     Message,
     MessageCreate,
+    Rating,
+    RatingCreate,
     TypingUpdate,
     WidgetMessage,
     WidgetSession,
@@ -227,6 +229,23 @@ async def end_session(
     session_id = await check_session(request, visitor, session, conversation_id)
     await visitor.sessions.end(visitor.company_id, session_id)
     return Response(status_code=204)
+
+
+@public.post("/{conversation_id}/rating", response_model=Rating)
+async def rate_chat(
+    request: Request,
+    visitor: Visitor,
+    store: Store,
+    conversation_id: ConversationId,
+    body: RatingCreate,
+    session: Session = None,
+) -> Rating:
+    """The visitor rates their chat (1-5, and a comment) once it has ended: 409 while it
+    is open; only with the chat's own session. A second rating replaces the first."""
+    await check_session(request, visitor, session, conversation_id)
+    rated = await inbox.rate(visitor.tx, store, conversation_id, body)
+    assert rated.rating is not None
+    return rated.rating
 
 
 @public.post("/{conversation_id}/typing", status_code=204)

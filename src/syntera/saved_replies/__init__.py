@@ -1,0 +1,1 @@
+"""Saved replies: text a teammate inserts in a reply by typing "/" and its shortcut."""
