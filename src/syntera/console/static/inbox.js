@@ -340,7 +340,11 @@ export async function render(main, context, [openId, atMessage]) {
       paint();
     }
     if (view && event.conversation_id === view.id) view.onEvent(event);
-  }, (state) => { live.textContent = state === "open" ? "live" : state; });
+  }, (state) => {
+    live.textContent = state === "open" ? "live" : state;
+    // Once this stream is open, this member counts as online.
+    if (state === "open" && hasPresence) loadPresence().catch(() => undefined);
+  });
 
   if (openId) await openConversation(openId, atMessage);
 
