@@ -343,7 +343,7 @@ async def test_member_works_the_console_live(
     assert width <= 375, width
     await console.shot("inbox-375px")
     for route in ("contacts", "deals", "knowledge", f"agents/{agent_id}", "workflows",
-                  "analytics", "team", "settings"):  # fmt: skip
+                  "analytics", "reports", "replies", "team", "settings"):  # fmt: skip
         await console.go(route)
         await expect(page.locator("main h1")).to_be_visible()
         await page.wait_for_load_state("networkidle")

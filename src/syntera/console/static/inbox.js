@@ -27,6 +27,16 @@ export const SHORTCUTS = [
   ["Esc", "Leave the reply box or close this help"],
 ];
 
+const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+
+/** A list's time: the hour today, else the day. */
+function shortWhen(text) {
+  if (!text) return "";
+  const at = new Date(text);
+  return at.toDateString() === new Date().toDateString() ? clock.format(at) : day.format(at);
+}
+
 const activity = (conversation) => conversation.last_activity_at || conversation.updated_at || conversation.started_at;
 
 /** The inbox page; it routes inside itself (``#/inbox/<id>[/<message id>]``). */
@@ -96,7 +106,7 @@ export async function render(main, context, [openId, atMessage]) {
     h("span", { class: "row-top" },
       h("strong", { class: "contact-name" }, name),
       unread ? h("span", { class: "unread", title: `${unread} unread` }, String(unread)) : null,
-      h("time", { class: "row-time", datetime: activity(conversation) }, when(activity(conversation)))),
+      h("time", { class: "row-time", datetime: activity(conversation), title: when(activity(conversation)) }, shortWhen(activity(conversation)))),
     h("span", { class: "preview" },
       last ? [h("span", { class: "preview-sender" }, `${senderLabel(last, conversation, directory)}: `), last.content_preview]
         : h("span", { class: "empty" }, "No message yet")),
