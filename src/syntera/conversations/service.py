@@ -23,6 +23,7 @@ from bson.json_util import JSONMode, JSONOptions
 from syntera.agents.service import AGENTS
 from syntera.analytics.service import EVENTS
 from syntera.cache import CACHE_VERSION
+from syntera.conversations import search
 from syntera.conversations.assignment import route_to_people
 from syntera.conversations.schemas import (
     ChannelStats,
@@ -276,6 +277,8 @@ async def update(
             raise field_error(field, "may not be null")
     invalidate_cached(tx, current["_id"], HEADER)
     updated = await store.update(tx.company_id, current["_id"], changes)
+    if "contact_id" in changes:
+        await search.follow_contact(tx, str(current["_id"]), changes["contact_id"])
     return _published(tx, "conversation.updated", updated)
 
 
@@ -320,6 +323,7 @@ async def append(
         reader=tx.user_id,
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
+    await search.index_messages(tx, conversation, documents)
     # After the store, which refuses what it could not give back naming the client's field.
     if record:
         for message_id, message in zip(ids, messages, strict=True):
@@ -403,6 +407,8 @@ async def append_reply(
     invalidate_cached(tx, conversation_id, MESSAGES)
     documents = await store.append(tx.company_id, conversation_id, [document])
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
+    conversation = await access_conversation(tx, store, str(conversation_id))
+    await search.index_messages(tx, conversation, documents)
     message = message_out(documents[0])
     publish(tx, "message.created", message)
     return message

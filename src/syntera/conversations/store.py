@@ -238,6 +238,16 @@ class ConversationStore:
         async for document in cursor.sort([("created_at", 1), ("_id", 1)]).batch_size(1000):
             yield document
 
+    async def count_messages(self, company_id: UUID) -> int:
+        """How many messages the company has (a rebuild's total)."""
+        return await self._messages.count_documents(scoped(company_id))
+
+    async def conversation_headers(self, company_id: UUID) -> AsyncIterator[Document]:
+        """Every conversation of the company: its id, agent, contact and channel."""
+        fields = {"agent_id": 1, "contact_id": 1, "channel": 1}
+        async for document in self._conversations.find(scoped(company_id), fields):
+            yield document
+
     # Conversations -----------------------------------------------------------------------
 
     async def start(

@@ -49,6 +49,7 @@ DISTRIBUTED_TABLES = (
     "public.workflow_events",
     "syntera.agent_replies",
     "public.saved_replies",
+    "public.message_search",
 )
 
 # On the coordinator only: the migrations ledger, the purge queue (claimed across
