@@ -202,6 +202,49 @@ async def test_inbox_driven_by_the_keyboard_only(
     console.clean()
 
 
+async def test_search_opens_the_conversation_at_the_message(
+    browser: Any, console_url: str, http: httpx.AsyncClient, owner_url: str
+) -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=15_000)
+    owner = make_account(owner_url, company=f"Search {uuid.uuid4().hex[:6]}")
+    headers = await sign_in(http, owner)
+    quiet = {"name": "Concierge", "system_prompt": "Help.", "enabled": False}
+    agent = await post(http, "/v1/agents", headers, quiet)
+    await conversation_with(http, headers, agent["id"], None, ["Nothing to see here"])
+    # The word is said once, then 40 messages more: it is not on the first page.
+    chatty = await conversation_with(
+        http, headers, agent["id"], None,
+        ["Where is the zebra invoice?", *(f"Line {n}" for n in range(40))],
+    )  # fmt: skip
+
+    console = await open_console(browser, console_url, owner)
+    page = console.page
+    await expect(page.locator(".conversation-list > li")).to_have_count(2)
+    keyboard = page.keyboard
+    await keyboard.press("/")
+    await expect(page.get_by_label("Search messages")).to_be_focused()
+    await keyboard.type("zebra")
+    await keyboard.press("Enter")
+    hits = page.locator(".hits-list li")
+    await expect(hits).to_have_count(1)
+    await expect(hits.first.locator("mark")).to_have_text("zebra")
+    await expect(hits.first).to_contain_text("Where is the zebra invoice?")
+    await console.shot("inbox-search")
+    await keyboard.press("ArrowDown")
+    await keyboard.press("Enter")
+    found = page.locator(".message.found")
+    await expect(found).to_contain_text("Where is the zebra invoice?")
+    await expect(found).to_be_focused()
+    assert f"#/inbox/{chatty}/" in page.url
+    # Esc in the search box brings the list back.
+    await keyboard.press("/")
+    await keyboard.press("Escape")
+    await expect(page.locator(".conversation-list")).to_be_visible()
+    console.clean()
+
+
 async def test_agent_answer_grows_live_in_the_inbox(
     browser: Any,
     agent_url: str,
