@@ -197,15 +197,31 @@ export async function render(main, context, [openId, atMessage]) {
     fill(results, h("p", { role: "status" }, "Searching…"));
     results.hidden = false;
     items.hidden = true;
+    const query = { q, limit: 20, agent_id: agent.value, channel: channel.value };
+    const hitRow = (hit) => h("li", {},
+      h("a", { href: `#/inbox/${hit.conversation_id}/${hit.message_id}` },
+        h("strong", {}, hit.contact_name || "Visitor"), " · ", when(hit.created_at)),
+      h("p", { class: "fragment" }, highlighted(hit.fragment)));
     try {
-      const answer = await api("GET", "/v1/conversations/search", { query: { q, limit: 20, agent_id: agent.value, channel: channel.value } });
+      const answer = await api("GET", "/v1/conversations/search", { query });
+      const list = h("ol", { class: "list hits-list" }, answer.items.map(hitRow));
+      const next = h("button", { type: "button", class: "more", hidden: !answer.next_cursor }, "More results");
+      let cursorOfHits = answer.next_cursor;
+      next.addEventListener("click", async () => {
+        next.disabled = true;
+        try {
+          const page = await api("GET", "/v1/conversations/search", { query: { ...query, cursor: cursorOfHits } });
+          list.append(...page.items.map(hitRow));
+          cursorOfHits = page.next_cursor;
+          next.hidden = !cursorOfHits;
+        } finally {
+          next.disabled = false;
+        }
+      });
       fill(results,
         h("div", { class: "results-head" }, h("strong", {}, `Messages matching “${q}”`), " ",
           h("button", { type: "button", class: "link", onclick: closeSearch }, "Back to the conversations")),
-        answer.items.length ? h("ol", { class: "list hits-list" }, answer.items.map((hit) => h("li", {},
-          h("a", { href: `#/inbox/${hit.conversation_id}/${hit.message_id}` },
-            h("strong", {}, hit.contact_name || "Visitor"), " · ", when(hit.created_at)),
-          h("p", { class: "fragment" }, highlighted(hit.fragment))))) : h("p", { class: "empty" }, "No message matches."));
+        answer.items.length ? [list, next] : h("p", { class: "empty" }, "No message matches."));
     } catch (error) {
       const words = error instanceof ApiError && error.status === 404
         ? "Search is not available on this server." : error.message;
