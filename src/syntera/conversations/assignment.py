@@ -25,6 +25,10 @@ SELECT id, email FROM public.users WHERE company_id = %(company_id)s ORDER BY cr
 
 IS_MEMBER = "SELECT 1 FROM public.users WHERE company_id = %(company_id)s AND id = %(user_id)s"
 
+NOTIFY_ASSIGNMENT = (
+    "SELECT private.notify_assignment(%(company_id)s, %(assignee)s, %(conversation_id)s)"
+)
+
 AUTO_ASSIGN = "SELECT auto_assign_handoffs FROM public.companies WHERE id = %(company_id)s"
 
 
@@ -43,15 +47,17 @@ async def check_assignee(tx: TenantTransaction, user_id: UUID) -> None:
 
 
 async def notify_assignee(tx: TenantTransaction, conversation: Document, assignee: UUID) -> None:
-    """Tell the member a conversation is theirs (not when they took it themselves)."""
+    """Tell the member a conversation is theirs (not when they took it themselves). A
+    member writes no notification directly: the database's function writes this one
+    kind, to a member of the caller's company only."""
     if assignee == tx.user_id:
         return
-    await notify_members(
-        tx, assignee, kind="conversation.assigned",
-        title="A conversation was assigned to you",
-        body=None,
-        data={"conversation_id": str(conversation["_id"])},
-    )  # fmt: skip
+    params = {
+        "company_id": tx.company_id,
+        "assignee": assignee,
+        "conversation_id": str(conversation["_id"]),
+    }
+    await tx.conn.execute(NOTIFY_ASSIGNMENT, params)
 
 
 async def route_to_people(

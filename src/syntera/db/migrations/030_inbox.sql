@@ -52,3 +52,42 @@ INSERT INTO syntera.column_access (table_name, column_name, written_by) VALUES
   ('saved_replies', 'created_at', 'system'),
   ('saved_replies', 'updated_at', 'system');
 SELECT syntera.apply_column_access();
+
+-- A member who assigns a conversation notifies the assignee. Members write no
+-- notification themselves (the system's: migration 018), so this writes one, of one fixed
+-- kind, to a member of the caller's own company and no one else.
+CREATE FUNCTION private.notify_assignment(
+  p_company uuid, p_assignee uuid, p_conversation text
+) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_count integer;
+BEGIN
+  -- The current role and the caller's own users row decide (migration 018).
+  IF NOT private.acts_for(p_company) THEN
+    RAISE EXCEPTION 'not a member of this company' USING ERRCODE = '42501';
+  END IF;
+  INSERT INTO public.notifications (company_id, user_id, type, title, body, data)
+  SELECT u.company_id, u.id, 'conversation.assigned', 'A conversation was assigned to you',
+         NULL, jsonb_build_object('conversation_id', p_conversation)
+    FROM public.users u
+   WHERE u.company_id = p_company AND u.id = p_assignee;
+  GET DIAGNOSTICS v_count = ROW_COUNT;
+  RETURN v_count;
+END;
+$$;
+REVOKE ALL ON FUNCTION private.notify_assignment(uuid, uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION private.notify_assignment(uuid, uuid, text)
+  TO authenticated, service_role;
+-- Owned by the definer role, as every definer function (migration 023), where it exists.
+DO $owner$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'syntera_definer') THEN
+    GRANT CREATE ON SCHEMA private TO syntera_definer;
+    ALTER FUNCTION private.notify_assignment(uuid, uuid, text) OWNER TO syntera_definer;
+    REVOKE CREATE ON SCHEMA private FROM syntera_definer;
+  END IF;
+EXCEPTION WHEN insufficient_privilege OR feature_not_supported THEN
+  RAISE NOTICE 'private.notify_assignment keeps its owner: %', SQLERRM;
+END
+$owner$;
