@@ -29,7 +29,7 @@ INFRASTRUCTURE = frozenset(
 )
 DOMAINS = frozenset({
     "agents", "analytics", "auth", "calls", "companies", "console", "conversations", "crm",
-    "events", "kb", "llm", "notifications", "ops", "purges", "widget", "workflows",
+    "events", "insights", "kb", "llm", "notifications", "ops", "purges", "widget", "workflows",
 })  # fmt: skip
 
 # The chain from the bottom: each layer may import those before it (and itself).

@@ -54,6 +54,10 @@ from syntera.db.redis import RedisClient, connect_redis, create_redis
 from syntera.embedded import StackUrls, configured_urls
 from syntera.events.routes import routers as events
 from syntera.events.streams import create_events
+from syntera.insights.routes import routers as reports
+from syntera.insights.store import InsightStore
+from syntera.insights.worker import CHANNEL as INSIGHTS_CHANNEL
+from syntera.insights.worker import InsightWorker, classifier_for
 from syntera.kb.embeddings import Embedder
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.processing import DocumentWorker
@@ -183,6 +187,11 @@ def build_workers(
                               events=events)  # fmt: skip
         workers.append(Worker("agent reply", replier.run_once, settings.kb_poll_s,
                               REPLIES_CHANNEL, settings.reply_worker_concurrency))  # fmt: skip
+    if settings.insights_worker_enabled and conversations is not None and models is not None:
+        insights = InsightWorker(pool, settings, InsightStore(conversations),
+                                 classifier_for(settings, kb.embedder, models), models,
+                                 cache=cache, events=events)  # fmt: skip
+        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL))
     if workers and settings.size_sample_s > 0:
         workers.append(Worker("size sampler", size_sampler(settings, urls), settings.size_sample_s))
     return workers
@@ -191,7 +200,7 @@ def build_workers(
 def resource_routers() -> list[APIRouter]:
     """The /v1 routers of every domain."""
     return [
-        *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics,
+        *companies, *agents, *crm, *workflows, *calls, *notifications, *analytics, *reports,
         *conversations, *events, *widget, *knowledge_base, *purges, *admin,
     ]  # fmt: skip
 

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from syntera.kit.schemas import Email, Input, Name, Output
+from syntera.kit.schemas import Email, Input, IntentName, Name, Output
 from syntera.tenancy import MemberRole
 
 AssignableRole = Literal["user", "admin"]  # the owner role is never granted
@@ -27,6 +27,20 @@ class CompanyUpdate(Input):
         description="Tokens the company's agents may use per calendar month (UTC); null: "
         "unlimited. When spent, conversations pass to people.",
     )
+    intent_labels: list[IntentName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="The intents visitors' messages are sorted into (`[a-z0-9_-]{1,32}`, "
+        "distinct); null: the defaults question, complaint, purchase, cancel, human.",
+    )
+
+    @field_validator("intent_labels")
+    @classmethod
+    def _distinct(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and len(set(labels)) != len(labels):
+            raise ValueError("must be distinct")
+        return labels
 
 
 class Company(Output):
@@ -35,6 +49,9 @@ class Company(Output):
     owner_id: UUID | None
     subscription_tier: Literal["starter", "professional", "enterprise"]
     monthly_token_budget: int | None = None
+    intent_labels: list[str] | None = Field(
+        default=None, description="Null: the default intents (see CompanyUpdate)."
+    )
     created_at: datetime
     updated_at: datetime
 

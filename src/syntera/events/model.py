@@ -30,6 +30,7 @@ EventType = Literal[
     "message.read",
     "typing",
     "message.delta",
+    "message.updated",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 

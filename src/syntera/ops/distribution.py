@@ -48,6 +48,7 @@ DISTRIBUTED_TABLES = (
     "public.workflow_executions",
     "public.workflow_events",
     "syntera.agent_replies",
+    "syntera.insight_jobs",
 )
 
 # On the coordinator only: the migrations ledger, the purge queue (claimed across
