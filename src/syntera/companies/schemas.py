@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from syntera.kit.schemas import Email, Input, Name, Output
+from syntera.kit.schemas import Email, Input, IntentName, Name, Output
 from syntera.tenancy import MemberRole
 
 AssignableRole = Literal["user", "admin"]  # the owner role is never granted
@@ -32,6 +32,20 @@ class CompanyUpdate(Input):
         description="A conversation handed to people goes to the online member with the "
         "fewest open conversations (else it waits in needs_person).",
     )
+    intent_labels: list[IntentName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="The intents visitors' messages are sorted into (`[a-z0-9_-]{1,32}`, "
+        "distinct); null: the defaults question, complaint, purchase, cancel, human.",
+    )
+
+    @field_validator("intent_labels")
+    @classmethod
+    def _distinct(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and len(set(labels)) != len(labels):
+            raise ValueError("must be distinct")
+        return labels
 
 
 class Company(Output):
@@ -41,6 +55,9 @@ class Company(Output):
     subscription_tier: Literal["starter", "professional", "enterprise"]
     monthly_token_budget: int | None = None
     auto_assign_handoffs: bool = False
+    intent_labels: list[str] | None = Field(
+        default=None, description="Null: the default intents (see CompanyUpdate)."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -250,6 +250,7 @@ async def end(
     if current["status"] != "active":
         return conversation_out(current)
     await record_event(tx, "conversation.ended", current)
+    await request_insight(tx, "summarize", current["_id"])
     invalidate_cached(tx, current["_id"], HEADER)
     ended = await store.end(tx.company_id, current["_id"])
     return _published(tx, "conversation.ended", ended)
@@ -332,6 +333,8 @@ async def append(
                 if message.metadata.intent is not None:
                     properties["intent"] = message.metadata.intent
                 await record_event(tx, "message.received", conversation, properties)
+                if message.metadata.intent is None:
+                    await request_insight(tx, "classify", conversation["_id"], message_id)
     if record and conversation.get("handled_by", "agent") == "agent":
         await _agent_turn(tx, store, conversation, ids, messages, handoff_phrases)
     stored = [message_out(document) for document in documents]
@@ -345,6 +348,23 @@ REQUEST_REPLY = (
     b"SELECT private.request_agent_reply(%(company_id)s::uuid, %(conversation_id)s, "
     b"%(agent_id)s::uuid, %(message_id)s)"
 )
+
+
+# Insight work (syntera.insights.worker) recorded with the change that asks for it: a
+# visitor's message to classify, a conversation to summarise. Sent with COMMIT.
+REQUEST_INSIGHT = (
+    b"SELECT private.request_insight(%(company_id)s::uuid, %(kind)s, %(conversation_id)s, "
+    b"%(message_id)s)"
+)
+
+
+async def request_insight(
+    tx: TenantTransaction, kind: str, conversation_id: ObjectId, message_id: ObjectId | None = None
+) -> None:
+    """Ask the insights worker to classify a visitor's message or summarise a conversation."""
+    params = {"company_id": tx.company_id, "kind": kind, "conversation_id": str(conversation_id),
+              "message_id": str(message_id) if message_id is not None else None}  # fmt: skip
+    await tx.write_with_commit(REQUEST_INSIGHT, params)
 
 
 HANDOFF_LINE = "I'm passing you to a member of our team, who will answer here shortly."

@@ -186,6 +186,7 @@ class ConversationStore:
     """Every operation on conversations and messages, scoped to one company."""
 
     def __init__(self, db: MongoDatabase) -> None:
+        self.database = db  # for stores beside this one (syntera.insights.store)
         self._conversations = db[CONVERSATIONS]
         self._messages = db[MESSAGES]
         self._reads = db[READS]

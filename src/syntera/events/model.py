@@ -32,6 +32,7 @@ EventType = Literal[
     "message.delta",
     "note.created",
     "note.deleted",
+    "message.updated",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 

@@ -50,6 +50,7 @@ DISTRIBUTED_TABLES = (
     "syntera.agent_replies",
     "public.saved_replies",
     "public.message_search",
+    "syntera.insight_jobs",
 )
 
 # On the coordinator only: the migrations ledger, the purge queue (claimed across
