@@ -245,6 +245,41 @@ async def test_search_opens_the_conversation_at_the_message(
     console.clean()
 
 
+async def test_reports_page_draws_the_agents_figures(
+    browser: Any, console_url: str, http: httpx.AsyncClient, owner_url: str
+) -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=15_000)
+    owner = make_account(owner_url, company=f"Reports {uuid.uuid4().hex[:6]}")
+    headers = await sign_in(http, owner)
+    # This server runs no reply worker: the teammate's answer below stands for the agent's.
+    agent = await post(http, "/v1/agents", headers, {"name": "Concierge", "system_prompt": "Hi."})
+    chat = await open_chat(http, headers, agent["id"])
+    conversation_id = chat.url.rsplit("/", 1)[1]
+    await post(http, f"{chat.url}/messages", chat.session, {"content": "Where is my parcel?"})
+    usage = {"model": "gpt-4o-mini", "tokens_used": 120, "response_time_ms": 900}
+    answer = {"sender_type": "agent", "content": "On its way.", "ai_metadata": usage}
+    await post(http, f"/v1/conversations/{conversation_id}/messages", headers, answer)
+    await post(http, f"/v1/conversations/{conversation_id}/end", headers, None)
+    await post(http, f"{chat.url}/rating", chat.session, {"score": 5, "comment": "Fast"})
+
+    console = await open_console(browser, console_url, owner)
+    page = console.page
+    await console.go("reports")
+    await expect(page.get_by_role("heading", name="Reports")).to_be_visible()
+    chart = page.get_by_role("img", name="Conversations per day")
+    await expect(chart).to_be_visible()
+    assert await chart.evaluate("node => node.tagName") == "svg"  # drawn here, inline
+    await expect(chart.locator("circle")).not_to_have_count(0)
+    await expect(page.locator(".figures")).to_contain_text("5 / 5 (1 ratings)")
+    table = page.locator("table", has_text="Per day and agent")
+    await expect(table).to_contain_text("Concierge")
+    await expect(page.get_by_role("heading", name="How each figure is measured")).to_be_visible()
+    await console.shot("reports")
+    console.clean()
+
+
 async def test_agent_answer_grows_live_in_the_inbox(
     browser: Any,
     agent_url: str,

@@ -8,8 +8,13 @@ import { field, fill, h, number, select, table } from "./ui.js";
 import { barChart, lineChart } from "./svg.js";
 
 const DAY_MS = 86_400_000;
+const dayName = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+const shortDay = (day) => dayName.format(new Date(`${day}T00:00:00Z`));
 
-const seconds = (ms) => (ms === null || ms === undefined ? "—" : `${number(Number(ms) / 1000, 1)} s`);
+const seconds = (ms) => {
+  if (ms === null || ms === undefined) return "—";
+  return Number(ms) < 1000 ? `${number(ms)} ms` : `${number(Number(ms) / 1000, 1)} s`;
+};
 const percent = (share) => (share === null || share === undefined ? "—" : `${number(Number(share) * 100, 0)}%`);
 const money = (dollars) => (dollars === null || dollars === undefined ? "—" : `$${number(dollars, 4)}`);
 const score = (value) => {
@@ -35,6 +40,17 @@ function weighted(rows, value) {
   return weight ? total / weight : null;
 }
 
+/** The days from ``first`` to ``last`` (YYYY-MM-DD, UTC), or those of the rows when the
+ * answer does not say. */
+function everyDay(first, last, rows) {
+  if (!first || !last) return [...new Set(rows.map((row) => row.day))].sort();
+  const days = [];
+  for (let at = Date.parse(`${first}T00:00:00Z`); at <= Date.parse(`${last}T00:00:00Z`) && days.length < 400; at += DAY_MS) {
+    days.push(new Date(at).toISOString().slice(0, 10));
+  }
+  return days;
+}
+
 export async function render(main) {
   const period = select([["7", "Last 7 days"], ["30", "Last 30 days"], ["90", "Last 90 days"]], "30");
   const agents = await api("GET", "/v1/agents", { query: { limit: 100 } });
@@ -57,14 +73,15 @@ export async function render(main) {
       return;
     }
     const rows = answer.rows || [];
-    const days = [...new Set(rows.map((row) => row.day))].sort();
+    const days = everyDay(answer.from_day, answer.to_day, rows);
     const names = new Map(rows.map((row) => [row.agent_id, row.agent_name || "Agent"]));
     const byAgent = [...names.keys()];
-    const perDay = (value) => byAgent.map((id) => ({
+    // A day without a row had no conversation: 0 conversations, no other figure.
+    const perDay = (value, none = null) => byAgent.map((id) => ({
       label: names.get(id),
       values: days.map((day) => {
         const row = rows.find((r) => r.day === day && r.agent_id === id);
-        return row ? value(row) : null;
+        return row ? value(row) : none;
       }),
     }));
     const total = rows.reduce((sum, row) => sum + (row.conversations || 0), 0);
@@ -88,11 +105,11 @@ export async function render(main) {
         h("dt", {}, "Resolved by the agent alone"), h("dd", {}, percent(weighted(rows, (row) => row.resolved_by_agent_rate))),
         h("dt", {}, "Satisfaction"), h("dd", {}, ratings ? `${number(ratingMean, 2)} / 5 (${number(ratings)} ratings)` : "No rating yet")),
       h("div", { class: "chart-grid" },
-        lineChart("Conversations per day", days, perDay((row) => row.conversations), { format: (v) => number(v) }),
-        lineChart("First response time, median (s)", days, perDay((row) => pick(row.first_response_ms, "p50")), { format: seconds }),
-        lineChart("Resolution time, median (s)", days, perDay((row) => pick(row.resolution_ms, "p50")), { format: seconds }),
-        lineChart("Hand-off rate", days, perDay((row) => row.handoff_rate), { format: percent }),
-        lineChart("Satisfaction (average rating)", days, perDay((row) => pick(row.satisfaction, "average")), { format: score }),
+        lineChart("Conversations per day", days, perDay((row) => row.conversations, 0), { format: (v) => number(v), integer: true, tick: shortDay }),
+        lineChart("First response time, median", days, perDay((row) => pick(row.first_response_ms, "p50")), { format: seconds, tick: shortDay }),
+        lineChart("Resolution time, median", days, perDay((row) => pick(row.resolution_ms, "p50")), { format: seconds, tick: shortDay }),
+        lineChart("Hand-off rate", days, perDay((row) => row.handoff_rate), { format: percent, tick: shortDay }),
+        lineChart("Satisfaction (average rating)", days, perDay((row) => pick(row.satisfaction, "average")), { format: score, integer: true, tick: shortDay }),
         barChart("Conversations per agent", agentTotals.map((a) => ({ label: a.label, value: a.conversations })), { format: (v) => number(v) })),
       table([
         ["Day", (row) => row.day], ["Agent", (row) => row.agent_name || "Agent"],

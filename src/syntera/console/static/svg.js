@@ -10,7 +10,7 @@ function svg(tag, attributes = {}, ...children) {
   for (const [name, value] of Object.entries(attributes)) {
     if (value !== null && value !== undefined) element.setAttribute(name, String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     element.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -74,7 +74,7 @@ function legendOf(series) {
 }
 
 /** Lines over ``labels`` (days): ``series`` is ``[{label, values}]`` (null = no value). */
-export function lineChart(title, labels, series, { format = String, width = 640, height = 220 } = {}) {
+export function lineChart(title, labels, series, { format = String, width = 480, height = 220, integer = false, tick = String } = {}) {
   const empty = !labels.length || series.every((line) => line.values.every((v) => v === null || v === undefined));
   if (empty) {
     const none = document.createElement("p");
@@ -91,13 +91,19 @@ export function lineChart(title, labels, series, { format = String, width = 640,
   const max = niceMax(Math.max(...series.flatMap((line) => line.values.filter((v) => v !== null && v !== undefined).map(Number))));
   const x = (index) => left + (labels.length === 1 ? plotWidth / 2 : (plotWidth * index) / (labels.length - 1));
   const y = (value) => top + plotHeight - (plotHeight * value) / max;
-  const grid = [0, 0.25, 0.5, 0.75, 1].map((share) => [
+  // Whole numbers (counts, ratings) get whole ticks: 0..max in 1 to 5 even steps.
+  const steps = !integer ? 4 : max <= 5 ? max : max % 4 === 0 ? 4 : 5;
+  const grid = Array.from({ length: steps + 1 }, (_, at) => at / steps).map((share) => [
     svg("line", { x1: left, x2: width - right, y1: y(max * share), y2: y(max * share), class: "grid" }),
     svg("text", { x: left - 6, y: y(max * share) + 4, "text-anchor": "end", class: "tick" }, format(max * share)),
   ]);
-  const every = Math.max(1, Math.ceil(labels.length / 6));
-  const ticks = labels.map((label, index) => (index % every === 0 || index === labels.length - 1
-    ? svg("text", { x: x(index), y: height - 8, "text-anchor": "middle", class: "tick" }, label) : null));
+  const every = Math.max(1, Math.ceil(labels.length / 4));
+  const last = labels.length - 1;
+  const ticks = labels.map((label, index) => ((index % every === 0 && last - index >= every / 2) || index === last
+    ? svg("text", {
+      x: x(index), y: height - 8, class: "tick",
+      "text-anchor": labels.length > 1 && index === 0 ? "start" : labels.length > 1 && index === labels.length - 1 ? "end" : "middle",
+    }, tick(label)) : null));
   const lines = series.map((line, index) => {
     const points = line.values.map((value, at) => (value === null || value === undefined ? null : [x(at), y(Number(value)), value, at]))
       .filter(Boolean);
@@ -117,7 +123,7 @@ export function lineChart(title, labels, series, { format = String, width = 640,
 }
 
 /** Horizontal bars: ``rows`` is ``[{label, value}]``. */
-export function barChart(title, rows, { format = String, width = 640 } = {}) {
+export function barChart(title, rows, { format = String, width = 480 } = {}) {
   const shown = rows.filter((row) => row.value !== null && row.value !== undefined);
   if (!shown.length) {
     const none = document.createElement("p");
@@ -126,8 +132,8 @@ export function barChart(title, rows, { format = String, width = 640 } = {}) {
     return figure(title, null, none, null, null);
   }
   const band = 26;
-  const labelWidth = 160;
-  const valueWidth = 80;
+  const labelWidth = 130;
+  const valueWidth = 70;
   const height = band * shown.length + 8;
   const max = niceMax(Math.max(...shown.map((row) => Number(row.value))));
   const barWidth = width - labelWidth - valueWidth;
