@@ -110,6 +110,10 @@ export async function render(main) {
         lineChart("Resolution time, median", days, perDay((row) => pick(row.resolution_ms, "p50")), { format: seconds, tick: shortDay }),
         lineChart("Hand-off rate", days, perDay((row) => row.handoff_rate), { format: percent, tick: shortDay }),
         lineChart("Satisfaction (average rating)", days, perDay((row) => pick(row.satisfaction, "average")), { format: score, integer: true, tick: shortDay }),
+        lineChart("Visitors' sentiment, start and end (−1 to 1)", days, ["start", "end"].map((end) => ({
+          label: `at the ${end}`,
+          values: days.map((day) => weighted(rows.filter((row) => row.day === day), (row) => row[`sentiment_${end}`])),
+        })), { format: score, tick: shortDay }),
         barChart("Conversations per agent", agentTotals.map((a) => ({ label: a.label, value: a.conversations })), { format: (v) => number(v) })),
       table([
         ["Day", (row) => row.day], ["Agent", (row) => row.agent_name || "Agent"],

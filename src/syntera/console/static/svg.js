@@ -88,14 +88,18 @@ export function lineChart(title, labels, series, { format = String, width = 480,
   const bottom = 28;
   const plotWidth = width - left - right;
   const plotHeight = height - top - bottom;
-  const max = niceMax(Math.max(...series.flatMap((line) => line.values.filter((v) => v !== null && v !== undefined).map(Number))));
+  const known = series.flatMap((line) => line.values.filter((v) => v !== null && v !== undefined).map(Number));
+  // Below zero only when a value is (sentiment runs from -1 to 1).
+  const lowest = Math.min(0, ...known);
+  const max = lowest < 0 ? Math.max(niceMax(Math.max(...known, 0)), niceMax(-lowest)) : niceMax(Math.max(...known));
+  const min = lowest < 0 ? -max : 0;
   const x = (index) => left + (labels.length === 1 ? plotWidth / 2 : (plotWidth * index) / (labels.length - 1));
-  const y = (value) => top + plotHeight - (plotHeight * value) / max;
+  const y = (value) => top + (plotHeight * (max - value)) / (max - min);
   // Whole numbers (counts, ratings) get whole ticks: 0..max in 1 to 5 even steps.
   const steps = !integer ? 4 : max <= 5 ? max : max % 4 === 0 ? 4 : 5;
-  const grid = Array.from({ length: steps + 1 }, (_, at) => at / steps).map((share) => [
-    svg("line", { x1: left, x2: width - right, y1: y(max * share), y2: y(max * share), class: "grid" }),
-    svg("text", { x: left - 6, y: y(max * share) + 4, "text-anchor": "end", class: "tick" }, format(max * share)),
+  const grid = Array.from({ length: steps + 1 }, (_, at) => min + ((max - min) * at) / steps).map((value) => [
+    svg("line", { x1: left, x2: width - right, y1: y(value), y2: y(value), class: "grid" }),
+    svg("text", { x: left - 6, y: y(value) + 4, "text-anchor": "end", class: "tick" }, format(value)),
   ]);
   const every = Math.max(1, Math.ceil(labels.length / 4));
   const last = labels.length - 1;
