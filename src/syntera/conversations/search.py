@@ -1,7 +1,7 @@
 """Search over every message of a company: the index (PostgreSQL full text) and its query.
 
 The index is derived from MongoDB, which stays the source of truth (migration 032 says
-why it lives in PostgreSQL, docs/search.md what production uses). A message is indexed
+why it lives in PostgreSQL, the README what production uses). A message is indexed
 in the transaction that stores it, sent with its COMMIT: a rolled-back post leaves no
 row, and indexing costs no round trip of its own. ``syntera maintenance reindex-messages``
 rebuilds it (``syntera.conversations.reindex``).
