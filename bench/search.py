@@ -204,6 +204,7 @@ def posting_rates(
     agent: str,
     duration_s: int,
     folder: Path,
+    pairs: int,
 ) -> dict[str, list[float]]:
     """Messages/s posted through the API with the index kept and without, alternated."""
     ids = conversations(server_url, token, agent, 100)
@@ -215,7 +216,7 @@ def posting_rates(
         original = row[0]
         rates: dict[str, list[float]] = {"with the index": [], "without": []}
         try:
-            for _ in range(2):
+            for _ in range(pairs):
                 for variant in rates:
                     conn.execute(original if variant == "with the index" else NO_OP)
                     result = run_wrk(server, server_url, token, 32, duration_s, script)  # type: ignore[arg-type]
@@ -233,11 +234,12 @@ def main() -> None:
     parser.add_argument("--per-company", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="passes over the query set")
     parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
+    parser.add_argument("--pairs", type=int, default=3, help="wrk runs of each variant")
     parser.add_argument("--quick", action="store_true", help="50,000 + 10 x 5,000, short runs")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.companies, args.per_company = 50_000, 10, 5_000
-        args.rounds, args.duration = 2, 4
+        args.rounds, args.duration, args.pairs = 2, 4, 2
 
     with bench_database(services=("mongodb", "redis")) as db:
         token, [agent] = agents_of(db, 1)
@@ -252,12 +254,14 @@ def main() -> None:
         timings = load(db, big, others, (args.messages, args.per_company))
         queries = query_set(db, big)
         with tempfile.TemporaryDirectory() as tmp:
-            server = start_server(db, 2, Path(tmp), ROOMY_LIMITS)
+            # The post's path alone: no agent writes replies meanwhile.
+            quiet = {**ROOMY_LIMITS, "SYNTERA_REPLY_WORKER_ENABLED": "false"}
+            server = start_server(db, 2, Path(tmp), quiet)
             try:
                 samples = time_searches(server.base_url, token, queries, args.rounds)
                 bare = time_bare(db, big, queries)
                 rates = posting_rates(db, server.base_url, server, token, agent, args.duration,
-                                      Path(tmp))  # fmt: skip
+                                      Path(tmp), args.pairs)  # fmt: skip
             finally:
                 server.process.terminate()
                 server.process.wait(30)
@@ -294,7 +298,8 @@ def main() -> None:
     report(
         "search_posting_cost",
         f"{machine()}; POST /v1/conversations/{{id}}/messages, wrk 32 connections, "
-        f"{args.duration}s runs alternated twice, the index holding {total:,} rows; "
+        f"{args.duration}s runs alternated ({args.pairs} each), no reply worker, the index "
+        f"holding {total:,} rows; "
         "anchor: the same server with private.index_messages doing nothing; goal >= 0.90x",
         ["variant", "messages/s (each run)", "mean", "vs without"],
         [
