@@ -169,6 +169,20 @@ def durability_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             for row in results["store_kills"]["rows"]]  # fmt: skip
 
 
+def search_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    latency = {row[0]: row for row in results["search_latency"]["rows"]}
+    every = latency["all queries"]
+    size = results["search_latency"]["conditions"].split(";")[2].strip()
+    posting = {row[0]: row for row in results["search_posting_cost"]["rows"]}
+    kept, bare = posting["with the index"], posting["anchor: without"]
+    return [
+        ["message search, GET /v1/conversations/search", size.split(" (")[0], every[2],
+         f"{every[3]} / {every[4]}", f"{every[5]}; goal p95 <= 100 ms"],
+        ["message posts/s with the search index", "wrk 32 connections", "", "",
+         f"{kept[2]}/s = {kept[3]} of {bare[2]}/s without (goal >= 0.90x)"],
+    ]  # fmt: skip
+
+
 def plan(full: bool) -> list[Step]:
     sizes = [10_000, 100_000, 1_000_000] if full else [10_000, 100_000]
     steps = [
@@ -202,6 +216,8 @@ def plan(full: bool) -> list[Step]:
                              "--contacts", "200000" if full else "2000",
                              "--archive-messages", "1000000" if full else "20000"],
              ["company_purge", "write_concern"], purge_rows),
+        Step("bench.search", [] if full else ["--quick"],
+             ["search_latency", "search_posting_cost"], search_rows),
         Step("bench.durability", ["--before", "5" if full else "2", "--after", "2"],
              ["store_kills"], durability_rows),
     ]  # fmt: skip

@@ -8,19 +8,25 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import psycopg
+import pymongo
 import pytest
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
+from syntera.config import Settings
 from syntera.conversations.reindex import reindex_company
 from syntera.db.postgres import TenantConnection
 from syntera.embedded import StackUrls
+from syntera.ops.retention import purge_archived_conversations, unindex_expired_messages
 from syntera.unit_of_work import open_unit_of_work
 from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 
 Json = dict[str, Any]
@@ -410,3 +416,35 @@ def test_the_reindex_command_names_its_company_and_shows_progress(
     assert one.returncode == 0, one.stderr
     assert "messages indexed in 1 companies" in one.stdout
     assert f"company {row[0]}" in one.stderr  # the progress bar names it
+
+
+@pytest.mark.unscoped_mongo("retention reads every company's archived conversations")
+async def test_retention_takes_purged_and_expired_messages_out_of_the_index(
+    stack: StackUrls, database: StackDatabase, settings: Settings, tenant: SeededCompany,
+    owner_conn: psycopg.Connection,
+) -> None:  # fmt: skip
+    old = datetime.now(UTC) - timedelta(days=400)
+    mongo_settings = settings.model_copy(update={"mongodb_db": f"ret_{uuid.uuid4().hex[:8]}"})
+    company = str(tenant.company_id)
+    with pymongo.MongoClient(stack.mongodb_uri, tz_aware=True) as client:
+        db = client[mongo_settings.mongodb_db]
+        archived, active = db["conversations"].insert_many([
+            {"company_id": company, "status": "archived", "updated_at": old},
+            {"company_id": company, "status": "active", "updated_at": old},
+        ]).inserted_ids  # fmt: skip
+    for message_id, conversation_id, at in (
+        ("m1", archived, datetime.now(UTC)), ("m2", active, datetime.now(UTC)), ("m3", active, old),
+    ):  # fmt: skip
+        owner_conn.execute(
+            "INSERT INTO public.message_search (company_id, id, conversation_id, channel,"
+            " sender_type, created_at, content) VALUES (%s, %s, %s, 'chat', 'user', %s, 'x')",
+            (tenant.company_id, message_id, str(conversation_id), at),
+        )
+    await purge_archived_conversations(
+        database.owner_url, mongo_settings, stack.mongodb_uri, timedelta(days=90), print
+    )
+    assert unindex_expired_messages(database.owner_url, timedelta(days=365)) >= 1
+    rows = owner_conn.execute(
+        "SELECT id FROM public.message_search WHERE company_id = %s", (tenant.company_id,)
+    ).fetchall()
+    assert [row[0] for row in rows] == ["m2"]

@@ -23,7 +23,11 @@ from syntera.cli.common import (
     settings_for,
 )
 from syntera.conversations.reindex import reindex
-from syntera.ops.retention import purge_archived_conversations, purge_events
+from syntera.ops.retention import (
+    purge_archived_conversations,
+    purge_events,
+    unindex_expired_messages,
+)
 from syntera.purges.registry import COMPANY_STEPS
 from syntera.purges.worker import LIST, SEND_BACK
 
@@ -44,14 +48,20 @@ def retention(
     """Delete what is past its retention (defaults: SYNTERA_EVENT_RETENTION_DAYS and
     SYNTERA_ARCHIVED_RETENTION_DAYS). Safe to rerun: it deletes in batches and a rerun
     continues where an interrupted one stopped. Messages can also expire by themselves
-    (SYNTERA_MESSAGE_RETENTION_DAYS, a TTL index)."""
+    (SYNTERA_MESSAGE_RETENTION_DAYS, a TTL index); their rows in the search index are
+    deleted here."""
     settings = settings_for(data_dir)
     url = owner_database_url(settings)
     events_days = events_days or settings.event_retention_days
     archived_days = archived_days or settings.archived_retention_days
-    if events_days is None and archived_days is None:
+    message_days = settings.message_retention_days
+    if events_days is None and archived_days is None and message_days is None:
         errors.print("nothing to do: no retention is configured or given")
         return
+    if message_days is not None:
+        gone = unindex_expired_messages(url, timedelta(days=message_days))
+        console.print(f"search index rows of messages older than {message_days} days: "
+                      f"{gone:,} deleted")  # fmt: skip
     if events_days is not None:
         deleted = purge_events(url, timedelta(days=events_days))
         console.print(f"analytics events older than {events_days} days: {deleted:,} deleted")

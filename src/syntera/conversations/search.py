@@ -1,7 +1,7 @@
 """Search over every message of a company: the index (PostgreSQL full text) and its query.
 
 The index is derived from MongoDB, which stays the source of truth (migration 032 says
-why it lives in PostgreSQL, docs/search.md what production uses). A message is indexed
+why it lives in PostgreSQL, the README what production uses). A message is indexed
 in the transaction that stores it, sent with its COMMIT: a rolled-back post leaves no
 row, and indexing costs no round trip of its own. ``syntera maintenance reindex-messages``
 rebuilds it (``syntera.conversations.reindex``).
@@ -228,10 +228,6 @@ async def search(tx: TenantTransaction, query: SearchQuery) -> SearchResults:
     """The company's messages that match ``query.q``, best first (422 for a query with
     no word to search for, or one too broad to answer within the time limit)."""
     conn = tx.conn
-    await conn.execute(TIMEOUT, {"ms": str(STATEMENT_TIMEOUT_MS)})
-    words = await (await conn.execute(WORDS, {"q": query.q}, prepare=False)).fetchone()
-    if words is None or words["nodes"] == 0:
-        raise field_error("q", "has no word to search for (only stop words or punctuation)")
     as_of = query.cursor.as_of if query.cursor else datetime.now(UTC)
     params: dict[str, Any] = {
         "company": tx.company_id, "q": query.q, "as_of": as_of, "window": WINDOW,
@@ -247,7 +243,15 @@ async def search(tx: TenantTransaction, query: SearchQuery) -> SearchResults:
         after = AFTER
     statement = sql.SQL(SEARCH).format(filters=sql.SQL(" ").join(filters), after=after)
     try:
-        rows = await (await conn.execute(statement, params, prepare=False)).fetchall()
+        # The time limit and the search in one round trip.
+        async with conn.pipeline():
+            await conn.execute(TIMEOUT, {"ms": str(STATEMENT_TIMEOUT_MS)})
+            found = await conn.execute(statement, params, prepare=False)
+        rows = await found.fetchall()
+        if not rows:  # no match, or nothing to match: say which
+            words = await (await conn.execute(WORDS, {"q": query.q}, prepare=False)).fetchone()
+            if words is None or words["nodes"] == 0:
+                raise field_error("q", "has no word to search for (only stop words or punctuation)")
         contacts: list[SearchContact] = []
         if query.cursor is None and len(query.q.strip()) >= MIN_CONTACT_QUERY:
             contacts = await _contacts(tx, query.q.strip())

@@ -702,11 +702,16 @@ class ConversationStore:
     # Retention ---------------------------------------------------------------------------
 
     async def purge_archived(
-        self, company_id: UUID, archived_before: datetime, batch: int = 1000
+        self,
+        company_id: UUID,
+        archived_before: datetime,
+        batch: int = 1000,
+        removed: list[ObjectId] | None = None,
     ) -> tuple[int, int]:
         """Delete the company's conversations archived before the cut-off, and their
-        messages; (conversations, messages) deleted. Messages go first, so an interrupted
-        purge leaves no message without its conversation."""
+        messages; (conversations, messages) deleted, and their ids added to ``removed``.
+        Messages go first, so an interrupted purge leaves no message without its
+        conversation."""
         conversations = messages = 0
         while True:
             cursor = self._conversations.find(
@@ -717,6 +722,8 @@ class ConversationStore:
             if not ids:
                 return conversations, messages
             texts = [str(i) for i in ids]
+            if removed is not None:
+                removed += ids
             deleted = await self._messages.delete_many(
                 scoped(company_id, conversation_id={"$in": texts})
             )

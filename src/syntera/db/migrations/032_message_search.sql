@@ -1,7 +1,7 @@
 -- Search over every message: a derived index of the messages MongoDB holds.
 --
 -- The MongoDB-wire server of the embedded default has no text index, so the index lives
--- here, in one table per deployment (production too: see docs/search.md). It is derived:
+-- here, in one table per deployment (production too: see the README). It is derived:
 -- MongoDB stays the source of truth, `syntera maintenance reindex-messages` rebuilds it.
 -- A message is indexed in the transaction that stores it (with its COMMIT, no round trip
 -- of its own), so a rolled-back post leaves no row here.
