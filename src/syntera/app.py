@@ -187,8 +187,9 @@ def build_workers(
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
                               events=events)  # fmt: skip
-        workers.append(Worker("agent reply", replier.run_once, settings.kb_poll_s,
-                              REPLIES_CHANNEL, settings.reply_worker_concurrency))  # fmt: skip
+        # One claiming loop; its answers run as tasks, reply_worker_concurrency at once.
+        workers.append(Worker("agent reply", replier.run_spawning, settings.kb_poll_s,
+                              REPLIES_CHANNEL, finish=replier.stop))  # fmt: skip
     if settings.insights_worker_enabled and conversations is not None and models is not None:
         insights = InsightWorker(pool, settings, InsightStore(conversations),
                                  classifier_for(settings, kb.embedder, models), models,

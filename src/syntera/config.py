@@ -386,7 +386,10 @@ class Settings(BaseSettings):
         "the answers of enabled agents.",
     )
     reply_worker_concurrency: int = Field(
-        default=2, ge=1, le=64, description="Replies one process writes at once."
+        default=32,
+        ge=1,
+        le=1000,
+        description="Replies one process writes at once (each mostly waits for its model).",
     )
     reply_company_concurrency: int = Field(
         default=4, ge=1, le=1000, description="Replies one company's agents write at once."
