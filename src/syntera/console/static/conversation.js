@@ -148,7 +148,7 @@ export async function conversationView(pane, id, context, directory, { atMessage
   });
   reply.addEventListener("keydown", (event) => {
     // Enter sends, Shift+Enter starts a new line (unless a saved reply is being chosen).
-    if (event.key === "Enter" && !event.shiftKey && !event.defaultPrevented) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.defaultPrevented) {
       event.preventDefault();
       form.requestSubmit();
     }
