@@ -277,6 +277,9 @@ async def test_reports_page_draws_the_agents_figures(
     await expect(table).to_contain_text("Concierge")
     await expect(page.get_by_role("heading", name="How each figure is measured")).to_be_visible()
     await console.shot("reports")
+    # The rating is shown with the conversation too.
+    await console.go(f"inbox/{conversation_id}")
+    await expect(page.locator(".conversation .rating")).to_have_text("Rated 5 / 5: “Fast”")
     console.clean()
 
 

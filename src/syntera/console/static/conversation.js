@@ -206,7 +206,9 @@ export async function conversationView(pane, id, context, directory, { atMessage
         conversation.contact_id ? [" · ", h("a", { href: `#/contacts/${conversation.contact_id}` }, "contact")] : ""),
       h("p", { class: `handled ${conversation.handled_by}`, role: "status" },
         conversation.handled_by === "human" ? `People answer (${agentName} is quiet).` : `${agentName} answers.`),
-      conversation.summary ? h("p", { class: "summary" }, h("strong", {}, "Summary: "), conversation.summary) : null);
+      conversation.summary ? h("p", { class: "summary" }, h("strong", {}, "Summary: "), conversation.summary) : null,
+      conversation.rating ? h("p", { class: "rating" }, h("strong", {}, `Rated ${conversation.rating.score} / 5`),
+        conversation.rating.comment ? `: “${conversation.rating.comment}”` : "") : null);
     takeOver.hidden = conversation.handled_by === "human" || conversation.status !== "active";
     handBack.hidden = conversation.handled_by !== "human" || conversation.status !== "active";
     if (canAssign) fillAssignees();
