@@ -143,10 +143,12 @@ async def open_chat(http: httpx.AsyncClient, key: str) -> tuple[str, dict[str, s
     return f"/v1/public/conversations/{chat['conversation']['id']}", session
 
 
-async def until_event(stream: EventStream, kind: str, sender: str | None = None) -> float:
+async def until_event(
+    stream: EventStream, kind: str, sender: str | None = None, within: float = 30
+) -> float:
     """When the next ``kind`` event (of ``sender``, for messages) arrived."""
     while True:
-        event = await stream.next(within=30)
+        event = await stream.next(within=within)
         if event.event == kind and (sender is None or event.data["data"]["sender_type"] == sender):
             return time.perf_counter()
 
@@ -162,7 +164,8 @@ async def visitor(
             started = time.perf_counter()
             sent = await http.post(f"{url}/messages", headers=session, json={"content": question})
             sent.raise_for_status()
-            first_delta = await until_event(stream, "message.delta")
+            # The first turn may wait for the model process to load its embedding model.
+            first_delta = await until_event(stream, "message.delta", within=30 if turn else 180)
             tally.overhead_ms.append((first_delta - started - first_token_s) * 1000)
             await until_event(stream, "message.created", "agent")
             tally.turns += 1

@@ -127,3 +127,21 @@ async def test_a_visitor_message_of_20000_characters_is_answered(
     assert len(stored[0]["content"]) == 20_000
     # The question went to the model (cut to the model's budget only if it had to be).
     assert standin.requests[-1]["messages"][-1]["content"].startswith("Where is my refund?")
+
+
+async def test_the_conversations_summary_stands_for_turns_left_out_of_the_prompt(
+    shops: tuple[SeededCompany, SeededCompany], agent_chat: AgentChat, standin: StandIn,
+    make_worker: MakeWorker, app: FastAPI,
+) -> None:  # fmt: skip
+    first, _ = shops
+    worker = make_worker(agent_history_tokens=200)
+    await agent_chat.say("My order number is 4471. " + "It was a lamp. " * 60)
+    assert await worker.run_once()
+    store: ConversationStore = app.state.conversations
+    oid = ObjectId(agent_chat.chat.url.rsplit("/", 1)[1])
+    await store.update(first.company_id, oid, {"summary": "The visitor's order is 4471."})
+    await agent_chat.say(ASK)
+    assert await worker.run_once()
+    system = standin.requests[-1]["messages"][0]["content"]
+    assert "<summary>\nThe visitor's order is 4471.\n</summary>" in system
+    assert all("It was a lamp" not in m["content"] for m in standin.requests[-1]["messages"])

@@ -114,8 +114,10 @@ def plan_answer(
     question: str,
     history: Sequence[ChatMessage],
     sources: Sequence[Source],
+    summary: str | None = None,
 ) -> AnswerPlan:
-    """The prompt of ``agent``'s answer to ``question`` and the model that will answer."""
+    """The prompt of ``agent``'s answer to ``question`` and the model that will answer
+    (``summary``: the conversation's, standing for the turns the budget leaves out)."""
     choice = models.choose(agent.model)
     max_tokens = agent.max_tokens or settings.agent_max_tokens
     prompt_tokens = None
@@ -130,6 +132,7 @@ def plan_answer(
         count_tokens=count_text_tokens,
         history_tokens=settings.agent_history_tokens,
         prompt_tokens=prompt_tokens,
+        summary=summary,
     )
     return AnswerPlan(choice, prompt, max_tokens, float(agent.temperature))
 

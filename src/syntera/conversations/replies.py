@@ -286,7 +286,11 @@ class ReplyWorker:
             if await self._nothing_found_twice(tx, job, conversation_oid, sources):
                 await self._hand_off(tx, job, "the knowledge base had nothing on it twice")
                 return
-        plan = plan_answer(self.models, self.settings, agent, question, history, sources)
+        summary = (conversation or {}).get("summary")
+        plan = plan_answer(
+            self.models, self.settings, agent, question, history, sources,
+            summary if isinstance(summary, str) else None,
+        )  # fmt: skip
         text = await self._while_leased(job, self._stream(job, plan))
         await self._store(job, conversation_oid, reply_oid, text)
 
