@@ -168,7 +168,8 @@ def test_a_summary_stands_for_the_turns_the_budget_leaves_out() -> None:
     assert "<summary>\nThe visitor ordered a blue lamp." in system
     assert system.count("</summary>") == 1, "the summary's text cannot close its block"
     kept = cut.messages[1:-1]
-    assert kept and kept[-1]["content"].startswith("turn 19")
+    assert kept
+    assert kept[-1]["content"].startswith("turn 19")
     assert len(kept) < len(history)
     assert (
         sum(words(m["content"]) + 4 for m in kept)
