@@ -10,8 +10,13 @@ Both run in this process (the platform runs them in the shared model process; th
 embeddings' and the model's own time is what differs). A model answer that holds no JSON
 object with a known label counts as wrong.
 
-Measured here (2 CPUs shared with other work, 64 labelled messages; see the report):
-the prototype classifier is the default.
+Measured here (2 CPUs shared with other work, 64 labelled messages, two runs): the
+prototypes 77% right on intent (49/64) and 80% on sentiment (51/64) at 6.7-14.3 ms a
+message; of the 45 messages classified with a confidence of 0.8 or more, 43 right.
+SmolLM2-135M asked for JSON: 2% (1/64) on both, 1.7-3.6 s a message (median), 63 of 64
+answers holding no usable JSON (it writes Python code or prose about JSON). The
+prototypes are the default; a large model behind SYNTERA_LLM_BASE_URL may do better
+(``SYNTERA_INSIGHTS_CLASSIFIER=model``), at a model call per message.
 """
 
 from __future__ import annotations
