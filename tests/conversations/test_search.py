@@ -115,6 +115,12 @@ async def test_a_word_said_once_in_10000_messages_is_found_and_nothing_of_anothe
     everywhere = await search(client, headers, q="order question delivery parcel or number")
     assert len(everywhere["items"]) == 20
     assert everywhere["next_cursor"] is not None
+    following = await search(client, headers, q="order question delivery parcel or number",
+                             cursor=everywhere["next_cursor"])  # fmt: skip
+    assert len(following["items"]) == 20
+    first_ids = {h["message_id"] for h in everywhere["items"]}
+    assert not first_ids & {h["message_id"] for h in following["items"]}
+    assert following["items"][0]["score"] <= everywhere["items"][-1]["score"]
 
 
 async def test_fragments_are_escaped_html_with_the_matches_marked(

@@ -31,11 +31,13 @@ from psycopg.types.json import Jsonb
 
 from syntera.conversations.search_schemas import SearchContact, SearchHit, SearchResults
 from syntera.db.mongo import Document
+from syntera.db.postgres import TenantConnection
 from syntera.errors import field_error
 from syntera.unit_of_work import TenantTransaction
 
 LANGUAGE = "english"  # the index's text search configuration (migration 032)
-WINDOW = 1000  # the newest matches that are ranked
+WINDOW = 200  # the newest matches that are ranked
+RECENT_ROWS = 20_000  # the newest messages the first way reads
 STATEMENT_TIMEOUT_MS = 3000
 CONTACTS = 5
 MIN_CONTACT_QUERY = 3  # trigrams: a shorter pattern cannot use the index
@@ -120,20 +122,21 @@ class SearchCursor:
     score: float
     message_id: str
     as_of: datetime
+    recent: bool  # the candidates' way (RECENT or INDEXED), as the first page found
 
     def encode(self) -> str:
-        raw = orjson.dumps([self.score, self.message_id, self.as_of.isoformat()])
+        raw = orjson.dumps([self.score, self.message_id, self.as_of.isoformat(), self.recent])
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, text: str) -> SearchCursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            score, message_id, as_of = orjson.loads(raw)
+            score, message_id, as_of, recent = orjson.loads(raw)
             moment = datetime.fromisoformat(as_of)
             if not isinstance(score, int | float) or not isinstance(message_id, str):
                 raise ValueError("a cursor holds a score and an id")
-            return cls(float(score), message_id, moment)
+            return cls(float(score), message_id, moment, bool(recent))
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as error:
             raise field_error("cursor", "not a cursor returned by this API") from error
 
@@ -154,11 +157,28 @@ class SearchQuery:
 
 WORDS = "SELECT numnode(websearch_to_tsquery('english', %(q)s)) AS nodes"
 
-# The newest WINDOW matches (on a word in every message: the newest rows, by the
-# (company_id, created_at) index; on a rare word: the GIN index's few rows), ranked,
-# then the page after the cursor, and only then the headlines (for the page's rows).
-SEARCH = """
-WITH newest AS (
+# The candidates, the newest WINDOW matches, come one of two ways, each with a plan that
+# cannot go wrong (the planner's estimate for a word can be far off, and the wrong plan
+# for a common word visits every page of a large company):
+# * RECENT: the newest RECENT_ROWS messages of the company, read by the (company_id,
+#   created_at) index (a few hundred contiguous pages), then filtered. A word in at least
+#   one message in RECENT_ROWS / WINDOW (1%) fills the window here.
+# * INDEXED: otherwise the word is rarer, so the GIN index's matches are few: a bitmap
+#   scan (the other plans are turned off for it), then the newest.
+RECENT = sql.SQL("""
+  SELECT r.* FROM (
+    SELECT s.id AS message_id, s.conversation_id, s.contact_id, s.sender_type, s.created_at,
+           s.content, s.document
+      FROM public.message_search s
+     WHERE s.company_id = %(company)s AND s.created_at <= %(as_of)s {filters}
+     ORDER BY s.created_at DESC, s.id DESC
+     LIMIT %(recent_rows)s
+  ) r
+   WHERE r.document @@ websearch_to_tsquery('english', %(q)s)
+   ORDER BY r.created_at DESC, r.message_id DESC
+   LIMIT %(window)s
+""")
+INDEXED = sql.SQL("""
   SELECT s.id AS message_id, s.conversation_id, s.contact_id, s.sender_type, s.created_at,
          s.content, s.document
     FROM public.message_search s
@@ -168,7 +188,15 @@ WITH newest AS (
      {filters}
    ORDER BY s.created_at DESC, s.id DESC
    LIMIT %(window)s
-), ranked AS (
+""")
+BITMAP_ONLY = (
+    "SELECT set_config('enable_indexscan', 'off', true), set_config('enable_seqscan', 'off', true)"
+)
+
+# The candidates ranked, the page after the cursor, and only then the headlines (for
+# the page's rows); `candidates` says whether the window was full.
+SEARCH = sql.SQL("""
+WITH newest AS ({candidates}), ranked AS (
   SELECT n.*, ts_rank_cd(n.document, websearch_to_tsquery('english', %(q)s)) AS score
     FROM newest n
 ), page AS (
@@ -181,11 +209,12 @@ SELECT p.conversation_id, p.message_id, p.sender_type, p.created_at, p.contact_i
        nullif(btrim(concat_ws(' ', c.first_name, c.last_name)), '') AS contact_full_name,
        c.email AS contact_email,
        ts_headline('english', translate(p.content, %(markers)s, ''),
-                   websearch_to_tsquery('english', %(q)s), %(headline)s) AS fragment
+                   websearch_to_tsquery('english', %(q)s), %(headline)s) AS fragment,
+       (SELECT count(*) FROM newest) AS candidates
   FROM page p
   LEFT JOIN public.contacts c ON c.company_id = %(company)s AND c.id = p.contact_id
  ORDER BY p.score DESC, p.message_id DESC
-"""
+""")
 
 FILTERS = {
     "channel": sql.SQL("AND s.channel = %(channel)s"),
@@ -231,23 +260,22 @@ async def search(tx: TenantTransaction, query: SearchQuery) -> SearchResults:
     as_of = query.cursor.as_of if query.cursor else datetime.now(UTC)
     params: dict[str, Any] = {
         "company": tx.company_id, "q": query.q, "as_of": as_of, "window": WINDOW,
-        "limit": query.limit + 1, "markers": START + STOP, "headline": HEADLINE,
-        "channel": query.channel, "agent_id": query.agent_id,
+        "recent_rows": RECENT_ROWS, "limit": query.limit + 1, "markers": START + STOP,
+        "headline": HEADLINE, "channel": query.channel, "agent_id": query.agent_id,
         "contact_id": query.contact_id, "since": query.since, "until": query.until,
     }  # fmt: skip
-    filters = [FILTERS[name] for name in FILTERS if params[name] is not None]
+    filters = sql.SQL(" ").join(FILTERS[name] for name in FILTERS if params[name] is not None)
     after = FIRST_PAGE
     if query.cursor is not None:
         params["after_score"] = query.cursor.score
         params["after_id"] = query.cursor.message_id
         after = AFTER
-    statement = sql.SQL(SEARCH).format(filters=sql.SQL(" ").join(filters), after=after)
+    recent = query.cursor.recent if query.cursor is not None else True
     try:
-        # The time limit and the search in one round trip.
-        async with conn.pipeline():
-            await conn.execute(TIMEOUT, {"ms": str(STATEMENT_TIMEOUT_MS)})
-            found = await conn.execute(statement, params, prepare=False)
-        rows = await found.fetchall()
+        rows = await _candidates(conn, recent, filters, after, params)
+        if query.cursor is None and (not rows or rows[0]["candidates"] < WINDOW):
+            recent = False  # a rarer word: the GIN index's matches
+            rows = await _candidates(conn, recent, filters, after, params)
         if not rows:  # no match, or nothing to match: say which
             words = await (await conn.execute(WORDS, {"q": query.q}, prepare=False)).fetchone()
             if words is None or words["nodes"] == 0:
@@ -263,8 +291,27 @@ async def search(tx: TenantTransaction, query: SearchQuery) -> SearchResults:
     next_cursor = None
     if len(rows) > query.limit:
         last = hits[-1]
-        next_cursor = SearchCursor(last.score, last.message_id, as_of).encode()
+        next_cursor = SearchCursor(last.score, last.message_id, as_of, recent).encode()
     return SearchResults(items=hits, next_cursor=next_cursor, contacts=contacts)
+
+
+async def _candidates(
+    conn: TenantConnection,
+    recent: bool,
+    filters: sql.Composable,
+    after: sql.Composable,
+    params: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The page, from the candidates found the RECENT or the INDEXED way; the time limit
+    (and, for INDEXED, the plan) set in the same round trip."""
+    candidates = (RECENT if recent else INDEXED).format(filters=filters)
+    statement = SEARCH.format(candidates=candidates, after=after)
+    async with conn.pipeline():
+        await conn.execute(TIMEOUT, {"ms": str(STATEMENT_TIMEOUT_MS)})
+        if not recent:
+            await conn.execute(BITMAP_ONLY)
+        found = await conn.execute(statement, params, prepare=False)
+    return await found.fetchall()
 
 
 def _hit(row: dict[str, Any]) -> SearchHit:
