@@ -36,6 +36,8 @@ class Script:
     stall_s: float = 30.0
     status: int = 500
     on_request: Callable[[], None] | None = None  # called as each request arrives
+    # Call this tool (if the request offers it), its JSON arguments streamed in pieces.
+    tool_call: tuple[str, list[str]] | None = None
 
 
 class StandIn:
@@ -99,7 +101,18 @@ class StandIn:
         if script.behaviour == "unfinished":
             yield b"data: [DONE]\n\n"  # ends without any choice having finished
             return
-        yield event({**base, "choices": [choice({}, "stop")]})
+        offered = {tool["function"]["name"] for tool in body.get("tools") or []}
+        finish = "stop"
+        if script.tool_call is not None and script.tool_call[0] in offered:
+            name, arguments = script.tool_call
+            first = {"index": 0, "id": "call_standin", "type": "function",
+                     "function": {"name": name, "arguments": ""}}  # fmt: skip
+            yield event({**base, "choices": [choice({"tool_calls": [first]})]})
+            for piece in arguments:
+                call = {"index": 0, "function": {"arguments": piece}}
+                yield event({**base, "choices": [choice({"tool_calls": [call]})]})
+            finish = "tool_calls"
+        yield event({**base, "choices": [choice({}, finish)]})
         include = (body.get("stream_options") or {}).get("include_usage")
         if script.with_usage and include:
             usage = {"prompt_tokens": script.prompt_tokens,

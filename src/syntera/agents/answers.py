@@ -32,7 +32,7 @@ from syntera.agents.schemas import Agent
 from syntera.config import ModelPrice, Settings
 from syntera.llm.choice import ChatModels, ModelChoice
 from syntera.llm.local import LOCAL_MODEL, count_text_tokens
-from syntera.llm.models import ChatMessage, ChatStream, Usage
+from syntera.llm.models import ChatMessage, ChatStream, Handoff, Usage
 from syntera.llm.prices import cost_of
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -48,6 +48,7 @@ class Reply:
     sources: list[Source]
     note: str | None
     response_time_ms: float
+    handoff: Handoff | None = None  # the model decided the visitor needs a person
 
     def citations(self) -> list[dict[str, Any]]:
         """``metadata.citations`` of the stored reply: the sources the answer cites as
@@ -91,6 +92,9 @@ class AnswerPlan:
             model=self.choice.name,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
+            # An endpoint's model decides hand-offs with a tool; the local model's
+            # answers go by the phrase list (a 135M model calls no tools reliably).
+            offer_handoff=self.choice.name != LOCAL_MODEL,
         )
 
     def reply(self, stream: ChatStream, text: str, prices: dict[str, ModelPrice]) -> Reply:
@@ -104,6 +108,7 @@ class AnswerPlan:
             self.prompt.sources,
             self.choice.note,
             elapsed_ms,
+            stream.handoff,
         )
 
 

@@ -380,10 +380,16 @@ class ReplyWorker:
             conversation = await self.store.get_conversation(job.company_id, conversation_oid)
             agent = await _agent(tx, job.agent_id)
             if _answerable(conversation, agent):  # else dropped: disabled, handed off, ended
-                try:
-                    await service.append_reply(tx, self.store, conversation_oid, document)
-                except DuplicateKeyError:
-                    log.info("reply %s was stored by an earlier attempt", job.id)
+                if text.strip() or reply.handoff is None:
+                    try:
+                        await service.append_reply(tx, self.store, conversation_oid, document)
+                    except DuplicateKeyError:
+                        log.info("reply %s was stored by an earlier attempt", job.id)
+                if reply.handoff is not None:  # the model's own decision, beside its answer
+                    await service.hand_off(
+                        tx, self.store, job.conversation_id, "human", service.HANDOFF_LINE,
+                        reason=f"the model decided: {reply.handoff.reason}",
+                    )  # fmt: skip
             await tx.conn.execute(DONE, {**job.lease, "tokens": reply.usage.total_tokens})
 
     async def _hand_off(self, tx: TenantTransaction, job: Job, reason: str) -> None:

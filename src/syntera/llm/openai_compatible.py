@@ -10,11 +10,20 @@ that ends without it was cut.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import AsyncGenerator, Callable
 from functools import cache
 from typing import Any
 
-from syntera.llm.models import ChatMessage, ModelError, Piece, StreamingModel, Usage
+from syntera.llm.models import (
+    HANDOFF_TOOL,
+    ChatMessage,
+    Handoff,
+    ModelError,
+    Piece,
+    StreamingModel,
+    Usage,
+)
 
 TokenCounter = Callable[[list[ChatMessage], str], tuple[int, int]]
 
@@ -45,8 +54,24 @@ class OpenAICompatible(StreamingModel):
     async def _create(self, body: dict[str, Any]) -> Any:
         return await _post_chat(self.client, body)
 
-    async def _pieces(
+    def _pieces(
         self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
+    ) -> AsyncGenerator[Piece, None]:
+        return self._answer(messages, model, max_tokens, temperature, offer_handoff=False)
+
+    def _offering_handoff(
+        self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
+    ) -> AsyncGenerator[Piece, None]:
+        return self._answer(messages, model, max_tokens, temperature, offer_handoff=True)
+
+    async def _answer(
+        self,
+        messages: list[ChatMessage],
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        *,
+        offer_handoff: bool,
     ) -> AsyncGenerator[Piece, None]:
         from openai import APIStatusError, APITimeoutError, OpenAIError
 
@@ -56,15 +81,19 @@ class OpenAICompatible(StreamingModel):
         finished = False
         usage: Usage | None = None
         text: list[str] = []
+        calls: dict[int, list[str]] = {}  # the hand-off tool's calls: name, then arguments
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": _as_params(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if offer_handoff:
+            body |= {"tools": [HANDOFF_FUNCTION], "tool_choice": "auto"}
         try:
-            chunks = await self._create({
-                "model": model,
-                "messages": _as_params(messages),
-                "max_tokens": max_tokens,
-                "temperature": temperature,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            })  # fmt: skip
+            chunks = await self._create(body)
             async with chunks:
                 async for chunk in chunks:
                     if chunk.model:
@@ -82,6 +111,11 @@ class OpenAICompatible(StreamingModel):
                         if choice.delta is not None and choice.delta.content:
                             text.append(choice.delta.content)
                             yield choice.delta.content
+                        for call in (choice.delta.tool_calls or []) if choice.delta else []:
+                            parts = calls.setdefault(call.index, ["", ""])
+                            if call.function is not None:
+                                parts[0] += call.function.name or ""
+                                parts[1] += call.function.arguments or ""
                         if choice.finish_reason is not None:
                             finished = True
         except APITimeoutError as error:
@@ -104,6 +138,10 @@ class OpenAICompatible(StreamingModel):
             ) from error
         if not finished:
             return  # ChatStream: ended before completing it
+        for name, arguments in calls.values():
+            if name == HANDOFF_TOOL:
+                yield Handoff(_reason_of(arguments))
+                break
         if usage is None:
             prompt_tokens, completion_tokens = self.count_tokens(messages, "".join(text))
             usage = Usage(answered_by, prompt_tokens, completion_tokens, None, counted=True)
@@ -127,6 +165,34 @@ async def _post_chat(client: Any, body: dict[str, Any]) -> Any:
         stream=True,
         stream_cls=AsyncStream[ChatCompletionChunk],
     )
+
+
+HANDOFF_FUNCTION = {
+    "type": "function",
+    "function": {
+        "name": HANDOFF_TOOL,
+        "description": (
+            "Pass this conversation to a person of the team. Call it when the visitor "
+            "asks, in any words, to talk to a person rather than to you, or when you "
+            "cannot help them at all."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "Why, in a few words."}},
+        },
+    },
+}
+
+
+def _reason_of(arguments: str) -> str:
+    """The hand-off's reason from its call's JSON arguments (a model's arguments that are
+    not JSON still hand off: the call is the decision)."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        parsed = {}
+    reason = parsed.get("reason") if isinstance(parsed, dict) else None
+    return str(reason)[:500] if reason else "the model decided the visitor needs a person"
 
 
 def _as_params(messages: list[ChatMessage]) -> Any:
