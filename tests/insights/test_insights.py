@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 import psycopg
+from fastapi import FastAPI
 
-from syntera.insights.classifier import Classification, parse_answer
+from syntera.insights.classifier import Classification, ModelClassifier, parse_answer
 from syntera.insights.examples import DEFAULT_INTENTS
 from tests.agents.shops import make_agent
 from tests.agents.standin import StandIn
@@ -261,3 +262,28 @@ def test_a_models_answer_counts_only_when_it_is_json_with_a_known_label() -> Non
         '{"intent": "question", "score": NaN}',
     ):
         assert parse_answer(text, labels) is None
+
+
+async def test_the_model_classifier_asks_the_agents_model_and_falls_back_on_a_bad_answer(
+    http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    make_insight_worker: MakeInsightWorker, standin: StandIn, app_on_standin: FastAPI,
+) -> None:  # fmt: skip
+    tenant = await make_tenant()
+    headers = auth(tenant.member)
+    url = await start(http, headers)
+    worker = make_insight_worker()
+    worker.classifier = ModelClassifier(app_on_standin.state.models, worker.classifier)
+    answer = '{"intent": "purchase", "confidence": 0.9, "sentiment": "positive", "score": 0.5}'
+    standin.reset(deltas=[answer])
+    await post(http, headers, url, "Hello there")
+    assert await worker.run_once()
+    [request] = standin.requests
+    assert request["model"] == "gpt-4o-mini"
+    assert "<message>Hello there</message>" in request["messages"][1]["content"]
+    standin.reset(deltas=["I think the customer wants to cancel."])
+    await post(http, headers, url, "Please cancel my subscription, I am leaving.")
+    assert await worker.run_once()
+    first, second = await stored(http, headers, url)
+    assert first["metadata"]["intent"] == {"name": "purchase", "confidence": 0.9}
+    assert first["metadata"]["sentiment"] == {"label": "positive", "score": 0.5}
+    assert second["metadata"]["intent"]["name"] == "cancel", "the prototypes answered"
