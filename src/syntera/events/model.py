@@ -28,9 +28,9 @@ EventType = Literal[
     "message.created",
     "message.reaction",
     "message.read",
+    "message.updated",
     "typing",
     "message.delta",
-    "message.updated",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
