@@ -184,17 +184,17 @@ def build_workers(
     if settings.mail_worker_enabled:
         mailer = MailWorker(pool, mailer_for(settings), settings, jwt_secret)
         workers.append(Worker("mail", mailer.run_once, settings.kb_poll_s, MAIL_CHANNEL))
+    if settings.insights_worker_enabled and conversations is not None and models is not None:
+        insights = InsightWorker(pool, settings, InsightStore(conversations),
+                                 classifier_for(settings, kb.embedder, models), models,
+                                 cache=cache, events=events)  # fmt: skip
+        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL))
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
                               events=events)  # fmt: skip
         # One claiming loop; its answers run as tasks, reply_worker_concurrency at once.
         workers.append(Worker("agent reply", replier.run_spawning, settings.kb_poll_s,
                               REPLIES_CHANNEL, finish=replier.stop))  # fmt: skip
-    if settings.insights_worker_enabled and conversations is not None and models is not None:
-        insights = InsightWorker(pool, settings, InsightStore(conversations),
-                                 classifier_for(settings, kb.embedder, models), models,
-                                 cache=cache, events=events)  # fmt: skip
-        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL))
     if workers and settings.size_sample_s > 0:
         workers.append(Worker("size sampler", size_sampler(settings, urls), settings.size_sample_s))
     return workers

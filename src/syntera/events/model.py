@@ -28,11 +28,11 @@ EventType = Literal[
     "message.created",
     "message.reaction",
     "message.read",
+    "message.updated",
     "typing",
     "message.delta",
     "note.created",
     "note.deleted",
-    "message.updated",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
