@@ -41,6 +41,7 @@ let stopPage = null;
 // render may return {stop, navigate(rest)} instead of a stop function.
 let navigatePage = null;
 let shownPage = null;
+let rendering = 0; // which call of show() renders the page now
 
 function allowed(audience) {
   if (!context) return false;
@@ -143,6 +144,7 @@ async function show() {
   }
   navigatePage = null;
   shownPage = null;
+  rendering += 1;
   if (stopPage) { stopPage(); stopPage = null; }
   if (!signedIn()) { signInPage(); return; }
   try {
@@ -167,18 +169,26 @@ async function show() {
     return;
   }
   renderNav();
-  fill(main);
+  // Each page renders into its own holder: a page still loading when the address moves
+  // on writes into a holder no longer shown, and is stopped as soon as it is done.
+  const mine = (rendering += 1);
+  const holder = h("div", { class: "page" });
+  fill(main, holder);
+  let started = null;
   try {
-    const started = (await page[2](main, context, rest.map(decodeURIComponent))) || null;
-    if (started && typeof started === "object") {
-      stopPage = started.stop;
-      navigatePage = started.navigate;
-      shownPage = path;
-    } else {
-      stopPage = started;
-    }
+    started = (await page[2](holder, context, rest.map(decodeURIComponent))) || null;
   } catch (error) {
-    main.append(h("p", { class: "notice error", role: "alert" }, error.message));
+    holder.append(h("p", { class: "notice error", role: "alert" }, error.message));
+  }
+  const stop = started && typeof started === "object" ? started.stop : started;
+  if (mine !== rendering) {
+    if (stop) stop();
+    return;
+  }
+  stopPage = stop;
+  if (started && typeof started === "object") {
+    navigatePage = started.navigate;
+    shownPage = path;
   }
   main.focus({ preventScroll: true });
 }
