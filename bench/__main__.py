@@ -164,6 +164,18 @@ def purge_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     ]
 
 
+def inbox_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    table = results["inbox_first_page"]
+    size = re.search(r"with ([\d,]+) conversations", table["conditions"])
+    out = []
+    for row in table["rows"]:
+        out.append([f"inbox: {row[0]}", f"{size.group(1) if size else '?'} conversations",
+                    row[2], f"{row[3]} / {row[4]}",
+                    f"{row[5]} of GET /v1/contacts?limit=20" + (
+                        " (goal p95 <= 50 ms)" if "first page" in row[0] else "")])  # fmt: skip
+    return out
+
+
 def durability_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     return [[f"store killed: {row[0]}", row[1], "", "", f"lost: {row[2]}"]
             for row in results["store_kills"]["rows"]]  # fmt: skip
@@ -218,6 +230,9 @@ def plan(full: bool) -> list[Step]:
              ["company_purge", "write_concern"], purge_rows),
         Step("bench.search", [] if full else ["--quick"],
              ["search_latency", "search_posting_cost"], search_rows),
+        Step("bench.inbox", ["--conversations", "100000" if full else "10000",
+                             "--runs", "300" if full else "50"],
+             ["inbox_first_page"], inbox_rows),
         Step("bench.durability", ["--before", "5" if full else "2", "--after", "2"],
              ["store_kills"], durability_rows),
     ]  # fmt: skip

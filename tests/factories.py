@@ -138,6 +138,11 @@ SEED_ROWS: list[tuple[str, str]] = [
         "INSERT INTO public.invitations (company_id, email, invited_by)"
         " VALUES (%(company_id)s, %(invite_email)s, %(owner_id)s) RETURNING id",
     ),
+    (
+        "saved_replies",
+        "INSERT INTO public.saved_replies (company_id, shortcut, content)"
+        " VALUES (%(company_id)s, 'thanks', 'Thank you for your patience.') RETURNING id",
+    ),
 ]
 
 

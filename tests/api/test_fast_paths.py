@@ -116,6 +116,7 @@ CREATES = {
     "/v1/agents": '{"name": "Agent {s}", "system_prompt": "Be brief."}',
     "/v1/calls/history": '{"direction": "inbound", "from_number": "+14155550100"}',
     "/v1/calls/recordings": '{"recording_url": "https://calls.example.com/{s}.wav"}',
+    "/v1/saved-replies": '{"shortcut": "s{s}", "content": "Thanks, {s}!"}',
 }
 GENERATED = ("id", "created_at", "updated_at", "started_at")  # started_at: now() by default
 

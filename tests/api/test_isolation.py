@@ -35,6 +35,7 @@ ROW_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "/v1/invitations": ("invitations", {}),
     "/v1/team": ("users", {"role": "admin"}),
     "/v1/kb/documents": ("knowledge_base_documents", {}),
+    "/v1/saved-replies": ("saved_replies", {"content": "changed"}),
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from bson import ObjectId
 from fastapi import FastAPI
 
 from syntera.api.state import Stores
@@ -437,7 +438,9 @@ async def test_saved_replies_belong_to_the_company(
     assert changed["content"] == "Refunds within 30 days."
     # Another company sees none of them and reaches none.
     stranger = auth(tenant_b.owner)
-    assert (await ok(http.get("/v1/saved-replies", headers=stranger)))["data"] == []
+    theirs = (await ok(http.get("/v1/saved-replies", headers=stranger)))["data"]
+    assert [r["shortcut"] for r in theirs] == ["thanks"]  # the factory's, their own
+    assert made["id"] not in str(theirs)
     url = f"/v1/saved-replies/{made['id']}"
     assert (await http.get(url, headers=stranger)).status_code == 404
     assert (await http.patch(url, headers=stranger, json={"content": "x"})).status_code == 404
@@ -446,9 +449,8 @@ async def test_saved_replies_belong_to_the_company(
     await ok(http.post("/v1/saved-replies", headers=stranger,
                        json={"shortcut": "refund_policy", "content": "B's"}), 201)  # fmt: skip
     await ok(http.delete(url, headers=member), 204)
-    assert [
-        r["shortcut"] for r in (await ok(http.get("/v1/saved-replies", headers=member)))["data"]
-    ] == ["hello"]
+    left = (await ok(http.get("/v1/saved-replies", headers=member)))["data"]
+    assert sorted(r["shortcut"] for r in left) == ["hello", "thanks"]
 
 
 # --- rating -----------------------------------------------------------------------------
@@ -515,10 +517,12 @@ async def test_erasure_and_company_deletion_reach_notes_read_positions_and_saved
         app.state.conversations, KnowledgeBase.from_settings(settings), stores.redis))  # fmt: skip
 
     async def leftovers(conversation_id: str) -> tuple[int, int]:
+        """The conversation's notes, and the conversation (which holds the read positions)."""
         query = {"company_id": str(tenant.company_id), "conversation_id": conversation_id}
         notes = await database["conversation_notes"].count_documents(query)
-        reads = await database["conversation_reads"].count_documents(query)
-        return notes, reads
+        header = {"company_id": str(tenant.company_id), "_id": ObjectId(conversation_id)}
+        conversations = await database["conversations"].count_documents(header)
+        return notes, conversations
 
     conversations = {}
     for email in ("erased@example.com", "kept@example.com"):
@@ -547,7 +551,7 @@ async def test_erasure_and_company_deletion_reach_notes_read_positions_and_saved
     await ok(http.delete("/v1/companies/current", headers=auth(tenant.owner)), 204)
     while await worker.run_once():
         pass
-    for name in ("conversation_notes", "conversation_reads"):
+    for name in ("conversation_notes", "conversations"):
         assert await database[name].count_documents({"company_id": str(tenant.company_id)}) == 0
         assert await database[name].count_documents({"company_id": str(staying.company_id)}) >= 1
     counts = owner_conn.execute(
@@ -555,4 +559,4 @@ async def test_erasure_and_company_deletion_reach_notes_read_positions_and_saved
         " WHERE company_id IN (%s, %s) GROUP BY 1 ORDER BY 1",
         (tenant.company_id, tenant.company_id, staying.company_id),
     ).fetchall()
-    assert counts == [(False, 1)]
+    assert counts == [(False, 2)]  # the staying company's: the factory's and this one

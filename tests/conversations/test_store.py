@@ -52,6 +52,17 @@ async def test_every_store_function_is_blind_to_other_companies(
     assert (await store.list_messages(stranger, cid)).documents == []
     assert await store.react(stranger, cid, message["_id"], "x", None) is None
     assert await store.mark_read(stranger, cid, message["_id"], uuid.uuid4()) is None
+    note = await store.add_note(mine, cid, None, "private")
+    assert await store.assign(stranger, cid, uuid.uuid4()) is None
+    assert await store.assign_if_unassigned(stranger, cid, uuid.uuid4()) is None
+    assert await store.rate(stranger, cid, {"score": 1}) is None
+    await store.read_up_to(stranger, cid, uuid.uuid4(), 99)
+    assert (await store.list_notes(stranger, cid)).documents == []
+    assert await store.delete_note(stranger, cid, note["_id"]) is None
+    someone = uuid.uuid4()
+    await store.assign(mine, cid, someone)
+    assert await store.open_conversations_of(stranger, [someone]) == {someone: 0}
+    assert await store.open_conversations_of(mine, [someone]) == {someone: 1}
     since = datetime.now(UTC) - timedelta(days=1)
     assert await store.conversation_stats(stranger, since, "channel") == []
     assert await store.message_stats(stranger, since) == []
@@ -65,6 +76,48 @@ async def test_every_store_function_is_blind_to_other_companies(
     [kept] = (await store.list_messages(mine, cid)).documents
     assert kept["metadata"]["reactions"] == []
     assert kept["read_by"] == []
+    assert unchanged["reads"] == {}
+    assert unchanged["rating"] is None
+    assert [n["body"] for n in (await store.list_notes(mine, cid)).documents] == ["private"]
+
+
+async def test_the_activity_list_pages_through_windows_ties_and_archived_ones(
+    database: MongoDatabase,
+) -> None:
+    """The inbox's windowed read returns exactly what one sorted query would: newest
+    activity first, ties by id, archived ones left out, across windows from seconds to
+    decades, each once."""
+    store = ConversationStore(database)
+    company = uuid.uuid4()
+    moment = datetime.now(UTC).replace(microsecond=0)
+    ages = [timedelta(0)] * 3 + [timedelta(seconds=s) for s in (1, 5, 70, 3600)] + [
+        timedelta(days=d) for d in (1, 3, 40, 400, 4000, 9000)
+    ]  # fmt: skip
+    expected = []
+    for index, age in enumerate(ages):
+        started = await store.start(company, agent_id=uuid.uuid4(), channel="chat")
+        at = moment - age
+        await store.update(company, started["_id"], {"last_activity_at": at})
+        if index % 4 == 3:
+            await store.archive(company, started["_id"])
+            await store.update(company, started["_id"], {"last_activity_at": at})
+        else:
+            expected.append((at, started["_id"]))
+    expected.sort(reverse=True)
+    for limit in (1, 2, 5, 50):
+        seen, after = [], None
+        while True:
+            piece = await store.list_conversations(company, limit=limit, after=after)
+            seen += [(d["last_activity_at"], d["_id"]) for d in piece.documents]
+            if not piece.has_more:
+                break
+            last = piece.documents[-1]
+            after = (last["last_activity_at"], last["_id"])
+        assert seen == expected, limit
+    archived = await store.list_conversations(company, status="archived", limit=50)
+    assert len(archived.documents) == len(ages) - len(expected)
+    everything = await store.list_conversations(company, include_archived=True, limit=50)
+    assert len(everything.documents) == len(ages)
 
 
 async def test_a_missing_conversation_id_is_none_not_an_error(database: MongoDatabase) -> None:

@@ -39,6 +39,7 @@ BUSINESS_TABLES = [
     "analytics_events",
     "notifications",
     "message_search",
+    "saved_replies",
 ]
 
 # Tables whose rows every member manages: (table, insert columns and values, a harmless
@@ -61,6 +62,10 @@ MEMBER_TABLES: dict[str, tuple[str, str]] = {
     "call_history": (
         "(company_id, direction) VALUES (%(company_id)s, 'outbound')",
         "to_number = '+100'",
+    ),
+    "saved_replies": (
+        "(company_id, shortcut, content) VALUES (%(company_id)s, 'x', 'Hello')",
+        "content = 'Hi'",
     ),
 }
 

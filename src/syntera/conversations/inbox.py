@@ -5,8 +5,8 @@ notes, and the visitor's rating.
 Where each figure comes from, so that a first page costs three short reads whatever the
 company's size: ``last_message``, ``last_activity_at`` and ``message_count`` are kept on
 the conversation document by the write that stores a message (``ConversationStore.append``);
-the reader's position in each conversation is one document per member and conversation
-(``conversation_reads``), so ``unread_count`` is a subtraction; the names (contact, agent,
+each member's read position is kept on the conversation too (``reads``), so
+``unread_count`` is a subtraction on the page already read; the names (contact, agent,
 teammate) are one PostgreSQL read for the whole page, so a renamed contact shows at once.
 
 Notes live in MongoDB beside their conversation (``conversation_notes``): they are about
@@ -129,28 +129,22 @@ async def names_of(
     return names
 
 
-def _described(conversation: Document, names: Names, read: dict[str, int] | None) -> Conversation:
+def _described(conversation: Document, names: Names, reader: UUID | None) -> Conversation:
     out = conversation_out(conversation)
     out.contact_name = names.contact(conversation)
     if out.last_message is not None and conversation.get("last_message"):
         out.last_message.sender_name = names.sender(conversation, conversation["last_message"])
-    if read is not None:
-        count = conversation.get("message_count", 0)
-        out.unread_count = max(0, count - read.get(str(conversation["_id"]), 0))
+    if reader is not None:
+        read = (conversation.get("reads") or {}).get(str(reader), 0)
+        out.unread_count = max(0, conversation.get("message_count", 0) - read)
     return out
 
 
-async def describe(
-    tx: TenantTransaction, store: ConversationStore, conversations: list[Document]
-) -> list[Conversation]:
+async def describe(tx: TenantTransaction, conversations: list[Document]) -> list[Conversation]:
     """The conversations as the reader's inbox shows them: names, previews and the
     reader's unread counts (none for the service key, which reads nothing)."""
     names = await names_of(tx, conversations)
-    read = None
-    if tx.user_id is not None:
-        ids = [str(c["_id"]) for c in conversations]
-        read = await store.read_positions(tx.company_id, tx.user_id, ids)
-    return [_described(c, names, read) for c in conversations]
+    return [_described(c, names, tx.user_id) for c in conversations]
 
 
 async def read_conversation(
@@ -162,7 +156,7 @@ async def read_conversation(
     document = await store.get_conversation(tx.company_id, oid)
     if document is None:
         raise not_found("Conversation")
-    [conversation] = await describe(tx, store, [document])
+    [conversation] = await describe(tx, [document])
     return conversation
 
 
@@ -186,20 +180,15 @@ async def page_of_inbox(
     next_cursor = None
     if piece.has_more and piece.documents:
         next_cursor = Cursor.after(piece.documents[-1], "last_activity_at", "_id").encode()
-    return Page(data=await describe(tx, store, piece.documents), next_cursor=next_cursor)
+    return Page(data=await describe(tx, piece.documents), next_cursor=next_cursor)
 
 
-async def _publish_described(
-    tx: TenantTransaction, store: ConversationStore, document: Document
-) -> Conversation:
+async def _publish_described(tx: TenantTransaction, document: Document) -> Conversation:
     """``conversation.updated`` with the conversation described (names and preview; an
     unread count is each reader's own, so the event carries none); the caller's view."""
     names = await names_of(tx, [document])
     publish(tx, "conversation.updated", _described(document, names, None))
-    read = None
-    if tx.user_id is not None:
-        read = await store.read_positions(tx.company_id, tx.user_id, [str(document["_id"])])
-    return _described(document, names, read)
+    return _described(document, names, tx.user_id)
 
 
 async def assign(
@@ -219,7 +208,7 @@ async def assign(
         raise not_found("Conversation")
     if assignee_id is not None and str(assignee_id) != current.get("assignee_id"):
         await notify_assignee(tx, changed, assignee_id)
-    return await _publish_described(tx, store, changed)
+    return await _publish_described(tx, changed)
 
 
 async def mark_conversation_read(
@@ -231,8 +220,10 @@ async def mark_conversation_read(
     document = await store.get_conversation(tx.company_id, oid)
     if document is None:
         raise not_found("Conversation")
-    await store.read_up_to(tx.company_id, oid, tx.user_id, document.get("message_count", 0))
-    [conversation] = await describe(tx, store, [document])
+    count = document.get("message_count", 0)
+    await store.read_up_to(tx.company_id, oid, tx.user_id, count)
+    document["reads"] = {**(document.get("reads") or {}), str(tx.user_id): count}
+    [conversation] = await describe(tx, [document])
     return conversation
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -27,13 +27,13 @@ from syntera.db.storable import storable
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
-# Each member's read position in a conversation (how many of its messages they have
-# read), so an unread count is a subtraction, never a scan of messages.
-READS = "conversation_reads"
 # The team's private notes on a conversation: beside the conversation, so they live and
 # leave with it (a contact's erasure and a company's purge reach them in the same step).
 NOTES = "conversation_notes"
 PREVIEW_CHARS = 140
+# The inbox's list reads back in time windows (``ConversationStore._by_activity``).
+ACTIVITY_WINDOW = timedelta(seconds=4)
+ACTIVITY_UNBOUNDED = timedelta(days=365 * 20)
 
 Direction = Literal["backward", "forward"]
 
@@ -50,7 +50,6 @@ Direction = Literal["backward", "forward"]
 SHARD_KEYS: dict[str, list[tuple[str, int]]] = {
     "conversations": [("company_id", 1), ("_id", 1)],
     "messages": [("company_id", 1), ("conversation_id", 1)],
-    "conversation_reads": [("company_id", 1), ("conversation_id", 1)],
     "conversation_notes": [("company_id", 1), ("conversation_id", 1)],
 }
 
@@ -120,9 +119,6 @@ def indexes(message_retention_days: int | None = None) -> list[IndexSpec]:
         # A member's open conversations (who gets the next hand-off).
         IndexSpec(CONVERSATIONS, "company_assignee_status",
                   [("company_id", 1), ("assignee_id", 1), ("status", 1)]),
-        IndexSpec(READS, "company_conversation_user",
-                  [("company_id", 1), ("conversation_id", 1), ("user_id", 1)],
-                  {"unique": True}),
         IndexSpec(NOTES, "company_conversation_created",
                   [("company_id", 1), ("conversation_id", 1), ("created_at", 1), ("_id", 1)]),
     ]  # fmt: skip
@@ -182,6 +178,15 @@ async def _page(
     return Slice(documents[:limit], len(documents) > limit)
 
 
+def _next_span(span: timedelta, found: int, missing: int) -> timedelta:
+    """The next window of the activity list: as long as the last one's density says the
+    missing conversations need, and half again (at most 16 times longer); 8 times longer
+    after an empty one."""
+    if found == 0:
+        return span * 8
+    return span * min(16.0, max(1.0, 1.5 * missing / found))
+
+
 class ConversationStore:
     """Every operation on conversations and messages, scoped to one company."""
 
@@ -189,7 +194,6 @@ class ConversationStore:
         self.database = db  # for stores beside this one (syntera.insights.store)
         self._conversations = db[CONVERSATIONS]
         self._messages = db[MESSAGES]
-        self._reads = db[READS]
         self._notes = db[NOTES]
 
     async def purge_company(self, company_id: UUID) -> tuple[int, int]:
@@ -197,7 +201,6 @@ class ConversationStore:
         messages) removed. Messages first, so a purge interrupted between the two leaves
         no message whose conversation is gone."""
         messages = await self._messages.delete_many(scoped(company_id))
-        await self._reads.delete_many(scoped(company_id))
         await self._notes.delete_many(scoped(company_id))
         conversations = await self._conversations.delete_many(scoped(company_id))
         return conversations.deleted_count, messages.deleted_count
@@ -218,7 +221,6 @@ class ConversationStore:
         messages = await self._messages.delete_many(
             scoped(company_id, conversation_id={"$in": texts})
         )
-        await self._reads.delete_many(scoped(company_id, conversation_id={"$in": texts}))
         await self._notes.delete_many(scoped(company_id, conversation_id={"$in": texts}))
         await self._conversations.delete_many(scoped(company_id, _id={"$in": ids}))
         return ids, messages.deleted_count
@@ -284,6 +286,7 @@ class ConversationStore:
             last_message=None,
             last_activity_at=moment,
             message_count=0,
+            reads={},
             rating=None,
             created_at=moment,
             updated_at=moment,
@@ -374,10 +377,75 @@ class ConversationStore:
             conditions["tags"] = tag
         if status is not None:
             conditions["status"] = status
-        elif not include_archived:
-            conditions["status"] = {"$ne": "archived"}
         query = scoped(company_id, **conditions)
-        return await _page(self._conversations, query, "last_activity_at", after, "backward", limit)
+        skip_archived = status is None and not include_archived
+        return await self._by_activity(query, after, limit, skip_archived)
+
+    async def _by_activity(
+        self,
+        query: Document,
+        after: tuple[datetime, ObjectId] | None,
+        limit: int,
+        skip_archived: bool,
+    ) -> Slice:
+        """One keyset page of ``query``, newest activity first, read in time windows.
+
+        SecantusDB (the embedded default) never reads an index in order for a sort: it
+        fetches every match and sorts it, so a plain sorted page costs the company's whole
+        inbox (3 s at 10,000 conversations). It does use an index's range on
+        ``last_activity_at``, so the page is read window by window back from the cursor
+        (4 s first, each next one as long as the last one's density says is missing:
+        ``_next_span``; unbounded past 20 years), each an index range of few documents;
+        on MongoDB each is an index range too. Archived conversations are dropped here
+        rather than by ``$ne``, which SecantusDB answers with a collection scan.
+        """
+        wanted = limit + 1
+        found: list[Document] = []
+        order = [("last_activity_at", DESCENDING), ("_id", DESCENDING)]
+        # Everything next is before (at, last_id) in (time, id) order; id None: before at.
+        at, last_id = after if after is not None else (None, None)
+        span = ACTIVITY_WINDOW
+        while len(found) < wanted:
+            needed = wanted - len(found)
+            if at is not None and last_id is not None:
+                ties = (
+                    await self._conversations.find(
+                        {**query, "last_activity_at": at, "_id": {"$lt": last_id}}
+                    )
+                    .sort([("_id", DESCENDING)])
+                    .limit(needed)
+                    .to_list()
+                )
+                found += [d for d in ties if not (skip_archived and d["status"] == "archived")]
+                if len(ties) == needed:
+                    at, last_id = ties[-1]["last_activity_at"], ties[-1]["_id"]
+                    continue
+                last_id = None
+                continue
+            top = at if at is not None else now()
+            lower = top - span if span < ACTIVITY_UNBOUNDED else None
+            window: Document = {}
+            if at is not None:
+                window["$lt"] = at
+            if lower is not None:
+                window["$gte"] = lower
+            documents = (
+                await self._conversations.find(
+                    {**query, "last_activity_at": window} if window else query
+                )
+                .sort(order)
+                .limit(needed)
+                .to_list()
+            )
+            found += [d for d in documents if not (skip_archived and d["status"] == "archived")]
+            if len(documents) == needed:  # the window may hold more: go on inside it
+                at, last_id = documents[-1]["last_activity_at"], documents[-1]["_id"]
+                continue
+            if lower is None:  # nothing older is left
+                break
+            at, last_id = lower, None
+            span = _next_span(span, len(documents), needed - len(documents))
+        return Slice(found[:limit], len(found) > limit)
 
     # Assignment and rating ---------------------------------------------------------------
 
@@ -405,17 +473,13 @@ class ConversationStore:
     async def open_conversations_of(
         self, company_id: UUID, user_ids: list[UUID]
     ) -> dict[UUID, int]:
-        """How many active conversations each of these members is assigned."""
-        counts = {user_id: 0 for user_id in user_ids}
-        if not user_ids:
-            return counts
-        pipeline: list[Document] = [
-            {"$match": scoped(company_id, assignee_id={"$in": [str(u) for u in user_ids]},
-                              status="active")},
-            {"$group": {"_id": "$assignee_id", "open": {"$sum": 1}}},
-        ]  # fmt: skip
-        for group in await (await self._conversations.aggregate(pipeline)).to_list():
-            counts[UUID(group["_id"])] = group["open"]
+        """How many active conversations each of these members is assigned: one indexed
+        count per member (an ``$in`` would make SecantusDB scan the company's)."""
+        counts = {}
+        for user_id in user_ids:
+            counts[user_id] = await self._conversations.count_documents(
+                scoped(company_id, assignee_id=str(user_id), status="active")
+            )
         return counts
 
     async def rate(
@@ -431,27 +495,15 @@ class ConversationStore:
 
     # Read positions ----------------------------------------------------------------------
 
-    async def read_positions(
-        self, company_id: UUID, user_id: UUID, conversation_ids: list[str]
-    ) -> dict[str, int]:
-        """How many messages of each of these conversations the member has read."""
-        if not conversation_ids:
-            return {}
-        cursor = self._reads.find(
-            scoped(company_id, conversation_id={"$in": conversation_ids}, user_id=str(user_id)),
-            {"conversation_id": 1, "read_count": 1, "_id": 0},
-        )
-        return {document["conversation_id"]: document["read_count"] async for document in cursor}
-
     async def read_up_to(
         self, company_id: UUID, conversation_id: ObjectId, user_id: UUID, count: int
     ) -> None:
         """The member has read the conversation's first ``count`` messages (a position
-        never moves back)."""
-        await self._reads.update_one(
-            scoped(company_id, conversation_id=str(conversation_id), user_id=str(user_id)),
-            {"$max": {"read_count": count}, "$set": {"read_at": now()}},
-            upsert=True,
+        never moves back). Positions live on the conversation (``reads``, one entry per
+        member who read it: bounded by the team), so the inbox's unread counts come with
+        the page that lists them, and leave with the conversation."""
+        await self._conversations.update_one(
+            scoped(company_id, _id=conversation_id), {"$max": {f"reads.{user_id}": count}}
         )
 
     async def position_of(
@@ -728,7 +780,6 @@ class ConversationStore:
                 scoped(company_id, conversation_id={"$in": texts})
             )
             messages += deleted.deleted_count
-            await self._reads.delete_many(scoped(company_id, conversation_id={"$in": texts}))
             await self._notes.delete_many(scoped(company_id, conversation_id={"$in": texts}))
             gone = await self._conversations.delete_many(scoped(company_id, _id={"$in": ids}))
             conversations += gone.deleted_count

@@ -29,6 +29,7 @@ class SavedReplyUpdate(Input):
 
 class SavedReply(Output):
     id: UUID
+    company_id: UUID
     shortcut: str
     content: str
     created_at: datetime
