@@ -168,26 +168,39 @@ async def agent_report(
     await check_reference(tx, AGENTS, agent_id, "agent_id")
     begin = datetime.combine(first, time.min, UTC)
     finish = datetime.combine(last + timedelta(days=1), time.min, UTC)
-    conversations = await store.report_conversations(tx.company_id, begin, finish, agent_id)
-    per_conversation = {
-        document["_id"]: document
-        for document in await store.report_messages(
-            tx.company_id, [str(document["_id"]) for document in conversations]
-        )
-    }
+    conversations, per_conversation = await gather(store, tx.company_id, begin, finish, agent_id)
+    rows = await (await tx.conn.execute(AGENT_NAMES, {"company_id": tx.company_id})).fetchall()
+    names = {str(row["id"]): str(row["name"]) for row in rows}
+    report = rows_of(conversations, per_conversation, names)
+    return AgentReport(from_day=first, to_day=last, rows=report, definitions=DEFINITIONS)
+
+
+async def gather(
+    store: InsightStore, company_id: UUID, begin: datetime, finish: datetime, agent_id: UUID | None
+) -> tuple[list[Document], dict[str, Document]]:
+    """The company's conversations started in [begin, finish), and what their messages
+    add up to, by conversation id."""
+    conversations = await store.report_conversations(company_id, begin, finish, agent_id)
+    ids = [str(document["_id"]) for document in conversations]
+    found = await store.report_messages(company_id, ids)
+    return conversations, {str(document["_id"]): document for document in found}
+
+
+def rows_of(
+    conversations: list[Document], per_conversation: dict[str, Document], names: dict[str, str]
+) -> list[AgentDay]:
+    """The report's rows: one per day and agent, by day then agent name."""
     groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
     for conversation in conversations:
         key = (conversation["day"], str(conversation.get("agent_id")))
         groups[key].add(conversation, per_conversation.get(str(conversation["_id"])))
-    rows = await (await tx.conn.execute(AGENT_NAMES, {"company_id": tx.company_id})).fetchall()
-    names = {str(row["id"]): str(row["name"]) for row in rows}
     report = [
         group.row(date.fromisoformat(day), UUID(agent), names.get(agent))
         for (day, agent), group in groups.items()
         if _is_uuid(agent)
     ]
     report.sort(key=lambda row: (row.day, row.agent_name or "", str(row.agent_id)))
-    return AgentReport(from_day=first, to_day=last, rows=report, definitions=DEFINITIONS)
+    return report
 
 
 def _is_uuid(text: str) -> bool:
