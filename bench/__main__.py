@@ -195,6 +195,16 @@ def search_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def agent_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    out = []
+    for row in results["agent_overhead"]["rows"]:
+        lost = f"; lost {row[6]}, doubled {row[7]}" if row[6] else ""
+        cpu = f"; server CPU {row[5]} ms a turn" if row[5] else ""
+        out.append([row[0], f"{row[1]} turns", row[2], f"{row[3]} / {row[4]}",
+                    f"{row[8]}{cpu}{lost}"])  # fmt: skip
+    return out
+
+
 def plan(full: bool) -> list[Step]:
     sizes = [10_000, 100_000, 1_000_000] if full else [10_000, 100_000]
     steps = [
@@ -235,6 +245,10 @@ def plan(full: bool) -> list[Step]:
              ["inbox_first_page"], inbox_rows),
         Step("bench.durability", ["--before", "5" if full else "2", "--after", "2"],
              ["store_kills"], durability_rows),
+        Step("bench.agents", ["--replies", "--turns", "1000" if full else "100",
+                              "--single-turns", "100" if full else "20",
+                              "--handoffs", "40" if full else "10"],
+             ["agent_overhead"], agent_rows),
     ]  # fmt: skip
     return steps
 

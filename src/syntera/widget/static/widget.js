@@ -55,6 +55,7 @@
     "word-wrap:break-word}",
     ".user{align-self:flex-end;background:#2563eb;color:#fff}",
     ".agent,.system{align-self:flex-start;background:#f1f5f9}",
+    ".sources{font-size:12px;color:#475569;margin-top:4px}",
     ".status{font-size:12px;color:#475569;padding:0 12px 4px;min-height:16px}",
     "form{display:flex;border-top:1px solid #e2e8f0}",
     "input{flex:1;border:0;padding:12px;font:inherit}",
@@ -215,12 +216,27 @@
       growing.textContent = message.content;
       growing.removeAttribute("data-growing");
       delete state.growing[message.id];
+      showSources(growing, message);
       return;
     }
     var node = element("div", "msg " + kind, message.content);
     node.setAttribute("data-message-id", message.id);
+    showSources(node, message);
     log.appendChild(node);
     log.scrollTop = log.scrollHeight;
+  }
+
+  // The documents an agent's answer came from (metadata.citations), named under it.
+  function showSources(node, message) {
+    var cited = (message.metadata && message.metadata.citations) || [];
+    var names = [];
+    cited.forEach(function (citation) {
+      if (citation.document_name && names.indexOf(citation.document_name) < 0) {
+        names.push(citation.document_name);
+      }
+    });
+    if (!names.length) return;
+    node.appendChild(element("div", "sources", "Sources: " + names.join(", ")));
   }
 
   // A piece of the agent's answer, as it is written (the stored reply follows).
