@@ -189,6 +189,30 @@ def durability_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             for row in results["store_kills"]["rows"]]  # fmt: skip
 
 
+def search_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    latency = {row[0]: row for row in results["search_latency"]["rows"]}
+    every = latency["all queries"]
+    size = results["search_latency"]["conditions"].split(";")[2].strip()
+    posting = {row[0]: row for row in results["search_posting_cost"]["rows"]}
+    kept, bare = posting["with the index"], posting["anchor: without"]
+    return [
+        ["message search, GET /v1/conversations/search", size.split(" (")[0], every[2],
+         f"{every[3]} / {every[4]}", f"{every[5]}; goal p95 <= 100 ms"],
+        ["message posts/s with the search index", "wrk 32 connections", "", "",
+         f"{kept[2]}/s = {kept[3]} of {bare[2]}/s without (goal >= 0.90x)"],
+    ]  # fmt: skip
+
+
+def agent_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    out = []
+    for row in results["agent_overhead"]["rows"]:
+        lost = f"; lost {row[6]}, doubled {row[7]}" if row[6] else ""
+        cpu = f"; server CPU {row[5]} ms a turn" if row[5] else ""
+        out.append([row[0], f"{row[1]} turns", row[2], f"{row[3]} / {row[4]}",
+                    f"{row[8]}{cpu}{lost}"])  # fmt: skip
+    return out
+
+
 def plan(full: bool) -> list[Step]:
     sizes = [10_000, 100_000, 1_000_000] if full else [10_000, 100_000]
     steps = [
@@ -225,11 +249,17 @@ def plan(full: bool) -> list[Step]:
                              "--contacts", "200000" if full else "2000",
                              "--archive-messages", "1000000" if full else "20000"],
              ["company_purge", "write_concern"], purge_rows),
+        Step("bench.search", [] if full else ["--quick"],
+             ["search_latency", "search_posting_cost"], search_rows),
         Step("bench.inbox", ["--conversations", "100000" if full else "10000",
                              "--runs", "300" if full else "50"],
              ["inbox_first_page"], inbox_rows),
         Step("bench.durability", ["--before", "5" if full else "2", "--after", "2"],
              ["store_kills"], durability_rows),
+        Step("bench.agents", ["--replies", "--turns", "1000" if full else "100",
+                              "--single-turns", "100" if full else "20",
+                              "--handoffs", "40" if full else "10"],
+             ["agent_overhead"], agent_rows),
     ]  # fmt: skip
     return steps
 

@@ -7,6 +7,7 @@ model process. With ``--transformers``, the same GGUF loaded by transformers (de
 into a torch model) for the choice between the two runtimes.
 
     python -m bench.agents [--questions 12] [--max-tokens 128] [--transformers]
+    python -m bench.agents --replies [...]   # the platform's overhead: bench/agent_replies.py
 
 Prompts are built by the platform's prompt builder (system prompt, one source, question),
 each with a first line of its own (no prefix cache helps either side); sampling is greedy
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import threading
 import time
 import uuid
@@ -170,6 +172,11 @@ def summary(timings: list[Timing]) -> tuple[float, float, float]:
 
 
 def main() -> None:
+    if "--replies" in sys.argv[1:]:
+        from bench import agent_replies
+
+        agent_replies.main([a for a in sys.argv[1:] if a != "--replies"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=128)

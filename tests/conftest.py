@@ -133,6 +133,7 @@ def settings(stack_dir: Path) -> Settings:
         mail_worker_enabled=False,  # on in the auth flows' servers (tests/auth/conftest.py)
         workflow_worker_enabled=False,
         reply_worker_enabled=False,  # the agents' tests run the reply worker themselves
+        insights_worker_enabled=False,  # the insights tests run their worker themselves
         kb_preload_model=False,  # loaded by the tests that embed, once per session
         pg_transaction_pooler=THROUGH_PGBOUNCER,
         redis_cluster=THROUGH_CLUSTER,

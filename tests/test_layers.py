@@ -29,8 +29,8 @@ INFRASTRUCTURE = frozenset(
 )
 DOMAINS = frozenset({
     "agents", "analytics", "auth", "calls", "companies", "console", "conversations", "crm",
-    "events", "kb", "llm", "notifications", "ops", "purges", "saved_replies", "widget",
-    "workflows",
+    "events", "insights", "kb", "llm", "notifications", "ops", "purges", "saved_replies",
+    "widget", "workflows",
 })  # fmt: skip
 
 # The chain from the bottom: each layer may import those before it (and itself).

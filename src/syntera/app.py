@@ -55,6 +55,10 @@ from syntera.db.redis import RedisClient, connect_redis, create_redis
 from syntera.embedded import StackUrls, configured_urls
 from syntera.events.routes import routers as events
 from syntera.events.streams import create_events
+from syntera.insights.routes import routers as reports
+from syntera.insights.store import InsightStore
+from syntera.insights.worker import CHANNEL as INSIGHTS_CHANNEL
+from syntera.insights.worker import InsightWorker, classifier_for
 from syntera.kb.embeddings import Embedder
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.processing import DocumentWorker
@@ -181,11 +185,17 @@ def build_workers(
     if settings.mail_worker_enabled:
         mailer = MailWorker(pool, mailer_for(settings), settings, jwt_secret)
         workers.append(Worker("mail", mailer.run_once, settings.kb_poll_s, MAIL_CHANNEL))
+    if settings.insights_worker_enabled and conversations is not None and models is not None:
+        insights = InsightWorker(pool, settings, InsightStore(conversations),
+                                 classifier_for(settings, kb.embedder, models), models,
+                                 cache=cache, events=events)  # fmt: skip
+        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL))
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
                               events=events)  # fmt: skip
-        workers.append(Worker("agent reply", replier.run_once, settings.kb_poll_s,
-                              REPLIES_CHANNEL, settings.reply_worker_concurrency))  # fmt: skip
+        # One claiming loop; its answers run as tasks, reply_worker_concurrency at once.
+        workers.append(Worker("agent reply", replier.run_spawning, settings.kb_poll_s,
+                              REPLIES_CHANNEL, finish=replier.stop))  # fmt: skip
     if workers and settings.size_sample_s > 0:
         workers.append(Worker("size sampler", size_sampler(settings, urls), settings.size_sample_s))
     return workers
@@ -196,7 +206,8 @@ def resource_routers() -> list[APIRouter]:
     # The inbox's before the companies' (/v1/team/presence before /v1/team/{id}).
     return [
         *inbox, *saved_replies, *companies, *agents, *crm, *workflows, *calls, *notifications,
-        *analytics, *conversations, *events, *widget, *knowledge_base, *purges, *admin,
+        *analytics, *reports, *conversations, *events, *widget, *knowledge_base, *purges,
+        *admin,
     ]  # fmt: skip
 
 

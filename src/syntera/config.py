@@ -386,7 +386,10 @@ class Settings(BaseSettings):
         "the answers of enabled agents.",
     )
     reply_worker_concurrency: int = Field(
-        default=2, ge=1, le=64, description="Replies one process writes at once."
+        default=32,
+        ge=1,
+        le=1000,
+        description="Replies one process writes at once (each mostly waits for its model).",
     )
     reply_company_concurrency: int = Field(
         default=4, ge=1, le=1000, description="Replies one company's agents write at once."
@@ -402,6 +405,37 @@ class Settings(BaseSettings):
         ge=0,
         le=5,
         description="The answer's pieces go to the streams batched over this long.",
+    )
+
+    insights_worker_enabled: bool = Field(
+        default=True,
+        description="Each process runs a worker that classifies visitors' messages (intent, "
+        "sentiment) and summarises conversations.",
+    )
+    insights_classifier: Literal["embeddings", "model"] = Field(
+        default="embeddings",
+        description="What gives intent and sentiment: label prototypes over the local "
+        "all-MiniLM-L6-v2 embeddings, or the agent's chat model asked for JSON "
+        "(bench/insights.py measures both).",
+    )
+    insights_batch: int = Field(
+        default=32, ge=1, le=256, description="Messages one worker round classifies at once."
+    )
+    insights_lease_s: float = Field(
+        default=120, gt=0, description="How long an insight job being done stays a worker's."
+    )
+    insights_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries of an insight job before it is given up."
+    )
+    summary_every_messages: int = Field(
+        default=20,
+        ge=0,
+        le=100_000,
+        description="A long conversation is summarised again every this many messages "
+        "(0: only when it ends).",
+    )
+    summary_max_tokens: int = Field(
+        default=160, ge=16, le=2048, description="A summary's length, at most."
     )
 
     agent_handoff_phrases: str = Field(

@@ -39,14 +39,16 @@ async def poll(
     is logged and waited out like an idle round."""
     signal = wake or stop
     while not stop.is_set():
+        # Cleared before the round, not after it: a NOTIFY that comes while the round
+        # looks for work (too late for it to see) then ends the wait at once.
+        if wake is not None:
+            wake.clear()
         try:
             worked = await run_once()
         except Exception:
             log.exception("%s worker: a round failed; trying again", name)
             worked = False
         if not worked:
-            if wake is not None:
-                wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), poll_s)
 
@@ -84,6 +86,8 @@ class Worker:
     poll_s: float
     channel: str | None = None
     copies: int = 1
+    # Called once the loops have stopped: ends work a round left running in tasks.
+    finish: Callable[[], Awaitable[None]] | None = None
 
 
 async def run_workers(workers: Sequence[Worker], listen_url: str, stop: asyncio.Event) -> None:
@@ -99,4 +103,9 @@ async def run_workers(workers: Sequence[Worker], listen_url: str, stop: asyncio.
             poll(worker.name, worker.run_once, stop, worker.poll_s, wake)
             for _ in range(worker.copies)
         ]
-    await asyncio.gather(*jobs)
+    try:
+        await asyncio.gather(*jobs)
+    finally:
+        for worker in workers:
+            if worker.finish is not None:
+                await worker.finish()

@@ -32,9 +32,12 @@ class Script:
     completion_tokens: int = 7
     with_usage: bool = True
     first_token_delay_s: float = 0.0
+    delta_gap_s: float = 0.0  # between two deltas
     stall_s: float = 30.0
     status: int = 500
     on_request: Callable[[], None] | None = None  # called as each request arrives
+    # Call this tool (if the request offers it), its JSON arguments streamed in pieces.
+    tool_call: tuple[str, list[str]] | None = None
 
 
 class StandIn:
@@ -43,6 +46,7 @@ class StandIn:
     def __init__(self) -> None:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
+        self.keep_requests = True
         self.lock = threading.Lock()
         self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
 
@@ -61,7 +65,8 @@ class StandIn:
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         with self.lock:
-            self.requests.append(body)
+            if self.keep_requests:
+                self.requests.append(body)
             script = self.script
         if script.on_request is not None:
             script.on_request()
@@ -86,6 +91,8 @@ class StandIn:
             return
         yield event({**base, "choices": [choice({"role": "assistant", "content": ""})]})
         for number, delta in enumerate(script.deltas):
+            if number and script.delta_gap_s:
+                await asyncio.sleep(script.delta_gap_s)
             yield event({**base, "choices": [choice({"content": delta})]})
             if number == 0 and script.behaviour == "stall":
                 await asyncio.sleep(script.stall_s)
@@ -94,7 +101,18 @@ class StandIn:
         if script.behaviour == "unfinished":
             yield b"data: [DONE]\n\n"  # ends without any choice having finished
             return
-        yield event({**base, "choices": [choice({}, "stop")]})
+        offered = {tool["function"]["name"] for tool in body.get("tools") or []}
+        finish = "stop"
+        if script.tool_call is not None and script.tool_call[0] in offered:
+            name, arguments = script.tool_call
+            first = {"index": 0, "id": "call_standin", "type": "function",
+                     "function": {"name": name, "arguments": ""}}  # fmt: skip
+            yield event({**base, "choices": [choice({"tool_calls": [first]})]})
+            for piece in arguments:
+                call = {"index": 0, "function": {"arguments": piece}}
+                yield event({**base, "choices": [choice({"tool_calls": [call]})]})
+            finish = "tool_calls"
+        yield event({**base, "choices": [choice({}, finish)]})
         include = (body.get("stream_options") or {}).get("include_usage")
         if script.with_usage and include:
             usage = {"prompt_tokens": script.prompt_tokens,
@@ -102,3 +120,25 @@ class StandIn:
                      "total_tokens": script.prompt_tokens + script.completion_tokens}  # fmt: skip
             yield event({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
+
+
+def main() -> None:
+    """Serve the stand-in alone (the agents' benchmark runs it as a process of its own,
+    so its clock is not shared with the client measuring the platform)."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--first-token-delay", type=float, default=0.2)
+    parser.add_argument("--delta-gap", type=float, default=0.0)
+    args = parser.parse_args()
+    standin = StandIn()
+    standin.keep_requests = False
+    standin.reset(first_token_delay_s=args.first_token_delay, delta_gap_s=args.delta_gap)
+    uvicorn.run(standin.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -90,3 +90,37 @@ async def test_members_hand_it_back_and_forth_and_another_company_cannot(
     await agent_chat.say(ASK)
     assert await make_worker().run_once()
     assert await agent_chat.senders() == ["user", "user", "agent"]
+
+
+async def test_the_model_hands_off_on_a_request_in_words_no_phrase_holds(
+    http: httpx.AsyncClient, agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker
+) -> None:
+    words = "Could somebody from your staff look at my order themselves?"
+    phrases = make_worker().settings.agent_handoff_phrases.lower().split(",")
+    assert not any(phrase in words.lower() for phrase in phrases)
+    # The model answers nothing and calls its hand-off tool, its arguments in pieces.
+    standin.reset(deltas=[], tool_call=("conversation_handoff", ['{"reas', 'on": "asks staff"}']))
+    async with subscribe(http, "/v1/events", headers=agent_chat.headers) as team:
+        await agent_chat.say(words)
+        assert await make_worker().run_once()
+        assert (await handed_over(team))["handled_by"] == "human"
+    offered = standin.requests[-1]["tools"]
+    assert [tool["function"]["name"] for tool in offered] == ["conversation_handoff"]
+    assert await agent_chat.handled_by() == "human"
+    assert await agent_chat.senders() == ["user", "system"]
+    # The agent says nothing more.
+    standin.reset()
+    await agent_chat.say("Hello?")
+    assert not await make_worker().run_once()
+    assert standin.requests == []
+    assert await agent_chat.senders() == ["user", "system", "user"]
+
+
+async def test_an_answer_without_the_tool_call_stays_with_the_agent(
+    agent_chat: AgentChat, standin: StandIn, make_worker: MakeWorker
+) -> None:
+    await agent_chat.say(ASK)
+    assert await make_worker().run_once()
+    assert standin.requests[-1]["tools"][0]["function"]["name"] == "conversation_handoff"
+    assert await agent_chat.handled_by() == "agent"
+    assert await agent_chat.senders() == ["user", "agent"]

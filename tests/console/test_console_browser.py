@@ -129,7 +129,7 @@ async def test_member_works_the_console_live(
     await expect(page.locator(".message.user", has_text="Do you ship to Oslo?")).to_be_visible()
     typing = await http.post(f"{chat_url}/typing", headers=widget, json={"state": "start"})
     assert typing.status_code == 204
-    await expect(page.get_by_text("The visitor is typing…")).to_be_visible()
+    await expect(page.locator(".typing")).to_contain_text("is typing…")
 
     # A reply typed in the console reaches the widget's event stream.
     async with subscribe(http, f"{chat_url}/events", headers=widget) as stream:
@@ -343,7 +343,7 @@ async def test_member_works_the_console_live(
     assert width <= 375, width
     await console.shot("inbox-375px")
     for route in ("contacts", "deals", "knowledge", f"agents/{agent_id}", "workflows",
-                  "analytics", "team", "settings"):  # fmt: skip
+                  "analytics", "reports", "replies", "team", "settings"):  # fmt: skip
         await console.go(route)
         await expect(page.locator("main h1")).to_be_visible()
         await page.wait_for_load_state("networkidle")

@@ -32,7 +32,7 @@ from syntera.agents.schemas import Agent
 from syntera.config import ModelPrice, Settings
 from syntera.llm.choice import ChatModels, ModelChoice
 from syntera.llm.local import LOCAL_MODEL, count_text_tokens
-from syntera.llm.models import ChatMessage, ChatStream, Usage
+from syntera.llm.models import ChatMessage, ChatStream, Handoff, Usage
 from syntera.llm.prices import cost_of
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -48,6 +48,7 @@ class Reply:
     sources: list[Source]
     note: str | None
     response_time_ms: float
+    handoff: Handoff | None = None  # the model decided the visitor needs a person
 
     def citations(self) -> list[dict[str, Any]]:
         """``metadata.citations`` of the stored reply: the sources the answer cites as
@@ -91,6 +92,9 @@ class AnswerPlan:
             model=self.choice.name,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
+            # An endpoint's model decides hand-offs with a tool; the local model's
+            # answers go by the phrase list (a 135M model calls no tools reliably).
+            offer_handoff=self.choice.name != LOCAL_MODEL,
         )
 
     def reply(self, stream: ChatStream, text: str, prices: dict[str, ModelPrice]) -> Reply:
@@ -104,6 +108,7 @@ class AnswerPlan:
             self.prompt.sources,
             self.choice.note,
             elapsed_ms,
+            stream.handoff,
         )
 
 
@@ -114,8 +119,10 @@ def plan_answer(
     question: str,
     history: Sequence[ChatMessage],
     sources: Sequence[Source],
+    summary: str | None = None,
 ) -> AnswerPlan:
-    """The prompt of ``agent``'s answer to ``question`` and the model that will answer."""
+    """The prompt of ``agent``'s answer to ``question`` and the model that will answer
+    (``summary``: the conversation's, standing for the turns the budget leaves out)."""
     choice = models.choose(agent.model)
     max_tokens = agent.max_tokens or settings.agent_max_tokens
     prompt_tokens = None
@@ -130,6 +137,7 @@ def plan_answer(
         count_tokens=count_text_tokens,
         history_tokens=settings.agent_history_tokens,
         prompt_tokens=prompt_tokens,
+        summary=summary,
     )
     return AnswerPlan(choice, prompt, max_tokens, float(agent.temperature))
 

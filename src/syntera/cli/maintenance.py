@@ -18,9 +18,16 @@ from syntera.cli.common import (
     errors,
     mongo_uri,
     owner_database_url,
+    progress_bars,
+    resolve_urls,
     settings_for,
 )
-from syntera.ops.retention import purge_archived_conversations, purge_events
+from syntera.conversations.reindex import reindex
+from syntera.ops.retention import (
+    purge_archived_conversations,
+    purge_events,
+    unindex_expired_messages,
+)
 from syntera.purges.registry import COMPANY_STEPS
 from syntera.purges.worker import LIST, SEND_BACK
 
@@ -41,14 +48,20 @@ def retention(
     """Delete what is past its retention (defaults: SYNTERA_EVENT_RETENTION_DAYS and
     SYNTERA_ARCHIVED_RETENTION_DAYS). Safe to rerun: it deletes in batches and a rerun
     continues where an interrupted one stopped. Messages can also expire by themselves
-    (SYNTERA_MESSAGE_RETENTION_DAYS, a TTL index)."""
+    (SYNTERA_MESSAGE_RETENTION_DAYS, a TTL index); their rows in the search index are
+    deleted here."""
     settings = settings_for(data_dir)
     url = owner_database_url(settings)
     events_days = events_days or settings.event_retention_days
     archived_days = archived_days or settings.archived_retention_days
-    if events_days is None and archived_days is None:
+    message_days = settings.message_retention_days
+    if events_days is None and archived_days is None and message_days is None:
         errors.print("nothing to do: no retention is configured or given")
         return
+    if message_days is not None:
+        gone = unindex_expired_messages(url, timedelta(days=message_days))
+        console.print(f"search index rows of messages older than {message_days} days: "
+                      f"{gone:,} deleted")  # fmt: skip
     if events_days is not None:
         deleted = purge_events(url, timedelta(days=events_days))
         console.print(f"analytics events older than {events_days} days: {deleted:,} deleted")
@@ -68,6 +81,37 @@ def retention(
             f"conversations archived over {archived_days} days: {conversations:,} purged "
             f"with {messages:,} messages, in {len(purged)} companies"
         )
+
+
+@maintenance_app.command("reindex-messages")
+def reindex_messages(
+    company: Annotated[
+        str | None, typer.Option("--company", help="Only this company (its id).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every company.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Rebuild the message search index from MongoDB, for one company (--company ID) or
+    every company (--all), with a progress bar. Safe to rerun and to run while the API
+    serves: each message is upserted, new messages are indexed by their own posts
+    meanwhile, and rows whose message is gone are deleted at the end of a company."""
+    if (company is None) == (not all_):
+        errors.print("[red]name a company (--company ID) or --all[/red]")
+        raise typer.Exit(2)
+    try:
+        company_id = UUID(company) if company is not None else None
+    except ValueError:
+        errors.print(f"[red]--company: {company!r} is not a company id (a UUID)[/red]")
+        raise typer.Exit(2) from None
+    settings = settings_for(data_dir)
+    urls = resolve_urls(settings, None)
+    try:
+        with progress_bars() as progress:
+            done = asyncio.run(reindex(settings, urls, company_id, progress))
+    except ValueError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    console.print(f"{sum(done.values()):,} messages indexed in {len(done)} companies")
 
 
 PURGE_STATUSES = ("pending", "running", "failed")

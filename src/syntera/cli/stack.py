@@ -135,7 +135,8 @@ def serve(
     no_worker: Annotated[
         bool,
         typer.Option(
-            "--no-worker", help="No document, workflow or agent-reply worker in the API processes."
+            "--no-worker",
+            help="No document, workflow, agent-reply or insights worker in the API processes.",
         ),
     ] = False,
 ) -> None:
@@ -150,6 +151,7 @@ def serve(
         os.environ["SYNTERA_KB_WORKER_ENABLED"] = "false"
         os.environ["SYNTERA_WORKFLOW_WORKER_ENABLED"] = "false"
         os.environ["SYNTERA_REPLY_WORKER_ENABLED"] = "false"
+        os.environ["SYNTERA_INSIGHTS_WORKER_ENABLED"] = "false"
     with shared_model(settings):
         uvicorn.run(APP_FACTORY, **uvicorn_options(settings, host, port, workers))
 

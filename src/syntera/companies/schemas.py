@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from syntera.kit.schemas import Email, Input, Name, Output
+from syntera.kit.schemas import Email, Input, IntentName, Name, Output
 from syntera.tenancy import MemberRole
 
 AssignableRole = Literal["user", "admin"]  # the owner role is never granted
+
+
+def _distinct(labels: list[str]) -> list[str]:
+    if len(set(labels)) != len(labels):
+        raise ValueError("must be distinct")
+    return labels
+
+
+IntentLabels = Annotated[
+    list[IntentName], Field(min_length=1, max_length=20), AfterValidator(_distinct)
+]
 
 
 class CompanyCreate(Input):
@@ -20,6 +31,11 @@ class CompanyCreate(Input):
 
 class CompanyUpdate(Input):
     name: Name | None = None
+    intent_labels: IntentLabels | None = Field(
+        default=None,
+        description="The intents visitors' messages are sorted into (`[a-z0-9_-]{1,32}`, "
+        "distinct); null: the defaults question, complaint, purchase, cancel, human.",
+    )
     monthly_token_budget: int | None = Field(
         default=None,
         ge=0,
@@ -39,6 +55,9 @@ class Company(Output):
     name: str
     owner_id: UUID | None
     subscription_tier: Literal["starter", "professional", "enterprise"]
+    intent_labels: list[str] | None = Field(
+        default=None, description="Null: the default intents (see CompanyUpdate)."
+    )
     monthly_token_budget: int | None = None
     auto_assign_handoffs: bool = False
     created_at: datetime

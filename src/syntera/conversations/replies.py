@@ -17,9 +17,11 @@ twice in a row, passes it to people too; a company writes at most
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -95,11 +97,17 @@ SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
+# A finished reply frees one of its company's slots: the workers are woken (at commit)
+# for the company's replies that waited for it.
 DONE = """
-UPDATE syntera.agent_replies
-SET status = 'done', finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
-    tokens_used = %(tokens)s
-WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+WITH done AS (
+  UPDATE syntera.agent_replies
+  SET status = 'done', finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
+      tokens_used = %(tokens)s
+  WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+  RETURNING 1
+)
+SELECT pg_notify('syntera_agent_replies', '') FROM done
 """
 
 # Still 'running' (a conversation has one job waiting at most: a new one may be there),
@@ -168,19 +176,60 @@ class ReplyWorker:
         self.models = models
         self.cache = cache
         self.events = events
+        self._slots: asyncio.Semaphore | None = None  # made in the loop that uses it
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run_once(self) -> bool:
         """Claim and answer one reply job; False when none was due."""
         job = await self.claim()
         if job is None:
             return False
+        await self._answer(job)
+        return True
+
+    async def run_spawning(self) -> bool:
+        """Claim one reply job and answer it in a task of its own, once one of the
+        process's ``reply_worker_concurrency`` slots is free; False when none was due.
+
+        An answer mostly waits for the model, so one loop claiming and many answers in
+        flight beat a few loops that each wait out a whole answer before claiming the
+        next (the visitors' first tokens then queued behind other visitors' answers)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.reply_worker_concurrency)
+        slots = self._slots
+        await slots.acquire()
+        try:
+            job = await self.claim()
+        except BaseException:
+            slots.release()
+            raise
+        if job is None:
+            slots.release()
+            return False
+        task = asyncio.create_task(self._answer(job))
+        self._in_flight.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._in_flight.discard(done)
+            slots.release()
+
+        task.add_done_callback(finished)
+        return True
+
+    async def stop(self) -> None:
+        """Stop the answers in flight; their jobs stay under their leases and are taken
+        over once those run out (nothing half-written is stored)."""
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _answer(self, job: Job) -> None:
         try:
             await self.carry_out(job)
         except LeaseLost:
             log.warning("reply %s: lease lost, another worker has it", job.id)
         except Exception as error:  # the model, a store: tried again, then handed off
             await self._failed(job, error)
-        return True
 
     async def claim(self) -> Job | None:
         async with open_unit_of_work(self.pool, Principal.service()) as tx:
@@ -207,7 +256,13 @@ class ReplyWorker:
             agent = await _agent(tx, job.agent_id)
             if done is not None or not _answerable(conversation, agent):
                 await lock_leased(tx.conn, LOCK_LEASED, job.lease)
-                await tx.conn.execute(DONE, {**job.lease, "tokens": 0})
+                tokens = 0
+                if done is not None:
+                    # Stored by a worker that died before its commit (which would have
+                    # published it): published now, once, since the job ends here.
+                    service.publish(tx, "message.created", service.message_out(done))
+                    tokens = int((done.get("ai_metadata") or {}).get("tokens_used") or 0)
+                await tx.conn.execute(DONE, {**job.lease, "tokens": tokens})
                 return
             if await _budget_spent(tx):
                 await self._hand_off(tx, job, "the monthly token budget is spent")
@@ -231,9 +286,41 @@ class ReplyWorker:
             if await self._nothing_found_twice(tx, job, conversation_oid, sources):
                 await self._hand_off(tx, job, "the knowledge base had nothing on it twice")
                 return
-        plan = plan_answer(self.models, self.settings, agent, question, history, sources)
-        text = await self._stream(job, plan)
+        summary = (conversation or {}).get("summary")
+        plan = plan_answer(
+            self.models, self.settings, agent, question, history, sources,
+            summary if isinstance(summary, str) else None,
+        )  # fmt: skip
+        text = await self._while_leased(job, self._stream(job, plan))
         await self._store(job, conversation_oid, reply_oid, text)
+
+    async def _while_leased(
+        self, job: Job, answering: Coroutine[Any, Any, tuple[str, Reply]]
+    ) -> tuple[str, Reply]:
+        """``answering``'s result, the job's lease renewed every third of it meanwhile
+        (however long the answer takes, no other worker takes it over); LeaseLost, and
+        the answer stopped, when the job is no longer this worker's (its company purged,
+        taken over)."""
+        writing = asyncio.ensure_future(answering)
+        renewing = asyncio.ensure_future(self._renew_every(job, self.settings.reply_lease_s / 3))
+        try:
+            await asyncio.wait({writing, renewing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (writing, renewing):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(writing, renewing, return_exceptions=True)
+        lost = renewing.exception() if renewing.done() and not renewing.cancelled() else None
+        if lost is not None:
+            raise lost
+        return writing.result()
+
+    async def _renew_every(self, job: Job, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            async with self._unit(job) as tx:
+                await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+                await tx.conn.execute(RENEW, {**job.lease, "lease_s": self.settings.reply_lease_s})
 
     async def _stream(self, job: Job, plan: AnswerPlan) -> tuple[str, Reply]:
         """Ask the model and publish its answer as it grows; the whole text and reply."""
@@ -293,10 +380,16 @@ class ReplyWorker:
             conversation = await self.store.get_conversation(job.company_id, conversation_oid)
             agent = await _agent(tx, job.agent_id)
             if _answerable(conversation, agent):  # else dropped: disabled, handed off, ended
-                try:
-                    await service.append_reply(tx, self.store, conversation_oid, document)
-                except DuplicateKeyError:
-                    log.info("reply %s was stored by an earlier attempt", job.id)
+                if text.strip() or reply.handoff is None:
+                    try:
+                        await service.append_reply(tx, self.store, conversation_oid, document)
+                    except DuplicateKeyError:
+                        log.info("reply %s was stored by an earlier attempt", job.id)
+                if reply.handoff is not None:  # the model's own decision, beside its answer
+                    await service.hand_off(
+                        tx, self.store, job.conversation_id, "human", service.HANDOFF_LINE,
+                        reason=f"the model decided: {reply.handoff.reason}",
+                    )  # fmt: skip
             await tx.conn.execute(DONE, {**job.lease, "tokens": reply.usage.total_tokens})
 
     async def _hand_off(self, tx: TenantTransaction, job: Job, reason: str) -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from syntera.api.deps import Member
 from syntera.api.state import limiters_of, settings_of
 from syntera.conversations import inbox, schemas, service
+from syntera.conversations.search_routes import router as search_router
 from syntera.conversations.store import ConversationStore, Direction
 from syntera.kit.pagination import MAX_LIMIT, Cursor, Page
 from syntera.kit.schemas import StorableTime, Tag
@@ -272,4 +273,5 @@ async def conversation_statistics(
     return await service.statistics(tx, store, since, group_by)
 
 
-routers = [conversations, analytics]
+# Search first: its path would otherwise be taken for a conversation's id.
+routers = [search_router, conversations, analytics]

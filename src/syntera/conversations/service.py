@@ -23,6 +23,7 @@ from bson.json_util import JSONMode, JSONOptions
 from syntera.agents.service import AGENTS
 from syntera.analytics.service import EVENTS
 from syntera.cache import CACHE_VERSION
+from syntera.conversations import search
 from syntera.conversations.assignment import route_to_people
 from syntera.conversations.schemas import (
     ChannelStats,
@@ -249,6 +250,7 @@ async def end(
     if current["status"] != "active":
         return conversation_out(current)
     await record_event(tx, "conversation.ended", current)
+    await request_insight(tx, "summarize", current["_id"])
     invalidate_cached(tx, current["_id"], HEADER)
     ended = await store.end(tx.company_id, current["_id"])
     return _published(tx, "conversation.ended", ended)
@@ -276,6 +278,8 @@ async def update(
             raise field_error(field, "may not be null")
     invalidate_cached(tx, current["_id"], HEADER)
     updated = await store.update(tx.company_id, current["_id"], changes)
+    if "contact_id" in changes:
+        await search.follow_contact(tx, str(current["_id"]), changes["contact_id"])
     return _published(tx, "conversation.updated", updated)
 
 
@@ -320,6 +324,7 @@ async def append(
         reader=tx.user_id,
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
+    await search.index_messages(tx, conversation, documents)
     # After the store, which refuses what it could not give back naming the client's field.
     if record:
         for message_id, message in zip(ids, messages, strict=True):
@@ -328,6 +333,8 @@ async def append(
                 if message.metadata.intent is not None:
                     properties["intent"] = message.metadata.intent
                 await record_event(tx, "message.received", conversation, properties)
+                if message.metadata.intent is None:
+                    await request_insight(tx, "classify", conversation["_id"], message_id)
     if record and conversation.get("handled_by", "agent") == "agent":
         await _agent_turn(tx, store, conversation, ids, messages, handoff_phrases)
     stored = [message_out(document) for document in documents]
@@ -341,6 +348,23 @@ REQUEST_REPLY = (
     b"SELECT private.request_agent_reply(%(company_id)s::uuid, %(conversation_id)s, "
     b"%(agent_id)s::uuid, %(message_id)s)"
 )
+
+
+# Insight work (syntera.insights.worker) recorded with the change that asks for it: a
+# visitor's message to classify, a conversation to summarise. Sent with COMMIT.
+REQUEST_INSIGHT = (
+    b"SELECT private.request_insight(%(company_id)s::uuid, %(kind)s, %(conversation_id)s, "
+    b"%(message_id)s)"
+)
+
+
+async def request_insight(
+    tx: TenantTransaction, kind: str, conversation_id: ObjectId, message_id: ObjectId | None = None
+) -> None:
+    """Ask the insights worker to classify a visitor's message or summarise a conversation."""
+    params = {"company_id": tx.company_id, "kind": kind, "conversation_id": str(conversation_id),
+              "message_id": str(message_id) if message_id is not None else None}  # fmt: skip
+    await tx.write_with_commit(REQUEST_INSIGHT, params)
 
 
 HANDOFF_LINE = "I'm passing you to a member of our team, who will answer here shortly."
@@ -403,6 +427,8 @@ async def append_reply(
     invalidate_cached(tx, conversation_id, MESSAGES)
     documents = await store.append(tx.company_id, conversation_id, [document])
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
+    conversation = await access_conversation(tx, store, str(conversation_id))
+    await search.index_messages(tx, conversation, documents)
     message = message_out(documents[0])
     publish(tx, "message.created", message)
     return message

@@ -191,6 +191,7 @@ class ConversationStore:
     """Every operation on conversations and messages, scoped to one company."""
 
     def __init__(self, db: MongoDatabase) -> None:
+        self.database = db  # for stores beside this one (syntera.insights.store)
         self._conversations = db[CONVERSATIONS]
         self._messages = db[MESSAGES]
         self._notes = db[NOTES]
@@ -238,6 +239,16 @@ class ConversationStore:
         """Every message of a conversation, oldest first, read in batches (for an export)."""
         cursor = self._messages.find(scoped(company_id, conversation_id=str(conversation_id)))
         async for document in cursor.sort([("created_at", 1), ("_id", 1)]).batch_size(1000):
+            yield document
+
+    async def count_messages(self, company_id: UUID) -> int:
+        """How many messages the company has (a rebuild's total)."""
+        return await self._messages.count_documents(scoped(company_id))
+
+    async def conversation_headers(self, company_id: UUID) -> AsyncIterator[Document]:
+        """Every conversation of the company: its id, agent, contact and channel."""
+        fields = {"agent_id": 1, "contact_id": 1, "channel": 1}
+        async for document in self._conversations.find(scoped(company_id), fields):
             yield document
 
     # Conversations -----------------------------------------------------------------------
@@ -743,11 +754,16 @@ class ConversationStore:
     # Retention ---------------------------------------------------------------------------
 
     async def purge_archived(
-        self, company_id: UUID, archived_before: datetime, batch: int = 1000
+        self,
+        company_id: UUID,
+        archived_before: datetime,
+        batch: int = 1000,
+        removed: list[ObjectId] | None = None,
     ) -> tuple[int, int]:
         """Delete the company's conversations archived before the cut-off, and their
-        messages; (conversations, messages) deleted. Messages go first, so an interrupted
-        purge leaves no message without its conversation."""
+        messages; (conversations, messages) deleted, and their ids added to ``removed``.
+        Messages go first, so an interrupted purge leaves no message without its
+        conversation."""
         conversations = messages = 0
         while True:
             cursor = self._conversations.find(
@@ -758,6 +774,8 @@ class ConversationStore:
             if not ids:
                 return conversations, messages
             texts = [str(i) for i in ids]
+            if removed is not None:
+                removed += ids
             deleted = await self._messages.delete_many(
                 scoped(company_id, conversation_id={"$in": texts})
             )

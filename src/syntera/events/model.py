@@ -28,6 +28,7 @@ EventType = Literal[
     "message.created",
     "message.reaction",
     "message.read",
+    "message.updated",
     "typing",
     "message.delta",
     "note.created",

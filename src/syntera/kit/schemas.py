@@ -81,3 +81,6 @@ def storable_time(value: datetime) -> datetime:
 
 # A time a query or cursor names, bounded to what every store can compare against.
 StorableTime = Annotated[datetime, AfterValidator(storable_time)]
+
+# A company's intent label (what its visitors' messages are sorted into).
+IntentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]

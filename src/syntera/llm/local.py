@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +129,22 @@ def _vocabulary() -> Llama:
 def count_text_tokens(text: str) -> int:
     """The tokens of ``text`` by the local model's tokenizer; without it installed, about
     four characters a token (OpenAI's rule of thumb)."""
+    if len(text) <= _REMEMBERED_CHARS:
+        return _count_remembered(text)
+    return _count(text)
+
+
+# A conversation's history is counted again at every turn: its messages' counts are
+# remembered (the short ones, which most are).
+_REMEMBERED_CHARS = 4000
+
+
+@lru_cache(maxsize=8192)
+def _count_remembered(text: str) -> int:
+    return _count(text)
+
+
+def _count(text: str) -> int:
     try:
         vocabulary = _vocabulary()
     except (ImportError, LocalModelMissing):

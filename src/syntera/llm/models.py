@@ -57,8 +57,19 @@ class ModelError(RuntimeError):
         self.unavailable = unavailable
 
 
-# What an adapter's generator yields: text deltas, then exactly one Usage, last.
-Piece = str | Usage
+@dataclass(frozen=True)
+class Handoff:
+    """The model's structured decision, beside its answer, that the conversation should
+    pass to a person (its ``conversation_handoff`` tool called, as Chatwoot Captain's)."""
+
+    reason: str
+
+
+HANDOFF_TOOL = "conversation_handoff"
+
+# What an adapter's generator yields: text deltas (and a Handoff, if the model decided
+# one), then exactly one Usage, last.
+Piece = str | Usage | Handoff
 
 
 class ChatStream(AsyncIterator[str]):
@@ -79,6 +90,7 @@ class ChatStream(AsyncIterator[str]):
         self.started = time.perf_counter()
         self._first_delta_at: float | None = None
         self.usage: Usage | None = None
+        self.handoff: Handoff | None = None  # the model asked for a person
 
     @property
     def time_to_first_token_ms(self) -> float | None:
@@ -104,6 +116,9 @@ class ChatStream(AsyncIterator[str]):
                 ) from error
             except StopAsyncIteration:
                 raise ModelError(f"{self._label} ended its answer before completing it") from None
+            if isinstance(piece, Handoff):
+                self.handoff = piece
+                continue
             if isinstance(piece, Usage):
                 if piece.time_to_first_token_ms is None:
                     piece = Usage(
@@ -144,9 +159,11 @@ class ChatModel(Protocol):
         model: str,
         max_tokens: int,
         temperature: float,
+        offer_handoff: bool = False,
     ) -> ChatStream:
         """Start answering ``messages`` as ``model``; nothing is sent before the first
-        iteration."""
+        iteration. ``offer_handoff``: let the model decide to pass the conversation to
+        a person (``ChatStream.handoff``), where the model can."""
         ...
 
 
@@ -164,12 +181,24 @@ class StreamingModel:
         model: str,
         max_tokens: int,
         temperature: float,
+        offer_handoff: bool = False,
     ) -> ChatStream:
         """Start answering ``messages`` as ``model``; nothing is sent before the first
-        iteration."""
-        return ChatStream(
-            self._pieces(messages, model, max_tokens, temperature), self.timeout_s, self.label
-        )
+        iteration. ``offer_handoff``: let the model decide to pass the conversation to
+        a person, where the adapter can (``_offering_handoff``)."""
+        if offer_handoff:
+            pieces = self._offering_handoff(messages, model, max_tokens, temperature)
+        else:
+            pieces = self._pieces(messages, model, max_tokens, temperature)
+        return ChatStream(pieces, self.timeout_s, self.label)
+
+    def _offering_handoff(
+        self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
+    ) -> AsyncGenerator[Piece, None]:
+        """The answer with the hand-off offered to the model; by default the plain
+        answer (the local model: its small model calls no tools reliably, the phrase
+        list decides)."""
+        return self._pieces(messages, model, max_tokens, temperature)
 
     def _pieces(
         self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float

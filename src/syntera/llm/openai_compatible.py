@@ -10,11 +10,20 @@ that ends without it was cut.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import AsyncGenerator, Callable
 from functools import cache
 from typing import Any
 
-from syntera.llm.models import ChatMessage, ModelError, Piece, StreamingModel, Usage
+from syntera.llm.models import (
+    HANDOFF_TOOL,
+    ChatMessage,
+    Handoff,
+    ModelError,
+    Piece,
+    StreamingModel,
+    Usage,
+)
 
 TokenCounter = Callable[[list[ChatMessage], str], tuple[int, int]]
 
@@ -42,8 +51,27 @@ class OpenAICompatible(StreamingModel):
             max_retries=0,
         )
 
-    async def _pieces(
+    async def _create(self, body: dict[str, Any]) -> Any:
+        return await _post_chat(self.client, body)
+
+    def _pieces(
         self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
+    ) -> AsyncGenerator[Piece, None]:
+        return self._answer(messages, model, max_tokens, temperature, offer_handoff=False)
+
+    def _offering_handoff(
+        self, messages: list[ChatMessage], model: str, max_tokens: int, temperature: float
+    ) -> AsyncGenerator[Piece, None]:
+        return self._answer(messages, model, max_tokens, temperature, offer_handoff=True)
+
+    async def _answer(
+        self,
+        messages: list[ChatMessage],
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        *,
+        offer_handoff: bool,
     ) -> AsyncGenerator[Piece, None]:
         from openai import APIStatusError, APITimeoutError, OpenAIError
 
@@ -53,15 +81,19 @@ class OpenAICompatible(StreamingModel):
         finished = False
         usage: Usage | None = None
         text: list[str] = []
+        calls: dict[int, list[str]] = {}  # the hand-off tool's calls: name, then arguments
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": _as_params(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if offer_handoff:
+            body |= {"tools": [HANDOFF_FUNCTION], "tool_choice": "auto"}
         try:
-            chunks = await self.client.chat.completions.create(
-                model=model,
-                messages=_as_params(messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
+            chunks = await self._create(body)
             async with chunks:
                 async for chunk in chunks:
                     if chunk.model:
@@ -79,6 +111,11 @@ class OpenAICompatible(StreamingModel):
                         if choice.delta is not None and choice.delta.content:
                             text.append(choice.delta.content)
                             yield choice.delta.content
+                        for call in (choice.delta.tool_calls or []) if choice.delta else []:
+                            parts = calls.setdefault(call.index, ["", ""])
+                            if call.function is not None:
+                                parts[0] += call.function.name or ""
+                                parts[1] += call.function.arguments or ""
                         if choice.finish_reason is not None:
                             finished = True
         except APITimeoutError as error:
@@ -101,10 +138,61 @@ class OpenAICompatible(StreamingModel):
             ) from error
         if not finished:
             return  # ChatStream: ended before completing it
+        for name, arguments in calls.values():
+            if name == HANDOFF_TOOL:
+                yield Handoff(_reason_of(arguments))
+                break
         if usage is None:
             prompt_tokens, completion_tokens = self.count_tokens(messages, "".join(text))
             usage = Usage(answered_by, prompt_tokens, completion_tokens, None, counted=True)
         yield usage
+
+
+async def _post_chat(client: Any, body: dict[str, Any]) -> Any:
+    """The streamed answer of ``POST /chat/completions`` with ``body`` as it is: the
+    client's own request path (auth, timeout, SSE parsing into ``ChatCompletionChunk``s)
+    without ``chat.completions.create``'s transformation of every parameter against its
+    types, which the profile of 20 concurrent chats found costing more CPU than all the
+    rest of a reply (the body here is already plain JSON)."""
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    return await client.post(
+        "/chat/completions",
+        body=body,
+        cast_to=ChatCompletion,
+        options={"security": {"bearer_auth": True}},
+        stream=True,
+        stream_cls=AsyncStream[ChatCompletionChunk],
+    )
+
+
+HANDOFF_FUNCTION = {
+    "type": "function",
+    "function": {
+        "name": HANDOFF_TOOL,
+        "description": (
+            "Pass this conversation to a person of the team. Call it when the visitor "
+            "asks, in any words, to talk to a person rather than to you, or when you "
+            "cannot help them at all."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "Why, in a few words."}},
+        },
+    },
+}
+
+
+def _reason_of(arguments: str) -> str:
+    """The hand-off's reason from its call's JSON arguments (a model's arguments that are
+    not JSON still hand off: the call is the decision)."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        parsed = {}
+    reason = parsed.get("reason") if isinstance(parsed, dict) else None
+    return str(reason)[:500] if reason else "the model decided the visitor needs a person"
 
 
 def _as_params(messages: list[ChatMessage]) -> Any:

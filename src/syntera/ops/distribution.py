@@ -47,8 +47,10 @@ DISTRIBUTED_TABLES = (
     "public.analytics_events",
     "public.workflow_executions",
     "public.workflow_events",
-    "syntera.agent_replies",
     "public.saved_replies",
+    "public.message_search",
+    "syntera.insight_jobs",
+    "syntera.agent_replies",
 )
 
 # On the coordinator only: the migrations ledger, the purge queue (claimed across

@@ -47,6 +47,9 @@ UNION ALL
 SELECT 'purges', status, count(*), min(created_at) FILTER (WHERE status = 'pending')
   FROM syntera.purges GROUP BY status
 UNION ALL
+SELECT 'insights', status, count(*), min(created_at) FILTER (WHERE status = 'pending')
+  FROM syntera.insight_jobs GROUP BY status
+UNION ALL
 SELECT 'mail', CASE WHEN done_at IS NULL THEN 'pending' ELSE outcome END, count(*),
        min(created_at) FILTER (WHERE done_at IS NULL)
   FROM syntera.mail_outbox GROUP BY 2

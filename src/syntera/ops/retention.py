@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import psycopg
+from bson import ObjectId
 
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore
@@ -20,6 +21,18 @@ DELETE FROM public.analytics_events
  WHERE id IN (SELECT id FROM public.analytics_events
                WHERE created_at < %(cutoff)s
                LIMIT %(batch)s)
+"""
+
+# The search index follows MongoDB: the rows of purged conversations, and of messages past
+# SYNTERA_MESSAGE_RETENTION_DAYS (which MongoDB's TTL index removes by itself).
+UNINDEX_CONVERSATIONS = """
+DELETE FROM public.message_search
+ WHERE company_id = %(company)s AND conversation_id = ANY (%(conversations)s)
+"""
+UNINDEX_EXPIRED = """
+DELETE FROM public.message_search
+ WHERE (company_id, id) IN (SELECT company_id, id FROM public.message_search
+                             WHERE created_at < %(cutoff)s LIMIT %(batch)s)
 """
 
 Report = Callable[[str], None]
@@ -35,6 +48,24 @@ def purge_events(url: str, older_than: timedelta, batch: int = 10_000) -> int:
             deleted += count
             if count < batch:
                 return deleted
+
+
+def unindex_expired_messages(url: str, older_than: timedelta, batch: int = 10_000) -> int:
+    """Delete the search index's rows of messages created before now - ``older_than``
+    (expired from MongoDB by its TTL index); how many."""
+    cutoff = datetime.now(UTC) - older_than
+    deleted = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            count = conn.execute(UNINDEX_EXPIRED, {"cutoff": cutoff, "batch": batch}).rowcount
+            deleted += count
+            if count < batch:
+                return deleted
+
+
+def _unindex(url: str, company_id: UUID, conversations: list[str]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(UNINDEX_CONVERSATIONS, {"company": company_id, "conversations": conversations})
 
 
 def _companies(url: str) -> list[UUID]:
@@ -54,7 +85,10 @@ async def purge_archived_conversations(
     purged: dict[UUID, tuple[int, int]] = {}
     try:
         for company_id in companies:
-            counts = await store.purge_archived(company_id, cutoff)
+            removed: list[ObjectId] = []
+            counts = await store.purge_archived(company_id, cutoff, removed=removed)
+            if removed:
+                await asyncio.to_thread(_unindex, url, company_id, [str(i) for i in removed])
             if any(counts):
                 purged[company_id] = counts
                 report(f"company {company_id}: {counts[0]} conversations, {counts[1]} messages")

@@ -16,7 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from syntera.crm.schemas import ContactUpdate, DealStage
-from syntera.kit.schemas import Name, Tag, Text, Url
+from syntera.kit.schemas import IntentName, Name, Tag, Text, Url
 
 NodeId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -360,6 +360,13 @@ class TriggerConfig(Strict):
     to_stage: DealStage | None = Field(default=None, description="deal_stage_changed only.")
     agent_id: UUID | None = Field(default=None, description="Conversation events of this agent.")
     when: Condition | None = Field(default=None, description="A condition on the event data.")
+    intent: IntentName | None = Field(
+        default=None, description="message_intent only: the intent that starts it."
+    )
+    min_confidence: float | None = Field(
+        default=None, ge=0, le=1,
+        description="message_intent only: the classification's confidence, at least.",
+    )  # fmt: skip
 
     def matches(self, data: dict[str, Any]) -> bool:
         if self.from_stage is not None and data.get("from_stage") != self.from_stage:
@@ -367,5 +374,14 @@ class TriggerConfig(Strict):
         if self.to_stage is not None and data.get("to_stage") != self.to_stage:
             return False
         if self.agent_id is not None and data.get("agent_id") != str(self.agent_id):
+            return False
+        found = data.get("intent")
+        intent: dict[str, Any] = found if isinstance(found, dict) else {}
+        if self.intent is not None and intent.get("name") != self.intent:
+            return False
+        if self.min_confidence is not None and not (
+            isinstance(intent.get("confidence"), int | float)
+            and intent["confidence"] >= self.min_confidence
+        ):
             return False
         return self.when is None or holds(self.when, data)

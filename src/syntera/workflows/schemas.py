@@ -16,6 +16,7 @@ TriggerType = Literal[
     "conversation_ended",
     "message_received",
     "purchase_intent",
+    "message_intent",
     "contact_created",
     "contact_updated",
     "deal_created",

@@ -146,6 +146,12 @@ export async function upload(path, form, onProgress) {
   });
 }
 
+// The named events the console listens to (an EventSource hears only the names it asks
+// for); a name the server never sends costs nothing.
+const EVENT_TYPES = ["conversation.started", "conversation.updated", "conversation.ended",
+  "conversation.archived", "message.created", "message.updated", "message.reaction",
+  "message.read", "message.delta", "typing", "note.created", "note.deleted"];
+
 /** Follow a Server-Sent Events stream of the API (``/v1/events``). EventSource cannot send
  * headers, so the token travels as ``access_token=``; when the stream closes (the token
  * expired, the server restarted) it is opened again with a fresh token, resuming after
@@ -168,8 +174,7 @@ export function follow(path, query, onEvent, onState = () => undefined) {
     source = new EventSource(url(path, { ...query, access_token: token, last_event_id: lastId }));
     source.onopen = () => { retry = 1000; onState("open"); };
     source.onmessage = handle;
-    for (const type of ["conversation.started", "conversation.updated", "conversation.ended",
-      "conversation.archived", "message.created", "message.reaction", "message.read", "typing"]) {
+    for (const type of EVENT_TYPES) {
       source.addEventListener(type, handle);
     }
     source.onerror = () => {

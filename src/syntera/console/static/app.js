@@ -10,6 +10,8 @@ import * as knowledge from "./knowledge.js";
 import * as agents from "./agents.js";
 import * as workflows from "./workflows.js";
 import * as analytics from "./analytics.js";
+import * as reports from "./reports.js";
+import * as replies from "./replies.js";
 import * as team from "./team.js";
 import * as operator from "./operator.js";
 
@@ -20,12 +22,14 @@ const who = document.getElementById("who");
 // [path, label, render, who may see it]
 const PAGES = [
   ["inbox", "Inbox", inbox.render, "member"],
+  ["replies", "Saved replies", replies.render, "member"],
   ["contacts", "Contacts", crm.renderContacts, "member"],
   ["deals", "Deals", crm.renderDeals, "member"],
   ["knowledge", "Knowledge base", knowledge.render, "member"],
   ["agents", "Agents", agents.render, "member"],
   ["workflows", "Workflows", workflows.render, "member"],
   ["analytics", "Analytics", analytics.render, "member"],
+  ["reports", "Reports", reports.render, "member"],
   ["team", "Team", team.renderTeam, "manager"],
   ["settings", "Settings", team.renderSettings, "manager"],
   ["operator", "Operator", operator.render, "operator"],
@@ -33,6 +37,11 @@ const PAGES = [
 
 let context = null;
 let stopPage = null;
+// A page that routes inside itself (the inbox opening a conversation) keeps its state:
+// render may return {stop, navigate(rest)} instead of a stop function.
+let navigatePage = null;
+let shownPage = null;
+let rendering = 0; // which call of show() renders the page now
 
 function allowed(audience) {
   if (!context) return false;
@@ -127,6 +136,15 @@ function noCompanyPage() {
 }
 
 async function show() {
+  const [, wanted, ...within] = location.hash.split("/");
+  if (navigatePage && shownPage === wanted && context) {
+    renderNav();
+    navigatePage(within.map(decodeURIComponent));
+    return;
+  }
+  navigatePage = null;
+  shownPage = null;
+  rendering += 1;
   if (stopPage) { stopPage(); stopPage = null; }
   if (!signedIn()) { signInPage(); return; }
   try {
@@ -151,11 +169,26 @@ async function show() {
     return;
   }
   renderNav();
-  fill(main);
+  // Each page renders into its own holder: a page still loading when the address moves
+  // on writes into a holder no longer shown, and is stopped as soon as it is done.
+  const mine = (rendering += 1);
+  const holder = h("div", { class: "page" });
+  fill(main, holder);
+  let started = null;
   try {
-    stopPage = (await page[2](main, context, rest.map(decodeURIComponent))) || null;
+    started = (await page[2](holder, context, rest.map(decodeURIComponent))) || null;
   } catch (error) {
-    main.append(h("p", { class: "notice error", role: "alert" }, error.message));
+    holder.append(h("p", { class: "notice error", role: "alert" }, error.message));
+  }
+  const stop = started && typeof started === "object" ? started.stop : started;
+  if (mine !== rendering) {
+    if (stop) stop();
+    return;
+  }
+  stopPage = stop;
+  if (started && typeof started === "object") {
+    navigatePage = started.navigate;
+    shownPage = path;
   }
   main.focus({ preventScroll: true });
 }

@@ -67,12 +67,20 @@ export async function renderSettings(main) {
   const name = h("input", { required: true, maxlength: 200, value: company.name });
   const status = notice();
   const save = h("button", { type: "submit" }, "Save");
+  // Shown only where the server has the setting.
+  const autoAssign = "auto_assign_handoffs" in company
+    ? h("input", { type: "checkbox", checked: Boolean(company.auto_assign_handoffs) }) : null;
   fill(main, h("h1", {}, "Company settings"),
     h("form", { class: "card", onsubmit: (event) => {
       event.preventDefault();
       busy(save, status, async () => {
-        const saved = await api("PATCH", "/v1/companies/current", { json: { name: name.value } });
+        const changes = { name: name.value };
+        if (autoAssign) changes.auto_assign_handoffs = autoAssign.checked;
+        const saved = await api("PATCH", "/v1/companies/current", { json: changes });
         status.ok(`Saved: ${saved.name}.`);
       });
-    } }, field("Company name", name), h("p", {}, `Plan: ${company.subscription_tier} · created ${when(company.created_at)}`), save, status));
+    } }, field("Company name", name),
+    autoAssign ? h("div", { class: "field checkbox" }, h("label", {}, autoAssign,
+      " Give a conversation handed to people to the online member with the fewest open conversations")) : null,
+    h("p", {}, `Plan: ${company.subscription_tier} · created ${when(company.created_at)}`), save, status));
 }

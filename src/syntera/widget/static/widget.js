@@ -55,12 +55,25 @@
     "word-wrap:break-word}",
     ".user{align-self:flex-end;background:#2563eb;color:#fff}",
     ".agent,.system{align-self:flex-start;background:#f1f5f9}",
+    ".sources{font-size:12px;color:#475569;margin-top:4px}",
     ".status{font-size:12px;color:#475569;padding:0 12px 4px;min-height:16px}",
     "form{display:flex;border-top:1px solid #e2e8f0}",
     "input{flex:1;border:0;padding:12px;font:inherit}",
     "input:focus{outline:2px solid #2563eb;outline-offset:-2px}",
     "button.send{border:0;background:none;color:#2563eb;font:600 14px system-ui;padding:0 16px;",
     "cursor:pointer}",
+    ".rating{display:none;flex-direction:column;gap:8px;padding:12px;border-top:1px solid #e2e8f0}",
+    ".rating.open{display:flex}",
+    ".rating fieldset{border:0;margin:0;padding:0;display:flex;gap:4px;align-items:center}",
+    ".rating legend{font-weight:600;margin-bottom:6px;padding:0}",
+    ".rating label{cursor:pointer;font-size:22px;color:#94a3b8;line-height:1}",
+    ".rating label.on{color:#f59e0b}",
+    ".rating input[type=radio]{position:absolute;opacity:0;width:1px;height:1px}",
+    ".rating input[type=radio]:focus-visible+span{outline:2px solid #2563eb;outline-offset:2px}",
+    ".rating textarea{font:inherit;border:1px solid #cbd5e1;border-radius:6px;padding:6px;resize:vertical}",
+    ".rating button{align-self:flex-start;border:0;border-radius:6px;background:#2563eb;color:#fff;",
+    "font:600 14px system-ui;padding:6px 14px;cursor:pointer}",
+    ".rating button:disabled{opacity:.6}",
   ].join("");
   root.appendChild(style);
 
@@ -85,10 +98,38 @@
   send.setAttribute("type", "submit");
   form.appendChild(input);
   form.appendChild(send);
+  // When the chat ends: a rating of 1 to 5 and a comment.
+  var rating = element("form", "rating");
+  var scale = element("fieldset");
+  scale.appendChild(element("legend", "", "How was this chat?"));
+  var stars = [];
+  for (var score = 1; score <= 5; score += 1) {
+    var choice = element("label");
+    var radio = element("input");
+    radio.type = "radio";
+    radio.name = "score";
+    radio.value = String(score);
+    radio.setAttribute("aria-label", score + " out of 5");
+    choice.appendChild(radio);
+    choice.appendChild(element("span", "", "★"));
+    stars.push(choice);
+    scale.appendChild(choice);
+  }
+  var comment = element("textarea");
+  comment.setAttribute("aria-label", "Comment (optional)");
+  comment.setAttribute("placeholder", "Anything to add? (optional)");
+  comment.setAttribute("maxlength", "2000");
+  comment.setAttribute("rows", "2");
+  var rate = element("button", "", "Send rating");
+  rate.setAttribute("type", "submit");
+  rating.appendChild(scale);
+  rating.appendChild(comment);
+  rating.appendChild(rate);
   panel.appendChild(header);
   panel.appendChild(log);
   panel.appendChild(status);
   panel.appendChild(form);
+  panel.appendChild(rating);
   root.appendChild(panel);
   root.appendChild(bubble);
 
@@ -175,12 +216,27 @@
       growing.textContent = message.content;
       growing.removeAttribute("data-growing");
       delete state.growing[message.id];
+      showSources(growing, message);
       return;
     }
     var node = element("div", "msg " + kind, message.content);
     node.setAttribute("data-message-id", message.id);
+    showSources(node, message);
     log.appendChild(node);
     log.scrollTop = log.scrollHeight;
+  }
+
+  // The documents an agent's answer came from (metadata.citations), named under it.
+  function showSources(node, message) {
+    var cited = (message.metadata && message.metadata.citations) || [];
+    var names = [];
+    cited.forEach(function (citation) {
+      if (citation.document_name && names.indexOf(citation.document_name) < 0) {
+        names.push(citation.document_name);
+      }
+    });
+    if (!names.length) return;
+    node.appendChild(element("div", "sources", "Sources: " + names.join(", ")));
   }
 
   // A piece of the agent's answer, as it is written (the stored reply follows).
@@ -234,10 +290,12 @@
     source.addEventListener("conversation.ended", function (event) {
       track(event);
       end("This chat has ended.");
+      askForRating();
     });
     source.addEventListener("conversation.archived", function (event) {
       track(event);
       end("This chat has ended.");
+      askForRating();
     });
     source.addEventListener("reset", function () {
       // Missed events are no longer kept: catch up through the REST API.
@@ -269,6 +327,54 @@
       sessionStorage.removeItem(storageKey);
     } catch (ignored) {}
   }
+
+  // ---- the rating, once the chat has ended ----
+  function chosenScore() {
+    for (var i = 0; i < stars.length; i += 1) {
+      if (stars[i].firstChild.checked) return i + 1;
+    }
+    return 0;
+  }
+
+  function askForRating() {
+    if (!state.conversationId || !state.session || rating.getAttribute("data-done")) return;
+    rating.classList.add("open");
+  }
+
+  rating.addEventListener("change", function () {
+    var score = chosenScore();
+    stars.forEach(function (star, index) {
+      star.classList.toggle("on", index < score);
+    });
+  });
+
+  rating.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var score = chosenScore();
+    if (!score) {
+      say("Choose 1 to 5 stars first.");
+      stars[0].firstChild.focus();
+      return;
+    }
+    rate.disabled = true;
+    var text = comment.value.trim();
+    call("POST", chatPath("/rating"), { score: score, comment: text || null })
+      .then(function () {
+        rating.setAttribute("data-done", "true");
+        rating.classList.remove("open");
+        say("Thank you for your rating.");
+      })
+      .catch(function (error) {
+        rate.disabled = false;
+        if (error.status === 404 || error.status === 405) {
+          // This server takes no ratings: leave the visitor be.
+          rating.classList.remove("open");
+          say("This chat has ended.");
+        } else {
+          say("Rating not sent: " + error.message);
+        }
+      });
+  });
 
   // ---- the visitor ----
   var opened = false;

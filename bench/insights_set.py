@@ -1,0 +1,82 @@
+"""A small labelled set of visitors' messages (intent, sentiment) to measure the
+classifiers on; written for this purpose and kept apart from the examples the prototype
+classifier compares with (syntera/insights/examples.py)."""
+
+from __future__ import annotations
+
+LABELLED: tuple[tuple[str, str, str], ...] = (
+    # question
+    ("Hi, do you have a store in Lyon?", "question", "neutral"),
+    ("How many users can share one account?", "question", "neutral"),
+    ("Is the battery replaceable?", "question", "neutral"),
+    ("When does the summer sale start?", "question", "neutral"),
+    ("Can I change the delivery address after ordering?", "question", "neutral"),
+    ("What's included in the basic package?", "question", "neutral"),
+    ("Do you integrate with Slack?", "question", "neutral"),
+    ("Thanks! One more thing: is there a student price?", "question", "positive"),
+    ("How do I export my data to CSV?", "question", "neutral"),
+    ("Are your products vegan?", "question", "neutral"),
+    ("What is the warranty period?", "question", "neutral"),
+    ("Could you explain how the points system works?", "question", "neutral"),
+    # complaint
+    ("My coffee machine leaks water everywhere, this is a disgrace.", "complaint", "negative"),
+    ("I've been on hold for an hour, this is ridiculous.", "complaint", "negative"),
+    ("The delivery guy left my parcel in the rain and it's ruined.", "complaint", "negative"),
+    ("Your latest update deleted all my settings.", "complaint", "negative"),
+    ("The shoes fell apart after a week.", "complaint", "negative"),
+    ("I still haven't received my refund after a month.", "complaint", "negative"),
+    ("The food arrived cold and late.", "complaint", "negative"),
+    ("Your invoice has the wrong VAT number again.", "complaint", "negative"),
+    ("The app logs me out every five minutes, very annoying.", "complaint", "negative"),
+    ("I ordered a red jacket and got a green one.", "complaint", "negative"),
+    ("Nobody replied to my three emails, poor service.", "complaint", "negative"),
+    ("The headphones make a buzzing noise, really disappointing.", "complaint", "negative"),
+    # purchase
+    ("I want to buy three of the large boxes.", "purchase", "neutral"),
+    ("Sounds great, sign me up for the pro plan!", "purchase", "positive"),
+    ("Can you send a quote for 200 seats?", "purchase", "neutral"),
+    ("I'd like to order the gift card for 50 euros.", "purchase", "neutral"),
+    ("We want to move our whole company to your enterprise tier.", "purchase", "positive"),
+    ("How can I pay for the yearly licence by bank transfer?", "purchase", "neutral"),
+    ("Perfect, I'll take the bundle with the charger.", "purchase", "positive"),
+    ("Please reserve two tickets for Saturday, I'll pay online.", "purchase", "neutral"),
+    ("I'm ready to buy, which plan should I pick for 10 people?", "purchase", "positive"),
+    ("Add the extended warranty to my order, please.", "purchase", "neutral"),
+    ("Let's go ahead with the purchase of the starter kit.", "purchase", "positive"),
+    ("I want to upgrade my account to premium today.", "purchase", "neutral"),
+    # cancel
+    ("Please cancel my membership effective immediately.", "cancel", "neutral"),
+    ("I don't want to renew next year, how do I opt out?", "cancel", "neutral"),
+    ("Cancel the order I placed this morning.", "cancel", "neutral"),
+    ("I'm done with this, close my account now.", "cancel", "negative"),
+    ("I want to stop my subscription, it's too expensive.", "cancel", "negative"),
+    ("How can I end my trial before I get charged?", "cancel", "neutral"),
+    ("Remove my credit card and terminate the plan.", "cancel", "neutral"),
+    ("We're moving to a competitor, please cancel our contract.", "cancel", "neutral"),
+    ("I'd like to cancel the table booking for tonight.", "cancel", "neutral"),
+    ("Stop sending me boxes, I want to quit the subscription.", "cancel", "negative"),
+    ("Undo my order please, I changed my mind.", "cancel", "neutral"),
+    ("Please deactivate my profile and stop billing me.", "cancel", "neutral"),
+    # human
+    ("I need a real person to help me with this.", "human", "neutral"),
+    ("Can someone from your staff call me back?", "human", "neutral"),
+    ("Stop the bot, give me a human.", "human", "negative"),
+    ("Is there anyone real I can chat with?", "human", "neutral"),
+    ("I want to talk to an actual employee.", "human", "neutral"),
+    ("Please escalate this to a supervisor.", "human", "negative"),
+    ("Get me someone from customer service.", "human", "neutral"),
+    ("Can I speak to your sales representative?", "human", "neutral"),
+    ("Let me talk to a person, the bot doesn't understand.", "human", "negative"),
+    ("I'd like a member of your team to contact me by phone.", "human", "neutral"),
+    ("Hand me over to a human operator please.", "human", "neutral"),
+    ("Who can I talk to at your company about this?", "human", "neutral"),
+    # sentiment on other intents
+    ("Thanks a lot, your answer was super clear!", "question", "positive"),
+    (
+        "Amazing, the new version is so much faster. Does it support dark mode?",
+        "question",
+        "positive",
+    ),
+    ("Love it! How do I invite my colleagues?", "question", "positive"),
+    ("Great job on the update, is there a changelog?", "question", "positive"),
+)

@@ -1,0 +1,153 @@
+"""What the insights read and write in MongoDB, beside the conversations' store: a
+message's intent and sentiment, a conversation's message count, and the aggregations of
+the agents' reports. Every filter starts with ``company_id`` (``scoped``), as the
+conversations' store does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from syntera.conversations.store import CONVERSATIONS, MESSAGES, ConversationStore, scoped
+from syntera.db.mongo import Document
+
+# Conversations whose messages one aggregation reads at once (the $in list's length).
+REPORT_BATCH = 1000
+
+
+class InsightStore:
+    """The insights' reads and writes of one company at a time."""
+
+    def __init__(self, conversations: ConversationStore) -> None:
+        self.conversations = conversations
+        self._conversations = conversations.database[CONVERSATIONS]
+        self._messages = conversations.database[MESSAGES]
+
+    async def messages(
+        self, company_id: UUID, conversation_id: str, message_ids: Sequence[str]
+    ) -> list[Document]:
+        """These messages of the conversation (those still there)."""
+        ids = [ObjectId(text) for text in message_ids if ObjectId.is_valid(text)]
+        cursor = self._messages.find(
+            scoped(company_id, conversation_id=conversation_id, _id={"$in": ids})
+        )
+        return await cursor.to_list()
+
+    async def set_insights(
+        self, company_id: UUID, conversation_id: str, message_id: ObjectId, metadata: Document
+    ) -> Document | None:
+        """Set ``metadata.intent`` and ``metadata.sentiment`` of a message; the message
+        after, or None if it is gone."""
+        changes = {f"metadata.{key}": value for key, value in metadata.items()}
+        return await self._messages.find_one_and_update(
+            scoped(company_id, conversation_id=conversation_id, _id=message_id),
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def count_messages(self, company_id: UUID, conversation_id: str) -> int:
+        """How many messages the conversation has."""
+        return await self._messages.count_documents(
+            scoped(company_id, conversation_id=conversation_id)
+        )
+
+    # Reports ---------------------------------------------------------------------------
+
+    async def report_conversations(
+        self, company_id: UUID, start: datetime, end: datetime, agent_id: UUID | None
+    ) -> list[Document]:
+        """The conversations started in [start, end) (of one agent, if given): what the
+        report needs of each."""
+        conditions: Document = {"started_at": {"$gte": start, "$lt": end}}
+        if agent_id is not None:
+            conditions = {"agent_id": str(agent_id), **conditions}
+        pipeline: list[Document] = [
+            {"$match": scoped(company_id, **conditions)},
+            {
+                "$project": {
+                    "agent_id": 1,
+                    "started_at": 1,
+                    "ended_at": 1,
+                    "status": 1,
+                    "handled_by": 1,
+                    "rating": 1,
+                    "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$started_at"}},
+                }
+            },
+        ]
+        return await (await self._conversations.aggregate(pipeline)).to_list()
+
+    async def report_messages(
+        self, company_id: UUID, conversation_ids: list[str]
+    ) -> list[Document]:
+        """Per conversation: when the visitor first wrote, the first answer after that
+        (the agent's or a teammate's), the agent's tokens and cost, and the sentiment
+        scores of the visitor's classified messages, oldest first."""
+        found: list[Document] = []
+        for start in range(0, len(conversation_ids), REPORT_BATCH):
+            batch = conversation_ids[start : start + REPORT_BATCH]
+            found += await (
+                await self._messages.aggregate(_per_conversation(company_id, batch))
+            ).to_list()
+        return found
+
+
+def _per_conversation(company_id: UUID, conversation_ids: list[str]) -> list[Document]:
+    is_visitor = {"$eq": ["$sender_type", "user"]}
+    is_answer = {"$eq": ["$sender_type", "agent"]}
+    has_sentiment = {"$eq": [{"$type": "$metadata.sentiment.score"}, "double"]}
+    return [
+        {
+            "$match": scoped(
+                company_id,
+                conversation_id={"$in": conversation_ids},
+                sender_type={"$in": ["user", "agent"]},
+            )
+        },
+        {"$sort": {"conversation_id": 1, "created_at": 1, "_id": 1}},
+        {
+            "$group": {
+                "_id": "$conversation_id",
+                "first_visitor_at": {"$min": {"$cond": [is_visitor, "$created_at", None]}},
+                "answers_at": {"$push": {"$cond": [is_answer, "$created_at", "$$REMOVE"]}},
+                "tokens": {"$sum": {"$ifNull": ["$ai_metadata.tokens_used", 0]}},
+                "cost": {"$sum": {"$toDouble": {"$ifNull": ["$ai_metadata.cost", 0]}}},
+                "sentiments": {
+                    "$push": {
+                        "$cond": [
+                            {"$and": [is_visitor, has_sentiment]},
+                            "$metadata.sentiment.score",
+                            "$$REMOVE",
+                        ]
+                    }
+                },
+            }
+        },
+        {
+            "$project": {
+                "first_visitor_at": 1,
+                "tokens": 1,
+                "cost": 1,
+                "first_answer_at": {
+                    "$min": {
+                        "$filter": {
+                            "input": "$answers_at",
+                            "cond": {"$gt": ["$$this", "$first_visitor_at"]},
+                        }
+                    }
+                },
+                "sentiment_start": {"$arrayElemAt": ["$sentiments", 0]},
+                "sentiment_end": {"$arrayElemAt": ["$sentiments", -1]},
+            }
+        },
+    ]
+
+
+def as_float(value: Any) -> float | None:
+    """A number the aggregation returned, as a float (None stays None)."""
+    return None if value is None else float(value)
