@@ -36,8 +36,8 @@ from syntera.errors import field_error
 from syntera.unit_of_work import TenantTransaction
 
 LANGUAGE = "english"  # the index's text search configuration (migration 032)
-WINDOW = 200  # the newest matches that are ranked
-RECENT_ROWS = 20_000  # the newest messages the first way reads
+WINDOW = 100  # the newest matches that are ranked
+RECENT_ROWS = 10_000  # the newest messages the first way reads
 STATEMENT_TIMEOUT_MS = 3000
 CONTACTS = 5
 MIN_CONTACT_QUERY = 3  # trigrams: a shorter pattern cannot use the index
