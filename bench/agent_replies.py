@@ -202,7 +202,8 @@ async def run_row(
     think_s: float = 0,
 ) -> tuple[Tally, int, int]:  # fmt: skip
     tally = Tally()
-    limits = httpx.Limits(max_connections=4 * chats + 10)
+    # Idle connections closed before uvicorn's 5 s keep-alive ends them under a request.
+    limits = httpx.Limits(max_connections=4 * chats + 10, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
         per_chat = max(1, turns // chats)
         await asyncio.gather(*[
