@@ -2,7 +2,7 @@
 conversations, then their messages by conversation) and the rows put together, for a
 30-day report of one company among others, as the number of its conversations grows.
 
-    python -m bench.reports [--sizes 1000,10000] [--runs 5]
+    python -m bench.reports [--sizes 1000,3000] [--runs 5]
 
 Each conversation has six messages (visitor, agent, alternately; tokens, cost and
 sentiment on them) and the company has three agents; another company holds as many
@@ -55,8 +55,8 @@ async def fill(database: MongoDatabase, company: uuid.UUID, count: int) -> None:
                 if visitor else {},
             })  # fmt: skip
     await database["conversations"].insert_many(conversations)
-    for start in range(0, len(messages), 10_000):
-        await database["messages"].insert_many(messages[start : start + 10_000])
+    for start in range(0, len(messages), 2_000):
+        await database["messages"].insert_many(messages[start : start + 2_000])
 
 
 async def measure(sizes: list[int], runs: int, uri: str) -> None:
@@ -93,7 +93,7 @@ async def measure(sizes: list[int], runs: int, uri: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--sizes", default="1000,3000")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     sizes = [int(part) for part in args.sizes.split(",")]
