@@ -8,6 +8,14 @@ Each conversation has six messages (visitor, agent, alternately; tokens, cost an
 sentiment on them) and the company has three agents; another company holds as many
 conversations again. On a throw-away embedded stack (SecantusDB), with the store's
 indexes.
+
+Measured here (2 CPUs, load average about 12 from other work, 3 runs each): 1,000
+conversations (6,000 messages) 5.7 s, 3,000 (18,000) 16.2 s, median: linear, about 5 ms
+per conversation, nearly all of it SecantusDB's aggregation (pure Python). Before the
+messages were read as one range, a $in of 1,000 conversation ids did not answer within
+PyMongo's 45 s timeout. Fine for a console chart of a small company; a large company on
+the embedded default would want per-conversation figures kept as conversations end (not
+done).
 """
 
 from __future__ import annotations
