@@ -299,8 +299,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 rows, conditions = measure(server, owners, args, rows_wanted, first_token_s)
             finally:
-                server.process.terminate()
-                server.process.wait(timeout=30)
+                server.stop(data_dir / "server.log")  # killed if it has not stopped in 30 s
     finally:
         standin.terminate()
         standin.wait(timeout=10)
