@@ -256,16 +256,14 @@ def explain_slowest(db: BenchDatabase, big: uuid.UUID) -> None:
     params = {
         "company": big, "q": param["q"], "as_of": datetime.now(UTC), "window": search.WINDOW,
         "recent_rows": search.RECENT_ROWS, "limit": 21, "markers": "", "headline": "",
-        "channel": param.get("channel"),
+        "channel": param.get("channel"), "agent_id": None, "contact_id": None, "since": None,
+        "until": None,
     }  # fmt: skip
     filters = sql.SQL("AND s.channel = %(channel)s" if "channel" in param else "")
     with psycopg.connect(db.owner_url) as conn:
-        for way, candidates in (("RECENT", search.RECENT), ("INDEXED", search.INDEXED)):
-            if way == "INDEXED":
-                conn.execute(search.BITMAP_ONLY)
-            statement = search.SEARCH.format(
-                candidates=candidates.format(filters=filters), after=search.FIRST_PAGE
-            )
+        ways = (("RECENT", search.RECENT.format(filters=filters)), ("INDEXED", search.INDEXED))
+        for way, candidates in ways:
+            statement = search.SEARCH.format(candidates=candidates, after=search.FIRST_PAGE)
             plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + statement, params)
             print(f"-- {way}\n" + "\n".join(row[0] for row in plan.fetchall()), flush=True)
 
