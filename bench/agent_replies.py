@@ -2,7 +2,7 @@
 lost or doubled, and the hand-off's delay.
 
     python -m bench.agents --replies [--turns 1000] [--chats 20] [--handoffs 40]
-                                     [--workers 2] [--first-token-ms 200]
+                                     [--workers 2] [--first-token-ms 200] [--think-s 0]
 
 On an embedded stack of its own: ``syntera serve --workers 2`` with
 ``SYNTERA_LLM_BASE_URL`` pointing at the tests' stand-in OpenAI-compatible endpoint, run
@@ -11,7 +11,8 @@ as a process of its own, which waits a fixed ``--first-token-ms`` before its fir
 refund policy in its knowledge base (really embedded). Visitors talk through the
 widget's API: each opens its chat's event stream (``GET
 /v1/public/conversations/{id}/events``), then, turn after turn, posts a question and waits
-for the agent's stored reply (``message.created``) before the next.
+for the agent's stored reply (``message.created``) before the next (at once, or after
+``--think-s`` seconds ±50%, as a person reading and typing would).
 
 * **Overhead**: from just before the visitor's POST to the first ``message.delta`` on the
   widget's stream, minus the stand-in's fixed time to first token: what the platform adds
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -154,12 +156,15 @@ async def until_event(
 
 
 async def visitor(
-    http: httpx.AsyncClient, key: str, turns: int, first_token_s: float, tally: Tally
-) -> None:
+    http: httpx.AsyncClient, key: str, turns: int, first_token_s: float, tally: Tally,
+    think_s: float = 0,
+) -> None:  # fmt: skip
     url, session = await open_chat(http, key)
     tally.conversations.append((url, session))
     async with subscribe(http, f"{url}/events", headers=session) as stream:
         for turn in range(turns):
+            if turn and think_s:  # a person reads the answer and types the next question
+                await asyncio.sleep(random.uniform(0.5, 1.5) * think_s)
             question = QUESTIONS[turn % len(QUESTIONS)]
             started = time.perf_counter()
             sent = await http.post(f"{url}/messages", headers=session, json={"content": question})
@@ -193,14 +198,16 @@ async def lost_and_doubled(http: httpx.AsyncClient, tally: Tally) -> tuple[int, 
 
 
 async def run_row(
-    base_url: str, keys: list[str], chats: int, turns: int, first_token_s: float
-) -> tuple[Tally, int, int]:
+    base_url: str, keys: list[str], chats: int, turns: int, first_token_s: float,
+    think_s: float = 0,
+) -> tuple[Tally, int, int]:  # fmt: skip
     tally = Tally()
-    limits = httpx.Limits(max_connections=4 * chats + 10)
+    # Idle connections closed before uvicorn's 5 s keep-alive ends them under a request.
+    limits = httpx.Limits(max_connections=4 * chats + 10, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
         per_chat = max(1, turns // chats)
         await asyncio.gather(*[
-            visitor(http, keys[n % len(keys)], per_chat, first_token_s, tally)
+            visitor(http, keys[n % len(keys)], per_chat, first_token_s, tally, think_s)
             for n in range(chats)
         ])  # fmt: skip
         lost, doubled = await lost_and_doubled(http, tally)
@@ -245,9 +252,14 @@ def overhead_row(
     keys: list[str],
     first_token_s: float,
     goal: str,
+    think_s: float = 0,
 ) -> list[str]:
     cpu_before = server.cpu_seconds()
-    tally, lost, doubled = asyncio.run(run_row(server.base_url, keys, chats, turns, first_token_s))
+    tally, lost, doubled = asyncio.run(
+        run_row(server.base_url, keys, chats, turns, first_token_s, think_s)
+    )
+    if think_s:
+        name += f", {think_s:g} s between a reply and the next question (±50%)"
     cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / max(1, tally.turns)
     timing = summarize(tally.overhead_ms)
     return [name, str(tally.turns), f"{timing.median_ms:.1f}", f"{timing.p95_ms:.1f}",
@@ -262,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--handoffs", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--first-token-ms", type=float, default=200)
+    parser.add_argument("--think-s", type=float, default=0,
+                        help="a visitor's pause before the next question (0: none)")  # fmt: skip
     parser.add_argument("--rows", default="one,companies,company",
                         help="which rows: one, companies, company")  # fmt: skip
     args = parser.parse_args(argv)
@@ -285,8 +299,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 rows, conditions = measure(server, owners, args, rows_wanted, first_token_s)
             finally:
-                server.process.terminate()
-                server.process.wait(timeout=30)
+                server.stop(data_dir / "server.log")  # killed if it has not stopped in 30 s
     finally:
         standin.terminate()
         standin.wait(timeout=10)
@@ -325,12 +338,13 @@ def measure(
     if "companies" in rows_wanted:
         rows.append(overhead_row(
             f"overhead, {args.chats} chats of {args.chats} companies", server, args.chats,
-            args.turns, [keys[o] for o in owner_ids], first_token_s, goal,
+            args.turns, [keys[o] for o in owner_ids], first_token_s, goal, args.think_s,
         ))  # fmt: skip
     if "company" in rows_wanted:
         rows.append(overhead_row(
             f"overhead, {args.chats} chats of one company", server, args.chats, args.turns,
             [keys[owner_ids[1]]], first_token_s, "reported (the company's cap applies)",
+            args.think_s,
         ))  # fmt: skip
     if args.handoffs:
         delays = asyncio.run(
@@ -341,4 +355,4 @@ def measure(
                      str(len(delays)), f"{timing.median_ms:.1f}", f"{timing.p95_ms:.1f}",
                      f"{timing.p99_ms:.1f}", "", "", "",
                      f"p95 <= {GOAL_HANDOFF_P95_MS:g} ms"])  # fmt: skip
-    return rows, "visitors wait for each reply before their next question"
+    return rows, "each visitor waits for the reply before the next question"

@@ -42,7 +42,7 @@ async def search_messages(
         str | None, Query(max_length=300, description="`next_cursor` of the previous page.")
     ] = None,
 ) -> SearchResults:
-    """Your company's messages that hold the words of `q`, best first (the newest 200
+    """Your company's messages that hold the words of `q`, best first (the newest 100
     matches are ranked), each with its best passage highlighted; on the first page, the
     contacts whose name or email contains `q` too."""
     query = search.SearchQuery(

@@ -1,11 +1,13 @@
 """The reports on the agents' work: per day and per agent, what the team needs to judge
 how well its agents answer.
 
-MongoDB does the reading: one aggregation over the period's conversations, and one per
-thousand of them over their messages (first visitor message, first answer after it,
-tokens, cost, sentiment scores), grouped by conversation. The per-(day, agent) figures
-are then put together here: medians and 90th percentiles are exact (nearest rank) on
-every MongoDB version, where ``$percentile`` (7.0+) is approximate. The period is bounded
+MongoDB does the reading: one aggregation over the period's conversations, and one over
+the company's messages from the period's start to a week after its end (first visitor
+message, first answer after it, tokens, cost, sentiment scores), grouped by
+conversation; messages of conversations started outside the period are dropped. The
+per-(day, agent) figures are then put together here: medians and 90th percentiles are
+exact (nearest rank) on every MongoDB version, where ``$percentile`` (7.0+) is
+approximate. The period is bounded
 (at most ``MAX_DAYS``), and every read is the caller's company's. The definitions below
 are returned with every report and documented in docs/reports.md.
 """
@@ -29,6 +31,8 @@ from syntera.unit_of_work import TenantTransaction
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
+# Messages of the period's conversations are read up to this long after its last day.
+MESSAGES_AFTER = timedelta(days=7)
 
 DEFINITIONS: dict[str, str] = {
     "day": "The day (UTC) the conversation started; a conversation counts on that day only.",
@@ -181,9 +185,9 @@ async def gather(
     """The company's conversations started in [begin, finish), and what their messages
     add up to, by conversation id."""
     conversations = await store.report_conversations(company_id, begin, finish, agent_id)
-    ids = [str(document["_id"]) for document in conversations]
-    found = await store.report_messages(company_id, ids)
-    return conversations, {str(document["_id"]): document for document in found}
+    ids = {str(document["_id"]) for document in conversations}
+    found = await store.report_messages(company_id, begin, finish + MESSAGES_AFTER)
+    return conversations, {str(d["_id"]): d for d in found if str(d["_id"]) in ids}
 
 
 def rows_of(

@@ -16,9 +16,6 @@ from pymongo import ReturnDocument
 from syntera.conversations.store import CONVERSATIONS, MESSAGES, ConversationStore, scoped
 from syntera.db.mongo import Document
 
-# Conversations whose messages one aggregation reads at once (the $in list's length).
-REPORT_BATCH = 1000
-
 
 class InsightStore:
     """The insights' reads and writes of one company at a time."""
@@ -83,21 +80,19 @@ class InsightStore:
         return await (await self._conversations.aggregate(pipeline)).to_list()
 
     async def report_messages(
-        self, company_id: UUID, conversation_ids: list[str]
+        self, company_id: UUID, start: datetime, end: datetime
     ) -> list[Document]:
-        """Per conversation: when the visitor first wrote, the first answer after that
-        (the agent's or a teammate's), the agent's tokens and cost, and the sentiment
-        scores of the visitor's classified messages, oldest first."""
-        found: list[Document] = []
-        for start in range(0, len(conversation_ids), REPORT_BATCH):
-            batch = conversation_ids[start : start + REPORT_BATCH]
-            found += await (
-                await self._messages.aggregate(_per_conversation(company_id, batch))
-            ).to_list()
-        return found
+        """Per conversation with messages created in [start, end): when the visitor first
+        wrote, the first answer after that (the agent's or a teammate's), the agent's
+        tokens and cost, and the sentiment scores of the visitor's classified messages,
+        oldest first. One range over the company's messages (index company_created):
+        SecantusDB answers a long ``$in`` of conversations by comparing every message
+        with every id, which took over 45 s for 1,000 conversations."""
+        pipeline = _per_conversation(company_id, start, end)
+        return await (await self._messages.aggregate(pipeline)).to_list()
 
 
-def _per_conversation(company_id: UUID, conversation_ids: list[str]) -> list[Document]:
+def _per_conversation(company_id: UUID, start: datetime, end: datetime) -> list[Document]:
     is_visitor = {"$eq": ["$sender_type", "user"]}
     is_answer = {"$eq": ["$sender_type", "agent"]}
     has_sentiment = {"$eq": [{"$type": "$metadata.sentiment.score"}, "double"]}
@@ -105,7 +100,7 @@ def _per_conversation(company_id: UUID, conversation_ids: list[str]) -> list[Doc
         {
             "$match": scoped(
                 company_id,
-                conversation_id={"$in": conversation_ids},
+                created_at={"$gte": start, "$lt": end},
                 sender_type={"$in": ["user", "agent"]},
             )
         },

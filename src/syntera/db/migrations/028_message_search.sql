@@ -119,6 +119,43 @@ BEGIN
 END;
 $$;
 
+-- The newest p_window messages of the caller's company that match p_query, by the GIN
+-- index. A definer function because under row-level security `@@` (not leakproof) may
+-- not run before the policy's filter, so a member's own query can never use the GIN
+-- index and reads every row of the company instead (1.2 s over 1,000,000 messages). The
+-- company is the caller's, checked as everywhere (acts_for); each call is planned with
+-- its own values (EXECUTE), as a bitmap scan.
+CREATE FUNCTION private.search_messages(
+  p_company uuid, p_query text, p_as_of timestamptz, p_window integer, p_channel text,
+  p_agent uuid, p_contact uuid, p_since timestamptz, p_until timestamptz
+) RETURNS TABLE (message_id text, conversation_id text, contact_id uuid, sender_type text,
+                 created_at timestamptz, content text, document tsvector)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET enable_indexscan = off SET enable_seqscan = off
+AS $$
+BEGIN
+  IF NOT private.acts_for(p_company) THEN
+    RAISE EXCEPTION 'not a member of this company' USING ERRCODE = '42501';
+  END IF;
+  RETURN QUERY EXECUTE
+    'SELECT s.id, s.conversation_id, s.contact_id, s.sender_type, s.created_at, s.content,'
+    '       s.document'
+    '  FROM public.message_search s'
+    ' WHERE s.company_id = $1 AND s.document @@ websearch_to_tsquery(''english'', $2)'
+    '   AND s.created_at <= $3'
+    '   AND ($5 IS NULL OR s.channel = $5) AND ($6 IS NULL OR s.agent_id = $6)'
+    '   AND ($7 IS NULL OR s.contact_id = $7) AND ($8 IS NULL OR s.created_at >= $8)'
+    '   AND ($9 IS NULL OR s.created_at < $9)'
+    ' ORDER BY s.created_at DESC, s.id DESC LIMIT $4'
+    USING p_company, p_query, p_as_of, p_window, p_channel, p_agent, p_contact, p_since,
+          p_until;
+END;
+$$;
+REVOKE ALL ON FUNCTION private.search_messages(uuid, text, timestamptz, integer, text, uuid,
+  uuid, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION private.search_messages(uuid, text, timestamptz, integer, text,
+  uuid, uuid, timestamptz, timestamptz) TO authenticated, service_role;
+
 REVOKE ALL ON FUNCTION private.index_messages(uuid, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION private.unindex_messages(uuid, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION private.reindex_conversation(uuid, text, uuid, boolean) FROM PUBLIC;
@@ -136,6 +173,8 @@ BEGIN
     ALTER FUNCTION private.unindex_messages(uuid, text[]) OWNER TO syntera_definer;
     ALTER FUNCTION private.reindex_conversation(uuid, text, uuid, boolean)
       OWNER TO syntera_definer;
+    ALTER FUNCTION private.search_messages(uuid, text, timestamptz, integer, text, uuid,
+      uuid, timestamptz, timestamptz) OWNER TO syntera_definer;
     REVOKE CREATE ON SCHEMA private FROM syntera_definer;
   END IF;
 EXCEPTION WHEN insufficient_privilege OR feature_not_supported THEN
