@@ -261,6 +261,7 @@ def explain_slowest(db: BenchDatabase, big: uuid.UUID) -> None:
     }  # fmt: skip
     filters = sql.SQL("AND s.channel = %(channel)s" if "channel" in param else "")
     with psycopg.connect(db.owner_url) as conn:
+        conn.execute("SELECT set_config('role', 'service_role', true)")  # acts for any company
         ways = (("RECENT", search.RECENT.format(filters=filters)), ("INDEXED", search.INDEXED))
         for way, candidates in ways:
             statement = search.SEARCH.format(candidates=candidates, after=search.FIRST_PAGE)
@@ -302,7 +303,10 @@ def main() -> None:
                 [conversation] = conversations(server.base_url, token, agent, 1)
                 samples = time_searches(server.base_url, token, queries, args.rounds, conversation)
                 bare = time_bare(db, big, queries)
-                explain_slowest(db, big)
+                try:
+                    explain_slowest(db, big)
+                except psycopg.Error as error:  # a diagnosis only: the figures stand
+                    print(f"no plans: {error}", flush=True)
                 rates = posting_rates(db, server.base_url, server, token, agent, args.duration,
                                       Path(tmp), args.pairs)  # fmt: skip
             finally:
