@@ -31,7 +31,8 @@ QUANTIFIABLE = frozenset(
     {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
 )
 IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
-RESERVED = frozenset({"select", "order", "limit", "offset", "columns", "on_conflict", "and", "or"})
+# PostgREST's aggregates (``count()``, ``amount.sum()``), off unless configured: refused.
+AGGREGATES = frozenset({"count", "sum", "avg", "max", "min"})
 _NAME_EXTRA = frozenset("_$ ")
 _CAST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ []")
 
@@ -308,6 +309,8 @@ def _embed(text: _Text, name: str, alias: str | None, spread: bool) -> Embed:
         else:
             raise text.fail('"inner", "left" or "("')
     text.expect("(")
+    if text.peek() == ")" and hint is None and name in AGGREGATES:
+        raise RestError(400, "PGRST123", "Use of aggregate functions is not allowed")
     text.enter()
     text.spaces()
     items: tuple[SelectItem, ...] = (Star(),) if text.peek() == ")" else _select_items(text)

@@ -15,7 +15,7 @@ from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.ratelimit import Limiters
 from syntera.rest.handler import PREFIX, Handler, Rest, RestPaths
-from syntera.rest.reads import read
+from syntera.rest.reads import options, read
 from syntera.rest.schema import SchemaHolder
 from syntera.tenancy import Principal
 
@@ -25,7 +25,7 @@ __all__ = ["PREFIX", "RestPaths", "handlers", "serving_rest"]
 def handlers() -> Mapping[tuple[bool, str], Handler]:
     """The handler of each (is it an RPC, method): reads here; writes and RPC plug in
     beside them."""
-    return {(False, "GET"): read, (False, "HEAD"): read}
+    return {(False, "GET"): read, (False, "HEAD"): read, (False, "OPTIONS"): options}
 
 
 @asynccontextmanager
