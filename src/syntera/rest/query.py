@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from syntera.rest.errors import RestError
@@ -115,7 +115,6 @@ class Level:
     offset: str | None = None
     alias: str = "t0"
     source: str = ""
-    counter: list[int] = field(default_factory=lambda: [0])
 
     def from_where(self) -> str:
         """``FROM … [JOIN …] [WHERE …]``: what a count of this level reads."""

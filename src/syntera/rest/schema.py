@@ -200,9 +200,6 @@ class SchemaCache:
         target = self.relations.get((relationship.schema, relationship.foreign_table))
         return target is not None and target.is_table
 
-    def target_relation(self, origin: Relation, relationship: Relationship) -> Relation:
-        return self.relation(origin.schema, relationship.foreign_table)
-
 
 RELATIONS = """
 SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind,
