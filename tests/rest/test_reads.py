@@ -307,3 +307,14 @@ async def test_public_s_views_keep_embeds_by_column_unambiguous(
 ) -> None:
     rows = await rest_as(tenant_a.member).rows("deals?select=title,contact_id(first_name)")
     assert rows == [{"title": "Renewal", "contact_id": {"first_name": "Ann"}}]
+
+
+async def test_order_by_a_column_of_a_to_one_embed(books: Books) -> None:
+    rows = await books.rows(
+        "books?select=id,author:authors!author_id(name)&order=author(name).desc,id"
+    )
+    assert [row["id"] for row in rows] == [1, 2, 3, 4, 6, 5]
+    response = await books.get("authors?select=id,books!author_id(id)&order=books(id)")
+    assert (response.status_code, response.json()["code"]) == (400, "PGRST118")
+    response = await books.get("books?select=id&order=authors(name)")
+    assert (response.status_code, response.json()["code"]) == (400, "PGRST108")

@@ -120,11 +120,13 @@ Predicate = Condition | Logic
 
 @dataclass(frozen=True)
 class OrderTerm:
-    """``field[.asc|.desc][.nullsfirst|.nullslast]``."""
+    """``field[.asc|.desc][.nullsfirst|.nullslast]``; ``embed(field)…`` orders by a
+    column of a to-one embed (``embed`` set)."""
 
     field: Field
     descending: bool = False
     nulls: Literal["first", "last"] | None = None
+    embed: str | None = None
 
 
 EmbedPath = tuple[str, ...]  # () the top, ("deals",) an embed, ("deals", "contacts") ...
@@ -500,6 +502,10 @@ def parse_order(value: str) -> tuple[OrderTerm, ...]:
     while True:
         text.spaces()
         parsed = text.field()
+        embed: str | None = None
+        if not parsed.path and text.take("("):
+            embed, parsed = parsed.name, text.field()
+            text.expect(")")
         descending = False
         nulls: Literal["first", "last"] | None = None
         while text.take("."):
@@ -515,7 +521,7 @@ def parse_order(value: str) -> tuple[OrderTerm, ...]:
             else:
                 text.at = start
                 raise text.fail("asc, desc, nullsfirst or nullslast")
-        terms.append(OrderTerm(parsed, descending, nulls))
+        terms.append(OrderTerm(parsed, descending, nulls, embed))
         text.spaces()
         if text.done():
             return tuple(terms)

@@ -236,7 +236,7 @@ class Builder:
             slot = f"w{number}_{index}"
             level.where.append(self._predicate(relation, alias, predicate, embeds, slot))
         for term in self.query.order.get(path, ()):
-            level.order.append(self._order(relation, alias, term))
+            level.order.append(self._order(relation, alias, term, embeds))
         if path:
             limit, offset = self.query.limit.get(path), self.query.offset.get(path)
         # Written in the statement, as PostgREST does: a LIMIT the planner sees is planned
@@ -357,12 +357,46 @@ class Builder:
         )
         return exists if present else f"NOT ({exists})"
 
-    def _order(self, relation: Relation, alias: str, term: OrderTerm) -> str:
-        sql = field_sql(alias, relation, term.field)
+    def _order(
+        self,
+        relation: Relation,
+        alias: str,
+        term: OrderTerm,
+        embeds: dict[str, tuple[str, Relationship, Embed, Level]],
+    ) -> str:
+        if term.embed is None:
+            sql = field_sql(alias, relation, term.field)
+        else:
+            sql = self._related_order(relation, term.embed, term, embeds)
         sql += " DESC" if term.descending else " ASC"
         if term.nulls:
             sql += f" NULLS {term.nulls.upper()}"
         return sql
+
+    def _related_order(
+        self,
+        relation: Relation,
+        name: str,
+        term: OrderTerm,
+        embeds: dict[str, tuple[str, Relationship, Embed, Level]],
+    ) -> str:
+        """``order=embed(col)``: the column of the to-one embed's row, as a subquery."""
+        if name not in embeds:
+            raise RestError(
+                400, "PGRST108", f"'{name}' is not an embedded resource in this request", None,
+                f"Verify that '{name}' is included in the 'select' query parameter.",
+            )  # fmt: skip
+        _, relationship, _, child = embeds[name]
+        if not relationship.to_one:
+            raise RestError(
+                400, "PGRST118", f"A related order on '{name}' is not possible",
+                f"'{relation.name}' and '{name}' do not form a many-to-one or one-to-one "
+                "relationship",
+            )  # fmt: skip
+        target = self.cache.relation(relation.schema, relationship.foreign_table)
+        column = field_sql(child.alias, target, term.field)
+        correlation = " AND ".join(child.where[: len(relationship.columns)])
+        return f"(SELECT {column} FROM {child.source} {child.alias} WHERE {correlation})"
 
 
 @dataclass(frozen=True)
