@@ -254,11 +254,32 @@ class Builder:
         relationship = self._relationship(origin, embed)
         target = self.cache.relation(origin.schema, relationship.foreign_table)
         child_alias = self._alias("t")
-        correlation = [
-            f"{child_alias}.{quote(theirs)} = {alias}.{quote(ours)}"
-            for ours, theirs in zip(relationship.columns, relationship.foreign_columns, strict=True)
-        ]
+        junction = None
+        if relationship.junction is not None:
+            # Many-to-many: the target's rows joined to the junction's rows of this one.
+            junction = self._alias("j")
+            correlation = [
+                f"{junction}.{quote(link)} = {alias}.{quote(ours)}"
+                for ours, link in zip(relationship.columns, relationship.junction_columns,
+                                      strict=True)
+            ]  # fmt: skip
+        else:
+            correlation = [
+                f"{child_alias}.{quote(theirs)} = {alias}.{quote(ours)}"
+                for ours, theirs in zip(relationship.columns, relationship.foreign_columns,
+                                        strict=True)
+            ]  # fmt: skip
         child = self.level(target, embed.items, path, alias=child_alias, correlation=correlation)
+        if relationship.junction is not None:
+            links = " AND ".join(
+                f"{junction}.{quote(link)} = {child_alias}.{quote(key)}"
+                for link, key in zip(relationship.junction_foreign_columns,
+                                     relationship.foreign_columns, strict=True)
+            )  # fmt: skip
+            child.joins.insert(
+                0,
+                f"JOIN {quote(target.schema)}.{quote(relationship.junction)} {junction} ON {links}",
+            )
         join = self._alias("e")
         if embed.spread:
             if not relationship.to_one:
