@@ -40,6 +40,12 @@ CREATE TABLE rest_fixtures.books (
 CREATE TABLE rest_fixtures.reviews (
   id int PRIMARY KEY, book_id int NOT NULL REFERENCES rest_fixtures.books (id), stars int
 );
+CREATE TABLE rest_fixtures.genres (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE rest_fixtures.book_genres (
+  book_id int REFERENCES rest_fixtures.books (id),
+  genre_id int REFERENCES rest_fixtures.genres (id),
+  PRIMARY KEY (book_id, genre_id)
+);
 CREATE TABLE rest_fixtures.secrets (id int PRIMARY KEY, secret text);
 CREATE VIEW rest_fixtures.recent_books AS SELECT id, title, year FROM rest_fixtures.books
   WHERE year >= 2000;
@@ -49,7 +55,8 @@ CREATE VIEW rest_fixtures.whoami AS
          current_setting('request.path', true) AS path,
          current_setting('request.headers', true)::json->>'x-probe' AS probe;
 GRANT SELECT ON rest_fixtures.authors, rest_fixtures.books, rest_fixtures.reviews,
-  rest_fixtures.recent_books, rest_fixtures.whoami TO anon, authenticated, rest_reader;
+  rest_fixtures.recent_books, rest_fixtures.whoami, rest_fixtures.genres,
+  rest_fixtures.book_genres TO anon, authenticated, rest_reader;
 GRANT SELECT (id) ON rest_fixtures.secrets TO anon, authenticated;
 INSERT INTO rest_fixtures.authors VALUES
   (1, 'Ursula', '1929-10-21', '{"city": "Berkeley", "awards": {"hugo": 5}}', '{sf,fantasy}',
@@ -64,6 +71,8 @@ INSERT INTO rest_fixtures.books VALUES
   (5, 'Invisible Cities', 1972, 3, NULL), (6, 'Lilith''s Brood', 2000, 2, 3);
 INSERT INTO rest_fixtures.reviews VALUES (1, 1, 5), (2, 1, 4), (3, 3, 5), (4, 5, 3);
 INSERT INTO rest_fixtures.secrets VALUES (1, 'hidden');
+INSERT INTO rest_fixtures.genres VALUES (1, 'science fiction'), (2, 'fantasy'), (3, 'fable');
+INSERT INTO rest_fixtures.book_genres VALUES (1, 2), (2, 1), (3, 1), (3, 2), (5, 3);
 """
 
 

@@ -120,3 +120,19 @@ async def test_unknown_preferences_are_refused_only_when_strict(books: Books) ->
     response = await books.get("books?select=id&limit=1", prefer=lenient)
     assert response.status_code == 206
     assert response.headers["preference-applied"] == "count=exact, tx=rollback, handling=lenient"
+
+
+async def test_aggregates_are_not_allowed(books: Books) -> None:
+    response = await books.get("books?select=count()")
+    assert (response.status_code, response.json()["code"]) == (400, "PGRST123")
+
+
+async def test_options_answers_the_allowed_methods(books: Books) -> None:
+    response = await books.client.options("/rest/v1/books",
+                                          headers={"accept-profile": "rest_fixtures"})  # fmt: skip
+    assert (response.status_code, response.headers["allow"]) == (
+        200, "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"
+    )  # fmt: skip
+    response = await books.client.options("/rest/v1/recent_books",
+                                          headers={"accept-profile": "rest_fixtures"})  # fmt: skip
+    assert response.headers["allow"] == "OPTIONS,GET,HEAD"

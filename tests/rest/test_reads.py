@@ -307,3 +307,29 @@ async def test_public_s_views_keep_embeds_by_column_unambiguous(
 ) -> None:
     rows = await rest_as(tenant_a.member).rows("deals?select=title,contact_id(first_name)")
     assert rows == [{"title": "Renewal", "contact_id": {"first_name": "Ann"}}]
+
+
+async def test_order_by_a_column_of_a_to_one_embed(books: Books) -> None:
+    rows = await books.rows(
+        "books?select=id,author:authors!author_id(name)&order=author(name).desc,id"
+    )
+    assert [row["id"] for row in rows] == [1, 2, 3, 4, 6, 5]
+    response = await books.get("authors?select=id,books!author_id(id)&order=books(id)")
+    assert (response.status_code, response.json()["code"]) == (400, "PGRST118")
+    response = await books.get("books?select=id&order=authors(name)")
+    assert (response.status_code, response.json()["code"]) == (400, "PGRST108")
+
+
+async def test_many_to_many_embeds_through_a_junction_table(books: Books) -> None:
+    rows = await books.rows("books?select=id,genres(name)&id=in.(1,3,4)&order=id"
+                            "&genres.order=name")  # fmt: skip
+    assert rows == [
+        {"id": 1, "genres": [{"name": "fantasy"}]},
+        {"id": 3, "genres": [{"name": "fantasy"}, {"name": "science fiction"}]},
+        {"id": 4, "genres": []},
+    ]
+    rows = await books.rows("genres?select=name,books!book_genres!inner(id)&books.id=gt.2"
+                            "&order=id")  # fmt: skip
+    assert rows == [{"name": "science fiction", "books": [{"id": 3}]},
+                    {"name": "fantasy", "books": [{"id": 3}]},
+                    {"name": "fable", "books": [{"id": 5}]}]  # fmt: skip

@@ -91,3 +91,9 @@ async def test_the_service_key_bypasses_row_level_security(
     )
     assert response.status_code == 200
     assert len(response.json()) == 2
+
+
+async def test_v1_still_refuses_a_token_of_another_role(rest_app: httpx.AsyncClient) -> None:
+    """Only /rest/v1 lets a token name any role; /v1 knows its three."""
+    response = await rest_app.get("/v1/contacts", headers=token("rest_reader"))
+    assert response.status_code == 401

@@ -31,7 +31,8 @@ QUANTIFIABLE = frozenset(
     {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
 )
 IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
-RESERVED = frozenset({"select", "order", "limit", "offset", "columns", "on_conflict", "and", "or"})
+# PostgREST's aggregates (``count()``, ``amount.sum()``), off unless configured: refused.
+AGGREGATES = frozenset({"count", "sum", "avg", "max", "min"})
 _NAME_EXTRA = frozenset("_$ ")
 _CAST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ []")
 
@@ -119,11 +120,13 @@ Predicate = Condition | Logic
 
 @dataclass(frozen=True)
 class OrderTerm:
-    """``field[.asc|.desc][.nullsfirst|.nullslast]``."""
+    """``field[.asc|.desc][.nullsfirst|.nullslast]``; ``embed(field)…`` orders by a
+    column of a to-one embed (``embed`` set)."""
 
     field: Field
     descending: bool = False
     nulls: Literal["first", "last"] | None = None
+    embed: str | None = None
 
 
 EmbedPath = tuple[str, ...]  # () the top, ("deals",) an embed, ("deals", "contacts") ...
@@ -308,6 +311,8 @@ def _embed(text: _Text, name: str, alias: str | None, spread: bool) -> Embed:
         else:
             raise text.fail('"inner", "left" or "("')
     text.expect("(")
+    if text.peek() == ")" and hint is None and name in AGGREGATES:
+        raise RestError(400, "PGRST123", "Use of aggregate functions is not allowed")
     text.enter()
     text.spaces()
     items: tuple[SelectItem, ...] = (Star(),) if text.peek() == ")" else _select_items(text)
@@ -497,6 +502,10 @@ def parse_order(value: str) -> tuple[OrderTerm, ...]:
     while True:
         text.spaces()
         parsed = text.field()
+        embed: str | None = None
+        if not parsed.path and text.take("("):
+            embed, parsed = parsed.name, text.field()
+            text.expect(")")
         descending = False
         nulls: Literal["first", "last"] | None = None
         while text.take("."):
@@ -512,7 +521,7 @@ def parse_order(value: str) -> tuple[OrderTerm, ...]:
             else:
                 text.at = start
                 raise text.fail("asc, desc, nullsfirst or nullslast")
-        terms.append(OrderTerm(parsed, descending, nulls))
+        terms.append(OrderTerm(parsed, descending, nulls, embed))
         text.spaces()
         if text.done():
             return tuple(terms)

@@ -15,7 +15,7 @@ from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.ratelimit import Limiters
 from syntera.rest.handler import PREFIX, Handler, Rest, RestPaths
-from syntera.rest.reads import read
+from syntera.rest.reads import options, read
 from syntera.rest.rpc import call
 from syntera.rest.schema import SchemaHolder
 from syntera.rest.writes import delete, insert, put, update
@@ -28,7 +28,7 @@ def handlers() -> Mapping[tuple[bool, str], Handler]:
     """The handler of each (is it an RPC, method): reads here; writes and RPC plug in
     beside them."""
     return {
-        (False, "GET"): read, (False, "HEAD"): read,
+        (False, "GET"): read, (False, "HEAD"): read, (False, "OPTIONS"): options,
         (False, "POST"): insert, (False, "PATCH"): update, (False, "DELETE"): delete,
         (False, "PUT"): put,
         (True, "GET"): call, (True, "HEAD"): call, (True, "POST"): call,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from syntera.rest.errors import RestError
@@ -115,7 +115,6 @@ class Level:
     offset: str | None = None
     alias: str = "t0"
     source: str = ""
-    counter: list[int] = field(default_factory=lambda: [0])
 
     def from_where(self) -> str:
         """``FROM … [JOIN …] [WHERE …]``: what a count of this level reads."""
@@ -237,7 +236,7 @@ class Builder:
             slot = f"w{number}_{index}"
             level.where.append(self._predicate(relation, alias, predicate, embeds, slot))
         for term in self.query.order.get(path, ()):
-            level.order.append(self._order(relation, alias, term))
+            level.order.append(self._order(relation, alias, term, embeds))
         if path:
             limit, offset = self.query.limit.get(path), self.query.offset.get(path)
         # Written in the statement, as PostgREST does: a LIMIT the planner sees is planned
@@ -255,11 +254,32 @@ class Builder:
         relationship = self._relationship(origin, embed)
         target = self.cache.relation(origin.schema, relationship.foreign_table)
         child_alias = self._alias("t")
-        correlation = [
-            f"{child_alias}.{quote(theirs)} = {alias}.{quote(ours)}"
-            for ours, theirs in zip(relationship.columns, relationship.foreign_columns, strict=True)
-        ]
+        junction = None
+        if relationship.junction is not None:
+            # Many-to-many: the target's rows joined to the junction's rows of this one.
+            junction = self._alias("j")
+            correlation = [
+                f"{junction}.{quote(link)} = {alias}.{quote(ours)}"
+                for ours, link in zip(relationship.columns, relationship.junction_columns,
+                                      strict=True)
+            ]  # fmt: skip
+        else:
+            correlation = [
+                f"{child_alias}.{quote(theirs)} = {alias}.{quote(ours)}"
+                for ours, theirs in zip(relationship.columns, relationship.foreign_columns,
+                                        strict=True)
+            ]  # fmt: skip
         child = self.level(target, embed.items, path, alias=child_alias, correlation=correlation)
+        if relationship.junction is not None:
+            links = " AND ".join(
+                f"{junction}.{quote(link)} = {child_alias}.{quote(key)}"
+                for link, key in zip(relationship.junction_foreign_columns,
+                                     relationship.foreign_columns, strict=True)
+            )  # fmt: skip
+            child.joins.insert(
+                0,
+                f"JOIN {quote(target.schema)}.{quote(relationship.junction)} {junction} ON {links}",
+            )
         join = self._alias("e")
         if embed.spread:
             if not relationship.to_one:
@@ -358,12 +378,46 @@ class Builder:
         )
         return exists if present else f"NOT ({exists})"
 
-    def _order(self, relation: Relation, alias: str, term: OrderTerm) -> str:
-        sql = field_sql(alias, relation, term.field)
+    def _order(
+        self,
+        relation: Relation,
+        alias: str,
+        term: OrderTerm,
+        embeds: dict[str, tuple[str, Relationship, Embed, Level]],
+    ) -> str:
+        if term.embed is None:
+            sql = field_sql(alias, relation, term.field)
+        else:
+            sql = self._related_order(relation, term.embed, term, embeds)
         sql += " DESC" if term.descending else " ASC"
         if term.nulls:
             sql += f" NULLS {term.nulls.upper()}"
         return sql
+
+    def _related_order(
+        self,
+        relation: Relation,
+        name: str,
+        term: OrderTerm,
+        embeds: dict[str, tuple[str, Relationship, Embed, Level]],
+    ) -> str:
+        """``order=embed(col)``: the column of the to-one embed's row, as a subquery."""
+        if name not in embeds:
+            raise RestError(
+                400, "PGRST108", f"'{name}' is not an embedded resource in this request", None,
+                f"Verify that '{name}' is included in the 'select' query parameter.",
+            )  # fmt: skip
+        _, relationship, _, child = embeds[name]
+        if not relationship.to_one:
+            raise RestError(
+                400, "PGRST118", f"A related order on '{name}' is not possible",
+                f"'{relation.name}' and '{name}' do not form a many-to-one or one-to-one "
+                "relationship",
+            )  # fmt: skip
+        target = self.cache.relation(relation.schema, relationship.foreign_table)
+        column = field_sql(child.alias, target, term.field)
+        correlation = " AND ".join(child.where[: len(relationship.columns)])
+        return f"(SELECT {column} FROM {child.source} {child.alias} WHERE {correlation})"
 
 
 @dataclass(frozen=True)

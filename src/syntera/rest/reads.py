@@ -71,6 +71,17 @@ async def read(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     return Answer(status, body.encode(), headers)
 
 
+async def options(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
+    """``OPTIONS``: the methods the relation allows (views and tables alike, as PostgREST
+    answers without asking whether a view is updatable)."""
+    cache = await rest.schema.current()
+    relation = cache.relation(request.schema, request.name)
+    allowed = (
+        b"OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE" if relation.is_table else b"OPTIONS,GET,HEAD"
+    )
+    return Answer(200, b"", [(b"allow", allowed)])
+
+
 def _planned_rows(rows: list[Any]) -> int:
     plan = rows[0]["QUERY PLAN"] if rows else None
     if isinstance(plan, str):

@@ -139,9 +139,9 @@ def target_of(path: str) -> tuple[str, bool]:
 
 
 def schema_of(headers: dict[str, str], method: str, exposed: list[str]) -> str:
-    """The schema a request names: Accept-Profile (reads) or Content-Profile (writes),
+    """The schema a request names: Accept-Profile (reads, OPTIONS) or Content-Profile (writes),
     the first exposed schema by default; 406 PGRST106 for one not exposed."""
-    name = "accept-profile" if method in ("GET", "HEAD") else "content-profile"
+    name = "accept-profile" if method in ("GET", "HEAD", "OPTIONS") else "content-profile"
     wanted = headers.get(name)
     if wanted is None:
         return exposed[0]

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "pgrst"
 # Unique across the process's schema caches: statements are cached by generation.
 _GENERATIONS = itertools.count(1)
-Cardinality = Literal["many-to-one", "one-to-many", "one-to-one"]
+Cardinality = Literal["many-to-one", "one-to-many", "one-to-one", "many-to-many"]
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,34 @@ class Relationship:
     foreign_table: str
     foreign_columns: tuple[str, ...]
     cardinality: Cardinality
+    # Many-to-many: through ``junction``, whose ``junction_columns`` equal ``columns`` of
+    # ``table`` (its key ``constraint``) and whose ``junction_foreign_columns`` equal
+    # ``foreign_columns`` of ``foreign_table`` (its key ``junction_constraint``).
+    junction: str | None = None
+    junction_columns: tuple[str, ...] = ()
+    junction_foreign_columns: tuple[str, ...] = ()
+    junction_constraint: str = ""
 
     @property
     def to_one(self) -> bool:
-        return self.cardinality != "one-to-many"
+        return self.cardinality in ("many-to-one", "one-to-one")
 
     def described(self) -> dict[str, str]:
         """PostgREST's description of the relationship, in an ambiguity's details."""
+        if self.junction is not None:
+            relationship = (
+                f"{self.junction} using {self.constraint}({', '.join(self.junction_columns)})"
+                f" and {self.junction_constraint}({', '.join(self.junction_foreign_columns)})"
+            )
+        else:
+            relationship = (
+                f"{self.constraint} using {self.table}({', '.join(self.columns)})"
+                f" and {self.foreign_table}({', '.join(self.foreign_columns)})"
+            )
         return {
             "cardinality": self.cardinality,
             "embedding": f"{self.table} with {self.foreign_table}",
-            "relationship": f"{self.constraint} using {self.table}({', '.join(self.columns)})"
-            f" and {self.foreign_table}({', '.join(self.foreign_columns)})",
+            "relationship": relationship,
         }
 
 
@@ -179,29 +195,55 @@ class SchemaCache:
                         key.constraint, origin.schema, origin.name, key.foreign_columns,
                         other.name, key.columns, "one-to-one" if one else "one-to-many",
                     ))  # fmt: skip
+            found += self._many_to_many(origin, other)
         if other is None and any(self._is_table(r) for r in found):
             # Named by a column or constraint: a table's key, not its copies on views.
             found = [r for r in found if self._is_table(r)]
         if hint is not None:
             found = [
                 r for r in found
-                if hint in (r.constraint, r.foreign_table) or hint in r.columns
+                if hint in (r.constraint, r.foreign_table, r.junction) or hint in r.columns
                 or hint in r.foreign_columns
             ]  # fmt: skip
-        unique: dict[tuple[str, str, Cardinality], Relationship] = {}
+        unique: dict[tuple[str, str, Cardinality, str | None], Relationship] = {}
         for relationship in found:
             unique.setdefault(
-                (relationship.constraint, relationship.foreign_table, relationship.cardinality),
+                (relationship.constraint, relationship.foreign_table, relationship.cardinality,
+                 relationship.junction),
                 relationship,
-            )
+            )  # fmt: skip
         return list(unique.values())
+
+    def _many_to_many(self, origin: Relation, target: Relation) -> list[Relationship]:
+        """``origin`` to ``target`` through each junction table: one with a foreign key to
+        each, both keys' columns in its primary key (PostgREST's rule)."""
+        found: list[Relationship] = []
+        for (schema, _), junction in self.relations.items():
+            if schema != origin.schema or not junction.is_table or not junction.primary_key:
+                continue
+            if junction.name in (origin.name, target.name):
+                continue
+            primary = set(junction.primary_key)
+            for mine in junction.foreign_keys:
+                if (mine.foreign_schema, mine.foreign_table) != (origin.schema, origin.name):
+                    continue
+                for theirs in junction.foreign_keys:
+                    if theirs is mine or (theirs.foreign_schema, theirs.foreign_table) != (
+                        target.schema, target.name
+                    ):  # fmt: skip
+                        continue
+                    if not set(mine.columns) | set(theirs.columns) <= primary:
+                        continue
+                    found.append(Relationship(
+                        mine.constraint, origin.schema, origin.name, mine.foreign_columns,
+                        target.name, theirs.foreign_columns, "many-to-many", junction.name,
+                        mine.columns, theirs.columns, theirs.constraint,
+                    ))  # fmt: skip
+        return found
 
     def _is_table(self, relationship: Relationship) -> bool:
         target = self.relations.get((relationship.schema, relationship.foreign_table))
         return target is not None and target.is_table
-
-    def target_relation(self, origin: Relation, relationship: Relationship) -> Relation:
-        return self.relation(origin.schema, relationship.foreign_table)
 
 
 RELATIONS = """
