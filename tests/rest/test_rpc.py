@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+import orjson
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from syntera.app import create_app
 from syntera.config import Settings
@@ -188,3 +193,37 @@ async def test_rows_of_a_table_embed_and_obey_row_level_security(
         headers={**WRITE, **auth(tenant_a.member)},
     )
     assert other.json() == []
+
+
+ARGUMENT_NAMES = ["a", "b", "c", "n", "name", "tags", "note", "x", ""]
+argument_values = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=6)
+argument_values = argument_values | st.lists(argument_values, max_size=3)
+
+
+@examples(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    function=st.sampled_from(["add", "greet", "echo", "numbers", "squares", "tags_of", "note"]),
+    arguments=st.dictionaries(st.sampled_from(ARGUMENT_NAMES), argument_values, max_size=3)
+    | argument_values,
+    by_get=st.booleans(),
+    extra=st.sampled_from(["", "select=value", "value=gt.1", "order=label.desc", "limit=x"]),
+)
+async def test_no_call_is_a_server_error(
+    rpc_app: httpx.AsyncClient, function: str, arguments: Any, by_get: bool, extra: str
+) -> None:
+    if by_get:
+        pairs = arguments.items() if isinstance(arguments, dict) else []
+        query = "&".join(f"{quote(k)}={quote(str(v))}" for k, v in pairs)
+        response = await rpc_app.get(f"/rest/v1/rpc/{function}?{query}&{extra}", headers=READ)
+    else:
+        response = await rpc_app.post(
+            f"/rest/v1/rpc/{function}?{extra}",
+            content=orjson.dumps(arguments),
+            headers={**WRITE, "Content-Type": "application/json", "Prefer": "tx=rollback"},
+        )
+    assert response.status_code < 500, (function, arguments, by_get, extra, response.text)

@@ -28,7 +28,7 @@ def handlers() -> Mapping[tuple[bool, str], Handler]:
     """The handler of each (is it an RPC, method): reads here; writes and RPC plug in
     beside them."""
     return {
-        (False, "GET"): read, (False, "HEAD"): read,
+        (False, "GET"): read, (False, "HEAD"): read, (False, "OPTIONS"): options,
         (False, "POST"): insert, (False, "PATCH"): update, (False, "DELETE"): delete,
         (False, "PUT"): put,
         (False, "OPTIONS"): options,

@@ -1,5 +1,7 @@
-"""``POST``, ``PATCH`` and ``DELETE`` on ``/rest/v1/<table>``: one statement, one round
-trip, PostgREST's semantics.
+"""``POST``, ``PUT``, ``PATCH`` and ``DELETE`` on ``/rest/v1/<table>``: one statement, one
+round trip, PostgREST's semantics (upserts by ``Prefer: resolution`` and ``on_conflict``,
+``columns=`` and ``Prefer: missing=default``, ``text/csv`` bodies, ``limit``/``order`` on
+PATCH and DELETE, ``Prefer: max-affected`` with ``handling=strict``).
 
 The body travels as one bound JSON parameter and PostgreSQL reads it into the table's
 row type (``json_populate_recordset(NULL::table, body)``, as PostgREST does), so every
@@ -14,7 +16,9 @@ answer::
 (``select=`` with its embeds); ``minimal`` and ``headers-only`` return only a count (and
 the primary key, for ``Location``). When one object is asked for
 (``application/vnd.pgrst.object+json``) and another number of rows changed, the statement
-itself fails, so the change is rolled back in the same round trip (PostgREST's rule).
+itself fails, so the change is rolled back in the same round trip (PostgREST's rule);
+so does a PATCH or DELETE that changes more rows than a strict ``max-affected`` allows.
+A statement is built once per shape of request (``_cached``).
 """
 
 from __future__ import annotations
