@@ -25,13 +25,11 @@ __all__ = ["PREFIX", "RestPaths", "handlers", "serving_rest"]
 
 
 def handlers() -> Mapping[tuple[bool, str], Handler]:
-    """The handler of each (is it an RPC, method): reads here; writes and RPC plug in
-    beside them."""
+    """The handler of each (is it an RPC, method) pair /rest/v1 answers."""
     return {
         (False, "GET"): read, (False, "HEAD"): read, (False, "OPTIONS"): options,
         (False, "POST"): insert, (False, "PATCH"): update, (False, "DELETE"): delete,
         (False, "PUT"): put,
-        (False, "OPTIONS"): options,
         (True, "GET"): call, (True, "HEAD"): call, (True, "POST"): call,
     }  # fmt: skip
 
