@@ -14,7 +14,7 @@ import pytest
 from bson import ObjectId
 
 from syntera.config import Settings
-from syntera.conversations.store import ConversationStore, indexes
+from syntera.conversations.store import ConversationStore, fill_inbox_fields, indexes
 from syntera.db.mongo import MongoDatabase, create_mongo_client, ensure_indexes, index_status
 from syntera.embedded import StackUrls
 from tests.conftest import StackDatabase
@@ -175,3 +175,49 @@ def database_for_cli(stack: StackUrls) -> StackDatabase:
     from tests.conftest import create_database
 
     return create_database(stack, "cli")
+
+
+@pytest.mark.unscoped_mongo("fill_inbox_fields looks across companies for old conversations")
+async def test_conversations_stored_before_the_inbox_get_its_fields_and_are_listed(
+    database: MongoDatabase,
+) -> None:
+    store = ConversationStore(database)
+    company, agent = uuid.uuid4(), uuid.uuid4()
+    started = datetime(2024, 5, 1, tzinfo=UTC)
+    old_ids = [ObjectId(), ObjectId()]
+    # As the store wrote them before the inbox: no activity, preview, count or reads.
+    await database["conversations"].insert_many([
+        {"company_id": str(company), "_id": old_id, "agent_id": str(agent), "contact_id": None,
+         "user_id": None, "channel": "chat", "status": "active", "started_at": started,
+         "ended_at": None, "tags": [], "threads": [], "summary": None,
+         "summary_updated_at": None, "metadata": {}, "created_at": started,
+         "updated_at": started}
+        for old_id in old_ids
+    ])  # fmt: skip
+    said = [started + timedelta(minutes=minute) for minute in (1, 2)]
+    await database["messages"].insert_many([
+        {"company_id": str(company), "_id": ObjectId(), "conversation_id": str(old_ids[0]),
+         "thread_id": None, "sender_type": "user", "role": "user", "content": text,
+         "message_type": "text", "attachments": [], "ai_metadata": None,
+         "metadata": {"reactions": []}, "sender_id": None, "read_by": [], "created_at": at}
+        for text, at in (("Hello", said[0]), ("Where is my order?", said[1]))
+    ])  # fmt: skip
+    assert (await store.list_conversations(company)).documents == []  # not listed yet
+
+    assert await fill_inbox_fields(database) == 2
+    assert await fill_inbox_fields(database) == 0  # rerun: nothing left to fill
+
+    talked = await store.get_conversation(company, old_ids[0])
+    silent = await store.get_conversation(company, old_ids[1])
+    assert talked is not None
+    assert silent is not None
+    assert talked["last_activity_at"] == said[1]
+    assert talked["message_count"] == 2
+    assert talked["last_message"]["content_preview"] == "Where is my order?"
+    assert talked["reads"] == {}
+    assert talked["assignee_id"] is None
+    assert silent["last_activity_at"] == started
+    assert silent["message_count"] == 0
+    assert silent["last_message"] is None
+    listed = await store.list_conversations(company)
+    assert [document["_id"] for document in listed.documents] == [old_ids[0], old_ids[1]]

@@ -142,6 +142,54 @@ def preview(message: Document) -> Document:
     }
 
 
+async def fill_inbox_fields(db: MongoDatabase, batch: int = 500) -> int:
+    """Give conversations stored before the inbox's fields existed their last activity,
+    last message and message count, so the inbox lists them; how many were filled.
+
+    Run by ``syntera migrate`` (safe to rerun: only documents without
+    ``last_activity_at`` are read). It looks across companies on purpose, to find them;
+    every per-conversation read and write then names its company first."""
+    conversations, messages = db[CONVERSATIONS], db[MESSAGES]
+    filled = 0
+    while True:
+        legacy = (
+            await conversations.find(
+                {"last_activity_at": {"$exists": False}},
+                {
+                    "company_id": 1,
+                    "started_at": 1,
+                    "created_at": 1,
+                    "assignee_id": 1,
+                    "reads": 1,
+                    "rating": 1,
+                },
+            )
+            .limit(batch)
+            .to_list()
+        )
+        for document in legacy:
+            company = UUID(document["company_id"])
+            history = scoped(company, conversation_id=str(document["_id"]))
+            newest = await messages.find(history).sort("created_at", DESCENDING).limit(1).to_list()
+            count = await messages.count_documents(history)
+            since = document.get("started_at") or document.get("created_at") or now()
+            fields: Document = {
+                "last_activity_at": newest[0]["created_at"] if newest else since,
+                "last_message": preview(newest[0]) if newest else None,
+                "message_count": count,
+            }
+            for field, empty in (("assignee_id", None), ("reads", {}), ("rating", None)):
+                if field not in document:
+                    fields[field] = empty
+            await conversations.update_one(
+                scoped(company, _id=document["_id"], last_activity_at={"$exists": False}),
+                {"$set": fields},
+            )
+            filled += 1
+        if len(legacy) < batch:
+            return filled
+
+
 @dataclass(frozen=True)
 class Slice:
     """Documents of one page and whether more follow."""
