@@ -473,7 +473,10 @@ class Settings(BaseSettings):
         default="anon", min_length=1, description="The role of a /rest/v1 request without a token."
     )
     rest_max_rows: int | None = Field(
-        default=None, ge=1, description="At most this many rows in one /rest/v1 answer."
+        default=1000,
+        ge=1,
+        description="At most this many rows in one /rest/v1 answer (Supabase's default; "
+        "unset for PostgREST's none).",
     )
     rest_tx_end: Literal["commit", "commit-allow-override"] = Field(
         default="commit",

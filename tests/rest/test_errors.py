@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from tests.rest.conftest import Books
@@ -136,3 +138,44 @@ async def test_options_answers_the_allowed_methods(books: Books) -> None:
     response = await books.client.options("/rest/v1/recent_books",
                                           headers={"accept-profile": "rest_fixtures"})  # fmt: skip
     assert response.headers["allow"] == "OPTIONS,GET,HEAD"
+
+
+async def test_a_json_path_key_or_a_cast_can_never_become_sql(books: Books) -> None:
+    # A key of dashes and digits once went into the statement as it was: "--1" opened a
+    # comment, and a quoted alias holding a newline closed it, so the text after it ran.
+    attack = quote('data->--1,"\nSELECT 1 --":id')
+    response = await books.get(f"authors?select={attack}")
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "PGRST100"
+    response = await books.get("authors?select=id,odd:data->--1,last:data->-1&order=id")
+    assert response.status_code == 200, response.text
+    assert all(row["odd"] is None for row in response.json())  # "--1" is a key, not SQL
+    for cast in ("id::uuid FROM authors", "id::text;drop", "id::int)", "id::text--"):
+        response = await books.get(f"authors?select={quote(cast)}")
+        assert response.status_code == 400, (cast, response.text)
+        assert response.json()["code"] == "PGRST100"
+    casts = await books.rows(
+        "authors?select="
+        + quote("id::double precision,born::timestamp with time zone,tags::text[]")
+        + "&order=id&limit=1"
+    )
+    assert casts[0]["id"] == 1
+    assert casts[0]["born"] is None or "T" in casts[0]["born"]  # now a timestamp
+
+
+@pytest.mark.parametrize("query", ["limit=²", "offset=٣x", "select=id&limit=¹"])
+async def test_digits_that_are_not_ascii_are_400_not_500(books: Books, query: str) -> None:
+    response = await books.get(f"authors?{query}")
+    assert response.status_code == 400, response.text
+
+
+async def test_max_affected_in_digits_that_are_not_ascii_is_refused(books: Books) -> None:
+    response = await books.client.get(
+        "/rest/v1/authors",
+        headers={
+            **books.headers,
+            "accept-profile": "rest_fixtures",
+            "prefer": "handling=strict, max-affected=²".encode("latin-1"),
+        },
+    )
+    assert response.status_code == 400, response.text

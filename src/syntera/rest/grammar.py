@@ -13,6 +13,7 @@ reads the schema: names are checked by the statement builder (``syntera.rest.que
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -211,6 +212,9 @@ class _Text:
             if end < 0:
                 self.at = len(self.text)
                 raise self.fail('a closing "')
+            if any(ord(char) < 0x20 for char in self.text[start:end]):
+                self.at = start
+                raise self.fail("a name without control characters")
             self.at = end + 1
             if end == start:
                 raise self.fail("a name")
@@ -241,6 +245,16 @@ class _Text:
         return Field(self.name(), self.json_path())
 
 
+# A cast names a type: one word (``text``, ``int4``, ``uuid``, ``my_type``) or one of
+# SQL's few multi-word type names, either maybe an array (``[]``). It is written into the
+# statement as it is (a type cannot be a bound value), so nothing else may pass.
+_ONE_WORD_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_MULTI_WORD_TYPES = frozenset({
+    "double precision", "character varying", "bit varying", "timestamp with time zone",
+    "timestamp without time zone", "time with time zone", "time without time zone",
+})  # fmt: skip
+
+
 def _cast(text: _Text) -> str | None:
     if not text.take("::"):
         return None
@@ -248,10 +262,12 @@ def _cast(text: _Text) -> str | None:
     while not text.done() and text.text[text.at] in _CAST_CHARS:
         text.at += 1
     cast = text.text[start : text.at].strip()
-    if not cast or not (cast[0].isalpha() or cast[0] == "_"):
+    base = cast.removesuffix("[]").rstrip()
+    words = " ".join(base.lower().split())
+    if not (_ONE_WORD_TYPE.fullmatch(base) or words in _MULTI_WORD_TYPES):
         text.at = start
         raise text.fail("a type name")
-    return cast
+    return cast if _ONE_WORD_TYPE.fullmatch(base) else words + cast[len(base) :].strip()
 
 
 @lru_cache(maxsize=1024)
@@ -529,7 +545,7 @@ def parse_order(value: str) -> tuple[OrderTerm, ...]:
 
 
 def _count(name: str, value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         if name.endswith("limit") and value.startswith("-") and value[1:].isdigit():
             raise RestError(416, "PGRST103", "Requested range not satisfiable",
                             "Limit should be greater than or equal to zero.")  # fmt: skip

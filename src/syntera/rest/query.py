@@ -18,6 +18,7 @@ over any source, such as a ``WITH pgrst_source AS (INSERT … RETURNING *)``.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ FTS_FUNCTIONS = {
 }  # fmt: skip
 IS_SQL = {"null": "IS NULL", "not_null": "IS NOT NULL", "true": "IS TRUE", "false": "IS FALSE",
           "unknown": "IS UNKNOWN"}  # fmt: skip
+
+
+_ARRAY_INDEX = re.compile(r"-?[0-9]{1,9}")
 
 
 def quote(name: str) -> str:
@@ -142,7 +146,9 @@ def field_sql(alias: str, relation: Relation, target: Field) -> str:
     relation.column(target.name)
     sql = f"{alias}.{quote(target.name)}"
     for step in target.path:
-        key = step.key if step.key.lstrip("-").isdigit() else literal(step.key)
+        # An array index is written as a number only when it is one (ASCII digits, one
+        # leading minus): any other text, "--1" included, would be SQL, so it is a literal.
+        key = step.key if _ARRAY_INDEX.fullmatch(step.key) else literal(step.key)
         sql += ("->>" if step.as_text else "->") + key
     return sql
 

@@ -60,7 +60,7 @@ class Preferences:
                     continue
                 name, _, setting = preference.partition("=")
                 known = setting in PREFERENCES.get(name, ())
-                if known or (name == "max-affected" and setting.isdigit()):
+                if known or (name == "max-affected" and setting.isascii() and setting.isdigit()):
                     chosen.setdefault(name, setting)
                 else:
                     invalid.append(preference)
