@@ -161,6 +161,20 @@ async def test_api_limit_per_user_answers_429_with_retry_after(
         assert (await http.get("/v1/contacts", headers=auth(tenant.admin))).status_code == 200
 
 
+async def test_rest_requests_naming_no_user_are_limited_per_address(
+    settings: Settings, api_urls: StackUrls, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    limited = create_app(settings.model_copy(update={"rate_limit_api_per_minute": 3}), api_urls)
+    async with served(limited, "http://other") as http:
+        codes = [(await http.get("/rest/v1/companies")).status_code for _ in range(4)]
+        assert codes[3] == 429
+        assert all(code != 429 for code in codes[:3])
+        assert (await http.get("/rest/v1/companies")).json()["code"] == "PGRST429"
+        # A signed-in member counts against their own limit, not the address's.
+        member = await http.get("/rest/v1/companies", headers=auth(tenant.member))
+        assert member.status_code == 200
+
+
 async def test_limit_leases_never_admit_more_than_the_limit_across_processes(
     settings: Settings, stack: StackUrls
 ) -> None:

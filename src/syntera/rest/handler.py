@@ -25,6 +25,7 @@ from syntera.api.deps import count_request
 from syntera.api.middleware import HttpMiddleware
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection, run_as
+from syntera.db.redis import global_key
 from syntera.db.slow import ROUTE
 from syntera.errors import RateLimited, Unauthorized
 from syntera.ratelimit import Limiters
@@ -163,7 +164,8 @@ class RestPaths(HttpMiddleware):
                 raise RestError(405, "PGRST117", f"Unsupported HTTP method: {method}")
             credential = credential_of(headers)
             authenticated = credential is not None
-            principal = await _principal(rest, credential)
+            client = scope.get("client")
+            principal = await _principal(rest, credential, client[0] if client else "unknown")
             request = RestRequest(
                 method, path, scope["query_string"].decode("latin-1"), headers,
                 schema_of(headers, method, rest.settings.rest_schema_list), name, rpc,
@@ -193,16 +195,25 @@ class RestPaths(HttpMiddleware):
         await _send(send, answer, head=scope["method"] == "HEAD")
 
 
-async def _principal(rest: Rest, credential: str | None) -> Principal:
+async def _principal(rest: Rest, credential: str | None, address: str) -> Principal:
+    """Who asks; counted against the per-user limit, or, when no user is named (no
+    token, the anon key, the service key), against the same limit per client address,
+    so anonymous requests cannot take the pool unbounded."""
     if credential is None:
         role = rest.settings.rest_anon_role
-        return Principal(role, None, {"role": role})
-    try:
-        caller = rest.authenticate(credential)
-    except Unauthorized as error:
-        raise _jwt_error(error) from error
+        caller = Principal(role, None, {"role": role})
+    else:
+        try:
+            caller = rest.authenticate(credential)
+        except Unauthorized as error:
+            raise _jwt_error(error) from error
     if rest.limiters is not None:
-        await count_request(rest.limiters, caller)
+        if caller.user_id is not None:
+            await count_request(rest.limiters, caller)
+        elif caller.role != "service_role":
+            limiters = rest.limiters
+            key = global_key("rate-rest-address", address)
+            await limiters.enforce(limiters.api_user, key, "anonymous requests per address")
     return caller
 
 
