@@ -127,6 +127,7 @@ async def test_conversations_filter_by_status_channel_agent_contact_and_tag(
         "/v1/conversations", headers=headers,
         params={"limit": 1, "cursor": first.json()["next_cursor"]},
     )  # fmt: skip
+    assert second.status_code == 200, second.text
     assert [c["id"] for c in first.json()["data"] + second.json()["data"]] == [
         voice["id"], email["id"],
     ]  # fmt: skip

@@ -21,7 +21,6 @@ from uuid import UUID
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure
 
 from syntera.db.mongo import Document, IndexSpec, MongoDatabase
 from syntera.db.storable import storable
@@ -225,17 +224,6 @@ async def _page(
         rest = collection.find(query).sort([(time_field, order), ("_id", order)])
         documents += await rest.limit(wanted - len(documents)).to_list()
     return Slice(documents[:limit], len(documents) > limit)
-
-
-# The activity index that leads with each equality filter of the list.
-_ACTIVITY_INDEXES = {
-    "status": "company_status_activity",
-    "assignee_id": "company_assignee_activity",
-    "handled_by": "company_handled_assignee_activity",
-    "agent_id": "company_agent_activity",
-    "channel": "company_channel_activity",
-    "tags": "company_tags_activity",
-}
 
 
 def _next_span(span: timedelta, found: int, missing: int) -> timedelta:
@@ -465,8 +453,6 @@ class ConversationStore:
         # Everything next is before (at, last_id) in (time, id) order; id None: before at.
         at, last_id = after if after is not None else (None, None)
         span = ACTIVITY_WINDOW
-        # The first page's first window reaches down to where the page surely ends.
-        floor = await self._activity_floor(query, wanted) if after is None else None
         while len(found) < wanted:
             needed = wanted - len(found)
             if at is not None and last_id is not None:
@@ -486,9 +472,6 @@ class ConversationStore:
                 continue
             top = at if at is not None else now()
             lower = top - span if span < ACTIVITY_UNBOUNDED else None
-            if floor is not None:
-                lower, floor = floor, None
-                span = max(top - lower, ACTIVITY_WINDOW)
             window: Document = {}
             if at is not None:
                 window["$lt"] = at
@@ -511,30 +494,6 @@ class ConversationStore:
             at, last_id = lower, None
             span = _next_span(span, len(documents), needed - len(documents))
         return Slice(found[:limit], len(found) > limit)
-
-    async def _activity_floor(self, query: Document, wanted: int) -> datetime | None:
-        """A time at or before which the ``wanted`` newest matches lie: the oldest of any
-        ``wanted`` matches, read unsorted along the activity index (which yields the
-        newest first, so the bound is tight). Any ``wanted`` matches give a correct
-        bound; the index only makes it cheap. None when fewer match, or when the index
-        is missing (the windows then find the page alone)."""
-        equal = [name for name in query if name != "company_id" and name in _ACTIVITY_INDEXES]
-        index = _ACTIVITY_INDEXES[equal[0]] if equal else "company_activity"
-        if set(equal) == {"handled_by", "assignee_id"}:
-            index = "company_handled_assignee_activity"
-        try:
-            documents = (
-                await self._conversations.find(query, {"last_activity_at": 1})
-                .hint(index)
-                .limit(wanted)
-                .to_list()
-            )
-        except OperationFailure:
-            return None
-        times: list[datetime] = [
-            d["last_activity_at"] for d in documents if "last_activity_at" in d
-        ]
-        return min(times) if len(times) == wanted else None
 
     # Assignment and rating ---------------------------------------------------------------
 
