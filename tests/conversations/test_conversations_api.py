@@ -4,11 +4,13 @@ and PostgreSQL: life cycle, paging, thread counts, aggregations, isolation, bad 
 from __future__ import annotations
 
 import asyncio
+import base64
 import statistics
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from fastapi import FastAPI
@@ -509,3 +511,13 @@ async def test_a_message_whose_transaction_fails_is_taken_back_from_mongodb(
     threads = (await client.get(f"{base}/threads", headers=headers)).json()
     assert [t["message_count"] for t in threads] == [1]
     assert events(owner_conn, conversation["id"]).count("message.received") == 1
+
+
+async def test_a_cursor_from_the_first_years_is_read_not_a_500(
+    client: httpx.AsyncClient, headers: dict[str, str], tenant: SeededCompany
+) -> None:
+    raw = orjson.dumps(["0001-01-01T00:00:01+00:00", "0" * 24])
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    response = await client.get("/v1/conversations", headers=headers, params={"cursor": cursor})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import orjson
 import psycopg
 
+from syntera.events.model import Event
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
 from tests.widget.helpers import public_key, start_chat
@@ -141,3 +143,43 @@ async def test_a_widget_message_whose_commit_fails_leaves_nothing_in_mongodb(
         f"/v1/conversations/{conversation}/messages", headers=auth(tenant.member)
     )
     assert [m["content"] for m in company_view.json()["data"]] == ["kept"]
+
+
+async def test_the_visitor_never_sees_the_team_s_reading_of_a_message_nor_who_wrote_it(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    key = await public_key(client, auth(tenant.member), tenant.rows["agent_configs"])
+    chat = await start_chat(client, key)
+    conversation_id = chat["conversation"]["id"]
+    visitor = {"X-Api-Key": key, "X-Widget-Session": chat["session_token"]}
+    team = f"/v1/conversations/{conversation_id}/messages"
+    judged = await client.post(team, headers=auth(tenant.member), json={
+        "sender_type": "user", "content": "This is the third time I ask!",
+        "metadata": {"intent": {"name": "complaint", "confidence": 0.93},
+                     "sentiment": {"label": "negative", "score": -0.8}},
+    })  # fmt: skip
+    assert judged.status_code == 201, judged.text
+    reply = await client.post(
+        team, headers=auth(tenant.member), json={"sender_type": "agent", "content": "Sorry!"}
+    )
+    assert reply.json()["sender_id"] == str(tenant.member.user_id)  # the team sees it
+
+    history = await client.get(f"/v1/public/conversations/{conversation_id}/messages",
+                               headers=visitor)  # fmt: skip
+    shown = history.json()["data"]
+    assert [m["content"] for m in shown] == ["This is the third time I ask!", "Sorry!"]
+    assert all(m["sender_id"] is None for m in shown)
+    assert all(m["metadata"]["intent"] is None for m in shown)
+    assert all(m["metadata"]["sentiment"] is None for m in shown)
+
+    # The same message as an event on the widget's stream.
+    event = Event.new("message.created", tenant.company_id, conversation_id, reply.json())
+    widget = event.for_widget()
+    assert widget is not None
+    data = orjson.loads(widget.body)["data"]
+    assert "sender_id" not in data
+    assert data["content"] == "Sorry!"
+    judged_event = Event.new("message.created", tenant.company_id, conversation_id, judged.json())
+    shown_event = judged_event.for_widget()
+    assert shown_event is not None
+    assert "intent" not in orjson.loads(shown_event.body)["data"]["metadata"]

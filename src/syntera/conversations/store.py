@@ -471,7 +471,9 @@ class ConversationStore:
                 last_id = None
                 continue
             top = at if at is not None else now()
-            lower = top - span if span < ACTIVITY_UNBOUNDED else None
+            # A window reaching before year 1 (a cursor from long ago) reads unbounded.
+            reachable = top - datetime.min.replace(tzinfo=top.tzinfo)
+            lower = top - span if span < min(ACTIVITY_UNBOUNDED, reachable) else None
             window: Document = {}
             if at is not None:
                 window["$lt"] = at

@@ -46,6 +46,22 @@ WIDGET_TYPES: frozenset[str] = frozenset(
 )  # fmt: skip
 # Of a conversation, what the widget is shown when it ends or is archived.
 WIDGET_CONVERSATION_FIELDS = ("id", "status", "ended_at")
+# Of a message, what the widget is never shown: the team's reading of it (intent,
+# sentiment) and which teammate wrote it.
+TEAM_MESSAGE_FIELDS = ("sender_id",)
+TEAM_MESSAGE_METADATA = ("intent", "sentiment")
+
+
+def message_for_visitor(message: dict[str, Any]) -> dict[str, Any]:
+    """A message (as JSON) without what only the team may see."""
+    shown = {name: value for name, value in message.items() if name not in TEAM_MESSAGE_FIELDS}
+    if isinstance(shown.get("metadata"), dict):
+        shown["metadata"] = {
+            name: value for name, value in shown["metadata"].items()
+            if name not in TEAM_MESSAGE_METADATA
+        }  # fmt: skip
+    return shown
+
 
 _EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
@@ -124,6 +140,9 @@ class Event:
             envelope = orjson.loads(self.body)
             conversation = envelope["data"]
             envelope["data"] = {name: conversation.get(name) for name in WIDGET_CONVERSATION_FIELDS}
+        elif self.type == "message.created":
+            envelope = orjson.loads(self.body)
+            envelope["data"] = message_for_visitor(envelope["data"])
         else:
             return self
         return replace(self, body=orjson.dumps(envelope), _frame=[])

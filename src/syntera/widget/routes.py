@@ -199,7 +199,7 @@ async def send_message(
     [stored] = await service.append(
         visitor.tx, store, conversation_id, [message], handoff_phrases=phrases
     )
-    return stored
+    return _for_visitor(stored)
 
 
 @public.get("/{conversation_id}/messages", response_model=Page[Message])
@@ -214,11 +214,19 @@ async def read_messages(
 ) -> Page[Message]:
     """The chat's messages, oldest first."""
     await check_session(request, visitor, session, conversation_id)
-    return await service.list_messages(
+    page = await service.list_messages(
         visitor.tx, store, conversation_id,
         thread_id=None, limit=limit,
         cursor=Cursor.decode(cursor) if cursor else None, direction="forward",
     )  # fmt: skip
+    return page.model_copy(update={"data": [_for_visitor(message) for message in page.data]})
+
+
+def _for_visitor(message: Message) -> Message:
+    """A message without what only the team may see: the team's reading of it (intent,
+    sentiment) and which teammate wrote it (as ``Event.for_widget`` does for events)."""
+    metadata = message.metadata.model_copy(update={"intent": None, "sentiment": None})
+    return message.model_copy(update={"sender_id": None, "metadata": metadata})
 
 
 @public.delete("/{conversation_id}/session", status_code=204)
