@@ -5,6 +5,7 @@ or grows long is summarised by its agent's model, and an intent starts a workflo
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from syntera.insights.classifier import Classification, ModelClassifier, parse_answer
 from syntera.insights.examples import DEFAULT_INTENTS
+from syntera.insights.worker import FAIL, RETRY
 from tests.agents.shops import make_agent
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
@@ -287,3 +289,32 @@ async def test_the_model_classifier_asks_the_agents_model_and_falls_back_on_a_ba
     assert first["metadata"]["intent"] == {"name": "purchase", "confidence": 0.9}
     assert first["metadata"]["sentiment"] == {"label": "positive", "score": 0.5}
     assert second["metadata"]["intent"]["name"] == "cancel", "the prototypes answered"
+
+
+async def test_a_failed_summary_with_a_newer_one_pending_ends_instead_of_blocking_retries(
+    make_tenant: MakeTenant, owner_conn: psycopg.Connection
+) -> None:
+    tenant = await make_tenant()
+    token = uuid.uuid4()
+    owner_conn.execute(
+        "INSERT INTO syntera.insight_jobs"
+        " (company_id, kind, conversation_id, status, attempts, lease_token)"
+        " VALUES (%(c)s, 'summarize', 'conv', 'running', 1, %(t)s),"
+        "        (%(c)s, 'summarize', 'conv', 'pending', 0, NULL)",
+        {"c": tenant.company_id, "t": token},
+    )
+    running = owner_conn.execute(
+        "SELECT id FROM syntera.insight_jobs WHERE company_id = %s AND status = 'running'",
+        (tenant.company_id,),
+    ).fetchone()
+    assert running is not None
+    params = {"company_id": tenant.company_id, "ids": [running[0]], "token": token,
+              "error": "the model refused", "max_attempts": 5}  # fmt: skip
+    with owner_conn.transaction():  # as the worker records a failure: both in one unit
+        owner_conn.execute(RETRY, params)
+        owner_conn.execute(FAIL, params)
+    statuses = owner_conn.execute(
+        "SELECT status FROM syntera.insight_jobs WHERE company_id = %s ORDER BY status",
+        (tenant.company_id,),
+    ).fetchall()
+    assert statuses == [("failed",), ("pending",)]

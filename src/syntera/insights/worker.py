@@ -91,6 +91,14 @@ SET status = 'pending', last_error = %(error)s, lease_token = NULL, lease_expire
     run_after = now() + make_interval(secs => least(power(2, attempts)::int, 60))
 WHERE company_id = %(company_id)s AND id = ANY(%(ids)s) AND lease_token = %(token)s
   AND attempts < %(max_attempts)s
+  -- A summary that a newer pending one will write anyway is not retried (a second
+  -- pending one would break insight_jobs_one_summary, and this whole update with it);
+  -- FAIL then ends it.
+  AND NOT (kind = 'summarize' AND EXISTS (
+    SELECT 1 FROM syntera.insight_jobs newer
+    WHERE newer.company_id = insight_jobs.company_id
+      AND newer.conversation_id = insight_jobs.conversation_id
+      AND newer.kind = 'summarize' AND newer.status = 'pending'))
 """
 
 FAIL = """
