@@ -16,6 +16,7 @@ from syntera.config import Settings
 from syntera.conversations.store import scoped
 from syntera.db.mongo import create_mongo_client
 from syntera.embedded import StackUrls
+from syntera.events.model import message_for_visitor
 from tests.api_fixtures import AuthHeaders, serving
 from tests.events.test_member_streams import start
 from tests.events_helpers import refused, subscribe
@@ -70,7 +71,8 @@ async def test_visitor_sees_their_chat_as_a_customer_may_and_nothing_else(
         await stream.nothing_within(0.5)
     assert (mine.event, mine.data["data"]["content"]) == ("message.created", "hello")
     assert mine.data["conversation_id"] == ours
-    assert agent.data["data"] == reply.json()
+    assert agent.data["data"] == message_for_visitor(reply.json())
+    assert "sender_id" not in agent.data["data"]  # which teammate wrote it is the team's
     assert typed.event == "typing"
     assert typed.id is None  # ephemeral: never stored, never replayed
     assert typed.data["data"] == {"state": "start", "by": "member"}  # not which teammate
