@@ -1,5 +1,5 @@
 """What the insights read and write in MongoDB, beside the conversations' store: a
-message's intent and sentiment, a conversation's message count, and the aggregations of
+message's intent and sentiment, and the aggregations of
 the agents' reports. Every filter starts with ``company_id`` (``scoped``), as the
 conversations' store does."""
 
@@ -45,12 +45,6 @@ class InsightStore:
             scoped(company_id, conversation_id=conversation_id, _id=message_id),
             {"$set": changes},
             return_document=ReturnDocument.AFTER,
-        )
-
-    async def count_messages(self, company_id: UUID, conversation_id: str) -> int:
-        """How many messages the conversation has."""
-        return await self._messages.count_documents(
-            scoped(company_id, conversation_id=conversation_id)
         )
 
     # Reports ---------------------------------------------------------------------------

@@ -253,8 +253,8 @@ class InsightWorker:
             for item, result in zip(found, results, strict=True):
                 if item.job.id in owned:
                     await self._store_insights(tx, item, result)
-            for conversation_id in {item.job.conversation_id for item in found}:
-                await self._summary_due(tx, conversation_id)
+            for conversation in {i.job.conversation_id: i.conversation for i in found}.values():
+                await self._summary_due(tx, conversation)
             await tx.conn.execute(DONE, claim.params(list(owned)))
 
     async def _classified(
@@ -302,19 +302,15 @@ class InsightWorker:
         }
         await tx.conn.execute(ENQUEUE_INTENT, {"company_id": tx.company_id, "data": Jsonb(data)})
 
-    async def _summary_due(self, tx: TenantTransaction, conversation_id: str) -> None:
-        """Queue a summary of a conversation ``summary_every_messages`` past its last."""
+    async def _summary_due(self, tx: TenantTransaction, conversation: Document) -> None:
+        """Queue a summary of a conversation ``summary_every_messages`` past its last
+        (its ``message_count`` is kept with every message written)."""
         every = self.settings.summary_every_messages
         if every <= 0:
             return
-        conversation = await self.store.conversations.get_conversation(
-            tx.company_id, ObjectId(conversation_id)
-        )
-        if conversation is None:
-            return
-        count = await self.store.count_messages(tx.company_id, conversation_id)
+        count = int(conversation.get("message_count") or 0)
         if count - int(conversation.get("summary_message_count") or 0) >= every:
-            params = {"company_id": tx.company_id, "conversation_id": conversation_id}
+            params = {"company_id": tx.company_id, "conversation_id": str(conversation["_id"])}
             await tx.conn.execute(REQUEST_SUMMARY, params)
 
     # Summaries ---------------------------------------------------------------------------
@@ -329,7 +325,7 @@ class InsightWorker:
         async with self._unit(claim.company_id) as tx:
             conversation = await self.store.conversations.get_conversation(tx.company_id, oid)
             agent = await _agent(tx, (conversation or {}).get("agent_id"))
-            count = await self.store.count_messages(tx.company_id, job.conversation_id)
+            count = int((conversation or {}).get("message_count") or 0)
             recent = await self.store.conversations.list_messages(tx.company_id, oid, limit=200)
         if conversation is None or agent is None or count == 0:
             await self._done(claim)
