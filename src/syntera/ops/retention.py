@@ -40,24 +40,22 @@ Report = Callable[[str], None]
 
 def purge_events(url: str, older_than: timedelta, batch: int = 10_000) -> int:
     """Delete analytics events created before now - ``older_than``; how many."""
-    cutoff = datetime.now(UTC) - older_than
-    deleted = 0
-    with psycopg.connect(url, autocommit=True) as conn:
-        while True:
-            count = conn.execute(DELETE_EVENTS, {"cutoff": cutoff, "batch": batch}).rowcount
-            deleted += count
-            if count < batch:
-                return deleted
+    return _delete_before(url, DELETE_EVENTS, datetime.now(UTC) - older_than, batch)
 
 
 def unindex_expired_messages(url: str, older_than: timedelta, batch: int = 10_000) -> int:
     """Delete the search index's rows of messages created before now - ``older_than``
     (expired from MongoDB by its TTL index); how many."""
-    cutoff = datetime.now(UTC) - older_than
+    return _delete_before(url, UNINDEX_EXPIRED, datetime.now(UTC) - older_than, batch)
+
+
+def _delete_before(url: str, statement: str, cutoff: datetime, batch: int) -> int:
+    """Run ``statement`` (a DELETE of at most ``batch`` rows older than ``cutoff``) until
+    it deletes a short batch, each batch its own transaction; how many rows in all."""
     deleted = 0
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
-            count = conn.execute(UNINDEX_EXPIRED, {"cutoff": cutoff, "batch": batch}).rowcount
+            count = conn.execute(statement, {"cutoff": cutoff, "batch": batch}).rowcount
             deleted += count
             if count < batch:
                 return deleted
