@@ -33,6 +33,7 @@ from syntera.conversations.schemas import (
     Note,
     RatingCreate,
 )
+from syntera.conversations.search import visitor_name
 from syntera.conversations.service import (
     HEADER,
     access_conversation,
@@ -67,11 +68,6 @@ SELECT 'user', id, email FROM public.users
 """
 
 UNKNOWN_TEAMMATE = "A former teammate"
-
-
-def visitor_name(conversation_id: str) -> str:
-    """An anonymous chat's name: "Visitor" and the last six characters of its id."""
-    return f"Visitor {conversation_id[-6:]}"
 
 
 @dataclass

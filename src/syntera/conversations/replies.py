@@ -37,7 +37,7 @@ from syntera.agents.schemas import Agent
 from syntera.agents.service import read_agent
 from syntera.cache import Cache
 from syntera.config import Settings
-from syntera.conversations import service
+from syntera.conversations import search, service
 from syntera.conversations.store import ConversationStore
 from syntera.db.leases import LeaseLost, lock_leased
 from syntera.db.mongo import Document
@@ -259,7 +259,9 @@ class ReplyWorker:
                 tokens = 0
                 if done is not None:
                     # Stored by a worker that died before its commit (which would have
-                    # published it): published now, once, since the job ends here.
+                    # published and indexed it): done now, once, since the job ends here.
+                    if conversation is not None:
+                        await search.index_messages(tx, conversation, [done])
                     service.publish(tx, "message.created", service.message_out(done))
                     tokens = int((done.get("ai_metadata") or {}).get("tokens_used") or 0)
                 await tx.conn.execute(DONE, {**job.lease, "tokens": tokens})
@@ -380,9 +382,10 @@ class ReplyWorker:
             conversation = await self.store.get_conversation(job.company_id, conversation_oid)
             agent = await _agent(tx, job.agent_id)
             if _answerable(conversation, agent):  # else dropped: disabled, handed off, ended
+                assert conversation is not None  # _answerable says so
                 if text.strip() or reply.handoff is None:
                     try:
-                        await service.append_reply(tx, self.store, conversation_oid, document)
+                        await service.append_reply(tx, self.store, conversation, document)
                     except DuplicateKeyError:
                         log.info("reply %s was stored by an earlier attempt", job.id)
                 if reply.handoff is not None:  # the model's own decision, beside its answer

@@ -1,6 +1,6 @@
 """Search over every message of a company: the index (PostgreSQL full text) and its query.
 
-The index is derived from MongoDB, which stays the source of truth (migration 032 says
+The index is derived from MongoDB, which stays the source of truth (migration 028 says
 why it lives in PostgreSQL, the README what production uses). A message is indexed
 in the transaction that stores it, sent with its COMMIT: a rolled-back post leaves no
 row, and indexing costs no round trip of its own. ``syntera maintenance reindex-messages``
@@ -35,7 +35,6 @@ from syntera.db.postgres import TenantConnection
 from syntera.errors import field_error
 from syntera.unit_of_work import TenantTransaction
 
-LANGUAGE = "english"  # the index's text search configuration (migration 032)
 WINDOW = 100  # the newest matches that are ranked
 RECENT_ROWS = 10_000  # the newest messages the first way reads
 STATEMENT_TIMEOUT_MS = 3000
@@ -68,7 +67,8 @@ def index_rows(conversation: Document, messages: Sequence[Document]) -> list[dic
             "channel": conversation.get("channel", "chat"),
             "sender_type": message["sender_type"],
             "created_at": _aware(message["created_at"]).isoformat(),
-            "content": message.get("content") or "",
+            # jsonb (what private.index_messages reads) cannot hold a NUL character.
+            "content": (message.get("content") or "").replace("\x00", ""),
         }
         for message in messages
     ]
@@ -101,13 +101,6 @@ async def follow_contact(
     (what an erasure of a contact finds them by)."""
     params = {"company": tx.company_id, "conversation": conversation_id,
               "contact": contact_id, "remove": False}  # fmt: skip
-    await tx.write_with_commit(MOVE, params)
-
-
-async def forget_conversation(tx: TenantTransaction, conversation_id: str) -> None:
-    """The conversation's messages leave the index (the conversation was deleted)."""
-    params = {"company": tx.company_id, "conversation": conversation_id,
-              "contact": None, "remove": True}  # fmt: skip
     await tx.write_with_commit(MOVE, params)
 
 
@@ -165,7 +158,7 @@ WORDS = "SELECT numnode(websearch_to_tsquery('english', %(q)s)) AS nodes"
 #   one message in RECENT_ROWS / WINDOW (1%) fills the window here.
 # * INDEXED: otherwise the word is rarer, so the GIN index's matches are few: a bitmap
 #   scan, then the newest (private.search_messages: under row-level security a member's
-#   own query could not use the GIN index, migration 032).
+#   own query could not use the GIN index, migration 028).
 RECENT = sql.SQL("""
   SELECT r.* FROM (
     SELECT s.id AS message_id, s.conversation_id, s.contact_id, s.sender_type, s.created_at,

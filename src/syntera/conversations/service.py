@@ -420,14 +420,15 @@ async def _request_reply(
 
 
 async def append_reply(
-    tx: TenantTransaction, store: ConversationStore, conversation_id: ObjectId, document: Document
+    tx: TenantTransaction, store: ConversationStore, conversation: Document, document: Document
 ) -> Message:
-    """Store an agent's (or the system's) message whose _id the caller chose, whole, and
-    publish it; DuplicateKeyError if that _id is already stored (an earlier attempt)."""
+    """Store an agent's (or the system's) message whose _id the caller chose, whole, in
+    ``conversation`` (as the caller read it), and publish it; DuplicateKeyError if that
+    _id is already stored (an earlier attempt)."""
+    conversation_id = conversation["_id"]
     invalidate_cached(tx, conversation_id, MESSAGES)
     documents = await store.append(tx.company_id, conversation_id, [document])
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
-    conversation = await access_conversation(tx, store, str(conversation_id))
     await search.index_messages(tx, conversation, documents)
     message = message_out(documents[0])
     publish(tx, "message.created", message)
@@ -457,7 +458,7 @@ async def hand_off(
     changed = await store.update(tx.company_id, current["_id"], {"handled_by": to})
     if line is not None and current["status"] == "active":
         system = {"sender_type": "system", "role": "system", "content": line}
-        await append_reply(tx, store, current["_id"], system)
+        await append_reply(tx, store, current, system)
     if to == "human" and tx.principal.role == "service_role" and changed is not None:
         changed = await route_to_people(tx, store, changed, reason) or changed
     return _published(tx, "conversation.updated", changed)

@@ -140,7 +140,7 @@ class Event:
             envelope = orjson.loads(self.body)
             conversation = envelope["data"]
             envelope["data"] = {name: conversation.get(name) for name in WIDGET_CONVERSATION_FIELDS}
-        elif self.type == "message.created":
+        elif self.type in ("message.created", "message.reaction", "message.read"):
             envelope = orjson.loads(self.body)
             envelope["data"] = message_for_visitor(envelope["data"])
         else:

@@ -46,7 +46,7 @@ from syntera.ops.distribution import DISTRIBUTED_TABLES
 FORMAT = 2
 # The company's own tables, in foreign-key order (users after companies, then the data).
 TABLES = ("auth.users", "public.companies", "public.users", *DISTRIBUTED_TABLES)
-COLLECTIONS = ("conversations", "messages")
+COLLECTIONS = ("conversations", "messages", "conversation_notes")
 ROWS, DOCUMENTS, FILES = "PostgreSQL rows", "MongoDB documents", "files"
 CHECKED = "archive members checked"
 _RAW = CodecOptions(document_class=RawBSONDocument)

@@ -1,4 +1,4 @@
-"""Saved replies: one table of the company's (public.saved_replies, migration 030), every
+"""Saved replies: one table of the company's (public.saved_replies, migration 027), every
 member's to create, change and delete; the database's policies keep each company's."""
 
 from __future__ import annotations

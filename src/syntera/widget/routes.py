@@ -45,6 +45,7 @@ from syntera.conversations.schemas import (
 )
 from syntera.db.redis import tenant_key
 from syntera.errors import Forbidden, NotFound, Unauthorized, field_error
+from syntera.events.model import TEAM_MESSAGE_FIELDS, TEAM_MESSAGE_METADATA
 from syntera.events.routes import (
     STREAM_RESPONSES,
     LastEventIdHeader,
@@ -225,8 +226,8 @@ async def read_messages(
 def _for_visitor(message: Message) -> Message:
     """A message without what only the team may see: the team's reading of it (intent,
     sentiment) and which teammate wrote it (as ``Event.for_widget`` does for events)."""
-    metadata = message.metadata.model_copy(update={"intent": None, "sentiment": None})
-    return message.model_copy(update={"sender_id": None, "metadata": metadata})
+    metadata = message.metadata.model_copy(update=dict.fromkeys(TEAM_MESSAGE_METADATA))
+    return message.model_copy(update={**dict.fromkeys(TEAM_MESSAGE_FIELDS), "metadata": metadata})
 
 
 @public.delete("/{conversation_id}/session", status_code=204)
