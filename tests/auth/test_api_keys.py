@@ -16,6 +16,7 @@ from syntera.auth.tokens import api_key, load_keys
 from syntera.config import Settings
 from tests.api_fixtures import AuthHeaders
 from tests.conftest import TEST_JWT_SECRET, StackDatabase
+from tests.events_helpers import refused, subscribe
 from tests.factories import SeededCompany
 
 
@@ -93,3 +94,17 @@ async def test_an_apikey_of_another_secret_is_refused(
     forged = jwt.encode(claims, "another secret of at least thirty-two bytes", algorithm="HS256")
     headers = {"apikey": forged, "X-Company-Id": str(tenant_a.company_id)}
     assert (await client.get("/v1/contacts", headers=headers)).status_code == 401
+
+
+async def test_a_user_token_in_the_stream_s_query_wins_over_the_anon_key_beside_it(
+    http: httpx.AsyncClient, settings: Settings, auth: AuthHeaders, tenant_a: SeededCompany
+) -> None:
+    # supabase-js sends the anon key as apikey on every request, the stream's own
+    # EventSource-style credential included.
+    anon = api_key(load_keys(settings), "anon")
+    token = auth(tenant_a.member)["Authorization"].removeprefix("Bearer ")
+    async with subscribe(http, "/v1/events", headers={"apikey": anon},
+                         params={"access_token": token}):  # fmt: skip
+        pass
+    alone = await refused(http, "/v1/events", headers={"apikey": anon})
+    assert alone.status_code == 401

@@ -227,3 +227,15 @@ async def test_no_call_is_a_server_error(
             headers={**WRITE, "Content-Type": "application/json", "Prefer": "tx=rollback"},
         )
     assert response.status_code < 500, (function, arguments, by_get, extra, response.text)
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"\\ud800": 1}'])
+async def test_a_body_too_deep_or_with_a_lone_surrogate_is_400_whatever_its_type(
+    rpc_app: httpx.AsyncClient, body: str
+) -> None:
+    # text/plain passes beside the JSON guard of application/json bodies.
+    response = await rpc_app.post(
+        "/rest/v1/rpc/add", content=body, headers={**WRITE, "Content-Type": "text/plain"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "PGRST102"

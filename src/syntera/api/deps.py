@@ -75,8 +75,11 @@ async def stream_principal(
     ] = None,
 ) -> Principal:
     """``principal`` for event streams: the credential may also come as a query
-    parameter."""
-    return await _caller(request, credential_of(request, credentials) or access_token)
+    parameter, which a user's token sent there wins over the ``apikey`` header (the
+    anon key every Supabase client sends beside it)."""
+    if credentials is None and access_token is not None:
+        return await _caller(request, access_token)
+    return await _caller(request, credential_of(request, credentials))
 
 
 async def _caller(request: Request, credential: str | None) -> Principal:

@@ -544,8 +544,13 @@ def parse_order(value: str) -> tuple[OrderTerm, ...]:
         text.expect(",")
 
 
+# At most 18 digits: a count that still fits PostgreSQL's bigint (int() of thousands
+# of digits raises, too).
+MAX_DIGITS = 18
+
+
 def _count(name: str, value: str) -> int:
-    if not (value.isascii() and value.isdigit()):
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_DIGITS:
         if name.endswith("limit") and value.startswith("-") and value[1:].isdigit():
             raise RestError(416, "PGRST103", "Requested range not satisfiable",
                             "Limit should be greater than or equal to zero.")  # fmt: skip

@@ -20,9 +20,8 @@ from syntera.rest.errors import range_error, singular_error
 from syntera.rest.grammar import parse_query
 from syntera.rest.handler import Answer, Rest
 from syntera.rest.query import cached_read
-from syntera.rest.request import CSV, OBJECT, RestRequest, media_type_of, row_range
+from syntera.rest.request import CSV, OBJECT, OBJECT_UTF8, RestRequest, media_type_of, row_range
 
-OBJECT_UTF8 = b"application/vnd.pgrst.object+json; charset=utf-8"
 CSV_UTF8 = b"text/csv; charset=utf-8"
 
 

@@ -10,14 +10,17 @@ from typing import Literal
 from urllib.parse import unquote
 
 from syntera.rest.errors import RestError, media_type_error, range_error, unacceptable_schema
+from syntera.rest.grammar import MAX_DIGITS
 from syntera.tenancy import Principal
 
 JSON = "application/json"
 OBJECT = "application/vnd.pgrst.object+json"
+OBJECT_UTF8 = b"application/vnd.pgrst.object+json; charset=utf-8"
 CSV = "text/csv"
 MediaType = Literal["application/json", "application/vnd.pgrst.object+json", "text/csv"]
 
-_RANGE = re.compile(r"^(?:items=)?\s*(\d+)\s*-\s*(\d*)\s*$")
+# Bounds of at most MAX_DIGITS digits (bigint); anything else is unreadable, and ignored.
+_RANGE = re.compile(r"^(?:items=)?\s*([0-9]{1,18})\s*-\s*([0-9]{0,18})\s*$")
 
 
 PREFERENCES: dict[str, tuple[str, ...]] = {
@@ -60,7 +63,7 @@ class Preferences:
                     continue
                 name, _, setting = preference.partition("=")
                 known = setting in PREFERENCES.get(name, ())
-                if known or (name == "max-affected" and setting.isascii() and setting.isdigit()):
+                if known or (name == "max-affected" and _a_count(setting)):
                     chosen.setdefault(name, setting)
                 else:
                     invalid.append(preference)
@@ -125,6 +128,11 @@ def headers_of(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return headers
+
+
+def _a_count(text: str) -> bool:
+    """ASCII digits that fit a bigint."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS
 
 
 def target_of(path: str) -> tuple[str, bool]:

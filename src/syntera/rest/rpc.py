@@ -21,15 +21,16 @@ import difflib
 import json
 from dataclasses import dataclass
 
+import orjson
 from starlette.types import Receive
 
 from syntera.rest.errors import RestError, range_error, singular_error
 from syntera.rest.grammar import QueryParameters, parse_query
 from syntera.rest.handler import Answer, Rest
 from syntera.rest.query import Builder, Params, quote
-from syntera.rest.request import OBJECT, RestRequest, media_type_of, row_range
+from syntera.rest.request import OBJECT, OBJECT_UTF8, RestRequest, media_type_of, row_range
 from syntera.rest.schema import Column, Function, Parameter, Relation, SchemaCache
-from syntera.rest.writes import OBJECT_UTF8, read_body
+from syntera.rest.writes import read_body
 
 INPUT_MODES = ("i", "b", "v")
 OUTPUT_MODES = ("o", "b", "t")
@@ -166,8 +167,8 @@ def _arguments(
         query = parse_query(request.query_string)
         text = raw.decode("utf-8", errors="replace").strip() or "{}"
         try:
-            document = json.loads(text)
-        except ValueError as error:
+            document = orjson.loads(text)  # bounded depth, no lone surrogates
+        except orjson.JSONDecodeError as error:
             raise RestError(400, "PGRST102", "Empty or invalid json", str(error)) from error
         single = request.preferences.params == "single-object"
         if not isinstance(document, dict) and not single:

@@ -48,10 +48,9 @@ from syntera.rest.grammar import (
 )
 from syntera.rest.handler import Answer, Rest
 from syntera.rest.query import Builder, Params, literal, path_ids, quote, read_shape, read_values
-from syntera.rest.request import OBJECT, RestRequest, media_type_of
+from syntera.rest.request import OBJECT, OBJECT_UTF8, RestRequest, media_type_of
 from syntera.rest.schema import Relation, SchemaCache
 
-OBJECT_UTF8 = b"application/vnd.pgrst.object+json; charset=utf-8"
 # The singular check fails the statement with this text in a cast error (22P02): the
 # only way plain SQL can abort its own transaction, and so roll the change back in the
 # same round trip. The row count follows the marker.
