@@ -12,7 +12,12 @@ import httpx
 import psycopg
 from fastapi import FastAPI
 
-from syntera.insights.classifier import Classification, ModelClassifier, parse_answer
+from syntera.insights.classifier import (
+    Classification,
+    ModelClassifier,
+    effective_labels,
+    parse_answer,
+)
 from syntera.insights.examples import DEFAULT_INTENTS
 from syntera.insights.worker import FAIL, RETRY
 from tests.agents.shops import make_agent
@@ -318,3 +323,14 @@ async def test_a_failed_summary_with_a_newer_one_pending_ends_instead_of_blockin
         (tenant.company_id,),
     ).fetchall()
     assert statuses == [("failed",), ("pending",)]
+
+
+def test_a_company_s_labels_count_once_and_an_empty_one_not_at_all() -> None:
+    assert effective_labels(["refund", "refund", "", "upgrade"]) == ("refund", "upgrade")
+    assert effective_labels([""]) == DEFAULT_INTENTS
+    assert effective_labels(None) == DEFAULT_INTENTS
+
+
+def test_a_model_answer_with_a_number_beyond_a_float_is_no_answer() -> None:
+    answer = '{"intent": "question", "confidence": 1' + "0" * 400 + ', "sentiment": "neutral"}'
+    assert parse_answer(answer, DEFAULT_INTENTS) is None

@@ -200,3 +200,20 @@ def test_percentiles_are_by_nearest_rank() -> None:
     assert nearest_rank([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
     assert nearest_rank([float(n) for n in range(1, 11)], 0.9) == 9.0
     assert nearest_rank([float(n) for n in range(1, 12)], 0.9) == 10.0
+
+
+async def test_scores_a_client_wrote_outside_minus_one_to_one_are_not_sentiments(
+    app: FastAPI, client: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant
+) -> None:
+    company = await make_tenant()
+    headers = auth(company.member)
+    agent = (await make_agent(client, headers, name="Huge"))["id"]
+    for hour in (10, 11):  # two of them once overflowed the mean: a 500
+        await seed(app, company, agent, at(hour), [visitor(at(hour), 1e308)])
+    day = DAY.date().isoformat()
+    response = await client.get(
+        "/v1/reports/agents", headers=headers, params={"from": day, "to": day}
+    )
+    assert response.status_code == 200, response.text
+    [row] = response.json()["rows"]
+    assert (row["sentiment_start"], row["sentiment_end"]) == (None, None)

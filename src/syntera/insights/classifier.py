@@ -7,7 +7,7 @@ Two classifiers answer the same question; ``SYNTERA_INSIGHTS_CLASSIFIER`` picks 
 - ``PrototypeClassifier`` (the default): the message's all-MiniLM-L6-v2 embedding (the
   model the knowledge base already runs, in the shared model process) is compared with
   the embeddings of labelled examples shipped in ``syntera.insights.examples``. A label's
-  similarity is the mean of its three nearest examples; the confidence is a softmax over
+  similarity is the mean of its ``NEAREST`` nearest examples; the confidence is a softmax over
   the labels' similarities. A company's own label has no shipped examples: its name is
   its one example. Nothing is downloaded and nothing is trained at run time; the
   examples' vectors are computed once per process.
@@ -73,8 +73,9 @@ class Classifier(Protocol):
 
 
 def effective_labels(labels: Sequence[str] | None) -> tuple[str, ...]:
-    """A company's intent labels, or the defaults."""
-    return tuple(labels) if labels else DEFAULT_INTENTS
+    """A company's intent labels (each once, no empty one), or the defaults."""
+    chosen = tuple(dict.fromkeys(label for label in labels or () if label))
+    return chosen or DEFAULT_INTENTS
 
 
 def _softmax(similarities: Matrix) -> Matrix:
@@ -171,7 +172,7 @@ def parse_answer(text: str, labels: Sequence[str]) -> Classification | None:
         sentiment = str(found.get("sentiment", "neutral")).strip().lower()
         confidence = float(found.get("confidence", 0.5))
         score = float(found.get("score", 0.0))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):  # float() of a huge integer
         return None
     if intent not in labels or sentiment not in SENTIMENTS:
         return None

@@ -130,7 +130,9 @@ class _Group:
         for values, key in ((self.sentiment_start, "sentiment_start"),
                             (self.sentiment_end, "sentiment_end")):  # fmt: skip
             score = as_float(messages.get(key))
-            if score is not None:
+            # A sentiment score is in [-1, 1]; one a client wrote outside it (they may
+            # send their own) is not a sentiment, and could overflow the mean.
+            if score is not None and -1.0 <= score <= 1.0:
                 values.append(score)
 
     def row(self, day: date, agent_id: UUID, agent_name: str | None) -> AgentDay:

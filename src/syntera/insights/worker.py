@@ -2,7 +2,7 @@
 durably, after the request that caused the work has answered.
 
 Jobs are recorded in the transaction that appends a visitor's message ('classify') or
-ends a conversation ('summarize'), through ``private.request_insight`` (migration 033).
+ends a conversation ('summarize'), through ``private.request_insight`` (migration 029).
 A worker claims a batch of classify jobs (or one summary) under a lease, reads what it
 needs in a short unit of work, classifies or asks the model with no transaction open,
 then, in one unit of work per company under the lease, stores the result in MongoDB,
