@@ -454,3 +454,14 @@ async def test_retention_takes_purged_and_expired_messages_out_of_the_index(
         "SELECT id FROM public.message_search WHERE company_id = %s", (tenant.company_id,)
     ).fetchall()
     assert [row[0] for row in rows] == ["m2"]
+
+
+async def test_a_message_holding_a_nul_character_is_stored_and_found(
+    client: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> None:
+    headers = auth(tenant.member)
+    chat = await conversation(client, headers, tenant)
+    sent = await post(client, headers, chat, "paste from a terminal\u0000 zephyrine")
+    assert sent["content"] == "paste from a terminal\u0000 zephyrine"  # stored as it came
+    found = await search(client, headers, q="zephyrine")
+    assert [hit["message_id"] for hit in found["items"]] == [sent["id"]]

@@ -179,6 +179,10 @@ async def test_the_visitor_never_sees_the_team_s_reading_of_a_message_nor_who_wr
     data = orjson.loads(widget.body)["data"]
     assert "sender_id" not in data
     assert data["content"] == "Sorry!"
+    for kind in ("message.reaction", "message.read"):  # they carry the whole message too
+        again = Event.new(kind, tenant.company_id, conversation_id, reply.json()).for_widget()
+        assert again is not None
+        assert "sender_id" not in orjson.loads(again.body)["data"]
     judged_event = Event.new("message.created", tenant.company_id, conversation_id, judged.json())
     shown_event = judged_event.for_widget()
     assert shown_event is not None
