@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.agents.chats import ASK, AgentChat, MakeWorker
+from tests.agents.chats import ASK, AgentChat, MakeWorker, conversation
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders
 from tests.events_helpers import EventStream, subscribe
@@ -107,6 +107,7 @@ async def test_the_model_hands_off_on_a_request_in_words_no_phrase_holds(
     offered = standin.requests[-1]["tools"]
     assert [tool["function"]["name"] for tool in offered] == ["conversation_handoff"]
     assert await agent_chat.handled_by() == "human"
+    assert (await conversation(http, agent_chat.headers, agent_chat.chat))["handoff_count"] == 1
     assert await agent_chat.senders() == ["user", "system"]
     # The agent says nothing more.
     standin.reset()

@@ -15,6 +15,7 @@ from tests.agents.chats import (
     ASK,
     AgentChat,
     MakeWorker,
+    conversation,
     post_as_user,
     start_conversation,
 )
@@ -122,6 +123,9 @@ async def test_a_model_that_keeps_failing_hands_the_chat_to_people_who_alone_ans
     worker = make_worker(reply_max_attempts=1)
     await asked_of_a_refusing_model(agent_chat, standin, worker)
     assert await agent_chat.handled_by() == "human"
+    assert (await conversation(agent_chat.http, agent_chat.headers, agent_chat.chat))[
+        "handoff_count"
+    ] == 1
     assert await agent_chat.senders() == ["user", "system"]
     # Handed off: the visitor's next message asks nothing of the agent.
     standin.reset()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from syntera.conversations.replies import ReplyWorker
-from tests.agents.chats import ASK, AgentChat, MakeWorker, open_agent_chat
+from tests.agents.chats import ASK, AgentChat, MakeWorker, conversation, open_agent_chat
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.factories import SeededCompany
@@ -43,6 +43,7 @@ async def test_a_spent_monthly_budget_hands_the_next_turn_to_people(
     assert len(standin.requests) == 1
     assert await chat.senders() == ["user", "agent", "user", "system"]
     assert await chat.handled_by() == "human"
+    assert (await conversation(http, chat.headers, chat.chat))["handoff_count"] == 1
     # The analytics of tokens per model count the stored reply.
     stats = await http.get(STATS, headers=headers)
     assert stats.status_code == 200, stats.text
@@ -87,3 +88,4 @@ async def test_nothing_in_the_knowledge_base_twice_in_a_row_hands_off(
     assert len(standin.requests) == 1
     assert await chat.senders() == ["user", "agent", "user", "system"]
     assert await chat.handled_by() == "human"
+    assert (await conversation(http, chat.headers, chat.chat))["handoff_count"] == 1

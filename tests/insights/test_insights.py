@@ -91,6 +91,10 @@ async def test_a_visitors_message_is_classified_after_the_post_and_only_its_team
     assert -1 <= sentiment["score"] <= 1
     assert event.data["data"]["metadata"]["intent"] == intent
     assert not await make_insight_worker().run_once(), "each message is classified once"
+    # The conversation keeps the score for the agents' report.
+    rows = (await http.get("/v1/reports/agents", headers=headers)).json()["rows"]
+    score = round(sentiment["score"], 4)
+    assert [(r["sentiment_start"], r["sentiment_end"]) for r in rows] == [(score, score)]
 
 
 async def test_the_widget_never_receives_a_messages_intent(

@@ -109,6 +109,12 @@ class Conversation(Output):
         description="Messages the signed-in member has not read (null for the service key).",
     )
     rating: Rating | None = Field(default=None, description="The visitor's rating, once ended.")
+    handoff_count: int = Field(
+        default=0, description="How many times the conversation passed to people."
+    )
+    handed_off_at: datetime | None = Field(
+        default=None, description="When it first passed to people (null: never)."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -455,7 +455,7 @@ async def hand_off(
     if current.get("handled_by", "agent") == to:
         return conversation_out(current)
     invalidate_cached(tx, current["_id"], HEADER)
-    changed = await store.update(tx.company_id, current["_id"], {"handled_by": to})
+    changed = await store.hand_to(tx.company_id, current["_id"], to)
     if line is not None and current["status"] == "active":
         system = {"sender_type": "system", "role": "system", "content": line}
         await append_reply(tx, store, current, system)

@@ -22,6 +22,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
+from syntera.conversations import figures
 from syntera.db.mongo import Document, IndexSpec, MongoDatabase
 from syntera.db.storable import storable
 
@@ -336,6 +337,9 @@ class ConversationStore:
             message_count=0,
             reads={},
             rating=None,
+            handoff_count=0,
+            handed_off_at=None,
+            figures=figures.empty(),
             created_at=moment,
             updated_at=moment,
         )
@@ -496,6 +500,46 @@ class ConversationStore:
             at, last_id = lower, None
             span = _next_span(span, len(documents), needed - len(documents))
         return Slice(found[:limit], len(found) > limit)
+
+    # Hand-offs and the report's figures ---------------------------------------------------
+
+    async def hand_to(
+        self, company_id: UUID, conversation_id: ObjectId, to: Literal["agent", "human"]
+    ) -> Document | None:
+        """Put the conversation in the agent's or people's hands; a hand-off to people
+        is counted (``handoff_count``) and the first one's time kept (``handed_off_at``),
+        since ``handled_by`` alone forgets a hand-off once the agent has it back."""
+        moment = now()
+        update: Document = {"$set": {"handled_by": to, "updated_at": moment}}
+        if to == "human":
+            update["$inc"] = {"handoff_count": 1}
+        changed = await self._conversations.find_one_and_update(
+            scoped(company_id, _id=conversation_id), update, return_document=ReturnDocument.AFTER
+        )
+        if to == "human" and changed is not None and changed.get("handed_off_at") is None:
+            # The first hand-off's time, once (a concurrent first hand-off keeps its own).
+            changed = await self._conversations.find_one_and_update(
+                scoped(company_id, _id=conversation_id, handed_off_at=None),
+                {"$set": {"handed_off_at": moment}},
+                return_document=ReturnDocument.AFTER,
+            ) or await self.get_conversation(company_id, conversation_id)
+        return changed
+
+    async def note_sentiment(
+        self, company_id: UUID, conversation_id: ObjectId, at: datetime, score: float
+    ) -> None:
+        """A visitor's message written at ``at`` was classified with ``score``: it is
+        the conversation's starting sentiment if no earlier message's is known, its
+        ending one if no later message's is."""
+        value = {"at": at, "score": score}
+        for key, later in (("sentiment_start", "$gt"), ("sentiment_end", "$lt")):
+            field = f"{figures.FIGURES}.{key}"
+            await self._conversations.update_one(
+                scoped(company_id, _id=conversation_id,
+                       **{figures.FIGURES: {"$exists": True}},
+                       **{"$or": [{field: None}, {f"{field}.at": {later: at}}]}),
+                {"$set": {field: value}},
+            )  # fmt: skip
 
     # Assignment and rating ---------------------------------------------------------------
 
@@ -690,15 +734,21 @@ class ConversationStore:
             await self._messages.insert_many(documents, ordered=True)
         await self._count_in_threads(company_id, conversation_id, documents, 1)
         # The inbox's preview, order and unread counts, kept with the messages.
+        # The report's figures (syntera.conversations.figures) in the same update.
+        update = figures.on_append(documents, at)
+        update["$inc"]["message_count"] = len(documents)
+        update["$set"] = {"last_message": preview(documents[-1]), "last_activity_at": at}
         after = await self._conversations.find_one_and_update(
             scoped(company_id, _id=conversation_id),
-            {
-                "$inc": {"message_count": len(documents)},
-                "$set": {"last_message": preview(documents[-1]), "last_activity_at": at},
-            },
-            projection={"message_count": 1},
+            update,
+            projection={"message_count": 1, figures.FIGURES: 1},
             return_document=ReturnDocument.AFTER,
         )
+        if figures.answers_first(after, documents, at):
+            await self._conversations.update_one(
+                scoped(company_id, _id=conversation_id, **{"figures.first_answer_at": None}),
+                {"$set": {"figures.first_answer_at": at}},
+            )
         if reader is not None and after is not None:
             await self.read_up_to(company_id, conversation_id, reader, after["message_count"])
         return documents
@@ -731,9 +781,12 @@ class ConversationStore:
             )
         )
         await self._count_in_threads(company_id, conversation_id, documents, -1)
+        tokens, cost = figures.spent(documents)
         await self._conversations.update_one(
-            scoped(company_id, _id=conversation_id), {"$inc": {"message_count": -len(documents)}}
-        )
+            scoped(company_id, _id=conversation_id),
+            {"$inc": {"message_count": -len(documents), "figures.tokens": -tokens,
+                      "figures.cost": -cost}},
+        )  # fmt: skip
 
     async def get_message(
         self, company_id: UUID, conversation_id: ObjectId, message_id: ObjectId

@@ -1,13 +1,14 @@
 """The reports on the agents' work: per day and per agent, what the team needs to judge
 how well its agents answer.
 
-MongoDB does the reading: one aggregation over the period's conversations, and one over
-the company's messages from the period's start to a week after its end (first visitor
-message, first answer after it, tokens, cost, sentiment scores), grouped by
-conversation; messages of conversations started outside the period are dropped. The
-per-(day, agent) figures are then put together here: medians and 90th percentiles are
-exact (nearest rank) on every MongoDB version, where ``$percentile`` (7.0+) is
-approximate. The period is bounded
+Each conversation keeps its own figures as it happens (``syntera.conversations.
+figures``: first visitor message and first answer, tokens, cost, first and last
+sentiment scores, hand-offs), so the report reads the period's conversations once and
+puts the per-(day, agent) figures together here. Conversations stored before those
+figures existed are worked out from their messages (one aggregation over the company's
+messages from the period's start to a week after its end, grouped by conversation),
+and only when the period holds some. Medians and 90th percentiles are exact (nearest
+rank) on every MongoDB version, where ``$percentile`` (7.0+) is approximate. The period is bounded
 (at most ``MAX_DAYS``), and every read is the caller's company's. The definitions below
 are returned with every report and documented in docs/reports.md.
 """
@@ -43,11 +44,13 @@ DEFINITIONS: dict[str, str] = {
     "have both; p50 and p90 by nearest rank, in milliseconds.",
     "resolution_ms": "Time from the start of a conversation to its end, over the "
     "conversations that ended; p50 and p90 by nearest rank, in milliseconds.",
-    "handoff_rate": "Share of the conversations in people's hands (handled_by human) when "
-    "the report is read: the agent handed them off, the visitor asked for a person, or a "
-    "teammate took over.",
-    "resolved_by_agent_rate": "Share of the conversations that ended while in the agent's "
-    "hands (never passed to people, or handed back to the agent before the end).",
+    "handoff_rate": "Share of the conversations that passed to people at least once "
+    "(handoff_count > 0), whoever has them now: the visitor asked for a person, the "
+    "knowledge base had nothing twice, the model failed, the token budget was spent, a "
+    "teammate replied or took over (POST /handoff). Conversations stored before hand-offs "
+    "were counted: those in people's hands when the report is read.",
+    "resolved_by_agent_rate": "Share of the conversations that ended without ever passing "
+    "to people (a conversation handed back to the agent still counts as handed off).",
     "tokens_per_conversation": "Tokens of the agent's answers (ai_metadata.tokens_used: "
     "prompt and completion) divided by the conversations.",
     "cost_per_conversation": "Dollars of the agent's answers (ai_metadata.cost, priced by "
@@ -105,18 +108,30 @@ class _Group:
     ratings: list[float] = field(default_factory=list)
 
     def add(self, conversation: Document, messages: Document | None) -> None:
+        """Count one conversation: its figures kept on it (``syntera.conversations.
+        figures``), else (stored before them) ``messages``, what its messages add up to."""
         self.conversations += 1
-        handled_by = conversation.get("handled_by") or "agent"
+        handed_off = handed_to_people(conversation)
         ended_at = conversation.get("ended_at")
-        if handled_by == "human":
+        if handed_off:
             self.handed_off += 1
         if ended_at is not None:
             self.resolution.append(_ms(ended_at - conversation["started_at"]))
-            if handled_by == "agent":
+            if not handed_off:
                 self.resolved_by_agent += 1
         rating = conversation.get("rating")
         if isinstance(rating, dict) and isinstance(rating.get("score"), int | float):
             self.ratings.append(float(rating["score"]))
+        kept = conversation.get("figures")
+        if isinstance(kept, dict):
+            messages = {
+                "first_visitor_at": kept.get("first_visitor_at"),
+                "first_answer_at": kept.get("first_answer_at"),
+                "tokens": kept.get("tokens"),
+                "cost": kept.get("cost"),
+                "sentiment_start": _score(kept.get("sentiment_start")),
+                "sentiment_end": _score(kept.get("sentiment_end")),
+            }
         if messages is None:
             return
         first_visitor, first_answer = (
@@ -154,6 +169,19 @@ class _Group:
         )
 
 
+def handed_to_people(conversation: Document) -> bool:
+    """Whether the conversation ever passed to people (``handoff_count``; one stored
+    before hand-offs were counted: whether people have it now)."""
+    count = conversation.get("handoff_count")
+    if isinstance(count, int):
+        return count > 0
+    return conversation.get("handled_by") == "human"
+
+
+def _score(kept: object) -> float | None:
+    return as_float(kept.get("score")) if isinstance(kept, dict) else None
+
+
 def _ms(delta: timedelta) -> float:
     return round(delta.total_seconds() * 1000, 1)
 
@@ -187,7 +215,10 @@ async def gather(
     """The company's conversations started in [begin, finish), and what their messages
     add up to, by conversation id."""
     conversations = await store.report_conversations(company_id, begin, finish, agent_id)
-    ids = {str(document["_id"]) for document in conversations}
+    # Only conversations stored before their figures were kept need their messages read.
+    ids = {str(d["_id"]) for d in conversations if not isinstance(d.get("figures"), dict)}
+    if not ids:
+        return conversations, {}
     found = await store.report_messages(company_id, begin, finish + MESSAGES_AFTER)
     return conversations, {str(d["_id"]): d for d in found if str(d["_id"]) in ids}
 

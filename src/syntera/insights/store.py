@@ -13,6 +13,7 @@ from uuid import UUID
 from bson import ObjectId
 from pymongo import ReturnDocument
 
+from syntera.conversations import figures
 from syntera.conversations.store import CONVERSATIONS, MESSAGES, ConversationStore, scoped
 from syntera.db.mongo import Document
 
@@ -41,11 +42,17 @@ class InsightStore:
         """Set ``metadata.intent`` and ``metadata.sentiment`` of a message; the message
         after, or None if it is gone."""
         changes = {f"metadata.{key}": value for key, value in metadata.items()}
-        return await self._messages.find_one_and_update(
+        changed = await self._messages.find_one_and_update(
             scoped(company_id, conversation_id=conversation_id, _id=message_id),
             {"$set": changes},
             return_document=ReturnDocument.AFTER,
         )
+        score = figures.usable_score(metadata)
+        if changed is not None and score is not None and ObjectId.is_valid(conversation_id):
+            await self.conversations.note_sentiment(
+                company_id, ObjectId(conversation_id), changed["created_at"], score
+            )
+        return changed
 
     # Reports ---------------------------------------------------------------------------
 
@@ -66,7 +73,9 @@ class InsightStore:
                     "ended_at": 1,
                     "status": 1,
                     "handled_by": 1,
+                    "handoff_count": 1,
                     "rating": 1,
+                    "figures": 1,
                     "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$started_at"}},
                 }
             },
