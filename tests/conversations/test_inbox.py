@@ -560,3 +560,32 @@ async def test_erasure_and_company_deletion_reach_notes_read_positions_and_saved
         (tenant.company_id, tenant.company_id, staying.company_id),
     ).fetchall()
     assert counts == [(False, 2)]  # the staying company's: the factory's and this one
+
+
+async def test_a_removed_member_leaves_their_open_conversations_to_the_team(
+    http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+) -> None:  # fmt: skip
+    tenant, other = await make_tenant(), await make_tenant()
+    owner, leaving = auth(tenant.owner), tenant.admin.user_id
+    waiting, answered, closed = [(await start(http, owner, tenant))["id"] for _ in range(3)]
+    await ok(http.post(f"/v1/conversations/{waiting}/handoff", headers=owner, json={"to": "human"}))
+    for cid in (waiting, answered, closed):
+        await ok(http.post(f"/v1/conversations/{cid}/assign", headers=owner,
+                           json={"assignee_id": str(leaving)}))  # fmt: skip
+    await ok(http.post(f"/v1/conversations/{closed}/end", headers=owner))
+    # Another company's owner cannot remove them, nor free their conversations.
+    foreign = await http.delete(f"/v1/team/{leaving}", headers=auth(other.owner))
+    assert foreign.status_code == 404, foreign.text
+    assert (await row(http, owner, waiting))["assignee_id"] == str(leaving)
+    async with (
+        subscribe(http, "/v1/events", headers=owner) as team,
+        subscribe(http, "/v1/events", headers=auth(other.owner)) as stranger,
+    ):
+        await ok(http.delete(f"/v1/team/{leaving}", headers=owner), 204)
+        freed = [(await next_of(team, "conversation.updated")).data["data"] for _ in range(2)]
+        await stranger.nothing_within(0.5)
+    assert {c["id"] for c in freed} == {waiting, answered}
+    assert all(c["assignee_id"] is None and c["contact_name"] for c in freed)
+    assert (await row(http, owner, answered))["assignee_id"] is None
+    assert (await row(http, owner, closed))["assignee_id"] == str(leaving)  # ended: as it was
+    assert [c["id"] for c in await listing(http, owner, view="needs_person")] == [waiting]

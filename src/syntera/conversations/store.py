@@ -564,6 +564,22 @@ class ConversationStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def release(self, company_id: UUID, user_id: UUID) -> list[Document]:
+        """Unassign the member's active conversations (they left the company); the
+        conversations after. Each is cleared only if it is still theirs."""
+        theirs = scoped(company_id, assignee_id=str(user_id), status="active")
+        ids = [d["_id"] for d in await self._conversations.find(theirs, {"_id": 1}).to_list()]
+        released = []
+        for oid in ids:
+            after = await self._conversations.find_one_and_update(
+                scoped(company_id, _id=oid, assignee_id=str(user_id)),
+                {"$set": {"assignee_id": None, "updated_at": now()}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if after is not None:
+                released.append(after)
+        return released
+
     async def open_conversations_of(
         self, company_id: UUID, user_ids: list[UUID]
     ) -> dict[UUID, int]:
