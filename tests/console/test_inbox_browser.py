@@ -332,3 +332,58 @@ async def test_agent_answer_grows_live_in_the_inbox(
         grown = await page.evaluate("window.grown")
         assert "Refunds " in grown, grown  # a part was shown before the whole answer
         console.clean()
+
+
+async def test_saved_replies_are_edited_and_notes_paged_beyond_the_first_fifty(
+    browser: Any, console_url: str, http: httpx.AsyncClient, owner_url: str
+) -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=15_000)
+    owner = make_account(owner_url, company=f"Edits {uuid.uuid4().hex[:6]}")
+    other = make_account(owner_url, company=f"Other {uuid.uuid4().hex[:6]}")
+    headers = await sign_in(http, owner)
+    thanks = await post(http, "/v1/saved-replies", headers,
+                        {"shortcut": "thanks", "content": "Thanks!"})  # fmt: skip
+    taken = await post(http, "/v1/saved-replies", headers, {"shortcut": "bye", "content": "Bye."})
+    agent = await post(http, "/v1/agents", headers,
+                       {"name": "Concierge", "system_prompt": "Hi.", "enabled": False})  # fmt: skip
+    started = await post(http, "/v1/conversations", headers, {"agent_id": agent["id"]})
+    for n in range(1, 53):
+        await post(http, f"/v1/conversations/{started['id']}/notes", headers,
+                   {"body": f"note number {n}"})  # fmt: skip
+
+    console = await open_console(browser, console_url, owner)
+    page = console.page
+    await console.go("replies")
+    row = page.locator(f"li[data-id='{thanks['id']}']")
+    await row.get_by_role("button", name="Edit /thanks").click()
+    await row.get_by_label("Text").fill("Thank you for waiting!")
+    await row.get_by_label("Shortcut").fill("bye")  # another reply's: refused, kept open
+    await row.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("alert")).to_be_visible()
+    await row.get_by_label("Shortcut").fill("wait")
+    await row.get_by_role("button", name="Save changes").click()
+    await expect(row).to_contain_text("/wait Thank you for waiting!")
+    await page.get_by_role("button", name="Delete /bye").click()
+    await expect(page.locator("li", has_text="/bye")).to_have_count(0)
+    listed = (await http.get("/v1/saved-replies", headers=headers)).json()["data"]
+    assert [(r["shortcut"], r["content"]) for r in listed] == [("wait", "Thank you for waiting!")]
+    # Another company's member can neither change nor delete the team's replies.
+    stranger = await sign_in(http, other)
+    [kept] = listed
+    for method in ("PATCH", "DELETE"):
+        refused = await http.request(method, f"/v1/saved-replies/{kept['id']}", headers=stranger,
+                                     json={"content": "x"} if method == "PATCH" else None)  # fmt: skip
+        assert refused.status_code == 404, refused.text
+    assert (await http.get(f"/v1/saved-replies/{taken['id']}", headers=headers)).status_code == 404
+
+    await console.go(f"inbox/{started['id']}")
+    notes = page.locator(".notes-list > li")
+    await expect(notes).to_have_count(50)
+    await page.get_by_role("button", name="More notes").click()
+    await expect(notes).to_have_count(52)
+    await expect(notes.nth(51)).to_contain_text("note number 52")
+    await expect(notes.nth(0)).to_contain_text("note number 1")
+    await expect(page.get_by_role("button", name="More notes")).to_be_hidden()
+    console.clean()

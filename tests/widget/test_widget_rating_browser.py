@@ -67,3 +67,51 @@ async def test_visitor_rates_the_chat_when_it_ends(
     assert stored["rating"]["score"] == 4
     assert stored["rating"]["comment"] == "Quick and kind."
     assert problems == []
+
+
+async def test_a_visitor_who_reloads_before_rating_is_asked_again(
+    browser: object,
+    events_url: str,
+    http: httpx.AsyncClient,
+    auth: AuthHeaders,
+    tenant: SeededCompany,
+) -> None:
+    from playwright.async_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    expect.set_options(timeout=30_000)
+    member = auth(tenant.member)
+    key = await public_key(http, member, tenant.rows["agent_configs"])
+    page = await browser.new_page(viewport={"width": 375, "height": 700})
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    await page.goto(f"{events_url}/widget-demo?key={key}")
+    bubble = page.get_by_role("button", name="Chat with us")
+    await bubble.click()
+    await page.get_by_label("Your message").fill("One question, then I go")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator("[data-live=true]")).to_be_attached()
+    listed = await http.get("/v1/conversations", headers=member, params={"limit": 1})
+    conversation = listed.json()["data"][0]["id"]
+    ended = await http.post(f"/v1/conversations/{conversation}/end", headers=member)
+    assert ended.status_code == 200, ended.text
+    prompt = page.get_by_role("group", name="How was this chat?")
+    await expect(prompt).to_be_visible()
+
+    # Reloaded without rating: asked again, beside a new chat that works.
+    await page.reload()
+    await bubble.click()
+    await expect(prompt).to_be_visible()
+    await expect(page.get_by_label("Your message")).to_be_enabled()
+    await page.get_by_label("2 out of 5").check()
+    await page.get_by_role("button", name="Send rating").click()
+    await expect(page.get_by_text("Thank you for your rating.")).to_be_visible()
+    stored = (await http.get(f"/v1/conversations/{conversation}", headers=member)).json()
+    assert stored["rating"]["score"] == 2
+
+    # Rated: not asked again after another reload.
+    await page.reload()
+    await bubble.click()
+    await expect(page.locator("[data-live=true]")).to_be_attached()
+    await expect(prompt).to_be_hidden()
+    assert problems == []

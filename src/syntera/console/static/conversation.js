@@ -423,11 +423,24 @@ async function notesPanel(id, context) {
         shown.delete(note.id);
       }));
     }
+    element.dataset.at = String(note.created_at);
     shown.set(note.id, element);
-    list.append(element);
+    // Oldest first: a page loaded after a live note still lands in time order.
+    const later = [...list.children].find((other) => other.dataset.at > element.dataset.at);
+    list.insertBefore(element, later || null);
   };
-  const notes = Array.isArray(answer) ? answer : answer.data || [];
-  [...notes].sort((a, b) => String(a.created_at).localeCompare(String(b.created_at))).forEach(place);
+  const byTime = (page) => [...page].sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
+  // The notes come 50 a page, oldest first: the newer ones follow on demand.
+  let cursor = Array.isArray(answer) ? null : answer.next_cursor || null;
+  const more = h("button", { type: "button", class: "link" }, "More notes");
+  more.hidden = !cursor;
+  more.addEventListener("click", () => busy(more, status, async () => {
+    const page = await api("GET", `/v1/conversations/${id}/notes`, { query: { cursor } });
+    byTime(page.data || []).forEach(place);
+    cursor = page.next_cursor || null;
+    more.hidden = !cursor;
+  }, "Loading…"));
+  byTime(Array.isArray(answer) ? answer : answer.data || []).forEach(place);
   const form = h("form", { onsubmit: (event) => {
     event.preventDefault();
     if (!body.value.trim()) return;
@@ -442,7 +455,7 @@ async function notesPanel(id, context) {
   const element = h("section", { class: "notes", "aria-label": "Private notes (internal)" },
     h("h3", {}, "Private notes ", h("span", { class: "internal" }, "internal")),
     h("p", { class: "hint" }, "Only your team sees these: never the visitor, never the agent."),
-    list, form);
+    list, more, form);
   return {
     element,
     focus: () => body.focus(),

@@ -9,14 +9,40 @@ export async function render(main) {
   const list = pagedList(
     (cursor) => api("GET", "/v1/saved-replies", { query: { limit: 50, cursor } }),
     (saved) => {
-      const remove = h("button", { type: "button", class: "link", "aria-label": `Delete /${saved.shortcut}` }, "Delete");
-      const row = h("li", { dataset: { id: saved.id } }, h("strong", {}, `/${saved.shortcut}`), " ",
-        h("span", { class: "saved-content" }, saved.content), " ", remove);
-      remove.addEventListener("click", () => busy(remove, status, async () => {
-        await api("DELETE", `/v1/saved-replies/${saved.id}`);
-        row.remove();
-        status.ok(`Deleted /${saved.shortcut}.`);
-      }));
+      const row = h("li", { dataset: { id: saved.id } });
+      const show = () => {
+        const edit = h("button", { type: "button", class: "link", "aria-label": `Edit /${saved.shortcut}` }, "Edit");
+        const remove = h("button", { type: "button", class: "link", "aria-label": `Delete /${saved.shortcut}` }, "Delete");
+        row.replaceChildren(h("strong", {}, `/${saved.shortcut}`), " ",
+          h("span", { class: "saved-content" }, saved.content), " ", edit, " ", remove);
+        edit.addEventListener("click", editing);
+        remove.addEventListener("click", () => busy(remove, status, async () => {
+          await api("DELETE", `/v1/saved-replies/${saved.id}`);
+          row.remove();
+          status.ok(`Deleted /${saved.shortcut}.`);
+        }));
+      };
+      // Edited in place: the shortcut and the text, saved with PATCH (a taken shortcut: 409).
+      const editing = () => {
+        const newShortcut = h("input", { required: true, maxlength: 32, pattern: "[a-z0-9_\\-]{1,32}", value: saved.shortcut });
+        const newContent = h("textarea", { required: true, rows: 3, maxlength: 10000 });
+        newContent.value = saved.content;
+        const save = h("button", { type: "submit" }, "Save changes");
+        const cancel = h("button", { type: "button", class: "link" }, "Cancel");
+        const form = h("form", { class: "saved-edit", onsubmit: (event) => {
+          event.preventDefault();
+          busy(save, status, async () => {
+            Object.assign(saved, await api("PATCH", `/v1/saved-replies/${saved.id}`,
+              { json: { shortcut: newShortcut.value, content: newContent.value } }));
+            show();
+            status.ok(`Saved /${saved.shortcut}.`);
+          });
+        } }, field("Shortcut", newShortcut), field("Text", newContent), save, " ", cancel);
+        cancel.addEventListener("click", show);
+        row.replaceChildren(form);
+        newContent.focus();
+      };
+      show();
       return row;
     },
     { label: "Saved replies", empty: "No saved reply yet." },

@@ -18,6 +18,8 @@
   var api = new URL(script.src, window.location.href).origin;
   var title = script.getAttribute("data-title") || "Chat with us";
   var storageKey = "syntera-chat:" + key;
+  // An ended chat the visitor has not rated yet: asked again after a reload.
+  var ratingKey = storageKey + ":unrated";
 
   var state = {
     conversationId: null,
@@ -30,6 +32,7 @@
     typingSent: 0,
     ended: false,
     starting: null,
+    unrated: null, // {id, session} of the ended chat the rating form is for
   };
 
   // ---- the page elements, in a shadow root so the site's styles do not reach them ----
@@ -145,9 +148,9 @@
   }
 
   // ---- the API ----
-  function call(method, path, body) {
+  function call(method, path, body, session) {
     var headers = { "X-Api-Key": key };
-    if (state.session) headers["X-Widget-Session"] = state.session;
+    if (session || state.session) headers["X-Widget-Session"] = session || state.session;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     return fetch(api + path, {
       method: method,
@@ -289,13 +292,11 @@
     });
     source.addEventListener("conversation.ended", function (event) {
       track(event);
-      end("This chat has ended.");
-      askForRating();
+      endToRate();
     });
     source.addEventListener("conversation.archived", function (event) {
       track(event);
-      end("This chat has ended.");
-      askForRating();
+      endToRate();
     });
     source.addEventListener("reset", function () {
       // Missed events are no longer kept: catch up through the REST API.
@@ -336,9 +337,37 @@
     return 0;
   }
 
-  function askForRating() {
-    if (!state.conversationId || !state.session || rating.getAttribute("data-done")) return;
+  // The chat ended: ask for a rating, and remember the chat until it is rated, so a
+  // reload asks again (the next chat starts anew beside the question).
+  function endToRate() {
+    var unrated = { id: state.conversationId, session: state.session };
+    end("This chat has ended.");
+    if (!unrated.id || !unrated.session) return;
+    try {
+      sessionStorage.setItem(ratingKey, JSON.stringify(unrated));
+    } catch (ignored) {}
+    askForRating(unrated);
+  }
+
+  function askForRating(unrated) {
+    if (!unrated || rating.getAttribute("data-done")) return;
+    state.unrated = unrated;
     rating.classList.add("open");
+  }
+
+  function rated() {
+    state.unrated = null;
+    try {
+      sessionStorage.removeItem(ratingKey);
+    } catch (ignored) {}
+  }
+
+  function keptUnrated() {
+    try {
+      var kept = JSON.parse(sessionStorage.getItem(ratingKey) || "null");
+      if (kept && kept.id && kept.session) return kept;
+    } catch (ignored) {}
+    return null;
   }
 
   rating.addEventListener("change", function () {
@@ -356,18 +385,23 @@
       stars[0].firstChild.focus();
       return;
     }
+    var unrated = state.unrated;
+    if (!unrated) return;
     rate.disabled = true;
     var text = comment.value.trim();
-    call("POST", chatPath("/rating"), { score: score, comment: text || null })
+    var path = "/v1/public/conversations/" + unrated.id + "/rating";
+    call("POST", path, { score: score, comment: text || null }, unrated.session)
       .then(function () {
+        rated();
         rating.setAttribute("data-done", "true");
         rating.classList.remove("open");
         say("Thank you for your rating.");
       })
       .catch(function (error) {
         rate.disabled = false;
-        if (error.status === 404 || error.status === 405) {
-          // This server takes no ratings: leave the visitor be.
+        if (error.status === 401 || error.status === 404 || error.status === 405) {
+          // This server takes no ratings, or the chat is gone: leave the visitor be.
+          rated();
           rating.classList.remove("open");
           say("This chat has ended.");
         } else {
@@ -396,6 +430,7 @@
       .then(function () {
         say("");
         listen();
+        askForRating(keptUnrated());
       })
       .catch(function (error) {
         say("The chat is unavailable: " + error.message);
