@@ -361,7 +361,8 @@ async def test_saved_replies_are_edited_and_notes_paged_beyond_the_first_fifty(
     await row.get_by_label("Text").fill("Thank you for waiting!")
     await row.get_by_label("Shortcut").fill("bye")  # another reply's: refused, kept open
     await row.get_by_role("button", name="Save changes").click()
-    await expect(page.get_by_role("alert")).to_be_visible()
+    await expect(page.get_by_role("alert").first).to_be_visible()
+    await expect(row.get_by_role("button", name="Save changes")).to_be_enabled()
     await row.get_by_label("Shortcut").fill("wait")
     await row.get_by_role("button", name="Save changes").click()
     await expect(row).to_contain_text("/wait Thank you for waiting!")
