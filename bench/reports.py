@@ -70,7 +70,7 @@ async def fill(database: MongoDatabase, company: uuid.UUID, count: int, kept: bo
             conversation["handoff_count"] = int(handled_by == "human")
             conversation["figures"] = {
                 "first_visitor_at": started, "first_answer_at": started + timedelta(seconds=10),
-                "tokens": 360, "cost": 0.0006,
+                "tokens": 360, "cost": 0.0006, "complete": True,
                 "sentiment_start": {"at": scores[0][0], "score": scores[0][1]},
                 "sentiment_end": {"at": scores[-1][0], "score": scores[-1][1]},
             }  # fmt: skip

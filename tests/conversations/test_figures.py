@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 
 from syntera.config import Settings
-from syntera.conversations.store import ConversationStore
+from syntera.conversations import figures
+from syntera.conversations.store import ConversationStore, now
 from syntera.db.mongo import MongoDatabase, create_mongo_client
 from syntera.embedded import StackUrls
 
@@ -41,7 +42,7 @@ async def test_first_visitor_message_first_answer_tokens_and_cost(
     company = uuid.uuid4()
     started = await store.start(company, agent_id=uuid.uuid4(), channel="chat")
     cid = started["_id"]
-    assert started["figures"] == {"tokens": 0, "cost": 0.0}
+    assert started["figures"] == {"tokens": 0, "cost": 0.0, "complete": True}
     # A greeting before the visitor spoke answers nothing.
     await store.append(company, cid, [answer(10, "0.001")])
     [first] = await store.append(company, cid, [visitor()])
@@ -94,3 +95,20 @@ async def test_every_hand_off_to_people_is_counted_and_the_first_kept(
     assert again["handed_off_at"] == first["handed_off_at"]
     assert await store.hand_to(stranger, cid, "agent") is None
     assert (await store.get_conversation(company, cid) or {})["handled_by"] == "human"
+
+
+async def test_a_conversation_stored_before_the_figures_is_not_taken_for_one_that_kept_them(
+    database: MongoDatabase,
+) -> None:
+    store = ConversationStore(database)
+    company = uuid.uuid4()
+    cid = (await store.start(company, agent_id=uuid.uuid4(), channel="chat"))["_id"]
+    await database["conversations"].update_one(
+        {"company_id": str(company), "_id": cid}, {"$unset": {"figures": ""}}
+    )
+    await store.append(company, cid, [answer(7, "0.1")])
+    await store.note_sentiment(company, cid, now(), 0.5)
+    legacy = await store.get_conversation(company, cid)
+    assert legacy is not None
+    assert legacy["figures"] == {"tokens": 7, "cost": 0.1}  # partial: from one message
+    assert figures.kept(legacy) is None  # so the report reads its messages

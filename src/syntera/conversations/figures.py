@@ -13,8 +13,8 @@ On the conversation document (MongoDB):
 - ``handoff_count`` and ``handed_off_at``: how many times, and when first, the
   conversation passed to people (``ConversationStore.hand_to``).
 
-A conversation stored before these fields existed has no ``figures``: the report works
-its figures out from its messages instead (``syntera.insights.reports``).
+A conversation stored before these fields existed has no complete ``figures`` (``kept``):
+the report works its figures out from its messages instead (``syntera.insights.reports``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,16 @@ FIGURES = "figures"
 
 
 def empty() -> Document:
-    """The figures of a conversation that has no message yet."""
-    return {"tokens": 0, "cost": 0.0}
+    """The figures of a conversation that has no message yet, marked ``complete``: kept
+    from its start. A conversation stored before them gets a partial ``figures`` from
+    its next message's ``$inc``, without the mark, and is still read from its messages."""
+    return {"tokens": 0, "cost": 0.0, "complete": True}
+
+
+def kept(conversation: Document) -> Document | None:
+    """The conversation's figures if they were kept from its start, else None."""
+    figures = conversation.get(FIGURES)
+    return figures if isinstance(figures, dict) and figures.get("complete") is True else None
 
 
 def _cost(value: Any) -> float:

@@ -536,7 +536,7 @@ class ConversationStore:
             field = f"{figures.FIGURES}.{key}"
             await self._conversations.update_one(
                 scoped(company_id, _id=conversation_id,
-                       **{figures.FIGURES: {"$exists": True}},
+                       **{f"{figures.FIGURES}.complete": True},
                        **{"$or": [{field: None}, {f"{field}.at": {later: at}}]}),
                 {"$set": {field: value}},
             )  # fmt: skip

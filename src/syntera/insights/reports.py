@@ -23,6 +23,7 @@ from statistics import fmean
 from uuid import UUID
 
 from syntera.agents.service import AGENTS
+from syntera.conversations import figures
 from syntera.db.mongo import Document
 from syntera.errors import field_error
 from syntera.insights.schemas import AgentDay, AgentReport, Percentiles, Satisfaction
@@ -122,8 +123,8 @@ class _Group:
         rating = conversation.get("rating")
         if isinstance(rating, dict) and isinstance(rating.get("score"), int | float):
             self.ratings.append(float(rating["score"]))
-        kept = conversation.get("figures")
-        if isinstance(kept, dict):
+        kept = figures.kept(conversation)
+        if kept is not None:
             messages = {
                 "first_visitor_at": kept.get("first_visitor_at"),
                 "first_answer_at": kept.get("first_answer_at"),
@@ -216,7 +217,7 @@ async def gather(
     add up to, by conversation id."""
     conversations = await store.report_conversations(company_id, begin, finish, agent_id)
     # Only conversations stored before their figures were kept need their messages read.
-    ids = {str(d["_id"]) for d in conversations if not isinstance(d.get("figures"), dict)}
+    ids = {str(d["_id"]) for d in conversations if figures.kept(d) is None}
     if not ids:
         return conversations, {}
     found = await store.report_messages(company_id, begin, finish + MESSAGES_AFTER)
