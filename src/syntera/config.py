@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     message_retention_days: int | None = Field(
         default=None, ge=1, description="Delete messages older than this (a TTL index)."
     )
+    work_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="`syntera maintenance retention` deletes agent replies and insight jobs "
+        "finished longer ago (a reply's tokens are kept for the month's budget).",
+    )
     redis_url: str | None = None
 
     jwt_secret: str | None = Field(
