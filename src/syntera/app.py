@@ -189,7 +189,11 @@ def build_workers(
         insights = InsightWorker(pool, settings, InsightStore(conversations),
                                  classifier_for(settings, kb.embedder, models), models,
                                  cache=cache, events=events)  # fmt: skip
-        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL))
+        # Two loops: a summary (a model's answer) never waits behind a classifying backlog.
+        workers.append(Worker("insights", insights.run_classifying, settings.kb_poll_s,
+                              INSIGHTS_CHANNEL))  # fmt: skip
+        workers.append(Worker("insight summaries", insights.run_summarizing, settings.kb_poll_s,
+                              INSIGHTS_CHANNEL))  # fmt: skip
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
                               events=events)  # fmt: skip

@@ -443,6 +443,13 @@ class Settings(BaseSettings):
     summary_max_tokens: int = Field(
         default=160, ge=16, le=2048, description="A summary's length, at most."
     )
+    summary_prompt_tokens: int = Field(
+        default=4000,
+        ge=256,
+        le=1_000_000,
+        description="A summary's prompt, at most (the local model: also within its window); "
+        "the conversation's newest messages that fit.",
+    )
 
     agent_handoff_phrases: str = Field(
         default="human,real person,a person,someone real,representative,operator,"
