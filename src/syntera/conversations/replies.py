@@ -234,7 +234,7 @@ class ReplyWorker:
         self._in_flight[task] = job
 
         def finished(done: asyncio.Task[None]) -> None:
-            self._asked.discard(self._in_flight.pop(done).id)
+            self._in_flight.pop(done)
             slots.release()
 
         task.add_done_callback(finished)
@@ -271,6 +271,8 @@ class ReplyWorker:
             log.warning("reply %s: lease lost, another worker has it", job.id)
         except Exception as error:  # the model, a store: tried again, then handed off
             await self._failed(job, error)
+        finally:
+            self._asked.discard(job.id)
 
     async def claim(self) -> Job | None:
         async with open_unit_of_work(self.pool, Principal.service()) as tx:
