@@ -21,6 +21,7 @@ for a person; one llama.cpp thread; every answer valid JSON, as the grammar forc
 |---|---|---|---|
 | zero-shot | 6 / 7 / 9 of 12 | 30 of 52 | 5.9 s median, 13.7 s p95 |
 | 4-shot | 6 / 0 / 6 of 12 | 3 of 52 | 1.9 s median, 8.1 s p95 |
+| 4-shot, again at load 7 | 6 / 0 / 6 of 12 | 3 of 52 | 0.67 s median, 7.3 s p95 |
 
 The schema makes the answer well-formed, not right: zero-shot the model says ``true`` to
 most messages (30 false hand-offs), with four examples it says ``false`` to all but a few
