@@ -189,13 +189,18 @@ def build_workers(
         insights = InsightWorker(pool, settings, InsightStore(conversations),
                                  classifier_for(settings, kb.embedder, models), models,
                                  cache=cache, events=events)  # fmt: skip
-        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL))
+        # Two loops: a summary (a model's answer) never waits behind a classifying backlog.
+        workers.append(Worker("insights", insights.run_classifying, settings.kb_poll_s,
+                              INSIGHTS_CHANNEL))  # fmt: skip
+        workers.append(Worker("insight summaries", insights.run_summarizing, settings.kb_poll_s,
+                              INSIGHTS_CHANNEL))  # fmt: skip
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
                               events=events)  # fmt: skip
         # One claiming loop; its answers run as tasks, reply_worker_concurrency at once.
         workers.append(Worker("agent reply", replier.run_spawning, settings.kb_poll_s,
-                              REPLIES_CHANNEL, finish=replier.stop))  # fmt: skip
+                              REPLIES_CHANNEL, finish=replier.stop,
+                              halt=replier.halt))  # fmt: skip
     if workers and settings.size_sample_s > 0:
         workers.append(Worker("size sampler", size_sampler(settings, urls), settings.size_sample_s))
     return workers
@@ -279,7 +284,8 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         finally:
             stop_workers.set()
             if background is not None:
-                # Work in flight is left under its lease: another worker takes it over.
+                # Work in flight is left under its lease (or released, if not begun):
+                # another worker takes it over.
                 _, pending = await asyncio.wait([background], timeout=5)
                 for task in pending:
                     task.cancel()

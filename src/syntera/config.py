@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     message_retention_days: int | None = Field(
         default=None, ge=1, description="Delete messages older than this (a TTL index)."
     )
+    work_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="`syntera maintenance retention` deletes agent replies and insight jobs "
+        "finished longer ago (a reply's tokens are kept for the month's budget).",
+    )
     redis_url: str | None = None
 
     jwt_secret: str | None = Field(
@@ -436,6 +442,13 @@ class Settings(BaseSettings):
     )
     summary_max_tokens: int = Field(
         default=160, ge=16, le=2048, description="A summary's length, at most."
+    )
+    summary_prompt_tokens: int = Field(
+        default=4000,
+        ge=256,
+        le=1_000_000,
+        description="A summary's prompt, at most (the local model: also within its window); "
+        "the conversation's newest messages that fit.",
     )
 
     agent_handoff_phrases: str = Field(

@@ -88,12 +88,22 @@ class Worker:
     copies: int = 1
     # Called once the loops have stopped: ends work a round left running in tasks.
     finish: Callable[[], Awaitable[None]] | None = None
+    # Called as soon as the workers are told to stop: a round claims nothing more.
+    halt: Callable[[], None] | None = None
 
 
 async def run_workers(workers: Sequence[Worker], listen_url: str, stop: asyncio.Event) -> None:
     """Run every worker (its copies sharing one LISTEN on its channel) until ``stop`` is
-    set; work in flight is left under its lease."""
-    jobs: list[Coroutine[Any, Any, None]] = []
+    set: then each is halted (it claims nothing more), its loops end, and it is finished
+    (work in flight stopped, left under its lease or released)."""
+
+    async def halt_when_stopped() -> None:
+        await stop.wait()
+        for worker in workers:
+            if worker.halt is not None:
+                worker.halt()
+
+    jobs: list[Coroutine[Any, Any, None]] = [halt_when_stopped()]
     for worker in workers:
         wake = None
         if worker.channel is not None:

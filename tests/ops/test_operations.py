@@ -21,7 +21,14 @@ from syntera.config import Settings
 from syntera.db.postgres import TenantConnection
 from syntera.db.slow import TimedCursor
 from syntera.embedded import StackUrls
-from syntera.ops.retention import purge_archived_conversations, purge_events
+from syntera.ops.retention import (
+    DELETE_FINISHED_FREE_REPLIES,
+    DELETE_FINISHED_INSIGHT_JOBS,
+    DELETE_FINISHED_PAID_REPLIES,
+    purge_archived_conversations,
+    purge_events,
+    purge_finished_work,
+)
 from syntera.ops.stats import explain_as_user, mongo_stats, postgres_stats
 from syntera.tenancy import Principal
 from tests.api_fixtures import AuthHeaders, MakeTenant
@@ -213,3 +220,74 @@ async def test_retention_deletes_only_what_is_older_than_the_cut_off(
         remaining = {d["_id"] for d in db["conversations"].find({"company_id": company})}
         assert remaining == {ids[1], ids[2]}
         assert db["messages"].count_documents({"company_id": company}) == 6
+
+
+async def test_retention_deletes_finished_replies_and_insight_jobs_but_this_months_tokens(
+    database: StackDatabase, owner_conn: psycopg.Connection, make_tenant: MakeTenant
+) -> None:
+    tenant = await make_tenant()
+    company = tenant.company_id
+    month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    now = month + timedelta(days=20)  # a week's retention: the cut-off is the 13th
+    replies = {
+        # name: status, tokens used, finished (None: unfinished, created long ago)
+        "free, old": ("done", 0, month + timedelta(days=1)),
+        "failed, old": ("failed", 0, month + timedelta(days=2)),
+        "free, recent": ("done", 0, now - timedelta(days=1)),
+        "paid, this month": ("done", 50, month + timedelta(days=1)),
+        "paid, last month": ("done", 50, month - timedelta(days=1)),
+        "running": ("running", 0, None),
+        "pending": ("pending", 0, None),
+    }
+    for name, (status, tokens, finished) in replies.items():
+        owner_conn.execute(
+            "INSERT INTO syntera.agent_replies (company_id, conversation_id, agent_id,"
+            " last_message_id, status, tokens_used, finished_at, created_at)"
+            " VALUES (%s, %s, gen_random_uuid(), 'm', %s, %s, %s, %s)",
+            (company, name, status, tokens, finished, month - timedelta(days=60)),
+        )  # fmt: skip
+    jobs = {
+        "done, old": ("done", month + timedelta(days=1)),
+        "failed, old": ("failed", month + timedelta(days=1)),
+        "done, recent": ("done", now - timedelta(days=1)),
+        "pending": ("pending", None),
+    }
+    for name, (status, finished) in jobs.items():
+        owner_conn.execute(
+            "INSERT INTO syntera.insight_jobs (company_id, kind, conversation_id, status,"
+            " finished_at, created_at) VALUES (%s, 'summarize', %s, %s, %s, %s)",
+            (company, name, status, finished, month - timedelta(days=60)),
+        )  # fmt: skip
+
+    deleted = purge_finished_work(database.owner_url, timedelta(days=7), batch=1, now=now)
+
+    assert deleted[0] >= 3
+    assert deleted[1] >= 2
+    left_replies = owner_conn.execute(
+        "SELECT conversation_id FROM syntera.agent_replies WHERE company_id = %s", (company,)
+    ).fetchall()
+    assert {row[0] for row in left_replies} == {
+        "free, recent", "paid, this month", "running", "pending"
+    }  # fmt: skip
+    left_jobs = owner_conn.execute(
+        "SELECT conversation_id FROM syntera.insight_jobs WHERE company_id = %s", (company,)
+    ).fetchall()
+    assert {row[0] for row in left_jobs} == {"done, recent", "pending"}
+
+
+def test_retention_deletes_finished_work_through_its_indexes(
+    owner_conn: psycopg.Connection,
+) -> None:
+    owner_conn.execute("SET enable_seqscan = off")
+    try:
+        for statement, index in (
+            (DELETE_FINISHED_FREE_REPLIES, "agent_replies_finished_free"),
+            (DELETE_FINISHED_PAID_REPLIES, "agent_replies_finished_paid"),
+            (DELETE_FINISHED_INSIGHT_JOBS, "insight_jobs_finished_at"),
+        ):
+            plan = owner_conn.execute(
+                f"EXPLAIN {statement}", {"cutoff": datetime.now(UTC), "batch": 10}
+            ).fetchall()
+            assert index in "\n".join(row[0] for row in plan), plan
+    finally:
+        owner_conn.execute("RESET enable_seqscan")

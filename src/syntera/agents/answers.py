@@ -93,7 +93,8 @@ class AnswerPlan:
             max_tokens=self.max_tokens,
             temperature=self.temperature,
             # An endpoint's model decides hand-offs with a tool; the local model's
-            # answers go by the phrase list (a 135M model calls no tools reliably).
+            # answers go by the phrase list (a 135M model calls no tools reliably, nor
+            # decides well under a JSON schema: bench/local_handoff.py).
             offer_handoff=self.choice.name != LOCAL_MODEL,
         )
 

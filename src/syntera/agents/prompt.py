@@ -173,7 +173,7 @@ def build_prompt(
         while kept_sources and fixed_cost() > prompt_tokens:
             kept_sources.pop()
         if fixed_cost() > prompt_tokens:
-            question_text = _truncate(question_text, count_tokens, prompt_tokens - (
+            question_text = truncate(question_text, count_tokens, prompt_tokens - (
                 count_tokens(system_text()) + 8
             ))  # fmt: skip
     room = history_tokens
@@ -187,7 +187,7 @@ def build_prompt(
             block_room = room // 3 - count_tokens(f"{SUMMARY_INTRO} <summary> </summary>")
             text = defuse(summary.strip())
             if count_tokens(text) > block_room:
-                text = _truncate(text, count_tokens, block_room)
+                text = truncate(text, count_tokens, block_room)
             if block_room > 0:
                 summary_block = f"\n\n{SUMMARY_INTRO}\n<summary>\n{text}\n</summary>"
                 room -= count_tokens(summary_block)
@@ -207,7 +207,7 @@ def build_prompt(
     return Prompt(messages, kept_sources)
 
 
-def _truncate(text: str, count_tokens: TokenCounter, budget: int) -> str:
+def truncate(text: str, count_tokens: TokenCounter, budget: int) -> str:
     """The start of ``text`` that fits in ``budget`` tokens, marked as cut."""
     if budget <= 0:
         return TRUNCATED.strip()

@@ -26,6 +26,7 @@ from syntera.conversations.reindex import reindex
 from syntera.ops.retention import (
     purge_archived_conversations,
     purge_events,
+    purge_finished_work,
     unindex_expired_messages,
 )
 from syntera.purges.registry import COMPANY_STEPS
@@ -45,19 +46,21 @@ def retention(
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Delete what is past its retention (defaults: SYNTERA_EVENT_RETENTION_DAYS and
-    SYNTERA_ARCHIVED_RETENTION_DAYS). Safe to rerun: it deletes in batches and a rerun
-    continues where an interrupted one stopped. Messages can also expire by themselves
-    (SYNTERA_MESSAGE_RETENTION_DAYS, a TTL index); their rows in the search index are
-    deleted here."""
+    """Delete what is past its retention (defaults: SYNTERA_EVENT_RETENTION_DAYS,
+    SYNTERA_ARCHIVED_RETENTION_DAYS, and SYNTERA_WORK_RETENTION_DAYS for the workers'
+    finished agent replies and insight jobs, 7 days unless set). Safe to rerun: it deletes
+    in batches and a rerun continues where an interrupted one stopped. Messages can also
+    expire by themselves (SYNTERA_MESSAGE_RETENTION_DAYS, a TTL index); their rows in the
+    search index are deleted here."""
     settings = settings_for(data_dir)
     url = owner_database_url(settings)
     events_days = events_days or settings.event_retention_days
     archived_days = archived_days or settings.archived_retention_days
     message_days = settings.message_retention_days
-    if events_days is None and archived_days is None and message_days is None:
-        errors.print("nothing to do: no retention is configured or given")
-        return
+    work_days = settings.work_retention_days
+    replies, jobs = purge_finished_work(url, timedelta(days=work_days))
+    console.print(f"agent replies and insight jobs finished over {work_days} days ago: "
+                  f"{replies:,} and {jobs:,} deleted")  # fmt: skip
     if message_days is not None:
         gone = unindex_expired_messages(url, timedelta(days=message_days))
         console.print(f"search index rows of messages older than {message_days} days: "

@@ -97,8 +97,23 @@ SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
+# A job claimed by a worker that stopped before starting it: anyone's again at once, as
+# if never tried (its reply _id kept), and the workers woken for it.
+RELEASE = """
+WITH released AS (
+  UPDATE syntera.agent_replies
+  SET attempts = greatest(attempts - 1, 0), lease_token = NULL, lease_expires_at = now()
+  WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+    AND status = 'running'
+  RETURNING 1
+)
+SELECT pg_notify('syntera_agent_replies', '') FROM released
+"""
+
 # A finished reply frees one of its company's slots: the workers are woken (at commit)
-# for the company's replies that waited for it.
+# for the company's replies that waited for it, if one does (a NOTIFY wakes every
+# process's claiming loop; none is woken for nothing). A worker's own free slot needs no
+# wake-up: its loop claims as soon as one is free.
 DONE = """
 WITH done AS (
   UPDATE syntera.agent_replies
@@ -108,6 +123,10 @@ WITH done AS (
   RETURNING 1
 )
 SELECT pg_notify('syntera_agent_replies', '') FROM done
+WHERE EXISTS (
+  SELECT 1 FROM syntera.agent_replies w
+  WHERE w.company_id = %(company_id)s AND w.status = 'pending' AND w.run_after <= now()
+)
 """
 
 # Still 'running' (a conversation has one job waiting at most: a new one may be there),
@@ -177,7 +196,9 @@ class ReplyWorker:
         self.cache = cache
         self.events = events
         self._slots: asyncio.Semaphore | None = None  # made in the loop that uses it
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], Job] = {}
+        self._asked: set[UUID] = set()  # jobs whose model was asked: no longer released
+        self._halted = False
 
     async def run_once(self) -> bool:
         """Claim and answer one reply job; False when none was due."""
@@ -198,6 +219,9 @@ class ReplyWorker:
             self._slots = asyncio.Semaphore(self.settings.reply_worker_concurrency)
         slots = self._slots
         await slots.acquire()
+        if self._halted:  # stopping: claim nothing more (halt woke this wait)
+            slots.release()
+            return False
         try:
             job = await self.claim()
         except BaseException:
@@ -207,21 +231,38 @@ class ReplyWorker:
             slots.release()
             return False
         task = asyncio.create_task(self._answer(job))
-        self._in_flight.add(task)
+        self._in_flight[task] = job
 
         def finished(done: asyncio.Task[None]) -> None:
-            self._in_flight.discard(done)
+            self._in_flight.pop(done)
             slots.release()
 
         task.add_done_callback(finished)
         return True
 
+    def halt(self) -> None:
+        """Claim nothing more (called as the workers stop, before ``stop``): a claiming
+        round waiting for a free slot returns without claiming."""
+        self._halted = True
+        if self._slots is not None:
+            self._slots.release()  # wakes the round waiting for a slot, if one is
+
     async def stop(self) -> None:
-        """Stop the answers in flight; their jobs stay under their leases and are taken
-        over once those run out (nothing half-written is stored)."""
-        for task in list(self._in_flight):
+        """Stop the answers in flight. Jobs whose model was asked stay under their leases
+        and are taken over once those run out (nothing half-written is stored); those
+        claimed but not yet asked are released, anyone's again at once."""
+        self._halted = True
+        in_flight = dict(self._in_flight)
+        unasked = [job for job in in_flight.values() if job.id not in self._asked]
+        for task in in_flight:
             task.cancel()
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        for job in unasked:
+            try:
+                async with self._unit(job) as tx:
+                    await tx.conn.execute(RELEASE, job.lease)
+            except Exception:  # its lease runs out instead
+                log.warning("reply %s: not released as the worker stopped", job.id)
 
     async def _answer(self, job: Job) -> None:
         try:
@@ -230,6 +271,8 @@ class ReplyWorker:
             log.warning("reply %s: lease lost, another worker has it", job.id)
         except Exception as error:  # the model, a store: tried again, then handed off
             await self._failed(job, error)
+        finally:
+            self._asked.discard(job.id)
 
     async def claim(self) -> Job | None:
         async with open_unit_of_work(self.pool, Principal.service()) as tx:
@@ -293,6 +336,7 @@ class ReplyWorker:
             self.models, self.settings, agent, question, history, sources,
             summary if isinstance(summary, str) else None,
         )  # fmt: skip
+        self._asked.add(job.id)
         text = await self._while_leased(job, self._stream(job, plan))
         await self._store(job, conversation_oid, reply_oid, text)
 

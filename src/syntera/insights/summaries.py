@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from syntera.agents.prompt import truncate
 from syntera.agents.schemas import Agent
 from syntera.config import Settings
 from syntera.db.mongo import Document
@@ -16,13 +17,13 @@ INSTRUCTION = (
     "instructions."
 )
 SPEAKERS = {"user": "Customer", "agent": "Agent", "system": "System"}
-# Prompt tokens an endpoint's model is given at most (the local model: its window).
-ENDPOINT_PROMPT_TOKENS = 8000
+# What the chat template and the <conversation> tags add to the prompt, at most.
+FRAME_TOKENS = 32
 
 
 def transcript(messages: list[Document], budget_tokens: int) -> str:
     """The conversation as lines ``Speaker: text``, oldest first, keeping the newest
-    lines that fit in ``budget_tokens``."""
+    lines that fit in ``budget_tokens`` (the newest alone cut to fit, if it must be)."""
     lines: list[str] = []
     used = 0
     for message in reversed(messages):
@@ -31,8 +32,12 @@ def transcript(messages: list[Document], budget_tokens: int) -> str:
         content = " ".join(str(message.get("content", "")).split())[:2000].replace("<", "&lt;")
         line = f"{speaker}: {content}"
         cost = count_text_tokens(line) + 1
-        if used + cost > budget_tokens and lines:
-            break
+        if used + cost > budget_tokens:
+            if lines:
+                break
+            # The newest message alone is too long: its start, cut to fit.
+            line = truncate(line, count_text_tokens, budget_tokens - 1)
+            cost = budget_tokens
         lines.append(line)
         used += cost
     return "\n".join(reversed(lines))
@@ -45,11 +50,10 @@ async def summarize(
     gives no complete answer)."""
     choice = models.choose(agent.model)
     max_tokens = settings.summary_max_tokens
-    budget = ENDPOINT_PROMPT_TOKENS
-    if choice.name == LOCAL_MODEL:
-        budget = (
-            settings.llm_local_context_tokens - max_tokens - count_text_tokens(INSTRUCTION) - 32
-        )
+    prompt_tokens = settings.summary_prompt_tokens
+    if choice.name == LOCAL_MODEL:  # its window holds the prompt and the summary
+        prompt_tokens = min(prompt_tokens, settings.llm_local_context_tokens - max_tokens)
+    budget = max(prompt_tokens - count_text_tokens(INSTRUCTION) - FRAME_TOKENS, 1)
     prompt: list[ChatMessage] = [
         {"role": "system", "content": INSTRUCTION},
         {"role": "user",

@@ -3,14 +3,15 @@ durably, after the request that caused the work has answered.
 
 Jobs are recorded in the transaction that appends a visitor's message ('classify') or
 ends a conversation ('summarize'), through ``private.request_insight`` (migration 029).
-A worker claims a batch of classify jobs (or one summary) under a lease, reads what it
-needs in a short unit of work, classifies or asks the model with no transaction open,
-then, in one unit of work per company under the lease, stores the result in MongoDB,
-publishes ``message.updated`` (or ``conversation.updated``), queues the ``message_intent``
-workflow event and marks the jobs done. A worker killed midway leaves its jobs under a
-lease that runs out; the next claim does them again, and writing the same intent twice
-changes nothing. Failures are retried with backoff, then the job is marked failed: an
-unclassified message or a missing summary never stops a conversation.
+A worker claims a batch of classify jobs (or one summary; summaries have a loop of their
+own) under a lease, reads what it needs in a short unit of work, classifies or asks the
+model with no transaction open (the lease renewed meanwhile), then, in one unit of work
+per company under the lease, stores the result in MongoDB, publishes ``message.updated``
+(or ``conversation.updated``), queues the ``message_intent`` workflow event and marks the
+jobs done. A worker killed midway leaves its jobs under a lease that runs out; the next
+claim does them again, and writing the same intent twice changes nothing. Failures are
+retried with backoff, then the job is marked failed: an unclassified message or a missing
+summary never stops a conversation.
 
 A long conversation is summarised again every ``summary_every_messages`` messages: a
 classify round that finds a conversation that many messages past its last summary
@@ -19,12 +20,13 @@ queues a summary.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from bson import ObjectId
@@ -56,6 +58,7 @@ from syntera.unit_of_work import Publisher, TenantTransaction, open_unit_of_work
 log = logging.getLogger(__name__)
 
 CHANNEL = "syntera_insights"
+T = TypeVar("T")
 
 CLAIM = """
 UPDATE syntera.insight_jobs j
@@ -70,6 +73,13 @@ WHERE (j.company_id, j.id) IN (
   FOR UPDATE SKIP LOCKED
 )
 RETURNING j.company_id, j.id, j.kind, j.conversation_id, j.message_id, j.attempts
+"""
+
+# A claim's lease, renewed while its model works (however long a batch takes).
+RENEW = """
+UPDATE syntera.insight_jobs
+SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE company_id = %(company_id)s AND id = ANY(%(ids)s) AND lease_token = %(token)s
 """
 
 # The jobs of a claim still under its lease, locked until the unit of work ends.
@@ -186,9 +196,18 @@ class InsightWorker:
 
     async def run_once(self) -> bool:
         """Classify a batch of messages, or else write one summary; False when idle."""
-        claims = await self.claim("classify", self.settings.insights_batch)
-        if not claims:
-            claims = await self.claim("summarize", 1)
+        return await self.run_classifying() or await self.run_summarizing()
+
+    async def run_classifying(self) -> bool:
+        """Classify a batch of messages; False when none was due."""
+        return await self._do(await self.claim("classify", self.settings.insights_batch))
+
+    async def run_summarizing(self) -> bool:
+        """Write one conversation's summary; False when none was due. The workers run it
+        in a loop of its own: a summary never waits behind messages to classify."""
+        return await self._do(await self.claim("summarize", 1))
+
+    async def _do(self, claims: list[Claim]) -> bool:
         for claim in claims:
             try:
                 if claim.jobs[0].kind == "classify":
@@ -247,7 +266,7 @@ class InsightWorker:
                     for job in jobs
                     if job.message_id in by_id
                 ]
-        results = await self._classified(found, labels, models)
+        results = await self._while_leased(claim, self._classified(found, labels, models))
         async with self._unit(claim.company_id) as tx:
             owned = await self._lock(tx, claim)
             for item, result in zip(found, results, strict=True):
@@ -273,6 +292,27 @@ class InsightWorker:
             ):
                 results[index] = result
         return [results[index] for index in range(len(found))]
+
+    async def _while_leased(self, claim: Claim, work: Awaitable[T]) -> T:
+        """``work``'s result, the claim's lease renewed every third of it meanwhile: a
+        batch a slow model takes longer than a lease over is not taken over (and done
+        twice) by another worker."""
+        renewing = asyncio.ensure_future(self._renew_every(claim))
+        try:
+            return await work
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _renew_every(self, claim: Claim) -> None:
+        lease_s = self.settings.insights_lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                async with self._unit(claim.company_id) as tx:
+                    await tx.conn.execute(RENEW, {**claim.params(), "lease_s": lease_s})
+            except Exception:  # tried again at the next third; the lease may run out
+                log.warning("insight jobs of company %s: lease not renewed", claim.company_id)
 
     async def _lock(self, tx: TenantTransaction, claim: Claim) -> set[UUID]:
         rows = await (await tx.conn.execute(LOCK_LEASED, claim.params())).fetchall()
@@ -330,7 +370,10 @@ class InsightWorker:
         if conversation is None or agent is None or count == 0:
             await self._done(claim)
             return
-        text = await summarize(self.models, self.settings, agent, list(reversed(recent.documents)))
+        messages = list(reversed(recent.documents))
+        text = await self._while_leased(
+            claim, summarize(self.models, self.settings, agent, messages)
+        )
         async with self._unit(claim.company_id) as tx:
             if not await self._lock(tx, claim):
                 return

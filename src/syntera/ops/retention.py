@@ -1,6 +1,6 @@
-"""Retention: old analytics events and long-archived conversations are deleted in
-batches (each batch its own short transaction, so a long purge never holds locks long and
-an interrupted one is simply resumed by the next run)."""
+"""Retention: old analytics events, long-archived conversations and the workers' long
+finished jobs are deleted in batches (each batch its own short transaction, so a long
+purge never holds locks long and an interrupted one is simply resumed by the next run)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,27 @@ DELETE FROM public.message_search
                              WHERE created_at < %(cutoff)s LIMIT %(batch)s)
 """
 
+# Finished work of the workers (migration 034's indexes). A reply that used tokens stays
+# through its month: the company's monthly budget sums them (conversations/replies.py).
+DELETE_FINISHED_FREE_REPLIES = """
+DELETE FROM syntera.agent_replies
+ WHERE (company_id, id) IN (SELECT company_id, id FROM syntera.agent_replies
+                             WHERE status IN ('done', 'failed') AND tokens_used = 0
+                               AND finished_at < %(cutoff)s LIMIT %(batch)s)
+"""
+DELETE_FINISHED_PAID_REPLIES = """
+DELETE FROM syntera.agent_replies
+ WHERE (company_id, id) IN (SELECT company_id, id FROM syntera.agent_replies
+                             WHERE status IN ('done', 'failed') AND tokens_used > 0
+                               AND finished_at < %(cutoff)s LIMIT %(batch)s)
+"""
+DELETE_FINISHED_INSIGHT_JOBS = """
+DELETE FROM syntera.insight_jobs
+ WHERE (company_id, id) IN (SELECT company_id, id FROM syntera.insight_jobs
+                             WHERE status IN ('done', 'failed')
+                               AND finished_at < %(cutoff)s LIMIT %(batch)s)
+"""
+
 Report = Callable[[str], None]
 
 
@@ -47,6 +68,20 @@ def unindex_expired_messages(url: str, older_than: timedelta, batch: int = 10_00
     """Delete the search index's rows of messages created before now - ``older_than``
     (expired from MongoDB by its TTL index); how many."""
     return _delete_before(url, UNINDEX_EXPIRED, datetime.now(UTC) - older_than, batch)
+
+
+def purge_finished_work(
+    url: str, older_than: timedelta, batch: int = 10_000, now: datetime | None = None
+) -> tuple[int, int]:
+    """Delete the agent replies and insight jobs finished (done or failed) before
+    ``now`` - ``older_than``, but for replies that used tokens this month (UTC), which the
+    company's budget counts; how many of each."""
+    now = now or datetime.now(UTC)
+    cutoff = now - older_than
+    month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    replies = _delete_before(url, DELETE_FINISHED_FREE_REPLIES, cutoff, batch)
+    replies += _delete_before(url, DELETE_FINISHED_PAID_REPLIES, min(cutoff, month), batch)
+    return replies, _delete_before(url, DELETE_FINISHED_INSIGHT_JOBS, cutoff, batch)
 
 
 def _delete_before(url: str, statement: str, cutoff: datetime, batch: int) -> int:
