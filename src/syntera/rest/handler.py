@@ -21,7 +21,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from syntera.api.deps import count_request
+from syntera.api.deps import count_request, credential_from
 from syntera.api.middleware import HttpMiddleware
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection, run_as
@@ -110,17 +110,13 @@ class Rest:
 
 
 def credential_of(headers: Mapping[str, str]) -> str | None:
-    """The credential of a request, as Supabase's gateway reads it: the bearer token if
-    it sent one (a user's token wins over the API key beside it), else the ``apikey``
-    header (the project's anon or service-role key alone acts as its role)."""
+    """The credential of a request (``syntera.api.deps.credential_from``); an empty
+    bearer token is 401 PGRST301, as PostgREST answers it."""
     authorization = headers.get("authorization")
-    if authorization is None:
-        return headers.get("apikey") or None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if authorization is not None and authorization.strip().lower() == "bearer":
         raise RestError(401, "PGRST301", "Empty JWT is sent in Authorization header",
                         headers=[(b"www-authenticate", b"Bearer")])  # fmt: skip
-    return token.strip()
+    return credential_from(authorization, headers.get("apikey"))
 
 
 def _jwt_error(error: Unauthorized) -> RestError:
