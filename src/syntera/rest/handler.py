@@ -31,6 +31,7 @@ from syntera.errors import RateLimited, Unauthorized
 from syntera.ratelimit import Limiters
 from syntera.rest.errors import JSON_UTF8, RestError, from_database
 from syntera.rest.request import (
+    NO_PREFERENCES,
     Preferences,
     RestRequest,
     applied_header,
@@ -166,7 +167,7 @@ class RestPaths(HttpMiddleware):
                 method, path, scope["query_string"].decode("latin-1"), headers,
                 schema_of(headers, method, rest.settings.rest_schema_list), name, rpc,
                 principal, authenticated,
-                Preferences.parse([headers["prefer"]] if "prefer" in headers else []),
+                Preferences.parse([headers["prefer"]]) if "prefer" in headers else NO_PREFERENCES,
             )  # fmt: skip
             request.preferences.check()
             if request.preferences.handling is not None:

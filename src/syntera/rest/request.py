@@ -89,6 +89,9 @@ class Preferences:
             )  # fmt: skip
 
 
+NO_PREFERENCES = Preferences()
+
+
 def applied_header(applied: list[str]) -> bytes:
     """Preference-Applied's value: the applied preferences in PostgREST's order."""
 
@@ -138,7 +141,9 @@ def _a_count(text: str) -> bool:
 def target_of(path: str) -> tuple[str, bool]:
     """``/contacts`` -> ("contacts", False); ``/rpc/f`` -> ("f", True); 404 PGRST125 for
     anything else."""
-    parts = [unquote(part) for part in path.strip("/").split("/")]
+    parts = path.strip("/").split("/")
+    if "%" in path:
+        parts = [unquote(part) for part in parts]
     if len(parts) == 1 and parts[0]:
         return parts[0], False
     if len(parts) == 2 and parts[0] == "rpc" and parts[1]:
