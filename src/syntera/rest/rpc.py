@@ -30,7 +30,7 @@ from syntera.rest.handler import Answer, Rest
 from syntera.rest.query import Builder, Params, quote
 from syntera.rest.request import OBJECT, OBJECT_UTF8, RestRequest, media_type_of, row_range
 from syntera.rest.schema import Column, Function, Parameter, Relation, SchemaCache
-from syntera.rest.writes import read_body
+from syntera.rest.writes import body_of, read_body
 
 INPUT_MODES = ("i", "b", "v")
 OUTPUT_MODES = ("o", "b", "t")
@@ -185,7 +185,11 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer ``/rest/v1/rpc/<function>`` (POST, GET, HEAD)."""
     media = media_type_of(request.header("accept"), csv=False)
     cache = await rest.schema.current()
-    raw = await read_body(receive) if request.method == "POST" else b""
+    raw = (
+        body_of(request, await read_body(receive), csv_allowed=False)
+        if request.method == "POST"
+        else b""
+    )
     text, names, query, body = _arguments(request, raw, cache)
     single = request.preferences.params == "single-object"
     chosen = choose(cache, request.schema, request.name, names, body=body, single_object=single)
