@@ -68,3 +68,18 @@ async def test_a_body_of_another_content_type_is_400_pgrst102(
         assert response.status_code == 201, (kind, response.text)
 
 
+async def test_prefer_timezone_answers_timestamps_in_that_zone(books: Books) -> None:
+    response = await books.get("events", prefer="timezone=America/Los_Angeles")
+    assert response.status_code == 200, response.text
+    assert response.json() == [{"id": 1, "at": "2024-01-01T04:00:00-08:00"}]
+    assert response.headers["preference-applied"] == "timezone=America/Los_Angeles"
+    # An unknown zone is ignored (not applied), and refused with handling=strict.
+    response = await books.get("events", prefer="timezone=Mars/Olympus")
+    assert response.json() == [{"id": 1, "at": "2024-01-01T12:00:00+00:00"}]
+    assert "preference-applied" not in response.headers
+    response = await books.get("events", prefer="handling=strict, timezone=Mars/Olympus")
+    assert response.status_code == 400
+    assert response.json()["code"] == "PGRST122"
+    assert response.json()["details"] == "Invalid preferences: timezone=Mars/Olympus"
+
+

@@ -103,6 +103,10 @@ class Rest:
             "request.path": PREFIX + request.path,
             "request.headers": orjson.dumps(request.headers).decode(),
         }
+        if request.preferences.timezone is not None:
+            # Prefer: timezone=…: the transaction's time zone (timestamptz answers in it).
+            settings["timezone"] = request.preferences.timezone
+            request.applied.append(f"timezone={request.preferences.timezone}")
         _, results = await run_as(
             self.pool, request.principal, statements, read_only=read_only, commit=commit,
             settings=settings, membership=False,

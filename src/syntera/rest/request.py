@@ -5,7 +5,9 @@ type to answer with and the range of rows."""
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import unquote
 
@@ -50,6 +52,7 @@ class Preferences:
     handling: Literal["strict", "lenient"] | None = None
     max_affected: int | None = None
     params: str | None = None
+    timezone: str | None = None
     invalid: tuple[str, ...] = ()
 
     @classmethod
@@ -63,7 +66,11 @@ class Preferences:
                     continue
                 name, _, setting = preference.partition("=")
                 known = setting in PREFERENCES.get(name, ())
-                if known or (name == "max-affected" and _a_count(setting)):
+                if (
+                    known
+                    or (name == "max-affected" and _a_count(setting))
+                    or (name == "timezone" and setting in time_zones())
+                ):
                     chosen.setdefault(name, setting)
                 else:
                     invalid.append(preference)
@@ -77,6 +84,7 @@ class Preferences:
             chosen.get("handling"),  # type: ignore[arg-type]
             int(affected) if affected else None,
             chosen.get("params"),
+            chosen.get("timezone"),
             tuple(invalid),
         )
 
@@ -131,6 +139,13 @@ def headers_of(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return headers
+
+
+@lru_cache(maxsize=1)
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names ``Prefer: timezone=`` may name (PostgreSQL's own names;
+    read once, on first use)."""
+    return frozenset(zoneinfo.available_timezones())
 
 
 def _a_count(text: str) -> bool:
