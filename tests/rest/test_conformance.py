@@ -83,3 +83,18 @@ async def test_prefer_timezone_answers_timestamps_in_that_zone(books: Books) -> 
     assert response.json()["details"] == "Invalid preferences: timezone=Mars/Olympus"
 
 
+async def test_computed_columns_are_selected_filtered_and_ordered(books: Books) -> None:
+    rows = await books.rows("books?select=id,label&label=like.*19*&order=label.desc&limit=2")
+    assert rows == [
+        {"id": 2, "label": "The Dispossessed (1974)"},
+        {"id": 4, "label": "Parable of the Sower (1993)"},
+    ]
+    # Not part of *; through an embed too.
+    [book] = await books.rows("books?id=eq.1")
+    assert "label" not in book
+    [author] = await books.rows("authors?select=name,books!author_id(label)&id=eq.3")
+    assert author == {"name": "Italo", "books": [{"label": "Invisible Cities (1972)"}]}
+    response = await books.get("books?select=nope")
+    assert (response.status_code, response.json()["code"]) == (400, "42703")
+
+

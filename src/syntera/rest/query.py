@@ -142,9 +142,14 @@ class Level:
 
 
 def field_sql(alias: str, relation: Relation, target: Field) -> str:
-    """A column (checked against the cache) and its JSON path, as SQL."""
-    relation.column(target.name)
-    sql = f"{alias}.{quote(target.name)}"
+    """A column (checked against the cache), or a computed column (its function of the
+    row), and its JSON path, as SQL."""
+    if target.name not in relation.columns and target.name in relation.computed:
+        function = relation.computed[target.name]
+        sql = f"{quote(relation.schema)}.{quote(function)}({alias})"
+    else:
+        relation.column(target.name)
+        sql = f"{alias}.{quote(target.name)}"
     for step in target.path:
         # An array index is written as a number only when it is one (ASCII digits, one
         # leading minus): any other text, "--1" included, would be SQL, so it is a literal.
