@@ -1,5 +1,6 @@
 """PostgREST 12 behaviours checked against its own spec tests and documentation: request
-bodies by Content-Type (forms, refused types), ``Prefer: timezone``, computed columns."""
+bodies by Content-Type (forms, refused types), ``Prefer: timezone``, computed columns,
+array and VARIADIC arguments of RPC."""
 
 from __future__ import annotations
 
@@ -98,3 +99,20 @@ async def test_computed_columns_are_selected_filtered_and_ordered(books: Books) 
     assert (response.status_code, response.json()["code"]) == (400, "42703")
 
 
+async def test_array_and_variadic_arguments_by_get_and_post(
+    rpc_app: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    """PostgREST's RpcSpec: a repeated query parameter is an array; a VARIADIC
+    parameter takes one by name (a JSON array in a body)."""
+    read = {"accept-profile": "rpc_fixtures"}
+    response = await rpc_app.get("/rest/v1/rpc/joined?parts=a&parts=b&parts=c", headers=read)
+    assert (response.status_code, response.json()) == (200, "a-b-c"), response.text
+    response = await rpc_app.get("/rest/v1/rpc/joined?parts={x,y}", headers=read)
+    assert (response.status_code, response.json()) == (200, "x-y"), response.text
+    response = await rpc_app.post("/rest/v1/rpc/joined", json={"parts": ["p", "q"]}, headers=WRITE)
+    assert (response.status_code, response.json()) == (200, "p-q"), response.text
+    response = await rpc_app.get("/rest/v1/rpc/tags_of?tags=a&tags=b&tags=c", headers=read)
+    assert (response.status_code, response.json()) == (200, 3), response.text
+    # One value where the function takes one: refused by PostgreSQL (400), never a 500.
+    response = await rpc_app.get("/rest/v1/rpc/add?a=1&a=2&b=3", headers=read)
+    assert response.status_code == 400, response.text

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import Receive
@@ -152,7 +153,12 @@ def _call_sql(call: Call, params: Params, arguments_json: str) -> tuple[str, str
     types = {p.name: p.type for p in _inputs(function)}
     definitions = ", ".join(f"{quote(n)} {types[n]}" for n in call.names)
     arguments = f"SELECT * FROM json_to_record({value}::json) AS _({definitions})"
-    passed = ", ".join(f"{quote(n)} := pgrst_args.{quote(n)}" for n in call.names)
+    # A VARIADIC parameter takes its array by name only when marked so.
+    variadic = {p.name for p in _inputs(function) if p.mode == "v"}
+    passed = ", ".join(
+        f"{'VARIADIC ' if n in variadic else ''}{quote(n)} := pgrst_args.{quote(n)}"
+        for n in call.names
+    )
     return arguments, f"{name}({passed})"
 
 
@@ -177,7 +183,18 @@ def _arguments(
         names = [] if single else list(document)
         return text, names, query, True
     query = parse_query(request.query_string, arguments=all_names)
-    values = {k: v for k, v in query.other.items() if k in all_names}
+    # A name given more than once is an array (PostgREST's ``?v=1&v=2`` for a variadic
+    # or array parameter).
+    values: dict[str, str | list[str]] = {}
+    for key, value in parse_qsl(request.query_string, keep_blank_values=True):
+        if key in all_names and key in query.other:
+            given = values.get(key)
+            if given is None:
+                values[key] = value
+            elif isinstance(given, list):
+                given.append(value)
+            else:
+                values[key] = [given, value]
     return json.dumps(values), list(values), query, False
 
 
