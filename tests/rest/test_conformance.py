@@ -116,3 +116,30 @@ async def test_array_and_variadic_arguments_by_get_and_post(
     # One value where the function takes one: refused by PostgreSQL (400), never a 500.
     response = await rpc_app.get("/rest/v1/rpc/add?a=1&a=2&b=3", headers=read)
     assert response.status_code == 400, response.text
+
+
+async def test_parameters_of_an_embed_not_selected_are_400_pgrst108(books: Books) -> None:
+    """QuerySpec: a filter (or order, limit, offset) on a resource the select does not
+    embed is refused; it was silently ignored."""
+    response = await books.get("books?select=id&nope.title=eq.x")
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "PGRST108",
+        "message": "Cannot apply filter because 'nope' is not an embedded resource in this request",
+        "details": None,
+        "hint": "Verify that 'nope' is included in the 'select' query parameter.",
+    }
+    for query in (
+        "authors?select=id,books!author_id(id)&books.nope.title=eq.x",
+        "books?select=id&nope.order=id",
+        "books?select=id&nope.limit=1",
+        "books?select=id,writer:authors!author_id(name)&authors.name=eq.Ursula",
+    ):
+        response = await books.get(query)
+        assert (response.status_code, response.json()["code"]) == (400, "PGRST108"), query
+    rows = await books.rows(
+        "authors?select=id,books!author_id(id,reviews(stars))&books.reviews.stars=eq.5&id=eq.1"
+    )
+    assert rows == [
+        {"id": 1, "books": [{"id": 1, "reviews": [{"stars": 5}]}, {"id": 2, "reviews": []}]}
+    ]

@@ -197,6 +197,24 @@ class Builder:
         self.params = params
         self.counter = 0
         self.path_ids = path_ids(query)
+        self.visited: set[EmbedPath] = set()
+
+    def check_embedded(self) -> None:
+        """400 PGRST108 for parameters of an embed the request does not select
+        (``nope.col=eq.1``, ``nope.order=…``): PostgREST refuses them, never ignores."""
+        for path in sorted({*self.query.where, *self.query.order, *self.query.limit,
+                            *self.query.offset}):  # fmt: skip
+            if path in self.visited:
+                continue
+            missing = next(
+                path[: i + 1] for i in range(len(path)) if path[: i + 1] not in self.visited
+            )
+            name = missing[-1]
+            raise RestError(
+                400, "PGRST108",
+                f"Cannot apply filter because '{name}' is not an embedded resource in this request",
+                None, f"Verify that '{name}' is included in the 'select' query parameter.",
+            )  # fmt: skip
 
     def _alias(self, prefix: str) -> str:
         self.counter += 1
@@ -218,6 +236,7 @@ class Builder:
         with the filters, order and range of ``path`` (``limit``/``offset`` given for
         the top, where the Range header and max-rows join in)."""
         alias = alias or self._alias("t")
+        self.visited.add(path)
         level = Level(
             [],
             [],
@@ -534,6 +553,7 @@ def build_read(
     params = Params()
     builder = Builder(cache, query, params)
     level = builder.level(relation, query.select, (), limit=limit, offset=offset)
+    builder.check_embedded()
     total = "NULL::bigint"
     plan = None
     if count == "exact":

@@ -230,6 +230,7 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     level = builder.level(
         relation, query.select, (), source="pgrst_call", limit=rows.limit, offset=rows.offset
     )
+    builder.check_embedded()
     total = "NULL::bigint"
     if request.preferences.count == "exact":
         total = f"(SELECT pg_catalog.count(*) {level.from_where()})"
