@@ -143,3 +143,23 @@ async def test_parameters_of_an_embed_not_selected_are_400_pgrst108(books: Books
     assert rows == [
         {"id": 1, "books": [{"id": 1, "reviews": [{"stars": 5}]}, {"id": 2, "reviews": []}]}
     ]
+
+
+async def test_an_exact_count_is_of_the_top_rows_through_embeds(books: Books) -> None:
+    """A to-many embed does not multiply the count; an ``!inner`` one filters it."""
+    response = await books.get("authors?select=id,books!author_id(id)", prefer="count=exact")
+    assert response.headers["content-range"] == "0-2/3"
+    response = await books.get(
+        "authors?select=id,books!author_id!inner(id)&books.year=gt.1975", prefer="count=exact"
+    )
+    assert response.headers["content-range"] == "0-0/1"
+    assert response.json() == [{"id": 2, "books": [{"id": 3}, {"id": 4}, {"id": 6}]}]
+
+
+async def test_json_paths_order_and_filter(books: Books) -> None:
+    rows = await books.rows("authors?select=id,city:data->>city&order=data->>city.desc")
+    assert [row["city"] for row in rows] == ["Sanremo", "Pasadena", "Berkeley"]
+    rows = await books.rows("authors?select=id&order=data->awards->hugo.desc.nullslast")
+    assert [row["id"] for row in rows] == [1, 2, 3]
+    rows = await books.rows("authors?select=id&data->awards->>hugo=gt.2")
+    assert rows == [{"id": 1}]
