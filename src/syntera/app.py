@@ -305,6 +305,9 @@ def create_app(settings: Settings, urls: StackUrls) -> FastAPI:
         "workflows, calls, notifications, analytics and knowledge-base search, isolated per "
         "company.",
         lifespan=lifespan,
+        # No OpenTelemetry provider is configured (the metrics are Prometheus', below):
+        # FastAPI's own check for one cost about 1% of a fast read's CPU (py-spy).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # Served from the package by install_console, not from a CDN.
         docs_url=None,
         redoc_url=None,

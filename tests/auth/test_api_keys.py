@@ -108,3 +108,18 @@ async def test_a_user_token_in_the_stream_s_query_wins_over_the_anon_key_beside_
         pass
     alone = await refused(http, "/v1/events", headers={"apikey": anon})
     assert alone.status_code == 401
+
+
+async def test_another_scheme_names_no_token_and_the_apikey_acts(
+    client: httpx.AsyncClient, settings: Settings, tenant_a: SeededCompany
+) -> None:
+    """The bearer-else-apikey rule is one (``credential_from``), on FastAPI's routes and
+    the fast paths alike: ``Basic`` is no bearer, so the ``apikey`` beside it acts."""
+    key = api_key(load_keys(settings), "service_role")
+    headers = {"apikey": key, "Authorization": "Basic dXNlcjpwYXNz",
+               "X-Company-Id": str(tenant_a.company_id)}  # fmt: skip
+    for path in ("/v1/contacts", f"/v1/contacts/{tenant_a.rows['contacts']}"):
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 200, (path, response.text)
+    response = await client.get("/v1/contacts", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert response.status_code == 401

@@ -20,6 +20,7 @@ from syntera.db.postgres import (
     create_api_pool,
     load_json,
     principal_settings,
+    run_as,
     transaction_as,
 )
 from syntera.tenancy import Principal
@@ -220,3 +221,44 @@ def test_a_members_first_page_walks_the_company_index(owner_conn: psycopg.Connec
     text = str(plan)
     assert "idx_contacts_company_created" in text, text
     assert "'Sort'" not in text, text
+
+
+async def test_run_as_is_one_transaction_without_begin_or_commit(
+    api_pool: Pool, owner_conn: psycopg.Connection, tenant: SeededCompany
+) -> None:
+    """``run_as`` sends no BEGIN or COMMIT: what precedes the pipeline's one Sync is one
+    transaction. Its settings hold for every statement and end with it; a statement that
+    fails undoes the ones before it; read-only transactions refuse writes."""
+    note = f"run-as-{uuid.uuid4().hex[:8]}"
+    insert = (
+        "INSERT INTO public.contacts (company_id, email) VALUES (private.current_company_id(),"
+        " %(email)s) RETURNING current_setting('transaction_read_only') AS read_only,"
+        " txid_current() AS tx"
+    )
+    _, [[first], [same]] = await run_as(
+        api_pool, tenant.member,
+        [(insert, {"email": f"{note}@x.io"}),
+         ("SELECT txid_current() AS tx, current_user AS role", {})],
+    )  # fmt: skip
+    assert first["read_only"] == "off"
+    assert same == {"tx": first["tx"], "role": "authenticated"}
+    with pytest.raises(errors.DivisionByZero):
+        await run_as(
+            api_pool, tenant.member,
+            [(insert, {"email": f"{note}-undone@x.io"}), ("SELECT 1 / 0", {})],
+        )  # fmt: skip
+    with pytest.raises(errors.ReadOnlySqlTransaction):
+        await run_as(api_pool, tenant.member, [(insert, {"email": f"{note}-ro@x.io"})],
+                     read_only=True)  # fmt: skip
+    kept = owner_conn.execute(
+        "SELECT email FROM public.contacts WHERE email LIKE %s ORDER BY email", [f"{note}%"]
+    ).fetchall()
+    assert [row[0] for row in kept] == [f"{note}@x.io"]
+    async with api_pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT current_user AS role, current_setting('transaction_read_only') AS ro,"
+                " coalesce(current_setting('request.jwt.claims', true), '') AS claims"
+            )
+        ).fetchone()
+    assert row == {"role": "authenticator", "ro": "off", "claims": ""}

@@ -58,6 +58,12 @@ GRANT SELECT ON rest_fixtures.authors, rest_fixtures.books, rest_fixtures.review
   rest_fixtures.recent_books, rest_fixtures.whoami, rest_fixtures.genres,
   rest_fixtures.book_genres TO anon, authenticated, rest_reader;
 GRANT SELECT (id) ON rest_fixtures.secrets TO anon, authenticated;
+-- A computed column of books (PostgREST's computed fields): a function of its row.
+CREATE FUNCTION rest_fixtures.label(rest_fixtures.books) RETURNS text
+  LANGUAGE sql STABLE AS $$SELECT $1.title || ' (' || $1.year || ')'$$;
+CREATE TABLE rest_fixtures.events (id int PRIMARY KEY, at timestamptz NOT NULL);
+GRANT SELECT ON rest_fixtures.events TO anon, authenticated, rest_reader;
+INSERT INTO rest_fixtures.events VALUES (1, '2024-01-01 12:00:00+00');
 INSERT INTO rest_fixtures.authors VALUES
   (1, 'Ursula', '1929-10-21', '{"city": "Berkeley", "awards": {"hugo": 5}}', '{sf,fantasy}',
    to_tsvector('english', 'the wizard of earthsea'), 9.5, '[1,10)', NULL),

@@ -278,18 +278,17 @@ async def test_a_statement_cached_for_a_shape_takes_each_request_s_values(books:
     assert second == [{"id": 3, "books": [{"id": 5}]}]
 
 
-async def test_a_read_is_four_statements_in_one_round_trip(
+async def test_a_read_is_two_statements_in_one_round_trip(
     rest_as: Any, tenant_a: SeededCompany, statements: list[str]
 ) -> None:
-    """BEGIN READ ONLY, the role with the claims and the request's settings, the read,
-    COMMIT: sent in one pipeline (db.postgres.run_as), no membership read."""
+    """The role with the claims, the request's settings and READ ONLY, then the read: sent
+    in one pipeline whose Sync ends the transaction (db.postgres.run_as: no BEGIN or
+    COMMIT), no membership read."""
     rest = rest_as(tenant_a.member)
     await rest.rows(f"contacts?id=eq.{tenant_a.rows['contacts']}")
-    assert len(statements) == 4, statements
-    assert statements[0] == "BEGIN READ ONLY"
-    assert statements[1].startswith("SELECT set_config('role'")
-    assert statements[2].startswith("WITH pgrst_source AS")
-    assert statements[3] == "COMMIT"
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("SELECT set_config('role'")
+    assert statements[1].startswith("WITH pgrst_source AS")
 
 
 async def test_views_embed_along_their_tables_keys(books: Books) -> None:

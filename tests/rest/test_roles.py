@@ -97,3 +97,19 @@ async def test_v1_still_refuses_a_token_of_another_role(rest_app: httpx.AsyncCli
     """Only /rest/v1 lets a token name any role; /v1 knows its three."""
     response = await rest_app.get("/v1/contacts", headers=token("rest_reader"))
     assert response.status_code == 401
+
+
+async def test_the_credential_is_the_bearer_else_the_apikey_as_on_v1(books: Books) -> None:
+    """One rule for every route (``syntera.api.deps.credential_from``): another scheme
+    names no token (the ``apikey`` beside it acts, else the anonymous role), as PostgREST
+    reads ``Basic``; an empty bearer is PostgREST's 401."""
+    reader = token("rest_reader")["authorization"].removeprefix("Bearer ")
+    basic = {"authorization": "Basic dXNlcjpwYXNz"}
+    rows = await Books(books.client, {**basic, "apikey": reader}).rows("whoami")
+    assert rows[0]["role"] == "rest_reader"
+    assert (await Books(books.client, basic).rows("whoami"))[0]["role"] == "anon"
+    beside = {**token("rest_reader"), "apikey": "not.a.jwt"}
+    assert (await Books(books.client, beside).rows("whoami"))[0]["role"] == "rest_reader"
+    for empty in ("Bearer", "Bearer   "):
+        response = await Books(books.client, {"authorization": empty}).get("whoami")
+        assert (response.status_code, response.json()["code"]) == (401, "PGRST301")

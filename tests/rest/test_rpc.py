@@ -45,6 +45,8 @@ CREATE OR REPLACE FUNCTION rpc_fixtures.squares(n int) RETURNS SETOF int
   LANGUAGE sql STABLE AS 'SELECT i * i FROM generate_series(1, n) i';
 CREATE OR REPLACE FUNCTION rpc_fixtures.tags_of(tags text[]) RETURNS int
   LANGUAGE sql IMMUTABLE AS 'SELECT cardinality(tags)';
+CREATE OR REPLACE FUNCTION rpc_fixtures.joined(VARIADIC parts text[]) RETURNS text
+  LANGUAGE sql IMMUTABLE AS $$SELECT array_to_string(parts, '-')$$;
 CREATE OR REPLACE FUNCTION rpc_fixtures.note(note text) RETURNS void
   LANGUAGE sql VOLATILE AS $$INSERT INTO rpc_fixtures.notes (note) VALUES (note)$$;
 CREATE OR REPLACE FUNCTION rpc_fixtures.visible_contacts() RETURNS SETOF public.contacts

@@ -54,12 +54,23 @@ async def principal(
 
 
 def credential_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
-    """The caller's credential as Supabase's gateway reads it: the ``Authorization``
-    bearer when there is one (a signed-in user's token wins over the API key sent
-    beside it), else the ``apikey`` header (the key alone acts as its role)."""
-    if credentials is not None:
-        return credentials.credentials
-    return request.headers.get(API_KEY_HEADER)
+    """The caller's credential (``credential_from`` of the request's headers)."""
+    headers = request.headers
+    return credential_from(headers.get("authorization"), headers.get(API_KEY_HEADER))
+
+
+def credential_from(authorization: str | None, api_key: str | None) -> str | None:
+    """The credential of a request as Supabase's gateway reads it, for every route (/v1,
+    its fast paths, /rest/v1): the ``Authorization`` bearer token when there is one (a
+    signed-in user's token wins over the API key sent beside it), else the ``apikey``
+    header (the key alone acts as its role). Another scheme (``Basic``) or an empty
+    bearer names no token, as PostgREST reads it."""
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if token and scheme.lower() == "bearer":
+            return token
+    return api_key or None
 
 
 async def stream_principal(

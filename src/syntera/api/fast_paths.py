@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from syntera.api.deps import count_request, member_pool
+from syntera.api.deps import count_request, credential_from, member_pool
 from syntera.api.errors import problem_from_database, problem_from_error
 from syntera.api.json_guard import is_json, read_body, replaying
 from syntera.api.middleware import HttpMiddleware
@@ -220,17 +220,15 @@ async def _json(send: Send, status: int, body: bytes) -> None:
 
 
 def _bearer(scope: Scope) -> str | None:
-    """The credential as ``syntera.api.deps.credential_of`` reads it: the bearer, else
-    the ``apikey`` header."""
+    """The credential (``syntera.api.deps.credential_from`` of the request's headers)."""
+    authorization: str | None = None
     api_key: str | None = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, credential = bytes(value).decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and credential:
-                return credential.strip()
+            authorization = bytes(value).decode("latin-1")
         elif name == b"apikey":
             api_key = bytes(value).decode("latin-1")
-    return api_key
+    return credential_from(authorization, api_key)
 
 
 async def _no_receive() -> dict[str, Any]:  # the answers below never read the body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Counter, Histogram
 from starlette.types import Message, Receive, Scope, Send
 
 from syntera.api.middleware import HttpMiddleware
@@ -29,6 +30,24 @@ class HttpMetrics(HttpMiddleware):
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
+            counter, latency = _series(scope["method"], template, status)
+            counter.inc()
+            latency.observe(time.perf_counter() - started)
+
+
+# Each series of a label set, found once: ``labels()`` takes a lock and checks its
+# arguments every time, a percent of a fast read's CPU (py-spy). Methods, templates and
+# statuses are few (templates are routes', never raw paths).
+_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def _series(method: str, template: str, status: int) -> tuple[Counter, Histogram]:
+    key = (method, template, status)
+    found = _SERIES.get(key)
+    if found is None:
+        found = (
+            HTTP_REQUESTS.labels(method, template, str(status)),
+            HTTP_LATENCY.labels(method, template),
+        )
+        _SERIES[key] = found
+    return found

@@ -57,6 +57,13 @@ def check_body(body: bytes) -> None:
 def check_query(query_string: bytes) -> None:
     """Raise Unacceptable for a query value that is not valid UTF-8, holds NUL or is
     over its length bound."""
+    if (
+        len(query_string) <= MAX_QUERY_VALUE_CHARS
+        and query_string.isascii()
+        and b"%" not in query_string
+        and b"\x00" not in query_string
+    ):
+        return  # every value is ASCII text shorter than the whole: nothing to decode
     try:
         text = query_string.decode("ascii")
     except UnicodeDecodeError as error:

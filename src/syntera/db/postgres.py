@@ -293,20 +293,30 @@ async def run_as(
     settings: Mapping[str, str] | None = None,
     membership: bool = True,
 ) -> tuple[Membership | None, list[list[DictRow]]]:
-    """Statements in one transaction as ``principal``, in one round trip: BEGIN (READ
-    ONLY), the principal's settings with ``settings`` (more transaction-local settings,
-    such as PostgREST's ``request.method``) in the same statement, the membership read
-    (unless ``membership`` is false: the data API has no use for it), each statement,
-    then COMMIT — or ROLLBACK when ``commit`` is false (nothing is kept, yet every
-    statement ran). A statement that fails stops the pipeline and the transaction is
-    rolled back. The caller's membership and each statement's rows."""
+    """Statements in one transaction as ``principal``, in one round trip: the
+    principal's settings with ``settings`` (more transaction-local settings, such as
+    PostgREST's ``request.method``) in one statement, the membership read (unless
+    ``membership`` is false: the data API has no use for it), then each statement. A
+    statement that fails stops the pipeline and the transaction is rolled back. The
+    caller's membership and each statement's rows.
+
+    Everything a pipeline sends before its Sync is one transaction (the extended query
+    protocol's rule), committed at the Sync: so no BEGIN and COMMIT are sent, two of a
+    read's four statements, each a pass through the driver (py-spy: about a twentieth of
+    a /rest/v1 read's CPU). READ ONLY is the transaction's ``transaction_read_only``,
+    set with the rest. When ``commit`` is false the statements run between BEGIN and
+    ROLLBACK instead (nothing is kept, yet every statement ran)."""
+    if read_only:
+        settings = {**(settings or {}), "transaction_read_only": "on"}
     async with pool_for(pool, principal).connection() as conn:
         try:
             async with conn.pipeline():
-                await conn.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+                if not commit:
+                    await conn.execute("BEGIN")
                 member = await _send_principal(conn, principal, settings, membership=membership)
                 cursors = [await conn.execute(query, params) for query, params in statements]
-                await conn.execute("COMMIT" if commit else "ROLLBACK")
+                if not commit:
+                    await conn.execute("ROLLBACK")
         except BaseException:
             await conn.rollback()
             raise

@@ -21,7 +21,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from syntera.api.deps import count_request
+from syntera.api.deps import count_request, credential_from
 from syntera.api.middleware import HttpMiddleware
 from syntera.config import Settings
 from syntera.db.postgres import TenantConnection, run_as
@@ -31,6 +31,7 @@ from syntera.errors import RateLimited, Unauthorized
 from syntera.ratelimit import Limiters
 from syntera.rest.errors import JSON_UTF8, RestError, from_database
 from syntera.rest.request import (
+    NO_PREFERENCES,
     Preferences,
     RestRequest,
     applied_header,
@@ -102,6 +103,10 @@ class Rest:
             "request.path": PREFIX + request.path,
             "request.headers": orjson.dumps(request.headers).decode(),
         }
+        if request.preferences.timezone is not None:
+            # Prefer: timezone=…: the transaction's time zone (timestamptz answers in it).
+            settings["timezone"] = request.preferences.timezone
+            request.applied.append(f"timezone={request.preferences.timezone}")
         _, results = await run_as(
             self.pool, request.principal, statements, read_only=read_only, commit=commit,
             settings=settings, membership=False,
@@ -110,17 +115,13 @@ class Rest:
 
 
 def credential_of(headers: Mapping[str, str]) -> str | None:
-    """The credential of a request, as Supabase's gateway reads it: the bearer token if
-    it sent one (a user's token wins over the API key beside it), else the ``apikey``
-    header (the project's anon or service-role key alone acts as its role)."""
+    """The credential of a request (``syntera.api.deps.credential_from``); an empty
+    bearer token is 401 PGRST301, as PostgREST answers it."""
     authorization = headers.get("authorization")
-    if authorization is None:
-        return headers.get("apikey") or None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if authorization is not None and authorization.strip().lower() == "bearer":
         raise RestError(401, "PGRST301", "Empty JWT is sent in Authorization header",
                         headers=[(b"www-authenticate", b"Bearer")])  # fmt: skip
-    return token.strip()
+    return credential_from(authorization, headers.get("apikey"))
 
 
 def _jwt_error(error: Unauthorized) -> RestError:
@@ -170,7 +171,7 @@ class RestPaths(HttpMiddleware):
                 method, path, scope["query_string"].decode("latin-1"), headers,
                 schema_of(headers, method, rest.settings.rest_schema_list), name, rpc,
                 principal, authenticated,
-                Preferences.parse([headers["prefer"]] if "prefer" in headers else []),
+                Preferences.parse([headers["prefer"]]) if "prefer" in headers else NO_PREFERENCES,
             )  # fmt: skip
             request.preferences.check()
             if request.preferences.handling is not None:

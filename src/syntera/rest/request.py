@@ -5,7 +5,9 @@ type to answer with and the range of rows."""
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import unquote
 
@@ -50,6 +52,7 @@ class Preferences:
     handling: Literal["strict", "lenient"] | None = None
     max_affected: int | None = None
     params: str | None = None
+    timezone: str | None = None
     invalid: tuple[str, ...] = ()
 
     @classmethod
@@ -63,7 +66,11 @@ class Preferences:
                     continue
                 name, _, setting = preference.partition("=")
                 known = setting in PREFERENCES.get(name, ())
-                if known or (name == "max-affected" and _a_count(setting)):
+                if (
+                    known
+                    or (name == "max-affected" and _a_count(setting))
+                    or (name == "timezone" and setting in time_zones())
+                ):
                     chosen.setdefault(name, setting)
                 else:
                     invalid.append(preference)
@@ -77,6 +84,7 @@ class Preferences:
             chosen.get("handling"),  # type: ignore[arg-type]
             int(affected) if affected else None,
             chosen.get("params"),
+            chosen.get("timezone"),
             tuple(invalid),
         )
 
@@ -87,6 +95,9 @@ class Preferences:
                 400, "PGRST122", "Invalid preferences given with handling=strict",
                 "Invalid preferences: " + ", ".join(self.invalid),
             )  # fmt: skip
+
+
+NO_PREFERENCES = Preferences()
 
 
 def applied_header(applied: list[str]) -> bytes:
@@ -130,6 +141,13 @@ def headers_of(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
+@lru_cache(maxsize=1)
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names ``Prefer: timezone=`` may name (PostgreSQL's own names;
+    read once, on first use)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _a_count(text: str) -> bool:
     """ASCII digits that fit a bigint."""
     return text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS
@@ -138,7 +156,9 @@ def _a_count(text: str) -> bool:
 def target_of(path: str) -> tuple[str, bool]:
     """``/contacts`` -> ("contacts", False); ``/rpc/f`` -> ("f", True); 404 PGRST125 for
     anything else."""
-    parts = [unquote(part) for part in path.strip("/").split("/")]
+    parts = path.strip("/").split("/")
+    if "%" in path:
+        parts = [unquote(part) for part in parts]
     if len(parts) == 1 and parts[0]:
         return parts[0], False
     if len(parts) == 2 and parts[0] == "rpc" and parts[1]:

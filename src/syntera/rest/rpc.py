@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import Receive
@@ -30,7 +31,7 @@ from syntera.rest.handler import Answer, Rest
 from syntera.rest.query import Builder, Params, quote
 from syntera.rest.request import OBJECT, OBJECT_UTF8, RestRequest, media_type_of, row_range
 from syntera.rest.schema import Column, Function, Parameter, Relation, SchemaCache
-from syntera.rest.writes import read_body
+from syntera.rest.writes import body_of, read_body
 
 INPUT_MODES = ("i", "b", "v")
 OUTPUT_MODES = ("o", "b", "t")
@@ -152,7 +153,12 @@ def _call_sql(call: Call, params: Params, arguments_json: str) -> tuple[str, str
     types = {p.name: p.type for p in _inputs(function)}
     definitions = ", ".join(f"{quote(n)} {types[n]}" for n in call.names)
     arguments = f"SELECT * FROM json_to_record({value}::json) AS _({definitions})"
-    passed = ", ".join(f"{quote(n)} := pgrst_args.{quote(n)}" for n in call.names)
+    # A VARIADIC parameter takes its array by name only when marked so.
+    variadic = {p.name for p in _inputs(function) if p.mode == "v"}
+    passed = ", ".join(
+        f"{'VARIADIC ' if n in variadic else ''}{quote(n)} := pgrst_args.{quote(n)}"
+        for n in call.names
+    )
     return arguments, f"{name}({passed})"
 
 
@@ -177,7 +183,18 @@ def _arguments(
         names = [] if single else list(document)
         return text, names, query, True
     query = parse_query(request.query_string, arguments=all_names)
-    values = {k: v for k, v in query.other.items() if k in all_names}
+    # A name given more than once is an array (PostgREST's ``?v=1&v=2`` for a variadic
+    # or array parameter).
+    values: dict[str, str | list[str]] = {}
+    for key, value in parse_qsl(request.query_string, keep_blank_values=True):
+        if key in all_names and key in query.other:
+            given = values.get(key)
+            if given is None:
+                values[key] = value
+            elif isinstance(given, list):
+                given.append(value)
+            else:
+                values[key] = [given, value]
     return json.dumps(values), list(values), query, False
 
 
@@ -185,7 +202,11 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer ``/rest/v1/rpc/<function>`` (POST, GET, HEAD)."""
     media = media_type_of(request.header("accept"), csv=False)
     cache = await rest.schema.current()
-    raw = await read_body(receive) if request.method == "POST" else b""
+    raw = (
+        body_of(request, await read_body(receive), csv_allowed=False)
+        if request.method == "POST"
+        else b""
+    )
     text, names, query, body = _arguments(request, raw, cache)
     single = request.preferences.params == "single-object"
     chosen = choose(cache, request.schema, request.name, names, body=body, single_object=single)
@@ -209,6 +230,7 @@ async def call(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     level = builder.level(
         relation, query.select, (), source="pgrst_call", limit=rows.limit, offset=rows.offset
     )
+    builder.check_embedded()
     total = "NULL::bigint"
     if request.preferences.count == "exact":
         total = f"(SELECT pg_catalog.count(*) {level.from_where()})"

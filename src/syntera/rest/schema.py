@@ -111,6 +111,9 @@ class Relation:
     foreign_keys: list[ForeignKey] = field(default_factory=list)
     # (grantee, privilege): ("anon", "SELECT"), ("PUBLIC", "SELECT"), ...
     privileges: frozenset[tuple[str, str]] = frozenset()
+    # Computed columns: functions of its exposed schema taking its row (and nothing
+    # else without a default) and returning one value, by name: "fn" for "schema"."fn".
+    computed: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_table(self) -> bool:
@@ -318,12 +321,16 @@ SELECT n.nspname AS schema, p.proname AS name, p.oid::int8 AS oid,
                     WITH ORDINALITY u(type_oid, i)
                JOIN pg_type t ON t.oid = u.type_oid
               ORDER BY u.i) AS arg_types,
-       p.pronargs AS input_count, p.pronargdefaults AS default_count
+       p.pronargs AS input_count, p.pronargdefaults AS default_count,
+       fn.nspname AS row_schema, fc.relname AS row_table
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_type rt ON rt.oid = p.prorettype
   LEFT JOIN pg_class rc ON rc.oid = rt.typrelid AND rc.relkind IN ('r', 'p', 'v', 'm', 'f')
   LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+  LEFT JOIN pg_type ft ON p.pronargs > 0 AND ft.oid = p.proargtypes[0]
+  LEFT JOIN pg_class fc ON fc.oid = ft.typrelid AND fc.relkind IN ('r', 'p', 'v', 'm', 'f')
+  LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
  WHERE n.nspname = ANY(%(schemas)s) AND p.prokind = 'f'
 """
 
@@ -357,6 +364,7 @@ async def read_schema(conn: TenantConnection, schemas: list[str], generation: in
     functions: dict[tuple[str, str], list[Function]] = {}
     for row in await (await conn.execute(FUNCTIONS, params)).fetchall():
         functions.setdefault((row["schema"], row["name"]), []).append(_function(row))
+        _computed_column(relations, row)
     return SchemaCache(tuple(schemas), relations, functions, generation)
 
 
@@ -399,6 +407,25 @@ def _view_lineage(relations: dict[tuple[str, str], Relation], rows: list[Any]) -
                             fk.constraint, fk.schema, fk.table, fk.columns, view.schema,
                             view.name, fk.foreign_columns,
                         ))  # fmt: skip
+
+
+def _computed_column(relations: dict[tuple[str, str], Relation], row: dict[str, Any]) -> None:
+    """Note the function of ``row`` as a computed column of the relation whose row is its
+    first argument (PostgREST's rule: in the relation's schema, one value returned, every
+    other argument defaulted; a real column of the same name wins)."""
+    relation = relations.get((row["row_schema"], row["row_table"]))
+    if (
+        relation is None
+        or row["schema"] != relation.schema
+        or row["returns_set"]
+        or row["return_table"] is not None
+        or row["return_type"] in ("void", "record")
+        or row["input_count"] - row["default_count"] > 1
+        or row["name"] in relation.columns
+        or any(mode != "i" for mode in row["arg_modes"] or ())
+    ):
+        return
+    relation.computed[row["name"]] = row["name"]
 
 
 def _function(row: dict[str, Any]) -> Function:

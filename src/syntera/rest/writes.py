@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import parse_qsl
 from urllib.parse import quote as url_quote
 
 import orjson
@@ -71,6 +72,28 @@ async def read_body(receive: Receive) -> bytes:
     """The whole request body (bounded already by the JSON guard); empty if the client
     went away."""
     return await json_guard.read_body(receive) or b""
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def body_of(request: RestRequest, raw: bytes, *, csv_allowed: bool = True) -> bytes:
+    """The body as JSON, by its Content-Type as PostgREST reads one: JSON (the default
+    without a header), ``text/csv`` (tables), or a form (``a=1&b=x``: one object of
+    text values, the last of a repeated name winning); any other type is 400 PGRST102."""
+    header = request.header("content-type")
+    kind = header.partition(";")[0].strip().lower() if header is not None else "application/json"
+    if kind in ("application/json", "*/*", "") or kind.endswith("+json"):
+        return raw
+    if kind == "text/csv" and csv_allowed:
+        return csv_rows(raw)
+    if kind == FORM:
+        try:
+            pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError as error:
+            raise _invalid_body("The form is not URL-encoded UTF-8") from error
+        return orjson.dumps(dict(pairs))
+    raise RestError(400, "PGRST102", f"Content-Type not acceptable: {kind}")
 
 
 def _invalid_body(details: str) -> RestError:
@@ -487,9 +510,7 @@ async def _target(
 async def insert(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer a POST: insert one row or many, or upsert them (``Prefer: resolution``)."""
     cache, relation, query, singular = await _target(rest, request)
-    raw = await read_body(receive)
-    if (request.header("content-type") or "").lower().startswith("text/csv"):
-        raw = csv_rows(raw)
+    raw = body_of(request, await read_body(receive))
     payload = parse_payload(raw, relation, query.other.get("columns"), many=True)
     if request.preferences.missing == "default":
         request.applied.append("missing=default")
@@ -519,9 +540,8 @@ async def insert(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
 async def update(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     """Answer a PATCH: set the body's columns on the rows the filters choose."""
     cache, relation, query, singular = await _target(rest, request)
-    payload = parse_payload(
-        await read_body(receive), relation, query.other.get("columns"), many=False
-    )
+    raw = body_of(request, await read_body(receive), csv_allowed=False)
+    payload = parse_payload(raw, relation, query.other.get("columns"), many=False)
     shape = _shape(request, singular, limited=True)
     if not payload.columns:
         # Nothing to set: PostgREST changes nothing and answers as for no row.
@@ -582,7 +602,7 @@ async def put(rest: Rest, request: RestRequest, receive: Receive) -> Answer:
     body's key must be the same)."""
     cache, relation, query, singular = await _target(rest, request)
     key = _put_key(relation, query)
-    raw = await read_body(receive)
+    raw = body_of(request, await read_body(receive), csv_allowed=False)
     payload = parse_payload(raw, relation, query.other.get("columns"), many=False)
     document = orjson.loads(payload.json)[0]
     for column, value in key.items():
