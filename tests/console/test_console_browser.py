@@ -403,6 +403,11 @@ async def test_plain_user_sees_no_team_settings_or_operator_page(
     for route in ("team", "settings", "operator"):
         await console.go(route)
         await expect(page.get_by_role("heading", name="Not for you")).to_be_visible()
+    # Any member names themselves (Supabase Auth's user_metadata.full_name), from the header.
+    await page.get_by_role("button", name=user.email).click()
+    await page.get_by_label("Your name").fill("Ada Byron")
+    await page.get_by_role("button", name="Save name").click()
+    await expect(page.get_by_role("button", name="Ada Byron")).to_be_visible()
     await console.shot("plain-user")
     console.clean()
 

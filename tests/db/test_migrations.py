@@ -100,7 +100,9 @@ def test_migrations_run_on_a_second_database_of_the_same_cluster(fresh: StackDat
 
 SUPABASE_LIKE = """
 CREATE SCHEMA auth;
-CREATE TABLE auth.users (id uuid PRIMARY KEY, email text, supabase_only_column text);
+CREATE TABLE auth.users (
+  id uuid PRIMARY KEY, email text, raw_user_meta_data jsonb, supabase_only_column text
+);
 CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE
   AS $$ SELECT '00000000-0000-0000-0000-00000000abcd'::uuid $$;
 """

@@ -68,6 +68,10 @@ class TeamMember(Output):
     id: UUID
     company_id: UUID
     email: str
+    name: str = Field(
+        description="How teammates see them: `full_name` (else `name`) from their Supabase "
+        "Auth user_metadata, which they set with `PUT /auth/v1/user`; else their email."
+    )
     role: MemberRole
     created_at: datetime
     updated_at: datetime

@@ -20,7 +20,7 @@ from syntera.notifications.service import notify_members
 from syntera.unit_of_work import TenantTransaction
 
 MEMBERS = """
-SELECT id, email FROM public.users WHERE company_id = %(company_id)s ORDER BY created_at, id
+SELECT id, name, email FROM public.users WHERE company_id = %(company_id)s ORDER BY created_at, id
 """
 
 IS_MEMBER = "SELECT 1 FROM public.users WHERE company_id = %(company_id)s AND id = %(user_id)s"
@@ -32,10 +32,10 @@ NOTIFY_ASSIGNMENT = (
 AUTO_ASSIGN = "SELECT auto_assign_handoffs FROM public.companies WHERE id = %(company_id)s"
 
 
-async def members(tx: TenantTransaction) -> list[tuple[UUID, str]]:
-    """The company's members (id, email), oldest first."""
+async def members(tx: TenantTransaction) -> list[tuple[UUID, str, str]]:
+    """The company's members (id, display name, email), oldest first."""
     cursor = await tx.conn.execute(MEMBERS, {"company_id": tx.company_id})
-    return [(row["id"], row["email"]) for row in await cursor.fetchall()]
+    return [(row["id"], row["name"], row["email"]) for row in await cursor.fetchall()]
 
 
 async def check_assignee(tx: TenantTransaction, user_id: UUID) -> None:
@@ -88,7 +88,7 @@ async def _least_busy_online(tx: TenantTransaction, store: ConversationStore) ->
     row = await (await tx.conn.execute(AUTO_ASSIGN, {"company_id": tx.company_id})).fetchone()
     if row is None or not row["auto_assign_handoffs"] or tx.cache is None:
         return None
-    team = [user_id for user_id, _ in await members(tx)]
+    team = [user_id for user_id, _, _ in await members(tx)]
     online = await online_members(tx.cache.redis, tx.company_id, team)
     candidates = [user_id for user_id in team if user_id in online]
     if not candidates:

@@ -54,7 +54,7 @@ from syntera.kit.pagination import Cursor, Page
 from syntera.unit_of_work import TenantTransaction
 
 # The names a page of conversations shows, in one statement: the contacts', the agents'
-# and the teammates' (members have no display name: their email stands for it).
+# and the teammates' (public.users.name: their full name, else their email).
 NAMES = """
 SELECT 'contact' AS kind, id,
        coalesce(nullif(btrim(concat_ws(' ', first_name, last_name)), ''), email, phone) AS name
@@ -63,7 +63,7 @@ UNION ALL
 SELECT 'agent', id, name FROM public.agent_configs
  WHERE company_id = %(company_id)s AND id = ANY(%(agents)s)
 UNION ALL
-SELECT 'user', id, email FROM public.users
+SELECT 'user', id, name FROM public.users
  WHERE company_id = %(company_id)s AND id = ANY(%(users)s)
 """
 
@@ -228,18 +228,18 @@ async def presence(
 ) -> list[MemberPresence]:
     """Every member: online (an event stream open) and their active conversations."""
     team = await members(tx)
-    ids = [user_id for user_id, _ in team]
+    ids = [user_id for user_id, _, _ in team]
     online = await online_members(redis, tx.company_id, ids)
     load = await store.open_conversations_of(tx.company_id, ids)
     return [
         MemberPresence(
             user_id=user_id,
-            name=email,
+            name=name,
             email=email,
             online=user_id in online,
             open_conversations=load[user_id],
         )
-        for user_id, email in team
+        for user_id, name, email in team
     ]
 
 

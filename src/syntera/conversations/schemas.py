@@ -295,7 +295,7 @@ class RatingCreate(Input):
 
 class MemberPresence(Output):
     user_id: UUID
-    name: str
+    name: str = Field(description="Their full name (Supabase Auth user_metadata), else email.")
     email: str
     online: bool = Field(description="One of their event streams is open.")
     open_conversations: int = Field(description="Active conversations assigned to them.")

@@ -42,6 +42,11 @@ export function currentUser() {
   return session ? session.user : null;
 }
 
+/** Keep ``user`` (as PUT /auth/v1/user answers it) as the signed-in user. */
+export function rememberUser(user) {
+  if (session) store({ ...session, user });
+}
+
 function withExpiry(answer) {
   return { ...answer, expires_at_ms: Date.now() + answer.expires_in * 1000 };
 }

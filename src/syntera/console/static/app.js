@@ -2,7 +2,7 @@
 // (#/inbox, #/contacts/…, #/operator). Each page is a module with render(main, context),
 // which may return a function that stops what it started (streams, timers).
 
-import { api, ApiError, currentUser, signIn, signOut, signedIn } from "./api.js";
+import { api, ApiError, currentUser, rememberUser, signIn, signOut, signedIn } from "./api.js";
 import { busy, field, fill, h, notice } from "./ui.js";
 import * as inbox from "./inbox.js";
 import * as crm from "./crm.js";
@@ -76,13 +76,41 @@ function renderNav() {
   const current = location.hash.split("/")[1] || "";
   fill(nav, PAGES.filter(([, , , audience]) => allowed(audience)).map(([path, label]) =>
     h("a", { href: `#/${path}`, "aria-current": path === current ? "page" : null }, label)));
-  fill(who, context.user.email, context.company ? ` · ${context.company.name}` : "",
+  fill(who, h("button", { type: "button", class: "link", title: "Change your name",
+    onclick: editName }, nameOf(context.user)), context.company ? ` · ${context.company.name}` : "",
     context.role ? ` (${context.role})` : "", context.operator ? " · operator" : "",
     " ", h("button", { type: "button", class: "link", onclick: async () => {
       await signOut();
       context = null;
       show();
     } }, "Sign out"));
+}
+
+/** How teammates see the user: full_name, else name, from their user_metadata, else
+ * their email (as the API's `name` of a member). */
+function nameOf(user) {
+  const metadata = user.user_metadata || {};
+  return (metadata.full_name || metadata.name || "").trim() || user.email;
+}
+
+/** The signed-in user names themselves: Supabase Auth's user_metadata.full_name. */
+function editName() {
+  const metadata = context.user.user_metadata || {};
+  const input = h("input", { type: "text", maxlength: 120, "aria-label": "Your name",
+    value: metadata.full_name || metadata.name || "" });
+  const save = h("button", { type: "submit" }, "Save name");
+  const status = notice();
+  fill(who, h("form", { onsubmit: (event) => {
+    event.preventDefault();
+    busy(save, status, async () => {
+      const data = { full_name: input.value.trim() || null };
+      const user = await api("PUT", "/auth/v1/user", { json: { data } });
+      rememberUser(user);
+      context.user = user;
+      renderNav();
+    });
+  } }, input, " ", save, status));
+  input.focus();
 }
 
 function signInPage() {

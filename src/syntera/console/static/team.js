@@ -10,20 +10,21 @@ export async function renderTeam(main, context) {
   const members = pagedList(
     (cursor) => api("GET", "/v1/team", { query: { limit: 20, cursor } }),
     (member) => {
+      const label = member.name && member.name !== member.email ? `${member.name} <${member.email}>` : member.email;
       if (member.role === "owner" || member.id === context.user.id) {
-        return h("li", {}, `${member.email} · ${member.role}${member.id === context.user.id ? " (you)" : ""}`);
+        return h("li", {}, `${label} · ${member.role}${member.id === context.user.id ? " (you)" : ""}`);
       }
-      const role = select(ROLES, member.role, { "aria-label": `Role of ${member.email}` });
+      const role = select(ROLES, member.role, { "aria-label": `Role of ${member.name || member.email}` });
       const remove = h("button", { type: "button", class: "link" }, "Remove");
-      const row = h("li", {}, `${member.email} · `, role, " ", remove);
+      const row = h("li", {}, `${label} · `, role, " ", remove);
       role.addEventListener("change", () => busy(remove, status, async () => {
         await api("PATCH", `/v1/team/${member.id}`, { json: { role: role.value } });
-        status.ok(`${member.email} is now ${role.value}.`);
+        status.ok(`${member.name || member.email} is now ${role.value}.`);
       }));
       remove.addEventListener("click", () => busy(remove, status, async () => {
         await api("DELETE", `/v1/team/${member.id}`);
         row.remove();
-        status.ok(`Removed ${member.email}.`);
+        status.ok(`Removed ${member.name || member.email}.`);
       }));
       return row;
     },
