@@ -264,7 +264,9 @@ def explain_slowest(db: BenchDatabase, big: uuid.UUID) -> None:
         conn.execute("SELECT set_config('role', 'service_role', true)")  # acts for any company
         ways = (("RECENT", search.RECENT.format(filters=filters)), ("INDEXED", search.INDEXED))
         for way, candidates in ways:
-            statement = search.SEARCH.format(candidates=candidates, after=search.FIRST_PAGE)
+            statement = search.SEARCH.format(
+                candidates=candidates, after=search.FIRST_PAGE, phrase=search.PHRASE
+            )
             plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + statement, params)
             print(f"-- {way}\n" + "\n".join(row[0] for row in plan.fetchall()), flush=True)
 
