@@ -39,7 +39,7 @@ WINDOW = 100  # the newest matches that are ranked
 RECENT_ROWS = 10_000  # the newest messages the first way reads
 # A phrase found this often in the first walk is walked for further (see `_walk_for`).
 PHRASE_MIN_FOUND = 10
-PHRASE_ROWS = 100_000  # the longest walk for a phrase
+PHRASE_ROWS = 50_000  # the longest walk for a phrase (about 50 ms)
 # A phrase's words are common when this many of the newest SAMPLE_ROWS messages hold
 # them all (0.5%): the GIN index's matches would be thousands of rows to recheck.
 SAMPLE_ROWS = 2_000
