@@ -173,10 +173,14 @@ async def test_a_first_page_read_again_is_one_window_and_follows_what_moved(
     await check(5)
     await check(5)
     await check(5, assignee=member)
+    await check(5, assignee=member)
+    assert finds == 1  # a list shorter than a page: all of it, at once
     await store.assign(company, ids[10], member)  # older than what the hint holds
     await store.assign(company, ids[9], None)
     await check(5, assignee=member)
     await check(2, assignee=member)
+    await check(2, assignee=member)
+    assert finds == 1
 
 
 async def test_a_missing_conversation_id_is_none_not_an_error(database: MongoDatabase) -> None:

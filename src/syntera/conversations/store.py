@@ -37,6 +37,8 @@ ACTIVITY_WINDOW = timedelta(seconds=4)
 ACTIVITY_UNBOUNDED = timedelta(days=365 * 20)
 # How many first pages (a company's list, by filter) remember where they ended.
 ACTIVITY_HINTS = 10_000
+# The hint of a list shorter than a page: all of it is read at once.
+WHOLE_LIST = datetime.min.replace(tzinfo=UTC)
 
 Direction = Literal["backward", "forward"]
 
@@ -471,21 +473,21 @@ class ConversationStore:
         span = ACTIVITY_WINDOW
         key = (tuple(query.items()), skip_archived, limit)
         since = self._activity_hints.get(key) if after is None else None
+        ended = False
         if since is not None:
             # The first page is everything active since this list's last first page
             # ended: that page again, and whatever moved into it since.
-            documents = (
-                await self._conversations.find({**query, "last_activity_at": {"$gte": since}})
-                .sort(order)
-                .limit(wanted)
-                .to_list()
+            hinted = (
+                query if since == WHOLE_LIST else {**query, "last_activity_at": {"$gte": since}}
             )
+            documents = await self._conversations.find(hinted).sort(order).limit(wanted).to_list()
             found += [d for d in documents if not (skip_archived and d["status"] == "archived")]
             if len(documents) == wanted:
                 at, last_id = documents[-1]["last_activity_at"], documents[-1]["_id"]
             else:
                 at, last_id = since, None
-        while len(found) < wanted:
+                ended = since == WHOLE_LIST
+        while not ended and len(found) < wanted:
             needed = wanted - len(found)
             if at is not None and last_id is not None:
                 ties = (
@@ -528,18 +530,17 @@ class ConversationStore:
             at, last_id = lower, None
             span = _next_span(span, len(documents), needed - len(documents))
         if after is None:
-            self._remember_activity(key, found[-1]["last_activity_at"] if found else None)
+            # Fewer than a page and one more: the walk reached the list's end.
+            end = found[-1]["last_activity_at"] if len(found) >= wanted else WHOLE_LIST
+            self._remember_activity(key, end)
         return Slice(found[:limit], len(found) > limit)
 
-    def _remember_activity(self, key: tuple[Any, ...], since: datetime | None) -> None:
-        """Remember where a list's first page ended (a full page and one more): the next
-        first page of the list starts with that one window. A hint, never the answer:
-        a conversation that left the range since only makes the walk go on below it;
-        one that moved into it is inside the window. Kept per process, the least
-        recently used forgotten first."""
-        if since is None:
-            self._activity_hints.pop(key, None)
-            return
+    def _remember_activity(self, key: tuple[Any, ...], since: datetime) -> None:
+        """Remember where a list's first page ended (a full page and one more; WHOLE_LIST
+        for a shorter list): the next first page of the list starts with that one
+        window. A hint, never the answer: a conversation that left the range since only
+        makes the walk go on below it; one that moved into it is inside the window. Kept
+        per process, the least recently used forgotten first."""
         self._activity_hints[key] = since
         self._activity_hints.move_to_end(key)
         while len(self._activity_hints) > ACTIVITY_HINTS:
