@@ -4,6 +4,7 @@ filters, isolation and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -465,3 +466,55 @@ async def test_a_message_holding_a_nul_character_is_stored_and_found(
     assert sent["content"] == "paste from a terminal\u0000 zephyrine"  # stored as it came
     found = await search(client, headers, q="zephyrine")
     assert [hit["message_id"] for hit in found["items"]] == [sent["id"]]
+
+
+async def test_a_phrase_of_common_words_is_walked_for_and_one_with_a_rare_word_indexed(
+    client: httpx.AsyncClient,
+    auth: AuthHeaders,
+    make_tenant: MakeTenant,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A phrase's GIN matches are every message holding its words, each read again to
+    check their order: a phrase of common words is found by walking the newest messages
+    (as far as its density says), a rare one of common words only among the newest
+    PHRASE_ROWS (its dates reach older ones), and one with a rare word by the index."""
+    from syntera.conversations import search as module
+
+    sizes = {"WINDOW": 30, "RECENT_ROWS": 40, "PHRASE_MIN_FOUND": 3, "PHRASE_ROWS": 200,
+             "SAMPLE_ROWS": 20, "COMMON_IN_SAMPLE": 5}  # fmt: skip
+    for name, value in sizes.items():
+        monkeypatch.setattr(module, name, value)
+    tenant = await make_tenant()
+    headers = auth(tenant.member)
+    chat = await conversation(client, headers, tenant)
+    path = f"/v1/conversations/{chat}/messages/import"
+    old = [said("a red moon over zanzibar"), said("the zanzibar moon rose")]
+    await created(client, headers, path, {"messages": old})
+    await asyncio.sleep(0.01)  # the next batch is stored a later millisecond
+    boundary = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    newer = [
+        said(f"blue sky and moon red ({i})" if i % 4 == 0 else f"sky blue and moon red ({i})")
+        for i in range(400)
+    ]
+    await created(client, headers, path, {"messages": newer})
+
+    often = await search(client, headers, q='"blue sky"')
+    assert len(often["items"]) == 20
+    assert all("<mark>blue</mark> <mark>sky</mark>" in h["fragment"] for h in often["items"])
+    walked = module.SearchCursor.decode(often["next_cursor"])
+    assert walked.recent == 30 * 40 * 3 // (2 * 10)  # ten in the first 40: 180 walked
+    following = await search(client, headers, q='"blue sky"', cursor=often["next_cursor"])
+    assert {h["message_id"] for h in following["items"]}.isdisjoint(
+        {h["message_id"] for h in often["items"]}
+    )
+
+    assert (await search(client, headers, q='"red moon"'))["items"] == []  # beyond the walk
+    dated = await search(client, headers, q='"red moon"', to=boundary.isoformat())
+    assert [h["fragment"] for h in dated["items"]] == [
+        "a <mark>red</mark> <mark>moon</mark> over zanzibar"
+    ]
+    rare = await search(client, headers, q='"zanzibar moon"')
+    assert [h["fragment"] for h in rare["items"]] == [
+        "the <mark>zanzibar</mark> <mark>moon</mark> rose"
+    ]

@@ -125,6 +125,69 @@ async def test_the_activity_list_pages_through_windows_ties_and_archived_ones(
     assert len(everything.documents) == len(ages)
 
 
+async def test_a_first_page_read_again_is_one_window_and_follows_what_moved(
+    database: MongoDatabase,
+) -> None:
+    """A list's first page read again starts with the window where the last one ended
+    (one read, not a walk back from now: SecantusDB reads every conversation of a
+    window), and is still exactly the sorted list after conversations moved into it
+    (new activity, a new assignee) or out of it (archived, unassigned)."""
+    store = ConversationStore(database)
+    company, member = uuid.uuid4(), uuid.uuid4()
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    ids = []
+    for hours in range(12):
+        started = await store.start(company, agent_id=uuid.uuid4(), channel="chat")
+        await store.update(
+            company, started["_id"], {"last_activity_at": moment - timedelta(hours=hours)}
+        )
+        ids.append(started["_id"])
+    await store.assign(company, ids[9], member)
+    finds = 0
+    find = store._conversations.find
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal finds
+        finds += 1
+        return find(*args, **kwargs)  # type: ignore[arg-type]
+
+    store._conversations.find = counted  # type: ignore[method-assign]
+
+    async def check(limit: int, **view: object) -> None:
+        """The page equals the one sorted query's, in one read when hinted."""
+        nonlocal finds
+        archived = view.pop("include_archived", False)
+        query = {"company_id": str(company)} | {
+            {"assignee": "assignee_id"}[k]: str(v) if v is not None else None
+            for k, v in view.items()
+        }
+        everything = await find(query).sort([("last_activity_at", -1), ("_id", -1)]).to_list()
+        if not archived:
+            everything = [d for d in everything if d["status"] != "archived"]
+        finds = 0
+        piece = await store.list_conversations(company, limit=limit, **view)  # type: ignore[arg-type]
+        assert [d["_id"] for d in piece.documents] == [d["_id"] for d in everything[:limit]]
+        assert piece.has_more == (len(everything) > limit)
+
+    await check(5)
+    assert finds > 1  # the first time, a walk back from now
+    await check(5)
+    assert finds == 1  # then the window where the last page ended
+    await store.update(company, ids[11], {"last_activity_at": moment + timedelta(hours=1)})
+    await store.archive(company, ids[0])
+    await check(5)
+    await check(5)
+    await check(5, assignee=member)
+    await check(5, assignee=member)
+    assert finds == 1  # a list shorter than a page: all of it, at once
+    await store.assign(company, ids[10], member)  # older than what the hint holds
+    await store.assign(company, ids[9], None)
+    await check(5, assignee=member)
+    await check(2, assignee=member)
+    await check(2, assignee=member)
+    assert finds == 1
+
+
 async def test_a_missing_conversation_id_is_none_not_an_error(database: MongoDatabase) -> None:
     store = ConversationStore(database)
     assert await store.get_conversation(uuid.uuid4(), ObjectId()) is None

@@ -12,6 +12,7 @@ PostgreSQL UUIDs as strings. Times are UTC, at MongoDB's millisecond precision.
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,10 @@ PREVIEW_CHARS = 140
 # The inbox's list reads back in time windows (``ConversationStore._by_activity``).
 ACTIVITY_WINDOW = timedelta(seconds=4)
 ACTIVITY_UNBOUNDED = timedelta(days=365 * 20)
+# How many first pages (a company's list, by filter) remember where they ended.
+ACTIVITY_HINTS = 10_000
+# The hint of a list shorter than a page: all of it is read at once.
+WHOLE_LIST = datetime.min.replace(tzinfo=UTC)
 
 Direction = Literal["backward", "forward"]
 
@@ -230,9 +235,14 @@ async def _page(
 def _next_span(span: timedelta, found: int, missing: int) -> timedelta:
     """The next window of the activity list: as long as the last one's density says the
     missing conversations need, and half again (at most 16 times longer); 8 times longer
-    after an empty one."""
+    after an empty one.
+
+    Four times, not more, after an empty window: the window that first reaches the
+    conversations again reaches past the newest of them by up to three times the empty
+    stretch, and SecantusDB reads every conversation of a window (a 34-minute window of
+    a company busy once a second took 1.2 s)."""
     if found == 0:
-        return span * 8
+        return span * 4
     return span * min(16.0, max(1.0, 1.5 * missing / found))
 
 
@@ -244,6 +254,8 @@ class ConversationStore:
         self._conversations = db[CONVERSATIONS]
         self._messages = db[MESSAGES]
         self._notes = db[NOTES]
+        # Where each list's first page last ended (``_by_activity``), newest use last.
+        self._activity_hints: OrderedDict[tuple[Any, ...], datetime] = OrderedDict()
 
     async def purge_company(self, company_id: UUID) -> tuple[int, int]:
         """Delete every conversation and message of a (deleted) company: (conversations,
@@ -450,6 +462,12 @@ class ConversationStore:
         ``_next_span``; unbounded past 20 years), each an index range of few documents;
         on MongoDB each is an index range too. Archived conversations are dropped here
         rather than by ``$ne``, which SecantusDB answers with a collection scan.
+
+        What a window costs on SecantusDB is the conversations in it (each is read,
+        matched and sorted before the limit: py-spy), so a first page remembers where the
+        list's last first page ended (``_remember_activity``) and starts with that one
+        window: at 100,000 conversations the walk from now reached 2,000 of them in one
+        window (1.2 s) once the newest activity was minutes old.
         """
         wanted = limit + 1
         found: list[Document] = []
@@ -457,7 +475,23 @@ class ConversationStore:
         # Everything next is before (at, last_id) in (time, id) order; id None: before at.
         at, last_id = after if after is not None else (None, None)
         span = ACTIVITY_WINDOW
-        while len(found) < wanted:
+        key = (tuple(query.items()), skip_archived, limit)
+        since = self._activity_hints.get(key) if after is None else None
+        ended = False
+        if since is not None:
+            # The first page is everything active since this list's last first page
+            # ended: that page again, and whatever moved into it since.
+            hinted = (
+                query if since == WHOLE_LIST else {**query, "last_activity_at": {"$gte": since}}
+            )
+            documents = await self._conversations.find(hinted).sort(order).limit(wanted).to_list()
+            found += [d for d in documents if not (skip_archived and d["status"] == "archived")]
+            if len(documents) == wanted:
+                at, last_id = documents[-1]["last_activity_at"], documents[-1]["_id"]
+            else:
+                at, last_id = since, None
+                ended = since == WHOLE_LIST
+        while not ended and len(found) < wanted:
             needed = wanted - len(found)
             if at is not None and last_id is not None:
                 ties = (
@@ -499,7 +533,22 @@ class ConversationStore:
                 break
             at, last_id = lower, None
             span = _next_span(span, len(documents), needed - len(documents))
+        if after is None:
+            # Fewer than a page and one more: the walk reached the list's end.
+            end = found[-1]["last_activity_at"] if len(found) >= wanted else WHOLE_LIST
+            self._remember_activity(key, end)
         return Slice(found[:limit], len(found) > limit)
+
+    def _remember_activity(self, key: tuple[Any, ...], since: datetime) -> None:
+        """Remember where a list's first page ended (a full page and one more; WHOLE_LIST
+        for a shorter list): the next first page of the list starts with that one
+        window. A hint, never the answer: a conversation that left the range since only
+        makes the walk go on below it; one that moved into it is inside the window. Kept
+        per process, the least recently used forgotten first."""
+        self._activity_hints[key] = since
+        self._activity_hints.move_to_end(key)
+        while len(self._activity_hints) > ACTIVITY_HINTS:
+            self._activity_hints.popitem(last=False)
 
     # Hand-offs and the report's figures ---------------------------------------------------
 
