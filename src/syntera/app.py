@@ -52,7 +52,7 @@ from syntera.crm.routes import routers as crm
 from syntera.db.mongo import MongoDatabase, create_mongo_client, prepare_database
 from syntera.db.postgres import TenantConnection, create_api_pool
 from syntera.db.redis import RedisClient, connect_redis, create_redis
-from syntera.embedded import StackUrls, configured_urls
+from syntera.embedded import MONGODB, StackUrls, configured_urls
 from syntera.events.routes import routers as events
 from syntera.events.streams import create_events
 from syntera.insights.routes import routers as reports
@@ -135,7 +135,12 @@ def size_sampler(settings: Settings, urls: StackUrls) -> Callable[[], Awaitable[
     async def sample() -> bool:
         every_s = settings.size_sample_s * 0.9  # a round that starts a little early counts
         await asyncio.to_thread(
-            record_sizes, urls.database_url, urls.mongodb_uri, settings.mongodb_db, every_s
+            record_sizes,
+            urls.database_url,
+            urls.mongodb_uri,
+            settings.mongodb_db,
+            every_s,
+            settings.data_dir / MONGODB,
         )
         return False  # then wait a period
 

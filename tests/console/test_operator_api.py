@@ -16,7 +16,7 @@ import pytest
 
 from syntera.config import Settings
 from syntera.embedded import StackUrls
-from syntera.ops.operator import record_sizes
+from syntera.ops.operator import EMBEDDED_FILES, record_sizes
 from syntera.tenancy import Principal
 from tests.api_fixtures import AuthHeaders
 from tests.console.conftest import make_account
@@ -177,12 +177,19 @@ async def test_sizes_are_sampled_once_per_period_and_drawn(
     api_urls: StackUrls,
     settings: Settings,
 ) -> None:
-    record_sizes(api_urls.database_url, api_urls.mongodb_uri, settings.mongodb_db, 0)
+    files = settings.data_dir / "mongodb"
+    record_sizes(api_urls.database_url, api_urls.mongodb_uri, settings.mongodb_db, 0, files)
     # A second sampler within the period records nothing.
-    assert not record_sizes(api_urls.database_url, api_urls.mongodb_uri, settings.mongodb_db, 3600)
+    assert not record_sizes(
+        api_urls.database_url, api_urls.mongodb_uri, settings.mongodb_db, 3600, files
+    )
     response = await client.get("/v1/admin/sizes", headers=operator_headers)
     sizes = response.json()
     assert {row["store"] for row in sizes["totals"]} == {"postgres", "mongodb"}
+    # The embedded server is weighed on disk, never asked for collStats (which reads
+    # every document under its lock there).
+    assert [c["name"] for c in sizes["collections_then"]] == [EMBEDDED_FILES]
+    assert sizes["collections_then"][0]["bytes_then"] > 0
     contacts = next(t for t in sizes["tables"] if t["name"] == "public.contacts")
     assert contacts["bytes_then"] is not None
     assert contacts["bytes"] > 0
