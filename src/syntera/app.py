@@ -189,7 +189,8 @@ def build_workers(
         insights = InsightWorker(pool, settings, InsightStore(conversations),
                                  classifier_for(settings, kb.embedder, models), models,
                                  cache=cache, events=events)  # fmt: skip
-        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL))
+        workers.append(Worker("insights", insights.run_once, settings.kb_poll_s, INSIGHTS_CHANNEL,
+                              settle_s=settings.insights_settle_s))  # fmt: skip
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
                               events=events)  # fmt: skip
