@@ -5,11 +5,13 @@ that has nothing on the question twice in a row (handed to people too)."""
 from __future__ import annotations
 
 import httpx
+import psycopg
 
 from syntera.conversations.replies import ReplyWorker
 from tests.agents.chats import ASK, AgentChat, MakeWorker, open_agent_chat
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
+from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
 
 STATS = "/v1/analytics/conversations"
@@ -87,3 +89,31 @@ async def test_nothing_in_the_knowledge_base_twice_in_a_row_hands_off(
     assert len(standin.requests) == 1
     assert await chat.senders() == ["user", "agent", "user", "system"]
     assert await chat.handled_by() == "human"
+
+
+async def test_a_finished_reply_wakes_the_workers_only_when_its_company_has_one_waiting(
+    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
+    standin: StandIn, make_worker: MakeWorker, database: StackDatabase,
+) -> None:  # fmt: skip
+    """Every wake-up is a claim in every process: a reply's end sends one only when a
+    reply of its company waits for the slot it frees."""
+    first, _ = shops
+    worker = make_worker(reply_company_concurrency=1)
+    for _ in range(2):
+        await (await open_agent_chat(http, auth(first.member))).say(ASK)
+    with psycopg.connect(database.owner_url, autocommit=True) as listening:
+        listening.execute("LISTEN syntera_agent_replies")
+
+        def woken() -> int:
+            return len(list(listening.notifies(timeout=0.5)))
+
+        one = await worker.claim()
+        assert one is not None
+        assert await worker.claim() is None, "the second waits for the company's slot"
+        woken()  # the visitors' messages' own
+        await worker.carry_out(one)
+        assert woken() == 1, "the waiting reply's workers are woken"
+        other = await worker.claim()
+        assert other is not None
+        await worker.carry_out(other)
+        assert woken() == 0, "no reply waits: no wake-up"

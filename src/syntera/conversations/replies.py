@@ -120,7 +120,8 @@ WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
 # A finished reply frees one of its company's slots: the workers are woken (at commit)
-# for the company's replies that waited for it.
+# for the company's replies that waited for it, if one does (not for every reply: each
+# wake-up is a claim in every process).
 DONE = """
 WITH done AS (
   UPDATE syntera.agent_replies
@@ -130,6 +131,10 @@ WITH done AS (
   RETURNING 1
 )
 SELECT pg_notify('syntera_agent_replies', '') FROM done
+WHERE EXISTS (
+  SELECT 1 FROM syntera.agent_replies w
+  WHERE w.company_id = %(company_id)s AND w.status = 'pending'
+)
 """
 
 # Still 'running' (a conversation has one job waiting at most: a new one may be there),
