@@ -27,12 +27,19 @@ for the agent's stored reply (``message.created``) before the next (at once, or 
   the POST to ``conversation.updated`` with ``handled_by: "human"`` on the team's stream
   (``GET /v1/events``, the company owner's).
 
-Measured here (2 CPUs shared with other developers' work, load average 5-13;
-``--think-s 2``): overhead p50/p95 127/208 ms at 1 chat, 306/978 ms at 20 chats of 20
-companies, 1,188/2,622 ms at 20 chats of one company (cap 4); 38-51 ms of the server's CPU
-a turn; 0 replies lost or doubled over each 1,000 turns; hand-off p95 53 ms. Without
-pauses (``--think-s 0``) 20 chats saturate the 2 CPUs: p95 4-5 s. The goal (p95 <= 100 ms
-at 20 chats) is missed on this machine.
+Measured here (2 CPUs shared with other developers' work; ``--think-s 2``): on a quiet
+machine (load < 1) before the reply path was shortened, overhead p50/p95 80/116 ms at 1
+chat, 122/487 ms at 20 chats of 20 companies, 471/1,635 ms at 20 chats of one company
+(cap 4), 52-61 ms of the server's CPU a turn. After it (load 1.2-3.8 during the run):
+56/96 ms, 135/451 ms and 920/2,309 ms, 43-48 ms of CPU a turn; 0 replies lost or doubled;
+hand-off p95 243 ms. Where a turn's time went at 20 chats, from timestamps in each step
+(load about 9): the POST to its commit about 85 ms, the reply worker's wake-up and claim
+90 ms (p95 420), the reads, the question's embedding and the search about 100 ms (from
+490 before the claim brought the agent and the budget, the reads ran at once and the
+insights worker waited its 1 s), the request to the model 25 ms, the delta to the widget
+20 ms. The goal (p95 <= 100 ms at 20 chats) is still missed on this machine: the tail
+is the wait for the event loops and the CPUs, which other work shares. Without pauses
+(``--think-s 0``) 20 chats saturate the 2 CPUs: p95 4-5 s.
 """
 
 from __future__ import annotations

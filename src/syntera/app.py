@@ -194,9 +194,11 @@ def build_workers(
         insights = InsightWorker(pool, settings, InsightStore(conversations),
                                  classifier_for(settings, kb.embedder, models), models,
                                  cache=cache, events=events)  # fmt: skip
-        # Two loops: a summary (a model's answer) never waits behind a classifying backlog.
+        # Two loops: a summary (a model's answer) never waits behind a classifying backlog;
+        # classifying waits a moment after a visitor's message, so the agent's reply goes
+        # first and a second's messages are classified in one round.
         workers.append(Worker("insights", insights.run_classifying, settings.kb_poll_s,
-                              INSIGHTS_CHANNEL))  # fmt: skip
+                              INSIGHTS_CHANNEL, settle_s=settings.insights_settle_s))  # fmt: skip
         workers.append(Worker("insight summaries", insights.run_summarizing, settings.kb_poll_s,
                               INSIGHTS_CHANNEL))  # fmt: skip
     if settings.reply_worker_enabled and conversations is not None and models is not None:

@@ -427,6 +427,14 @@ class Settings(BaseSettings):
     insights_batch: int = Field(
         default=32, ge=1, le=256, description="Messages one worker round classifies at once."
     )
+    insights_settle_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long the insights worker waits after a visitor's message before "
+        "classifying it: the agent's reply to it goes first, and the messages of that time "
+        "are classified in one round (bench/agent_replies.py).",
+    )
     insights_lease_s: float = Field(
         default=120, gt=0, description="How long an insight job being done stays a worker's."
     )

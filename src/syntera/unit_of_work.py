@@ -19,10 +19,11 @@ from functools import partial
 from typing import Any, Protocol
 from uuid import UUID
 
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from syntera.cache import Cache
-from syntera.db.postgres import Statement, TenantConnection, open_transaction
+from syntera.db.postgres import Statement, TenantConnection, open_transaction, run_as
 from syntera.errors import Forbidden
 from syntera.tenancy import Membership, Principal
 
@@ -183,3 +184,13 @@ async def system_transaction(
     connections of ``max_connections``."""
     async with open_unit_of_work(pool, Principal.service()) as tx:
         yield tx.conn
+
+
+async def system_statement(
+    pool: AsyncConnectionPool[TenantConnection], query: bytes | str, params: dict[str, Any]
+) -> list[DictRow]:
+    """One statement as the system in no company, committed, in one round trip (BEGIN,
+    the settings, the statement and COMMIT in one pipeline): a worker's claim, on the
+    path where every round trip is waited for. Nothing runs after the commit."""
+    _, [rows] = await run_as(pool, Principal.service(), [(query, params)], membership=False)
+    return rows

@@ -33,12 +33,21 @@ async def poll(
     stop: asyncio.Event,
     poll_s: float,
     wake: asyncio.Event | None = None,
+    settle_s: float = 0,
 ) -> None:
     """Call ``run_once`` while it finds work; when it finds none, wait ``poll_s`` seconds
-    or until ``wake`` is set (a NOTIFY) or ``stop`` is. An error (the database went away)
-    is logged and waited out like an idle round."""
+    or until ``wake`` is set (a NOTIFY) or ``stop`` is, then ``settle_s`` more after a
+    NOTIFY (background work: the work that arrives meanwhile is done in the same round,
+    and the foreground work recorded beside it goes first). An error (the database went
+    away) is logged and waited out like an idle round."""
     signal = wake or stop
+    woken = False
     while not stop.is_set():
+        if woken and settle_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settle_s)
+            if stop.is_set():
+                return
         # Cleared before the round, not after it: a NOTIFY that comes while the round
         # looks for work (too late for it to see) then ends the wait at once.
         if wake is not None:
@@ -48,9 +57,11 @@ async def poll(
         except Exception:
             log.exception("%s worker: a round failed; trying again", name)
             worked = False
+        woken = False
         if not worked:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), poll_s)
+                woken = wake is not None
 
 
 async def listen(conninfo: str, channel: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -86,6 +97,8 @@ class Worker:
     poll_s: float
     channel: str | None = None
     copies: int = 1
+    # After a NOTIFY, how long the worker waits before its round (see ``poll``).
+    settle_s: float = 0
     # Called once the loops have stopped: ends work a round left running in tasks.
     finish: Callable[[], Awaitable[None]] | None = None
     # Called as soon as the workers are told to stop: a round claims nothing more.
@@ -110,7 +123,7 @@ async def run_workers(workers: Sequence[Worker], listen_url: str, stop: asyncio.
             wake = asyncio.Event()
             jobs.append(listen(listen_url, worker.channel, wake, stop))
         jobs += [
-            poll(worker.name, worker.run_once, stop, worker.poll_s, wake)
+            poll(worker.name, worker.run_once, stop, worker.poll_s, wake, worker.settle_s)
             for _ in range(worker.copies)
         ]
     try:

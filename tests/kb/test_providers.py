@@ -232,3 +232,24 @@ async def test_concurrent_queries_share_one_forward_pass() -> None:
     for i, vectors in enumerate(together):
         assert vectors.shape == (1, 384)
         assert np.allclose(vectors[0], alone[i], atol=1e-5)
+
+
+async def test_a_text_embedded_again_is_not_encoded_again() -> None:
+    """A visitor's message is embedded as the agent's question, then by the insights
+    classifier: the second time, its vector is the one kept."""
+    model = LocalMiniLM()
+    calls: list[list[str]] = []
+    encode = model.encode
+
+    def counted(texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        calls.append(texts)
+        return encode(texts)
+
+    model.encode = counted  # type: ignore[method-assign]
+    first = await model.embed(["How do I get a refund?"])
+    both = await model.embed(["Where does it go?", "How do I get a refund?"])
+    assert calls == [["How do I get a refund?"], ["Where does it go?"]]
+    assert both.shape == (2, 384)
+    assert np.array_equal(both[1], first[0])
+    assert np.allclose(both[0], encode(["Where does it go?"])[0], atol=1e-5)
+    assert (await model.embed([])).shape == (0, 384)

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -48,7 +48,12 @@ from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.llm.choice import ChatModels
 from syntera.llm.models import ChatMessage, ModelError
 from syntera.tenancy import Principal
-from syntera.unit_of_work import Publisher, TenantTransaction, open_unit_of_work
+from syntera.unit_of_work import (
+    Publisher,
+    TenantTransaction,
+    open_unit_of_work,
+    system_statement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,11 @@ CHANNEL = "syntera_agent_replies"
 HISTORY_MESSAGES = 50
 EMPTY_RETRIEVALS = 2  # turns in a row with no source above the threshold: hand off
 
+# The claim brings what every answer reads first, in the same round trip: the agent (a
+# deleted one: NULLs) and whether the company's monthly token budget (NULL: unlimited,
+# and then nothing is summed) is spent, this month (UTC).
 CLAIM = """
+WITH claimed AS (
 UPDATE syntera.agent_replies r
 SET status = 'running', attempts = r.attempts + 1,
     lease_token = gen_random_uuid(),
@@ -84,7 +93,20 @@ WHERE (r.company_id, r.id) = (
 )
 RETURNING r.company_id, r.id, r.conversation_id, r.agent_id, r.last_message_id,
           r.first_message_at, r.reply_id, r.attempts, r.lease_token
-"""
+)
+SELECT claimed.*,
+       CASE WHEN c.monthly_token_budget IS NULL THEN false
+            ELSE (SELECT coalesce(sum(s.tokens_used), 0) FROM syntera.agent_replies s
+                  WHERE s.company_id = claimed.company_id AND s.tokens_used > 0
+                    AND s.finished_at >= date_trunc('month', now() AT TIME ZONE 'UTC')
+                                         AT TIME ZONE 'UTC'
+                 ) >= c.monthly_token_budget
+       END AS budget_spent,
+       AGENT_COLUMNS
+FROM claimed
+LEFT JOIN public.companies c ON c.id = claimed.company_id
+LEFT JOIN public.agent_configs a ON a.company_id = claimed.company_id AND a.id = claimed.agent_id
+""".replace("AGENT_COLUMNS", ", ".join(f"a.{name} AS agent__{name}" for name in Agent.model_fields))
 
 LOCK_LEASED = """
 SELECT id FROM syntera.agent_replies
@@ -138,17 +160,6 @@ SET last_error = %(error)s, run_after = now() + make_interval(secs => %(delay_s)
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
-# The company's monthly token budget (NULL: unlimited) and what its replies used this
-# month (UTC).
-BUDGET = """
-SELECT c.monthly_token_budget AS budget,
-       (SELECT coalesce(sum(r.tokens_used), 0) FROM syntera.agent_replies r
-         WHERE r.company_id = c.id AND r.tokens_used > 0
-           AND r.finished_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-       ) AS spent
-FROM public.companies c WHERE c.id = %(company_id)s
-"""
-
 FAIL = """
 UPDATE syntera.agent_replies
 SET status = 'failed', last_error = %(error)s, finished_at = now(),
@@ -168,6 +179,18 @@ class Job:
     reply_id: str
     attempts: int
     lease_token: UUID
+    budget_spent: bool = False
+    agent: Agent | None = None  # as it was at the claim; None if it is gone
+    claimed_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def claimed(cls, row: dict[str, Any]) -> Job:
+        """The job of a CLAIM's row, with its agent."""
+        agent = {name.removeprefix("agent__"): row.pop(name) for name in list(row)
+                 if name.startswith("agent__")}  # fmt: skip
+        if agent["id"] is None:
+            return cls(**row)
+        return cls(**row, agent=Agent.model_validate(agent))
 
     @property
     def lease(self) -> dict[str, Any]:
@@ -275,14 +298,14 @@ class ReplyWorker:
             self._asked.discard(job.id)
 
     async def claim(self) -> Job | None:
-        async with open_unit_of_work(self.pool, Principal.service()) as tx:
-            params = {
-                "lease_s": self.settings.reply_lease_s,
-                "reply_id": str(ObjectId()),
-                "company_cap": self.settings.reply_company_concurrency,
-            }
-            row = await (await tx.conn.execute(CLAIM, params)).fetchone()
-        return None if row is None else Job(**row)
+        """The next due job, claimed under a lease in one round trip; None if none is."""
+        params = {
+            "lease_s": self.settings.reply_lease_s,
+            "reply_id": str(ObjectId()),
+            "company_cap": self.settings.reply_company_concurrency,
+        }
+        rows = await system_statement(self.pool, CLAIM, params)
+        return Job.claimed(dict(rows[0])) if rows else None
 
     def _unit(self, job: Job) -> Any:
         return open_unit_of_work(
@@ -293,11 +316,16 @@ class ReplyWorker:
     async def carry_out(self, job: Job) -> None:
         conversation_oid = ObjectId(job.conversation_id)
         reply_oid = ObjectId(job.reply_id)
-        async with self._unit(job) as tx:
-            conversation = await self.store.get_conversation(job.company_id, conversation_oid)
-            done = await self.store.get_message(job.company_id, conversation_oid, reply_oid)
-            agent = await _agent(tx, job.agent_id)
-            if done is not None or not _answerable(conversation, agent):
+        # Read together: every round trip here is waited for by the visitor (the agent
+        # and the budget came with the claim).
+        conversation, done, recent = await asyncio.gather(
+            self.store.get_conversation(job.company_id, conversation_oid),
+            self.store.get_message(job.company_id, conversation_oid, reply_oid),
+            self.store.list_messages(job.company_id, conversation_oid, limit=HISTORY_MESSAGES),
+        )
+        agent = job.agent
+        if done is not None or not _answerable(conversation, agent):
+            async with self._unit(job) as tx:
                 await lock_leased(tx.conn, LOCK_LEASED, job.lease)
                 tokens = 0
                 if done is not None:
@@ -308,30 +336,32 @@ class ReplyWorker:
                     service.publish(tx, "message.created", service.message_out(done))
                     tokens = int((done.get("ai_metadata") or {}).get("tokens_used") or 0)
                 await tx.conn.execute(DONE, {**job.lease, "tokens": tokens})
-                return
-            if await _budget_spent(tx):
+            return
+        assert conversation is not None  # _answerable says so
+        assert agent is not None
+        if job.budget_spent:
+            async with self._unit(job) as tx:
                 await self._hand_off(tx, job, "the monthly token budget is spent")
-                return
-            assert agent is not None
-            recent = await self.store.list_messages(
-                job.company_id, conversation_oid, limit=HISTORY_MESSAGES
-            )
+            return
         question, history = _turn(recent.documents, job.last_message_id)
         vector = [float(x) for x in (await self.kb.embedder.embed([question]))[0]]
         async with self._unit(job) as tx:
-            # Still ours, for a whole lease from now: the model's time is what it covers.
-            await lock_leased(tx.conn, LOCK_LEASED, job.lease)
-            await tx.conn.execute(RENEW, {**job.lease, "lease_s": self.settings.reply_lease_s})
+            # Still ours, for a whole lease from now, if a third of it has passed since
+            # the claim (a model that loaded meanwhile): the model's time is what it
+            # covers. Usually it was taken a moment ago: no round trip for it then.
+            if time.monotonic() - job.claimed_at > self.settings.reply_lease_s / 3:
+                await lock_leased(tx.conn, LOCK_LEASED, job.lease)
+                await tx.conn.execute(RENEW, {**job.lease, "lease_s": self.settings.reply_lease_s})
             sources = await find_sources(
                 tx, self.kb, agent.id, question, vector,
                 limit=self.settings.agent_sources,
                 min_similarity=self.settings.agent_min_similarity,
                 mode=self.settings.agent_search_mode,
             )  # fmt: skip
-            if await self._nothing_found_twice(tx, job, conversation_oid, sources):
+            if await self._nothing_found_twice(job, conversation, sources):
                 await self._hand_off(tx, job, "the knowledge base had nothing on it twice")
                 return
-        summary = (conversation or {}).get("summary")
+        summary = conversation.get("summary")
         plan = plan_answer(
             self.models, self.settings, agent, question, history, sources,
             summary if isinstance(summary, str) else None,
@@ -370,7 +400,11 @@ class ReplyWorker:
 
     async def _stream(self, job: Job, plan: AnswerPlan) -> tuple[str, Reply]:
         """Ask the model and publish its answer as it grows; the whole text and reply."""
-        await self._ephemeral(job, "typing", {"state": "start", "by": "agent"})
+        # Sent while the model is asked (not before: the visitor waits for neither), and
+        # awaited before the first delta, which it must precede.
+        typing = asyncio.ensure_future(
+            self._ephemeral(job, "typing", {"state": "start", "by": "agent"})
+        )
         parts: list[str] = []
         pending: list[str] = []
         last_sent = 0.0  # the first piece goes at once: the visitor sees the answer start
@@ -381,12 +415,15 @@ class ReplyWorker:
                     parts.append(delta)
                     pending.append(delta)
                     if time.monotonic() - last_sent >= self.settings.reply_delta_interval_s:
+                        await typing
                         await self._delta(job, "".join(pending))
                         pending.clear()
                         last_sent = time.monotonic()
             if pending:
+                await typing
                 await self._delta(job, "".join(pending))
         finally:
+            await asyncio.gather(typing, return_exceptions=True)
             await self._ephemeral(job, "typing", {"state": "stop", "by": "agent"})
         text = "".join(parts)
         return text, plan.reply(stream, text, self.settings.llm_prices)
@@ -448,15 +485,17 @@ class ReplyWorker:
         )
 
     async def _nothing_found_twice(
-        self, tx: TenantTransaction, job: Job, oid: ObjectId, sources: list[Source]
+        self, job: Job, conversation: Document, sources: list[Source]
     ) -> bool:
         """Count the turns in a row whose search found nothing above the threshold (kept
-        on the conversation); True at the second."""
-        conversation = await self.store.get_conversation(job.company_id, oid)
-        before = int((conversation or {}).get("empty_retrievals", 0))
+        on the conversation, as read at this job's start: no other job of it runs
+        meanwhile); True at the second."""
+        before = int(conversation.get("empty_retrievals", 0))
         count = 0 if sources else before + 1
         if count != before:
-            await self.store.update(job.company_id, oid, {"empty_retrievals": count})
+            await self.store.update(
+                job.company_id, conversation["_id"], {"empty_retrievals": count}
+            )
         return count >= EMPTY_RETRIEVALS
 
     async def _failed(self, job: Job, error: Exception) -> None:
@@ -482,11 +521,6 @@ class ReplyWorker:
                         )  # fmt: skip
         except LeaseLost:
             pass
-
-
-async def _budget_spent(tx: TenantTransaction) -> bool:
-    row = await (await tx.conn.execute(BUDGET, {"company_id": tx.company_id})).fetchone()
-    return row is not None and row["budget"] is not None and row["spent"] >= row["budget"]
 
 
 async def _agent(tx: TenantTransaction, agent_id: UUID) -> Agent | None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Protocol
@@ -62,6 +63,9 @@ class LocalMiniLM:
         self.onnx = onnx
         self._lock = threading.Lock()  # one encode at a time: torch already uses every core
         self._batchers: dict[asyncio.AbstractEventLoop, _Batcher] = {}
+        # The vectors of recent short texts: a visitor's message is embedded as the
+        # agent's question, then again by the insights worker's classifier.
+        self._recent: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
 
     def encode(self, texts: list[str]) -> Vectors:
         """Synchronous encoding (for benchmarks and the thread below)."""
@@ -91,11 +95,34 @@ class LocalMiniLM:
                 for start in range(0, len(texts), self.batch_size)
             ]
             return np.concatenate(parts)
-        loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            batcher = self._batchers[loop] = _Batcher(self.encode)
-        return await batcher.embed(texts)
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        known = [self._recent.get(text) for text in texts]
+        missing = [text for text, vector in zip(texts, known, strict=True) if vector is None]
+        found: Vectors = np.zeros((0, self.dimensions), dtype=np.float32)
+        if missing:
+            loop = asyncio.get_running_loop()
+            batcher = self._batchers.get(loop)
+            if batcher is None:
+                batcher = self._batchers[loop] = _Batcher(self.encode)
+            found = await batcher.embed(missing)
+        rows: list[npt.NDArray[np.float32]] = []
+        fresh = iter(found)
+        for text, vector in zip(texts, known, strict=True):
+            row = next(fresh) if vector is None else vector
+            self._remember(text, row)
+            rows.append(row)
+        return np.stack(rows)
+
+    def _remember(self, text: str, vector: npt.NDArray[np.float32]) -> None:
+        if len(text) > RECENT_TEXT_CHARS:
+            return
+        if text in self._recent:
+            self._recent.move_to_end(text)
+            return
+        self._recent[text] = vector.copy()  # not a view that keeps its whole batch alive
+        if len(self._recent) > RECENT_TEXTS:
+            self._recent.popitem(last=False)
 
     async def warm(self) -> None:
         """Load the model in a daemon thread: a process that stops while it loads (the
@@ -127,6 +154,9 @@ class LocalMiniLM:
 
 
 QUERY_BATCH_LIMIT = 8
+# Short texts whose vectors are kept (at most RECENT_TEXTS of 1.5 KiB each, about 6 MiB).
+RECENT_TEXTS = 4096
+RECENT_TEXT_CHARS = 2000
 
 
 class _Batcher:

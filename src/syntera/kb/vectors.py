@@ -229,20 +229,22 @@ class PgVectorStore:
         agent_id: UUID | None,
         mode: SearchMode,
     ) -> list[Hit]:
-        await conn.execute(SET_SEARCH, {"ef": str(max(self.ef_search, top_k))})
         params: dict[str, Any] = {
             "company_id": company_id,
             "agent_id": agent_id,
             "vector": vector_literal(vector),
             "top_k": top_k,
         }
-        if mode == "hybrid":
-            pool = max(HYBRID_POOL, top_k)
-            cursor = await conn.execute(
-                HYBRID, {**params, "query": query, "pool": pool, "rrf_k": RRF_K}
-            )
-        else:
-            cursor = await conn.execute(NEAREST, {**params, "limit": top_k})
+        # The settings and the search in one round trip (an agent's answer waits for it).
+        async with conn.pipeline():
+            await conn.execute(SET_SEARCH, {"ef": str(max(self.ef_search, top_k))})
+            if mode == "hybrid":
+                pool = max(HYBRID_POOL, top_k)
+                cursor = await conn.execute(
+                    HYBRID, {**params, "query": query, "pool": pool, "rrf_k": RRF_K}
+                )
+            else:
+                cursor = await conn.execute(NEAREST, {**params, "limit": top_k})
         return [Hit(**row) for row in await cursor.fetchall()]
 
 
