@@ -35,7 +35,7 @@ DELETE FROM public.message_search
                              WHERE created_at < %(cutoff)s LIMIT %(batch)s)
 """
 
-# Finished work of the workers (migration 034's indexes). A reply that used tokens stays
+# Finished work of the workers (migration 031's indexes). A reply that used tokens stays
 # through its month: the company's monthly budget sums them (conversations/replies.py).
 DELETE_FINISHED_FREE_REPLIES = """
 DELETE FROM syntera.agent_replies
