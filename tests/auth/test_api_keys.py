@@ -110,16 +110,21 @@ async def test_a_user_token_in_the_stream_s_query_wins_over_the_anon_key_beside_
     assert alone.status_code == 401
 
 
-async def test_another_scheme_names_no_token_and_the_apikey_acts(
+async def test_another_scheme_names_no_token_and_the_apikey_beside_it_does_not_act(
     client: httpx.AsyncClient, settings: Settings, tenant_a: SeededCompany
 ) -> None:
-    """The bearer-else-apikey rule is one (``credential_from``), on FastAPI's routes and
-    the fast paths alike: ``Basic`` is no bearer, so the ``apikey`` beside it acts."""
+    """The credential rule is one (``credential_from``), on FastAPI's routes and the fast
+    paths alike: an ``Authorization`` header that is not a bearer (``Basic``) names no
+    token, and the ``apikey`` beside it does not act either: a backend that holds the
+    service key and forwards its caller's header must not run ``Basic x`` as the service
+    role."""
     key = api_key(load_keys(settings), "service_role")
     headers = {"apikey": key, "Authorization": "Basic dXNlcjpwYXNz",
                "X-Company-Id": str(tenant_a.company_id)}  # fmt: skip
     for path in ("/v1/contacts", f"/v1/contacts/{tenant_a.rows['contacts']}"):
         response = await client.get(path, headers=headers)
-        assert response.status_code == 200, (path, response.text)
+        assert response.status_code == 401, (path, response.text)
+    alone = {"apikey": key, "X-Company-Id": str(tenant_a.company_id)}
+    assert (await client.get("/v1/contacts", headers=alone)).status_code == 200
     response = await client.get("/v1/contacts", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert response.status_code == 401

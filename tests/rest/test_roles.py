@@ -101,12 +101,15 @@ async def test_v1_still_refuses_a_token_of_another_role(rest_app: httpx.AsyncCli
 
 async def test_the_credential_is_the_bearer_else_the_apikey_as_on_v1(books: Books) -> None:
     """One rule for every route (``syntera.api.deps.credential_from``): another scheme
-    names no token (the ``apikey`` beside it acts, else the anonymous role), as PostgREST
-    reads ``Basic``; an empty bearer is PostgREST's 401."""
+    names no token, and the ``apikey`` beside it does not act: the anonymous role, as
+    PostgREST reads ``Basic``; the key acts alone; an empty bearer is PostgREST's 401."""
     reader = token("rest_reader")["authorization"].removeprefix("Bearer ")
     basic = {"authorization": "Basic dXNlcjpwYXNz"}
     rows = await Books(books.client, {**basic, "apikey": reader}).rows("whoami")
-    assert rows[0]["role"] == "rest_reader"
+    assert rows[0]["role"] == "anon"
+    assert (await Books(books.client, {"apikey": reader}).rows("whoami"))[0][
+        "role"
+    ] == "rest_reader"
     assert (await Books(books.client, basic).rows("whoami"))[0]["role"] == "anon"
     beside = {**token("rest_reader"), "apikey": "not.a.jwt"}
     assert (await Books(books.client, beside).rows("whoami"))[0]["role"] == "rest_reader"

@@ -60,17 +60,18 @@ def credential_of(request: Request, credentials: HTTPAuthorizationCredentials | 
 
 
 def credential_from(authorization: str | None, api_key: str | None) -> str | None:
-    """The credential of a request as Supabase's gateway reads it, for every route (/v1,
-    its fast paths, /rest/v1): the ``Authorization`` bearer token when there is one (a
-    signed-in user's token wins over the API key sent beside it), else the ``apikey``
-    header (the key alone acts as its role). Another scheme (``Basic``) or an empty
-    bearer names no token, as PostgREST reads it."""
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if token and scheme.lower() == "bearer":
-            return token
-    return api_key or None
+    """The credential of a request as Supabase reads it, for every route (/v1, its fast
+    paths, /rest/v1): with an ``Authorization`` header, its bearer token and nothing else
+    (a signed-in user's token wins over the API key sent beside it; another scheme such
+    as ``Basic``, or an empty bearer, names no token, as PostgREST reads it); without
+    one, the ``apikey`` header (the key alone acts as its role). Never the key beside a
+    header that is not a bearer: a backend that holds the service key and forwards its
+    caller's header would otherwise act as the service role for ``Basic x``."""
+    if authorization is None:
+        return api_key or None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if token and scheme.lower() == "bearer" else None
 
 
 async def stream_principal(
