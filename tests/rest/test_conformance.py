@@ -107,6 +107,9 @@ async def test_array_and_variadic_arguments_by_get_and_post(
     read = {"accept-profile": "rpc_fixtures"}
     response = await rpc_app.get("/rest/v1/rpc/joined?parts=a&parts=b&parts=c", headers=read)
     assert (response.status_code, response.json()) == (200, "a-b-c"), response.text
+    # One value is the variadic array of one (it was sent as the text "hi": a 400).
+    response = await rpc_app.get("/rest/v1/rpc/joined?parts=hi", headers=read)
+    assert (response.status_code, response.json()) == (200, "hi"), response.text
     response = await rpc_app.get("/rest/v1/rpc/joined?parts={x,y}", headers=read)
     assert (response.status_code, response.json()) == (200, "x-y"), response.text
     response = await rpc_app.post("/rest/v1/rpc/joined", json={"parts": ["p", "q"]}, headers=WRITE)

@@ -195,6 +195,13 @@ def _arguments(
                 given.append(value)
             else:
                 values[key] = [given, value]
+    # One value for a VARIADIC parameter is its array of one (``?v=hi`` is ``{hi}``), unless
+    # it is an array literal itself.
+    variadic = {p.name for f in candidates for p in _inputs(f) if p.mode == "v"}
+    for key in variadic & values.keys():
+        given = values[key]
+        if isinstance(given, str) and not given.startswith("{"):
+            values[key] = [given]
     return json.dumps(values), list(values), query, False
 
 
