@@ -180,6 +180,11 @@ def test_the_hnsw_scan_goes_on_until_it_has_top_k_rows_of_the_company(
         owner_conn.execute("SET LOCAL enable_sort = off")
         owner_conn.execute("SET LOCAL hnsw.ef_search = 40")
         owner_conn.execute(f"SET LOCAL hnsw.iterative_scan = {iterative}")
+        # How far an iterative scan goes is bounded by max_scan_tuples and by work_mem
+        # times scan_mem_multiplier; in the whole suite the index also holds every other
+        # module's chunks, and at the defaults the scan once stopped after 1 row.
+        owner_conn.execute("SET LOCAL hnsw.max_scan_tuples = 1000000")
+        owner_conn.execute("SET LOCAL hnsw.scan_mem_multiplier = 8")
         plan = " ".join(
             line
             for (line,) in owner_conn.execute(
