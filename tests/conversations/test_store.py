@@ -15,7 +15,13 @@ from bson import ObjectId
 
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore, fill_inbox_fields, indexes
-from syntera.db.mongo import MongoDatabase, create_mongo_client, ensure_indexes, index_status
+from syntera.db.mongo import (
+    MongoDatabase,
+    create_mongo_client,
+    ensure_indexes,
+    index_status,
+    prepare_database,
+)
 from syntera.embedded import StackUrls
 from tests.conftest import StackDatabase
 
@@ -289,3 +295,11 @@ async def test_conversations_stored_before_the_inbox_get_its_fields_and_are_list
     assert silent["last_message"] is None
     listed = await store.list_conversations(company)
     assert [document["_id"] for document in listed.documents] == [old_ids[0], old_ids[1]]
+
+
+async def test_the_profiler_stays_off_on_the_embedded_server(database: MongoDatabase) -> None:
+    """SecantusDB keeps system.profile capped by scanning all of it at every record, under
+    its lock: with the profiler on, slow operations made the next ones slower."""
+    await database.command("profile", 0)
+    await prepare_database(database, indexes(), slow_ms=0)
+    assert (await database.command("profile", -1))["was"] == 0

@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pymongo import MongoClient
 
+from syntera.db.mongo import SURROGATE
 from syntera.ops.stats import TABLE_SIZES
 
 USER_BY_EMAIL = """
@@ -228,7 +229,7 @@ def mongo_sizes(uri: str, database_name: str, files: Path | None) -> list[tuple[
     it the folder of its files is weighed instead (one row, documents unknown: 0), or
     nothing is recorded when that folder is not known here."""
     with MongoClient[dict[str, Any]](uri, serverSelectionTimeoutMS=5000) as client:
-        if "secantusVersion" in client.admin.command("buildInfo"):
+        if SURROGATE in client.admin.command("buildInfo"):
             if files is None or not files.is_dir():
                 return []
             weight = sum(path.stat().st_size for path in files.rglob("*") if path.is_file())
