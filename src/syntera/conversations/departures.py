@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from syntera.conversations.inbox import _publish_described
+from syntera.conversations.inbox import publish_described
 from syntera.conversations.service import HEADER, invalidate_cached
 from syntera.conversations.store import ConversationStore
 from syntera.unit_of_work import TenantTransaction
@@ -17,5 +17,5 @@ async def release_member(tx: TenantTransaction, store: ConversationStore, user_i
     released = await store.release(tx.company_id, user_id)
     for conversation in released:
         invalidate_cached(tx, conversation["_id"], HEADER)
-        await _publish_described(tx, conversation)
+        await publish_described(tx, conversation)
     return len(released)

@@ -179,7 +179,7 @@ async def page_of_inbox(
     return Page(data=await describe(tx, piece.documents), next_cursor=next_cursor)
 
 
-async def _publish_described(tx: TenantTransaction, document: Document) -> Conversation:
+async def publish_described(tx: TenantTransaction, document: Document) -> Conversation:
     """``conversation.updated`` with the conversation described (names and preview; an
     unread count is each reader's own, so the event carries none); the caller's view."""
     names = await names_of(tx, [document])
@@ -204,7 +204,7 @@ async def assign(
         raise not_found("Conversation")
     if assignee_id is not None and str(assignee_id) != current.get("assignee_id"):
         await notify_assignee(tx, changed, assignee_id)
-    return await _publish_described(tx, changed)
+    return await publish_described(tx, changed)
 
 
 async def mark_conversation_read(
