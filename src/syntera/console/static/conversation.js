@@ -4,7 +4,7 @@
 // notes. Controls whose endpoint this server lacks are left out.
 
 import { api, ApiError } from "./api.js";
-import { busy, field, fill, h, notice, select, when } from "./ui.js";
+import { busy, field, fill, h, instant, notice, select, when } from "./ui.js";
 
 const REACTIONS = ["👍", "❤️", "✅"];
 const TYPING_SHOWN_MS = 6000;
@@ -425,11 +425,13 @@ async function notesPanel(id, context) {
     }
     element.dataset.at = String(note.created_at);
     shown.set(note.id, element);
-    // Oldest first: a page loaded after a live note still lands in time order.
-    const later = [...list.children].find((other) => other.dataset.at > element.dataset.at);
+    // Oldest first: a page loaded after a live note still lands in time order. Notes of
+    // one millisecond keep the order they came in.
+    const at = instant(note.created_at);
+    const later = [...list.children].find((other) => instant(other.dataset.at) > at);
     list.insertBefore(element, later || null);
   };
-  const byTime = (page) => [...page].sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
+  const byTime = (page) => [...page].sort((a, b) => instant(a.created_at) - instant(b.created_at));
   // The notes come 50 a page, oldest first: the newer ones follow on demand.
   let cursor = Array.isArray(answer) ? null : answer.next_cursor || null;
   const more = h("button", { type: "button", class: "link" }, "More notes");

@@ -1,7 +1,7 @@
 // Contacts (search, tags, a timeline across stores) and deals as a pipeline board.
 
 import { api } from "./api.js";
-import { busy, field, fill, h, notice, number, pagedList, select, when } from "./ui.js";
+import { busy, field, fill, h, instant, notice, number, pagedList, select, when } from "./ui.js";
 
 const STAGES = ["lead", "qualified", "proposal", "negotiation", "closed-won", "closed-lost"];
 
@@ -76,7 +76,7 @@ async function renderTimeline(main, contactId) {
     ...events.data.map((e) => [e.created_at, "Event", e.event_type]),
     ...calls.data.map((c) => [c.started_at, "Call",
       `${c.direction}, ${c.status}${c.duration_seconds ? `, ${c.duration_seconds} s` : ""}`]),
-  ].sort((a, b) => String(b[0]).localeCompare(String(a[0])));
+  ].sort((a, b) => instant(b[0]) - instant(a[0]));
   const more = [conversations, deals, events, calls].some((page) => page.next_cursor);
 
   fill(main, h("p", {}, h("a", { href: "#/contacts" }, "← Contacts")),

@@ -5,7 +5,7 @@
 // (j/k, r, a, h, /, ? — listed on the help overlay).
 
 import { api, ApiError, follow } from "./api.js";
-import { field, fill, h, notice, select, when } from "./ui.js";
+import { field, fill, h, instant, notice, select, when } from "./ui.js";
 import { conversationView, contactLabel, mergeEvent, optional, personName, senderLabel } from "./conversation.js";
 
 const VIEWS = [["", "All"], ["mine", "Mine"], ["unassigned", "Unassigned"], ["needs_person", "Needs a person"]];
@@ -123,7 +123,7 @@ export async function render(main, context, [openId, atMessage]) {
     const focused = document.activeElement && document.activeElement.closest
       ? document.activeElement.closest(".conversation-list li") : null;
     const focusedId = focused ? focused.dataset.id : null;
-    order.sort((a, b) => String(activity(conversations.get(b))).localeCompare(String(activity(conversations.get(a)))));
+    order.sort((a, b) => instant(activity(conversations.get(b))) - instant(activity(conversations.get(a))));
     items.replaceChildren(...order.map((id) => row(conversations.get(id))));
     if (!order.length) items.append(h("li", { class: "empty" }, "No conversation matches."));
     if (focusedId) {

@@ -129,6 +129,15 @@ export function pagedList(load, render, { empty = "Nothing here yet.", label, ta
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
+/**
+ * A timestamp's instant in milliseconds, for ordering: the API writes a whole second
+ * without its fraction ("…:17Z" beside "…:17.250Z"), so the texts do not sort as times.
+ */
+export function instant(text) {
+  const time = Date.parse(text);
+  return Number.isNaN(time) ? 0 : time;
+}
+
 export function when(text) {
   return text ? dateTime.format(new Date(text)) : "—";
 }
