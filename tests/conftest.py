@@ -53,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def every_mongodb_query_is_scoped(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail any test during which a tenant collection was queried without ``company_id``
-    first in its filter (or a document inserted without one)."""
+    leading its filter (or a document inserted without one)."""
     if request.node.get_closest_marker("unscoped_mongo"):
         yield
         return

@@ -1,6 +1,7 @@
 """A watch on every command sent to MongoDB during the tests: any read or write of the
-tenant collections whose filter does not start with ``company_id`` (or whose inserted
-document has none) is recorded, and the test fails on it. It also holds the store to its
+tenant collections whose filter does not name ``company_id`` at its top level (first,
+or after the ``_id`` of one document, as ``scoped`` puts it), or whose inserted document
+has none, is recorded, and the test fails on it. It also holds the store to its
 shard keys (``SHARD_KEYS``): a filter must name the shard key's fields in order as far as
 it goes, so it targets the shards of one tenant's range — for messages, the conversation
 too, except in company-wide aggregations.
@@ -52,7 +53,10 @@ class TenantFilterWatch(monitoring.CommandListener):
                     self.violations.append(f"insert into {collection} without its shard key")
             return
         for query in _filters(name, event.command):
-            if next(iter(query), None) != "company_id":
+            if "company_id" not in list(query)[:2] or next(iter(query), None) not in (
+                "company_id",
+                "_id",
+            ):
                 self.violations.append(f"{name} on {collection} with filter {dict(query)}")
             elif name != "aggregate" and any(field not in query for field in shard_fields):
                 self.violations.append(

@@ -14,7 +14,8 @@ import pytest
 from bson import ObjectId
 
 from syntera.config import Settings
-from syntera.conversations.store import ConversationStore, fill_inbox_fields, indexes
+from syntera.conversations.store import ConversationStore, fill_inbox_fields, indexes, scoped
+from syntera.db import mongo
 from syntera.db.mongo import (
     MongoDatabase,
     create_mongo_client,
@@ -303,3 +304,55 @@ async def test_the_profiler_stays_off_on_the_embedded_server(database: MongoData
     await database.command("profile", 0)
     await prepare_database(database, indexes(), slow_ms=0)
     assert (await database.command("profile", -1))["was"] == 0
+
+
+@pytest.mark.parametrize("surrogate", [True, False], ids=["update-then-read", "findAndModify"])
+async def test_update_and_read_gives_the_document_after_in_both_forms(
+    database: MongoDatabase, surrogate: bool
+) -> None:
+    # Both forms on the same server: the one SecantusDB is given, and MongoDB's.
+    mongo._surrogates[database.client] = surrogate
+    try:
+        store = ConversationStore(database)
+        mine, stranger = uuid.uuid4(), uuid.uuid4()
+        started = await store.start(mine, agent_id=uuid.uuid4(), channel="chat")
+        cid = started["_id"]
+        collection = database["conversations"]
+        ended = await mongo.update_and_read(
+            collection, scoped(mine, _id=cid, status="active"), {"$set": {"status": "ended"}}
+        )
+        assert ended is not None
+        assert ended["status"] == "ended"
+        assert ended["_id"] == cid
+        # A condition no longer met, another company's filter, an unknown id: nothing.
+        again = scoped(mine, _id=cid, status="active")
+        assert await mongo.update_and_read(collection, again, {"$set": {"x": 1}}) is None
+        theirs = scoped(stranger, _id=cid)
+        assert await mongo.update_and_read(collection, theirs, {"$set": {"x": 1}}) is None
+        unknown = scoped(mine, _id=ObjectId())
+        assert await mongo.update_and_read(collection, unknown, {"$set": {"x": 1}}) is None
+        assert "x" not in (await store.get_conversation(mine, cid) or {"x": 1})
+        # Array filters and a projection.
+        thread = await store.add_thread(mine, cid, "Old")
+        assert thread is not None
+        renamed = await mongo.update_and_read(
+            collection,
+            scoped(mine, _id=cid, **{"threads.id": thread["id"]}),
+            {"$set": {"threads.$[t].title": "New"}},
+            array_filters=[{"t.id": thread["id"]}],
+            projection={"threads": 1},
+        )
+        assert renamed is not None
+        assert [t["title"] for t in renamed["threads"]] == ["New"]
+        assert "status" not in renamed
+        with pytest.raises(ValueError, match="_id"):
+            await mongo.update_and_read(collection, scoped(mine), {"$set": {"x": 1}})
+    finally:
+        mongo._surrogates.pop(database.client, None)
+
+
+def test_scoped_names_one_document_by_id_first() -> None:
+    company, oid = uuid.uuid4(), ObjectId()
+    # SecantusDB plans from the first clause an index serves; MongoDB minds no order.
+    assert list(scoped(company, status="active", _id=oid)) == ["_id", "company_id", "status"]
+    assert list(scoped(company, status="active")) == ["company_id", "status"]

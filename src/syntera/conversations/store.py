@@ -20,11 +20,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from syntera.conversations import figures
-from syntera.db.mongo import Document, IndexSpec, MongoDatabase
+from syntera.db.mongo import Document, IndexSpec, MongoDatabase, update_and_read
 from syntera.db.storable import storable
 
 CONVERSATIONS = "conversations"
@@ -61,7 +61,13 @@ SHARD_KEYS: dict[str, list[tuple[str, int]]] = {
 
 
 def scoped(company_id: UUID, **conditions: Any) -> Document:
-    """The filter of one company's documents: ``company_id`` first, then ``conditions``."""
+    """The filter of one company's documents: ``company_id`` and ``conditions``.
+
+    A document named by ``_id`` has it first: SecantusDB plans a filter its indexes do
+    not cover from its first clause that one does, and ``company_id`` there would read
+    all of the company's documents. MongoDB minds no order."""
+    if "_id" in conditions:
+        return {"_id": conditions.pop("_id"), "company_id": str(company_id), **conditions}
     return {"company_id": str(company_id), **conditions}
 
 
@@ -367,10 +373,10 @@ class ConversationStore:
     async def end(self, company_id: UUID, conversation_id: ObjectId) -> Document | None:
         """End an active conversation (sets ended_at); an ended one is returned as it is."""
         moment = now()
-        ended = await self._conversations.find_one_and_update(
+        ended = await update_and_read(
+            self._conversations,
             scoped(company_id, _id=conversation_id, status="active"),
             {"$set": {"status": "ended", "ended_at": moment, "updated_at": moment}},
-            return_document=ReturnDocument.AFTER,
         )
         return ended or await self.get_conversation(company_id, conversation_id)
 
@@ -402,10 +408,10 @@ class ConversationStore:
         self, company_id: UUID, conversation_id: ObjectId, changes: Document
     ) -> Document | None:
         """Set ``changes`` on the company's conversation; the conversation after, or None."""
-        return await self._conversations.find_one_and_update(
+        return await update_and_read(
+            self._conversations,
             scoped(company_id, _id=conversation_id),
             {"$set": changes},
-            return_document=ReturnDocument.AFTER,
         )
 
     async def list_conversations(
@@ -562,15 +568,15 @@ class ConversationStore:
         update: Document = {"$set": {"handled_by": to, "updated_at": moment}}
         if to == "human":
             update["$inc"] = {"handoff_count": 1}
-        changed = await self._conversations.find_one_and_update(
-            scoped(company_id, _id=conversation_id), update, return_document=ReturnDocument.AFTER
+        changed = await update_and_read(
+            self._conversations, scoped(company_id, _id=conversation_id), update
         )
         if to == "human" and changed is not None and changed.get("handed_off_at") is None:
             # The first hand-off's time, once (a concurrent first hand-off keeps its own).
-            changed = await self._conversations.find_one_and_update(
+            changed = await update_and_read(
+                self._conversations,
                 scoped(company_id, _id=conversation_id, handed_off_at=None),
                 {"$set": {"handed_off_at": moment}},
-                return_document=ReturnDocument.AFTER,
             ) or await self.get_conversation(company_id, conversation_id)
         return changed
 
@@ -607,10 +613,10 @@ class ConversationStore:
     ) -> Document | None:
         """Assign the conversation unless someone already has it (a member who took it
         meanwhile keeps it); the conversation after, or None if it was taken."""
-        return await self._conversations.find_one_and_update(
+        return await update_and_read(
+            self._conversations,
             scoped(company_id, _id=conversation_id, assignee_id=None),
             {"$set": {"assignee_id": str(assignee_id), "updated_at": now()}},
-            return_document=ReturnDocument.AFTER,
         )
 
     async def release(self, company_id: UUID, user_id: UUID) -> list[Document]:
@@ -620,10 +626,10 @@ class ConversationStore:
         ids = [d["_id"] for d in await self._conversations.find(theirs, {"_id": 1}).to_list()]
         released = []
         for oid in ids:
-            after = await self._conversations.find_one_and_update(
+            after = await update_and_read(
+                self._conversations,
                 scoped(company_id, _id=oid, assignee_id=str(user_id)),
                 {"$set": {"assignee_id": None, "updated_at": now()}},
-                return_document=ReturnDocument.AFTER,
             )
             if after is not None:
                 released.append(after)
@@ -646,10 +652,10 @@ class ConversationStore:
     ) -> Document | None:
         """Store the visitor's rating of an ended conversation (a later one replaces
         it); None if the conversation is not ended (or not there)."""
-        return await self._conversations.find_one_and_update(
+        return await update_and_read(
+            self._conversations,
             scoped(company_id, _id=conversation_id, status={"$in": ["ended", "archived"]}),
             {"$set": {"rating": storable("rating", rating)}},
-            return_document=ReturnDocument.AFTER,
         )
 
     # Read positions ----------------------------------------------------------------------
@@ -740,11 +746,11 @@ class ConversationStore:
         """The renamed thread; None if the conversation or the thread does not exist."""
         # arrayFilters rather than the positional `$`: SecantusDB rejects `$` in
         # findAndModify (DESIGN.md); both forms are valid on MongoDB.
-        conversation = await self._conversations.find_one_and_update(
+        conversation = await update_and_read(
+            self._conversations,
             scoped(company_id, _id=conversation_id, **{"threads.id": thread_id}),
             {"$set": {"threads.$[thread].title": title, "updated_at": now()}},
             array_filters=[{"thread.id": thread_id}],
-            return_document=ReturnDocument.AFTER,
         )
         if conversation is None:
             return None
@@ -803,11 +809,11 @@ class ConversationStore:
         update = figures.on_append(documents, at)
         update["$inc"]["message_count"] = len(documents)
         update["$set"] = {"last_message": preview(documents[-1]), "last_activity_at": at}
-        after = await self._conversations.find_one_and_update(
+        after = await update_and_read(
+            self._conversations,
             scoped(company_id, _id=conversation_id),
             update,
             projection={"message_count": 1, figures.FIGURES: 1},
-            return_document=ReturnDocument.AFTER,
         )
         if figures.answers_first(after, documents, at):
             await self._conversations.update_one(
@@ -889,7 +895,8 @@ class ConversationStore:
     ) -> Document | None:
         """Add a reaction (once per user and emoji); the message, or None."""
         reaction = {"emoji": emoji, "user_id": str(user_id) if user_id else None}
-        return await self._messages.find_one_and_update(
+        return await update_and_read(
+            self._messages,
             scoped(
                 company_id,
                 conversation_id=str(conversation_id),
@@ -897,7 +904,6 @@ class ConversationStore:
                 **{"metadata.reactions": {"$not": {"$elemMatch": reaction}}},
             ),
             {"$push": {"metadata.reactions": {**reaction, "created_at": now()}}},
-            return_document=ReturnDocument.AFTER,
         ) or await self._messages.find_one(
             scoped(company_id, conversation_id=str(conversation_id), _id=message_id)
         )
@@ -906,7 +912,8 @@ class ConversationStore:
         self, company_id: UUID, conversation_id: ObjectId, message_id: ObjectId, user_id: UUID
     ) -> Document | None:
         """Record that ``user_id`` read the message (the first time counts)."""
-        return await self._messages.find_one_and_update(
+        return await update_and_read(
+            self._messages,
             scoped(
                 company_id,
                 conversation_id=str(conversation_id),
@@ -914,7 +921,6 @@ class ConversationStore:
                 **{"read_by.user_id": {"$ne": str(user_id)}},
             ),
             {"$push": {"read_by": {"user_id": str(user_id), "read_at": now()}}},
-            return_document=ReturnDocument.AFTER,
         ) or await self._messages.find_one(
             scoped(company_id, conversation_id=str(conversation_id), _id=message_id)
         )

@@ -7,10 +7,12 @@ starts with ``company_id``, see syntera.conversations.store). This module knows 
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -107,6 +109,66 @@ def _state(spec: IndexSpec, index: Document | None) -> str:
 # The field of buildInfo by which the embedded MongoDB-wire server (SecantusDB, a
 # surrogate for MongoDB) is told apart where one of its costs differs from MongoDB's.
 SURROGATE = "secantusVersion"
+_surrogates: weakref.WeakKeyDictionary[MongoClient, bool] = weakref.WeakKeyDictionary()
+
+
+async def is_surrogate(client: MongoClient) -> bool:
+    """Whether the client speaks to the embedded SecantusDB (asked once per client)."""
+    known = _surrogates.get(client)
+    if known is None:
+        known = _surrogates[client] = SURROGATE in await client.admin.command("buildInfo")
+    return known
+
+
+async def update_and_read(
+    collection: AsyncCollection[Document],
+    filter: Document,
+    update: Document,
+    *,
+    projection: Document | None = None,
+    array_filters: list[Document] | None = None,
+) -> Document | None:
+    """Update the one document ``filter`` names by ``_id``; the document after, or None
+    when the filter matched nothing.
+
+    On MongoDB this is one findAndModify, whose answer is exactly the write's result.
+    SecantusDB answers a findAndModify by reading every document of the collection: it
+    re-asserts the match as ``{_id, $and: [filter]}`` before writing, a form it tries no
+    index for (0.7.0b3: 15 ms at 1,000 documents, 300 ms at 20,000, against 1 ms for an
+    update by ``_id``; hand-off, assignment and every message's append write this
+    way). On it, the same update is an ``update_one`` and then a read by ``_id``. The
+    read may also show a write that landed between the two, which no caller minds: it
+    is the document as it now is.
+    """
+    if "_id" not in filter or isinstance(filter["_id"], dict):
+        raise ValueError("update_and_read names one document by its _id")
+    client = collection.database.client
+    if not await is_surrogate(client):
+        return await collection.find_one_and_update(
+            filter,
+            update,
+            projection=projection,
+            array_filters=array_filters,
+            return_document=ReturnDocument.AFTER,
+        )
+    if (
+        await collection.update_one(filter, update, array_filters=array_filters)
+    ).matched_count == 0:
+        return None
+    # Read back by what the update left as it was (the tenant's fields among them).
+    written = [path for fields in update.values() for path in fields]
+    again = {
+        key: value
+        for key, value in filter.items()
+        if key == "_id" or not any(_overlap(key, path) for path in written)
+    }
+    return await collection.find_one(again, projection)
+
+
+def _overlap(key: str, path: str) -> bool:
+    """Whether a filter's field and an updated path touch: one is the other or holds it."""
+    key, path = key.split(".$")[0], path.split(".$")[0]
+    return key == path or key.startswith(path + ".") or path.startswith(key + ".")
 
 
 async def prepare_database(db: MongoDatabase, specs: list[IndexSpec], slow_ms: int) -> list[str]:
@@ -116,7 +178,7 @@ async def prepare_database(db: MongoDatabase, specs: list[IndexSpec], slow_ms: i
     the indexes created. Used at API start-up and by ``syntera migrate``; safe to rerun."""
     created = await ensure_indexes(db, specs)
     try:
-        if SURROGATE in await db.client.admin.command("buildInfo"):
+        if await is_surrogate(db.client):
             # The embedded SecantusDB keeps system.profile capped by scanning all of it on
             # every record, under its lock: under load every operation past slow_ms made
             # the next ones slower (bench.agents: replies of one company went from 1 s to

@@ -11,11 +11,10 @@ from typing import Any
 from uuid import UUID
 
 from bson import ObjectId
-from pymongo import ReturnDocument
 
 from syntera.conversations import figures
 from syntera.conversations.store import CONVERSATIONS, MESSAGES, ConversationStore, scoped
-from syntera.db.mongo import Document
+from syntera.db.mongo import Document, update_and_read
 
 
 class InsightStore:
@@ -42,10 +41,10 @@ class InsightStore:
         """Set ``metadata.intent`` and ``metadata.sentiment`` of a message; the message
         after, or None if it is gone."""
         changes = {f"metadata.{key}": value for key, value in metadata.items()}
-        changed = await self._messages.find_one_and_update(
+        changed = await update_and_read(
+            self._messages,
             scoped(company_id, conversation_id=conversation_id, _id=message_id),
             {"$set": changes},
-            return_document=ReturnDocument.AFTER,
         )
         score = figures.usable_score(metadata)
         if changed is not None and score is not None and ObjectId.is_valid(conversation_id):
