@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from syntera.conversations.replies import ReplyWorker
+from syntera.conversations.replies import Job, ReplyWorker
 from tests.agents.shops import make_agent
 from tests.api_fixtures import AuthHeaders
 from tests.factories import SeededCompany
@@ -48,6 +48,15 @@ async def until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> N
     while not await check():
         assert time.monotonic() < deadline, "not within the time allowed"
         await asyncio.sleep(0.05)
+
+
+async def until_claimed(worker: ReplyWorker, within: float = 20.0) -> Job:
+    """The job ``worker`` claims once one is due (a lease that runs out, say)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (job := await worker.claim()) is None:
+        assert asyncio.get_running_loop().time() < deadline, "no job came due"
+        await asyncio.sleep(0.05)
+    return job
 
 
 async def say(http: httpx.AsyncClient, chat: WidgetChat, text: str) -> None:

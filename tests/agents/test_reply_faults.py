@@ -14,7 +14,15 @@ from bson import ObjectId
 from fastapi import FastAPI
 
 from syntera.conversations.store import ConversationStore
-from tests.agents.chats import ASK, AgentChat, MakeWorker, messages, open_agent_chat, until
+from tests.agents.chats import (
+    ASK,
+    AgentChat,
+    MakeWorker,
+    messages,
+    open_agent_chat,
+    until,
+    until_claimed,
+)
 from tests.agents.shops import make_agent
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
@@ -30,17 +38,22 @@ async def test_a_reply_stored_before_a_dead_workers_commit_is_published_by_the_t
     first, _ = shops
     chat = agent_chat.chat
     await agent_chat.say(ASK)
-    worker = make_worker()
-    claimed = await worker.claim()
-    assert claimed is not None
+    dead = make_worker(reply_lease_s=0.3)
+    killed = await dead.claim()
+    assert killed is not None
     store: ConversationStore = app.state.conversations
     # What a worker killed between MongoDB's write and PostgreSQL's commit leaves: the
     # reply stored, its message.created never published (that happens at commit).
     await store.append(
-        first.company_id, ObjectId(claimed.conversation_id),
-        [{"_id": ObjectId(claimed.reply_id), "sender_type": "agent", "role": "assistant",
+        first.company_id, ObjectId(killed.conversation_id),
+        [{"_id": ObjectId(killed.reply_id), "sender_type": "agent", "role": "assistant",
           "content": "Refunds take 14 days."}],
     )  # fmt: skip
+    # Its lease runs out; another worker takes the job over (its second attempt).
+    worker = make_worker()
+    claimed = await until_claimed(worker)
+    assert claimed.reply_id == killed.reply_id
+    assert claimed.attempts == 2
     async with subscribe(http, f"{chat.url}/events", headers=chat.session) as stream:
         await worker.carry_out(claimed)
         # The visitor's own message.created may still be on its way (a busy cluster).

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from syntera.config import Settings
 from syntera.conversations.store import ConversationStore
 from syntera.embedded import StackUrls
-from tests.agents.chats import ASK, AgentChat, MakeWorker, messages
+from tests.agents.chats import ASK, AgentChat, MakeWorker, messages, until_claimed
 from tests.agents.standin import StandIn
 from tests.conftest import StackDatabase
 from tests.factories import SeededCompany
@@ -69,16 +69,21 @@ async def test_a_reply_stored_by_a_worker_killed_before_its_commit_is_not_made_a
 ) -> None:  # fmt: skip
     first, _ = shops
     await agent_chat.say(ASK)
-    worker = make_worker()
-    claimed = await worker.claim()
-    assert claimed is not None
+    dead = make_worker(reply_lease_s=0.3)
+    killed = await dead.claim()
+    assert killed is not None
     # What a worker killed between MongoDB's write and PostgreSQL's commit leaves.
     store: ConversationStore = app.state.conversations
     await store.append(
-        first.company_id, ObjectId(claimed.conversation_id),
-        [{"_id": ObjectId(claimed.reply_id), "sender_type": "agent", "role": "assistant",
+        first.company_id, ObjectId(killed.conversation_id),
+        [{"_id": ObjectId(killed.reply_id), "sender_type": "agent", "role": "assistant",
           "content": "Refunds take 14 days."}],
     )  # fmt: skip
+    # Its lease runs out; another worker takes the job over (its second attempt).
+    worker = make_worker()
+    claimed = await until_claimed(worker)
+    assert claimed.reply_id == killed.reply_id
+    assert claimed.attempts == 2
     await worker.carry_out(claimed)
     assert standin.requests == [], "the model is not asked again"
     assert await agent_chat.senders() == ["user", "agent"]

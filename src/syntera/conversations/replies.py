@@ -318,9 +318,12 @@ class ReplyWorker:
         reply_oid = ObjectId(job.reply_id)
         # Read together: every round trip here is waited for by the visitor (the agent
         # and the budget came with the claim).
+        # The reply can be stored already only if an earlier attempt stored it.
         conversation, done, recent = await asyncio.gather(
             self.store.get_conversation(job.company_id, conversation_oid),
-            self.store.get_message(job.company_id, conversation_oid, reply_oid),
+            self.store.get_message(job.company_id, conversation_oid, reply_oid)
+            if job.attempts > 1
+            else _nothing(),
             self.store.list_messages(job.company_id, conversation_oid, limit=HISTORY_MESSAGES),
         )
         agent = job.agent
@@ -521,6 +524,10 @@ class ReplyWorker:
                         )  # fmt: skip
         except LeaseLost:
             pass
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _agent(tx: TenantTransaction, agent_id: UUID) -> Agent | None:

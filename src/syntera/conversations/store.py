@@ -809,12 +809,15 @@ class ConversationStore:
         update = figures.on_append(documents, at)
         update["$inc"]["message_count"] = len(documents)
         update["$set"] = {"last_message": preview(documents[-1]), "last_activity_at": at}
-        after = await update_and_read(
-            self._conversations,
-            scoped(company_id, _id=conversation_id),
-            update,
-            projection={"message_count": 1, figures.FIGURES: 1},
-        )
+        filter_ = scoped(company_id, _id=conversation_id)
+        # Read back only when something needs the conversation after: a first answer's
+        # figure, or the writer's read position (a visitor's message needs neither).
+        after = None
+        if reader is not None or any(d["sender_type"] == "agent" for d in documents):
+            fields = {"message_count": 1, figures.FIGURES: 1}
+            after = await update_and_read(self._conversations, filter_, update, projection=fields)
+        else:
+            await self._conversations.update_one(filter_, update)
         if figures.answers_first(after, documents, at):
             await self._conversations.update_one(
                 scoped(company_id, _id=conversation_id, **{"figures.first_answer_at": None}),
