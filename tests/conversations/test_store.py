@@ -356,3 +356,32 @@ def test_scoped_names_one_document_by_id_first() -> None:
     # SecantusDB plans from the first clause an index serves; MongoDB minds no order.
     assert list(scoped(company, status="active", _id=oid)) == ["_id", "company_id", "status"]
     assert list(scoped(company, status="active")) == ["company_id", "status"]
+
+
+async def test_update_and_read_refuses_what_it_cannot_read_back_before_writing(
+    database: MongoDatabase,
+) -> None:
+    store = ConversationStore(database)
+    mine = uuid.uuid4()
+    started = await store.start(mine, agent_id=uuid.uuid4(), channel="chat")
+    collection = database["conversations"]
+    for update in ([{"$set": {"x": 1}}], {"$rename": {"channel": "medium"}}):
+        with pytest.raises(ValueError, match="updates by"):
+            await mongo.update_and_read(collection, scoped(mine, _id=started["_id"]), update)  # type: ignore[arg-type]
+    assert (await store.get_conversation(mine, started["_id"]) or {})["channel"] == "chat"
+
+
+async def test_a_writers_read_position_stops_at_their_own_message(database: MongoDatabase) -> None:
+    store = ConversationStore(database)
+    mine, member = uuid.uuid4(), uuid.uuid4()
+    started = await store.start(mine, agent_id=uuid.uuid4(), channel="chat")
+    cid = started["_id"]
+    await store.append(mine, cid, [{"sender_type": "user", "role": "user", "content": "a"}])
+    [own] = await store.append(
+        mine, cid, [{"sender_type": "agent", "role": "assistant", "content": "b"}], reader=member
+    )
+    await store.append(mine, cid, [{"sender_type": "user", "role": "user", "content": "c"}])
+    after = await store.get_conversation(mine, cid)
+    assert after is not None
+    assert after["reads"][str(member)] == 2  # their own message and what came before it
+    assert await store.position_of(mine, cid, own) == 2

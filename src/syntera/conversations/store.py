@@ -587,14 +587,18 @@ class ConversationStore:
         the conversation's starting sentiment if no earlier message's is known, its
         ending one if no later message's is."""
         value = {"at": at, "score": score}
+        complete = {f"{figures.FIGURES}.complete": True}
         for key, later in (("sentiment_start", "$gt"), ("sentiment_end", "$lt")):
             field = f"{figures.FIGURES}.{key}"
-            await self._conversations.update_one(
-                scoped(company_id, _id=conversation_id,
-                       **{f"{figures.FIGURES}.complete": True},
-                       **{"$or": [{field: None}, {f"{field}.at": {later: at}}]}),
-                {"$set": {field: value}},
-            )  # fmt: skip
+            # Two writes rather than one with $or: SecantusDB plans no index for a filter
+            # holding an operator at its top and would read every conversation.
+            for condition in ({field: None}, {f"{field}.at": {later: at}}):
+                result = await self._conversations.update_one(
+                    scoped(company_id, _id=conversation_id, **complete, **condition),
+                    {"$set": {field: value}},
+                )
+                if result.matched_count:
+                    break
 
     # Assignment and rating ---------------------------------------------------------------
 
@@ -613,11 +617,15 @@ class ConversationStore:
     ) -> Document | None:
         """Assign the conversation unless someone already has it (a member who took it
         meanwhile keeps it); the conversation after, or None if it was taken."""
-        return await update_and_read(
+        after = await update_and_read(
             self._conversations,
             scoped(company_id, _id=conversation_id, assignee_id=None),
             {"$set": {"assignee_id": str(assignee_id), "updated_at": now()}},
         )
+        # Someone assigned it in the moment since (update_and_read's read may see that).
+        if after is not None and after.get("assignee_id") != str(assignee_id):
+            return None
+        return after
 
     async def release(self, company_id: UUID, user_id: UUID) -> list[Document]:
         """Unassign the member's active conversations (they left the company); the
@@ -810,11 +818,10 @@ class ConversationStore:
         update["$inc"]["message_count"] = len(documents)
         update["$set"] = {"last_message": preview(documents[-1]), "last_activity_at": at}
         filter_ = scoped(company_id, _id=conversation_id)
-        # Read back only when something needs the conversation after: a first answer's
-        # figure, or the writer's read position (a visitor's message needs neither).
+        # Read back only when an answer's figures need the conversation after.
         after = None
-        if reader is not None or any(d["sender_type"] == "agent" for d in documents):
-            fields = {"message_count": 1, figures.FIGURES: 1}
+        if any(d["sender_type"] == "agent" for d in documents):
+            fields = {figures.FIGURES: 1}
             after = await update_and_read(self._conversations, filter_, update, projection=fields)
         else:
             await self._conversations.update_one(filter_, update)
@@ -823,8 +830,11 @@ class ConversationStore:
                 scoped(company_id, _id=conversation_id, **{"figures.first_answer_at": None}),
                 {"$set": {"figures.first_answer_at": at}},
             )
-        if reader is not None and after is not None:
-            await self.read_up_to(company_id, conversation_id, reader, after["message_count"])
+        if reader is not None:
+            # Up to the writer's own last message, counted: a message another wrote
+            # meanwhile (stored after it) stays unread.
+            position = await self.position_of(company_id, conversation_id, documents[-1])
+            await self.read_up_to(company_id, conversation_id, reader, position)
         return documents
 
     async def _count_in_threads(

@@ -120,6 +120,14 @@ async def is_surrogate(client: MongoClient) -> bool:
     return known
 
 
+# The update operators whose changed paths are their fields' names (what the read after
+# the write is told apart by); a pipeline or $rename is refused before anything is written.
+UPDATE_OPERATORS = frozenset(
+    {"$set", "$unset", "$inc", "$max", "$min", "$mul", "$push", "$pull", "$addToSet",
+     "$currentDate", "$pop", "$setOnInsert"}
+)  # fmt: skip
+
+
 async def update_and_read(
     collection: AsyncCollection[Document],
     filter: Document,
@@ -137,11 +145,14 @@ async def update_and_read(
     index for (0.7.0b3: 15 ms at 1,000 documents, 300 ms at 20,000, against 1 ms for an
     update by ``_id``; hand-off, assignment and every message's append write this
     way). On it, the same update is an ``update_one`` and then a read by ``_id``. The
-    read may also show a write that landed between the two, which no caller minds: it
-    is the document as it now is.
+    read may also show a write that landed between the two: it is the document as it now
+    is, not as this write left it (a caller that needs the latter, a count to use as a
+    position say, must find it otherwise).
     """
     if "_id" not in filter or isinstance(filter["_id"], dict):
         raise ValueError("update_and_read names one document by its _id")
+    if not isinstance(update, dict) or not set(update) <= UPDATE_OPERATORS:
+        raise ValueError(f"update_and_read takes updates by {sorted(UPDATE_OPERATORS)}")
     client = collection.database.client
     if not await is_surrogate(client):
         return await collection.find_one_and_update(
