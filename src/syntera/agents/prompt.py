@@ -11,14 +11,18 @@ visitor cannot close a block early or open a turn of their own.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.db.postgres import TenantConnection
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.kb.vectors import Hit, HybridUnsupported, SearchMode
 from syntera.llm.models import ChatMessage
+from syntera.tenancy import Principal
 from syntera.unit_of_work import TenantTransaction
 
 TokenCounter = Callable[[str], int]
@@ -113,19 +117,56 @@ async def find_sources(
     """The knowledge-base chunks for an agent's answer, searched in ``tx`` as the caller
     (row-level security: only the caller's company's chunks), among the agent's documents
     and the company's shared ones."""
+
+    async def search(top_k: int, mode: SearchMode) -> list[Hit]:
+        return await kb.vectors.search(
+            tx.conn, tx.company_id, question, vector, top_k, agent_id, mode
+        )
+
+    return await _sources(search, agent_id, limit, min_similarity, mode)
+
+
+async def find_sources_alone(
+    pool: AsyncConnectionPool[TenantConnection],
+    principal: Principal,
+    company_id: UUID,
+    kb: KnowledgeBase,
+    agent_id: UUID,
+    question: str,
+    vector: Sequence[float],
+    *,
+    limit: int,
+    min_similarity: float,
+    mode: SearchMode,
+) -> list[Source]:
+    """``find_sources`` in a read-only transaction of its own as ``principal`` (whose
+    row-level security applies), in one round trip: a reply's search, which the visitor
+    waits for."""
+
+    async def search(top_k: int, mode: SearchMode) -> list[Hit]:
+        return await kb.vectors.search_alone(
+            pool, principal, company_id, question, vector, top_k, agent_id, mode
+        )
+
+    return await _sources(search, agent_id, limit, min_similarity, mode)
+
+
+async def _sources(
+    search: Callable[[int, SearchMode], Awaitable[list[Hit]]],
+    agent_id: UUID,
+    limit: int,
+    min_similarity: float,
+    mode: SearchMode,
+) -> list[Source]:
     if limit == 0:
         return []
     # More candidates than kept: the threshold and the agent's-documents-first order
     # choose among them.
     top_k = max(10, limit * 3)
     try:
-        hits = await kb.vectors.search(
-            tx.conn, tx.company_id, question, vector, top_k, agent_id, mode
-        )
+        hits = await search(top_k, mode)
     except HybridUnsupported:  # Pinecone ranks by vector only
-        hits = await kb.vectors.search(
-            tx.conn, tx.company_id, question, vector, top_k, agent_id, "vector"
-        )
+        hits = await search(top_k, "vector")
     return choose_sources(hits, agent_id, limit, min_similarity)
 
 

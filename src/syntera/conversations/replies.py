@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from pymongo.errors import DuplicateKeyError
 
 from syntera.agents.answers import AnswerPlan, Reply, plan_answer
-from syntera.agents.prompt import Source, find_sources
+from syntera.agents.prompt import Source, find_sources_alone
 from syntera.agents.schemas import Agent
 from syntera.agents.service import read_agent
 from syntera.cache import Cache
@@ -102,6 +102,7 @@ SELECT claimed.*,
                                          AT TIME ZONE 'UTC'
                  ) >= c.monthly_token_budget
        END AS budget_spent,
+       c.owner_id AS company_owner_id,
        AGENT_COLUMNS
 FROM claimed
 LEFT JOIN public.companies c ON c.id = claimed.company_id
@@ -181,6 +182,7 @@ class Job:
     lease_token: UUID
     budget_spent: bool = False
     agent: Agent | None = None  # as it was at the claim; None if it is gone
+    company_owner_id: UUID | None = None  # whose row-level security the search runs under
     claimed_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -348,22 +350,30 @@ class ReplyWorker:
             return
         question, history = _turn(recent.documents, job.last_message_id)
         vector = [float(x) for x in (await self.kb.embedder.embed([question]))[0]]
-        async with self._unit(job) as tx:
-            # Still ours, for a whole lease from now, if a third of it has passed since
-            # the claim (a model that loaded meanwhile): the model's time is what it
-            # covers. Usually it was taken a moment ago: no round trip for it then.
-            if time.monotonic() - job.claimed_at > self.settings.reply_lease_s / 3:
+        # Still ours, for a whole lease from now, if a third of it has passed since the
+        # claim (a model that loaded meanwhile): the model's time is what it covers.
+        # Usually it was taken a moment ago: no round trip for it then.
+        if time.monotonic() - job.claimed_at > self.settings.reply_lease_s / 3:
+            async with self._unit(job) as tx:
                 await lock_leased(tx.conn, LOCK_LEASED, job.lease)
                 await tx.conn.execute(RENEW, {**job.lease, "lease_s": self.settings.reply_lease_s})
-            sources = await find_sources(
-                tx, self.kb, agent.id, question, vector,
-                limit=self.settings.agent_sources,
-                min_similarity=self.settings.agent_min_similarity,
-                mode=self.settings.agent_search_mode,
-            )  # fmt: skip
-            if await self._nothing_found_twice(job, conversation, sources):
+        # The search in one round trip, under the company's row-level security: as its
+        # owner, who sees every document of the company and nothing else.
+        searcher = (
+            Principal.user(job.company_owner_id)
+            if job.company_owner_id is not None
+            else Principal.service()  # no owner: the statement's company filter alone
+        )
+        sources = await find_sources_alone(
+            self.pool, searcher, job.company_id, self.kb, agent.id, question, vector,
+            limit=self.settings.agent_sources,
+            min_similarity=self.settings.agent_min_similarity,
+            mode=self.settings.agent_search_mode,
+        )  # fmt: skip
+        if await self._nothing_found_twice(job, conversation, sources):
+            async with self._unit(job) as tx:
                 await self._hand_off(tx, job, "the knowledge base had nothing on it twice")
-                return
+            return
         summary = conversation.get("summary")
         plan = plan_answer(
             self.models, self.settings, agent, question, history, sources,

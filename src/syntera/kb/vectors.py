@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from psycopg_pool import AsyncConnectionPool
+
 from syntera.config import Settings
-from syntera.db.postgres import TenantConnection
+from syntera.db.postgres import TenantConnection, run_as
 from syntera.kb.embeddings import Vectors
+from syntera.tenancy import Principal
 
 SearchMode = Literal["vector", "hybrid"]
 
@@ -93,6 +96,21 @@ class VectorStore(Protocol):
         agent_id: UUID | None,
         mode: SearchMode,
     ) -> list[Hit]: ...
+
+    async def search_alone(
+        self,
+        pool: AsyncConnectionPool[TenantConnection],
+        principal: Principal,
+        company_id: UUID,
+        query: str,
+        vector: Sequence[float],
+        top_k: int,
+        agent_id: UUID | None,
+        mode: SearchMode,
+    ) -> list[Hit]:
+        """``search`` for a caller with no transaction open: in a read-only one of its
+        own as ``principal`` (its row-level security applies), in one round trip."""
+        ...
 
 
 SET_SEARCH = """
@@ -229,23 +247,48 @@ class PgVectorStore:
         agent_id: UUID | None,
         mode: SearchMode,
     ) -> list[Hit]:
+        # The settings and the search in one round trip (an agent's answer waits for it).
+        async with conn.pipeline():
+            statements = self._statements(company_id, query, vector, top_k, agent_id, mode)
+            cursors = [await conn.execute(query, params) for query, params in statements]
+        return [Hit(**row) for row in await cursors[-1].fetchall()]
+
+    async def search_alone(
+        self,
+        pool: AsyncConnectionPool[TenantConnection],
+        principal: Principal,
+        company_id: UUID,
+        query: str,
+        vector: Sequence[float],
+        top_k: int,
+        agent_id: UUID | None,
+        mode: SearchMode,
+    ) -> list[Hit]:
+        statements = self._statements(company_id, query, vector, top_k, agent_id, mode)
+        _, results = await run_as(pool, principal, statements, read_only=True, membership=False)
+        return [Hit(**row) for row in results[-1]]
+
+    def _statements(
+        self,
+        company_id: UUID,
+        query: str,
+        vector: Sequence[float],
+        top_k: int,
+        agent_id: UUID | None,
+        mode: SearchMode,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The search's settings, then the search."""
         params: dict[str, Any] = {
             "company_id": company_id,
             "agent_id": agent_id,
             "vector": vector_literal(vector),
             "top_k": top_k,
         }
-        # The settings and the search in one round trip (an agent's answer waits for it).
-        async with conn.pipeline():
-            await conn.execute(SET_SEARCH, {"ef": str(max(self.ef_search, top_k))})
-            if mode == "hybrid":
-                pool = max(HYBRID_POOL, top_k)
-                cursor = await conn.execute(
-                    HYBRID, {**params, "query": query, "pool": pool, "rrf_k": RRF_K}
-                )
-            else:
-                cursor = await conn.execute(NEAREST, {**params, "limit": top_k})
-        return [Hit(**row) for row in await cursor.fetchall()]
+        settings = (SET_SEARCH, {"ef": str(max(self.ef_search, top_k))})
+        if mode == "hybrid":
+            pool = max(HYBRID_POOL, top_k)
+            return [settings, (HYBRID, {**params, "query": query, "pool": pool, "rrf_k": RRF_K})]
+        return [settings, (NEAREST, {**params, "limit": top_k})]
 
 
 class PineconeStore:
@@ -345,6 +388,20 @@ class PineconeStore:
         agent_id: UUID | None,
         mode: SearchMode,
     ) -> list[Hit]:
+        return await self.search_alone(None, None, company_id, query, vector, top_k, agent_id, mode)
+
+    async def search_alone(
+        self,
+        pool: AsyncConnectionPool[TenantConnection] | None,
+        principal: Principal | None,
+        company_id: UUID,
+        query: str,
+        vector: Sequence[float],
+        top_k: int,
+        agent_id: UUID | None,
+        mode: SearchMode,
+    ) -> list[Hit]:
+        # The index is the company's namespace: no transaction is involved.
         if mode == "hybrid":
             raise HybridUnsupported("hybrid search needs the pgvector store; use mode=vector")
         where = {"agent_id": {"$in": [str(agent_id), ""]}} if agent_id else None
