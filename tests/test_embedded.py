@@ -251,3 +251,16 @@ def test_syntera_up_migrates_serves_and_stops_cleanly_on_ctrl_c(stack: EmbeddedS
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 0
     assert not any(status.running for status in stack.status())
+
+
+def test_the_embedded_mongodb_url_turns_retryable_writes_off(stack: EmbeddedStack) -> None:
+    # SecantusDB would keep every retryable write's reply for 30 minutes and walk them all
+    # at each write (see EmbeddedStack.urls); a client of the embedded URL sends none.
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, object]] = MongoClient(stack.start().mongodb_uri, connect=False)
+    try:
+        assert client.options.retry_writes is False
+        assert client.options.retry_reads is True
+    finally:
+        client.close()
