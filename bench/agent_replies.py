@@ -37,9 +37,19 @@ hand-off p95 243 ms. Where a turn's time went at 20 chats, from timestamps in ea
 90 ms (p95 420), the reads, the question's embedding and the search about 100 ms (from
 490 before the claim brought the agent and the budget, the reads ran at once and the
 insights worker waited its 1 s), the request to the model 25 ms, the delta to the widget
-20 ms. The goal (p95 <= 100 ms at 20 chats) is still missed on this machine: the tail
-is the wait for the event loops and the CPUs, which other work shares. Without pauses
-(``--think-s 0``) 20 chats saturate the 2 CPUs: p95 4-5 s.
+20 ms. Without pauses (``--think-s 0``) 20 chats saturate the 2 CPUs: p95 4-5 s.
+
+Later, with each step's timestamps joined by message id, two costs of the embedded
+MongoDB-wire server (SecantusDB) turned out to grow with the run: every findAndModify read
+its whole collection (``db/mongo.update_and_read``), and the replies it keeps for
+retryable writes were walked at every write (the embedded URL turns them off). And all
+chats' first questions came in the same millisecond: every turn over 250 ms of a 300-turn
+row was one of them, so visitors now arrive after a pause as they ask later questions.
+Then (1,000 turns a row, load 1.5): 51/83 ms at 1 chat, 59/115 ms at 20 chats of 20
+companies, 81/248 ms at 20 chats of one company, 37-54 ms of CPU a turn, hand-off p95
+103 ms; 0 replies lost or doubled. The goal (p95 <= 100 ms at 20 chats) is still missed
+by a little; the server of the embedded MongoDB is then the busiest process (about half
+a CPU), then the two API processes.
 """
 
 from __future__ import annotations
