@@ -78,17 +78,14 @@ def on_append(documents: list[Document], at: datetime) -> Document:
     return update
 
 
-def answers_first(conversation: Document | None, documents: list[Document], at: datetime) -> bool:
-    """Whether these new messages (stored at ``at``) hold the first answer to the
-    visitor: the conversation, read after them, had a visitor's message before ``at``
-    and no answer yet."""
-    if conversation is None or not any(d.get("sender_type") == "agent" for d in documents):
-        return False
-    figures = conversation.get(FIGURES) or {}
-    first_visitor = figures.get("first_visitor_at")
-    return (
-        first_visitor is not None and first_visitor < at and figures.get("first_answer_at") is None
-    )
+def first_answer(documents: list[Document], at: datetime) -> tuple[Document, Document] | None:
+    """If these new messages (stored at ``at``) hold an answer: the condition and the
+    update that record it as the first answer to the visitor, which the write checks
+    itself (the conversation had a visitor's message before ``at`` and no answer yet)."""
+    if not any(d.get("sender_type") == "agent" for d in documents):
+        return None
+    condition = {f"{FIGURES}.first_answer_at": None, f"{FIGURES}.first_visitor_at": {"$lt": at}}
+    return condition, {"$set": {f"{FIGURES}.first_answer_at": at}}
 
 
 def usable_score(metadata: Document) -> float | None:

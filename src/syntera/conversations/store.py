@@ -817,18 +817,12 @@ class ConversationStore:
         update = figures.on_append(documents, at)
         update["$inc"]["message_count"] = len(documents)
         update["$set"] = {"last_message": preview(documents[-1]), "last_activity_at": at}
-        filter_ = scoped(company_id, _id=conversation_id)
-        # Read back only when an answer's figures need the conversation after.
-        after = None
-        if any(d["sender_type"] == "agent" for d in documents):
-            fields = {figures.FIGURES: 1}
-            after = await update_and_read(self._conversations, filter_, update, projection=fields)
-        else:
-            await self._conversations.update_one(filter_, update)
-        if figures.answers_first(after, documents, at):
+        await self._conversations.update_one(scoped(company_id, _id=conversation_id), update)
+        answer = figures.first_answer(documents, at)
+        if answer is not None:
+            condition, change = answer
             await self._conversations.update_one(
-                scoped(company_id, _id=conversation_id, **{"figures.first_answer_at": None}),
-                {"$set": {"figures.first_answer_at": at}},
+                scoped(company_id, _id=conversation_id, **condition), change
             )
         if reader is not None:
             # Up to the writer's own last message, counted: a message another wrote
