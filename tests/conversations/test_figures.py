@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -58,19 +59,33 @@ async def test_first_visitor_message_first_answer_tokens_and_cost(
     assert kept["cost"] == pytest.approx(0.011)
 
 
+@pytest.mark.parametrize("known", ["unknown", "stale", "fresh"])
 async def test_sentiment_start_and_end_follow_the_messages_times_not_the_order_classified(
-    database: MongoDatabase,
+    database: MongoDatabase, known: str
 ) -> None:
+    # Whether the writer knows the figures (as read a moment ago, or long before) or
+    # not, the result is the same: the figures only spare writes.
     store = ConversationStore(database)
     company, stranger = uuid.uuid4(), uuid.uuid4()
     cid = (await store.start(company, agent_id=uuid.uuid4(), channel="chat"))["_id"]
     [one] = await store.append(company, cid, [visitor("1")])
+    stale = (await store.get_conversation(company, cid) or {})["figures"]
+
+    async def figures_now() -> dict[str, Any] | None:
+        if known == "unknown":
+            return None
+        if known == "stale":
+            return stale
+        return (await store.get_conversation(company, cid) or {})["figures"]
+
     second = one["created_at"] + timedelta(seconds=1)
     third = one["created_at"] + timedelta(seconds=2)
-    await store.note_sentiment(company, cid, second, 0.2)
-    await store.note_sentiment(company, cid, third, 0.9)
-    await store.note_sentiment(company, cid, one["created_at"], -0.6)  # classified last
-    await store.note_sentiment(stranger, cid, third + timedelta(seconds=1), -1.0)
+    await store.note_sentiment(company, cid, second, 0.2, await figures_now())
+    await store.note_sentiment(company, cid, third, 0.9, await figures_now())
+    # Classified last, and with an earlier one noted after the snapshot:
+    await store.note_sentiment(company, cid, one["created_at"], -0.6, await figures_now())
+    await store.note_sentiment(company, cid, second, 0.1, await figures_now())
+    await store.note_sentiment(stranger, cid, third + timedelta(seconds=1), -1.0, stale)
     kept = (await store.get_conversation(company, cid) or {})["figures"]
     assert kept["sentiment_start"] == {"at": one["created_at"], "score": -0.6}
     assert kept["sentiment_end"] == {"at": third, "score": 0.9}

@@ -581,18 +581,33 @@ class ConversationStore:
         return changed
 
     async def note_sentiment(
-        self, company_id: UUID, conversation_id: ObjectId, at: datetime, score: float
+        self,
+        company_id: UUID,
+        conversation_id: ObjectId,
+        at: datetime,
+        score: float,
+        known: Document | None = None,
     ) -> None:
         """A visitor's message written at ``at`` was classified with ``score``: it is
         the conversation's starting sentiment if no earlier message's is known, its
-        ending one if no later message's is."""
+        ending one if no later message's is. ``known``: the conversation's figures as
+        read a moment ago, which spare the writes they show are not needed (a start only
+        moves earlier, an end later); each write still checks its own condition."""
         value = {"at": at, "score": score}
         complete = {f"{figures.FIGURES}.complete": True}
+        if known is not None and not known.get("complete"):
+            return
         for key, later in (("sentiment_start", "$gt"), ("sentiment_end", "$lt")):
             field = f"{figures.FIGURES}.{key}"
             # Two writes rather than one with $or: SecantusDB plans no index for a filter
             # holding an operator at its top and would read every conversation.
-            for condition in ({field: None}, {f"{field}.at": {later: at}}):
+            conditions: list[Document] = [{field: None}, {f"{field}.at": {later: at}}]
+            current = None if known is None else known.get(key)
+            if current is not None:  # it is set, and stays set: only the time decides
+                if not ((current["at"] > at) if later == "$gt" else (current["at"] < at)):
+                    continue
+                conditions = conditions[1:]
+            for condition in conditions:
                 result = await self._conversations.update_one(
                     scoped(company_id, _id=conversation_id, **complete, **condition),
                     {"$set": {field: value}},

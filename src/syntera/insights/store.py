@@ -36,10 +36,16 @@ class InsightStore:
         return await cursor.to_list()
 
     async def set_insights(
-        self, company_id: UUID, conversation_id: str, message_id: ObjectId, metadata: Document
+        self,
+        company_id: UUID,
+        conversation_id: str,
+        message_id: ObjectId,
+        metadata: Document,
+        conversation: Document | None = None,
     ) -> Document | None:
         """Set ``metadata.intent`` and ``metadata.sentiment`` of a message; the message
-        after, or None if it is gone."""
+        after, or None if it is gone. ``conversation``: as read a moment ago, if it was
+        (its figures spare writes)."""
         changes = {f"metadata.{key}": value for key, value in metadata.items()}
         changed = await update_and_read(
             self._messages,
@@ -48,8 +54,9 @@ class InsightStore:
         )
         score = figures.usable_score(metadata)
         if changed is not None and score is not None and ObjectId.is_valid(conversation_id):
+            known = None if conversation is None else conversation.get(figures.FIGURES) or {}
             await self.conversations.note_sentiment(
-                company_id, ObjectId(conversation_id), changed["created_at"], score
+                company_id, ObjectId(conversation_id), changed["created_at"], score, known
             )
         return changed
 

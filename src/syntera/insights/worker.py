@@ -326,7 +326,7 @@ class InsightWorker:
         oid = item.message["_id"]
         service.invalidate_cached(tx, ObjectId(item.job.conversation_id), service.MESSAGES)
         changed = await self.store.set_insights(
-            tx.company_id, item.job.conversation_id, oid, metadata
+            tx.company_id, item.job.conversation_id, oid, metadata, item.conversation
         )
         if changed is None:
             return
