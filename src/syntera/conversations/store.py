@@ -2,8 +2,9 @@
 
 MongoDB cannot enforce tenancy, so this module does, in one place: every function takes
 the company first, and every filter, update and aggregation ``$match`` is built by
-``scoped()``, which puts ``company_id`` first. Tests watch every command sent to these
-collections and fail on one whose filter does not start with ``company_id``.
+``scoped()``, which puts ``company_id`` first (after the ``_id`` of one document, if the
+filter names one). Tests watch every command sent to these collections and fail on one
+whose filter does not lead with ``company_id``.
 
 Ids: documents use MongoDB ObjectIds; company, agent, contact and user ids are the
 PostgreSQL UUIDs as strings. Times are UTC, at MongoDB's millisecond precision.

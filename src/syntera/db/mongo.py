@@ -1,7 +1,7 @@
 """The MongoDB client and idempotent index management.
 
 MongoDB has no row-level security: isolation is the job of the stores above (every filter
-starts with ``company_id``, see syntera.conversations.store). This module knows no domain.
+names ``company_id``, see syntera.conversations.store). This module knows no domain.
 """
 
 from __future__ import annotations

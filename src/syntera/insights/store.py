@@ -1,6 +1,6 @@
 """What the insights read and write in MongoDB, beside the conversations' store: a
 message's intent and sentiment, and the aggregations of
-the agents' reports. Every filter starts with ``company_id`` (``scoped``), as the
+the agents' reports. Every filter names ``company_id`` (``scoped``), as the
 conversations' store does."""
 
 from __future__ import annotations

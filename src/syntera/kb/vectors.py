@@ -248,9 +248,9 @@ class PgVectorStore:
         mode: SearchMode,
     ) -> list[Hit]:
         # The settings and the search in one round trip (an agent's answer waits for it).
+        statements = self._statements(company_id, query, vector, top_k, agent_id, mode)
         async with conn.pipeline():
-            statements = self._statements(company_id, query, vector, top_k, agent_id, mode)
-            cursors = [await conn.execute(query, params) for query, params in statements]
+            cursors = [await conn.execute(text, params) for text, params in statements]
         return [Hit(**row) for row in await cursors[-1].fetchall()]
 
     async def search_alone(
