@@ -60,6 +60,49 @@ async def test_first_visitor_message_first_answer_tokens_and_cost(
 
 
 @pytest.mark.parametrize("known", ["unknown", "stale", "fresh"])
+async def test_the_first_answer_is_the_same_whatever_the_writer_knew_of_the_figures(
+    database: MongoDatabase, known: str
+) -> None:
+    # Figures read before the first answer (stale) or after it (fresh) give the same
+    # first answer as none: a known first answer only spares its write.
+    store = ConversationStore(database)
+    company = uuid.uuid4()
+    cid = (await store.start(company, agent_id=uuid.uuid4(), channel="chat"))["_id"]
+    await store.append(company, cid, [visitor()])
+    stale = (await store.get_conversation(company, cid) or {})["figures"]
+    assert stale.get("first_answer_at") is None
+
+    async def figures_now() -> dict[str, Any] | None:
+        if known == "unknown":
+            return None
+        if known == "stale":
+            return stale
+        return (await store.get_conversation(company, cid) or {})["figures"]
+
+    [first] = await store.append(company, cid, [answer(1, None)], known=await figures_now())
+    await store.append(company, cid, [visitor("and?")], known=await figures_now())
+    await store.append(company, cid, [answer(1, None)], known=await figures_now())
+    kept = (await store.get_conversation(company, cid) or {})["figures"]
+    assert kept["first_answer_at"] == first["created_at"]
+
+
+async def test_a_first_answer_the_writer_knows_of_is_not_written_again(
+    database: MongoDatabase,
+) -> None:
+    # The figures the caller read are trusted to spare the write (a first answer is
+    # never unset): one that says an answer was given leaves the conversation as it is.
+    store = ConversationStore(database)
+    company = uuid.uuid4()
+    cid = (await store.start(company, agent_id=uuid.uuid4(), channel="chat"))["_id"]
+    [asked] = await store.append(company, cid, [visitor()])
+    await store.append(
+        company, cid, [answer(1, None)], known={"first_answer_at": asked["created_at"]}
+    )
+    kept = (await store.get_conversation(company, cid) or {})["figures"]
+    assert kept.get("first_answer_at") is None
+
+
+@pytest.mark.parametrize("known", ["unknown", "stale", "fresh"])
 async def test_sentiment_start_and_end_follow_the_messages_times_not_the_order_classified(
     database: MongoDatabase, known: str
 ) -> None:

@@ -78,11 +78,17 @@ def on_append(documents: list[Document], at: datetime) -> Document:
     return update
 
 
-def first_answer(documents: list[Document], at: datetime) -> tuple[Document, Document] | None:
+def first_answer(
+    documents: list[Document], at: datetime, known: Document | None = None
+) -> tuple[Document, Document] | None:
     """If these new messages (stored at ``at``) hold an answer: the condition and the
     update that record it as the first answer to the visitor, which the write checks
-    itself (the conversation had a visitor's message before ``at`` and no answer yet)."""
+    itself (the conversation had a visitor's message before ``at`` and no answer yet).
+    ``known``: the conversation's figures as read a moment ago; a first answer they hold
+    is never unset, so no write is needed then."""
     if not any(d.get("sender_type") == "agent" for d in documents):
+        return None
+    if known is not None and known.get("first_answer_at") is not None:
         return None
     condition = {f"{FIGURES}.first_answer_at": None, f"{FIGURES}.first_visitor_at": {"$lt": at}}
     return condition, {"$set": {f"{FIGURES}.first_answer_at": at}}

@@ -23,7 +23,7 @@ from bson.json_util import JSONMode, JSONOptions
 from syntera.agents.service import AGENTS
 from syntera.analytics.service import EVENTS
 from syntera.cache import CACHE_VERSION
-from syntera.conversations import search
+from syntera.conversations import figures, search
 from syntera.conversations.assignment import route_to_people
 from syntera.conversations.schemas import (
     ChannelStats,
@@ -322,6 +322,7 @@ async def append(
         conversation["_id"],
         [{**value, **author, "_id": oid} for value, oid in zip(values, ids, strict=True)],
         reader=tx.user_id,
+        known=conversation.get(figures.FIGURES) or {},
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation["_id"], documents))
     await search.index_messages(tx, conversation, documents)
@@ -427,7 +428,8 @@ async def append_reply(
     _id is already stored (an earlier attempt)."""
     conversation_id = conversation["_id"]
     invalidate_cached(tx, conversation_id, MESSAGES)
-    documents = await store.append(tx.company_id, conversation_id, [document])
+    known = conversation.get(figures.FIGURES) or {}
+    documents = await store.append(tx.company_id, conversation_id, [document], known=known)
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
     await search.index_messages(tx, conversation, documents)
     message = message_out(documents[0])
