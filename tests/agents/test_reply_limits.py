@@ -89,3 +89,26 @@ async def test_nothing_in_the_knowledge_base_twice_in_a_row_hands_off(
     assert await chat.senders() == ["user", "agent", "user", "system"]
     assert await chat.handled_by() == "human"
     assert (await conversation(http, chat.headers, chat.chat))["handoff_count"] == 1
+
+
+async def test_a_turn_that_finds_something_starts_the_count_again(
+    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
+    standin: StandIn, make_worker: MakeWorker,
+) -> None:  # fmt: skip
+    # Nothing, then the refund policy, then nothing: not twice in a row (the count found
+    # again is kept with the reply), so the agent still answers; a second nothing in a
+    # row then hands it to people.
+    first, _ = shops
+    chat = await open_agent_chat(http, auth(first.member))
+    worker = make_worker()
+    off_topic = "Which planets have rings?"
+    for question in (off_topic, ASK, off_topic):
+        await chat.say(question)
+        assert await worker.run_once()
+    assert await chat.senders() == ["user", "agent"] * 3
+    assert await chat.handled_by() == "agent"
+    await chat.say("And which moons have volcanoes?")
+    assert await worker.run_once()
+    assert await chat.senders() == ["user", "agent"] * 3 + ["user", "system"]
+    assert await chat.handled_by() == "human"
+    assert len(standin.requests) == 3

@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from pymongo.errors import DuplicateKeyError
 
 from syntera.agents.answers import AnswerPlan, Reply, plan_answer
-from syntera.agents.prompt import Source, find_sources_alone
+from syntera.agents.prompt import find_sources_alone
 from syntera.agents.schemas import Agent
 from syntera.agents.service import read_agent
 from syntera.cache import Cache
@@ -370,7 +370,12 @@ class ReplyWorker:
             min_similarity=self.settings.agent_min_similarity,
             mode=self.settings.agent_search_mode,
         )  # fmt: skip
-        if await self._nothing_found_twice(job, conversation, sources):
+        # Turns in a row whose search found nothing above the threshold: kept on the
+        # conversation (as read at this job's start: no other job of it runs meanwhile)
+        # with the reply, not before the model is asked; at the second, people answer.
+        before = int(conversation.get("empty_retrievals", 0))
+        empty = 0 if sources else before + 1
+        if empty >= EMPTY_RETRIEVALS:
             async with self._unit(job) as tx:
                 await self._hand_off(tx, job, "the knowledge base had nothing on it twice")
             return
@@ -381,7 +386,8 @@ class ReplyWorker:
         )  # fmt: skip
         self._asked.add(job.id)
         text = await self._while_leased(job, self._stream(job, plan))
-        await self._store(job, conversation_oid, reply_oid, text)
+        kept = {"empty_retrievals": empty} if empty != before else {}
+        await self._store(job, conversation_oid, reply_oid, text, kept)
 
     async def _while_leased(
         self, job: Job, answering: Coroutine[Any, Any, tuple[str, Reply]]
@@ -456,8 +462,15 @@ class ReplyWorker:
             log.warning("reply %s: a %s event was not published", job.id, event_type)
 
     async def _store(
-        self, job: Job, conversation_oid: ObjectId, reply_oid: ObjectId, answered: tuple[str, Reply]
+        self,
+        job: Job,
+        conversation_oid: ObjectId,
+        reply_oid: ObjectId,
+        answered: tuple[str, Reply],
+        kept: Document,
     ) -> None:
+        """Store the reply whole (``kept``: the agent's own fields of the conversation,
+        set with it) and end the job, under its lease."""
         text, reply = answered
         ai_metadata = reply.ai_metadata()
         ai_metadata["response_time_ms"] = round(
@@ -479,7 +492,9 @@ class ReplyWorker:
                 assert conversation is not None  # _answerable says so
                 if text.strip() or reply.handoff is None:
                     try:
-                        await service.append_reply(tx, self.store, conversation, document)
+                        await service.append_reply(
+                            tx, self.store, conversation, document, kept=kept
+                        )
                     except DuplicateKeyError:
                         log.info("reply %s was stored by an earlier attempt", job.id)
                 if reply.handoff is not None:  # the model's own decision, beside its answer
@@ -496,20 +511,6 @@ class ReplyWorker:
         await service.hand_off(
             tx, self.store, job.conversation_id, "human", service.HANDOFF_LINE, reason=reason
         )
-
-    async def _nothing_found_twice(
-        self, job: Job, conversation: Document, sources: list[Source]
-    ) -> bool:
-        """Count the turns in a row whose search found nothing above the threshold (kept
-        on the conversation, as read at this job's start: no other job of it runs
-        meanwhile); True at the second."""
-        before = int(conversation.get("empty_retrievals", 0))
-        count = 0 if sources else before + 1
-        if count != before:
-            await self.store.update(
-                job.company_id, conversation["_id"], {"empty_retrievals": count}
-            )
-        return count >= EMPTY_RETRIEVALS
 
     async def _failed(self, job: Job, error: Exception) -> None:
         log.warning("reply %s failed (attempt %s): %r", job.id, job.attempts, error)

@@ -421,15 +421,23 @@ async def _request_reply(
 
 
 async def append_reply(
-    tx: TenantTransaction, store: ConversationStore, conversation: Document, document: Document
+    tx: TenantTransaction,
+    store: ConversationStore,
+    conversation: Document,
+    document: Document,
+    *,
+    kept: Document | None = None,
 ) -> Message:
     """Store an agent's (or the system's) message whose _id the caller chose, whole, in
     ``conversation`` (as the caller read it), and publish it; DuplicateKeyError if that
-    _id is already stored (an earlier attempt)."""
+    _id is already stored (an earlier attempt). ``kept``: fields of the conversation
+    set in the same write (the agent's own, which no client sets)."""
     conversation_id = conversation["_id"]
     invalidate_cached(tx, conversation_id, MESSAGES)
     known = conversation.get(figures.FIGURES) or {}
-    documents = await store.append(tx.company_id, conversation_id, [document], known=known)
+    documents = await store.append(
+        tx.company_id, conversation_id, [document], known=known, kept=kept
+    )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
     await search.index_messages(tx, conversation, documents)
     message = message_out(documents[0])

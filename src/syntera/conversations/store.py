@@ -815,13 +815,14 @@ class ConversationStore:
         *,
         reader: UUID | None = None,
         known: Document | None = None,
+        kept: Document | None = None,
     ) -> list[Document]:
         """Store messages of a conversation (one insert, or one bulk insert for many),
         count them in their threads, and make the newest the conversation's last message.
         ``reader``: the member who wrote them, who has read the conversation up to them.
         ``known``: the conversation's figures as the caller read them (which spare the
-        first answer's write once it is set). The caller has checked the conversation
-        exists."""
+        first answer's write once it is set); ``kept``: other fields of the conversation
+        set in the same write. The caller has checked the conversation exists."""
         at = now()
         documents = [self._message(company_id, conversation_id, m, at) for m in messages]
         if len(documents) == 1:
@@ -835,7 +836,8 @@ class ConversationStore:
         # The report's figures (syntera.conversations.figures) in the same update.
         update = figures.on_append(documents, at)
         update["$inc"]["message_count"] = len(documents)
-        update["$set"] = {"last_message": preview(documents[-1]), "last_activity_at": at}
+        update["$set"] = {**(kept or {}), "last_message": preview(documents[-1]),
+                          "last_activity_at": at}  # fmt: skip
         await self._conversations.update_one(scoped(company_id, _id=conversation_id), update)
         answer = figures.first_answer(documents, at, known)
         if answer is not None:
