@@ -351,6 +351,35 @@ async def test_update_and_read_gives_the_document_after_in_both_forms(
         mongo._surrogates.pop(database.client, None)
 
 
+@pytest.mark.parametrize("surrogate", [True, False], ids=["read-then-delete", "findAndModify"])
+async def test_delete_and_read_gives_the_document_before_in_both_forms(
+    database: MongoDatabase, surrogate: bool
+) -> None:
+    mongo._surrogates[database.client] = surrogate
+    try:
+        store = ConversationStore(database)
+        mine, stranger = uuid.uuid4(), uuid.uuid4()
+        cid = (await store.start(mine, agent_id=uuid.uuid4(), channel="chat"))["_id"]
+        note = await store.add_note(mine, cid, uuid.uuid4(), "keep an eye on this one")
+        collection = database["conversation_notes"]
+        # Another company's filter and an unknown id delete nothing.
+        of = {"conversation_id": str(cid)}  # the notes' shard key
+        theirs = scoped(stranger, _id=note["_id"], **of)
+        assert await mongo.delete_and_read(collection, theirs) is None
+        unknown = scoped(mine, _id=ObjectId(), **of)
+        assert await mongo.delete_and_read(collection, unknown) is None
+        deleted = await mongo.delete_and_read(collection, scoped(mine, _id=note["_id"], **of))
+        assert deleted is not None
+        assert deleted["body"] == "keep an eye on this one"
+        # Gone: a second delete finds nothing.
+        assert await mongo.delete_and_read(collection, scoped(mine, _id=note["_id"], **of)) is None
+        assert (await store.list_notes(mine, cid)).documents == []
+        with pytest.raises(ValueError, match="_id"):
+            await mongo.delete_and_read(collection, scoped(mine, **of))
+    finally:
+        mongo._surrogates.pop(database.client, None)
+
+
 def test_scoped_names_one_document_by_id_first() -> None:
     company, oid = uuid.uuid4(), ObjectId()
     # SecantusDB plans from the first clause an index serves; MongoDB minds no order.

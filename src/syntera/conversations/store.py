@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from syntera.conversations import figures
-from syntera.db.mongo import Document, IndexSpec, MongoDatabase, update_and_read
+from syntera.db.mongo import Document, IndexSpec, MongoDatabase, delete_and_read, update_and_read
 from syntera.db.storable import storable
 
 CONVERSATIONS = "conversations"
@@ -742,8 +742,8 @@ class ConversationStore:
         self, company_id: UUID, conversation_id: ObjectId, note_id: ObjectId
     ) -> Document | None:
         """Delete a note; the note as it was, or None."""
-        return await self._notes.find_one_and_delete(
-            scoped(company_id, conversation_id=str(conversation_id), _id=note_id)
+        return await delete_and_read(
+            self._notes, scoped(company_id, conversation_id=str(conversation_id), _id=note_id)
         )
 
     # Threads -----------------------------------------------------------------------------

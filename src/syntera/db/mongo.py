@@ -176,6 +176,25 @@ async def update_and_read(
     return await collection.find_one(again, projection)
 
 
+async def delete_and_read(
+    collection: AsyncCollection[Document], filter: Document
+) -> Document | None:
+    """Delete the one document ``filter`` names by ``_id``; the document as it was, or
+    None when the filter matched nothing (or another delete took it first).
+
+    On MongoDB this is one findAndModify; SecantusDB would read the whole collection for
+    it (see ``update_and_read``), so there it is a read and then a delete of what was read,
+    which only one of two racing deletes counts."""
+    if "_id" not in filter or isinstance(filter["_id"], dict):
+        raise ValueError("delete_and_read names one document by its _id")
+    if not await is_surrogate(collection.database.client):
+        return await collection.find_one_and_delete(filter)
+    found = await collection.find_one(filter)
+    if found is None or (await collection.delete_one(filter)).deleted_count == 0:
+        return None
+    return found
+
+
 def _overlap(key: str, path: str) -> bool:
     """Whether a filter's field and an updated path touch: one is the other or holds it."""
     key, path = key.split(".$")[0], path.split(".$")[0]
