@@ -44,7 +44,7 @@ class InProcessMiniLM:
     def __init__(self) -> None:
         self.model = LocalMiniLM()
 
-    async def embed(self, texts: list[str]):  # type: ignore[no-untyped-def]
+    async def embed(self, texts: list[str], *, scope: str | None = None):  # type: ignore[no-untyped-def]
         return await asyncio.to_thread(self.model.encode, texts)
 
     async def warm(self) -> None:

@@ -29,13 +29,13 @@ class Held:
         self.delay_s = delay_s
 
     async def classify(
-        self, texts: list[str], labels: Sequence[str], model: str
+        self, texts: list[str], labels: Sequence[str], model: str, *, scope: str | None = None
     ) -> list[Classification]:
         if self.delay_s is not None:
             await asyncio.sleep(self.delay_s)
         else:
             await self.go.wait()
-        return await self.inner.classify(texts, labels, model)
+        return await self.inner.classify(texts, labels, model, scope=scope)
 
 
 async def test_the_workers_run_summaries_in_a_loop_of_their_own(

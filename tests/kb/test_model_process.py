@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from syntera.kb.embeddings import EmbeddingError, LocalMiniLM
+from syntera.kb.embeddings import EmbeddingError, LocalMiniLM, Vectors
 from syntera.kb.model_process import ModelProcess, RemoteMiniLM
 from tests.api_fixtures import AuthHeaders
 from tests.factories import SeededCompany
@@ -47,6 +47,37 @@ async def test_the_vectors_are_those_of_the_model_in_process(
     np.testing.assert_allclose(remote, local.encode(texts), atol=1e-5)
 
 
+async def test_a_scoped_request_gets_the_same_vectors(
+    model_process: ModelProcess, local: LocalMiniLM
+) -> None:
+    texts = ["How do I get a refund?", "Où est ma commande ?"]
+    embedder = RemoteMiniLM(str(model_process.socket_path))
+    for _ in range(2):  # the second time from the model process's memory of the company's
+        scoped = await embedder.embed(texts, scope="company-a")
+        np.testing.assert_allclose(scoped, local.encode(texts), atol=1e-5)
+
+
+async def test_recent_vectors_are_remembered_per_company_and_never_across() -> None:
+    # A vector remembered for one company would answer another's same text sooner, and
+    # so tell it that the text was written there.
+    encoded: list[list[str]] = []
+
+    class Counting(LocalMiniLM):
+        def encode(self, texts: list[str]) -> Vectors:
+            encoded.append(list(texts))
+            return super().encode(texts)
+
+    model = Counting()
+    text = "Has my parcel left the warehouse?"
+    first = await model.embed([text], scope="company-a")
+    again = await model.embed([text], scope="company-a")
+    other = await model.embed([text], scope="company-b")
+    unscoped = await model.embed([text])
+    assert encoded == [[text], [text], [text]], "only company a's second one was remembered"
+    for vectors in (again, other, unscoped):
+        np.testing.assert_allclose(vectors, first, atol=1e-6)
+
+
 async def test_concurrent_queries_each_get_their_own_vector(
     model_process: ModelProcess, local: LocalMiniLM
 ) -> None:
@@ -60,10 +91,9 @@ async def test_concurrent_queries_each_get_their_own_vector(
 
 
 async def test_a_malformed_request_is_answered_with_an_error(model_process: ModelProcess) -> None:
-    assert await raw_answer(model_process, b'{"texts": 1}') == (
-        1,
-        "a request is a JSON array of strings",
-    )
+    form = 'a request is a JSON array of strings, or {"texts": [...], "scope": "..."}'
+    for malformed in (b'{"texts": 1}', b'{"texts": ["a"], "scope": 7}', b'{"texts": ["a"]}'):
+        assert await raw_answer(model_process, malformed) == (1, form)
 
 
 async def test_a_model_process_that_dies_is_started_again(model_process: ModelProcess) -> None:

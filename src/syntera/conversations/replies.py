@@ -349,7 +349,9 @@ class ReplyWorker:
                 await self._hand_off(tx, job, "the monthly token budget is spent")
             return
         question, history = _turn(recent.documents, job.last_message_id)
-        vector = [float(x) for x in (await self.kb.embedder.embed([question]))[0]]
+        # Remembered for this company only: the insights worker embeds the same message.
+        embedded = await self.kb.embedder.embed([question], scope=str(job.company_id))
+        vector = [float(x) for x in embedded[0]]
         # Still ours, for a whole lease from now, if a third of it has passed since the
         # claim (a model that loaded meanwhile): the model's time is what it covers.
         # Usually it was taken a moment ago: no round trip for it then.

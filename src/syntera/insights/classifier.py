@@ -65,10 +65,11 @@ class Classifier(Protocol):
     """Classifies visitors' messages among a company's intent labels."""
 
     async def classify(
-        self, texts: list[str], labels: Sequence[str], model: str
+        self, texts: list[str], labels: Sequence[str], model: str, *, scope: str | None = None
     ) -> list[Classification]:
         """One classification per text; ``model`` is the agent's (used by the model
-        classifier only)."""
+        classifier only); ``scope``: the company whose texts these are (the embedder
+        remembers their vectors for it alone)."""
         ...
 
 
@@ -127,7 +128,7 @@ class PrototypeClassifier:
         return prototypes
 
     async def classify(
-        self, texts: list[str], labels: Sequence[str], model: str = ""
+        self, texts: list[str], labels: Sequence[str], model: str = "", *, scope: str | None = None
     ) -> list[Classification]:
         """Classify ``texts`` among ``labels`` (the model is not asked)."""
         if not texts:
@@ -138,7 +139,7 @@ class PrototypeClassifier:
         }
         intents = await self._prototypes(intent_examples)
         sentiments = await self._prototypes(dict(SENTIMENT_EXAMPLES))
-        vectors = np.asarray(await self.embedder.embed(texts), dtype=np.float32)
+        vectors = np.asarray(await self.embedder.embed(texts, scope=scope), dtype=np.float32)
         intent_p = _softmax(_label_similarities(vectors, intents))
         sentiment_p = _softmax(_label_similarities(vectors, sentiments))
         results = []
@@ -211,12 +212,16 @@ class ModelClassifier:
         return "".join(parts)
 
     async def classify(
-        self, texts: list[str], labels: Sequence[str], model: str
+        self, texts: list[str], labels: Sequence[str], model: str, *, scope: str | None = None
     ) -> list[Classification]:
         """Ask the model about each text, one at a time."""
         results: list[Classification | None] = []
         for text in texts:
             results.append(parse_answer(await self.ask(text, labels, model), labels))
         unanswered = [text for text, result in zip(texts, results, strict=True) if result is None]
-        fallen = iter(await self.fallback.classify(unanswered, labels, model) if unanswered else [])
+        fallen = iter(
+            await self.fallback.classify(unanswered, labels, model, scope=scope)
+            if unanswered
+            else []
+        )
         return [result if result is not None else next(fallen) for result in results]

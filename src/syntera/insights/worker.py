@@ -266,7 +266,9 @@ class InsightWorker:
                     for job in jobs
                     if job.message_id in by_id
                 ]
-        results = await self._while_leased(claim, self._classified(found, labels, models))
+        results = await self._while_leased(
+            claim, self._classified(found, labels, models, str(claim.company_id))
+        )
         async with self._unit(claim.company_id) as tx:
             owned = await self._lock(tx, claim)
             for item, result in zip(found, results, strict=True):
@@ -277,7 +279,7 @@ class InsightWorker:
             await tx.conn.execute(DONE, claim.params(list(owned)))
 
     async def _classified(
-        self, found: list[ToClassify], labels: Sequence[str], models: dict[str, str]
+        self, found: list[ToClassify], labels: Sequence[str], models: dict[str, str], scope: str
     ) -> list[Classification]:
         """Classify the messages, in one call per agent model (the model classifier asks
         each agent's own model)."""
@@ -288,7 +290,9 @@ class InsightWorker:
         for model, indexes in by_model.items():
             texts = [str(found[index].message.get("content", "")) for index in indexes]
             for index, result in zip(
-                indexes, await self.classifier.classify(texts, labels, model), strict=True
+                indexes,
+                await self.classifier.classify(texts, labels, model, scope=scope),
+                strict=True,
             ):
                 results[index] = result
         return [results[index] for index in range(len(found))]

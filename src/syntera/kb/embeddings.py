@@ -41,7 +41,11 @@ class Embedder(Protocol):
     name: str
     dimensions: int
 
-    async def embed(self, texts: list[str]) -> Vectors: ...
+    async def embed(self, texts: list[str], *, scope: str | None = None) -> Vectors:
+        """One vector per text. ``scope``: whose texts these are (a company), for a
+        provider that remembers recent vectors: it remembers them per scope, so that one
+        company's texts never answer faster for another; None, not remembered."""
+        ...
 
     async def warm(self) -> None:
         """Get ready to embed (load a model), so that the first request does not wait."""
@@ -63,9 +67,11 @@ class LocalMiniLM:
         self.onnx = onnx
         self._lock = threading.Lock()  # one encode at a time: torch already uses every core
         self._batchers: dict[asyncio.AbstractEventLoop, _Batcher] = {}
-        # The vectors of recent short texts: a visitor's message is embedded as the
-        # agent's question, then again by the insights worker's classifier.
-        self._recent: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        # The vectors of recent short texts, per scope (a company): a visitor's message is
+        # embedded as the agent's question, then again by the insights worker's
+        # classifier. Never across companies: a vector remembered for one would answer
+        # another's same text sooner, and tell it that the text was written.
+        self._recent: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
 
     def encode(self, texts: list[str]) -> Vectors:
         """Synchronous encoding (for benchmarks and the thread below)."""
@@ -85,9 +91,11 @@ class LocalMiniLM:
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    async def embed(self, texts: list[str]) -> Vectors:
+    async def embed(self, texts: list[str], *, scope: str | None = None) -> Vectors:
         """Short inputs (search queries) that arrive while an encode runs are encoded
-        together in the next one: under load, one forward pass serves many requests."""
+        together in the next one: under load, one forward pass serves many requests.
+        ``scope``: whose texts these are; the short ones are remembered for that scope
+        alone (None: not remembered)."""
         if len(texts) > QUERY_BATCH_LIMIT:
             # A document's chunks, a batch per encode: queries get their turn in between.
             parts = [
@@ -97,7 +105,7 @@ class LocalMiniLM:
             return np.concatenate(parts)
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        known = [self._recent.get(text) for text in texts]
+        known = [None if scope is None else self._recent.get((scope, text)) for text in texts]
         missing = [text for text, vector in zip(texts, known, strict=True) if vector is None]
         found: Vectors = np.zeros((0, self.dimensions), dtype=np.float32)
         if missing:
@@ -110,17 +118,18 @@ class LocalMiniLM:
         fresh = iter(found)
         for text, vector in zip(texts, known, strict=True):
             row = next(fresh) if vector is None else vector
-            self._remember(text, row)
+            if scope is not None:
+                self._remember((scope, text), row)
             rows.append(row)
         return np.stack(rows)
 
-    def _remember(self, text: str, vector: npt.NDArray[np.float32]) -> None:
-        if len(text) > RECENT_TEXT_CHARS:
+    def _remember(self, key: tuple[str, str], vector: npt.NDArray[np.float32]) -> None:
+        if len(key[1]) > RECENT_TEXT_CHARS:
             return
-        if text in self._recent:
-            self._recent.move_to_end(text)
+        if key in self._recent:
+            self._recent.move_to_end(key)
             return
-        self._recent[text] = vector.copy()  # not a view that keeps its whole batch alive
+        self._recent[key] = vector.copy()  # not a view that keeps its whole batch alive
         if len(self._recent) > RECENT_TEXTS:
             self._recent.popitem(last=False)
 
@@ -256,7 +265,8 @@ class OpenAIEmbedder:
     async def warm(self) -> None:
         """Nothing to load: the model runs at the provider."""
 
-    async def embed(self, texts: list[str]) -> Vectors:
+    async def embed(self, texts: list[str], *, scope: str | None = None) -> Vectors:
+        """The provider's vectors (nothing is remembered here: ``scope`` is unused)."""
         from openai import OpenAIError
 
         rows: list[list[float]] = []

@@ -10,8 +10,10 @@ the queries of every API process that arrive together are encoded in one forward
 The model is in memory once per host instead of once per API process.
 
 Frames on the socket: a request is a 4-byte big-endian length and a JSON array of
-strings; an answer is one status byte (0: vectors, 1: error), a 4-byte length, and either
-the float32 vectors (row-major, one row of 384 per text) or the error's message in UTF-8.
+strings (or ``{"texts": [...], "scope": "<company>"}``: short texts are then remembered
+for that scope alone, see ``LocalMiniLM.embed``); an answer is one status byte (0:
+vectors, 1: error), a 4-byte length, and either the float32 vectors (row-major, one row
+of 384 per text) or the error's message in UTF-8.
 An empty array is a ping: it is answered at once, without touching the model.
 
 A chat request is a JSON object ``{"chat": {"messages": [...], "max_tokens": n,
@@ -56,6 +58,7 @@ LENGTH = struct.Struct("!I")
 ANSWER = struct.Struct("!BI")
 VECTORS, ERROR, DELTA, DONE, MISSING = 0, 1, 2, 3, 4
 MAX_REQUEST_BYTES = 64 * 2**20
+REQUEST_FORM = b'a request is a JSON array of strings, or {"texts": [...], "scope": "..."}'
 
 
 # The model process.
@@ -83,13 +86,20 @@ async def _answer(
             if isinstance(texts, dict) and isinstance(texts.get("chat"), dict):
                 await _answer_chat(chat, texts["chat"], writer)
                 continue
-            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-                status, body = ERROR, b"a request is a JSON array of strings"
+            scope = None
+            if isinstance(texts, dict) and set(texts) == {"texts", "scope"}:
+                scope, texts = texts["scope"], texts["texts"]
+            if (
+                not isinstance(texts, list)
+                or not all(isinstance(t, str) for t in texts)
+                or not isinstance(scope, str | None)
+            ):
+                status, body = ERROR, REQUEST_FORM
             elif not texts:
                 status, body = VECTORS, b""
             else:
                 try:
-                    status, body = VECTORS, (await model.embed(texts)).tobytes()
+                    status, body = VECTORS, (await model.embed(texts, scope=scope)).tobytes()
                 except Exception as error:  # told to the caller, who answers 503
                     log.exception("encoding failed")
                     status, body = ERROR, f"encoding failed: {error}".encode()
@@ -237,16 +247,16 @@ class RemoteMiniLM:
         """Wait until the model process answers."""
         await self.embed([])
 
-    async def embed(self, texts: list[str]) -> Vectors:
+    async def embed(self, texts: list[str], *, scope: str | None = None) -> Vectors:
         try:
-            return await asyncio.wait_for(self._embed(texts), self.timeout_s)
+            return await asyncio.wait_for(self._embed(texts, scope), self.timeout_s)
         except TimeoutError as error:
             raise EmbeddingError(
                 f"the model process did not answer within {self.timeout_s:g} s"
             ) from error
 
-    async def _embed(self, texts: list[str]) -> Vectors:
-        request = orjson.dumps(texts)
+    async def _embed(self, texts: list[str], scope: str | None) -> Vectors:
+        request = orjson.dumps(texts if scope is None else {"texts": texts, "scope": scope})
         idle = self._idle.setdefault(asyncio.get_running_loop(), [])
         deadline = time.monotonic() + self.wait_s
         while True:
