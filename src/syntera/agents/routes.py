@@ -23,7 +23,7 @@ from syntera.api.errors import Problem, ProblemDetails
 from syntera.api.state import settings_of
 from syntera.errors import Unavailable
 from syntera.kb.embeddings import EmbeddingError
-from syntera.kb.routes import knowledge_base_of
+from syntera.kb.routes import knowledge_base_of, searcher_scope
 from syntera.llm.choice import ChatModels
 from syntera.llm.models import ModelError
 from syntera.tenancy import Principal
@@ -85,7 +85,8 @@ async def preview_agent(
     async with member_transaction(request, caller) as tx:
         agent = await service.read_agent(tx, row_id)
     try:
-        vector = [float(x) for x in (await kb.embedder.embed([body.question]))[0]]
+        embedded = await kb.embedder.embed([body.question], scope=searcher_scope(caller))
+        vector = [float(x) for x in embedded[0]]
     except EmbeddingError as error:
         raise Unavailable(f"the embedding model is unavailable: {error}", 5) from error
     async with member_transaction(request, caller) as tx:

@@ -88,13 +88,22 @@ async def reprocess_document(tx: Member, row_id: RowId) -> KnowledgeDocument:
     return await service.reprocess(tx, row_id)
 
 
+def searcher_scope(caller: Principal) -> str | None:
+    """Whose queries a search's vector is remembered for: the user's own (a company is
+    not known before the transaction), so a query repeated answers sooner to its writer
+    alone; nobody's for a caller without a user."""
+    return f"user:{caller.user_id}" if caller.user_id is not None else None
+
+
 async def query_vector(
     request: Request, caller: Annotated[Principal, Depends(principal)], body: SearchRequest
 ) -> list[float]:
     """The query's embedding, made after the caller is known and before the request's
     transaction opens: no pooled connection waits on the model."""
     try:
-        vectors = await knowledge_base_of(request).embedder.embed([body.query])
+        vectors = await knowledge_base_of(request).embedder.embed(
+            [body.query], scope=searcher_scope(caller)
+        )
     except EmbeddingError as error:
         raise Unavailable(f"the embedding model is unavailable: {error}", 5) from error
     return [float(x) for x in vectors[0]]
