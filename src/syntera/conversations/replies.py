@@ -135,8 +135,9 @@ SELECT pg_notify('syntera_agent_replies', '') FROM released
 
 # A finished reply frees one of its company's slots: the workers are woken (at commit)
 # for the company's replies that waited for it, if one does (a NOTIFY wakes every
-# process's claiming loop; none is woken for nothing). A worker's own free slot needs no
-# wake-up: its loop claims as soon as one is free.
+# process's claiming loop; none is woken for nothing): a pending one that is due, or one
+# whose lease ran out (a dead worker's, or a retry's wait over). A worker's own free slot
+# needs no wake-up: its loop claims as soon as one is free.
 DONE = """
 WITH done AS (
   UPDATE syntera.agent_replies
@@ -148,7 +149,8 @@ WITH done AS (
 SELECT pg_notify('syntera_agent_replies', '') FROM done
 WHERE EXISTS (
   SELECT 1 FROM syntera.agent_replies w
-  WHERE w.company_id = %(company_id)s AND w.status = 'pending' AND w.run_after <= now()
+  WHERE w.company_id = %(company_id)s AND w.status IN ('pending', 'running')
+    AND w.run_after <= now() AND (w.status = 'pending' OR w.lease_expires_at < now())
 )
 """
 
