@@ -13,13 +13,16 @@ import psycopg
 from fastapi import FastAPI
 
 from syntera.insights.classifier import (
+    BUILT_IN,
     Classification,
     ModelClassifier,
+    PrototypeClassifier,
     effective_labels,
     parse_answer,
 )
 from syntera.insights.examples import DEFAULT_INTENTS
 from syntera.insights.worker import FAIL, RETRY
+from syntera.kb.embeddings import LocalMiniLM
 from tests.agents.shops import make_agent
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
@@ -338,3 +341,31 @@ def test_a_company_s_labels_count_once_and_an_empty_one_not_at_all() -> None:
 def test_a_model_answer_with_a_number_beyond_a_float_is_no_answer() -> None:
     answer = '{"intent": "question", "confidence": 1' + "0" * 400 + ', "sentiment": "neutral"}'
     assert parse_answer(answer, DEFAULT_INTENTS) is None
+
+
+async def test_a_companys_own_labels_are_embedded_for_it_alone() -> None:
+    # A company's own label, kept by the process, would answer sooner for another company
+    # that names it too (and labels without end would fill the process): only the
+    # built-in examples are kept; a company's own go to the embedder under its scope.
+    model = LocalMiniLM()
+    asked: list[tuple[tuple[str, ...], str | None]] = []
+
+    class Recording:
+        name, dimensions = model.name, model.dimensions
+
+        async def embed(self, texts: list[str], *, scope: str | None = None) -> Any:
+            asked.append((tuple(texts), scope))
+            return await model.embed(texts, scope=scope)
+
+        async def warm(self) -> None:
+            pass
+
+    classifier = PrototypeClassifier(Recording())
+    labels = ["question", "merger_with_betacorp"]
+    for company in ("company-a", "company-b"):
+        [result] = await classifier.classify(["When does the merger close?"], labels, scope=company)
+        assert result.intent in labels
+    own = [scope for texts, scope in asked if "merger with betacorp" in texts]
+    assert own == ["company-a", "company-b"]
+    assert "merger with betacorp" not in classifier._vectors
+    assert all(text in BUILT_IN for text in classifier._vectors)

@@ -10,14 +10,25 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from fastapi import FastAPI
 
-from syntera.kb.embeddings import EmbeddingError, LocalMiniLM, Vectors
-from syntera.kb.model_process import ModelProcess, RemoteMiniLM
+from syntera.kb.embeddings import EmbeddingError, LocalMiniLM
+from syntera.kb.model_process import (
+    ANSWER,
+    ERROR,
+    LENGTH,
+    OLD_REQUEST_FORM,
+    VECTORS,
+    ModelProcess,
+    RemoteMiniLM,
+    _answer,
+)
 from tests.api_fixtures import AuthHeaders
 from tests.factories import SeededCompany
 from tests.kb.corpus import QUESTIONS
@@ -57,25 +68,61 @@ async def test_a_scoped_request_gets_the_same_vectors(
         np.testing.assert_allclose(scoped, local.encode(texts), atol=1e-5)
 
 
-async def test_recent_vectors_are_remembered_per_company_and_never_across() -> None:
-    # A vector remembered for one company would answer another's same text sooner, and
-    # so tell it that the text was written there.
-    encoded: list[list[str]] = []
+class Recording:
+    """A model that answers zeros and records the scope of each request."""
 
-    class Counting(LocalMiniLM):
-        def encode(self, texts: list[str]) -> Vectors:
-            encoded.append(list(texts))
-            return super().encode(texts)
+    def __init__(self) -> None:
+        self.scopes: list[str | None] = []
 
-    model = Counting()
-    text = "Has my parcel left the warehouse?"
-    first = await model.embed([text], scope="company-a")
-    again = await model.embed([text], scope="company-a")
-    other = await model.embed([text], scope="company-b")
-    unscoped = await model.embed([text])
-    assert encoded == [[text], [text], [text]], "only company a's second one was remembered"
-    for vectors in (again, other, unscoped):
-        np.testing.assert_allclose(vectors, first, atol=1e-6)
+    async def embed(self, texts: list[str], *, scope: str | None = None) -> np.ndarray:  # type: ignore[type-arg]
+        self.scopes.append(scope)
+        return np.zeros((len(texts), 384), dtype=np.float32)
+
+
+async def serving(tmp_path: Path, handler: Any) -> tuple[asyncio.AbstractServer, str]:
+    path = str(tmp_path / "model.sock")
+    return await asyncio.start_unix_server(handler, path), path
+
+
+async def test_the_scope_goes_with_the_request_to_the_model(tmp_path: Path) -> None:
+    model = Recording()
+    server, path = await serving(
+        tmp_path,
+        lambda reader, writer: _answer(model, None, reader, writer),  # type: ignore[arg-type]
+    )
+    async with server:
+        embedder = RemoteMiniLM(path)
+        await embedder.embed(["a message"], scope="company-a")
+        await embedder.embed(["a query"])
+        assert model.scopes == ["company-a", None]
+
+
+async def test_a_model_process_from_before_scopes_is_asked_as_it_understands(
+    tmp_path: Path,
+) -> None:
+    # An upgrade in place: a new API process may ask a model process of the last version.
+    asked: list[object] = []
+
+    async def old(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                (length,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
+            except asyncio.IncompleteReadError:
+                return
+            request = orjson.loads(await reader.readexactly(length))
+            asked.append(request)
+            if isinstance(request, list):
+                body = np.zeros((len(request), 384), dtype=np.float32).tobytes()
+                writer.write(ANSWER.pack(VECTORS, len(body)) + body)
+            else:
+                writer.write(ANSWER.pack(ERROR, len(OLD_REQUEST_FORM)) + OLD_REQUEST_FORM)
+            await writer.drain()
+
+    server, path = await serving(tmp_path, old)
+    async with server:
+        vectors = await RemoteMiniLM(path).embed(["a message"], scope="company-a")
+    assert vectors.shape == (1, 384)
+    assert asked == [{"texts": ["a message"], "scope": "company-a"}, ["a message"]]
 
 
 async def test_concurrent_queries_each_get_their_own_vector(

@@ -7,6 +7,7 @@ are the real ones, only the far end is local.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from werkzeug import Request, Response
 
 from syntera.config import Settings
 from syntera.kb.embeddings import (
+    RECENT_TEXTS_PER_SCOPE,
     EmbeddingError,
     LocalMiniLM,
     OpenAIEmbedder,
@@ -236,7 +238,8 @@ async def test_concurrent_queries_share_one_forward_pass() -> None:
 
 async def test_a_text_embedded_again_is_not_encoded_again() -> None:
     """A visitor's message is embedded as the agent's question, then by the insights
-    classifier: the second time, its vector is the one kept."""
+    classifier, both for the visitor's company: the second time, its vector is the one
+    kept."""
     model = LocalMiniLM()
     calls: list[list[str]] = []
     encode = model.encode
@@ -246,10 +249,39 @@ async def test_a_text_embedded_again_is_not_encoded_again() -> None:
         return encode(texts)
 
     model.encode = counted  # type: ignore[method-assign]
-    first = await model.embed(["How do I get a refund?"])
-    both = await model.embed(["Where does it go?", "How do I get a refund?"])
+    first = await model.embed(["How do I get a refund?"], scope="company-a")
+    both = await model.embed(["Where does it go?", "How do I get a refund?"], scope="company-a")
     assert calls == [["How do I get a refund?"], ["Where does it go?"]]
     assert both.shape == (2, 384)
     assert np.array_equal(both[1], first[0])
     assert np.allclose(both[0], encode(["Where does it go?"])[0], atol=1e-5)
-    assert (await model.embed([])).shape == (0, 384)
+    assert (await model.embed([], scope="company-a")).shape == (0, 384)
+
+
+async def test_recent_vectors_are_remembered_per_company_and_never_across() -> None:
+    # A vector remembered for one company would answer another's same text sooner, and
+    # so tell it that the text was written there; and one company's traffic evicts only
+    # its own vectors.
+    model = LocalMiniLM()
+    calls: list[list[str]] = []
+    encode = model.encode
+
+    def counted(texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        calls.append(texts)
+        return encode(texts)
+
+    model.encode = counted  # type: ignore[method-assign]
+    text = "Has my parcel left the warehouse?"
+    first = await model.embed([text], scope="company-a")
+    again = await model.embed([text], scope="company-a")
+    other = await model.embed([text], scope="company-b")
+    unscoped = await model.embed([text])
+    assert calls == [[text], [text], [text]], "only company a's second one was remembered"
+    for vectors in (again, other, unscoped):
+        assert np.allclose(vectors, first, atol=1e-6)
+    # Company b fills its own room many times over: company a's vector stays.
+    flood = [f"message {n} of a busy shop" for n in range(3 * RECENT_TEXTS_PER_SCOPE)]
+    await asyncio.gather(*(model.embed([message], scope="company-b") for message in flood))
+    calls.clear()
+    await model.embed([text], scope="company-a")
+    assert calls == []

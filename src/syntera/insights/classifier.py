@@ -43,6 +43,12 @@ TEMPERATURE = 0.03
 
 Matrix = npt.NDArray[np.float32]
 
+# The examples that ship with the classifier (a company's own labels are not among them).
+BUILT_IN = frozenset(
+    text for examples in (INTENT_EXAMPLES, SENTIMENT_EXAMPLES) for texts in examples.values()
+    for text in texts
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Classification:
@@ -103,12 +109,16 @@ class PrototypeClassifier:
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
-        self._vectors: dict[str, Matrix] = {}
+        self._vectors: dict[str, Matrix] = {}  # the built-in examples'
         self._lock = asyncio.Lock()
 
-    async def _examples(self, texts: Sequence[str]) -> list[Matrix]:
-        """The vectors of these example texts, each embedded once per process."""
-        missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
+    async def _examples(self, texts: Sequence[str], scope: str | None) -> list[Matrix]:
+        """The vectors of these example texts: the built-in ones embedded once per
+        process; a company's own labels (``scope``'s) each time, remembered for it alone
+        by the embedder (kept here, one company's label would answer sooner for another
+        that names it too, and labels without end would fill the process)."""
+        unique = list(dict.fromkeys(texts))
+        missing = [text for text in unique if text in BUILT_IN and text not in self._vectors]
         if missing:
             async with self._lock:
                 missing = [text for text in missing if text not in self._vectors]
@@ -116,11 +126,21 @@ class PrototypeClassifier:
                     vectors = await self.embedder.embed(missing)
                     for text, vector in zip(missing, vectors, strict=True):
                         self._vectors[text] = np.asarray(vector, dtype=np.float32)
-        return [self._vectors[text] for text in texts]
+        own = [text for text in unique if text not in BUILT_IN]
+        found = dict(self._vectors)
+        if own:
+            vectors = await self.embedder.embed(own, scope=scope)
+            found.update(
+                (text, np.asarray(vector, dtype=np.float32))
+                for text, vector in zip(own, vectors, strict=True)
+            )
+        return [found[text] for text in texts]
 
-    async def _prototypes(self, examples: Mapping[str, Sequence[str]]) -> list[Matrix]:
+    async def _prototypes(
+        self, examples: Mapping[str, Sequence[str]], scope: str | None
+    ) -> list[Matrix]:
         flat = [text for texts in examples.values() for text in texts]
-        vectors = await self._examples(flat)
+        vectors = await self._examples(flat, scope)
         prototypes, start = [], 0
         for texts in examples.values():
             prototypes.append(np.stack(vectors[start : start + len(texts)]))
@@ -137,8 +157,8 @@ class PrototypeClassifier:
             label: INTENT_EXAMPLES.get(label) or (label.replace("_", " ").replace("-", " "),)
             for label in labels
         }
-        intents = await self._prototypes(intent_examples)
-        sentiments = await self._prototypes(dict(SENTIMENT_EXAMPLES))
+        intents = await self._prototypes(intent_examples, scope)
+        sentiments = await self._prototypes(dict(SENTIMENT_EXAMPLES), scope)
         vectors = np.asarray(await self.embedder.embed(texts, scope=scope), dtype=np.float32)
         intent_p = _softmax(_label_similarities(vectors, intents))
         sentiment_p = _softmax(_label_similarities(vectors, sentiments))

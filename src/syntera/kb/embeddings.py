@@ -70,8 +70,9 @@ class LocalMiniLM:
         # The vectors of recent short texts, per scope (a company): a visitor's message is
         # embedded as the agent's question, then again by the insights worker's
         # classifier. Never across companies: a vector remembered for one would answer
-        # another's same text sooner, and tell it that the text was written.
-        self._recent: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
+        # another's same text sooner, and tell it that the text was written. Each scope
+        # has room of its own (one company's traffic evicts only its own vectors).
+        self._recent: OrderedDict[str, OrderedDict[str, npt.NDArray[np.float32]]] = OrderedDict()
 
     def encode(self, texts: list[str]) -> Vectors:
         """Synchronous encoding (for benchmarks and the thread below)."""
@@ -105,7 +106,8 @@ class LocalMiniLM:
             return np.concatenate(parts)
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        known = [None if scope is None else self._recent.get((scope, text)) for text in texts]
+        remembered = self._recent.get(scope) if scope is not None else None
+        known = [None if remembered is None else remembered.get(text) for text in texts]
         missing = [text for text, vector in zip(texts, known, strict=True) if vector is None]
         found: Vectors = np.zeros((0, self.dimensions), dtype=np.float32)
         if missing:
@@ -119,19 +121,26 @@ class LocalMiniLM:
         for text, vector in zip(texts, known, strict=True):
             row = next(fresh) if vector is None else vector
             if scope is not None:
-                self._remember((scope, text), row)
+                self._remember(scope, text, row)
             rows.append(row)
         return np.stack(rows)
 
-    def _remember(self, key: tuple[str, str], vector: npt.NDArray[np.float32]) -> None:
-        if len(key[1]) > RECENT_TEXT_CHARS:
+    def _remember(self, scope: str, text: str, vector: npt.NDArray[np.float32]) -> None:
+        if len(text) > RECENT_TEXT_CHARS:
             return
-        if key in self._recent:
-            self._recent.move_to_end(key)
+        remembered = self._recent.get(scope)
+        if remembered is None:
+            remembered = self._recent[scope] = OrderedDict()
+            if len(self._recent) > RECENT_SCOPES:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(scope)
+        if text in remembered:
+            remembered.move_to_end(text)
             return
-        self._recent[key] = vector.copy()  # not a view that keeps its whole batch alive
-        if len(self._recent) > RECENT_TEXTS:
-            self._recent.popitem(last=False)
+        remembered[text] = vector.copy()  # not a view that keeps its whole batch alive
+        if len(remembered) > RECENT_TEXTS_PER_SCOPE:
+            remembered.popitem(last=False)
 
     async def warm(self) -> None:
         """Load the model in a daemon thread: a process that stops while it loads (the
@@ -163,8 +172,11 @@ class LocalMiniLM:
 
 
 QUERY_BATCH_LIMIT = 8
-# Short texts whose vectors are kept (at most RECENT_TEXTS of 1.5 KiB each, about 6 MiB).
-RECENT_TEXTS = 4096
+# Short texts whose vectors are kept: a message's are needed again within seconds (by the
+# classifier). At most 64 texts for each of the 256 scopes (companies) used last, 1.5 KiB
+# each: about 24 MiB.
+RECENT_SCOPES = 256
+RECENT_TEXTS_PER_SCOPE = 64
 RECENT_TEXT_CHARS = 2000
 
 

@@ -59,6 +59,7 @@ ANSWER = struct.Struct("!BI")
 VECTORS, ERROR, DELTA, DONE, MISSING = 0, 1, 2, 3, 4
 MAX_REQUEST_BYTES = 64 * 2**20
 REQUEST_FORM = b'a request is a JSON array of strings, or {"texts": [...], "scope": "..."}'
+OLD_REQUEST_FORM = b"a request is a JSON array of strings"  # a process before scopes
 
 
 # The model process.
@@ -279,6 +280,12 @@ class RemoteMiniLM:
                 idle.append((reader, writer))
             else:
                 writer.close()
+            if status == ERROR and body == OLD_REQUEST_FORM and scope is not None:
+                # A model process of the version before scopes (an upgrade in place, its
+                # API processes restarted first): asked again as it understands, nothing
+                # remembered.
+                request, scope = orjson.dumps(texts), None
+                continue
             if status == ERROR:
                 raise EmbeddingError(body.decode(errors="replace"))
             vectors = np.frombuffer(body, dtype=np.float32)
