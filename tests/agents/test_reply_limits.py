@@ -5,8 +5,13 @@ that has nothing on the question twice in a row (handed to people too)."""
 from __future__ import annotations
 
 import httpx
+import pytest
+from bson import ObjectId
 
+from syntera.conversations import service
 from syntera.conversations.replies import ReplyWorker
+from syntera.tenancy import Principal
+from syntera.unit_of_work import open_unit_of_work
 from tests.agents.chats import ASK, AgentChat, MakeWorker, conversation, open_agent_chat
 from tests.agents.standin import StandIn
 from tests.api_fixtures import AuthHeaders, MakeTenant
@@ -112,3 +117,39 @@ async def test_a_turn_that_finds_something_starts_the_count_again(
     assert await chat.senders() == ["user", "agent"] * 3 + ["user", "system"]
     assert await chat.handled_by() == "human"
     assert len(standin.requests) == 3
+
+
+async def test_a_reply_that_is_not_committed_takes_its_count_back(
+    http: httpx.AsyncClient, auth: AuthHeaders, shops: tuple[SeededCompany, SeededCompany],
+    make_worker: MakeWorker,
+) -> None:  # fmt: skip
+    # The count is written with the reply; a reply whose transaction fails is taken back,
+    # and the count with it (else the turn tried again would count twice).
+    first, _ = shops
+    chat = await open_agent_chat(http, auth(first.member))
+    worker = make_worker()
+    await chat.say("Which planets have rings?")
+    assert await worker.run_once()
+    oid = ObjectId(chat.chat.url.rsplit("/", 1)[1])
+    conversation = await worker.store.get_conversation(first.company_id, oid)
+    assert conversation is not None
+    assert conversation["empty_retrievals"] == 1
+    reply = {"_id": ObjectId(), "sender_type": "agent", "role": "assistant", "content": "Hi"}
+
+    async def stored_then_failed() -> None:
+        assert conversation is not None
+        async with open_unit_of_work(
+            worker.pool, Principal.service(), company_id=first.company_id
+        ) as tx:
+            await service.append_reply(
+                tx, worker.store, conversation, reply, kept={"empty_retrievals": 0, "x": 1}
+            )
+            raise RuntimeError("the commit failed")
+
+    with pytest.raises(RuntimeError, match="the commit failed"):
+        await stored_then_failed()
+    after = await worker.store.get_conversation(first.company_id, oid)
+    assert after is not None
+    assert after["empty_retrievals"] == 1
+    assert "x" not in after
+    assert await chat.senders() == ["user", "agent"]

@@ -3,6 +3,7 @@ finds nothing and changes nothing; indexes are created idempotently."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -376,6 +377,14 @@ async def test_delete_and_read_gives_the_document_before_in_both_forms(
         assert (await store.list_notes(mine, cid)).documents == []
         with pytest.raises(ValueError, match="_id"):
             await mongo.delete_and_read(collection, scoped(mine, **of))
+        # Two deletes at once: one of them has it.
+        for _ in range(5):
+            raced = await store.add_note(mine, cid, uuid.uuid4(), "deleted twice at once")
+            filter = scoped(mine, _id=raced["_id"], **of)
+            answers = await asyncio.gather(
+                *(mongo.delete_and_read(collection, filter) for _ in range(2))
+            )
+            assert sorted(answer is None for answer in answers) == [False, True]
     finally:
         mongo._surrogates.pop(database.client, None)
 

@@ -439,6 +439,9 @@ async def append_reply(
         tx.company_id, conversation_id, [document], known=known, kept=kept
     )
     tx.undo_if_rolled_back(partial(_take_back, tx, store, conversation_id, documents))
+    if kept:  # as they were read, should the transaction not commit
+        before = {field: conversation.get(field) for field in kept}
+        tx.undo_if_rolled_back(partial(store.put_back, tx.company_id, conversation_id, before))
     await search.index_messages(tx, conversation, documents)
     message = message_out(documents[0])
     publish(tx, "message.created", message)

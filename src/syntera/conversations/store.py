@@ -852,6 +852,19 @@ class ConversationStore:
             await self.read_up_to(company_id, conversation_id, reader, position)
         return documents
 
+    async def put_back(self, company_id: UUID, conversation_id: ObjectId, fields: Document) -> None:
+        """Set the conversation's ``fields`` back as they were read (None: absent), after
+        a write of them whose transaction did not commit."""
+        update: Document = {}
+        present = {field: value for field, value in fields.items() if value is not None}
+        if present:
+            update["$set"] = present
+        absent = {field: "" for field, value in fields.items() if value is None}
+        if absent:
+            update["$unset"] = absent
+        if update:
+            await self._conversations.update_one(scoped(company_id, _id=conversation_id), update)
+
     async def _count_in_threads(
         self, company_id: UUID, conversation_id: ObjectId, documents: list[Document], sign: int
     ) -> None:
