@@ -4,6 +4,8 @@ that has nothing on the question twice in a row (handed to people too)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from bson import ObjectId
@@ -153,3 +155,22 @@ async def test_a_reply_that_is_not_committed_takes_its_count_back(
     assert after["empty_retrievals"] == 1
     assert "x" not in after
     assert await chat.senders() == ["user", "agent"]
+
+
+async def test_a_turn_with_nothing_found_whose_model_failed_counts_once(
+    http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    standin: StandIn, make_worker: MakeWorker,
+) -> None:  # fmt: skip
+    # Nothing in the knowledge base, and the model fails: the turn tried again after its
+    # backoff is still the first with nothing found, and is answered, not handed off.
+    empty = await make_tenant()
+    chat = await open_agent_chat(http, auth(empty.member))
+    worker = make_worker(reply_max_attempts=2)
+    standin.reset(behaviour="refuse", status=500)
+    await chat.say("What about returns?")
+    assert await worker.run_once()
+    standin.reset()
+    await asyncio.sleep(2.2)  # the backoff of a first failure: 2 s
+    assert await worker.run_once()
+    assert await chat.senders() == ["user", "agent"]
+    assert await chat.handled_by() == "agent"
