@@ -130,6 +130,7 @@ def settings(stack_dir: Path) -> Settings:
         # Tests run the knowledge-base worker themselves, when and where they need it.
         kb_worker_enabled=False,
         purge_worker_enabled=False,  # the purge tests run the worker themselves
+        departure_worker_enabled=False,  # so do the tests of members who leave
         mail_worker_enabled=False,  # on in the auth flows' servers (tests/auth/conftest.py)
         workflow_worker_enabled=False,
         reply_worker_enabled=False,  # the agents' tests run the reply worker themselves

@@ -42,6 +42,8 @@ from syntera.calls.routes import routers as calls
 from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
 from syntera.console.routes import install_console
+from syntera.conversations.departures import CHANNEL as DEPARTURES_CHANNEL
+from syntera.conversations.departures import DepartureWorker
 from syntera.conversations.inbox_routes import routers as inbox
 from syntera.conversations.replies import CHANNEL as REPLIES_CHANNEL
 from syntera.conversations.replies import ReplyWorker
@@ -172,8 +174,9 @@ def build_workers(
     models: ChatModels | None = None,
 ) -> list[Worker]:
     """The background work of one process, as the settings turn it on: ``documents``
-    document workers, the workflow runners, the purger, the mailer, the agents' reply
-    writers (given the conversations and the models) and the size sampler.
+    document workers, the workflow runners, the purger, the mailer, the departures of
+    members (given the conversations), the agents' reply writers (given the conversations
+    and the models) and the size sampler.
     The API's lifespan and ``syntera worker`` both run what this returns."""
     workers: list[Worker] = []
     if documents:
@@ -201,6 +204,10 @@ def build_workers(
                               INSIGHTS_CHANNEL, settle_s=settings.insights_settle_s))  # fmt: skip
         workers.append(Worker("insight summaries", insights.run_summarizing, settings.kb_poll_s,
                               INSIGHTS_CHANNEL))  # fmt: skip
+    if settings.departure_worker_enabled and conversations is not None:
+        departures = DepartureWorker(pool, conversations, cache=cache, events=events)
+        workers.append(Worker("departure", departures.run_once, settings.kb_poll_s,
+                              DEPARTURES_CHANNEL))  # fmt: skip
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,
                               events=events)  # fmt: skip

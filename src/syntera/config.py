@@ -179,6 +179,10 @@ class Settings(BaseSettings):
         default=True,
         description="Each API process removes deleted companies' data from the other stores.",
     )
+    departure_worker_enabled: bool = Field(
+        default=True,
+        description="Each API process unassigns the conversations of members who left.",
+    )
     purge_lease_s: float = Field(
         default=120, gt=0, description="A purge left this long by its worker is taken over."
     )

@@ -14,18 +14,90 @@ import psycopg
 import pytest
 from bson import ObjectId
 from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
 
 from syntera.api.state import Stores
 from syntera.config import Settings
+from syntera.conversations.departures import DepartureWorker
+from syntera.db.postgres import TenantConnection
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.purges.registry import stored_elsewhere
 from syntera.purges.worker import PurgeWorker
+from syntera.unit_of_work import open_unit_of_work
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.events_helpers import EventStream, Received, subscribe
 from tests.factories import SeededCompany
 from tests.widget.helpers import open_chat, start_chat
 
 Json = dict[str, Any]
+
+
+async def assigned_to_one_who_leaves(
+    http: httpx.AsyncClient, auth: AuthHeaders, tenant: SeededCompany
+) -> str:
+    """An active conversation of ``tenant``, assigned to its admin; its id."""
+    owner = auth(tenant.owner)
+    cid: str = (await start(http, owner, tenant))["id"]
+    await ok(http.post(f"/v1/conversations/{cid}/assign", headers=owner,
+                       json={"assignee_id": str(tenant.admin.user_id)}))  # fmt: skip
+    return cid
+
+
+REMOVE = "SELECT public.remove_team_member(%(id)s)"
+
+
+async def test_a_member_removed_by_any_path_leaves_their_conversations_once_committed(
+    app: FastAPI, http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    api_pool: AsyncConnectionPool[TenantConnection], owner_conn: psycopg.Connection,
+) -> None:  # fmt: skip
+    # remove_team_member() as /rest/v1's rpc calls it (no route of ours around it): the
+    # database records the departure. One that rolls back records nothing and frees
+    # nothing.
+    tenant = await make_tenant()
+    owner, leaving = auth(tenant.owner), tenant.admin.user_id
+    cid = await assigned_to_one_who_leaves(http, auth, tenant)
+
+    async def removed_then_failed() -> None:
+        async with open_unit_of_work(api_pool, tenant.owner) as tx:
+            await tx.conn.execute(REMOVE, {"id": leaving})
+            raise RuntimeError("the request failed after the removal")
+
+    with pytest.raises(RuntimeError, match="after the removal"):
+        await removed_then_failed()
+    await departed(app)
+    assert (await row(http, owner, cid))["assignee_id"] == str(leaving)
+    async with open_unit_of_work(api_pool, tenant.owner) as tx:
+        await tx.conn.execute(REMOVE, {"id": leaving})
+    recorded = owner_conn.execute(
+        "SELECT company_id FROM syntera.member_departures WHERE user_id = %s", (leaving,)
+    ).fetchall()
+    assert recorded == [(tenant.company_id,)]
+    async with subscribe(http, "/v1/events", headers=owner) as team:
+        await departed(app)
+        freed = (await next_of(team, "conversation.updated")).data["data"]
+    assert freed["id"] == cid
+    assert freed["assignee_id"] is None
+    assert (await row(http, owner, cid))["assignee_id"] is None
+    gone = "SELECT count(*) FROM syntera.member_departures WHERE user_id = %s"
+    assert owner_conn.execute(gone, (leaving,)).fetchone() == (0,)
+
+
+async def test_a_member_back_in_the_company_before_the_release_keeps_their_conversations(
+    app: FastAPI, http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    owner_conn: psycopg.Connection,
+) -> None:  # fmt: skip
+    tenant = await make_tenant()
+    owner, leaving = auth(tenant.owner), tenant.admin.user_id
+    cid = await assigned_to_one_who_leaves(http, auth, tenant)
+    await ok(http.delete(f"/v1/team/{leaving}", headers=owner), 204)
+    owner_conn.execute(  # invited again and accepted, before the worker came round
+        "UPDATE public.users SET company_id = %s, role = 'admin' WHERE id = %s",
+        (tenant.company_id, leaving),
+    )
+    await departed(app)
+    assert (await row(http, owner, cid))["assignee_id"] == str(leaving)
+    gone = "SELECT count(*) FROM syntera.member_departures WHERE user_id = %s"
+    assert owner_conn.execute(gone, (leaving,)).fetchone() == (0,)
 
 
 async def ok(response: Awaitable[httpx.Response], status: int = 200) -> Any:
@@ -562,8 +634,22 @@ async def test_erasure_and_company_deletion_reach_notes_read_positions_and_saved
     assert counts == [(False, 2)]  # the staying company's: the factory's and this one
 
 
+def departure_worker(app: FastAPI) -> DepartureWorker:
+    """The departures worker on the app's stores (off in the tests' app: a test runs it)."""
+    state = app.state
+    return DepartureWorker(state.stores.postgres, state.conversations, cache=state.cache,
+                           events=state.events.publisher)  # fmt: skip
+
+
+async def departed(app: FastAPI) -> None:
+    """Every recorded departure handled (other tests' too)."""
+    worker = departure_worker(app)
+    while await worker.run_once():
+        pass
+
+
 async def test_a_removed_member_leaves_their_open_conversations_to_the_team(
-    http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    app: FastAPI, http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
 ) -> None:  # fmt: skip
     tenant, other = await make_tenant(), await make_tenant()
     owner, leaving = auth(tenant.owner), tenant.admin.user_id
@@ -582,6 +668,7 @@ async def test_a_removed_member_leaves_their_open_conversations_to_the_team(
         subscribe(http, "/v1/events", headers=auth(other.owner)) as stranger,
     ):
         await ok(http.delete(f"/v1/team/{leaving}", headers=owner), 204)
+        await departed(app)
         freed = [(await next_of(team, "conversation.updated")).data["data"] for _ in range(2)]
         await stranger.nothing_within(0.5)
     assert {c["id"] for c in freed} == {waiting, answered}

@@ -7,8 +7,6 @@ from fastapi import APIRouter, Response
 from syntera.api.crud import RowId, add_crud_routes
 from syntera.api.deps import Manager, Member, SignedIn
 from syntera.companies import schemas, service
-from syntera.conversations.departures import release_member
-from syntera.conversations.routes import Store
 
 companies = APIRouter(prefix="/v1/companies", tags=["companies"])
 team = APIRouter(prefix="/v1/team", tags=["team"])
@@ -51,12 +49,11 @@ async def change_member_role(
 
 
 @team.delete("/{row_id}", status_code=204)
-async def remove_member(tx: Manager, store: Store, row_id: RowId) -> Response:
+async def remove_member(tx: Manager, row_id: RowId) -> Response:
     """Remove a teammate from the company (owner or admin; not yourself, not the owner).
-    They keep their account; their active conversations are unassigned
-    (`conversation.updated` each)."""
+    They keep their account; their active conversations are unassigned right after
+    (`conversation.updated` each), by the departures worker."""
     await service.remove_member(tx, row_id)
-    await release_member(tx, store, row_id)
     return Response(status_code=204)
 
 

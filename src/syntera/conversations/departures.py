@@ -1,15 +1,72 @@
 """A member who leaves the company leaves their conversations: the active ones assigned
 to them are unassigned (those in people's hands wait in "needs a person" again), each
-with ``conversation.updated`` on the team's stream."""
+with ``conversation.updated`` on the team's stream.
+
+The departure is recorded by the database, in the transaction that changes the
+membership (migration 032: ``DELETE /v1/team/{id}``, ``remove_team_member()`` through
+/rest/v1, an account deleted), so the conversations are released only once the member
+has really left, whatever path they left by. :class:`DepartureWorker` claims each under a
+lease, releases the conversations and deletes the departure in one unit of work of its
+company; a worker that dies midway leaves it to the next claim (releasing again changes
+nothing). A member who has come back to the company by then keeps their conversations.
+"""
 
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
+from psycopg_pool import AsyncConnectionPool
+
+from syntera.cache import Cache
 from syntera.conversations.inbox import publish_described
 from syntera.conversations.service import HEADER, invalidate_cached
 from syntera.conversations.store import ConversationStore
-from syntera.unit_of_work import TenantTransaction
+from syntera.db.leases import LeaseLost, lock_leased
+from syntera.db.postgres import TenantConnection
+from syntera.tenancy import Principal
+from syntera.unit_of_work import (
+    Publisher,
+    TenantTransaction,
+    open_unit_of_work,
+    system_statement,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "syntera_member_departures"
+LEASE_S = 60
+
+CLAIM = """
+UPDATE syntera.member_departures d
+SET attempts = d.attempts + 1, lease_token = gen_random_uuid(),
+    lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE (d.company_id, d.id) = (
+  SELECT company_id, id FROM syntera.member_departures
+  WHERE run_after <= now() AND (lease_expires_at IS NULL OR lease_expires_at < now())
+  ORDER BY run_after
+  LIMIT 1
+  FOR UPDATE SKIP LOCKED
+)
+RETURNING d.company_id, d.id, d.user_id, d.attempts, d.lease_token
+"""
+
+LOCK_LEASED = """
+SELECT id FROM syntera.member_departures
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s FOR UPDATE
+"""
+
+# Back in the company (invited again) since: their conversations stay theirs.
+IS_MEMBER = "SELECT 1 FROM public.users WHERE id = %(user_id)s AND company_id = %(company_id)s"
+
+DONE = "DELETE FROM syntera.member_departures WHERE company_id = %(company_id)s AND id = %(id)s"
+
+RETRY = """
+UPDATE syntera.member_departures
+SET last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL,
+    run_after = now() + make_interval(secs => least(power(2, attempts), 3600))
+WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
+"""
 
 
 async def release_member(tx: TenantTransaction, store: ConversationStore, user_id: UUID) -> int:
@@ -19,3 +76,43 @@ async def release_member(tx: TenantTransaction, store: ConversationStore, user_i
         invalidate_cached(tx, conversation["_id"], HEADER)
         await publish_described(tx, conversation)
     return len(released)
+
+
+class DepartureWorker:
+    """Releases the conversations of members who left, one departure at a time."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[TenantConnection],
+        store: ConversationStore,
+        *,
+        cache: Cache | None = None,
+        events: Publisher | None = None,
+    ) -> None:
+        self.pool, self.store, self.cache, self.events = pool, store, cache, events
+
+    async def run_once(self) -> bool:
+        """Handle one due departure; whether there was one."""
+        rows = await system_statement(self.pool, CLAIM, {"lease_s": LEASE_S})
+        if not rows:
+            return False
+        departure = dict(rows[0])
+        lease = {key: departure[key] for key in ("company_id", "id")}
+        lease["token"] = departure["lease_token"]
+        try:
+            async with open_unit_of_work(
+                self.pool, Principal.service(), company_id=departure["company_id"],
+                cache=self.cache, events=self.events,
+            ) as tx:  # fmt: skip
+                await lock_leased(tx.conn, LOCK_LEASED, lease)
+                params = {"user_id": departure["user_id"], "company_id": tx.company_id}
+                if await (await tx.conn.execute(IS_MEMBER, params)).fetchone() is None:
+                    await release_member(tx, self.store, departure["user_id"])
+                await tx.conn.execute(DONE, lease)
+        except LeaseLost:
+            log.warning("departure %s: lease lost, another worker has it", departure["id"])
+        except Exception as error:  # MongoDB away, say: tried again after a backoff
+            log.warning("departure %s (attempt %s) failed: %r", departure["id"],
+                        departure["attempts"], error)  # fmt: skip
+            await system_statement(self.pool, RETRY, {**lease, "error": repr(error)[:2000]})
+        return True

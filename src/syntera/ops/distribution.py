@@ -51,6 +51,7 @@ DISTRIBUTED_TABLES = (
     "public.message_search",
     "syntera.insight_jobs",
     "syntera.agent_replies",
+    "syntera.member_departures",
 )
 
 # On the coordinator only: the migrations ledger, the purge queue (claimed across
