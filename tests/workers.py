@@ -18,6 +18,8 @@ async def kill_worker_once(
     """Start ``syntera worker`` under ``env``, SIGKILL it as soon as ``busy()`` holds (polled
     every ``poll_s``) and wait until it is gone; fail with ``never`` if it is not busy
     within ``timeout_s``, and with its stderr if it stops by itself."""
+    # Not the other tests' departures, which a killed worker would leave under its lease.
+    env = {"SYNTERA_DEPARTURE_WORKER_ENABLED": "false", **env}
     process = subprocess.Popen(  # noqa: ASYNC220 (started once; the loop is idle meanwhile)
         [sys.executable, "-m", "syntera", "worker"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

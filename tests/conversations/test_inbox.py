@@ -18,11 +18,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from syntera.api.state import Stores
 from syntera.config import Settings
-from syntera.conversations.departures import DepartureWorker
+from syntera.conversations.departures import DepartureWorker, release_member
 from syntera.db.postgres import TenantConnection
 from syntera.kb.knowledge_base import KnowledgeBase
 from syntera.purges.registry import stored_elsewhere
 from syntera.purges.worker import PurgeWorker
+from syntera.tenancy import Principal
 from syntera.unit_of_work import open_unit_of_work
 from tests.api_fixtures import AuthHeaders, MakeTenant
 from tests.events_helpers import EventStream, Received, subscribe
@@ -676,3 +677,26 @@ async def test_a_removed_member_leaves_their_open_conversations_to_the_team(
     assert (await row(http, owner, answered))["assignee_id"] is None
     assert (await row(http, owner, closed))["assignee_id"] == str(leaving)  # ended: as it was
     assert [c["id"] for c in await listing(http, owner, view="needs_person")] == [waiting]
+
+
+async def test_a_release_that_does_not_commit_gives_the_conversations_back(
+    app: FastAPI, http: httpx.AsyncClient, auth: AuthHeaders, make_tenant: MakeTenant,
+    api_pool: AsyncConnectionPool[TenantConnection],
+) -> None:  # fmt: skip
+    # Its events are dropped with the transaction: the conversations it freed are given
+    # back, and released again (with their events) when the departure is tried again.
+    tenant = await make_tenant()
+    owner, leaving = auth(tenant.owner), tenant.admin.user_id
+    cids = [await assigned_to_one_who_leaves(http, auth, tenant) for _ in range(2)]
+
+    async def released_then_failed() -> None:
+        async with open_unit_of_work(
+            api_pool, Principal.service(), company_id=tenant.company_id
+        ) as tx:
+            assert await release_member(tx, app.state.conversations, leaving) == 2
+            raise RuntimeError("the commit failed")
+
+    with pytest.raises(RuntimeError, match="the commit failed"):
+        await released_then_failed()
+    for cid in cids:
+        assert (await row(http, owner, cid))["assignee_id"] == str(leaving)

@@ -67,8 +67,12 @@ async def test_every_store_function_is_blind_to_other_companies(
     assert await store.hand_to(stranger, cid, "human") is None
     keeper = uuid.uuid4()
     await store.assign(mine, cid, keeper)
-    assert await store.release(stranger, keeper) == []
+    assert [c async for c in store.release(stranger, keeper)] == []
     assert (await store.get_conversation(mine, cid) or {})["assignee_id"] == str(keeper)
+    await store.assign(mine, cid, None)
+    await store.give_back(stranger, cid, keeper)
+    assert (await store.get_conversation(mine, cid) or {})["assignee_id"] is None
+    await store.assign(mine, cid, keeper)
     await store.read_up_to(stranger, cid, uuid.uuid4(), 99)
     assert (await store.list_notes(stranger, cid)).documents == []
     assert await store.delete_note(stranger, cid, note["_id"]) is None

@@ -51,8 +51,9 @@ async def change_member_role(
 @team.delete("/{row_id}", status_code=204)
 async def remove_member(tx: Manager, row_id: RowId) -> Response:
     """Remove a teammate from the company (owner or admin; not yourself, not the owner).
-    They keep their account; their active conversations are unassigned right after
-    (`conversation.updated` each), by the departures worker."""
+    They keep their account; their active conversations are unassigned once the removal
+    has committed (`conversation.updated` each), by the departures worker of any API or
+    `syntera worker` process."""
     await service.remove_member(tx, row_id)
     return Response(status_code=204)
 

@@ -14,6 +14,7 @@ nothing). A member who has come back to the company by then keeps their conversa
 from __future__ import annotations
 
 import logging
+from functools import partial
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
@@ -56,26 +57,34 @@ SELECT id FROM syntera.member_departures
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s FOR UPDATE
 """
 
-# Back in the company (invited again) since: their conversations stay theirs.
-IS_MEMBER = "SELECT 1 FROM public.users WHERE id = %(user_id)s AND company_id = %(company_id)s"
+# Back in the company (invited again) since: their conversations stay theirs. Locked, so
+# that a return does not commit between this read and the release.
+IS_MEMBER = """
+SELECT company_id FROM public.users WHERE id = %(user_id)s FOR SHARE
+"""
 
 DONE = "DELETE FROM syntera.member_departures WHERE company_id = %(company_id)s AND id = %(id)s"
 
 RETRY = """
 UPDATE syntera.member_departures
 SET last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL,
-    run_after = now() + make_interval(secs => least(power(2, attempts), 3600))
+    run_after = now() + make_interval(secs => least(power(2, least(attempts, 12)), 3600))
 WHERE company_id = %(company_id)s AND id = %(id)s AND lease_token = %(token)s
 """
 
 
 async def release_member(tx: TenantTransaction, store: ConversationStore, user_id: UUID) -> int:
-    """Unassign the active conversations of a member who left; how many."""
-    released = await store.release(tx.company_id, user_id)
-    for conversation in released:
-        invalidate_cached(tx, conversation["_id"], HEADER)
+    """Unassign the active conversations of a member who left; how many. Should the
+    transaction not commit, each one released is given back (and released again, with
+    its event, when the departure is tried again)."""
+    count = 0
+    async for conversation in store.release(tx.company_id, user_id):
+        oid = conversation["_id"]
+        tx.undo_if_rolled_back(partial(store.give_back, tx.company_id, oid, user_id))
+        invalidate_cached(tx, oid, HEADER)
         await publish_described(tx, conversation)
-    return len(released)
+        count += 1
+    return count
 
 
 class DepartureWorker:
@@ -106,12 +115,14 @@ class DepartureWorker:
             ) as tx:  # fmt: skip
                 await lock_leased(tx.conn, LOCK_LEASED, lease)
                 params = {"user_id": departure["user_id"], "company_id": tx.company_id}
-                if await (await tx.conn.execute(IS_MEMBER, params)).fetchone() is None:
+                user = await (await tx.conn.execute(IS_MEMBER, params)).fetchone()
+                if user is None or user["company_id"] != tx.company_id:
                     await release_member(tx, self.store, departure["user_id"])
                 await tx.conn.execute(DONE, lease)
         except LeaseLost:
             log.warning("departure %s: lease lost, another worker has it", departure["id"])
-        except Exception as error:  # MongoDB away, say: tried again after a backoff
+        except Exception as error:  # MongoDB away, say: tried again after a backoff, hourly
+            # at most, for as long as it takes (the operator page counts those waiting)
             log.warning("departure %s (attempt %s) failed: %r", departure["id"],
                         departure["attempts"], error)  # fmt: skip
             await system_statement(self.pool, RETRY, {**lease, "error": repr(error)[:2000]})

@@ -643,12 +643,12 @@ class ConversationStore:
             return None
         return after
 
-    async def release(self, company_id: UUID, user_id: UUID) -> list[Document]:
-        """Unassign the member's active conversations (they left the company); the
-        conversations after. Each is cleared only if it is still theirs."""
+    async def release(self, company_id: UUID, user_id: UUID) -> AsyncIterator[Document]:
+        """Unassign the member's active conversations (they left the company), yielding
+        each as it is after (the caller sees every one released before a failure). Each
+        is cleared only if it is still theirs."""
         theirs = scoped(company_id, assignee_id=str(user_id), status="active")
         ids = [d["_id"] for d in await self._conversations.find(theirs, {"_id": 1}).to_list()]
-        released = []
         for oid in ids:
             after = await update_and_read(
                 self._conversations,
@@ -656,8 +656,15 @@ class ConversationStore:
                 {"$set": {"assignee_id": None, "updated_at": now()}},
             )
             if after is not None:
-                released.append(after)
-        return released
+                yield after
+
+    async def give_back(self, company_id: UUID, conversation_id: ObjectId, user_id: UUID) -> None:
+        """Assign a conversation ``release`` freed back to the member (the release's
+        transaction did not commit), unless someone has taken it since."""
+        await self._conversations.update_one(
+            scoped(company_id, _id=conversation_id, assignee_id=None),
+            {"$set": {"assignee_id": str(user_id)}},
+        )
 
     async def open_conversations_of(
         self, company_id: UUID, user_ids: list[UUID]

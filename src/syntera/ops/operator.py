@@ -54,6 +54,10 @@ UNION ALL
 SELECT 'mail', CASE WHEN done_at IS NULL THEN 'pending' ELSE outcome END, count(*),
        min(created_at) FILTER (WHERE done_at IS NULL)
   FROM syntera.mail_outbox GROUP BY 2
+UNION ALL
+SELECT 'member departures', CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
+       count(*), min(created_at)
+  FROM syntera.member_departures GROUP BY 2
 ORDER BY 1, 2
 """
 
