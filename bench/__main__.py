@@ -282,7 +282,10 @@ def main() -> None:
             continue
         for name in step.results:
             collected[name] = json.loads((RESULTS_DIR / f"{name}.json").read_text())
-        rows += step.summarise(collected)
+        try:
+            rows += step.summarise(collected)
+        except KeyError as missing:  # a figure of an earlier step that failed
+            failures.append(f"{step.module} (summary: no {missing} of an earlier step)")
     minutes = (time.monotonic() - started) / 60
     report(
         "summary",

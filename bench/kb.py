@@ -44,12 +44,13 @@ from syntera.db.postgres import create_api_pool, transaction_as
 from syntera.kb.chunking import Chunker, count_tokens
 from syntera.kb.embeddings import LocalMiniLM
 from syntera.kb.knowledge_base import KnowledgeBase
+from syntera.kb.processing import DocumentWorker
 from syntera.kb.service import store_document
 from syntera.kb.storage import LocalStorage
 from syntera.kb.vectors import PgVectorStore
 from syntera.tenancy import Principal
 from syntera.unit_of_work import system_transaction
-from syntera.workers import run_workers
+from syntera.workers import Worker, run_workers
 
 Matrix = npt.NDArray[np.float32]
 
@@ -132,7 +133,11 @@ async def ingestion(db: BenchDatabase, data_dir: Path, count: int) -> list[list[
         stop = asyncio.Event()
         started = time.perf_counter()
         workers = asyncio.create_task(
-            run_workers(pool, db.api_url, settings, kb, stop, documents=1, workflows=0)
+            run_workers(
+                [Worker("knowledge-base", DocumentWorker(pool, kb).run_once, settings.kb_poll_s)],
+                db.owner_url,
+                stop,
+            )
         )
         while True:
             async with system_transaction(pool) as conn:
