@@ -256,9 +256,11 @@ def plan(full: bool) -> list[Step]:
              ["inbox_first_page"], inbox_rows),
         Step("bench.durability", ["--before", "5" if full else "2", "--after", "2"],
              ["store_kills"], durability_rows),
+        # Visitors who read the answer before they ask again (2 s, ±50%), as the goal's
+        # figure is measured: without pauses 20 chats saturate 2 CPUs (see its docstring).
         Step("bench.agents", ["--replies", "--turns", "1000" if full else "100",
                               "--single-turns", "100" if full else "20",
-                              "--handoffs", "40" if full else "10"],
+                              "--handoffs", "40" if full else "10", "--think-s", "2"],
              ["agent_overhead"], agent_rows),
     ]  # fmt: skip
     return steps
