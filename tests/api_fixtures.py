@@ -139,11 +139,14 @@ class AuthHeaders:
 @contextlib.contextmanager
 def serving(app: FastAPI, **options: Any) -> Iterator[str]:
     """``app`` served by uvicorn (with ``options``) on a free local port, in a thread;
-    its base URL."""
+    its base URL. Stopped when the block ends, workers included: an event stream still
+    open (a browser's) is closed after a grace period rather than waited for, since a
+    server left running would go on claiming the jobs of the tests that follow."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     options.setdefault("log_level", "warning")
+    options.setdefault("timeout_graceful_shutdown", 3)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -157,7 +160,8 @@ def serving(app: FastAPI, **options: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the served app did not stop within 60 s"
 
 
 @pytest.fixture(scope="session")
