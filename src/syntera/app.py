@@ -43,6 +43,7 @@ from syntera.companies.routes import routers as companies
 from syntera.config import Settings, get_settings
 from syntera.console.routes import install_console
 from syntera.conversations.departures import CHANNEL as DEPARTURES_CHANNEL
+from syntera.conversations.departures import POLL_S as DEPARTURES_POLL_S
 from syntera.conversations.departures import DepartureWorker
 from syntera.conversations.inbox_routes import routers as inbox
 from syntera.conversations.replies import CHANNEL as REPLIES_CHANNEL
@@ -205,8 +206,10 @@ def build_workers(
         workers.append(Worker("insight summaries", insights.run_summarizing, settings.kb_poll_s,
                               INSIGHTS_CHANNEL))  # fmt: skip
     if settings.departure_worker_enabled and conversations is not None:
+        # Woken by its NOTIFY at once; the poll only brings back the retries, so it is
+        # rare: an idle claim every second per process cost the reply path's CPU.
         departures = DepartureWorker(pool, conversations, cache=cache, events=events)
-        workers.append(Worker("departure", departures.run_once, settings.kb_poll_s,
+        workers.append(Worker("departure", departures.run_once, DEPARTURES_POLL_S,
                               DEPARTURES_CHANNEL))  # fmt: skip
     if settings.reply_worker_enabled and conversations is not None and models is not None:
         replier = ReplyWorker(pool, settings, conversations, kb, models, cache=cache,

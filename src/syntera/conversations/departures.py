@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "syntera_member_departures"
 LEASE_S = 60
+POLL_S = 15.0  # a departure is announced by NOTIFY; the poll finds the retries due
 
 CLAIM = """
 UPDATE syntera.member_departures d
