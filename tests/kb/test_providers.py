@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import numpy as np
@@ -215,8 +216,6 @@ def test_storage_is_chosen_by_settings(settings: Settings) -> None:
 
 
 async def test_concurrent_queries_share_one_forward_pass() -> None:
-    import asyncio
-
     model = LocalMiniLM()
     calls: list[int] = []
     encode = model.encode
@@ -236,11 +235,9 @@ async def test_concurrent_queries_share_one_forward_pass() -> None:
         assert np.allclose(vectors[0], alone[i], atol=1e-5)
 
 
-async def test_a_text_embedded_again_is_not_encoded_again() -> None:
-    """A visitor's message is embedded as the agent's question, then by the insights
-    classifier, both for the visitor's company: the second time, its vector is the one
-    kept."""
-    model = LocalMiniLM()
+def counted_encodes(model: LocalMiniLM) -> tuple[list[list[str]], Any]:
+    """The texts of each encode ``model`` does from now on, and its own encode (which
+    counts nothing)."""
     calls: list[list[str]] = []
     encode = model.encode
 
@@ -249,6 +246,15 @@ async def test_a_text_embedded_again_is_not_encoded_again() -> None:
         return encode(texts)
 
     model.encode = counted  # type: ignore[method-assign]
+    return calls, encode
+
+
+async def test_a_text_embedded_again_is_not_encoded_again() -> None:
+    """A visitor's message is embedded as the agent's question, then by the insights
+    classifier, both for the visitor's company: the second time, its vector is the one
+    kept."""
+    model = LocalMiniLM()
+    calls, encode = counted_encodes(model)
     first = await model.embed(["How do I get a refund?"], scope="company-a")
     both = await model.embed(["Where does it go?", "How do I get a refund?"], scope="company-a")
     assert calls == [["How do I get a refund?"], ["Where does it go?"]]
@@ -263,14 +269,7 @@ async def test_recent_vectors_are_remembered_per_company_and_never_across() -> N
     # so tell it that the text was written there; and one company's traffic evicts only
     # its own vectors.
     model = LocalMiniLM()
-    calls: list[list[str]] = []
-    encode = model.encode
-
-    def counted(texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
-        calls.append(texts)
-        return encode(texts)
-
-    model.encode = counted  # type: ignore[method-assign]
+    calls, _ = counted_encodes(model)
     text = "Has my parcel left the warehouse?"
     first = await model.embed([text], scope="company-a")
     again = await model.embed([text], scope="company-a")

@@ -107,15 +107,15 @@ class DepartureWorker:
         if not rows:
             return False
         departure = dict(rows[0])
-        lease = {key: departure[key] for key in ("company_id", "id")}
-        lease["token"] = departure["lease_token"]
+        lease = {"company_id": departure["company_id"], "id": departure["id"],
+                 "token": departure["lease_token"]}  # fmt: skip
         try:
             async with open_unit_of_work(
                 self.pool, Principal.service(), company_id=departure["company_id"],
                 cache=self.cache, events=self.events,
             ) as tx:  # fmt: skip
                 await lock_leased(tx.conn, LOCK_LEASED, lease)
-                params = {"user_id": departure["user_id"], "company_id": tx.company_id}
+                params = {"user_id": departure["user_id"]}
                 user = await (await tx.conn.execute(IS_MEMBER, params)).fetchone()
                 if user is None or user["company_id"] != tx.company_id:
                     await release_member(tx, self.store, departure["user_id"])
